@@ -1,0 +1,340 @@
+"""Load, merge and validate the interchange YAML (MODEL.md, "Interchange format").
+
+Every problem becomes one :class:`ConfigIssue` naming the file, line, field path and value; all
+problems of all files are collected before :class:`ConfigError` is raised, so an operator fixes them
+in one pass. Besides the three sections, a file may hold `include: [paths]` (relative to that file)
+so that an application file can name the profile catalog it is meant for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from harpagon.config.schema import App, Hardware, Profile, Workload
+
+SECTIONS = ("hardware", "profiles", "apps")
+_SECTION_TYPES: dict[str, type] = {"hardware": Hardware, "profiles": Profile, "apps": App}
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One input error, printable on one line."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Invalid input; `issues` holds every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = issues
+
+
+# --- YAML with line numbers -------------------------------------------------------------------
+
+
+class _Map(dict):
+    line: int
+    key_lines: dict[Any, int]
+
+
+class _Seq(list):
+    line: int
+    item_lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key and sequence item."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Map:  # type: ignore[override]
+        self.flatten_mapping(node)
+        out = _Map()
+        out.line = node.start_mark.line + 1
+        out.key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in out:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            out[key] = self.construct_object(value_node, deep=True)
+            out.key_lines[key] = key_node.start_mark.line + 1
+        return out
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> _Seq:  # type: ignore[override]
+        out = _Seq(self.construct_object(child, deep=True) for child in node.value)
+        out.line = node.start_mark.line + 1
+        out.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _LineLoader.construct_sequence)
+
+
+def _line_of(doc: Any, loc: tuple[Any, ...]) -> int | None:
+    """Line of the deepest node of `loc` that exists in the YAML document."""
+    line = getattr(doc, "line", None)
+    node = doc
+    for key in loc:
+        if isinstance(node, _Map) and key in node:
+            line, node = node.key_lines[key], node[key]
+        elif isinstance(node, _Seq) and isinstance(key, int) and 0 <= key < len(node):
+            line, node = node.item_lines[key], node[key]
+        else:
+            break
+    return line
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for key in loc:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        text = repr(dict(value) if isinstance(value, dict) else list(value))
+        return text if len(text) <= 60 else text[:57] + "..."
+    return repr(value)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    """A validated section item and where it came from."""
+
+    value: Any
+    file: str
+    doc: Any
+    loc: tuple[Any, ...]
+
+    def issue(self, sub: tuple[Any, ...], message: str) -> ConfigIssue:
+        loc = self.loc + sub
+        return ConfigIssue(self.file, _line_of(self.doc, loc), _path(loc), message)
+
+
+def _pydantic_issues(err: ValidationError, file: str, doc: Any, base: tuple[Any, ...]) -> list[ConfigIssue]:
+    out = []
+    for e in err.errors():
+        loc = base + tuple(e["loc"])
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        msg = msg.replace("Input should be", "must be").replace("Field required", "missing (required)")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] != "missing":
+            msg += f", got {_describe(e['input'])}"
+        out.append(ConfigIssue(file, _line_of(doc, loc), _path(loc), msg))
+    return out
+
+
+def _read_documents(paths: list[Path], issues: list[ConfigIssue]) -> list[tuple[str, Any]]:
+    """Parse every file (following `include:`), each at most once."""
+    docs: list[tuple[str, Any]] = []
+    seen: set[Path] = set()
+
+    def visit(path: Path, shown: str) -> None:
+        resolved = path.resolve()
+        if resolved in seen:
+            return
+        seen.add(resolved)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            issues.append(ConfigIssue(shown, None, "", f"cannot read file: {exc.strerror or exc}"))
+            return
+        try:
+            doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            issues.append(ConfigIssue(shown, mark.line + 1 if mark else None, "", f"malformed YAML: {problem}"))
+            return
+        if doc is None:
+            issues.append(ConfigIssue(shown, None, "", "file is empty"))
+            return
+        if not isinstance(doc, dict):
+            issues.append(
+                ConfigIssue(shown, getattr(doc, "line", None), "", "top level must be a mapping of sections")
+            )
+            return
+        for key in doc:
+            if key not in (*SECTIONS, "include"):
+                issues.append(
+                    ConfigIssue(
+                        shown, _line_of(doc, (key,)), str(key),
+                        f"unknown section (expected one of {', '.join(SECTIONS)}, include)",
+                    )
+                )
+        includes = doc.get("include", [])
+        if isinstance(includes, str):
+            includes = [includes]
+        if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+            issues.append(ConfigIssue(shown, _line_of(doc, ("include",)), "include", "must be a list of paths"))
+            includes = []
+        for inc in includes:
+            target = path.parent / inc
+            if not target.exists():
+                issues.append(
+                    ConfigIssue(shown, _line_of(doc, ("include",)), "include", f"no such file {inc!r}")
+                )
+                continue
+            visit(target, str(target))
+        docs.append((shown, doc))
+
+    for p in paths:
+        visit(Path(p), str(p))
+    return docs
+
+
+def load_workload(paths: list[str | Path]) -> Workload:
+    """Read, merge and validate the given YAML files; raise :class:`ConfigError` listing every problem."""
+    issues: list[ConfigIssue] = []
+    if not paths:
+        raise ConfigError([ConfigIssue("<arguments>", None, "", "no input files given")])
+    docs = _read_documents([Path(p) for p in paths], issues)
+
+    items: dict[str, list[_Item]] = {s: [] for s in SECTIONS}
+    for file, doc in docs:
+        for section in SECTIONS:
+            if section not in doc:
+                continue
+            entries = doc[section]
+            if not isinstance(entries, list):
+                issues.append(ConfigIssue(file, _line_of(doc, (section,)), section, "must be a list"))
+                continue
+            for i, raw in enumerate(entries):
+                try:
+                    value = _SECTION_TYPES[section].model_validate(raw)
+                except ValidationError as err:
+                    issues.extend(_pydantic_issues(err, file, doc, (section, i)))
+                    continue
+                items[section].append(_Item(value, file, doc, (section, i)))
+
+    issues.extend(_cross_check(items))
+    if not issues:
+        for section, what in (("hardware", "hardware"), ("profiles", "profiles"), ("apps", "apps")):
+            if not items[section]:
+                issues.append(ConfigIssue(", ".join(f for f, _ in docs) or "<input>", None, section,
+                                          f"no {what} given in any input file"))
+    if issues:
+        raise ConfigError(issues)
+    return Workload(
+        hardware=tuple(i.value for i in items["hardware"]),
+        profiles=tuple(i.value for i in items["profiles"]),
+        apps=tuple(i.value for i in items["apps"]),
+    )
+
+
+def _duplicates(items: list[_Item], key: Any, field: tuple[Any, ...], what: str) -> list[ConfigIssue]:
+    counts = Counter(key(i.value) for i in items)
+    first: dict[Any, _Item] = {}
+    out = []
+    for item in items:
+        k = key(item.value)
+        if counts[k] > 1:
+            if k in first:
+                prev = first[k]
+                out.append(item.issue(field, f"duplicate {what} {k!r} (first at {prev.file}:"
+                                             f"{_line_of(prev.doc, prev.loc)})"))
+            else:
+                first[k] = item
+    return out
+
+
+def _cross_check(items: dict[str, list[_Item]]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    hw, profiles, apps = items["hardware"], items["profiles"], items["apps"]
+    issues += _duplicates(hw, lambda h: h.name, ("name",), "hardware name")
+    issues += _duplicates(apps, lambda a: a.name, ("name",), "app name")
+    issues += _duplicates(profiles, lambda p: (p.model, p.hardware), (), "profile (model, hardware)")
+
+    hw_names = {i.value.name for i in hw}
+    for item in profiles:
+        p: Profile = item.value
+        if p.hardware not in hw_names:
+            issues.append(item.issue(("hardware",), f"unknown hardware {p.hardware!r}"
+                                     f" (declared: {', '.join(sorted(hw_names)) or 'none'})"))
+        seen: set[int] = set()
+        for j, row in enumerate(p.batches):
+            if row.batch in seen:
+                issues.append(item.issue(("batches", j), f"duplicate batch size {row.batch}"))
+            seen.add(row.batch)
+
+    profiled = {i.value.model for i in profiles if i.value.hardware in hw_names}
+    for item in apps:
+        issues += _check_app(item, profiled)
+    return issues
+
+
+def _check_app(item: _Item, profiled: set[str]) -> list[ConfigIssue]:
+    app: App = item.value
+    issues: list[ConfigIssue] = []
+    names = [m.name for m in app.modules]
+    counts = Counter(names)
+    for j, m in enumerate(app.modules):
+        if counts[m.name] > 1 and names.index(m.name) != j:
+            issues.append(item.issue(("modules", j, "name"), f"duplicate module name {m.name!r}"))
+        if m.model not in profiled:
+            issues.append(item.issue(("modules", j, "model"),
+                                     f"unknown model {m.model!r}: it has no profile on any hardware"))
+        for k, parent in enumerate(m.after):
+            if parent not in counts:
+                issues.append(item.issue(("modules", j, "after", k), f"edge to unknown module {parent!r}"))
+            elif parent == m.name:
+                issues.append(item.issue(("modules", j, "after", k), f"module {m.name!r} is its own parent"))
+        if len(set(m.after)) != len(m.after):
+            issues.append(item.issue(("modules", j, "after"), f"repeated parent in {list(m.after)!r}"))
+    if issues:
+        return issues
+
+    sources = [m.name for m in app.modules if not m.after]
+    if len(sources) != 1:
+        what = "no source module (every module has `after`)" if not sources else (
+            f"more than one source module: {', '.join(sources)} (exactly one module may have no `after`)")
+        issues.append(item.issue(("modules",), what))
+    cycle = _find_cycle(app)
+    if cycle:
+        issues.append(item.issue(("modules",), f"cycle: {' -> '.join(cycle)}"))
+    return issues
+
+
+def _find_cycle(app: App) -> list[str] | None:
+    parents = {m.name: m.after for m in app.modules}
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+
+    def visit(node: str, stack: list[str]) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for p in parents[node]:
+            if state.get(p) == 1:
+                return [*stack[stack.index(p):], p][::-1]
+            if p not in state and (found := visit(p, stack)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for name in parents:
+        if name not in state and (found := visit(name, [])):
+            return found
+    return None

@@ -1,0 +1,136 @@
+"""Typed inputs of the planner: hardware, profiles and applications (MODEL.md, "Inputs").
+
+Field-level rules live here (pydantic, strict: a quoted number or a boolean is an error, not a
+coercion). Rules that span several items (references, duplicates, graph shape) live in
+:mod:`harpagon.config.loader`, which knows the file and line of every item.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Hardware(_Strict):
+    """A kind of worker: one GPU (or one CPU worker process)."""
+
+    name: str = Field(min_length=1, description="Unique hardware name, referenced by profiles.")
+    price_per_hour: PositiveFloat = Field(description="Dollars per hour for one worker of this kind.")
+    count: int | None = Field(
+        default=None, ge=0, description="How many workers of this kind exist; no limit when absent."
+    )
+
+
+class ProfileRow(_Strict):
+    """One measured batch size: `d(b) = (mean_ms + std_ms) * safety`."""
+
+    batch: int = Field(gt=0, description="Batch size b (a positive integer).")
+    mean_ms: PositiveFloat = Field(description="Mean latency of one batch, milliseconds.")
+    std_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation, ms.")
+
+
+class Profile(_Strict):
+    """Latency of one model on one hardware kind, for the batch sizes that were measured."""
+
+    model: str = Field(min_length=1, description="Model name, referenced by application modules.")
+    hardware: str = Field(min_length=1, description="Hardware name; must be declared under `hardware`.")
+    batches: tuple[ProfileRow, ...] = Field(min_length=1, strict=False, description="Rows `[b, mean_ms(, std_ms)]`.")
+
+    @field_validator("batches", mode="before")
+    @classmethod
+    def _rows_from_lists(cls, rows: object) -> object:
+        """Accept the compact `[b, mean_ms]` / `[b, mean_ms, std_ms]` rows of the interchange format."""
+        if not isinstance(rows, list):
+            return rows
+        out: list[object] = []
+        for row in rows:
+            if isinstance(row, list):
+                if len(row) not in (2, 3):
+                    raise ValueError(f"a row is [batch, mean_ms] or [batch, mean_ms, std_ms], got {row!r}")
+                out.append(dict(zip(("batch", "mean_ms", "std_ms"), row, strict=False)))
+            else:
+                out.append(row)
+        return out
+
+
+class Module(_Strict):
+    """One DNN stage of an application."""
+
+    name: str = Field(min_length=1, description="Unique within the application.")
+    model: str = Field(min_length=1, description="Model this module runs; must have a profile.")
+    after: tuple[str, ...] = Field(default=(), strict=False, description="Parent modules; the source has none.")
+    scale: PositiveFloat = Field(default=1.0, description="Requests reaching this module per source frame.")
+    weights: str | None = Field(default=None, description="Optional local weights file for the runtime.")
+
+
+class App(_Strict):
+    """A DAG of modules with one source, a frame rate and an end-to-end latency objective."""
+
+    name: str = Field(min_length=1, description="Unique application name.")
+    rate: PositiveFloat = Field(description="Source frame rate, frames per second.")
+    slo_ms: PositiveFloat = Field(description="End-to-end latency objective, milliseconds.")
+    modules: tuple[Module, ...] = Field(min_length=1, strict=False, description="The modules; edges via `after`.")
+
+    def module(self, name: str) -> Module:
+        return next(m for m in self.modules if m.name == name)
+
+    def module_rate(self, module: Module) -> float:
+        return self.rate * module.scale
+
+    @cached_property
+    def children(self) -> dict[str, tuple[str, ...]]:
+        kids: dict[str, list[str]] = {m.name: [] for m in self.modules}
+        for m in self.modules:
+            for parent in m.after:
+                kids[parent].append(m.name)
+        return {k: tuple(v) for k, v in kids.items()}
+
+    @cached_property
+    def source(self) -> str:
+        return next(m.name for m in self.modules if not m.after)
+
+    @cached_property
+    def paths(self) -> tuple[tuple[str, ...], ...]:
+        """Every source-to-sink path (module names), the constraints of latency splitting."""
+        out: list[tuple[str, ...]] = []
+        stack: list[tuple[str, ...]] = [(self.source,)]
+        while stack:
+            path = stack.pop()
+            kids = self.children[path[-1]]
+            if not kids:
+                out.append(path)
+            stack.extend(path + (k,) for k in reversed(kids))
+        return tuple(out)
+
+    @cached_property
+    def is_tree(self) -> bool:
+        return all(len(m.after) <= 1 for m in self.modules)
+
+
+class Workload(_Strict):
+    """Everything the planner reads: the merged `hardware`, `profiles` and `apps` sections."""
+
+    hardware: tuple[Hardware, ...] = Field(default=(), strict=False)
+    profiles: tuple[Profile, ...] = Field(default=(), strict=False)
+    apps: tuple[App, ...] = Field(default=(), strict=False)
+
+    @cached_property
+    def hardware_by_name(self) -> dict[str, Hardware]:
+        return {h.name: h for h in self.hardware}
+
+    @cached_property
+    def profile_rows(self) -> dict[tuple[str, str], dict[int, ProfileRow]]:
+        """`(model, hardware) -> {batch: row}`."""
+        return {(p.model, p.hardware): {r.batch: r for r in p.batches} for p in self.profiles}
+
+    def hardware_for(self, model: str) -> list[str]:
+        """Hardware kinds with a profile of `model`, in declaration order."""
+        return [h.name for h in self.hardware if (model, h.name) in self.profile_rows]

@@ -1,0 +1,139 @@
+"""The formulas of MODEL.md and nothing else.
+
+Units: milliseconds, requests per second, dollars per hour per worker. Every function here is a
+direct transcription of one line of MODEL.md; planners, the feasibility checker, the simulator and
+the runtime all call these, so the promise and its check cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from harpagon.config.schema import Workload
+
+Dispatch = Literal["batch-aware", "request-level"]
+
+#: Comparisons of the feasibility check hold within this relative tolerance (MODEL.md).
+REL_TOL = 1e-6
+#: Planners decide with a much tighter margin, so their plans pass the check with room to spare.
+PLAN_TOL = 1e-9
+
+
+def within(value: float, bound: float, tol: float = REL_TOL) -> bool:
+    """`value <= bound`, within a relative tolerance."""
+    return value <= bound + tol * max(abs(bound), abs(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Planner settings (the `settings` object of a plan)."""
+
+    safety: float = 1.0
+    """Multiplier on `mean + std` of every profile row (>= 1)."""
+    overhead_ms: float = 0.0
+    """Dispatch and transfer time added per module hop (>= 0)."""
+    max_utilization: float = 1.0
+    """Fraction of a worker's throughput a plan may use (0 < u <= 1)."""
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("safety", self.safety, math.isfinite(self.safety) and self.safety >= 1, "must be >= 1"),
+            ("overhead_ms", self.overhead_ms, math.isfinite(self.overhead_ms) and self.overhead_ms >= 0,
+             "must be >= 0"),
+            ("max_utilization", self.max_utilization, 0 < self.max_utilization <= 1, "must be in (0, 1]"),
+        )
+        for name, value, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name} {rule}, got {value!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        return {"safety": self.safety, "overhead_ms": self.overhead_ms, "max_utilization": self.max_utilization}
+
+
+def effective_latency(mean_ms: float, std_ms: float, safety: float) -> float:
+    """`d(b) = (mean_ms + std_ms) * safety`."""
+    return (mean_ms + std_ms) * safety
+
+
+def throughput(batch: int, d_ms: float) -> float:
+    """`T(b) = 1000 * b / d(b)`, requests per second of one worker."""
+    return 1000.0 * batch / d_ms
+
+
+def capacity(workers: int, batch: int, d_ms: float, max_utilization: float) -> float:
+    """Most requests per second (real + dummy) a group of workers may take: `n * T(b) * u`."""
+    return workers * throughput(batch, d_ms) * max_utilization
+
+
+def batch_aware_latency(batch: int, d_ms: float, rate: float, overhead_ms: float) -> float:
+    """`ℓ = 1000 (b - 1) / (r + δ) + d(b) + overhead`: one open batch per tuple, filled at its full rate."""
+    if batch == 1:
+        return d_ms + overhead_ms
+    return 1000.0 * (batch - 1) / rate + d_ms + overhead_ms
+
+
+def request_level_latency(batch: int, d_ms: float, workers: int, rate: float, overhead_ms: float) -> float:
+    """`ℓ = 1000 (b - 1) n / r + d(b) + overhead`: each of the n workers collects at r / n."""
+    if batch == 1:
+        return d_ms + overhead_ms
+    return 1000.0 * (batch - 1) * workers / rate + d_ms + overhead_ms
+
+
+def tuple_latency(dispatch: Dispatch, batch: int, d_ms: float, workers: int, rate: float,
+                  dummy_rate: float, overhead_ms: float) -> float:
+    """A tuple's worst-case latency under the plan's dispatch policy."""
+    if dispatch == "batch-aware":
+        return batch_aware_latency(batch, d_ms, rate + dummy_rate, overhead_ms)
+    return request_level_latency(batch, d_ms, workers, rate + dummy_rate, overhead_ms)
+
+
+def dummy_rate(batch: int, d_ms: float, real_rate: float, budget_ms: float, overhead_ms: float) -> float:
+    """Least dummy rate that brings a tuple's batch-aware latency within the budget (inf if none can)."""
+    if batch == 1:
+        return 0.0 if d_ms + overhead_ms <= budget_ms * (1 + PLAN_TOL) else math.inf
+    room = budget_ms - d_ms - overhead_ms
+    if room <= 0:
+        return math.inf
+    return max(0.0, 1000.0 * (batch - 1) / room - real_rate)
+
+
+def group_threshold(batch: int, d_ms: float, workers: int, max_utilization: float, overhead_ms: float) -> float:
+    """Least budget at which `workers` workers of `(h, b)` are feasible with optimal dummies (MODEL.md)."""
+    return batch_aware_latency(batch, d_ms, capacity(workers, batch, d_ms, max_utilization), overhead_ms)
+
+
+def min_workers(batch: int, d_ms: float, max_utilization: float, budget_ms: float, overhead_ms: float) -> int | None:
+    """Fewest workers of `(h, b)` feasible at `budget_ms` with optimal dummies; None if no count is."""
+    room = budget_ms - d_ms - overhead_ms
+    if batch == 1:
+        return 1 if room >= -PLAN_TOL * budget_ms else None
+    if room <= 0:
+        return None
+    need = 1000.0 * (batch - 1) / (throughput(batch, d_ms) * max_utilization * room)
+    return max(1, math.ceil(need * (1 - PLAN_TOL)))
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A `(hardware, batch)` choice for one model, with its effective latency and price."""
+
+    hardware: str
+    batch: int
+    d_ms: float
+    price: float
+
+    @property
+    def throughput(self) -> float:
+        return throughput(self.batch, self.d_ms)
+
+
+def options_for(workload: Workload, model: str, settings: Settings) -> list[Option]:
+    """Every profiled `(hardware, batch)` of a model, with `d(b)` under the settings' safety."""
+    out = []
+    for hw in workload.hardware_for(model):
+        price = workload.hardware_by_name[hw].price_per_hour
+        for row in sorted(workload.profile_rows[(model, hw)].values(), key=lambda r: r.batch):
+            out.append(Option(hw, row.batch, effective_latency(row.mean_ms, row.std_ms, settings.safety), price))
+    return out

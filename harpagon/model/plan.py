@@ -1,0 +1,259 @@
+"""The frozen Plan a planner returns, its JSON form (MODEL.md), and the feasibility check.
+
+The check recomputes every promise from the plan's numbers and the workload's profiles with the
+formulas of :mod:`harpagon.model.latency`; it trusts nothing the planner reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from harpagon.config.schema import App, Workload
+from harpagon.model.latency import (
+    REL_TOL,
+    Dispatch,
+    Settings,
+    capacity,
+    effective_latency,
+    tuple_latency,
+    within,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TuplePlan:
+    """`n` workers of hardware `h` at batch `b`, serving real rate `r` plus dummy rate `δ`."""
+
+    hardware: str
+    batch: int
+    workers: int
+    rate: float
+    dummy_rate: float
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModulePlan:
+    name: str
+    model: str
+    rate: float
+    budget_ms: float
+    predicted_latency_ms: float
+    tuples: tuple[TuplePlan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AppPlan:
+    name: str
+    rate: float
+    slo_ms: float
+    predicted_latency_ms: float
+    modules: tuple[ModulePlan, ...]
+
+    def module(self, name: str) -> ModulePlan:
+        return next(m for m in self.modules if m.name == name)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An app the planner could not serve, and why (one line)."""
+
+    app: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    planner: str
+    dispatch: Dispatch
+    settings: Settings
+    apps: tuple[AppPlan, ...]
+    refused: tuple[Refusal, ...] = ()
+    cost_per_hour: float = field(default=math.nan)
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.cost_per_hour):
+            raise ValueError("cost_per_hour is required; use Plan.build to compute it")
+
+    @staticmethod
+    def build(planner: str, dispatch: Dispatch, settings: Settings, apps: tuple[AppPlan, ...],
+              refused: tuple[Refusal, ...], workload: Workload) -> Plan:
+        """A plan whose cost is the sum of its workers' prices."""
+        return Plan(planner, dispatch, settings, apps, refused, workers_cost(apps, workload))
+
+    def workers_by_hardware(self) -> dict[str, int]:
+        return workers_by_hardware(self.apps)
+
+    def app(self, name: str) -> AppPlan:
+        return next(a for a in self.apps if a.name == name)
+
+    # --- JSON ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "planner": self.planner,
+            "dispatch": self.dispatch,
+            "cost_per_hour": self.cost_per_hour,
+            "settings": self.settings.to_dict(),
+            "apps": [
+                {
+                    "name": a.name, "rate": a.rate, "slo_ms": a.slo_ms,
+                    "predicted_latency_ms": a.predicted_latency_ms,
+                    "modules": [
+                        {
+                            "name": m.name, "model": m.model, "rate": m.rate, "budget_ms": m.budget_ms,
+                            "predicted_latency_ms": m.predicted_latency_ms,
+                            "tuples": [
+                                {"hardware": t.hardware, "batch": t.batch, "workers": t.workers,
+                                 "rate": t.rate, "dummy_rate": t.dummy_rate, "latency_ms": t.latency_ms}
+                                for t in m.tuples
+                            ],
+                        }
+                        for m in a.modules
+                    ],
+                }
+                for a in self.apps
+            ],
+        }
+        if self.refused:
+            out["refused"] = [{"name": r.app, "reason": r.reason} for r in self.refused]
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        # json writes floats with repr(), the shortest text that reads back to the same double.
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Plan:
+        apps = tuple(
+            AppPlan(
+                a["name"], a["rate"], a["slo_ms"], a["predicted_latency_ms"],
+                tuple(
+                    ModulePlan(
+                        m["name"], m["model"], m["rate"], m["budget_ms"], m["predicted_latency_ms"],
+                        tuple(TuplePlan(t["hardware"], t["batch"], t["workers"], t["rate"], t["dummy_rate"],
+                                        t["latency_ms"]) for t in m["tuples"]),
+                    )
+                    for m in a["modules"]
+                ),
+            )
+            for a in data["apps"]
+        )
+        refused = tuple(Refusal(r["name"], r["reason"]) for r in data.get("refused", ()))
+        return Plan(data["planner"], data["dispatch"], Settings(**data["settings"]), apps, refused,
+                    data["cost_per_hour"])
+
+    @staticmethod
+    def from_json(text: str) -> Plan:
+        return Plan.from_dict(json.loads(text))
+
+
+def workers_by_hardware(apps: tuple[AppPlan, ...] | list[AppPlan]) -> dict[str, int]:
+    used: dict[str, int] = defaultdict(int)
+    for a in apps:
+        for m in a.modules:
+            for t in m.tuples:
+                used[t.hardware] += t.workers
+    return dict(used)
+
+
+def workers_cost(apps: tuple[AppPlan, ...] | list[AppPlan], workload: Workload) -> float:
+    prices = workload.hardware_by_name
+    return sum(n * prices[h].price_per_hour for h, n in sorted(workers_by_hardware(apps).items()))
+
+
+def path_latency(app: App, latency_of: dict[str, float]) -> float:
+    """Largest source-to-sink sum of per-module latencies."""
+    return max(sum(latency_of[m] for m in path) for path in app.paths)
+
+
+def check_plan(plan: Plan, workload: Workload) -> list[str]:
+    """Every way the plan breaks MODEL.md's feasibility rules; empty when it is feasible."""
+    bad: list[str] = []
+    apps = {a.name: a for a in workload.apps}
+    planned = {a.name for a in plan.apps} | {r.app for r in plan.refused}
+    bad += [f"app {name!r}: neither planned nor refused" for name in apps if name not in planned]
+
+    for ap in plan.apps:
+        app = apps.get(ap.name)
+        if app is None:
+            bad.append(f"app {ap.name!r}: not in the workload")
+            continue
+        where = f"app {ap.name!r}"
+        if not within(abs(ap.rate - app.rate), 0.0) or not within(abs(ap.slo_ms - app.slo_ms), 0.0):
+            bad.append(f"{where}: rate/slo_ms {ap.rate}/{ap.slo_ms} differ from the input {app.rate}/{app.slo_ms}")
+        got = {m.name for m in ap.modules}
+        want = {m.name for m in app.modules}
+        if got != want:
+            bad.append(f"{where}: modules {sorted(got)} differ from the input {sorted(want)}")
+            continue
+        predicted: dict[str, float] = {}
+        for mp in ap.modules:
+            predicted[mp.name] = _check_module(plan, workload, app, mp, bad)
+        worst = path_latency(app, predicted)
+        if not within(worst, app.slo_ms):
+            bad.append(f"{where}: a path takes {worst:.6g} ms, over the SLO of {app.slo_ms:g} ms")
+        if not math.isclose(worst, ap.predicted_latency_ms, rel_tol=REL_TOL, abs_tol=1e-9):
+            bad.append(f"{where}: reports predicted_latency_ms {ap.predicted_latency_ms}, recomputed {worst}")
+
+    for hw, used in workers_by_hardware(plan.apps).items():
+        h = workload.hardware_by_name.get(hw)
+        if h is not None and h.count is not None and used > h.count:
+            bad.append(f"hardware {hw!r}: plan uses {used} workers, only {h.count} exist")
+    if all(t.hardware in workload.hardware_by_name for a in plan.apps for m in a.modules for t in m.tuples):
+        cost = workers_cost(plan.apps, workload)
+        if not math.isclose(cost, plan.cost_per_hour, rel_tol=REL_TOL, abs_tol=1e-9):
+            bad.append(f"cost_per_hour {plan.cost_per_hour} differs from the workers' prices, {cost}")
+    return bad
+
+
+def _check_module(plan: Plan, workload: Workload, app: App, mp: ModulePlan, bad: list[str]) -> float:
+    """Check one module's tuples; return its recomputed predicted latency."""
+    s = plan.settings
+    module = app.module(mp.name)
+    where = f"app {app.name!r} module {mp.name!r}"
+    lam = app.module_rate(module)
+    if mp.model != module.model:
+        bad.append(f"{where}: runs model {mp.model!r}, the input says {module.model!r}")
+    if not math.isclose(mp.rate, lam, rel_tol=REL_TOL):
+        bad.append(f"{where}: rate {mp.rate} differs from λ_a·s_m = {lam}")
+    if not mp.tuples:
+        bad.append(f"{where}: has no tuples")
+        return math.inf
+    shares = sum(t.rate for t in mp.tuples)
+    if not math.isclose(shares, lam, rel_tol=REL_TOL):
+        bad.append(f"{where}: shares sum to {shares}, not λ_m = {lam}")
+    worst = 0.0
+    for k, t in enumerate(mp.tuples):
+        tw = f"{where} tuple {k} ({t.hardware}, b={t.batch})"
+        rows = workload.profile_rows.get((module.model, t.hardware))
+        row = rows.get(t.batch) if rows else None
+        if row is None:
+            bad.append(f"{tw}: batch {t.batch} of {module.model!r} is not profiled on {t.hardware!r}")
+            worst = math.inf
+            continue
+        if not isinstance(t.workers, int) or isinstance(t.workers, bool) or t.workers < 1:
+            bad.append(f"{tw}: workers must be an integer >= 1, got {t.workers!r}")
+            continue
+        if not t.rate > 0:
+            bad.append(f"{tw}: real rate must be > 0, got {t.rate}")
+            continue
+        if t.dummy_rate < 0:
+            bad.append(f"{tw}: dummy rate must be >= 0, got {t.dummy_rate}")
+        d = effective_latency(row.mean_ms, row.std_ms, s.safety)
+        cap = capacity(t.workers, t.batch, d, s.max_utilization)
+        if not within(t.rate + t.dummy_rate, cap):
+            bad.append(f"{tw}: load {t.rate + t.dummy_rate:.6g}/s over capacity {cap:.6g}/s")
+        lat = tuple_latency(plan.dispatch, t.batch, d, t.workers, t.rate, t.dummy_rate, s.overhead_ms)
+        if not within(lat, mp.budget_ms):
+            bad.append(f"{tw}: latency {lat:.6g} ms over the module budget {mp.budget_ms:.6g} ms")
+        if not math.isclose(lat, t.latency_ms, rel_tol=REL_TOL, abs_tol=1e-9):
+            bad.append(f"{tw}: reports latency_ms {t.latency_ms}, recomputed {lat}")
+        worst = max(worst, lat)
+    if math.isfinite(worst) and not math.isclose(worst, mp.predicted_latency_ms, rel_tol=REL_TOL, abs_tol=1e-9):
+        bad.append(f"{where}: reports predicted_latency_ms {mp.predicted_latency_ms}, recomputed {worst}")
+    return worst

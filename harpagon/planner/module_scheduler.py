@@ -1,0 +1,231 @@
+"""Module scheduling (level 2): the cheapest tuple set for one module at a latency budget.
+
+A configuration is a *main* group of `(h, b)` workers that runs saturated plus, for the rate the main
+group cannot take in whole workers, a *residual* group on any `(h', b')`, possibly other hardware or
+another batch size. The residual's dummy rate is sized by the dummy generator (least `δ` that meets
+the budget, MODEL.md), so a small residual still collects full batches in time. A single group of
+`ceil(λ / T)` workers is a candidate too, so the result never costs more than the best single tuple.
+
+Everything is vectorised over budgets with numpy: one call evaluates the module's whole cost curve
+`C_m(B)` at all its breakpoints, which is what the latency splitter walks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harpagon.model.latency import (
+    PLAN_TOL,
+    Option,
+    Settings,
+    batch_aware_latency,
+    dummy_rate,
+    group_threshold,
+)
+from harpagon.model.plan import TuplePlan
+
+#: Upper bound on the workers of one group when enumerating breakpoints (keeps curves finite).
+MAX_GROUP_WORKERS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """`workers` workers of one option; the first group of a choice is the main one."""
+
+    option: Option
+    workers: int
+
+    @property
+    def cost(self) -> float:
+        return self.workers * self.option.price
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A module's tuple set before rates are assigned."""
+
+    groups: tuple[Group, ...]
+
+    @property
+    def cost(self) -> float:
+        return sum(g.cost for g in self.groups)
+
+    def threshold(self, settings: Settings) -> float:
+        """Least budget at which every group is feasible (the reassigner's tight budget)."""
+        return max(
+            group_threshold(g.option.batch, g.option.d_ms, g.workers, settings.max_utilization,
+                            settings.overhead_ms)
+            for g in self.groups
+        )
+
+
+@dataclass(frozen=True)
+class CostCurve:
+    """`C_m(B)` as steps: `budgets` ascending, `costs` strictly descending; `C(B)` is the cost of the
+    last step whose budget is at most `B` (infinite below the first)."""
+
+    budgets: np.ndarray
+    costs: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.budgets)
+
+    def index_at(self, budget: float) -> int:
+        """Index of the step in force at `budget` (-1 when nothing is feasible)."""
+        return int(np.searchsorted(self.budgets, budget * (1 + PLAN_TOL), side="right")) - 1
+
+    def cost_at(self, budget: float) -> float:
+        i = self.index_at(budget)
+        return math.inf if i < 0 else float(self.costs[i])
+
+
+class ModuleScheduler:
+    """Cheapest tuple sets of one module (a model at a rate) over its options."""
+
+    def __init__(self, options: Sequence[Option], rate: float, settings: Settings,
+                 limits: Mapping[str, int | None] | None = None, *, multi_tuple: bool = True):
+        if not options:
+            raise ValueError("a module needs at least one profiled option")
+        self.options = list(options)
+        self.rate = rate
+        self.settings = settings
+        self.multi_tuple = multi_tuple
+        s = settings
+        self._b = np.array([o.batch for o in options], dtype=float)
+        self._d = np.array([o.d_ms for o in options], dtype=float)
+        self._p = np.array([o.price for o in options], dtype=float)
+        self._cap = 1000.0 * self._b / self._d * s.max_utilization  # requests/s of one worker
+        hw_names = sorted({o.hardware for o in options})
+        self._hw = np.array([hw_names.index(o.hardware) for o in options])
+        lim = limits or {}
+        self._limit = np.array([math.inf if lim.get(o.hardware) is None else float(lim[o.hardware])
+                                for o in options])
+        # Whole workers each option needs for the full rate, and main-group candidates (m saturated
+        # workers of option k, leaving a residual rate).
+        self._need = np.ceil(rate / self._cap * (1 - PLAN_TOL))
+        mains_k, mains_m = [], []
+        if multi_tuple:
+            for k, cap in enumerate(self._cap):
+                full = math.floor(rate / cap * (1 + PLAN_TOL))
+                for m in (full, full - 1):
+                    if m >= 1 and rate - m * cap > PLAN_TOL * rate:
+                        mains_k.append(k)
+                        mains_m.append(m)
+        self._main_k = np.array(mains_k, dtype=int)
+        self._main_m = np.array(mains_m, dtype=float)
+        self._resid = rate - self._main_m * self._cap[self._main_k] if mains_k else np.zeros(0)
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def _min_workers(self, budgets: np.ndarray) -> np.ndarray:
+        """`n_min[k, j]`: fewest workers of option k feasible at budget j (inf if none)."""
+        s = self.settings
+        room = budgets[None, :] - self._d[:, None] - s.overhead_ms
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = 1000.0 * (self._b[:, None] - 1) / (self._cap[:, None] * room)
+            n = np.maximum(1.0, np.ceil(need * (1 - PLAN_TOL)))
+        n = np.where(room > 0, n, math.inf)
+        batch1 = self._b[:, None] == 1
+        ok1 = room >= -PLAN_TOL * budgets[None, :]
+        return np.where(batch1, np.where(ok1, 1.0, math.inf), n)
+
+    def _evaluate(self, budgets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Costs of every candidate at every budget: single groups `(K, J)` and main+residual
+        `(M, K, J)`, plus the residual workers `(M, K, J)`."""
+        n_min = self._min_workers(budgets)
+        n_single = np.maximum(n_min, self._need[:, None])
+        single = np.where(n_single <= self._limit[:, None], n_single * self._p[:, None], math.inf)
+        if not len(self._main_k):
+            empty = np.zeros((0, len(self.options), len(budgets)))
+            return single, empty, empty
+        mk, mm = self._main_k, self._main_m
+        main_ok = (n_min[mk] <= mm[:, None]) & (mm[:, None] <= self._limit[mk][:, None])  # (M, J)
+        r_need = np.ceil(self._resid[:, None] / self._cap[None, :] * (1 - PLAN_TOL))  # (M, K)
+        r_n = np.maximum(n_min[None, :, :], r_need[:, :, None])  # (M, K, J)
+        same_hw = self._hw[mk][:, None] == self._hw[None, :]  # (M, K)
+        room = self._limit[None, :] - np.where(same_hw, mm[:, None], 0.0)  # (M, K)
+        r_ok = r_n <= room[:, :, None]
+        pair = np.where(r_ok & main_ok[:, None, :], (mm * self._p[mk])[:, None, None] + r_n * self._p[None, :, None],
+                        math.inf)
+        return single, pair, r_n
+
+    def curve(self, max_budget: float) -> CostCurve:
+        """The cost curve at every breakpoint up to `max_budget`."""
+        budgets = self.breakpoints(max_budget)
+        if not len(budgets):
+            return CostCurve(budgets, budgets.copy())
+        single, pair, _ = self._evaluate(budgets)
+        cost = single.min(axis=0)
+        if pair.size:
+            cost = np.minimum(cost, pair.min(axis=(0, 1)))
+        cost = np.round(cost, 9)
+        keep: list[int] = []
+        best = math.inf
+        for j, c in enumerate(cost):
+            if c < best:
+                keep.append(j)
+                best = c
+        return CostCurve(budgets[keep], cost[keep])
+
+    def breakpoints(self, max_budget: float) -> np.ndarray:
+        """Budgets where `C_m` can step: the threshold of every `(h, b, n)` group (MODEL.md)."""
+        s = self.settings
+        # Groups larger than both the full rate's need and what batch-1 workers would cost cannot be
+        # the cheapest, so the enumeration stops there.
+        smallest = [k for k in range(len(self.options))
+                    if self._b[k] == min(self._b[j] for j in range(len(self.options))
+                                         if self.options[j].hardware == self.options[k].hardware)]
+        ref = max(self._need[k] * self._p[k] for k in smallest)
+        out = []
+        for k, o in enumerate(self.options):
+            if o.batch == 1:
+                out.append(o.d_ms + s.overhead_ms)
+                continue
+            top = int(min(MAX_GROUP_WORKERS, max(self._need[k], math.floor(ref / o.price)),
+                          self._limit[k]))
+            n = np.arange(1, top + 1, dtype=float)
+            out.extend(1000.0 * (o.batch - 1) / (n * self._cap[k]) + o.d_ms + s.overhead_ms)
+        arr = np.unique(np.array(out, dtype=float))
+        return arr[arr <= max_budget * (1 + PLAN_TOL)]
+
+    def choose(self, budget: float) -> Choice | None:
+        """The cheapest tuple set at `budget` (fewest groups on ties); None if nothing fits."""
+        single, pair, r_n = self._evaluate(np.array([budget]))
+        single, pair = np.round(single[:, 0], 9), np.round(pair[:, :, 0], 9)
+        k1 = int(np.argmin(single))
+        best = float(single[k1])
+        if pair.size:
+            m, k2 = np.unravel_index(int(np.argmin(pair)), pair.shape)
+            if pair[m, k2] < best:
+                main = Group(self.options[self._main_k[m]], int(self._main_m[m]))
+                return Choice((main, Group(self.options[k2], int(r_n[m, k2, 0]))))
+        if not math.isfinite(best):
+            return None
+        n = int(max(self._need[k1], self._min_workers(np.array([budget]))[k1, 0]))
+        return Choice((Group(self.options[k1], n),))
+
+    def assign(self, choice: Choice, budget: float) -> tuple[TuplePlan, ...]:
+        return assign(choice, self.rate, budget, self.settings)
+
+
+def assign(choice: Choice, rate: float, budget: float, settings: Settings) -> tuple[TuplePlan, ...]:
+    """Real shares, dummy rates and latencies of a tuple set at a budget.
+
+    Groups before the last take all they can (saturated, no dummies); the last takes the rest,
+    padded by the dummy generator (the least `δ` that meets the budget, within capacity)."""
+    s = settings
+    tuples = []
+    left = rate
+    for i, g in enumerate(choice.groups):
+        o = g.option
+        cap = g.workers * o.throughput * s.max_utilization
+        r = left if i == len(choice.groups) - 1 else min(cap, left)
+        left -= r
+        delta = min(dummy_rate(o.batch, o.d_ms, r, budget, s.overhead_ms), max(0.0, cap - r))
+        lat = batch_aware_latency(o.batch, o.d_ms, r + delta, s.overhead_ms)
+        tuples.append(TuplePlan(o.hardware, o.batch, g.workers, r, delta, lat))
+    return tuple(tuples)
