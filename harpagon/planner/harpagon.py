@@ -12,24 +12,20 @@ tightest budget its tuples need (their threshold latency), so the splitter never
 budget it cannot turn into a lower cost; what one module cannot use stays with the app for the
 others. The reported `budget_ms` is that tight budget.
 
-Apps are planned one after another in input order against the hardware left over (when hardware
-has a `count`); an app that cannot be served is refused with the reason and the rest are planned.
+Hardware counts are shared by all apps (see :func:`plan`); an app that cannot be served is refused
+with the reason and the rest are planned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from harpagon.config.schema import App, Workload
+from harpagon.config.schema import App, Module, Workload
 from harpagon.model.latency import Settings, options_for
 from harpagon.model.plan import AppPlan, ModulePlan, Plan, Refusal, path_latency
 from harpagon.planner.module_scheduler import Choice, ModuleScheduler
 from harpagon.planner.splitter import Split, fastest_path, split_cost, split_greedy, split_tree
-
-#: Rounds of re-planning an app against what its other modules use, when hardware counts bind.
-INVENTORY_ROUNDS = 4
-
 
 @dataclass(frozen=True, slots=True)
 class PlannerOptions:
@@ -43,47 +39,116 @@ class PlannerOptions:
 
 def plan(workload: Workload, settings: Settings | None = None, options: PlannerOptions | None = None,
          *, name: str = "harpagon") -> Plan:
-    """Plan every app of the workload; apps that cannot be served are listed in `Plan.refused`."""
+    """Plan every app of the workload; apps that cannot be served are listed in `Plan.refused`.
+
+    Each app is first planned as if it had all the hardware. While together they use more workers of
+    a kind than its `count`, the module (of any app) whose move off the excess raises the cost least
+    gives it up: its own limit on that kind drops by the excess, and its app is re-planned. When no
+    module can move, the last app (in input order) using that kind is refused."""
     settings = settings or Settings()
     options = options or PlannerOptions()
-    left: dict[str, int | None] = {h.name: h.count for h in workload.hardware}
-    planned: list[AppPlan] = []
+    inventory: dict[str, int | None] = {h.name: h.count for h in workload.hardware}
+    states: dict[str, _AppState] = {}
     refused: list[Refusal] = []
     for app in workload.apps:
-        result = plan_app(app, workload, settings, options, left)
-        if isinstance(result, Refusal):
-            refused.append(result)
-            continue
-        planned.append(result)
-        for mp in result.modules:
-            for t in mp.tuples:
-                if left[t.hardware] is not None:
-                    left[t.hardware] -= t.workers  # type: ignore[operator]
-    return Plan.build(name, "batch-aware", settings, tuple(planned), tuple(refused), workload)
-
-
-def plan_app(app: App, workload: Workload, settings: Settings, options: PlannerOptions,
-             inventory: Mapping[str, int | None]) -> AppPlan | Refusal:
-    """Plan one app against the hardware in `inventory` (None = unlimited)."""
-    limits = {m.name: dict(inventory) for m in app.modules}
-    for _ in range(INVENTORY_ROUNDS):
-        schedulers = {
-            m.name: ModuleScheduler(options_for(workload, m.model, settings), app.module_rate(m), settings,
-                                    limits[m.name], multi_tuple=options.multi_tuple)
-            for m in app.modules
-        }
-        choices = _split_and_choose(app, schedulers, options)
-        if choices is None:
+        state = _AppState.start(app, workload, settings, options, inventory)
+        if state.choices is None:
+            refused.append(_refusal(app, workload, settings, inventory))
+        else:
+            states[app.name] = state
+    for _ in range(_MAX_ROUNDS):
+        over = _excess(_usage(c for st in states.values() for c in st.chosen), inventory)
+        if over is None:
             break
-        used = _usage(choices)
-        if all(inventory[h] is None or n <= inventory[h] for h, n in used.items()):  # type: ignore[operator]
-            return _build(app, schedulers, choices, settings)
-        # Hardware counts bind: each module may only use what the others leave, then re-plan.
-        for m in app.modules:
-            others = _usage({k: c for k, c in choices.items() if k != m.name})
-            limits[m.name] = {h: None if cap is None else max(0, cap - others.get(h, 0))
-                              for h, cap in inventory.items()}
-    return _refusal(app, workload, settings, inventory)
+        hw, excess = over
+        best: tuple[float, str, _AppState] | None = None
+        for app_name, st in states.items():
+            for trial in st.without(hw, excess):
+                delta = trial.cost - st.cost
+                if best is None or delta < best[0] - 1e-12:
+                    best = (delta, app_name, trial)
+        if best is not None:
+            states[best[1]] = best[2]
+            continue
+        last = [a for a, st in states.items() if _usage(st.chosen).get(hw)][-1]
+        del states[last]
+        refused.append(Refusal(last, f"cannot be placed: hardware counts run out ({hw}: {inventory[hw]} in all, "
+                                     f"{excess} too few to serve every app)"))
+    else:  # pragma: no cover - every round lowers one module's limit or refuses an app
+        raise RuntimeError("hardware allocation did not converge")
+    planned = tuple(states[a.name].build() for a in workload.apps if a.name in states)
+    order = {a.name: i for i, a in enumerate(workload.apps)}
+    return Plan.build(name, "batch-aware", settings, planned,
+                      tuple(sorted(refused, key=lambda r: order[r.app])), workload)
+
+
+#: Bound on allocation rounds (each round strictly lowers one module's limit on one kind).
+_MAX_ROUNDS = 100_000
+
+
+@dataclass(frozen=True)
+class _AppState:
+    """One app's schedulers (each with its own hardware limits) and the choices of its split."""
+
+    app: App
+    workload: Workload
+    settings: Settings
+    options: PlannerOptions
+    limits: Mapping[str, Mapping[str, int | None]]
+    schedulers: Mapping[str, ModuleScheduler]
+    choices: Mapping[str, Choice] | None
+
+    @staticmethod
+    def start(app: App, workload: Workload, settings: Settings, options: PlannerOptions,
+              inventory: Mapping[str, int | None]) -> _AppState:
+        limits = {m.name: dict(inventory) for m in app.modules}
+        schedulers = {m.name: _scheduler(app, m, workload, settings, options, limits[m.name])
+                      for m in app.modules}
+        return _AppState(app, workload, settings, options, limits, schedulers,
+                         _split_and_choose(app, schedulers, options))
+
+    @property
+    def chosen(self) -> list[Choice]:
+        return list((self.choices or {}).values())
+
+    @property
+    def cost(self) -> float:
+        return sum(c.cost for c in self.chosen) if self.choices is not None else float("inf")
+
+    def without(self, hw: str, excess: int) -> list[_AppState]:
+        """Re-plans of this app in which one module uses `excess` fewer workers of `hw`."""
+        out = []
+        for name, choice in (self.choices or {}).items():
+            mine = sum(g.workers for g in choice.groups if g.option.hardware == hw)
+            if not mine:
+                continue
+            lim = {**self.limits[name], hw: max(0, mine - excess)}
+            sched = _scheduler(self.app, self.app.module(name), self.workload, self.settings, self.options, lim)
+            schedulers = {**self.schedulers, name: sched}
+            choices = _split_and_choose(self.app, schedulers, self.options)
+            if choices is not None:
+                out.append(_AppState(self.app, self.workload, self.settings, self.options,
+                                     {**self.limits, name: lim}, schedulers, choices))
+        return out
+
+    def build(self) -> AppPlan:
+        assert self.choices is not None
+        return _build(self.app, self.schedulers, self.choices, self.settings)
+
+
+def _scheduler(app: App, module: Module, workload: Workload, settings: Settings, options: PlannerOptions,
+               limits: Mapping[str, int | None]) -> ModuleScheduler:
+    return ModuleScheduler(options_for(workload, module.model, settings), app.module_rate(module), settings,
+                           limits, multi_tuple=options.multi_tuple)
+
+
+def _excess(used: Mapping[str, int], inventory: Mapping[str, int | None]) -> tuple[str, int] | None:
+    """The first hardware kind used beyond its count, and by how many workers."""
+    for hw, n in sorted(used.items()):
+        cap = inventory.get(hw)
+        if cap is not None and n > cap:
+            return hw, n - cap
+    return None
 
 
 def _split_and_choose(app: App, schedulers: Mapping[str, ModuleScheduler],
@@ -108,9 +173,9 @@ def _choose(schedulers: Mapping[str, ModuleScheduler], curves, split: Split) -> 
     return out
 
 
-def _usage(choices: Mapping[str, Choice]) -> dict[str, int]:
+def _usage(choices: Iterable[Choice]) -> dict[str, int]:
     used: dict[str, int] = {}
-    for c in choices.values():
+    for c in choices:
         for g in c.groups:
             used[g.option.hardware] = used.get(g.option.hardware, 0) + g.workers
     return used
