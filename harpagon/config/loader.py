@@ -214,6 +214,9 @@ def load_workload(paths: list[str | Path]) -> Workload:
     docs = _read_documents([Path(p) for p in paths], issues)
 
     items: dict[str, list[_Item]] = {s: [] for s in SECTIONS}
+    # Names declared by every entry, valid or not, so that one bad entry is reported once and not
+    # again as a dangling reference.
+    declared: dict[str, set[Any]] = {s: set() for s in SECTIONS}
     for file, doc in docs:
         for section in SECTIONS:
             if section not in doc:
@@ -223,6 +226,8 @@ def load_workload(paths: list[str | Path]) -> Workload:
                 issues.append(ConfigIssue(file, _line_of(doc, (section,)), section, "must be a list"))
                 continue
             for i, raw in enumerate(entries):
+                if isinstance(raw, dict):
+                    declared[section].add(_key(section, raw))
                 try:
                     value = _SECTION_TYPES[section].model_validate(raw)
                 except ValidationError as err:
@@ -230,7 +235,7 @@ def load_workload(paths: list[str | Path]) -> Workload:
                     continue
                 items[section].append(_Item(value, file, doc, (section, i)))
 
-    issues.extend(_cross_check(items))
+    issues.extend(_cross_check(items, declared))
     if not issues:
         for section, what in (("hardware", "hardware"), ("profiles", "profiles"), ("apps", "apps")):
             if not items[section]:
@@ -261,14 +266,20 @@ def _duplicates(items: list[_Item], key: Any, field: tuple[Any, ...], what: str)
     return out
 
 
-def _cross_check(items: dict[str, list[_Item]]) -> list[ConfigIssue]:
+def _key(section: str, raw: dict) -> Any:
+    if section == "profiles":
+        return (raw.get("model"), raw.get("hardware"))
+    return raw.get("name")
+
+
+def _cross_check(items: dict[str, list[_Item]], declared: dict[str, set[Any]]) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     hw, profiles, apps = items["hardware"], items["profiles"], items["apps"]
     issues += _duplicates(hw, lambda h: h.name, ("name",), "hardware name")
     issues += _duplicates(apps, lambda a: a.name, ("name",), "app name")
     issues += _duplicates(profiles, lambda p: (p.model, p.hardware), (), "profile (model, hardware)")
 
-    hw_names = {i.value.name for i in hw}
+    hw_names = {n for n in declared["hardware"] if isinstance(n, str)}
     for item in profiles:
         p: Profile = item.value
         if p.hardware not in hw_names:
@@ -280,7 +291,7 @@ def _cross_check(items: dict[str, list[_Item]]) -> list[ConfigIssue]:
                 issues.append(item.issue(("batches", j), f"duplicate batch size {row.batch}"))
             seen.add(row.batch)
 
-    profiled = {i.value.model for i in profiles if i.value.hardware in hw_names}
+    profiled = {model for model, _ in declared["profiles"]}
     for item in apps:
         issues += _check_app(item, profiled)
     return issues
@@ -307,14 +318,13 @@ def _check_app(item: _Item, profiled: set[str]) -> list[ConfigIssue]:
     if issues:
         return issues
 
-    sources = [m.name for m in app.modules if not m.after]
-    if len(sources) != 1:
-        what = "no source module (every module has `after`)" if not sources else (
-            f"more than one source module: {', '.join(sources)} (exactly one module may have no `after`)")
-        issues.append(item.issue(("modules",), what))
     cycle = _find_cycle(app)
-    if cycle:
-        issues.append(item.issue(("modules",), f"cycle: {' -> '.join(cycle)}"))
+    if cycle:  # a graph with no source always has a cycle: report the cycle
+        return [item.issue(("modules",), f"cycle: {' -> '.join(cycle)}")]
+    sources = [m.name for m in app.modules if not m.after]
+    if len(sources) > 1:
+        issues.append(item.issue(("modules",), f"more than one source module: {', '.join(sources)} "
+                                               "(exactly one module may have no `after`)"))
     return issues
 
 

@@ -42,7 +42,7 @@ class Profile(_Strict):
 
     model: str = Field(min_length=1, description="Model name, referenced by application modules.")
     hardware: str = Field(min_length=1, description="Hardware name; must be declared under `hardware`.")
-    batches: tuple[ProfileRow, ...] = Field(min_length=1, strict=False, description="Rows `[b, mean_ms(, std_ms)]`.")
+    batches: tuple[ProfileRow, ...] = Field(strict=False, description="Rows `[b, mean_ms(, std_ms)]`.")
 
     @field_validator("batches", mode="before")
     @classmethod
@@ -50,6 +50,8 @@ class Profile(_Strict):
         """Accept the compact `[b, mean_ms]` / `[b, mean_ms, std_ms]` rows of the interchange format."""
         if not isinstance(rows, list):
             return rows
+        if not rows:
+            raise ValueError("needs at least one row")
         out: list[object] = []
         for row in rows:
             if isinstance(row, list):
@@ -77,7 +79,15 @@ class App(_Strict):
     name: str = Field(min_length=1, description="Unique application name.")
     rate: PositiveFloat = Field(description="Source frame rate, frames per second.")
     slo_ms: PositiveFloat = Field(description="End-to-end latency objective, milliseconds.")
-    modules: tuple[Module, ...] = Field(min_length=1, strict=False, description="The modules; edges via `after`.")
+    modules: tuple[Module, ...] = Field(strict=False, description="The modules; edges via `after`.")
+
+    @field_validator("modules", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        # Checked before the items, so a bad module is not also reported as an empty list.
+        if isinstance(value, list) and not value:
+            raise ValueError("needs at least one module")
+        return value
 
     def module(self, name: str) -> Module:
         return next(m for m in self.modules if m.name == name)

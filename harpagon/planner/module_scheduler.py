@@ -174,12 +174,13 @@ class ModuleScheduler:
     def breakpoints(self, max_budget: float) -> np.ndarray:
         """Budgets where `C_m` can step: the threshold of every `(h, b, n)` group (MODEL.md)."""
         s = self.settings
-        # Groups larger than both the full rate's need and what batch-1 workers would cost cannot be
-        # the cheapest, so the enumeration stops there.
-        smallest = [k for k in range(len(self.options))
-                    if self._b[k] == min(self._b[j] for j in range(len(self.options))
-                                         if self.options[j].hardware == self.options[k].hardware)]
-        ref = max(self._need[k] * self._p[k] for k in smallest)
+        # Groups larger than both the full rate's need and what the smallest-batch workers of the
+        # dearest hardware would cost cannot be the cheapest, so the enumeration stops there.
+        smallest: dict[str, int] = {}
+        for k, o in enumerate(self.options):
+            if o.hardware not in smallest or o.batch < self.options[smallest[o.hardware]].batch:
+                smallest[o.hardware] = k
+        ref = max(self._need[k] * self._p[k] for k in smallest.values())
         out = []
         for k, o in enumerate(self.options):
             if o.batch == 1:
