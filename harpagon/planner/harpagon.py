@@ -7,10 +7,11 @@ Levels (MODEL.md, "Planner levels"):
 3. latency splitting (:mod:`.splitter`): latency-cost efficiency, refined by an exact split over
    the same cost curves when the app is a tree.
 
-The latency reassigner is built into the cost curves: a module's curve steps exactly at the
-tightest budget its tuples need (their threshold latency), so the splitter never gives a module
-budget it cannot turn into a lower cost; what one module cannot use stays with the app for the
-others. The reported `budget_ms` is that tight budget.
+A module's cost curve steps exactly at the tightest budget its tuples need (their threshold
+latency), so the splitter never gives a module budget it cannot turn into a lower cost; what one
+module cannot use stays with the app for the others. The latency reassigner
+(:mod:`.reassigner`) then sets the final budgets and hands the slack left over to the modules
+that pad with dummies.
 
 Hardware counts are shared by all apps (see :func:`plan`); an app that cannot be served is refused
 with the reason and the rest are planned.
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 
 from harpagon.config.schema import App, Module, Workload
 from harpagon.model.latency import Settings, options_for
-from harpagon.model.plan import AppPlan, ModulePlan, Plan, Refusal, path_latency
+from harpagon.model.plan import AppPlan, Plan, Refusal
 from harpagon.planner.module_scheduler import Choice, ModuleScheduler
+from harpagon.planner.reassigner import build_app_plan
 from harpagon.planner.splitter import Split, fastest_path, split_cost, split_greedy, split_tree
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +135,7 @@ class _AppState:
 
     def build(self) -> AppPlan:
         assert self.choices is not None
-        return _build(self.app, self.schedulers, self.choices, self.settings)
+        return build_app_plan(self.app, self.choices, self.settings)
 
 
 def _scheduler(app: App, module: Module, workload: Workload, settings: Settings, options: PlannerOptions,
@@ -179,19 +181,6 @@ def _usage(choices: Iterable[Choice]) -> dict[str, int]:
         for g in c.groups:
             used[g.option.hardware] = used.get(g.option.hardware, 0) + g.workers
     return used
-
-
-def _build(app: App, schedulers: Mapping[str, ModuleScheduler], choices: Mapping[str, Choice],
-           settings: Settings) -> AppPlan:
-    modules = []
-    for m in app.modules:
-        choice = choices[m.name]
-        budget = choice.threshold(settings)
-        tuples = schedulers[m.name].assign(choice, budget)
-        predicted = max(t.latency_ms for t in tuples)
-        modules.append(ModulePlan(m.name, m.model, app.module_rate(m), budget, predicted, tuples))
-    total = path_latency(app, {mp.name: mp.predicted_latency_ms for mp in modules})
-    return AppPlan(app.name, app.rate, app.slo_ms, total, tuple(modules))
 
 
 def _refusal(app: App, workload: Workload, settings: Settings, inventory: Mapping[str, int | None]) -> Refusal:

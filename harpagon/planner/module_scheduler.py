@@ -109,7 +109,9 @@ class ModuleScheduler:
         self._need = np.ceil(rate / self._cap * (1 - PLAN_TOL))
         mains_k, mains_m = [], []
         if multi_tuple:
-            for k, cap in enumerate(self._cap):
+            # Most cost-efficient first, so that ties go to the better main group.
+            for k in sorted(range(len(options)), key=lambda k: self._p[k] / self._cap[k]):
+                cap = self._cap[k]
                 full = math.floor(rate / cap * (1 + PLAN_TOL))
                 for m in (full, full - 1):
                     if m >= 1 and rate - m * cap > PLAN_TOL * rate:

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 from harpagon.config.schema import App, Workload
 from harpagon.model.latency import PLAN_TOL, Option, Settings, group_threshold, min_workers, options_for
-from harpagon.model.plan import AppPlan, ModulePlan, Plan, Refusal, path_latency
-from harpagon.planner.module_scheduler import Choice, Group, assign
+from harpagon.model.plan import AppPlan, Plan, Refusal
+from harpagon.planner.module_scheduler import Choice, Group
+from harpagon.planner.reassigner import build_app_plan
 
 #: Stop enumerating worker counts of one group beyond this (the curve stays finite).
 MAX_WORKERS = 4096
@@ -140,15 +141,7 @@ def optimal_app(app: App, workload: Workload, settings: Settings) -> AppPlan | R
     dfs(0, 0.0)
     if not best:
         return Refusal(app.name, f"no split of the SLO of {app.slo_ms:g} ms is feasible")
-    modules = []
-    for m in app.modules:
-        c, i = curves[m.name], best[m.name]
-        choice = c.choices[i]
-        tuples = assign(choice, app.module_rate(m), c.budgets[i], settings)
-        modules.append(ModulePlan(m.name, m.model, app.module_rate(m), c.budgets[i],
-                                  max(t.latency_ms for t in tuples), tuples))
-    total = path_latency(app, {mp.name: mp.predicted_latency_ms for mp in modules})
-    return AppPlan(app.name, app.rate, app.slo_ms, total, tuple(modules))
+    return build_app_plan(app, {m.name: curves[m.name].choices[best[m.name]] for m in app.modules}, settings)
 
 
 def optimum(workload: Workload, settings: Settings | None = None) -> Plan:
