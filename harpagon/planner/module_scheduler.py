@@ -229,6 +229,8 @@ def assign(choice: Choice, rate: float, budget: float, settings: Settings) -> tu
         r = left if i == len(choice.groups) - 1 else min(cap, left)
         left -= r
         delta = min(dummy_rate(o.batch, o.d_ms, r, budget, s.overhead_ms), max(0.0, cap - r))
+        if delta <= PLAN_TOL * r:  # rounding dust from a budget computed as this very latency
+            delta = 0.0
         lat = batch_aware_latency(o.batch, o.d_ms, r + delta, s.overhead_ms)
         tuples.append(TuplePlan(o.hardware, o.batch, g.workers, r, delta, lat))
     return tuple(tuples)
