@@ -5,7 +5,7 @@ Levels (MODEL.md, "Planner levels"):
 1. batch-aware dispatch, which enters through its latency formula;
 2. module scheduling (:mod:`.module_scheduler`): main + residual tuples with dummy sizing;
 3. latency splitting (:mod:`.splitter`): latency-cost efficiency, refined by an exact split over
-   the same cost curves when the app is a tree.
+   the same cost curves (a Pareto dynamic program on trees, branch and bound on other DAGs).
 
 A module's cost curve steps exactly at the tightest budget its tuples need (their threshold
 latency), so the splitter never gives a module budget it cannot turn into a lower cost; what one
@@ -27,7 +27,7 @@ from harpagon.model.latency import Settings, options_for
 from harpagon.model.plan import AppPlan, Plan, Refusal
 from harpagon.planner.module_scheduler import Choice, ModuleScheduler
 from harpagon.planner.reassigner import build_app_plan
-from harpagon.planner.splitter import Split, fastest_path, split_cost, split_greedy, split_tree
+from harpagon.planner.splitter import Split, fastest_path, split_cost, split_greedy, split_search, split_tree
 
 @dataclass(frozen=True, slots=True)
 class PlannerOptions:
@@ -35,8 +35,8 @@ class PlannerOptions:
 
     multi_tuple: bool = True
     """Allow a residual tuple beside the main one (else one tuple per module)."""
-    exact_tree_split: bool = True
-    """Refine the greedy split with the exact tree split when the app has no joins."""
+    exact_split: bool = True
+    """Refine the greedy split with an exact one over the same cost curves (see :mod:`.splitter`)."""
 
 
 def plan(workload: Workload, settings: Settings | None = None, options: PlannerOptions | None = None,
@@ -159,8 +159,8 @@ def _split_and_choose(app: App, schedulers: Mapping[str, ModuleScheduler],
     if any(not len(c) for c in curves.values()) or fastest_path(app, curves)[0] > app.slo_ms * (1 + 1e-9):
         return None
     split = split_greedy(app, curves)
-    if options.exact_tree_split:
-        exact = split_tree(app, curves)
+    if options.exact_split:
+        exact = split_tree(app, curves) if app.is_tree else split_search(app, curves, split)
         if exact is not None and split_cost(exact, curves) < split_cost(split, curves):
             split = exact
     return _choose(schedulers, curves, split)

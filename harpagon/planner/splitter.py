@@ -7,7 +7,9 @@ so the greedy looks past the next step to every reachable one.
 
 `split_tree` is exact over the same curves when the app is a tree (no joins): a Pareto frontier of
 (latency, cost) per subtree, where siblings combine by the max of their latencies and the sum of
-their costs. The planner runs both and keeps the cheaper split.
+their costs. `split_search` is exact for any DAG: a branch and bound over the curves' steps, with
+the greedy split as its first incumbent and a bound on the nodes it visits (it returns the best
+split found when the bound is reached). The planner keeps the cheapest split.
 
 A split is a step index per module; budgets are the steps' budgets.
 """
@@ -102,3 +104,70 @@ def split_tree(app: App, curves: Mapping[str, CostCurve]) -> Split | None:
     if not front:
         return None
     return dict(front[-1][2])
+
+
+#: Nodes `split_search` may visit before it settles for its incumbent.
+SEARCH_NODES = 20_000
+
+
+def split_search(app: App, curves: Mapping[str, CostCurve], incumbent: Split,
+                 max_nodes: int = SEARCH_NODES) -> Split:
+    """Branch and bound over every module's steps (exact within `max_nodes`)."""
+    order = [m.name for m in app.modules]
+    paths = app.paths
+    slo = app.slo_ms * (1 + PLAN_TOL)
+    budgets = {n: [float(b) for b in curves[n].budgets] for n in order}
+    costs = {n: [float(c) for c in curves[n].costs] for n in order}
+    best_cost = split_cost(incumbent, curves)
+    best = dict(incumbent)
+    idx: dict[str, int] = {}
+    nodes = 0
+
+    def bound(k: int) -> float:
+        """Least cost of the unassigned modules, each given all the slack its paths still have."""
+        total = 0.0
+        for name in order[k:]:
+            room = math.inf
+            for p in paths:
+                if name in p:
+                    used = sum(budgets[m][idx[m]] if m in idx else (budgets[m][0] if m != name else 0.0)
+                               for m in p)
+                    room = min(room, slo - used)
+            steps = budgets[name]
+            j = _last_at_most(steps, room)
+            if j < 0:
+                return math.inf
+            total += costs[name][j]
+        return total
+
+    def dfs(k: int, cost: float) -> None:
+        nonlocal best_cost, best, nodes
+        nodes += 1
+        if nodes > max_nodes:
+            return
+        if k == len(order):
+            if cost < best_cost - 1e-9:
+                best_cost, best = cost, dict(idx)
+            return
+        if cost + bound(k) >= best_cost - 1e-9:
+            return
+        name = order[k]
+        for i in range(len(budgets[name]) - 1, -1, -1):  # cheapest steps first
+            idx[name] = i
+            if all(sum(budgets[m][idx[m]] for m in p if m in idx) <= slo for p in paths if name in p):
+                dfs(k + 1, cost + costs[name][i])
+            del idx[name]
+
+    dfs(0, 0.0)
+    return best
+
+
+def _last_at_most(sorted_values: list[float], limit: float) -> int:
+    lo, hi = 0, len(sorted_values)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sorted_values[mid] <= limit:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
