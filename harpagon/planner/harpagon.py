@@ -155,7 +155,11 @@ def _excess(used: Mapping[str, int], inventory: Mapping[str, int | None]) -> tup
 
 def _split_and_choose(app: App, schedulers: Mapping[str, ModuleScheduler],
                       options: PlannerOptions) -> dict[str, Choice] | None:
-    curves = {name: s.curve(app.slo_ms) for name, s in schedulers.items()}
+    # No module can get more budget than the SLO less the fastest the others on its paths can be.
+    floor = {name: s.fastest_ms for name, s in schedulers.items()}
+    reach = {name: app.slo_ms - max(sum(floor[x] for x in p if x != name) for p in app.paths if name in p)
+             for name in schedulers}
+    curves = {name: s.curve(reach[name]) for name, s in schedulers.items()}
     if any(not len(c) for c in curves.values()) or fastest_path(app, curves)[0] > app.slo_ms * (1 + 1e-9):
         return None
     split = split_greedy(app, curves)

@@ -120,6 +120,13 @@ class ModuleScheduler:
         self._main_k = np.array(mains_k, dtype=int)
         self._main_m = np.array(mains_m, dtype=float)
         self._resid = rate - self._main_m * self._cap[self._main_k] if mains_k else np.zeros(0)
+        self._curves: dict[float, CostCurve] = {}
+        self._choices: dict[float, Choice | None] = {}
+
+    @property
+    def fastest_ms(self) -> float:
+        """A lower bound on any budget this module can meet: its fastest batch plus the overhead."""
+        return float(self._d.min()) + self.settings.overhead_ms
 
     # --- evaluation ---------------------------------------------------------------------------
 
@@ -156,7 +163,12 @@ class ModuleScheduler:
         return single, pair, r_n
 
     def curve(self, max_budget: float) -> CostCurve:
-        """The cost curve at every breakpoint up to `max_budget`."""
+        """The cost curve at every breakpoint up to `max_budget` (computed once per budget)."""
+        if max_budget not in self._curves:
+            self._curves[max_budget] = self._curve(max_budget)
+        return self._curves[max_budget]
+
+    def _curve(self, max_budget: float) -> CostCurve:
         budgets = self.breakpoints(max_budget)
         if not len(budgets):
             return CostCurve(budgets, budgets.copy())
@@ -197,6 +209,11 @@ class ModuleScheduler:
 
     def choose(self, budget: float) -> Choice | None:
         """The cheapest tuple set at `budget` (fewest groups on ties); None if nothing fits."""
+        if budget not in self._choices:
+            self._choices[budget] = self._choose(budget)
+        return self._choices[budget]
+
+    def _choose(self, budget: float) -> Choice | None:
         single, pair, r_n = self._evaluate(np.array([budget]))
         single, pair = np.round(single[:, 0], 9), np.round(pair[:, :, 0], 9)
         k1 = int(np.argmin(single))
