@@ -74,14 +74,6 @@ class CostCurve:
     def __len__(self) -> int:
         return len(self.budgets)
 
-    def index_at(self, budget: float) -> int:
-        """Index of the step in force at `budget` (-1 when nothing is feasible)."""
-        return int(np.searchsorted(self.budgets, budget * (1 + PLAN_TOL), side="right")) - 1
-
-    def cost_at(self, budget: float) -> float:
-        i = self.index_at(budget)
-        return math.inf if i < 0 else float(self.costs[i])
-
 
 class ModuleScheduler:
     """Cheapest tuple sets of one module (a model at a rate) over its options."""
