@@ -1,0 +1,44 @@
+"""`harpagon plan` output: the table, the JSON and the refusal exit code."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from harpagon.cli import main
+from harpagon.config import load_workload
+from harpagon.model.plan import Plan, check_plan
+from tests.conftest import BASE
+
+
+def test_table_lists_every_tuple_and_the_total(write_yaml, capsys):
+    assert main(["plan", str(write_yaml(BASE))]) == 0
+    out = capsys.readouterr().out
+    for text in ("traffic", "detect", "cars", "v100", "t4", "end to end", "total", "6.646"):
+        assert text in out
+
+
+def test_json_output_passes_the_feasibility_check(write_yaml, capsys):
+    path = write_yaml(BASE)
+    assert main(["plan", str(path), "--json", "--safety", "1.1", "--overhead-ms", "2", "--max-utilization",
+                 "0.9"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["planner"] == "harpagon" and data["dispatch"] == "batch-aware"
+    assert data["settings"] == {"safety": 1.1, "overhead_ms": 2.0, "max_utilization": 0.9}
+    assert "refused" not in data
+    module = data["apps"][0]["modules"][0]
+    assert set(module) == {"name", "model", "rate", "budget_ms", "predicted_latency_ms", "tuples"}
+    assert set(module["tuples"][0]) == {"hardware", "batch", "workers", "rate", "dummy_rate", "latency_ms"}
+    assert check_plan(Plan.from_dict(data), load_workload([path])) == []
+
+
+def test_refused_app_exits_3_and_the_rest_is_planned(write_yaml, capsys):
+    data = copy.deepcopy(BASE)
+    data["apps"].append({"name": "tight", "rate": 10, "slo_ms": 4, "modules": [{"name": "d", "model": "ssd"}]})
+    assert main(["plan", str(write_yaml(data)), "--json"]) == 3
+    captured = capsys.readouterr()
+    plan = json.loads(captured.out)
+    assert [a["name"] for a in plan["apps"]] == ["traffic"]
+    assert plan["refused"][0]["name"] == "tight"
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("refused: app 'tight': SLO 4 ms is below its fastest possible path, 6.30 ms")
