@@ -81,12 +81,21 @@ def request_level_latency(batch: int, d_ms: float, workers: int, rate: float, ov
     return 1000.0 * (batch - 1) * workers / rate + d_ms + overhead_ms
 
 
+def collection_ms(dispatch: Dispatch, batch: int, workers: int, rate: float) -> float:
+    """How long a batch may collect: the tuple's latency less `d(b)` and the overhead.
+
+    This is the dispatcher's flush timer: a batch ships when full or when its oldest request has
+    waited this long, padded with dummies (MODEL.md)."""
+    if batch == 1:
+        return 0.0
+    per_worker = workers if dispatch == "request-level" else 1
+    return 1000.0 * (batch - 1) * per_worker / rate
+
+
 def tuple_latency(dispatch: Dispatch, batch: int, d_ms: float, workers: int, rate: float,
                   dummy_rate: float, overhead_ms: float) -> float:
     """A tuple's worst-case latency under the plan's dispatch policy."""
-    if dispatch == "batch-aware":
-        return batch_aware_latency(batch, d_ms, rate + dummy_rate, overhead_ms)
-    return request_level_latency(batch, d_ms, workers, rate + dummy_rate, overhead_ms)
+    return collection_ms(dispatch, batch, workers, rate + dummy_rate) + d_ms + overhead_ms
 
 
 def dummy_rate(batch: int, d_ms: float, real_rate: float, budget_ms: float, overhead_ms: float) -> float:

@@ -1,0 +1,107 @@
+"""A module's dispatcher: split its stream among its tuples, then batch per tuple (or per worker).
+
+- batch-aware (Harpagon): one open batch per tuple, filled at the tuple's full rate and shipped to
+  the tuple's workers in turn;
+- request-level (Nexus-style, for comparison): requests go round-robin to the tuple's workers, and
+  each worker collects its own batch at `1/n` of the rate.
+
+Both use the flush timer of MODEL.md, so every request meets its tuple's planned latency whenever
+the worker is free when the batch ships.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from harpagon.dispatch.batcher import Batch, BatchCollector
+from harpagon.dispatch.wrr import SmoothWRR
+from harpagon.model.latency import Dispatch, collection_ms
+from harpagon.model.plan import TuplePlan
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TupleSpec:
+    """What dispatch needs of a planned tuple."""
+
+    batch: int
+    workers: int
+    rate: float
+    dummy_rate: float = 0.0
+
+    @staticmethod
+    def of(t: TuplePlan) -> TupleSpec:
+        return TupleSpec(t.batch, t.workers, t.rate, t.dummy_rate)
+
+
+@dataclass(frozen=True, slots=True)
+class Shipped(Generic[T]):
+    """A batch bound for worker `worker` of tuple `tuple_index`."""
+
+    tuple_index: int
+    worker: int
+    batch: Batch[T]
+
+
+class ModuleDispatcher(Generic[T]):
+    def __init__(self, tuples: Sequence[TupleSpec], dispatch: Dispatch = "batch-aware"):
+        if not tuples:
+            raise ValueError("a module needs at least one tuple")
+        self.tuples = list(tuples)
+        self.dispatch = dispatch
+        self._split = SmoothWRR([t.rate for t in tuples])
+        self._collectors: list[list[BatchCollector[T]]] = []
+        self._turn: list[int] = []
+        for t in tuples:
+            wait = collection_ms(dispatch, t.batch, t.workers, t.rate + t.dummy_rate)
+            if dispatch == "batch-aware":
+                self._collectors.append([BatchCollector(t.batch, wait, t.workers)])
+            else:
+                self._collectors.append([BatchCollector(t.batch, wait, 1) for _ in range(t.workers)])
+            self._turn.append(0)
+
+    def add(self, item: T, now: float) -> list[Shipped[T]]:
+        """Route one request; returns what ships now (its batch if full, and any batch now due)."""
+        k = self._split.next()
+        group = self._collectors[k]
+        j = 0
+        if len(group) > 1:
+            j = self._turn[k]
+            self._turn[k] = (j + 1) % len(group)
+        out = self.poll(now)
+        batch = group[j].add(item, now)
+        if batch is not None:
+            out.append(self._shipped(k, j, batch))
+        return out
+
+    def poll(self, now: float) -> list[Shipped[T]]:
+        """Batches whose flush timer has run out."""
+        out = []
+        for k, group in enumerate(self._collectors):
+            for j, c in enumerate(group):
+                batch = c.poll(now)
+                if batch is not None:
+                    out.append(self._shipped(k, j, batch))
+        return out
+
+    def deadline(self) -> float | None:
+        """The earliest time a batch must ship, for the caller's timer."""
+        due = [d for group in self._collectors for c in group if (d := c.deadline()) is not None]
+        return min(due) if due else None
+
+    def flush(self, now: float) -> list[Shipped[T]]:
+        """Ship every open batch now (drain)."""
+        out = []
+        for k, group in enumerate(self._collectors):
+            for j, c in enumerate(group):
+                batch = c.flush(now)
+                if batch is not None:
+                    out.append(self._shipped(k, j, batch))
+        return out
+
+    def _shipped(self, k: int, j: int, batch: Batch[T]) -> Shipped[T]:
+        worker = batch.worker if self.dispatch == "batch-aware" else j
+        return Shipped(k, worker, batch)

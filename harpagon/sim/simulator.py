@@ -1,0 +1,259 @@
+"""Discrete-event simulation of a plan: frames in, through each app's DAG, on the planned workers.
+
+The dispatchers are those of :mod:`harpagon.dispatch` (the live frontend runs the same code) driven
+by a virtual clock; a worker runs one batch at a time, in arrival order, for exactly `d(b)` ms (the
+profile's `mean + std` times `safety`: the planner's worst case). Each hop adds `overhead_ms` before
+the module's dispatcher. A module gets `floor((f + 1) s) - floor(f s)` requests for frame `f`
+(scale `s`), so its long-run rate is `λ_a s`; a frame is done when every module has finished it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from harpagon.config.schema import Workload
+from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
+from harpagon.model.latency import effective_latency
+from harpagon.model.plan import Plan
+
+Arrivals = Literal["constant", "poisson"]
+
+
+@dataclass(frozen=True)
+class ModuleStats:
+    name: str
+    requests: int
+    max_ms: float
+    """Longest time from the moment a request was ready for this module (its parents done) to its result."""
+    predicted_ms: float
+    """The plan's promise for this module (`overhead_ms` is part of both)."""
+    batches: int
+    dummies: int
+
+
+@dataclass(frozen=True)
+class AppStats:
+    name: str
+    slo_ms: float
+    frames: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    over_slo: float
+    """Fraction of frames whose end-to-end latency exceeded the SLO."""
+    modules: tuple[ModuleStats, ...]
+
+
+@dataclass(frozen=True)
+class SimResult:
+    arrivals: Arrivals
+    apps: tuple[AppStats, ...]
+
+    def app(self, name: str) -> AppStats:
+        return next(a for a in self.apps if a.name == name)
+
+    @property
+    def over_slo(self) -> float:
+        """Fraction of all frames over their app's SLO."""
+        frames = sum(a.frames for a in self.apps)
+        return sum(a.over_slo * a.frames for a in self.apps) / frames if frames else 0.0
+
+
+def arrival_times(rate: float, frames: int, arrivals: Arrivals, rng: random.Random) -> list[float]:
+    """Frame arrival times in ms: evenly spaced, or a Poisson process of the same rate."""
+    if arrivals == "constant":
+        return [1000.0 * k / rate for k in range(frames)]
+    out, t = [], 0.0
+    for _ in range(frames):
+        out.append(t)
+        t += rng.expovariate(rate) * 1000.0
+    return out
+
+
+def requests_for(frame: int, scale: float) -> int:
+    return math.floor((frame + 1) * scale + 1e-9) - math.floor(frame * scale + 1e-9)
+
+
+@dataclass
+class _Worker:
+    """A worker runs its queue of batches one at a time, in arrival order."""
+
+    key: tuple
+    busy_until: float = 0.0
+    queue: list[tuple[str, str, Shipped, float]] = field(default_factory=list)  # app, module, batch, d(b)
+
+
+class Simulator:
+    """One run of one plan. Use :func:`simulate`."""
+
+    def __init__(self, plan: Plan, workload: Workload, arrivals: Arrivals, frames: dict[str, int], seed: int):
+        self.plan = plan
+        self.workload = workload
+        self.arrivals = arrivals
+        self.frames = frames
+        self.rng = random.Random(seed)
+        self.events: list[tuple[float, int, str, tuple]] = []
+        self.seq = 0
+        self.apps = {a.name: a for a in workload.apps}
+        self.overhead = plan.settings.overhead_ms
+        self.dispatchers: dict[tuple[str, str], ModuleDispatcher] = {}
+        self.timer_at: dict[tuple[str, str], float | None] = {}
+        self.workers: dict[tuple, _Worker] = {}
+        self.worker_of: dict[tuple[str, str, int, int], _Worker] = {}
+        self.d_of: dict[tuple[str, str, int], Callable[[int], float]] = {}
+        for ap in plan.apps:
+            for mp in ap.modules:
+                key = (ap.name, mp.name)
+                self.dispatchers[key] = ModuleDispatcher([TupleSpec.of(t) for t in mp.tuples], plan.dispatch)
+                self.timer_at[key] = None
+                model = self.apps[ap.name].module(mp.name).model
+                for k, t in enumerate(mp.tuples):
+                    self.d_of[(ap.name, mp.name, k)] = self._d(model, t.hardware)
+                    for j in range(t.workers):
+                        key = (ap.name, mp.name, k, j)
+                        self.workers[key] = self.worker_of[key] = _Worker(key)
+        # Per (app, frame): arrival time, pending parents per module, pending requests per module.
+        self.arrival: dict[str, list[float]] = {}
+        self.pending_parents: dict[tuple[str, int], dict[str, int]] = {}
+        self.pending_requests: dict[tuple[str, int, str], int] = {}
+        self.ready_at: dict[tuple[str, int, str], float] = {}
+        self.done_modules: dict[tuple[str, int], int] = defaultdict(int)
+        self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.module_max: dict[tuple[str, str], float] = defaultdict(float)
+        self.module_requests: dict[tuple[str, str], int] = defaultdict(int)
+        self.module_batches: dict[tuple[str, str], int] = defaultdict(int)
+        self.module_dummies: dict[tuple[str, str], int] = defaultdict(int)
+
+    def _d(self, model: str, hardware: str) -> Callable[[int], float]:
+        rows = self.workload.profile_rows[(model, hardware)]
+        safety = self.plan.settings.safety
+        return lambda b: effective_latency(rows[b].mean_ms, rows[b].std_ms, safety)
+
+    # --- event loop ---------------------------------------------------------------------------
+
+    def push(self, t: float, kind: str, payload: tuple) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (t, self.seq, kind, payload))
+
+    def run(self) -> SimResult:
+        for ap in self.plan.apps:
+            times = arrival_times(ap.rate, self.frames[ap.name], self.arrivals, self.rng)
+            self.arrival[ap.name] = times
+            app = self.apps[ap.name]
+            for f, t in enumerate(times):
+                self.pending_parents[(ap.name, f)] = {m.name: len(m.after) for m in app.modules}
+                self.push(t, "ready", (ap.name, f, app.source))
+        handlers = {"ready": self._ready, "arrive": self._arrive, "timer": self._timer, "finish": self._finish}
+        while self.events:
+            t, _, kind, payload = heapq.heappop(self.events)
+            handlers[kind](t, *payload)
+        return self._result()
+
+    def _ready(self, now: float, app: str, frame: int, module: str) -> None:
+        """A module's parents are done for a frame: its requests reach the dispatcher after the hop."""
+        n = requests_for(frame, self.apps[app].module(module).scale)
+        self.ready_at[(app, frame, module)] = now
+        if n == 0:
+            self._module_done(now, app, frame, module)
+            return
+        self.pending_requests[(app, frame, module)] = n
+        if self.overhead > 0:
+            self.push(now + self.overhead, "arrive", (app, frame, module, n))
+        else:
+            self._arrive(now, app, frame, module, n)
+
+    def _arrive(self, now: float, app: str, frame: int, module: str, n: int) -> None:
+        disp = self.dispatchers[(app, module)]
+        for _ in range(n):
+            self._ship(now, app, module, disp.add(frame, now))
+        self._arm(app, module)
+
+    def _timer(self, now: float, app: str, module: str) -> None:
+        key = (app, module)
+        if self.timer_at[key] is not None and now < self.timer_at[key] - 1e-9:
+            return  # a stale timer; a later one is armed
+        self.timer_at[key] = None
+        self._ship(now, app, module, self.dispatchers[key].poll(now))
+        self._arm(app, module)
+
+    def _arm(self, app: str, module: str) -> None:
+        key = (app, module)
+        due = self.dispatchers[key].deadline()
+        if due is not None and self.timer_at[key] != due:
+            self.timer_at[key] = due
+            self.push(due, "timer", (app, module))
+
+    def _ship(self, now: float, app: str, module: str, shipped: list[Shipped]) -> None:
+        for s in shipped:
+            key = (app, module)
+            self.module_batches[key] += 1
+            self.module_dummies[key] += s.batch.dummies
+            w = self.worker_of[(app, module, s.tuple_index, s.worker)]
+            w.queue.append((app, module, s, self.d_of[(app, module, s.tuple_index)](s.batch.size)))
+            if len(w.queue) == 1:  # it was idle
+                self._start(now, w)
+
+    def _start(self, now: float, w: _Worker) -> None:
+        w.busy_until = now + w.queue[0][3]
+        self.push(w.busy_until, "finish", (w.key,))
+
+    def _finish(self, now: float, worker: tuple) -> None:
+        w = self.workers[worker]
+        app, module, s, _ = w.queue.pop(0)
+        for frame in s.batch.items:
+            key = (app, frame, module)
+            self.pending_requests[key] -= 1
+            if self.pending_requests[key] == 0:
+                self._module_done(now, app, frame, module)
+        if w.queue:
+            self._start(now, w)
+
+    def _module_done(self, now: float, app: str, frame: int, module: str) -> None:
+        key = (app, module)
+        self.module_requests[key] += requests_for(frame, self.apps[app].module(module).scale)
+        self.module_max[key] = max(self.module_max[key], now - self.ready_at.pop((app, frame, module)))
+        self.pending_requests.pop((app, frame, module), None)
+        a = self.apps[app]
+        self.done_modules[(app, frame)] += 1
+        if self.done_modules[(app, frame)] == len(a.modules):
+            self.latencies[app].append(now - self.arrival[app][frame])
+            del self.done_modules[(app, frame)]
+            del self.pending_parents[(app, frame)]
+            return
+        pending = self.pending_parents[(app, frame)]
+        for child in a.children[module]:
+            pending[child] -= 1
+            if pending[child] == 0:
+                self._ready(now, app, frame, child)
+
+    def _result(self) -> SimResult:
+        apps = []
+        for ap in self.plan.apps:
+            lat = np.array(self.latencies[ap.name]) if self.latencies[ap.name] else np.array([math.nan])
+            modules = tuple(
+                ModuleStats(mp.name, self.module_requests[(ap.name, mp.name)], self.module_max[(ap.name, mp.name)],
+                            mp.predicted_latency_ms, self.module_batches[(ap.name, mp.name)],
+                            self.module_dummies[(ap.name, mp.name)])
+                for mp in ap.modules
+            )
+            apps.append(AppStats(
+                ap.name, ap.slo_ms, len(self.latencies[ap.name]), float(np.percentile(lat, 50)),
+                float(np.percentile(lat, 99)), float(lat.max()),
+                float(np.mean(lat > ap.slo_ms * (1 + 1e-6))), modules,
+            ))
+        return SimResult(self.arrivals, tuple(apps))
+
+
+def simulate(plan: Plan, workload: Workload, arrivals: Arrivals = "constant", *, duration_s: float = 10.0,
+             max_frames: int = 20_000, seed: int = 0) -> SimResult:
+    """Replay a plan at its planned rates for `duration_s` (at most `max_frames` frames per app)."""
+    frames = {ap.name: max(1, min(max_frames, math.ceil(ap.rate * duration_s))) for ap in plan.apps}
+    return Simulator(plan, workload, arrivals, frames, seed).run()
