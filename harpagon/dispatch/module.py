@@ -71,11 +71,10 @@ class ModuleDispatcher(Generic[T]):
         if len(group) > 1:
             j = self._turn[k]
             self._turn[k] = (j + 1) % len(group)
-        out = self.poll(now)
+        # Add first: a request that arrives at its batch's very deadline still joins it.
         batch = group[j].add(item, now)
-        if batch is not None:
-            out.append(self._shipped(k, j, batch))
-        return out
+        out = [self._shipped(k, j, batch)] if batch is not None else []
+        return out + self.poll(now)
 
     def poll(self, now: float) -> list[Shipped[T]]:
         """Batches whose flush timer has run out."""

@@ -26,6 +26,10 @@ from harpagon.model.plan import Plan
 
 Arrivals = Literal["constant", "poisson"]
 
+#: Flush timers fire this much after their deadline, so a request arriving at the very deadline (to
+#: floating-point precision) still joins the batch, as it would on a real clock.
+TIMER_SLACK_MS = 1e-6
+
 
 @dataclass(frozen=True)
 class ModuleStats:
@@ -178,7 +182,7 @@ class Simulator:
 
     def _timer(self, now: float, app: str, module: str) -> None:
         key = (app, module)
-        if self.timer_at[key] is not None and now < self.timer_at[key] - 1e-9:
+        if self.timer_at[key] is not None and now < self.timer_at[key]:
             return  # a stale timer; a later one is armed
         self.timer_at[key] = None
         self._ship(now, app, module, self.dispatchers[key].poll(now))
@@ -189,7 +193,7 @@ class Simulator:
         due = self.dispatchers[key].deadline()
         if due is not None and self.timer_at[key] != due:
             self.timer_at[key] = due
-            self.push(due, "timer", (app, module))
+            self.push(due + TIMER_SLACK_MS, "timer", (app, module))
 
     def _ship(self, now: float, app: str, module: str, shipped: list[Shipped]) -> None:
         for s in shipped:
