@@ -98,14 +98,16 @@ def tuple_latency(dispatch: Dispatch, batch: int, d_ms: float, workers: int, rat
     return collection_ms(dispatch, batch, workers, rate + dummy_rate) + d_ms + overhead_ms
 
 
-def dummy_rate(batch: int, d_ms: float, real_rate: float, budget_ms: float, overhead_ms: float) -> float:
-    """Least dummy rate that brings a tuple's batch-aware latency within the budget (inf if none can)."""
+def dummy_rate(batch: int, d_ms: float, real_rate: float, budget_ms: float, overhead_ms: float,
+               dispatch: Dispatch = "batch-aware", workers: int = 1) -> float:
+    """Least dummy rate that brings a tuple's latency within the budget (inf if none can)."""
     if batch == 1:
         return 0.0 if d_ms + overhead_ms <= budget_ms * (1 + PLAN_TOL) else math.inf
     room = budget_ms - d_ms - overhead_ms
     if room <= 0:
         return math.inf
-    return max(0.0, 1000.0 * (batch - 1) / room - real_rate)
+    per_worker = workers if dispatch == "request-level" else 1
+    return max(0.0, 1000.0 * (batch - 1) * per_worker / room - real_rate)
 
 
 def group_threshold(batch: int, d_ms: float, workers: int, max_utilization: float, overhead_ms: float) -> float:

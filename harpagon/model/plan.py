@@ -26,7 +26,12 @@ from harpagon.model.latency import (
 
 @dataclass(frozen=True, slots=True)
 class TuplePlan:
-    """`n` workers of hardware `h` at batch `b`, serving real rate `r` plus dummy rate `δ`."""
+    """`n` workers of hardware `h` at batch `b`, serving real rate `r` plus dummy rate `δ`.
+
+    Plans of the baselines that share GPUs between modules (Nexus, Scrooge) mark a tuple that
+    runs on a shared GPU with the GPU's id in `gpu` and its duty cycle in `cycle_ms`: such a tuple
+    has `workers == 1`, the GPU runs one batch of each of its tuples per cycle, a request waits
+    at most one cycle for its batch, so `ℓ = cycle + d(b) + overhead`, and the GPU is paid once."""
 
     hardware: str
     batch: int
@@ -34,6 +39,8 @@ class TuplePlan:
     rate: float
     dummy_rate: float
     latency_ms: float
+    gpu: str | None = None
+    cycle_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +114,7 @@ class Plan:
                         {
                             "name": m.name, "model": m.model, "rate": m.rate, "budget_ms": m.budget_ms,
                             "predicted_latency_ms": m.predicted_latency_ms,
-                            "tuples": [
-                                {"hardware": t.hardware, "batch": t.batch, "workers": t.workers,
-                                 "rate": t.rate, "dummy_rate": t.dummy_rate, "latency_ms": t.latency_ms}
-                                for t in m.tuples
-                            ],
+                            "tuples": [_tuple_dict(t) for t in m.tuples],
                         }
                         for m in a.modules
                     ],
@@ -136,7 +139,7 @@ class Plan:
                     ModulePlan(
                         m["name"], m["model"], m["rate"], m["budget_ms"], m["predicted_latency_ms"],
                         tuple(TuplePlan(t["hardware"], t["batch"], t["workers"], t["rate"], t["dummy_rate"],
-                                        t["latency_ms"]) for t in m["tuples"]),
+                                        t["latency_ms"], t.get("gpu"), t.get("cycle_ms")) for t in m["tuples"]),
                     )
                     for m in a["modules"]
                 ),
@@ -152,12 +155,26 @@ class Plan:
         return Plan.from_dict(json.loads(text))
 
 
+def _tuple_dict(t: TuplePlan) -> dict[str, Any]:
+    out: dict[str, Any] = {"hardware": t.hardware, "batch": t.batch, "workers": t.workers, "rate": t.rate,
+                           "dummy_rate": t.dummy_rate, "latency_ms": t.latency_ms}
+    if t.gpu is not None:
+        out.update(gpu=t.gpu, cycle_ms=t.cycle_ms)
+    return out
+
+
 def workers_by_hardware(apps: tuple[AppPlan, ...] | list[AppPlan]) -> dict[str, int]:
+    """Workers (GPUs) per hardware kind; a shared GPU counts once."""
     used: dict[str, int] = defaultdict(int)
+    shared: set[str] = set()
     for a in apps:
         for m in a.modules:
             for t in m.tuples:
-                used[t.hardware] += t.workers
+                if t.gpu is None:
+                    used[t.hardware] += t.workers
+                elif t.gpu not in shared:
+                    shared.add(t.gpu)
+                    used[t.hardware] += 1
     return dict(used)
 
 
@@ -200,6 +217,7 @@ def check_plan(plan: Plan, workload: Workload) -> list[str]:
         if not math.isclose(worst, ap.predicted_latency_ms, rel_tol=REL_TOL, abs_tol=1e-9):
             bad.append(f"{where}: reports predicted_latency_ms {ap.predicted_latency_ms}, recomputed {worst}")
 
+    _check_shared_gpus(plan, workload, bad)
     for hw, used in workers_by_hardware(plan.apps).items():
         h = workload.hardware_by_name.get(hw)
         if h is not None and h.count is not None and used > h.count:
@@ -209,6 +227,43 @@ def check_plan(plan: Plan, workload: Workload) -> list[str]:
         if not math.isclose(cost, plan.cost_per_hour, rel_tol=REL_TOL, abs_tol=1e-9):
             bad.append(f"cost_per_hour {plan.cost_per_hour} differs from the workers' prices, {cost}")
     return bad
+
+
+def _check_shared_tuple(t: TuplePlan, where: str, overhead_ms: float, d: float, bad: list[str]) -> float:
+    """A tuple on a shared GPU: one batch per duty cycle; returns its latency, `cycle + d(b) + overhead`."""
+    if t.workers != 1:
+        bad.append(f"{where}: a tuple on shared GPU {t.gpu!r} must have 1 worker, got {t.workers}")
+    if t.cycle_ms is None or not t.cycle_ms > 0:
+        bad.append(f"{where}: shared GPU {t.gpu!r} needs a positive cycle_ms, got {t.cycle_ms!r}")
+        return math.inf
+    if not within((t.rate + t.dummy_rate) * t.cycle_ms / 1000.0, t.batch):
+        bad.append(f"{where}: {t.rate + t.dummy_rate:.6g}/s brings more than b={t.batch} per {t.cycle_ms:.6g} ms cycle")
+    return t.cycle_ms + d + overhead_ms
+
+
+def _check_shared_gpus(plan: Plan, workload: Workload, bad: list[str]) -> None:
+    """Each shared GPU: one hardware kind, one cycle, and its batches fit in the cycle."""
+    members: dict[str, list[tuple[str, TuplePlan]]] = defaultdict(list)
+    models = {(a.name, m.name): m.model for a in workload.apps for m in a.modules}
+    for ap in plan.apps:
+        for mp in ap.modules:
+            for t in mp.tuples:
+                if t.gpu is not None:
+                    members[t.gpu].append((models.get((ap.name, mp.name), mp.model), t))
+    u = plan.settings.max_utilization
+    for gpu, tuples in members.items():
+        if len({t.hardware for _, t in tuples}) != 1 or len({t.cycle_ms for _, t in tuples}) != 1:
+            bad.append(f"shared GPU {gpu!r}: its tuples disagree on hardware or cycle")
+            continue
+        busy = 0.0
+        for model, t in tuples:
+            row = workload.profile_rows.get((model, t.hardware), {}).get(t.batch)
+            if row is not None:
+                busy += effective_latency(row.mean_ms, row.std_ms, plan.settings.safety)
+        cycle = tuples[0][1].cycle_ms or 0.0
+        if not within(busy, cycle * u):
+            bad.append(f"shared GPU {gpu!r}: batches take {busy:.6g} ms of a {cycle:.6g} ms cycle"
+                       f" (max utilization {u:g})")
 
 
 def _check_module(plan: Plan, workload: Workload, app: App, mp: ModulePlan, bad: list[str]) -> float:
@@ -245,10 +300,13 @@ def _check_module(plan: Plan, workload: Workload, app: App, mp: ModulePlan, bad:
         if t.dummy_rate < 0:
             bad.append(f"{tw}: dummy rate must be >= 0, got {t.dummy_rate}")
         d = effective_latency(row.mean_ms, row.std_ms, s.safety)
-        cap = capacity(t.workers, t.batch, d, s.max_utilization)
-        if not within(t.rate + t.dummy_rate, cap):
-            bad.append(f"{tw}: load {t.rate + t.dummy_rate:.6g}/s over capacity {cap:.6g}/s")
-        lat = tuple_latency(plan.dispatch, t.batch, d, t.workers, t.rate, t.dummy_rate, s.overhead_ms)
+        if t.gpu is not None:
+            lat = _check_shared_tuple(t, tw, s.overhead_ms, d, bad)
+        else:
+            cap = capacity(t.workers, t.batch, d, s.max_utilization)
+            if not within(t.rate + t.dummy_rate, cap):
+                bad.append(f"{tw}: load {t.rate + t.dummy_rate:.6g}/s over capacity {cap:.6g}/s")
+            lat = tuple_latency(plan.dispatch, t.batch, d, t.workers, t.rate, t.dummy_rate, s.overhead_ms)
         if not within(lat, mp.budget_ms):
             bad.append(f"{tw}: latency {lat:.6g} ms over the module budget {mp.budget_ms:.6g} ms")
         if not math.isclose(lat, t.latency_ms, rel_tol=REL_TOL, abs_tol=1e-9):

@@ -21,13 +21,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from harpagon.config.schema import App, Module, Workload
-from harpagon.model.latency import Settings, options_for
+from harpagon.model.latency import Dispatch, Settings, options_for
 from harpagon.model.plan import AppPlan, Plan, Refusal
-from harpagon.planner.module_scheduler import Choice, ModuleScheduler
+from harpagon.planner.module_scheduler import Choice, Mode, ModuleScheduler
 from harpagon.planner.reassigner import build_app_plan
-from harpagon.planner.splitter import Split, fastest_path, split_cost, split_greedy, split_search, split_tree
+from harpagon.planner.splitter import (
+    Split,
+    fastest_path,
+    split_cost,
+    split_even,
+    split_greedy,
+    split_search,
+    split_tree,
+)
 
 @dataclass(frozen=True, slots=True)
 class PlannerOptions:
@@ -37,6 +46,16 @@ class PlannerOptions:
     """Allow a residual tuple beside the main one (else one tuple per module)."""
     exact_split: bool = True
     """Refine the greedy split with an exact one over the same cost curves (see :mod:`.splitter`)."""
+    split: Literal["efficiency", "even"] = "efficiency"
+    """How the SLO is split: by latency-cost efficiency, or evenly along the longest path."""
+    dispatch: Dispatch = "batch-aware"
+    """The dispatch policy the plan assumes (its latency formula)."""
+    dummies: bool = True
+    """Pad slow tuples with dummy requests (else a tuple collects at its real rate only)."""
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(self.dispatch, self.dummies)
 
 
 def plan(workload: Workload, settings: Settings | None = None, options: PlannerOptions | None = None,
@@ -80,7 +99,7 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
         raise RuntimeError("hardware allocation did not converge")
     planned = tuple(states[a.name].build() for a in workload.apps if a.name in states)
     order = {a.name: i for i, a in enumerate(workload.apps)}
-    return Plan.build(name, "batch-aware", settings, planned,
+    return Plan.build(name, options.dispatch, settings, planned,
                       tuple(sorted(refused, key=lambda r: order[r.app])), workload)
 
 
@@ -135,13 +154,13 @@ class _AppState:
 
     def build(self) -> AppPlan:
         assert self.choices is not None
-        return build_app_plan(self.app, self.choices, self.settings)
+        return build_app_plan(self.app, self.choices, self.settings, self.options.mode)
 
 
 def _scheduler(app: App, module: Module, workload: Workload, settings: Settings, options: PlannerOptions,
                limits: Mapping[str, int | None]) -> ModuleScheduler:
     return ModuleScheduler(options_for(workload, module.model, settings), app.module_rate(module), settings,
-                           limits, multi_tuple=options.multi_tuple)
+                           limits, multi_tuple=options.multi_tuple, mode=options.mode)
 
 
 def _excess(used: Mapping[str, int], inventory: Mapping[str, int | None]) -> tuple[str, int] | None:
@@ -162,6 +181,9 @@ def _split_and_choose(app: App, schedulers: Mapping[str, ModuleScheduler],
     curves = {name: s.curve(reach[name]) for name, s in schedulers.items()}
     if any(not len(c) for c in curves.values()) or fastest_path(app, curves)[0] > app.slo_ms * (1 + 1e-9):
         return None
+    if options.split == "even":
+        even = split_even(app, curves)
+        return None if even is None else _choose(schedulers, curves, even)
     split = split_greedy(app, curves)
     if options.exact_split:
         exact = split_tree(app, curves) if app.is_tree else split_search(app, curves, split)

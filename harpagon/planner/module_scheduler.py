@@ -20,16 +20,34 @@ import numpy as np
 
 from harpagon.model.latency import (
     PLAN_TOL,
+    Dispatch,
     Option,
     Settings,
-    batch_aware_latency,
+    collection_ms,
     dummy_rate,
-    group_threshold,
+    tuple_latency,
 )
 from harpagon.model.plan import TuplePlan
 
 #: Upper bound on the workers of one group when enumerating breakpoints (keeps curves finite).
 MAX_GROUP_WORKERS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """The dispatch policy a plan assumes, and whether tuples may be padded with dummies.
+
+    Harpagon is batch-aware with dummies; the other modes exist for the ablations."""
+
+    dispatch: Dispatch = "batch-aware"
+    dummies: bool = True
+
+    @property
+    def padded_batch_aware(self) -> bool:
+        return self.dispatch == "batch-aware" and self.dummies
+
+
+HARPAGON = Mode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +72,28 @@ class Choice:
     def cost(self) -> float:
         return sum(g.cost for g in self.groups)
 
-    def threshold(self, settings: Settings) -> float:
-        """Least budget at which every group is feasible (the reassigner's tight budget)."""
-        return max(
-            group_threshold(g.option.batch, g.option.d_ms, g.workers, settings.max_utilization,
-                            settings.overhead_ms)
-            for g in self.groups
-        )
+
+def shares(choice: Choice, rate: float, settings: Settings) -> list[float]:
+    """Real rates of a choice's groups: each but the last takes all it can, the last the rest."""
+    out, left = [], rate
+    for i, g in enumerate(choice.groups):
+        cap = g.workers * g.option.throughput * settings.max_utilization
+        r = left if i == len(choice.groups) - 1 else min(cap, left)
+        out.append(r)
+        left -= r
+    return out
+
+
+def tight_budget(choice: Choice, rate: float, settings: Settings, mode: Mode = HARPAGON) -> float:
+    """Least budget at which every group is feasible: with dummies each group may fill to capacity,
+    without them it fills at its real rate (the reassigner's tight budget)."""
+    s = settings
+    worst = 0.0
+    for g, r in zip(choice.groups, shares(choice, rate, s), strict=True):
+        o = g.option
+        fill = g.workers * o.throughput * s.max_utilization if mode.dummies else r
+        worst = max(worst, collection_ms(mode.dispatch, o.batch, g.workers, fill) + o.d_ms + s.overhead_ms)
+    return worst
 
 
 @dataclass(frozen=True)
@@ -79,13 +112,15 @@ class ModuleScheduler:
     """Cheapest tuple sets of one module (a model at a rate) over its options."""
 
     def __init__(self, options: Sequence[Option], rate: float, settings: Settings,
-                 limits: Mapping[str, int | None] | None = None, *, multi_tuple: bool = True):
+                 limits: Mapping[str, int | None] | None = None, *, multi_tuple: bool = True,
+                 mode: Mode = HARPAGON):
         if not options:
             raise ValueError("a module needs at least one profiled option")
         self.options = list(options)
         self.rate = rate
         self.settings = settings
         self.multi_tuple = multi_tuple
+        self.mode = mode
         s = settings
         self._b = np.array([o.batch for o in options], dtype=float)
         self._d = np.array([o.d_ms for o in options], dtype=float)
@@ -134,19 +169,44 @@ class ModuleScheduler:
         ok1 = room >= -PLAN_TOL * budgets[None, :]
         return np.where(batch1, np.where(ok1, 1.0, math.inf), n)
 
+    def _latency(self, k: np.ndarray | slice, workers: np.ndarray, real: np.ndarray) -> np.ndarray:
+        """Least latency of groups of option(s) `k` (broadcast with `workers` and `real`) in this mode:
+        with dummies a group may fill to capacity, without them at its real rate."""
+        b, d, cap = self._b[k], self._d[k], self._cap[k]
+        fill = workers * cap if self.mode.dummies else real
+        per = workers if self.mode.dispatch == "request-level" else 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wait = np.where(b == 1, 0.0, 1000.0 * (b - 1) * per / fill)
+        return wait + d + self.settings.overhead_ms
+
+    def _fits(self, k: np.ndarray | slice, workers: np.ndarray, real: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+        """Whole-worker groups of the minimal size for their real rate: their count where they meet
+        the budget (last axis), inf where they do not (the modes without the batch-aware dummies)."""
+        lat = self._latency(k, workers, real)[..., None]
+        return np.where(lat <= budgets * (1 + PLAN_TOL), workers[..., None], math.inf)
+
     def _evaluate(self, budgets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Costs of every candidate at every budget: single groups `(K, J)` and main+residual
         `(M, K, J)`, plus the residual workers `(M, K, J)`."""
-        n_min = self._min_workers(budgets)
-        n_single = np.maximum(n_min, self._need[:, None])
+        padded = self.mode.padded_batch_aware
+        n_min = self._min_workers(budgets) if padded else None
+        if padded:
+            n_single = np.maximum(n_min, self._need[:, None])
+        else:
+            n_single = self._fits(slice(None), self._need, np.full(len(self.options), self.rate), budgets)
         single = np.where(n_single <= self._limit[:, None], n_single * self._p[:, None], math.inf)
         if not len(self._main_k):
             empty = np.zeros((0, len(self.options), len(budgets)))
             return single, empty, empty
         mk, mm = self._main_k, self._main_m
-        main_ok = (n_min[mk] <= mm[:, None]) & (mm[:, None] <= self._limit[mk][:, None])  # (M, J)
+        main_lat = self._latency(mk, mm, mm * self._cap[mk])  # saturated: fills at capacity
+        main_ok = (main_lat[:, None] <= budgets * (1 + PLAN_TOL)) & (mm[:, None] <= self._limit[mk][:, None])
         r_need = np.ceil(self._resid[:, None] / self._cap[None, :] * (1 - PLAN_TOL))  # (M, K)
-        r_n = np.maximum(n_min[None, :, :], r_need[:, :, None])  # (M, K, J)
+        if padded:
+            r_n = np.maximum(n_min[None, :, :], r_need[:, :, None])  # (M, K, J)
+        else:
+            ks = np.broadcast_to(np.arange(len(self.options)), r_need.shape)
+            r_n = self._fits(ks, r_need, np.broadcast_to(self._resid[:, None], r_need.shape), budgets)
         same_hw = self._hw[mk][:, None] == self._hw[None, :]  # (M, K)
         room = self._limit[None, :] - np.where(same_hw, mm[:, None], 0.0)  # (M, K)
         r_ok = r_n <= room[:, :, None]
@@ -178,7 +238,18 @@ class ModuleScheduler:
         return CostCurve(budgets[keep], cost[keep])
 
     def breakpoints(self, max_budget: float) -> np.ndarray:
-        """Budgets where `C_m` can step: the threshold of every `(h, b, n)` group (MODEL.md)."""
+        """Budgets where `C_m` can step: the threshold of every `(h, b, n)` group (MODEL.md), or in
+        the other modes the least latency of every candidate group."""
+        if not self.mode.padded_batch_aware:
+            ks = np.arange(len(self.options))
+            out = [self._latency(ks, self._need, np.full(len(ks), self.rate))]
+            if len(self._main_k):
+                out.append(self._latency(self._main_k, self._main_m, self._main_m * self._cap[self._main_k]))
+                r_need = np.ceil(self._resid[:, None] / self._cap[None, :] * (1 - PLAN_TOL))
+                out.append(self._latency(np.broadcast_to(ks, r_need.shape), r_need,
+                                         np.broadcast_to(self._resid[:, None], r_need.shape)).ravel())
+            arr = np.unique(np.concatenate(out))
+            return arr[np.isfinite(arr) & (arr <= max_budget * (1 + PLAN_TOL))]
         s = self.settings
         # Groups larger than both the full rate's need and what the smallest-batch workers of the
         # dearest hardware would cost cannot be the cheapest, so the enumeration stops there.
@@ -217,29 +288,27 @@ class ModuleScheduler:
                 return Choice((main, Group(self.options[k2], int(r_n[m, k2, 0]))))
         if not math.isfinite(best):
             return None
-        n = int(max(self._need[k1], self._min_workers(np.array([budget]))[k1, 0]))
+        n = int(single[k1] / self._p[k1] + 0.5)
         return Choice((Group(self.options[k1], n),))
 
-    def assign(self, choice: Choice, budget: float) -> tuple[TuplePlan, ...]:
-        return assign(choice, self.rate, budget, self.settings)
 
-
-def assign(choice: Choice, rate: float, budget: float, settings: Settings) -> tuple[TuplePlan, ...]:
+def assign(choice: Choice, rate: float, budget: float, settings: Settings,
+           mode: Mode = HARPAGON) -> tuple[TuplePlan, ...]:
     """Real shares, dummy rates and latencies of a tuple set at a budget.
 
     Groups before the last take all they can (saturated, no dummies); the last takes the rest,
     padded by the dummy generator (the least `δ` that meets the budget, within capacity)."""
     s = settings
     tuples = []
-    left = rate
-    for i, g in enumerate(choice.groups):
+    for g, r in zip(choice.groups, shares(choice, rate, s), strict=True):
         o = g.option
         cap = g.workers * o.throughput * s.max_utilization
-        r = left if i == len(choice.groups) - 1 else min(cap, left)
-        left -= r
-        delta = min(dummy_rate(o.batch, o.d_ms, r, budget, s.overhead_ms), max(0.0, cap - r))
-        if delta <= PLAN_TOL * r:  # rounding dust from a budget computed as this very latency
-            delta = 0.0
-        lat = batch_aware_latency(o.batch, o.d_ms, r + delta, s.overhead_ms)
+        delta = 0.0
+        if mode.dummies:
+            delta = min(dummy_rate(o.batch, o.d_ms, r, budget, s.overhead_ms, mode.dispatch, g.workers),
+                        max(0.0, cap - r))
+            if delta <= PLAN_TOL * r:  # rounding dust from a budget computed as this very latency
+                delta = 0.0
+        lat = tuple_latency(mode.dispatch, o.batch, o.d_ms, g.workers, r, delta, s.overhead_ms)
         tuples.append(TuplePlan(o.hardware, o.batch, g.workers, r, delta, lat))
     return tuple(tuples)

@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from harpagon.config.schema import App
-from harpagon.model.latency import Settings, batch_aware_latency
+from harpagon.model.latency import Settings, tuple_latency
 from harpagon.model.plan import AppPlan, ModulePlan, TuplePlan, path_latency
-from harpagon.planner.module_scheduler import Choice, assign
+from harpagon.planner.module_scheduler import HARPAGON, Choice, Mode, assign, tight_budget
 
 
-def build_app_plan(app: App, choices: Mapping[str, Choice], settings: Settings) -> AppPlan:
-    budgets = {m.name: choices[m.name].threshold(settings) for m in app.modules}
-    tuples = {m.name: assign(choices[m.name], app.module_rate(m), budgets[m.name], settings) for m in app.modules}
+def build_app_plan(app: App, choices: Mapping[str, Choice], settings: Settings, mode: Mode = HARPAGON) -> AppPlan:
+    """The app's plan from its modules' tuple sets: final budgets, shares, dummies and latencies."""
+    budgets = {m.name: tight_budget(choices[m.name], app.module_rate(m), settings, mode) for m in app.modules}
+    tuples = {m.name: assign(choices[m.name], app.module_rate(m), budgets[m.name], settings, mode)
+              for m in app.modules}
 
     def predicted(name: str) -> float:
         return max(t.latency_ms for t in tuples[name])
@@ -32,10 +34,10 @@ def build_app_plan(app: App, choices: Mapping[str, Choice], settings: Settings) 
         if slack <= 0:
             continue
         # Past this budget the module needs no dummies at all.
-        enough = max(batch_aware_latency(t.batch, _d(choices[m.name], t), t.rate, settings.overhead_ms)
-                     for t in tuples[m.name])
+        enough = max(tuple_latency(mode.dispatch, t.batch, _d(choices[m.name], t), t.workers, t.rate, 0.0,
+                                   settings.overhead_ms) for t in tuples[m.name])
         budgets[m.name] = max(budgets[m.name], min(budgets[m.name] + slack, enough))
-        tuples[m.name] = assign(choices[m.name], app.module_rate(m), budgets[m.name], settings)
+        tuples[m.name] = assign(choices[m.name], app.module_rate(m), budgets[m.name], settings, mode)
 
     modules = tuple(
         ModulePlan(m.name, m.model, app.module_rate(m), min(budgets[m.name], predicted(m.name))

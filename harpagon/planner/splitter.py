@@ -69,6 +69,19 @@ def split_greedy(app: App, curves: Mapping[str, CostCurve], start: Split | None 
         idx[best[1]] = best[2]
 
 
+def split_even(app: App, curves: Mapping[str, CostCurve]) -> Split | None:
+    """Each module gets the SLO divided by the number of modules on the longest path through it
+    (the ablation of latency splitting); None if some module has no step within its share."""
+    out = {}
+    for m in app.modules:
+        share = app.slo_ms / max(len(p) for p in app.paths if m.name in p)
+        i = _last_at_most([float(b) for b in curves[m.name].budgets], share * (1 + PLAN_TOL))
+        if i < 0:
+            return None
+        out[m.name] = i
+    return out
+
+
 def split_tree(app: App, curves: Mapping[str, CostCurve]) -> Split | None:
     """Exact minimum-cost split over the curves for a tree-shaped app (None if not a tree)."""
     if not app.is_tree:
