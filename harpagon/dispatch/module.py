@@ -31,10 +31,13 @@ class TupleSpec:
     workers: int
     rate: float
     dummy_rate: float = 0.0
+    wait_ms: float | None = None
+    """Flush timer; by default the planned collection time of MODEL.md. A tuple on a shared GPU
+    ships once per duty cycle."""
 
     @staticmethod
     def of(t: TuplePlan) -> TupleSpec:
-        return TupleSpec(t.batch, t.workers, t.rate, t.dummy_rate)
+        return TupleSpec(t.batch, t.workers, t.rate, t.dummy_rate, t.cycle_ms if t.gpu is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,9 @@ class ModuleDispatcher(Generic[T]):
         self._collectors: list[list[BatchCollector[T]]] = []
         self._turn: list[int] = []
         for t in tuples:
-            wait = collection_ms(dispatch, t.batch, t.workers, t.rate + t.dummy_rate)
+            wait = t.wait_ms
+            if wait is None:
+                wait = collection_ms(dispatch, t.batch, t.workers, t.rate + t.dummy_rate)
             if dispatch == "batch-aware":
                 self._collectors.append([BatchCollector(t.batch, wait, t.workers)])
             else:

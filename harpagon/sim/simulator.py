@@ -122,8 +122,11 @@ class Simulator:
                 for k, t in enumerate(mp.tuples):
                     self.d_of[(ap.name, mp.name, k)] = self._d(model, t.hardware)
                     for j in range(t.workers):
-                        key = (ap.name, mp.name, k, j)
-                        self.workers[key] = self.worker_of[key] = _Worker(key)
+                        # Tuples on one shared GPU (Nexus-style packing) share one worker.
+                        wkey = ("gpu", t.gpu) if t.gpu is not None else (ap.name, mp.name, k, j)
+                        if wkey not in self.workers:
+                            self.workers[wkey] = _Worker(wkey)
+                        self.worker_of[(ap.name, mp.name, k, j)] = self.workers[wkey]
         # Per (app, frame): arrival time, pending parents per module, pending requests per module.
         self.arrival: dict[str, list[float]] = {}
         self.pending_parents: dict[tuple[str, int], dict[str, int]] = {}
@@ -212,13 +215,13 @@ class Simulator:
     def _finish(self, now: float, worker: tuple) -> None:
         w = self.workers[worker]
         app, module, s, _ = w.queue.pop(0)
+        if w.queue:  # before the results, which may ship new batches to this very worker
+            self._start(now, w)
         for frame in s.batch.items:
             key = (app, frame, module)
             self.pending_requests[key] -= 1
             if self.pending_requests[key] == 0:
                 self._module_done(now, app, frame, module)
-        if w.queue:
-            self._start(now, w)
 
     def _module_done(self, now: float, app: str, frame: int, module: str) -> None:
         key = (app, module)
