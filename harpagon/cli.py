@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from harpagon.config import ConfigError, Workload, load_workload
@@ -38,7 +39,38 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-utilization", type=float, default=1.0,
                    help="fraction of worker throughput a plan may use, in (0, 1]")
     p.set_defaults(func=_cmd_plan)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True,
+                                                                       parser_class=_Parser)
+    b = bench.add_parser("planner", help="every planner on a workload grid, against the optimum and in simulation")
+    b.add_argument("--workloads", type=_positive_int, default=None,
+                   help="a seeded sample of this many workloads (default: the whole grid)")
+    b.add_argument("--seed", type=int, default=0, help="sample and simulation seed (default 0)")
+    b.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="report folder (default docs/benchmarks)")
+    b.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    b.set_defaults(func=_cmd_bench_planner)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _cmd_bench_planner(args: argparse.Namespace) -> int:
+    from harpagon.bench.planner import main as bench_main
+
+    command = "harpagon bench planner" + "".join(
+        f" --{k} {v}" for k, v in (("workloads", args.workloads), ("seed", args.seed), ("out", args.out),
+                                   ("jobs", args.jobs)) if v is not None)
+    path = bench_main(args.workloads, args.seed, args.out, args.jobs, command)
+    print(f"report: {path}")
+    return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -112,6 +112,23 @@ def squishy_pack(sessions: list[Session], settings: Settings, prefix: str) -> tu
     return gpus, alone_misfits
 
 
+def own_workers(session: Session, settings: Settings) -> TuplePlan:
+    """A session no GPU's duty cycle can hold: request-level workers of its own, at the largest batch
+    (up to its maximum) whose latency with `ceil(rate / T)` workers fits its budget."""
+    s = settings
+    fallback = None
+    for o in reversed(session.options):
+        if o.batch > session.max_batch:
+            continue
+        n = max(1, math.ceil(session.rate / (o.throughput * s.max_utilization) - 1e-9))
+        t = request_level_tuple(o, n, session.rate, s)
+        if t.latency_ms <= session.budget_ms * (1 + 1e-9):
+            return t
+        fallback = t
+    assert fallback is not None
+    return fallback
+
+
 def shared_tuples(gpus: list[SharedGPU], settings: Settings) -> dict[tuple[str, str], TuplePlan]:
     """The tuple of each packed session, keyed by (app, module)."""
     out = {}

@@ -31,6 +31,7 @@ from harpagon.planner.baselines.common import (
     assemble,
     by_hardware,
     path_shares,
+    own_workers,
     request_level_tuple,
     shared_tuples,
     squishy_pack,
@@ -144,10 +145,8 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
 
     gpus, misfits = squishy_pack(sessions, s, prefix="nexus-gpu-")
     packed = shared_tuples(gpus, s)
-    for sess in misfits:  # too much for one GPU's duty cycle: its own request-level workers
-        o = max(sess.options, key=lambda x: x.batch if x.batch <= sess.max_batch else 0)
-        n = math.ceil(sess.rate / (o.throughput * s.max_utilization) - 1e-9)
-        packed[(sess.app, sess.module)] = request_level_tuple(o, n, sess.rate, s)
+    for sess in misfits:  # too much for one GPU's duty cycle: request-level workers of its own
+        packed[(sess.app, sess.module)] = own_workers(sess, s)
     apps = []
     for app, budgets, tuples in planned:
         for m in app.modules:

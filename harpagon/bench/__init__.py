@@ -1,0 +1,1 @@
+"""Benchmarks: workload grids, the planner benchmark, reports and plots."""
