@@ -14,7 +14,7 @@ from typing import TextIO
 
 from harpagon.config import ConfigError, Workload, load_workload
 from harpagon.model.latency import Settings
-from harpagon.model.plan import Plan, workers_cost
+from harpagon.model.plan import Plan, workers_by_hardware, workers_cost
 
 EXIT_INVALID = 2
 EXIT_REFUSED = 3
@@ -38,6 +38,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overhead-ms", type=float, default=0.0, help="dispatch overhead per module hop, ms")
     p.add_argument("--max-utilization", type=float, default=1.0,
                    help="fraction of worker throughput a plan may use, in (0, 1]")
+    p.add_argument("--planner", default="harpagon", choices=_planner_names(),
+                   help="the planner (default harpagon); the others are baselines, ablations and the "
+                        "exhaustive optimum, for comparison")
     p.set_defaults(func=_cmd_plan)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True,
@@ -73,8 +76,14 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _planner_names() -> list[str]:
+    from harpagon.planner.registry import PLANNERS
+
+    return [*PLANNERS, "optimum"]
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from harpagon.planner.harpagon import plan
+    from harpagon.planner.registry import OPTIMUM, PLANNERS
 
     try:
         settings = Settings(args.safety, args.overhead_ms, args.max_utilization)
@@ -88,7 +97,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return EXIT_INVALID
-    result = plan(workload, settings)
+    result = (OPTIMUM if args.planner == "optimum" else PLANNERS[args.planner])(workload, settings)
     if args.json:
         print(result.to_json())
     else:
@@ -114,11 +123,12 @@ def print_plan(plan: Plan, workload: Workload, file: TextIO | None = None) -> No
                 table.add_row(
                     a.name if m is a.modules[0] and i == 0 else "",
                     m.name if i == 0 else "",
-                    t.hardware, str(t.batch), str(t.workers), f"{t.rate:.1f}", f"{t.dummy_rate:.1f}",
+                    t.hardware if t.gpu is None else f"{t.hardware} (shared {t.gpu}, cycle {t.cycle_ms:.1f} ms)",
+                    str(t.batch), str(t.workers), f"{t.rate:.1f}", f"{t.dummy_rate:.1f}",
                     f"{t.latency_ms:.2f} / {m.budget_ms:.2f}", "",
                 )
         app_cost = workers_cost([a], workload)
-        table.add_row("", "[b]end to end[/b]", "", "", str(sum(t.workers for m in a.modules for t in m.tuples)),
+        table.add_row("", "[b]end to end[/b]", "", "", str(sum(workers_by_hardware([a]).values())),
                       f"{a.rate:g}", "", f"{a.predicted_latency_ms:.2f} / {a.slo_ms:g}", f"{app_cost:.3f}",
                       end_section=True)
     workers = plan.workers_by_hardware()

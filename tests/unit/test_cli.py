@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
+
 from harpagon.cli import main
 from harpagon.config import load_workload
 from harpagon.model.plan import Plan, check_plan
@@ -42,3 +44,21 @@ def test_refused_app_exits_3_and_the_rest_is_planned(write_yaml, capsys):
     assert plan["refused"][0]["name"] == "tight"
     (line,) = captured.err.strip().splitlines()
     assert line.startswith("refused: app 'tight': SLO 4 ms is below its fastest possible path, 6.30 ms")
+
+
+def test_plan_with_a_baseline_marks_shared_gpus(write_yaml, capsys):
+    data = copy.deepcopy(BASE)
+    data["apps"] = [{"name": n, "rate": r, "slo_ms": 100, "modules": [{"name": "m", "model": "resnet50"}]}
+                    for n, r in (("a", 10), ("b", 20))]
+    data["hardware"] = data["hardware"][:1]
+    data["profiles"] = data["profiles"][:1]
+    path = write_yaml(data)
+    assert main(["plan", str(path), "--planner", "nexus"]) == 0
+    out = capsys.readouterr().out
+    assert "nexus plan (request-level dispatch)" in out and "shared nexus-gpu-0" in out
+    assert main(["plan", str(path), "--planner", "nexus", "--json"]) == 0
+    tuples = [m["tuples"][0] for a in json.loads(capsys.readouterr().out)["apps"] for m in a["modules"]]
+    assert {t["gpu"] for t in tuples} == {"nexus-gpu-0"} and all(t["cycle_ms"] > 0 for t in tuples)
+    with pytest.raises(SystemExit) as info:
+        main(["plan", str(path), "--planner", "nope"])
+    assert info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
