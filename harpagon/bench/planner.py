@@ -224,7 +224,14 @@ def _plots(rows: list[Row], out: Path) -> None:
 
 def main(workloads: int | None, seed: int, out: Path, jobs: int, command: str,
          planners: Sequence[str] = ("harpagon", *BASELINES, *ABLATIONS), settings: Settings | None = None) -> Path:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     settings = settings or Settings()
     cases = grid(settings, workloads, seed)

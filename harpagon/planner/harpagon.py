@@ -38,6 +38,7 @@ from harpagon.planner.splitter import (
     split_tree,
 )
 
+
 @dataclass(frozen=True, slots=True)
 class PlannerOptions:
     """Switches for the planner's levels (all on for Harpagon; the ablations turn one off)."""
