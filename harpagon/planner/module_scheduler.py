@@ -31,6 +31,9 @@ from harpagon.model.plan import TuplePlan
 
 #: Upper bound on the workers of one group when enumerating breakpoints (keeps curves finite).
 MAX_GROUP_WORKERS = 4096
+#: Sizes tried for a main group: the most whole workers the rate fills, and up to this many fewer
+#: (a smaller main group can leave a residual that another kind serves more cheaply).
+MAIN_SIZES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,27 @@ class CostCurve:
         return len(self.budgets)
 
 
+def _undominated(options: Sequence[Option], limits: Mapping[str, int | None]) -> list[Option]:
+    """Drop an option when another is at most as dear, at least as fast per batch, has at least the
+    throughput, collects a batch at least as fast, and is at least as available: any group of it
+    can then be swapped for the same number of workers of the other."""
+
+    def limit(o: Option) -> float:
+        n = limits.get(o.hardware)
+        return math.inf if n is None else n
+
+    def beats(q: Option, o: Option) -> bool:
+        return (q.price <= o.price and q.d_ms <= o.d_ms and q.throughput >= o.throughput
+                and (q.batch - 1) / q.throughput <= (o.batch - 1) / o.throughput and limit(q) >= limit(o))
+
+    keep: list[Option] = []
+    for i, o in enumerate(options):
+        # a twin that beats it both ways is kept only once (the first)
+        if not any(beats(q, o) and (not beats(o, q) or j < i) for j, q in enumerate(options) if j != i):
+            keep.append(o)
+    return keep
+
+
 class ModuleScheduler:
     """Cheapest tuple sets of one module (a model at a rate) over its options."""
 
@@ -116,19 +140,20 @@ class ModuleScheduler:
                  mode: Mode = HARPAGON):
         if not options:
             raise ValueError("a module needs at least one profiled option")
-        self.options = list(options)
+        lim = limits or {}
+        self.options = _undominated(options, lim)
         self.rate = rate
         self.settings = settings
         self.multi_tuple = multi_tuple
         self.mode = mode
         s = settings
+        options = self.options
         self._b = np.array([o.batch for o in options], dtype=float)
         self._d = np.array([o.d_ms for o in options], dtype=float)
         self._p = np.array([o.price for o in options], dtype=float)
         self._cap = 1000.0 * self._b / self._d * s.max_utilization  # requests/s of one worker
         hw_names = sorted({o.hardware for o in options})
         self._hw = np.array([hw_names.index(o.hardware) for o in options])
-        lim = limits or {}
         self._limit = np.array([math.inf if lim.get(o.hardware) is None else float(lim[o.hardware])
                                 for o in options])
         # Whole workers each option needs for the full rate, and main-group candidates (m saturated
@@ -140,7 +165,7 @@ class ModuleScheduler:
             for k in sorted(range(len(options)), key=lambda k: self._p[k] / self._cap[k]):
                 cap = self._cap[k]
                 full = math.floor(rate / cap * (1 + PLAN_TOL))
-                for m in (full, full - 1):
+                for m in range(full, max(0, full - MAIN_SIZES), -1):
                     if m >= 1 and rate - m * cap > PLAN_TOL * rate:
                         mains_k.append(k)
                         mains_m.append(m)
