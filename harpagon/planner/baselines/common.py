@@ -14,7 +14,7 @@ from harpagon.model.latency import (
     options_for,
     request_level_latency,
 )
-from harpagon.model.plan import AppPlan, ModulePlan, TuplePlan, path_latency
+from harpagon.model.plan import AppPlan, ModulePlan, Plan, Refusal, TuplePlan, path_latency
 
 
 def by_hardware(workload: Workload, model: str, settings: Settings) -> dict[str, list[Option]]:
@@ -140,3 +140,21 @@ def shared_tuples(gpus: list[SharedGPU], settings: Settings) -> dict[tuple[str, 
                                                g.cycle_ms + o.d_ms + settings.overhead_ms,
                                                gpu=g.id, cycle_ms=g.cycle_ms)
     return out
+
+
+def packed_plan(name: str, workload: Workload, settings: Settings,
+                planned: list[tuple[App, dict[str, float], dict[str, list[TuplePlan]]]],
+                sessions: list[Session], refused: list[Refusal]) -> Plan:
+    """The plan of a packing baseline: its apps' whole-worker tuples plus each residual session, on a
+    shared GPU when one can hold it, else on request-level workers of its own."""
+    gpus, misfits = squishy_pack(sessions, settings, prefix=f"{name}-gpu-")
+    packed = shared_tuples(gpus, settings)
+    for sess in misfits:
+        packed[(sess.app, sess.module)] = own_workers(sess, settings)
+    apps = []
+    for app, budgets, tuples in planned:
+        for m in app.modules:
+            if (app.name, m.name) in packed:
+                tuples[m.name].append(packed[(app.name, m.name)])
+        apps.append(assemble(app, budgets, tuples))
+    return Plan.build(name, "request-level", settings, tuple(apps), tuple(refused), workload)

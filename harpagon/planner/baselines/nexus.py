@@ -28,13 +28,10 @@ from harpagon.model.latency import Option, Settings
 from harpagon.model.plan import Plan, Refusal, TuplePlan
 from harpagon.planner.baselines.common import (
     Session,
-    assemble,
     by_hardware,
-    own_workers,
+    packed_plan,
     path_shares,
     request_level_tuple,
-    shared_tuples,
-    squishy_pack,
 )
 
 #: Steps the SLO is cut into by the complex-query dynamic program.
@@ -143,14 +140,4 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
         sessions.extend(app_sessions)
         planned.append((app, budgets, tuples))
 
-    gpus, misfits = squishy_pack(sessions, s, prefix="nexus-gpu-")
-    packed = shared_tuples(gpus, s)
-    for sess in misfits:  # too much for one GPU's duty cycle: request-level workers of its own
-        packed[(sess.app, sess.module)] = own_workers(sess, s)
-    apps = []
-    for app, budgets, tuples in planned:
-        for m in app.modules:
-            if (app.name, m.name) in packed:
-                tuples[m.name].append(packed[(app.name, m.name)])
-        apps.append(assemble(app, budgets, tuples))
-    return Plan.build("nexus", "request-level", s, tuple(apps), tuple(refused), workload)
+    return packed_plan("nexus", workload, s, planned, sessions, refused)

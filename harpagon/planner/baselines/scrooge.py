@@ -23,12 +23,9 @@ from harpagon.model.latency import Option, Settings, options_for, request_level_
 from harpagon.model.plan import Plan, Refusal, TuplePlan
 from harpagon.planner.baselines.common import (
     Session,
-    assemble,
     by_hardware,
-    own_workers,
+    packed_plan,
     request_level_tuple,
-    shared_tuples,
-    squishy_pack,
 )
 
 
@@ -121,14 +118,4 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
                 sessions.append(Session(app.name, m.name, options, rest, o.batch, max(duty, 1e-9), budget))
         planned.append((app, budgets, tuples))
 
-    gpus, misfits = squishy_pack(sessions, s, prefix="scrooge-gpu-")
-    packed = shared_tuples(gpus, s)
-    for sess in misfits:  # too much for one GPU's duty cycle: request-level workers of its own
-        packed[(sess.app, sess.module)] = own_workers(sess, s)
-    apps = []
-    for app, budgets, tuples in planned:
-        for m in app.modules:
-            if (app.name, m.name) in packed:
-                tuples[m.name].append(packed[(app.name, m.name)])
-        apps.append(assemble(app, budgets, tuples))
-    return Plan.build("scrooge", "request-level", s, tuple(apps), tuple(refused), workload)
+    return packed_plan("scrooge", workload, s, planned, sessions, refused)
