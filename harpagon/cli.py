@@ -52,7 +52,135 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="report folder (default docs/benchmarks)")
     b.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
     b.set_defaults(func=_cmd_bench_planner)
+
+    w = sub.add_parser("worker", help="serve one device's batches (one process per GPU)",
+                       description="Run a worker: it loads the modules a configuration names and runs their "
+                                   "batches on one device. On a machine without a GPU use cpu, or "
+                                   "emulated:HARDWARE (batches sleep their profiled latency).")
+    w.add_argument("--device", default="cpu", help="cpu, cuda:N or emulated:HARDWARE (default cpu)")
+    w.add_argument("--controller", default=None, help="controller address HOST:PORT to register with")
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    w.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    w.add_argument("--hardware", default=None, help="hardware name to report (default: from the device)")
+    w.add_argument("--profiles", nargs="*", default=[], metavar="FILE",
+                   help="profile files for an emulated device (default models/profiles/catalog.yaml)")
+    w.add_argument("--threads", type=_positive_int, default=None, help="torch threads on cpu (default: all cores)")
+    w.set_defaults(func=_cmd_worker)
+
+    pr = sub.add_parser("profile", help="measure a model's latency per batch size on a device",
+                        description="Measure mean and std latency per batch size and write them as a "
+                                    "`profiles` entry the planner reads.")
+    pr.add_argument("--model", required=True, help="model registry name (models/registry.yaml)")
+    pr.add_argument("--device", default="cpu", help="cpu or cuda:N (default cpu)")
+    pr.add_argument("--batches", required=True, type=_int_list, help="batch sizes, e.g. 1,2,4,8")
+    pr.add_argument("--input-size", type=_int_list, default=None, help="one item's shape C,H,W (default: registry)")
+    pr.add_argument("--repeats", type=_positive_int, default=20, help="timed runs per batch size (default 20)")
+    pr.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    pr.add_argument("--hardware", default=None, help="hardware name to record (default: from the device)")
+    pr.add_argument("--threads", type=_positive_int, default=None, help="torch threads on cpu (default: all cores)")
+    pr.add_argument("--out", required=True, type=Path, help="profiles YAML to write or update")
+    pr.set_defaults(func=_cmd_profile)
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, got {text!r}")
+    return values
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from harpagon.runtime.errors import RuntimeFault
+    from harpagon.runtime.worker.data_plane import WorkerDataPlane
+    from harpagon.runtime.worker.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        executor = _executor(args)
+    except (RuntimeFault, ConfigError) as exc:
+        print(f"harpagon worker: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    serve(WorkerDataPlane(executor), args.port, args.host, args.controller)
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    if args.device.startswith("emulated:"):
+        from harpagon.runtime.worker.executor import EmulatedExecutor
+
+        hardware = args.hardware or args.device.split(":", 1)[1]
+        files = args.profiles or [Path(__file__).resolve().parents[1] / "models" / "profiles" / "catalog.yaml"]
+        profiles = load_profile_rows(files)
+        if not any(hw == hardware for _, hw in profiles):
+            from harpagon.runtime.errors import FailedPrecondition
+
+            raise FailedPrecondition(f"no profile in {', '.join(map(str, files))} is for hardware {hardware!r}")
+        return EmulatedExecutor(hardware, profiles)
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        from harpagon.runtime.errors import InvalidArgument
+
+        raise InvalidArgument(f"--device must be cpu, cuda:N or emulated:HARDWARE, got {args.device!r}")
+    from harpagon.runtime.worker.executor import TorchExecutor
+
+    return TorchExecutor(args.device, args.hardware, args.threads)
+
+
+def load_profile_rows(files) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
+    """`(model, hardware) -> {batch: (mean_ms, std_ms)}` from the `profiles` sections of YAML files."""
+    import yaml
+
+    from harpagon.config.schema import Profile
+
+    out: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
+    for f in files:
+        try:
+            data = yaml.safe_load(Path(f).read_text()) or {}
+            for raw in data.get("profiles", []):
+                p = Profile.model_validate(raw)
+                out[(p.model, p.hardware)] = {r.batch: (r.mean_ms, r.std_ms) for r in p.batches}
+        except Exception as exc:
+            from harpagon.config import ConfigIssue
+
+            raise ConfigError([ConfigIssue(str(f), None, "profiles", f"cannot read profiles: {exc}")]) from None
+    return out
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harpagon.profiler import profile, write_profiles
+    from harpagon.runtime.errors import RuntimeFault
+    from harpagon.runtime.worker.registry import entries
+
+    if args.model not in entries():
+        print(f"harpagon profile: --model {args.model!r} is not in the registry "
+              f"({', '.join(sorted(entries()))})", file=sys.stderr)
+        return EXIT_INVALID
+    if args.input_size is not None and len(args.input_size) != 3:
+        print(f"harpagon profile: --input-size must be C,H,W, got {args.input_size}", file=sys.stderr)
+        return EXIT_INVALID
+    command = " ".join(["harpagon", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("harpagon") else \
+        f"harpagon profile --model {args.model} --device {args.device} --batches {','.join(map(str, args.batches))}"
+    with Progress(TextColumn(f"profile {args.model} on {args.device}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn()) as bar:
+        task = bar.add_task("runs", total=len(args.batches) * args.repeats)
+        try:
+            hardware, rows = profile(args.model, args.device, args.batches, args.input_size, args.repeats,
+                                     args.warmup, args.threads, args.hardware, lambda n: bar.advance(task, n))
+        except RuntimeFault as exc:
+            print(f"harpagon profile: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+    write_profiles(args.out, args.model, hardware, rows, command)
+    for b, mean, std in rows:
+        print(f"{args.model} on {hardware}: batch {b}: {mean:.3f} ± {std:.3f} ms")
+    print(f"written: {args.out}")
+    return 0
 
 
 def _positive_int(text: str) -> int:

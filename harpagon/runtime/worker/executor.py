@@ -1,0 +1,206 @@
+"""Executors: how a worker turns a module configuration into something that runs batches.
+
+- :class:`TorchExecutor` runs torchvision models with PyTorch on `cpu` or `cuda:N`
+  (`torch.inference_mode`, a CUDA stream per module and pinned host buffers on a GPU, optional
+  float16 on a GPU).
+- :class:`EmulatedExecutor` is an **emulated device**: a batch "runs" by sleeping the profiled
+  `mean + std` of its batch size on the named hardware. It exists to test the control and data
+  planes at scale on machines without GPUs, and says so in every health and stats reply.
+
+Every runner always runs its configured batch size: a short batch is padded with dummy (zero)
+inputs, so shapes stay fixed (as CUDA graphs and compiled engines need).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harpagon.runtime.errors import FailedPrecondition, InvalidArgument
+from harpagon.runtime.worker import registry
+
+#: Detections kept per image in a detector's fixed-size output.
+MAX_DETECTIONS = 100
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A validated module configuration (harpagon.v1.ModuleConfig)."""
+
+    name: str
+    model: str
+    batch: int
+    input_shape: tuple[int, ...]
+    weights: str | None = None
+    half: bool = False
+    budget_ms: float = 0.0
+
+    @staticmethod
+    def from_proto(m: Any) -> ModuleSpec:
+        if not m.name:
+            raise InvalidArgument("a module has no name")
+        where = f"module {m.name!r}"
+        if m.batch < 1:
+            raise InvalidArgument(f"{where}: batch must be >= 1, got {m.batch}")
+        try:
+            entry = registry.entry(m.model)
+        except KeyError as exc:
+            raise FailedPrecondition(f"{where}: {exc.args[0]}") from None
+        shape = tuple(m.input_shape) or entry.input
+        if len(shape) != 3 or any(d < 1 for d in shape):
+            raise InvalidArgument(f"{where}: input_shape must be [channels, height, width] > 0, got {list(shape)}")
+        return ModuleSpec(m.name, m.model, int(m.batch), shape, m.weights or None, bool(m.half), float(m.budget_ms))
+
+
+class Runner(ABC):
+    """A loaded module: runs one padded batch."""
+
+    def __init__(self, spec: ModuleSpec):
+        self.spec = spec
+
+    @abstractmethod
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run `x` ([n, *input_shape], n <= batch) padded to the batch size; outputs of the n real items."""
+
+
+class Executor(ABC):
+    device: str
+    hardware: str
+    emulated: bool = False
+
+    @abstractmethod
+    def load(self, spec: ModuleSpec) -> Runner:
+        """Build, place and warm up a module; raise FailedPrecondition with the reason if it cannot."""
+
+
+# --- PyTorch -------------------------------------------------------------------------------------
+
+
+class TorchExecutor(Executor):
+    def __init__(self, device: str = "cpu", hardware: str | None = None, threads: int | None = None):
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise FailedPrecondition(f"device {device!r} asked for, but this machine has no CUDA device")
+        self.device = device
+        self.hardware = hardware or default_hardware_name(device)
+        if device == "cpu":
+            torch.set_num_threads(threads or os.cpu_count() or 1)
+
+    def load(self, spec: ModuleSpec) -> Runner:
+        try:
+            entry = registry.entry(spec.model)
+            model = registry.build(entry, spec.weights)
+        except Exception as exc:  # a bad weights file, an unknown architecture: reject this config
+            raise FailedPrecondition(f"module {spec.name!r}: cannot load {spec.model!r}: {exc}") from None
+        runner = _TorchRunner(spec, entry.task, model, self.device)
+        runner(np.zeros((spec.batch, *spec.input_shape), dtype=np.float32))  # warm up at the batch size
+        return runner
+
+
+class _TorchRunner(Runner):
+    def __init__(self, spec: ModuleSpec, task: str, model: Any, device: str):
+        import torch
+
+        super().__init__(spec)
+        self.task = task
+        self.cuda = device.startswith("cuda")
+        self.dtype = torch.float16 if (spec.half and self.cuda) else torch.float32
+        self.model = model.to(device=device, dtype=self.dtype)
+        self.device = torch.device(device)
+        self.stream = torch.cuda.Stream(device=self.device) if self.cuda else None
+        self.host = torch.zeros((spec.batch, *spec.input_shape), dtype=torch.float32, pin_memory=self.cuda)
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        n = x.shape[0]
+        src = torch.from_numpy(np.ascontiguousarray(x))
+        if src.dtype == torch.uint8:
+            src = src.to(torch.float32).div_(255.0)
+        self.host[:n].copy_(src)
+        self.host[n:].zero_()  # dummy inputs
+        with torch.inference_mode():
+            if self.stream is not None:
+                with torch.cuda.stream(self.stream):
+                    out = self.model(self.host.to(self.device, dtype=self.dtype, non_blocking=True))
+                self.stream.synchronize()
+            else:
+                out = self.model(self.host.to(dtype=self.dtype))
+            return self._outputs(out, n)
+
+    def _outputs(self, out: Any, n: int) -> list[np.ndarray]:
+        if self.task == "classify":
+            return [out[:n].float().cpu().numpy()]
+        boxes = np.zeros((n, MAX_DETECTIONS, 4), np.float32)
+        scores = np.zeros((n, MAX_DETECTIONS), np.float32)
+        labels = np.full((n, MAX_DETECTIONS), -1, np.int64)
+        for i, det in enumerate(out[:n]):
+            k = min(MAX_DETECTIONS, det["boxes"].shape[0])
+            boxes[i, :k] = det["boxes"][:k].float().cpu().numpy()
+            scores[i, :k] = det["scores"][:k].float().cpu().numpy()
+            labels[i, :k] = det["labels"][:k].cpu().numpy()
+        return [boxes, scores, labels]
+
+
+def default_hardware_name(device: str) -> str:
+    """The hardware kind a device is planned as: the GPU's name (`h200`), or `cpu-` and the CPU's
+    model name from /proc/cpuinfo, as lower-case words joined by dashes."""
+    if device.startswith("cuda"):
+        import torch
+
+        return _slug(torch.cuda.get_device_name(torch.device(device)))
+    name = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1] for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return "cpu-" + _slug(name)
+
+
+def _slug(name: str) -> str:
+    words = "".join(c if c.isalnum() else " " for c in name.lower().replace("(r)", " ").replace("(tm)", " "))
+    return "-".join(w for w in words.split() if w not in ("nvidia", "cpu", "processor")) or "unknown"
+
+
+# --- emulated ------------------------------------------------------------------------------------
+
+
+class EmulatedExecutor(Executor):
+    """EMULATED DEVICE: batches sleep their profiled latency on `hardware`; outputs are zeros."""
+
+    emulated = True
+
+    def __init__(self, hardware: str, profiles: Mapping[tuple[str, str], Mapping[int, tuple[float, float]]]):
+        self.hardware = hardware
+        self.device = f"emulated:{hardware}"
+        self.profiles = profiles
+
+    def load(self, spec: ModuleSpec) -> Runner:
+        rows = self.profiles.get((spec.model, self.hardware))
+        if not rows or spec.batch not in rows:
+            have = sorted(rows) if rows else []
+            raise FailedPrecondition(
+                f"module {spec.name!r}: emulated {self.hardware!r} has no profile of {spec.model!r} at batch "
+                f"{spec.batch} (profiled batches: {have or 'none'})")
+        mean, std = rows[spec.batch]
+        return _SleepRunner(spec, (mean + std) / 1000.0)
+
+
+class _SleepRunner(Runner):
+    def __init__(self, spec: ModuleSpec, seconds: float):
+        super().__init__(spec)
+        self.seconds = seconds
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        end = time.perf_counter() + self.seconds
+        while (left := end - time.perf_counter()) > 0:
+            time.sleep(left if left > 0.002 else 0)
+        return [np.zeros((x.shape[0], 1), np.float32)]

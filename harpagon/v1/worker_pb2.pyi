@@ -1,0 +1,175 @@
+from collections.abc import Iterable as _Iterable
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar
+from typing import Optional as _Optional
+from typing import Union as _Union
+
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ModuleConfig(_message.Message):
+    __slots__ = ("name", "model", "batch", "input_shape", "weights", "half", "budget_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    HALF_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model: str
+    batch: int
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    weights: str
+    half: bool
+    budget_ms: float
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., batch: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., weights: _Optional[str] = ..., half: _Optional[bool] = ..., budget_ms: _Optional[float] = ...) -> None: ...
+
+class WorkerConfig(_message.Message):
+    __slots__ = ("version", "modules")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    modules: _containers.RepeatedCompositeFieldContainer[ModuleConfig]
+    def __init__(self, version: _Optional[int] = ..., modules: _Optional[_Iterable[_Union[ModuleConfig, _Mapping]]] = ...) -> None: ...
+
+class ApplyConfigRequest(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: WorkerConfig
+    def __init__(self, config: _Optional[_Union[WorkerConfig, _Mapping]] = ...) -> None: ...
+
+class ApplyConfigResponse(_message.Message):
+    __slots__ = ("version", "changed")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    changed: bool
+    def __init__(self, version: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class InferRequest(_message.Message):
+    __slots__ = ("module", "input", "id")
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    module: str
+    input: Tensor
+    id: str
+    def __init__(self, module: _Optional[str] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., id: _Optional[str] = ...) -> None: ...
+
+class InferResponse(_message.Message):
+    __slots__ = ("id", "outputs", "queue_ms", "exec_ms", "batch", "dummies")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
+    EXEC_MS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    DUMMIES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
+    queue_ms: float
+    exec_ms: float
+    batch: int
+    dummies: int
+    def __init__(self, id: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., queue_ms: _Optional[float] = ..., exec_ms: _Optional[float] = ..., batch: _Optional[int] = ..., dummies: _Optional[int] = ...) -> None: ...
+
+class HealthRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HealthResponse(_message.Message):
+    __slots__ = ("ready", "config_version", "device", "hardware", "emulated")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_FIELD_NUMBER: _ClassVar[int]
+    ready: bool
+    config_version: int
+    device: str
+    hardware: str
+    emulated: bool
+    def __init__(self, ready: _Optional[bool] = ..., config_version: _Optional[int] = ..., device: _Optional[str] = ..., hardware: _Optional[str] = ..., emulated: _Optional[bool] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModuleStats(_message.Message):
+    __slots__ = ("module", "batches", "requests", "dummies", "exec_ms_total", "queue_ms_total", "errors")
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    DUMMIES_FIELD_NUMBER: _ClassVar[int]
+    EXEC_MS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_MS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    module: str
+    batches: int
+    requests: int
+    dummies: int
+    exec_ms_total: float
+    queue_ms_total: float
+    errors: int
+    def __init__(self, module: _Optional[str] = ..., batches: _Optional[int] = ..., requests: _Optional[int] = ..., dummies: _Optional[int] = ..., exec_ms_total: _Optional[float] = ..., queue_ms_total: _Optional[float] = ..., errors: _Optional[int] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("modules", "emulated", "gpu_utilization", "gpu_memory_used_bytes", "gpu_memory_total_bytes")
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_FIELD_NUMBER: _ClassVar[int]
+    GPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    modules: _containers.RepeatedCompositeFieldContainer[ModuleStats]
+    emulated: bool
+    gpu_utilization: float
+    gpu_memory_used_bytes: int
+    gpu_memory_total_bytes: int
+    def __init__(self, modules: _Optional[_Iterable[_Union[ModuleStats, _Mapping]]] = ..., emulated: _Optional[bool] = ..., gpu_utilization: _Optional[float] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ...) -> None: ...
+
+class RegisterRequest(_message.Message):
+    __slots__ = ("worker_id", "address", "hardware", "device", "emulated")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    address: str
+    hardware: str
+    device: str
+    emulated: bool
+    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., hardware: _Optional[str] = ..., device: _Optional[str] = ..., emulated: _Optional[bool] = ...) -> None: ...
+
+class RegisterResponse(_message.Message):
+    __slots__ = ("heartbeat_ms",)
+    HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_ms: int
+    def __init__(self, heartbeat_ms: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("worker_id", "config_version")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    config_version: int
+    def __init__(self, worker_id: _Optional[str] = ..., config_version: _Optional[int] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("known",)
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    known: bool
+    def __init__(self, known: _Optional[bool] = ...) -> None: ...
