@@ -1,0 +1,187 @@
+"""A real worker process on CPU with real torch models (small inputs), and an emulated one."""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+import yaml
+
+from harpagon.runtime.tensors import from_numpy, to_numpy
+from harpagon.v1 import worker_pb2 as pb
+from harpagon.v1 import worker_pb2_grpc as rpc
+
+pytestmark = pytest.mark.integration
+SMALL = [3, 32, 32]
+
+
+def config(version: int, *modules: tuple[str, str, int]) -> pb.ApplyConfigRequest:
+    return pb.ApplyConfigRequest(config=pb.WorkerConfig(version=version, modules=[
+        pb.ModuleConfig(name=name, model=model, batch=batch, input_shape=SMALL) for name, model, batch in modules]))
+
+
+def frames(n: int, dtype=np.uint8) -> pb.Tensor:
+    return from_numpy(np.random.default_rng(n).integers(0, 255, (n, *SMALL)).astype(dtype))
+
+
+def code(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def test_cpu_worker_applies_a_config_serves_batches_and_rejects_bad_input(start_worker, tmp_path):
+    w = start_worker("--device", "cpu", "--threads", "1")
+    health = w.stub.Health(pb.HealthRequest())
+    assert health.device == "cpu" and health.hardware.startswith("cpu-") and not health.emulated
+    reply = w.stub.ApplyConfig(config(1, ("cls", "resnet18", 4), ("small", "mobilenet_v3_small", 2)), timeout=120)
+    assert (reply.version, reply.changed) == (1, True)
+    assert w.stub.ApplyConfig(config(1, ("cls", "resnet18", 4), ("small", "mobilenet_v3_small", 2))).changed is False
+
+    r = w.stub.Infer(pb.InferRequest(module="cls", input=frames(3), id="req-7"), timeout=60)
+    (logits,) = [to_numpy(t) for t in r.outputs]
+    assert r.id == "req-7" and logits.shape == (3, 1000) and logits.dtype == np.float32
+    assert (r.batch, r.dummies) == (4, 1) and r.exec_ms > 0
+    f32 = w.stub.Infer(pb.InferRequest(module="small", input=frames(2, np.float32)), timeout=60)
+    assert to_numpy(f32.outputs[0]).shape == (2, 1000) and f32.dummies == 0
+
+    # bad inputs: a clear error for that request, and the worker keeps serving
+    assert code(lambda: w.stub.Infer(pb.InferRequest(module="nope", input=frames(1))))[0] == grpc.StatusCode.NOT_FOUND
+    bad_dtype = from_numpy(np.zeros((1, *SMALL), np.int32))
+    status, details = code(lambda: w.stub.Infer(pb.InferRequest(module="cls", input=bad_dtype)))
+    assert status == grpc.StatusCode.INVALID_ARGUMENT and "int32" in details
+    wrong_shape = from_numpy(np.zeros((1, 3, 16, 16), np.uint8))
+    status, details = code(lambda: w.stub.Infer(pb.InferRequest(module="cls", input=wrong_shape)))
+    assert status == grpc.StatusCode.INVALID_ARGUMENT and "[n, 3, 32, 32]" in details
+    short = pb.Tensor(dtype="uint8", shape=[1, *SMALL], data=b"\0" * 10)
+    status, details = code(lambda: w.stub.Infer(pb.InferRequest(module="cls", input=short)))
+    assert status == grpc.StatusCode.INVALID_ARGUMENT and "10 bytes" in details
+    status, details = code(lambda: w.stub.Infer(pb.InferRequest(module="cls", input=frames(5))))
+    assert status == grpc.StatusCode.INVALID_ARGUMENT and "batches of 4" in details
+
+    # a config that cannot be loaded is rejected with the reason; the previous one stays in force
+    status, details = code(lambda: w.stub.ApplyConfig(config(2, ("cls", "bert", 4))))
+    assert status == grpc.StatusCode.FAILED_PRECONDITION and "'bert' is not in the registry" in details
+    bad_weights = pb.ApplyConfigRequest(config=pb.WorkerConfig(version=2, modules=[pb.ModuleConfig(
+        name="cls", model="resnet18", batch=4, input_shape=SMALL, weights=str(tmp_path / "missing.pt"))]))
+    status, details = code(lambda: w.stub.ApplyConfig(bad_weights))
+    assert status == grpc.StatusCode.FAILED_PRECONDITION and "missing.pt" in details
+    assert w.stub.Health(pb.HealthRequest()).config_version == 1
+    assert w.stub.Infer(pb.InferRequest(module="cls", input=frames(1)), timeout=60).batch == 4
+    status, _ = code(lambda: w.stub.ApplyConfig(config(0, ("cls", "resnet18", 4))))
+    assert status == grpc.StatusCode.FAILED_PRECONDITION  # older than the one in force
+
+    stats = {m.module: m for m in w.stub.Stats(pb.StatsRequest()).modules}
+    assert stats["cls"].requests == 4 and stats["cls"].batches == 2 and stats["cls"].dummies == 4
+    assert stats["small"].requests == 2
+    assert not w.stub.Stats(pb.StatsRequest()).HasField("gpu_utilization")  # no GPU here: absent
+
+
+def test_local_weights_file_is_loaded(start_worker, tmp_path):
+    import torch
+    from torchvision import models
+
+    path = tmp_path / "r18.pt"
+    m = models.resnet18(weights=None)
+    torch.nn.init.zeros_(m.fc.weight)
+    torch.nn.init.constant_(m.fc.bias, 0.5)
+    torch.save(m.state_dict(), path)
+    w = start_worker("--device", "cpu", "--threads", "1")
+    w.stub.ApplyConfig(pb.ApplyConfigRequest(config=pb.WorkerConfig(version=1, modules=[pb.ModuleConfig(
+        name="cls", model="resnet18", batch=1, input_shape=SMALL, weights=str(path))])), timeout=120)
+    (logits,) = [to_numpy(t) for t in w.stub.Infer(pb.InferRequest(module="cls", input=frames(1)), timeout=60).outputs]
+    assert np.allclose(logits, 0.5)
+
+
+def test_reconfiguring_under_load_loses_no_request(start_worker):
+    w = start_worker("--device", "cpu", "--threads", "1")
+    w.stub.ApplyConfig(config(1, ("a", "resnet18", 4)), timeout=120)
+    errors: list[Exception] = []
+    served = []
+    stop = threading.Event()
+
+    def load() -> None:
+        stub = rpc.WorkerStub(grpc.insecure_channel(w.address))
+        i = 0
+        while not stop.is_set() and i < 2000:
+            i += 1
+            try:
+                served.append(stub.Infer(pb.InferRequest(module="a", input=frames(2), id=str(i)), timeout=60).id)
+            except grpc.RpcError as exc:
+                errors.append(exc)
+
+    with futures.ThreadPoolExecutor(3) as pool:
+        running = [pool.submit(load) for _ in range(3)]
+        w.stub.ApplyConfig(config(2, ("a", "resnet18", 4), ("b", "mobilenet_v3_small", 2)), timeout=120)
+        w.stub.ApplyConfig(config(3, ("a", "resnet18", 8)), timeout=120)  # reloads "a", unloads "b"
+        stop.set()
+        for f in running:
+            f.result()
+    assert errors == [] and len(served) > 0
+    assert w.stub.Health(pb.HealthRequest()).config_version == 3
+    assert w.stub.Infer(pb.InferRequest(module="a", input=frames(8)), timeout=60).dummies == 0
+    assert code(lambda: w.stub.Infer(pb.InferRequest(module="b", input=frames(1))))[0] == grpc.StatusCode.NOT_FOUND
+
+
+def test_emulated_worker_sleeps_its_profile_and_says_so(start_worker, tmp_path):
+    w = start_worker("--device", "emulated:v100")
+    health = w.stub.Health(pb.HealthRequest())
+    assert health.emulated and health.device == "emulated:v100" and health.hardware == "v100"
+    w.stub.ApplyConfig(pb.ApplyConfigRequest(config=pb.WorkerConfig(version=1, modules=[
+        pb.ModuleConfig(name="r", model="resnet50", batch=16, input_shape=SMALL)])), timeout=30)
+    r = w.stub.Infer(pb.InferRequest(module="r", input=frames(5)), timeout=30)
+    assert r.exec_ms >= 13.05 and (r.batch, r.dummies) == (16, 11)  # d(16) of ResNet-50 on V100
+    assert w.stub.Stats(pb.StatsRequest()).emulated
+    status, details = code(lambda: w.stub.ApplyConfig(pb.ApplyConfigRequest(config=pb.WorkerConfig(
+        version=2, modules=[pb.ModuleConfig(name="r", model="resnet50", batch=5, input_shape=SMALL)]))))
+    assert status == grpc.StatusCode.FAILED_PRECONDITION and "no profile" in details and "batch 5" in details
+
+
+class FakeController(rpc.ControllerServicer):
+    def __init__(self) -> None:
+        self.registered: list[pb.RegisterRequest] = []
+        self.beats = threading.Event()
+
+    def Register(self, request, context):
+        self.registered.append(request)
+        return pb.RegisterResponse(heartbeat_ms=100)
+
+    def Heartbeat(self, request, context):
+        self.beats.set()
+        return pb.HeartbeatResponse(known=True)
+
+
+def test_worker_registers_with_the_controller_and_heartbeats(start_worker):
+    controller = FakeController()
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    rpc.add_ControllerServicer_to_server(controller, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        w = start_worker("--device", "emulated:t4", "--controller", f"127.0.0.1:{port}")
+        assert controller.beats.wait(30)
+        (reg,) = controller.registered
+        assert reg.address == w.address and reg.hardware == "t4" and reg.emulated and reg.worker_id
+    finally:
+        server.stop(0)
+
+
+def test_profiler_output_is_read_back_by_the_planner(tmp_path):
+    from harpagon.config import load_workload
+    from harpagon.planner.harpagon import plan
+    from harpagon.profiler import profile, write_profiles
+
+    hardware, rows = profile("resnet18", "cpu", [1, 2], SMALL, repeats=2, warmup=1, threads=1, hardware="test-cpu")
+    assert hardware == "test-cpu" and [r[0] for r in rows] == [1, 2] and all(r[1] > 0 and r[2] >= 0 for r in rows)
+    path = tmp_path / "cpu.yaml"
+    write_profiles(path, "resnet18", hardware, rows, "test")
+    apps = tmp_path / "apps.yaml"
+    apps.write_text(yaml.safe_dump({
+        "hardware": [{"name": "test-cpu", "price_per_hour": 0.1}],
+        "apps": [{"name": "a", "rate": 5, "slo_ms": 10 * rows[-1][1], "modules": [{"name": "m", "model": "resnet18"}]}],
+    }))
+    p = plan(load_workload([path, apps]))
+    assert p.apps and p.apps[0].modules[0].tuples[0].hardware == "test-cpu"

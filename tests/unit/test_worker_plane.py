@@ -1,0 +1,88 @@
+"""The worker's data plane and tensor codec, in process (emulated device, no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harpagon.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from harpagon.runtime.tensors import from_numpy, to_numpy
+from harpagon.runtime.worker.data_plane import WorkerDataPlane
+from harpagon.runtime.worker.executor import EmulatedExecutor, ModuleSpec
+from harpagon.v1 import worker_pb2 as pb
+
+PROFILES = {("resnet18", "fake"): {1: (1.0, 0.0), 4: (2.0, 0.5)}}
+SHAPE = (3, 8, 8)
+
+
+def spec(name="m", batch=4, model="resnet18") -> ModuleSpec:
+    return ModuleSpec(name, model, batch, SHAPE)
+
+
+@pytest.fixture
+def plane():
+    p = WorkerDataPlane(EmulatedExecutor("fake", PROFILES))
+    yield p
+    p.close()
+
+
+def test_tensor_round_trip_and_checks():
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    assert np.array_equal(to_numpy(from_numpy(a)), a)
+    with pytest.raises(InvalidArgument, match="dtype 'complex64'"):
+        to_numpy(pb.Tensor(dtype="complex64", shape=[1], data=b"\0" * 8))
+    with pytest.raises(InvalidArgument, match="3 bytes do not hold a uint8 tensor of shape \\[2, 2\\]"):
+        to_numpy(pb.Tensor(dtype="uint8", shape=[2, 2], data=b"abc"))
+    with pytest.raises(InvalidArgument, match="negative"):
+        to_numpy(pb.Tensor(dtype="uint8", shape=[-1], data=b""))
+
+
+def test_module_config_validation():
+    ok = ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=2))
+    assert ok.input_shape == (3, 224, 224)  # the registry's default
+    with pytest.raises(InvalidArgument, match="batch must be >= 1"):
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=0))
+    with pytest.raises(FailedPrecondition, match="'bert' is not in the registry"):
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="bert", batch=1))
+    with pytest.raises(InvalidArgument, match="input_shape"):
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1, input_shape=[3, 8]))
+
+
+def test_versions_are_idempotent_and_only_grow(plane):
+    assert plane.apply(1, [spec()]) is True
+    assert plane.apply(1, [spec()]) is False
+    with pytest.raises(FailedPrecondition, match="in force with other modules"):
+        plane.apply(1, [spec(batch=1)])
+    with pytest.raises(FailedPrecondition, match="older"):
+        plane.apply(0, [spec()])
+    with pytest.raises(InvalidArgument, match="twice"):
+        plane.apply(2, [spec(), spec()])
+
+
+def test_failed_config_keeps_the_old_one(plane):
+    plane.apply(1, [spec()])
+    with pytest.raises(FailedPrecondition, match="no profile"):
+        plane.apply(2, [spec(), spec("n", batch=8)])
+    assert plane.version == 1
+    assert plane.infer("m", np.zeros((1, *SHAPE), np.uint8)).batch == 4
+
+
+def test_unchanged_modules_are_not_reloaded(plane):
+    plane.apply(1, [spec("a"), spec("b", batch=1)])
+    a = plane._runners["a"]
+    plane.apply(2, [spec("a"), spec("c", batch=1)])
+    assert plane._runners["a"] is a and set(plane._runners) == {"a", "c"}
+
+
+def test_infer_pads_and_counts(plane):
+    plane.apply(1, [spec()])
+    r = plane.infer("m", np.zeros((3, *SHAPE), np.float32))
+    assert (r.batch, r.dummies) == (4, 1) and r.exec_ms >= 2.5 and r.outputs[0].shape == (3, 1)
+    c = plane.counters()["m"]
+    assert (c.batches, c.requests, c.dummies) == (1, 3, 1)
+    with pytest.raises(NotFound):
+        plane.infer("x", np.zeros((1, *SHAPE), np.uint8))
+    with pytest.raises(InvalidArgument, match="batches of 4"):
+        plane.infer("m", np.zeros((5, *SHAPE), np.uint8))
+    with pytest.raises(InvalidArgument, match="int64"):
+        plane.infer("m", np.zeros((1, *SHAPE), np.int64))
