@@ -1,7 +1,8 @@
 """Achieved throughput of one worker at each batch size against its profile's T(b) = 1000 b / mean.
 
-Run: python scripts/bench_worker.py [--model M] [--device cpu|cuda:0] [--batches 1,2,4,8] [--seconds S]
-(Markdown on stdout). In one run, side by side: the profiler measures the model in this process,
+Run: python scripts/bench_worker.py [--model M] [--device cpu|cuda:0|emulated:HW] [--batches 1,2,4,8]
+[--seconds S] (Markdown on stdout). On an emulated device the profile is the catalog's (the device
+sleeps it), so the ratio isolates the serving path's own overhead. In one run, side by side: the profiler measures the model in this process,
 then a real worker process serves it over gRPC on 127.0.0.1 while client threads keep it busy with
 full batches; throughput counts the items the worker answered per second of wall time. Both use the
 same torch thread count, so the ratio compares like with like.
@@ -20,6 +21,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from harpagon.cli import load_profile_rows
 from harpagon.profiler import profile
 from harpagon.runtime.tensors import from_numpy
 from harpagon.runtime.worker.registry import entry
@@ -27,6 +29,7 @@ from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
 REPO = Path(__file__).resolve().parents[1]
+CATALOG = REPO / "models" / "profiles" / "catalog.yaml"
 
 
 def start_worker(device: str, threads: int) -> tuple[subprocess.Popen, str]:
@@ -72,20 +75,30 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     shape = entry(args.model).input
 
-    hardware, rows = profile(args.model, args.device, batches, shape, repeats=30, warmup=5, threads=args.threads)
     proc, address = start_worker(args.device, args.threads)
     try:
         stub = rpc.WorkerStub(grpc.insecure_channel(address))
-        print(f"{args.model} on {hardware} ({args.device}, {args.threads} torch thread(s), {args.clients} clients, "
-              f"{args.seconds:g} s per batch size)\n")
-        print("| batch | profile mean ms | T(b) /s | achieved /s | achieved / T(b) |\n|---|---|---|---|---|")
-        for version, (b, mean, _std) in enumerate(rows, start=1):
+        print(f"{args.model} ({args.device}, {args.threads} torch thread(s), {args.clients} clients, "
+              f"{args.seconds:g} s per batch size; each profile taken just before its run)\n")
+        print("| batch | profile mean ms | T(b) /s | achieved /s | achieved / T(b) | worker exec ms | device busy |")
+        print("|---|---|---|---|---|---|---|")
+        for version, b in enumerate(batches, start=1):
+            if args.device.startswith("emulated:"):  # the emulated device sleeps the catalog's mean + std
+                rows = load_profile_rows([CATALOG])[(args.model, args.device.split(":", 1)[1])]
+                mean = sum(rows[b])
+            else:
+                _, ((_, mean, _std),) = profile(args.model, args.device, [b], shape, repeats=20, warmup=3,
+                                                threads=args.threads)
             stub.ApplyConfig(pb.ApplyConfigRequest(config=pb.WorkerConfig(version=version, modules=[
                 pb.ModuleConfig(name="m", model=args.model, batch=b, input_shape=list(shape))])), timeout=300)
             drive(address, "m", b, shape, 1.0, args.clients)  # settle
+            before = stub.Stats(pb.StatsRequest()).modules[0]
             got = drive(address, "m", b, shape, args.seconds, args.clients)
+            after = stub.Stats(pb.StatsRequest()).modules[0]
+            exec_ms = (after.exec_ms_total - before.exec_ms_total) / max(1, after.batches - before.batches)
             t = 1000.0 * b / mean
-            print(f"| {b} | {mean:.2f} | {t:.1f} | {got:.1f} | {got / t:.1%} |")
+            print(f"| {b} | {mean:.2f} | {t:.1f} | {got:.1f} | {got / t:.1%} | {exec_ms:.2f} | "
+                  f"{got * exec_ms / (1000.0 * b):.1%} |")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
