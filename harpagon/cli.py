@@ -165,8 +165,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.input_size is not None and len(args.input_size) != 3:
         print(f"harpagon profile: --input-size must be C,H,W, got {args.input_size}", file=sys.stderr)
         return EXIT_INVALID
-    command = " ".join(["harpagon", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("harpagon") else \
-        f"harpagon profile --model {args.model} --device {args.device} --batches {','.join(map(str, args.batches))}"
+    command = (f"harpagon profile --model {args.model} --device {args.device} "
+               f"--batches {','.join(map(str, args.batches))} --repeats {args.repeats} --warmup {args.warmup}"
+               + (f" --input-size {','.join(map(str, args.input_size))}" if args.input_size else "")
+               + (f" --threads {args.threads}" if args.threads else "") + f" --out {args.out}")
     with Progress(TextColumn(f"profile {args.model} on {args.device}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn()) as bar:
         task = bar.add_task("runs", total=len(args.batches) * args.repeats)
