@@ -126,6 +126,12 @@ def min_workers(batch: int, d_ms: float, max_utilization: float, budget_ms: floa
     return max(1, math.ceil(need * (1 - PLAN_TOL)))
 
 
+def requests_for(frame: int, scale: float) -> int:
+    """Requests a module of scale `s` gets for an app's `frame`-th frame: `floor((f+1)s) - floor(fs)`,
+    so its long-run rate is `λ_a s` (the planner's `λ_m`) with whole requests per frame."""
+    return math.floor((frame + 1) * scale + 1e-9) - math.floor(frame * scale + 1e-9)
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """A `(hardware, batch)` choice for one model, with its effective latency and price."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from harpagon.config.schema import Workload
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
-from harpagon.model.latency import effective_latency
+from harpagon.model.latency import effective_latency, requests_for
 from harpagon.model.plan import Plan
 
 Arrivals = Literal["constant", "poisson"]
@@ -80,10 +80,6 @@ def arrival_times(rate: float, frames: int, arrivals: Arrivals, rng: random.Rand
         out.append(t)
         t += rng.expovariate(rate) * 1000.0
     return out
-
-
-def requests_for(frame: int, scale: float) -> int:
-    return math.floor((frame + 1) * scale + 1e-9) - math.floor(frame * scale + 1e-9)
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from harpagon.config.schema import Workload
-from harpagon.model.latency import Settings, batch_aware_latency, request_level_latency
+from harpagon.model.latency import Settings, batch_aware_latency, request_level_latency, requests_for
 from harpagon.model.plan import AppPlan, ModulePlan, Plan, TuplePlan, check_plan
 from harpagon.planner.harpagon import plan
 from harpagon.sim import simulate
-from harpagon.sim.simulator import arrival_times, requests_for
+from harpagon.sim.simulator import arrival_times
 
 ROWS = [[1, 5.0], [4, 8.0], [8, 12.0]]  # d(1) = 5, d(4) = 8, d(8) = 12 ms; T(4) = 500/s, T(8) = 666.7/s
 

@@ -48,11 +48,12 @@ class ModuleSpec:
         where = f"module {m.name!r}"
         if m.batch < 1:
             raise InvalidArgument(f"{where}: batch must be >= 1, got {m.batch}")
-        try:
-            entry = registry.entry(m.model)
-        except KeyError as exc:
-            raise FailedPrecondition(f"{where}: {exc.args[0]}") from None
-        shape = tuple(m.input_shape) or entry.input
+        shape = tuple(m.input_shape)
+        if not shape:  # the registry's default; an emulated device may run unregistered models given a shape
+            try:
+                shape = registry.entry(m.model).input
+            except KeyError as exc:
+                raise FailedPrecondition(f"{where}: {exc.args[0]}") from None
         if len(shape) != 3 or any(d < 1 for d in shape):
             raise InvalidArgument(f"{where}: input_shape must be [channels, height, width] > 0, got {list(shape)}")
         return ModuleSpec(m.name, m.model, int(m.batch), shape, m.weights or None, bool(m.half), float(m.budget_ms))
