@@ -80,7 +80,67 @@ def _build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=_positive_int, default=None, help="torch threads on cpu (default: all cores)")
     pr.add_argument("--out", required=True, type=Path, help="profiles YAML to write or update")
     pr.set_defaults(func=_cmd_profile)
+
+    sv = sub.add_parser("serve", help="serve a config: controller, frontend and local workers in one command",
+                        description="Start the controller, the Triton-protocol frontend and the local workers the "
+                                    "config's `serve` section names; serve until Ctrl-C, then drain.")
+    sv.add_argument("files", nargs="+", metavar="FILE", help="YAML config files (with a `serve` section)")
+    sv.add_argument("--port", type=int, default=None, help="frontend gRPC port (default: the config's, 8001)")
+    sv.set_defaults(func=_cmd_serve)
+
+    de = sub.add_parser("demo", help="serve the demo config and stream synthetic frames through it",
+                        description="Serve a config locally (default configs/demo.yaml) and stream synthetic "
+                                    "frames at each app's rate for a bounded time, with live statistics and a "
+                                    "summary.")
+    de.add_argument("files", nargs="*", metavar="FILE", help="config files (default configs/demo.yaml)")
+    de.add_argument("--seconds", type=float, default=20.0, help="how long to stream (default 20)")
+    de.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _load_or_exit(files: list) -> Workload | None:
+    try:
+        workload = load_workload(files)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return None
+    if workload.serve is None:
+        print(f"{', '.join(map(str, files))}: serve: missing (which workers should run?)", file=sys.stderr)
+        return None
+    return workload
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from harpagon.runtime.serve import serve_forever
+
+    workload = _load_or_exit(args.files)
+    if workload is None:
+        return EXIT_INVALID
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve_forever(workload, args.port))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from harpagon.runtime.demo import run_demo
+
+    files = args.files or [Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"]
+    workload = _load_or_exit(files)
+    if workload is None:
+        return EXIT_INVALID
+    if not args.seconds > 0:
+        print(f"harpagon demo: --seconds must be > 0, got {args.seconds:g}", file=sys.stderr)
+        return EXIT_INVALID
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loads = asyncio.run(run_demo(workload, args.seconds))
+    return 0 if all(ld.answered for ld in loads) else 1
 
 
 def _int_list(text: str) -> list[int]:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from harpagon.config.schema import App, Hardware, Profile, Workload
+from harpagon.config.schema import App, Hardware, Profile, ServeConfig, Workload
 
 SECTIONS = ("hardware", "profiles", "apps")
 _SECTION_TYPES: dict[str, type] = {"hardware": Hardware, "profiles": Profile, "apps": App}
@@ -178,11 +178,11 @@ def _read_documents(paths: list[Path], issues: list[ConfigIssue]) -> list[tuple[
             )
             return
         for key in doc:
-            if key not in (*SECTIONS, "include"):
+            if key not in (*SECTIONS, "include", "serve"):
                 issues.append(
                     ConfigIssue(
                         shown, _line_of(doc, (key,)), str(key),
-                        f"unknown section (expected one of {', '.join(SECTIONS)}, include)",
+                        f"unknown section (expected one of {', '.join(SECTIONS)}, serve, include)",
                     )
                 )
         includes = doc.get("include", [])
@@ -235,6 +235,17 @@ def load_workload(paths: list[str | Path]) -> Workload:
                     continue
                 items[section].append(_Item(value, file, doc, (section, i)))
 
+    serve = None
+    for file, doc in docs:
+        if "serve" not in doc:
+            continue
+        if serve is not None:
+            issues.append(ConfigIssue(file, _line_of(doc, ("serve",)), "serve", "given in more than one file"))
+            continue
+        try:
+            serve = ServeConfig.model_validate(doc["serve"])
+        except ValidationError as err:
+            issues.extend(_pydantic_issues(err, file, doc, ("serve",)))
     issues.extend(_cross_check(items, declared))
     if not issues:
         for section, what in (("hardware", "hardware"), ("profiles", "profiles"), ("apps", "apps")):
@@ -247,6 +258,7 @@ def load_workload(paths: list[str | Path]) -> Workload:
         hardware=tuple(i.value for i in items["hardware"]),
         profiles=tuple(i.value for i in items["profiles"]),
         apps=tuple(i.value for i in items["apps"]),
+        serve=serve,
     )
 
 

@@ -125,12 +125,39 @@ class App(_Strict):
         return all(len(m.after) <= 1 for m in self.modules)
 
 
+class WorkerGroup(_Strict):
+    """Local workers `harpagon serve` starts."""
+
+    device: str = Field(pattern=r"^(cpu|cuda(:\d+)?|emulated:.+)$",
+                        description="cpu, cuda:N, or emulated:HARDWARE (batches sleep their profiled latency).")
+    count: int = Field(default=1, ge=1, description="How many workers of this device to start.")
+    hardware: str | None = Field(default=None, description="Hardware name to plan them as (default: the device's).")
+    threads: int | None = Field(default=None, ge=1, description="Torch threads per CPU worker.")
+
+
+class ServeConfig(_Strict):
+    """How `harpagon serve` and `harpagon demo` run a config (ignored by `harpagon plan`)."""
+
+    workers: tuple[WorkerGroup, ...] = Field(strict=False, min_length=1, description="Local workers to start.")
+    input_shape: tuple[int, int, int] = Field(default=(3, 224, 224), strict=False,
+                                              description="[C, H, W] every module's input is resized to.")
+    frame_shape: tuple[int, int, int] = Field(default=(480, 640, 3), strict=False,
+                                              description="[H, W, 3] frames clients send (and the demo makes).")
+    grpc_port: int = Field(default=8001, ge=0, le=65535, description="Triton-protocol gRPC port.")
+    metrics_port: int = Field(default=8002, ge=0, le=65535, description="Prometheus metrics port.")
+    safety: float = Field(default=1.0, ge=1.0, description="Planner setting: multiplier on mean + std.")
+    overhead_ms: float = Field(default=0.0, ge=0.0, description="Planner setting: overhead per module hop.")
+    max_utilization: float = Field(default=1.0, gt=0.0, le=1.0, description="Planner setting: worker load cap.")
+
+
 class Workload(_Strict):
-    """Everything the planner reads: the merged `hardware`, `profiles` and `apps` sections."""
+    """Everything the planner reads: the merged `hardware`, `profiles` and `apps` sections (and the
+    optional `serve` section of the live system)."""
 
     hardware: tuple[Hardware, ...] = Field(default=(), strict=False)
     profiles: tuple[Profile, ...] = Field(default=(), strict=False)
     apps: tuple[App, ...] = Field(default=(), strict=False)
+    serve: ServeConfig | None = None
 
     @cached_property
     def hardware_by_name(self) -> dict[str, Hardware]:

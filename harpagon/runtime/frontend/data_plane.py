@@ -61,6 +61,7 @@ class LiveModule:
         self._timer: asyncio.TimerHandle | None = None
         self._due: float | None = None
         self.batches = 0
+        self.latencies_ms: list[float] = []  # per request: handed to the dispatcher -> result back
         self.tasks: set[asyncio.Task] = set()
 
     def now_ms(self) -> float:
@@ -68,6 +69,9 @@ class LiveModule:
 
     def submit(self, item: np.ndarray) -> asyncio.Future:
         fut = self.loop.create_future()
+        t0 = self.loop.time()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception() or
+                              self.latencies_ms.append((self.loop.time() - t0) * 1000.0))
         self._ship(self.dispatcher.add((item, fut), self.now_ms()))
         self._arm()
         return fut
@@ -132,18 +136,32 @@ class FrontendDataPlane:
     """Apps in, sink outputs out. Create and use it on one event loop."""
 
     def __init__(self, table: RoutingTable, frame_shape: tuple[int, int, int] = (480, 640, 3)):
-        self.table = table
         self.frame_shape = frame_shape
         self.channels: dict[str, grpc.aio.Channel] = {}
+        self.counters: dict[str, AppCounters] = defaultdict(AppCounters)
+        self.refused: dict[str, str] = {}
+        self._seq: dict[str, int] = defaultdict(int)
+        self._install(table)
+
+    def _install(self, table: RoutingTable) -> dict[tuple[str, str], LiveModule]:
         for route in table.routes.values():
             for addrs in route.workers:
                 for a in addrs:
-                    self.channels.setdefault(a, grpc.aio.insecure_channel(a, options=[
-                        ("grpc.max_receive_message_length", 256 << 20),
-                        ("grpc.max_send_message_length", 256 << 20)]))
+                    if a not in self.channels:
+                        self.channels[a] = grpc.aio.insecure_channel(a, options=[
+                            ("grpc.max_receive_message_length", 256 << 20),
+                            ("grpc.max_send_message_length", 256 << 20)])
+        old = getattr(self, "modules", {})
+        self.table = table
         self.modules = {key: LiveModule(route, table.dispatch, self.channels) for key, route in table.routes.items()}
-        self.counters: dict[str, AppCounters] = defaultdict(AppCounters)
-        self._seq: dict[str, int] = defaultdict(int)
+        return old
+
+    async def update(self, table: RoutingTable, refused: dict[str, str] | None = None) -> None:
+        """Route new frames by `table`; batches already open under the old table ship and finish."""
+        old = self._install(table)
+        self.refused = dict(refused or {})
+        for m in old.values():
+            await m.close()
 
     def has_app(self, name: str) -> bool:
         return name in self.table.apps
@@ -156,6 +174,8 @@ class FrontendDataPlane:
         """Run one frame; returns, per sink module, the outputs of each of its requests."""
         app = self.table.apps.get(app_name)
         if app is None:
+            if app_name in self.refused:
+                raise Unavailable(f"app {app_name!r} cannot be served: {self.refused[app_name]}")
             raise NotFound(f"app {app_name!r} is not served (serving: {sorted(self.table.apps)})")
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -164,6 +184,7 @@ class FrontendDataPlane:
         self._seq[app_name] += 1
         counters = self.counters[app_name]
         counters.frames += 1
+        modules = self.modules  # one routing table for the whole frame
         tasks: dict[str, asyncio.Task] = {}
 
         async def run(module: str) -> list[list[np.ndarray]]:
@@ -172,7 +193,7 @@ class FrontendDataPlane:
                 await asyncio.gather(*(tasks[p] for p in m.after))
             if loop.time() > deadline:
                 raise DeadlineExceeded(f"app {app_name!r}: frame past its {app.slo_ms:g} ms deadline before {module!r}")
-            live = self.modules[(app_name, module)]
+            live = modules[(app_name, module)]
             item = resize(frame, live.route.input_shape)
             return list(await asyncio.gather(*(live.submit(item) for _ in range(requests_for(seq, m.scale)))))
 

@@ -4,6 +4,7 @@ nvidia-ml-py when there is a GPU, and registration with the controller plus hear
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import uuid
@@ -111,7 +112,7 @@ class ControllerLink:
         self.controller = controller
         self.address = address
         self.plane = plane
-        self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or f"worker-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.channel = grpc.insecure_channel(controller)
         self.stub = rpc.ControllerStub(self.channel)
         self._stop = threading.Event()

@@ -1,0 +1,177 @@
+"""The controller: workers register and heartbeat; it plans against the live inventory and pushes
+per-worker configurations and the frontend's routes, and re-plans when a worker joins, leaves or
+misses its heartbeats.
+
+A re-plan moves modules without dropping requests: workers first get the union of what they run
+and what they will run (new modules load and warm up before anything unloads), then the frontend
+switches routes and drains batches opened under the old ones, and only then do workers drop what
+they no longer run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from harpagon.config.schema import Workload
+from harpagon.model.latency import Settings
+from harpagon.model.plan import Plan
+from harpagon.planner.harpagon import plan as harpagon_plan
+from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
+from harpagon.runtime.frontend.routes import RoutingTable
+from harpagon.runtime.worker.executor import ModuleSpec
+from harpagon.v1 import worker_pb2 as pb
+from harpagon.v1 import worker_pb2_grpc as rpc
+
+log = logging.getLogger("harpagon.controller")
+
+RoutesSink = Callable[[RoutingTable, dict[str, str]], Awaitable[None]]
+
+
+@dataclass
+class _Worker:
+    info: WorkerInfo
+    stub: rpc.WorkerStub
+    channel: grpc.aio.Channel
+    last_seen: float
+    modules: tuple[ModuleSpec, ...] = ()
+
+
+@dataclass
+class Controller:
+    workload: Workload
+    settings: Settings
+    input_shape: tuple[int, ...]
+    push_routes: RoutesSink
+    heartbeat_ms: int = 500
+    missed_heartbeats: int = 3
+    plan: Plan | None = None
+    version: int = 0
+    _workers: dict[str, _Worker] = field(default_factory=dict)
+    _dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    plans: int = 0
+    planned_workers: int = 0
+    """How many workers the plan in force was made for."""
+
+    @property
+    def dirty(self) -> bool:
+        """A re-plan is pending."""
+        return self._dirty.is_set()
+
+    # --- registration (called by the servicer) ------------------------------------------------
+
+    def register(self, info: WorkerInfo) -> None:
+        old = self._workers.pop(info.id, None)
+        if old is not None:
+            asyncio.ensure_future(old.channel.close())
+        channel = grpc.aio.insecure_channel(info.address)
+        self._workers[info.id] = _Worker(info, rpc.WorkerStub(channel), channel, time.monotonic())
+        log.info("worker %s joined: %s %s at %s%s", info.id, info.hardware, info.device, info.address,
+                 " (EMULATED)" if info.emulated else "")
+        self._dirty.set()
+
+    def heartbeat(self, worker_id: str) -> bool:
+        w = self._workers.get(worker_id)
+        if w is None:
+            return False
+        w.last_seen = time.monotonic()
+        return True
+
+    @property
+    def workers(self) -> list[WorkerInfo]:
+        return [w.info for w in self._workers.values()]
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._reconcile_loop()), asyncio.ensure_future(self._watch())]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for w in self._workers.values():
+            await w.channel.close()
+
+    async def _watch(self) -> None:
+        """Forget workers that miss their heartbeats."""
+        while True:
+            await asyncio.sleep(self.heartbeat_ms / 1000.0)
+            limit = time.monotonic() - self.missed_heartbeats * self.heartbeat_ms / 1000.0
+            for wid, w in list(self._workers.items()):
+                if w.last_seen < limit:
+                    log.warning("worker %s missed %d heartbeats: removed", wid, self.missed_heartbeats)
+                    del self._workers[wid]
+                    await w.channel.close()
+                    self._dirty.set()
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(0.2)  # let a burst of joins settle into one re-plan
+            self._dirty.clear()
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("re-plan failed; retrying")
+                self._dirty.set()
+                await asyncio.sleep(1.0)
+
+    async def reconcile(self) -> None:
+        """Plan against the live workers, then move the system to the plan."""
+        workers = self.workers
+        live = live_workload(self.workload, workers)
+        plan = harpagon_plan(live, self.settings)
+        self.plans += 1
+        refused = {r.app: r.reason for r in plan.refused}
+        for app, reason in refused.items():
+            log.warning("app %s cannot be served: %s", app, reason)
+        previous = {w.info.id: w.modules for w in self._workers.values()}
+        assignment = assign(plan, live, workers, self.input_shape, self.version + 2, previous)
+        # 1. everything old and new loaded
+        await self._push({wid: tuple({s.name: s for s in (*previous.get(wid, ()), *mods)}.values())
+                          for wid, mods in assignment.modules.items()})
+        # 2. the frontend routes by the new plan and drains the old routes
+        await self.push_routes(assignment.table, refused)
+        # 3. workers drop what they no longer run
+        await self._push(assignment.modules)
+        self.plan = plan
+        self.planned_workers = len(workers)
+        log.info("plan %d in force: $%.3f/h, %d workers, apps %s%s", self.version, plan.cost_per_hour,
+                 sum(plan.workers_by_hardware().values()), [a.name for a in plan.apps],
+                 f", refused {sorted(refused)}" if refused else "")
+
+    async def _push(self, modules: dict[str, tuple[ModuleSpec, ...]]) -> None:
+        self.version += 1
+        calls = []
+        for wid, specs in modules.items():
+            w = self._workers.get(wid)
+            if w is None:
+                continue
+            w.modules = specs
+            config = pb.WorkerConfig(version=self.version, modules=[
+                pb.ModuleConfig(name=s.name, model=s.model, batch=s.batch, input_shape=list(s.input_shape),
+                                weights=s.weights or "", half=s.half, budget_ms=s.budget_ms) for s in specs])
+            calls.append(w.stub.ApplyConfig(pb.ApplyConfigRequest(config=config), timeout=300))
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, Exception):
+                raise RuntimeError(f"a worker refused its configuration: {result}")
+
+
+class ControllerServicer(rpc.ControllerServicer):
+    def __init__(self, controller: Controller):
+        self.controller = controller
+
+    async def Register(self, request, context):
+        self.controller.register(WorkerInfo(request.worker_id, request.address, request.hardware, request.device,
+                                            request.emulated))
+        return pb.RegisterResponse(heartbeat_ms=self.controller.heartbeat_ms)
+
+    async def Heartbeat(self, request, context):
+        return pb.HeartbeatResponse(known=self.controller.heartbeat(request.worker_id))

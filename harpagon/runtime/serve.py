@@ -1,0 +1,119 @@
+"""`harpagon serve`: controller, frontend and local workers in one command.
+
+The frontend and the controller run on one event loop in this process; each local worker is its
+own process (one per device, as on a GPU node), registered with the controller over gRPC on
+127.0.0.1. The `serve` section of the config says which workers to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import yaml
+
+from harpagon.config.schema import ServeConfig, Workload
+from harpagon.model.latency import Settings
+from harpagon.runtime.controller.controller import Controller, ControllerServicer
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.frontend.routes import RoutingTable
+from harpagon.runtime.frontend.servicer import start as start_frontend
+from harpagon.v1 import worker_pb2_grpc as rpc
+
+log = logging.getLogger("harpagon.serve")
+
+
+@dataclass
+class LocalCluster:
+    workload: Workload
+    host: str = "127.0.0.1"
+    grpc_port: int | None = None  # None: the config's (default 8001); 0: any free port
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def serve(self) -> ServeConfig:
+        if self.workload.serve is None:
+            raise ValueError("the config has no `serve` section: which workers should run?")
+        return self.workload.serve
+
+    async def start(self) -> None:
+        s = self.serve
+        self.settings = Settings(s.safety, s.overhead_ms, s.max_utilization)
+        self.plane = FrontendDataPlane(RoutingTable(0, "batch-aware", {}, {}), tuple(s.frame_shape))
+        port = s.grpc_port if self.grpc_port is None else self.grpc_port
+        self.frontend, self.port = await start_frontend(self.plane, port, self.host)
+        self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), self.plane.update)
+        self.control_server = grpc.aio.server()
+        rpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)
+        self.control_port = self.control_server.add_insecure_port(f"{self.host}:0")
+        await self.control_server.start()
+        self.controller.start()
+        self._profiles = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        yaml.safe_dump({"profiles": [p.model_dump() for p in self.workload.profiles]}, self._profiles)
+        self._profiles.close()
+        for group in s.workers:
+            for _ in range(group.count):
+                self.start_worker(group.device, group.hardware, group.threads)
+        log.info("frontend on %s:%d (Triton gRPC), controller on %s:%d", self.host, self.port, self.host,
+                 self.control_port)
+
+    def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None) -> subprocess.Popen:
+        args = [sys.executable, "-m", "harpagon.cli", "worker", "--device", device, "--port", "0",
+                "--controller", f"{self.host}:{self.control_port}", "--profiles", self._profiles.name]
+        if hardware:
+            args += ["--hardware", hardware]
+        if threads:
+            args += ["--threads", str(threads)]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.processes.append(proc)
+        return proc
+
+    async def ready(self, timeout_s: float = 120.0) -> None:
+        """Wait until every configured worker has registered and a plan using them is in force."""
+        want = sum(g.count for g in self.serve.workers)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while loop.time() < end:
+            if self.controller.planned_workers >= want and not self.controller.dirty:
+                return
+            if any(p.poll() is not None for p in self.processes):
+                raise RuntimeError("a worker process exited at start")
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"{want} workers did not register and get a plan within {timeout_s:g} s")
+
+    async def stop(self) -> None:
+        """Drain: stop taking frames, let open batches finish, stop workers."""
+        await self.frontend.stop(5)
+        await self.plane.close()
+        await self.controller.stop()
+        await self.control_server.stop(1)
+        for p in self.processes:
+            p.terminate()
+        for p in self.processes:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        Path(self._profiles.name).unlink(missing_ok=True)
+
+
+async def serve_forever(workload: Workload, grpc_port: int | None = None) -> None:
+    cluster = LocalCluster(workload, grpc_port=grpc_port)
+    await cluster.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"serving on {cluster.host}:{cluster.port} (Triton gRPC); Ctrl-C drains and stops", flush=True)
+    await stop.wait()
+    print("draining...", flush=True)
+    await cluster.stop()

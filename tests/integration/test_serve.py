@@ -1,0 +1,79 @@
+"""The whole system in one command's worth of parts: controller, frontend and real (emulated) worker
+processes on 127.0.0.1; a worker is killed and the controller re-plans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import numpy as np
+import pytest
+import tritonclient.grpc.aio as triton_aio
+from tritonclient.grpc import InferInput
+from tritonclient.utils import InferenceServerException
+
+from harpagon.config.schema import Workload
+from harpagon.runtime.serve import LocalCluster
+from tests.conftest import BASE
+
+pytestmark = pytest.mark.integration
+
+WORKLOAD = Workload.model_validate({
+    "hardware": [{"name": "t4", "price_per_hour": 0.526}],
+    "profiles": [BASE["profiles"][1]],  # ResNet-50 on T4
+    "apps": [{"name": "cam", "rate": 20, "slo_ms": 300, "modules": [
+        {"name": "detect", "model": "resnet50"}, {"name": "classify", "model": "resnet50", "after": ["detect"]}]}],
+    "serve": {"workers": [{"device": "emulated:t4", "count": 3}], "input_shape": [3, 16, 16],
+              "frame_shape": [24, 32, 3]},
+})
+
+
+async def frame(client) -> np.ndarray:
+    x = InferInput("FRAME", [24, 32, 3], "UINT8")
+    x.set_data_from_numpy(np.zeros((24, 32, 3), np.uint8))
+    return (await client.infer("cam", [x])).as_numpy("classify_0")
+
+
+async def settle(cluster: LocalCluster, workers: int) -> None:
+    for _ in range(200):
+        if cluster.controller.planned_workers == workers and not cluster.controller.dirty:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"no plan for {workers} workers")
+
+
+def kill_a_busy_worker(cluster: LocalCluster) -> None:
+    busy = [w for w in cluster.controller._workers.values() if w.modules]
+    pid = int(busy[0].info.id.split("-")[1])
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits():
+    async def scenario() -> None:
+        cluster = LocalCluster(WORKLOAD, grpc_port=0)
+        await cluster.start()
+        try:
+            await cluster.ready(timeout_s=60)
+            plan = cluster.controller.plan
+            assert plan is not None and [a.name for a in plan.apps] == ["cam"]
+            assert sum(plan.workers_by_hardware().values()) == 2  # one T4 per module
+            client = triton_aio.InferenceServerClient(f"127.0.0.1:{cluster.port}")
+            assert (await frame(client)).shape == (1, 1)
+
+            kill_a_busy_worker(cluster)  # 2 left: still enough
+            await settle(cluster, 2)
+            assert [a.name for a in cluster.controller.plan.apps] == ["cam"]
+            assert (await frame(client)).shape == (1, 1)
+
+            kill_a_busy_worker(cluster)  # 1 left: the app no longer fits and is refused, by name
+            await settle(cluster, 1)
+            assert [r.app for r in cluster.controller.plan.refused] == ["cam"]
+            with pytest.raises(InferenceServerException) as info:
+                await frame(client)
+            assert "UNAVAILABLE" in str(info.value.status()) and "cannot be served" in info.value.message()
+            await client.close()
+        finally:
+            await cluster.stop()
+
+    asyncio.run(scenario())
