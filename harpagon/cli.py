@@ -65,6 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     w.add_argument("--profiles", nargs="*", default=[], metavar="FILE",
                    help="profile files for an emulated device (default models/profiles/catalog.yaml)")
     w.add_argument("--threads", type=_positive_int, default=None, help="torch threads on cpu (default: all cores)")
+    w.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (0: any)")
     w.set_defaults(func=_cmd_worker)
 
     pr = sub.add_parser("profile", help="measure a model's latency per batch size on a device",
@@ -86,6 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                     "config's `serve` section names; serve until Ctrl-C, then drain.")
     sv.add_argument("files", nargs="+", metavar="FILE", help="YAML config files (with a `serve` section)")
     sv.add_argument("--port", type=int, default=None, help="frontend gRPC port (default: the config's, 8001)")
+    sv.add_argument("--metrics-port", type=int, default=None, help="metrics port (default: the config's, 8002)")
     sv.set_defaults(func=_cmd_serve)
 
     de = sub.add_parser("demo", help="serve the demo config and stream synthetic frames through it",
@@ -121,7 +123,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if workload is None:
         return EXIT_INVALID
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve_forever(workload, args.port))
+    asyncio.run(serve_forever(workload, args.port, args.metrics_port))
     return 0
 
 
@@ -166,7 +168,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     except (RuntimeFault, ConfigError) as exc:
         print(f"harpagon worker: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    serve(WorkerDataPlane(executor), args.port, args.host, args.controller)
+    from harpagon.runtime.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics() if args.metrics_port is not None else None
+    serve(WorkerDataPlane(executor, metrics), args.port, args.host, args.controller, metrics_port=args.metrics_port)
     return 0
 
 

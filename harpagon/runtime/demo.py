@@ -112,7 +112,7 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
     import tritonclient.grpc.aio as triton_aio
 
     console = console or Console(width=None if Console().is_terminal else 130)
-    cluster = LocalCluster(workload, grpc_port=0)
+    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0)
     await cluster.start()
     try:
         with console.status("starting workers and planning..."):

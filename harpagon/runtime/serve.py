@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import yaml
+from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, Workload
 from harpagon.model.latency import Settings
@@ -26,6 +27,7 @@ from harpagon.runtime.controller.controller import Controller, ControllerService
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.routes import RoutingTable
 from harpagon.runtime.frontend.servicer import start as start_frontend
+from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
 from harpagon.v1 import worker_pb2_grpc as rpc
 
 log = logging.getLogger("harpagon.serve")
@@ -36,6 +38,7 @@ class LocalCluster:
     workload: Workload
     host: str = "127.0.0.1"
     grpc_port: int | None = None  # None: the config's (default 8001); 0: any free port
+    metrics_port: int | None = None  # None: the config's (default 8002); 0: any free port
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -47,10 +50,15 @@ class LocalCluster:
     async def start(self) -> None:
         s = self.serve
         self.settings = Settings(s.safety, s.overhead_ms, s.max_utilization)
-        self.plane = FrontendDataPlane(RoutingTable(0, "batch-aware", {}, {}), tuple(s.frame_shape))
+        registry = CollectorRegistry()
+        self.plane = FrontendDataPlane(RoutingTable(0, "batch-aware", {}, {}), tuple(s.frame_shape),
+                                       FrontendMetrics(registry))
+        self.metrics_at = serve_metrics(registry, s.metrics_port if self.metrics_port is None else self.metrics_port,
+                                        self.host)
         port = s.grpc_port if self.grpc_port is None else self.grpc_port
         self.frontend, self.port = await start_frontend(self.plane, port, self.host)
-        self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), self.plane.update)
+        self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), self.plane.update,
+                                     metrics=ControllerMetrics(registry))
         self.control_server = grpc.aio.server()
         rpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)
         self.control_port = self.control_server.add_insecure_port(f"{self.host}:0")
@@ -62,8 +70,8 @@ class LocalCluster:
         for group in s.workers:
             for _ in range(group.count):
                 self.start_worker(group.device, group.hardware, group.threads)
-        log.info("frontend on %s:%d (Triton gRPC), controller on %s:%d", self.host, self.port, self.host,
-                 self.control_port)
+        log.info("frontend on %s:%d (Triton gRPC), metrics on http://%s:%d/metrics, controller on %s:%d",
+                 self.host, self.port, self.host, self.metrics_at, self.host, self.control_port)
 
     def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None) -> subprocess.Popen:
         args = [sys.executable, "-m", "harpagon.cli", "worker", "--device", device, "--port", "0",
@@ -106,14 +114,15 @@ class LocalCluster:
         Path(self._profiles.name).unlink(missing_ok=True)
 
 
-async def serve_forever(workload: Workload, grpc_port: int | None = None) -> None:
-    cluster = LocalCluster(workload, grpc_port=grpc_port)
+async def serve_forever(workload: Workload, grpc_port: int | None = None, metrics_port: int | None = None) -> None:
+    cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port)
     await cluster.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"serving on {cluster.host}:{cluster.port} (Triton gRPC); Ctrl-C drains and stops", flush=True)
+    print(f"serving on {cluster.host}:{cluster.port} (Triton gRPC), metrics on "
+          f"http://{cluster.host}:{cluster.metrics_at}/metrics; Ctrl-C drains and stops", flush=True)
     await stop.wait()
     print("draining...", flush=True)
     await cluster.stop()

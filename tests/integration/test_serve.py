@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import urllib.request
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc.aio as triton_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import InferInput
 from tritonclient.utils import InferenceServerException
 
@@ -51,7 +54,7 @@ def kill_a_busy_worker(cluster: LocalCluster) -> None:
 
 def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits():
     async def scenario() -> None:
-        cluster = LocalCluster(WORKLOAD, grpc_port=0)
+        cluster = LocalCluster(WORKLOAD, grpc_port=0, metrics_port=0)
         await cluster.start()
         try:
             await cluster.ready(timeout_s=60)
@@ -60,6 +63,13 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits():
             assert sum(plan.workers_by_hardware().values()) == 2  # one T4 per module
             client = triton_aio.InferenceServerClient(f"127.0.0.1:{cluster.port}")
             assert (await frame(client)).shape == (1, 1)
+            text = urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_at}/metrics", timeout=10).read().decode()
+            assert 'nv_inference_request_success_total{model="cam"} 1.0' in text
+            assert 'harpagon_module_batches_total{app="cam",module="classify"} 1.0' in text
+            assert "harpagon_plan_cost_per_hour 1.052" in text
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.port}") as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
             kill_a_busy_worker(cluster)  # 2 left: still enough
             await settle(cluster, 2)

@@ -24,6 +24,7 @@ from harpagon.model.plan import Plan
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
 from harpagon.runtime.frontend.routes import RoutingTable
+from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.worker.executor import ModuleSpec
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
@@ -50,6 +51,7 @@ class Controller:
     push_routes: RoutesSink
     heartbeat_ms: int = 500
     missed_heartbeats: int = 3
+    metrics: ControllerMetrics | None = None
     plan: Plan | None = None
     version: int = 0
     _workers: dict[str, _Worker] = field(default_factory=dict)
@@ -143,6 +145,13 @@ class Controller:
         await self._push(assignment.modules)
         self.plan = plan
         self.planned_workers = len(workers)
+        if self.metrics:
+            self.metrics.replans.inc()
+            self.metrics.cost.set(plan.cost_per_hour)
+            self.metrics.refused.set(len(refused))
+            self.metrics.workers.clear()
+            for hw in {w.hardware for w in workers}:
+                self.metrics.workers.labels(hw).set(sum(w.hardware == hw for w in workers))
         log.info("plan %d in force: $%.3f/h, %d workers, apps %s%s", self.version, plan.cost_per_hour,
                  sum(plan.workers_by_hardware().values()), [a.name for a in plan.apps],
                  f", refused {sorted(refused)}" if refused else "")

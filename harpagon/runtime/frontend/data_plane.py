@@ -26,6 +26,7 @@ from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.model.latency import requests_for
 from harpagon.runtime.errors import NotFound, RuntimeFault
 from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable
+from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.tensors import from_numpy, to_numpy
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
@@ -53,8 +54,11 @@ def resize(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 class LiveModule:
     """One module's dispatcher on the event loop, shipping batches to its workers over gRPC."""
 
-    def __init__(self, route: ModuleRoute, dispatch: str, channels: dict[str, grpc.aio.Channel]):
+    def __init__(self, route: ModuleRoute, dispatch: str, channels: dict[str, grpc.aio.Channel],
+                 app: str = "", metrics: FrontendMetrics | None = None):
         self.route = route
+        self.labels = (app, route.module)
+        self.metrics = metrics
         self.dispatcher: ModuleDispatcher = ModuleDispatcher(route.tuples, dispatch)  # type: ignore[arg-type]
         self.stubs = [[rpc.WorkerStub(channels[a]) for a in addrs] for addrs in route.workers]
         self.loop = asyncio.get_running_loop()
@@ -70,11 +74,16 @@ class LiveModule:
     def submit(self, item: np.ndarray) -> asyncio.Future:
         fut = self.loop.create_future()
         t0 = self.loop.time()
-        fut.add_done_callback(lambda f: f.cancelled() or f.exception() or
-                              self.latencies_ms.append((self.loop.time() - t0) * 1000.0))
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception() or self._done(t0))
         self._ship(self.dispatcher.add((item, fut), self.now_ms()))
         self._arm()
         return fut
+
+    def _done(self, t0: float) -> None:
+        ms = (self.loop.time() - t0) * 1000.0
+        self.latencies_ms.append(ms)
+        if self.metrics:
+            self.metrics.module_latency.labels(*self.labels).observe(ms / 1000.0)
 
     def _arm(self) -> None:
         due = self.dispatcher.deadline()
@@ -93,6 +102,10 @@ class LiveModule:
     def _ship(self, shipped: list[Shipped]) -> None:
         for s in shipped:
             self.batches += 1
+            if self.metrics:
+                self.metrics.module_batches.labels(*self.labels).inc()
+                self.metrics.module_requests.labels(*self.labels).inc(len(s.batch.items))
+                self.metrics.module_dummies.labels(*self.labels).inc(s.batch.dummies)
             task = self.loop.create_task(self._send(s))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -135,8 +148,10 @@ class AppCounters:
 class FrontendDataPlane:
     """Apps in, sink outputs out. Create and use it on one event loop."""
 
-    def __init__(self, table: RoutingTable, frame_shape: tuple[int, int, int] = (480, 640, 3)):
+    def __init__(self, table: RoutingTable, frame_shape: tuple[int, int, int] = (480, 640, 3),
+                 metrics: FrontendMetrics | None = None):
         self.frame_shape = frame_shape
+        self.metrics = metrics
         self.channels: dict[str, grpc.aio.Channel] = {}
         self.counters: dict[str, AppCounters] = defaultdict(AppCounters)
         self.refused: dict[str, str] = {}
@@ -153,7 +168,8 @@ class FrontendDataPlane:
                             ("grpc.max_send_message_length", 256 << 20)])
         old = getattr(self, "modules", {})
         self.table = table
-        self.modules = {key: LiveModule(route, table.dispatch, self.channels) for key, route in table.routes.items()}
+        self.modules = {key: LiveModule(route, table.dispatch, self.channels, key[0], self.metrics)
+                        for key, route in table.routes.items()}
         return old
 
     async def update(self, table: RoutingTable, refused: dict[str, str] | None = None) -> None:
@@ -203,9 +219,14 @@ class FrontendDataPlane:
             await asyncio.gather(*tasks.values())
         except DeadlineExceeded:
             counters.dropped += 1
+            if self.metrics:
+                self.metrics.dropped.labels(app_name).inc()
+                self.metrics.failure.labels(app_name, "deadline").inc()
             raise
-        except Exception:
+        except Exception as exc:
             counters.failed += 1
+            if self.metrics:
+                self.metrics.failure.labels(app_name, type(exc).__name__).inc()
             raise
         finally:
             for t in tasks.values():
@@ -215,6 +236,10 @@ class FrontendDataPlane:
         counters.success += 1
         counters.success_ns += int(elapsed * 1e9)
         counters.latencies_ms.append(elapsed * 1000)
+        if self.metrics:
+            self.metrics.success.labels(app_name).inc()
+            self.metrics.duration_us.labels(app_name).inc(elapsed * 1e6)
+            self.metrics.latency.labels(app_name).observe(elapsed)
         return {s: tasks[s].result() for s in self.sinks(app_name)}
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health, health_pb2_grpc
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
@@ -151,6 +152,7 @@ async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1") ->
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20),
                                       ("grpc.max_send_message_length", 256 << 20)])
     rpc.add_GRPCInferenceServiceServicer_to_server(TritonServicer(plane), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)  # SERVING
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harpagon.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from harpagon.runtime.metrics import WorkerMetrics
 from harpagon.runtime.worker.executor import Executor, ModuleSpec, Runner
 
 log = logging.getLogger("harpagon.worker")
@@ -47,6 +48,7 @@ class InferResult:
 @dataclass
 class WorkerDataPlane:
     executor: Executor
+    metrics: WorkerMetrics | None = None
     _runners: dict[str, Runner] = field(default_factory=dict)
     _version: int = 0
     _specs: tuple[ModuleSpec, ...] = ()
@@ -133,6 +135,13 @@ class WorkerDataPlane:
             c.dummies += spec.batch - n
             c.exec_ms_total += exec_ms
             c.queue_ms_total += queue_ms
+        if self.metrics:
+            m = self.metrics
+            m.count.labels(module).inc(n)
+            m.exec_count.labels(module).inc()
+            m.dummies.labels(module).inc(spec.batch - n)
+            m.compute_us.labels(module).inc(exec_ms * 1000)
+            m.queue_us.labels(module).inc(queue_ms * 1000)
         return InferResult(outputs, queue_ms, exec_ms, spec.batch, spec.batch - n)
 
     # --- introspection ----------------------------------------------------------------------

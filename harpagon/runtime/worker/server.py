@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -14,8 +15,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 from harpagon.runtime.errors import RuntimeFault
+from harpagon.runtime.metrics import WorkerMetrics, serve_metrics
 from harpagon.runtime.tensors import from_numpy, to_numpy
 from harpagon.runtime.worker.data_plane import WorkerDataPlane
 from harpagon.runtime.worker.executor import ModuleSpec
@@ -64,6 +67,15 @@ class GpuMetrics:
                 "gpu_memory_total_bytes": mem.total}
 
 
+def _gpu_gauges(gpu: GpuMetrics, metrics: WorkerMetrics) -> None:
+    while True:
+        figures = gpu.read()
+        if figures:
+            metrics.gpu_utilization.set(figures["gpu_utilization"])
+            metrics.gpu_memory_used.set(figures["gpu_memory_used_bytes"])
+        time.sleep(2.0)
+
+
 class WorkerServicer(rpc.WorkerServicer):
     def __init__(self, plane: WorkerDataPlane):
         self.plane = plane
@@ -98,6 +110,7 @@ def start(plane: WorkerDataPlane, port: int, host: str = "127.0.0.1", threads: i
                          options=[("grpc.max_receive_message_length", 256 << 20),
                                   ("grpc.max_send_message_length", 256 << 20)])
     rpc.add_WorkerServicer_to_server(WorkerServicer(plane), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)  # SERVING
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}")
@@ -151,9 +164,17 @@ class ControllerLink:
         self.channel.close()
 
 
-def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, grace_s: float = 10.0) -> None:
+def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, grace_s: float = 10.0,
+          metrics_port: int | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then let batches in flight finish (up to `grace_s`)."""
     server, bound = start(plane, port, host)
+    if metrics_port is not None and plane.metrics is not None:
+        at = serve_metrics(plane.metrics.registry, metrics_port, host)
+        plane.metrics.emulated.set(1 if plane.executor.emulated else 0)
+        gpu = GpuMetrics(plane.executor.device)
+        if gpu.handle is not None:
+            threading.Thread(target=_gpu_gauges, args=(gpu, plane.metrics), daemon=True).start()
+        log.info("metrics on http://%s:%d/metrics", host, at)
     ex = plane.executor
     log.info("worker on %s:%d, device %s (hardware %s)%s", host, bound, ex.device, ex.hardware,
              " [EMULATED: batches sleep their profiled latency]" if ex.emulated else "")

@@ -1,0 +1,71 @@
+"""Prometheus metrics of every component. Names follow Triton's `nv_inference_*` where the meaning
+matches (per app on the frontend, per module on workers); the rest are `harpagon_*`. Latencies are
+histograms, not summaries, so they aggregate across processes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+
+
+class FrontendMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry = registry or CollectorRegistry()
+        self.success = Counter("nv_inference_request_success", "Frames answered, per app", ["model"],
+                               registry=registry)
+        self.failure = Counter("nv_inference_request_failure", "Frames failed, per app and reason",
+                               ["model", "reason"], registry=registry)
+        self.duration_us = Counter("nv_inference_request_duration_us", "Cumulative frame latency, microseconds",
+                                   ["model"], registry=registry)
+        self.latency = Histogram("harpagon_frame_latency_seconds", "End-to-end frame latency", ["app"],
+                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self.dropped = Counter("harpagon_frames_dropped", "Frames dropped early past their deadline", ["app"],
+                               registry=registry)
+        self.module_requests = Counter("harpagon_module_requests", "Requests dispatched, per module",
+                                       ["app", "module"], registry=registry)
+        self.module_batches = Counter("harpagon_module_batches", "Batches shipped, per module", ["app", "module"],
+                                      registry=registry)
+        self.module_dummies = Counter("harpagon_module_dummies", "Dummy slots the workers pad batches with",
+                                      ["app", "module"], registry=registry)
+        self.module_latency = Histogram("harpagon_module_latency_seconds",
+                                        "Per request: dispatch to result, per module", ["app", "module"],
+                                        buckets=LATENCY_BUCKETS, registry=registry)
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry = registry or CollectorRegistry()
+        self.count = Counter("nv_inference_count", "Real items run, per module", ["model"], registry=registry)
+        self.exec_count = Counter("nv_inference_exec_count", "Batches run, per module", ["model"],
+                                  registry=registry)
+        self.compute_us = Counter("nv_inference_compute_infer_duration_us", "Cumulative batch execution, us",
+                                  ["model"], registry=registry)
+        self.queue_us = Counter("nv_inference_queue_duration_us", "Cumulative wait for the device, us", ["model"],
+                                registry=registry)
+        self.dummies = Counter("harpagon_worker_dummies", "Dummy items run as padding, per module", ["model"],
+                               registry=registry)
+        self.emulated = Gauge("harpagon_worker_emulated", "1 on an emulated device (batches sleep their profile)",
+                              registry=registry)
+        self.gpu_utilization = Gauge("nv_gpu_utilization", "GPU utilisation (0-1); absent without a GPU",
+                                     registry=registry)
+        self.gpu_memory_used = Gauge("nv_gpu_memory_used_bytes", "GPU memory used; absent without a GPU",
+                                     registry=registry)
+
+
+class ControllerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry = registry or CollectorRegistry()
+        self.cost = Gauge("harpagon_plan_cost_per_hour", "Cost of the plan in force, dollars per hour",
+                          registry=registry)
+        self.workers = Gauge("harpagon_workers", "Registered workers, per hardware kind", ["hardware"],
+                             registry=registry)
+        self.replans = Counter("harpagon_replans", "Plans made", registry=registry)
+        self.refused = Gauge("harpagon_apps_refused", "Apps the live inventory cannot serve", registry=registry)
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> int:
+    """Expose a registry at http://host:port/metrics; returns the port (0 picks a free one)."""
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    return server.server_port
