@@ -90,6 +90,25 @@ def _build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--metrics-port", type=int, default=None, help="metrics port (default: the config's, 8002)")
     sv.set_defaults(func=_cmd_serve)
 
+    co = sub.add_parser("controller", help="run the controller: plans, assigns workers, pushes routes",
+                        description="Plan the config's apps against the workers that register, push their "
+                                    "configurations and the frontends' routes, and re-plan when workers come and "
+                                    "go or when measured rates leave the planned band.")
+    co.add_argument("--config", nargs="+", required=True, metavar="FILE", help="YAML config files")
+    co.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    co.add_argument("--port", type=int, default=50051, help="port for workers and frontends (default 50051)")
+    co.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    co.set_defaults(func=_cmd_controller)
+
+    fe = sub.add_parser("frontend", help="run a Triton-protocol frontend fed by a controller",
+                        description="Serve the KServe v2 / Triton gRPC API; routes come from the controller.")
+    fe.add_argument("--controller", required=True, help="controller address HOST:PORT")
+    fe.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    fe.add_argument("--port", type=int, default=8001, help="Triton gRPC port (default 8001)")
+    fe.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
+    fe.add_argument("--frame-shape", type=_int_list, default=[480, 640, 3], help="H,W,3 (default 480,640,3)")
+    fe.set_defaults(func=_cmd_frontend)
+
     de = sub.add_parser("demo", help="serve the demo config and stream synthetic frames through it",
                         description="Serve a config locally (default configs/demo.yaml) and stream synthetic "
                                     "frames at each app's rate for a bounded time, with live statistics and a "
@@ -124,6 +143,37 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve_forever(workload, args.port, args.metrics_port))
+    return 0
+
+
+def _cmd_controller(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from harpagon.runtime.controller.main import run_controller
+
+    try:
+        workload = load_workload(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EXIT_INVALID
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_controller(workload, args.host, args.port, args.metrics_port))
+    return 0
+
+
+def _cmd_frontend(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from harpagon.runtime.frontend.main import run_frontend
+
+    if len(args.frame_shape) != 3 or args.frame_shape[2] != 3:
+        print(f"harpagon frontend: --frame-shape must be H,W,3, got {args.frame_shape}", file=sys.stderr)
+        return EXIT_INVALID
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_frontend(args.controller, args.host, args.port, args.metrics_port, tuple(args.frame_shape)))
     return 0
 
 

@@ -25,6 +25,7 @@ from harpagon.config.schema import ServeConfig, Workload
 from harpagon.model.latency import Settings
 from harpagon.runtime.controller.controller import Controller, ControllerServicer
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.frontend.routes import RoutingTable
 from harpagon.runtime.frontend.servicer import start as start_frontend
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
@@ -64,6 +65,11 @@ class LocalCluster:
         self.control_port = self.control_server.add_insecure_port(f"{self.host}:0")
         await self.control_server.start()
         self.controller.start()
+
+        async def report(rates: dict[str, float], window: float) -> None:
+            self.controller.observe_rates("local", rates)
+
+        self._beacon = asyncio.ensure_future(rate_beacon(self.plane, report))
         self._profiles = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         yaml.safe_dump({"profiles": [p.model_dump() for p in self.workload.profiles]}, self._profiles)
         self._profiles.close()
@@ -100,6 +106,7 @@ class LocalCluster:
 
     async def stop(self) -> None:
         """Drain: stop taking frames, let open batches finish, stop workers."""
+        self._beacon.cancel()
         await self.frontend.stop(5)
         await self.plane.close()
         await self.controller.stop()

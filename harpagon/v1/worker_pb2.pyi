@@ -169,3 +169,79 @@ class HeartbeatResponse(_message.Message):
     KNOWN_FIELD_NUMBER: _ClassVar[int]
     known: bool
     def __init__(self, known: _Optional[bool] = ...) -> None: ...
+
+class TupleRoute(_message.Message):
+    __slots__ = ("batch", "rate", "dummy_rate", "wait_ms", "addresses")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    DUMMY_RATE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    batch: int
+    rate: float
+    dummy_rate: float
+    wait_ms: float
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, batch: _Optional[int] = ..., rate: _Optional[float] = ..., dummy_rate: _Optional[float] = ..., wait_ms: _Optional[float] = ..., addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ModuleRoute(_message.Message):
+    __slots__ = ("app", "module", "worker_module", "input_shape", "tuples")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_MODULE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    TUPLES_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    module: str
+    worker_module: str
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    tuples: _containers.RepeatedCompositeFieldContainer[TupleRoute]
+    def __init__(self, app: _Optional[str] = ..., module: _Optional[str] = ..., worker_module: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., tuples: _Optional[_Iterable[_Union[TupleRoute, _Mapping]]] = ...) -> None: ...
+
+class Routes(_message.Message):
+    __slots__ = ("version", "dispatch", "apps_json", "modules", "refused")
+    class RefusedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_FIELD_NUMBER: _ClassVar[int]
+    APPS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    dispatch: str
+    apps_json: str
+    modules: _containers.RepeatedCompositeFieldContainer[ModuleRoute]
+    refused: _containers.ScalarMap[str, str]
+    def __init__(self, version: _Optional[int] = ..., dispatch: _Optional[str] = ..., apps_json: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[ModuleRoute, _Mapping]]] = ..., refused: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class WatchRoutesRequest(_message.Message):
+    __slots__ = ("frontend_id",)
+    FRONTEND_ID_FIELD_NUMBER: _ClassVar[int]
+    frontend_id: str
+    def __init__(self, frontend_id: _Optional[str] = ...) -> None: ...
+
+class RatesReport(_message.Message):
+    __slots__ = ("frontend_id", "app_rates", "window_s")
+    class AppRatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    FRONTEND_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_RATES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    frontend_id: str
+    app_rates: _containers.ScalarMap[str, float]
+    window_s: float
+    def __init__(self, frontend_id: _Optional[str] = ..., app_rates: _Optional[_Mapping[str, float]] = ..., window_s: _Optional[float] = ...) -> None: ...
+
+class RatesReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -246,6 +246,16 @@ class ControllerStub:
                 request_serializer=harpagon_dot_v1_dot_worker__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=harpagon_dot_v1_dot_worker__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.WatchRoutes = channel.unary_stream(
+                '/harpagon.v1.Controller/WatchRoutes',
+                request_serializer=harpagon_dot_v1_dot_worker__pb2.WatchRoutesRequest.SerializeToString,
+                response_deserializer=harpagon_dot_v1_dot_worker__pb2.Routes.FromString,
+                _registered_method=True)
+        self.ReportRates = channel.unary_unary(
+                '/harpagon.v1.Controller/ReportRates',
+                request_serializer=harpagon_dot_v1_dot_worker__pb2.RatesReport.SerializeToString,
+                response_deserializer=harpagon_dot_v1_dot_worker__pb2.RatesReply.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -264,6 +274,19 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRoutes(self, request, context):
+        """The routing table now and after every change (a long-lived stream).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportRates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -276,6 +299,16 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=harpagon_dot_v1_dot_worker__pb2.HeartbeatRequest.FromString,
                     response_serializer=harpagon_dot_v1_dot_worker__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'WatchRoutes': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRoutes,
+                    request_deserializer=harpagon_dot_v1_dot_worker__pb2.WatchRoutesRequest.FromString,
+                    response_serializer=harpagon_dot_v1_dot_worker__pb2.Routes.SerializeToString,
+            ),
+            'ReportRates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportRates,
+                    request_deserializer=harpagon_dot_v1_dot_worker__pb2.RatesReport.FromString,
+                    response_serializer=harpagon_dot_v1_dot_worker__pb2.RatesReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -333,6 +366,60 @@ class Controller:
             '/harpagon.v1.Controller/Heartbeat',
             harpagon_dot_v1_dot_worker__pb2.HeartbeatRequest.SerializeToString,
             harpagon_dot_v1_dot_worker__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/harpagon.v1.Controller/WatchRoutes',
+            harpagon_dot_v1_dot_worker__pb2.WatchRoutesRequest.SerializeToString,
+            harpagon_dot_v1_dot_worker__pb2.Routes.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportRates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harpagon.v1.Controller/ReportRates',
+            harpagon_dot_v1_dot_worker__pb2.RatesReport.SerializeToString,
+            harpagon_dot_v1_dot_worker__pb2.RatesReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,35 +19,47 @@ from harpagon.v1 import worker_pb2_grpc as rpc
 REPO = Path(__file__).resolve().parents[2]
 
 
-class WorkerProcess:
-    def __init__(self, *args: str):
+class ServiceProcess:
+    """`harpagon ARGS` in its own process; ready once it prints `<ready> HOST:PORT`."""
+
+    def __init__(self, args: list[str], ready: str):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "harpagon.cli", "worker", "--port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "harpagon.cli", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
         self.lines: list[str] = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError("worker exited:\n" + "".join(self.lines))
+                raise RuntimeError(f"{args[0]} exited:\n" + "".join(self.lines))
             self.lines.append(line)
-            if line.startswith("worker listening on "):
-                self.address = line.split()[3]
+            if line.startswith(ready):
+                self.address = line[len(ready):].split()[0].rstrip(",")
                 break
         else:
-            raise RuntimeError("worker did not start:\n" + "".join(self.lines))
-        self.channel = grpc.insecure_channel(self.address)
-        self.stub = rpc.WorkerStub(self.channel)
-        self.stub.Health(pb.HealthRequest(), timeout=30)
+            raise RuntimeError(f"{args[0]} did not start:\n" + "".join(self.lines))
+        # keep draining its output so that it never blocks on a full pipe
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
 
     def stop(self) -> int:
-        self.channel.close()
         self.proc.terminate()
         try:
             return self.proc.wait(timeout=30)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+
+
+class WorkerProcess(ServiceProcess):
+    def __init__(self, *args: str):
+        super().__init__(["worker", "--port", "0", *args], "worker listening on ")
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = rpc.WorkerStub(self.channel)
+        self.stub.Health(pb.HealthRequest(), timeout=30)
+
+    def stop(self) -> int:
+        self.channel.close()
+        return super().stop()
 
 
 @pytest.fixture
@@ -61,3 +74,17 @@ def start_worker() -> Iterator:
     yield start
     for w in started:
         w.stop()
+
+
+@pytest.fixture
+def start_service() -> Iterator:
+    started: list[ServiceProcess] = []
+
+    def start(args: list[str], ready: str) -> ServiceProcess:
+        p = ServiceProcess(args, ready)
+        started.append(p)
+        return p
+
+    yield start
+    for p in reversed(started):
+        p.stop()

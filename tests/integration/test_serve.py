@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 import urllib.request
 
 import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc.aio as triton_aio
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import InferInput
 from tritonclient.utils import InferenceServerException
@@ -87,3 +89,24 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits():
             await cluster.stop()
 
     asyncio.run(scenario())
+
+
+def test_controller_frontend_and_workers_as_separate_processes(tmp_path, start_service, start_worker):
+    import tritonclient.grpc as triton
+
+    config = tmp_path / "cam.yaml"
+    config.write_text(yaml.safe_dump(WORKLOAD.model_dump(exclude_none=True)))
+    controller = start_service(["controller", "--config", str(config), "--port", "0"], "controller listening on ")
+    for _ in range(2):
+        start_worker("--device", "emulated:t4", "--controller", controller.address)
+    frontend = start_service(["frontend", "--controller", controller.address, "--port", "0", "--metrics-port", "0",
+                              "--frame-shape", "24,32,3"], "frontend listening on ")
+    client = triton.InferenceServerClient(frontend.address)
+    for _ in range(100):  # the first plan, then the routes, reach the frontend
+        if client.is_model_ready("cam"):
+            break
+        time.sleep(0.1)
+    x = triton.InferInput("FRAME", [24, 32, 3], "UINT8")
+    x.set_data_from_numpy(np.zeros((24, 32, 3), np.uint8))
+    result = client.infer("cam", [x], request_id="over-the-wire")
+    assert result.get_response().id == "over-the-wire" and result.as_numpy("classify_0").shape == (1, 1)

@@ -23,7 +23,7 @@ from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
-from harpagon.runtime.frontend.routes import RoutingTable
+from harpagon.runtime.frontend.routes import RoutingTable, to_proto
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.worker.executor import ModuleSpec
 from harpagon.v1 import worker_pb2 as pb
@@ -32,6 +32,11 @@ from harpagon.v1 import worker_pb2_grpc as rpc
 log = logging.getLogger("harpagon.controller")
 
 RoutesSink = Callable[[RoutingTable, dict[str, str]], Awaitable[None]]
+
+#: Re-plan when an app's measured rate leaves this band around its planned rate (as Nexus does).
+RATE_BAND = (0.8, 1.1)
+#: ...but not more often than this (seconds).
+MIN_EPOCH_S = 10.0
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Controller:
     heartbeat_ms: int = 500
     missed_heartbeats: int = 3
     metrics: ControllerMetrics | None = None
+    clock: Callable[[], float] = time.monotonic
     plan: Plan | None = None
     version: int = 0
     _workers: dict[str, _Worker] = field(default_factory=dict)
@@ -59,6 +65,9 @@ class Controller:
     _tasks: list[asyncio.Task] = field(default_factory=list)
     plans: int = 0
     planned_workers: int = 0
+    planned_at: float = float("-inf")
+    _rates: dict[str, dict[str, float]] = field(default_factory=dict)  # frontend -> app -> frames/s
+    _measured: dict[str, float] = field(default_factory=dict)  # app -> rate the plan in force was made for
     """How many workers the plan in force was made for."""
 
     @property
@@ -84,6 +93,34 @@ class Controller:
             return False
         w.last_seen = time.monotonic()
         return True
+
+    def observe_rates(self, frontend: str, rates: dict[str, float]) -> None:
+        """Frames per second each app got at one frontend; re-plan when an app's total leaves the
+        band around the rate its plan was made for (at most once per MIN_EPOCH_S)."""
+        self._rates[frontend] = dict(rates)
+        if self.plan is None or self.clock() - self.planned_at < MIN_EPOCH_S:
+            return
+        total: dict[str, float] = {}
+        for per_app in self._rates.values():
+            for app, r in per_app.items():
+                total[app] = total.get(app, 0.0) + r
+        moved = {}
+        for a in self.workload.apps:
+            planned = self._measured.get(a.name, a.rate)
+            got = total.get(a.name, 0.0)
+            if got > 0 and not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned:
+                moved[a.name] = got
+        if moved:
+            log.info("measured rates left the band around the planned ones: %s",
+                     {k: round(v, 1) for k, v in moved.items()})
+            self._measured.update(moved)
+            self._dirty.set()
+
+    def _planned_workload(self) -> Workload:
+        """The workload with each app at the rate it was last measured at (its configured rate before)."""
+        apps = tuple(a.model_copy(update={"rate": self._measured[a.name]}) if a.name in self._measured else a
+                     for a in self.workload.apps)
+        return self.workload.model_copy(update={"apps": apps})
 
     @property
     def workers(self) -> list[WorkerInfo]:
@@ -128,7 +165,7 @@ class Controller:
     async def reconcile(self) -> None:
         """Plan against the live workers, then move the system to the plan."""
         workers = self.workers
-        live = live_workload(self.workload, workers)
+        live = live_workload(self._planned_workload(), workers)
         plan = harpagon_plan(live, self.settings)
         self.plans += 1
         refused = {r.app: r.reason for r in plan.refused}
@@ -145,6 +182,7 @@ class Controller:
         await self._push(assignment.modules)
         self.plan = plan
         self.planned_workers = len(workers)
+        self.planned_at = self.clock()
         if self.metrics:
             self.metrics.replans.inc()
             self.metrics.cost.set(plan.cost_per_hour)
@@ -173,9 +211,48 @@ class Controller:
                 raise RuntimeError(f"a worker refused its configuration: {result}")
 
 
+class RoutesHub:
+    """Streams the routing table to remote frontends: the current one on connect, then each new one."""
+
+    def __init__(self, drain_s: float = 2.0):
+        self.current: pb.Routes | None = None
+        self.watchers: set[asyncio.Queue] = set()
+        self.drain_s = drain_s
+
+    async def push(self, table: RoutingTable, refused: dict[str, str]) -> None:
+        self.current = to_proto(table, refused)
+        for q in self.watchers:
+            q.put_nowait(self.current)
+        if self.watchers:  # remote frontends cannot say when old batches are done: give them time
+            await asyncio.sleep(self.drain_s)
+
+    async def watch(self):
+        q: asyncio.Queue = asyncio.Queue()
+        if self.current is not None:
+            q.put_nowait(self.current)
+        self.watchers.add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self.watchers.discard(q)
+
+
 class ControllerServicer(rpc.ControllerServicer):
-    def __init__(self, controller: Controller):
+    def __init__(self, controller: Controller, hub: RoutesHub | None = None):
         self.controller = controller
+        self.hub = hub
+
+    async def WatchRoutes(self, request, context):
+        if self.hub is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this controller pushes routes to an embedded frontend")
+        log.info("frontend %s watches routes", request.frontend_id)
+        async for routes in self.hub.watch():
+            yield routes
+
+    async def ReportRates(self, request, context):
+        self.controller.observe_rates(request.frontend_id, dict(request.app_rates))
+        return pb.RatesReply()
 
     async def Register(self, request, context):
         self.controller.register(WorkerInfo(request.worker_id, request.address, request.hardware, request.device,

@@ -5,11 +5,13 @@ The controller computes it from the plan and the live inventory and pushes it; i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
 from harpagon.model.latency import Dispatch
+from harpagon.v1 import worker_pb2 as pb
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,29 @@ class RoutingTable:
     dispatch: Dispatch
     apps: dict[str, App]
     routes: dict[tuple[str, str], ModuleRoute]  # (app, module)
+
+
+def to_proto(table: RoutingTable, refused: dict[str, str]) -> pb.Routes:
+    """The table as the controller streams it to frontends."""
+    apps = json.dumps([a.model_dump() for a in table.apps.values()])
+    modules = [
+        pb.ModuleRoute(app=app, module=r.module, worker_module=r.worker_module, input_shape=list(r.input_shape),
+                       tuples=[pb.TupleRoute(batch=t.batch, rate=t.rate, dummy_rate=t.dummy_rate, wait_ms=t.wait_ms,
+                                             addresses=list(addrs))
+                               for t, addrs in zip(r.tuples, r.workers, strict=True)])
+        for (app, _), r in sorted(table.routes.items())
+    ]
+    return pb.Routes(version=table.version, dispatch=table.dispatch, apps_json=apps, modules=modules,
+                     refused=refused)
+
+
+def from_proto(routes: pb.Routes) -> tuple[RoutingTable, dict[str, str]]:
+    apps = {a["name"]: App.model_validate(a) for a in json.loads(routes.apps_json or "[]")}
+    table: dict[tuple[str, str], ModuleRoute] = {}
+    for m in routes.modules:
+        tuples = tuple(TupleSpec(t.batch, len(t.addresses), t.rate, t.dummy_rate,
+                                 t.wait_ms if t.HasField("wait_ms") else None) for t in m.tuples)
+        table[(m.app, m.module)] = ModuleRoute(m.module, m.worker_module, tuple(m.input_shape), tuples,
+                                               tuple(tuple(t.addresses) for t in m.tuples))
+    dispatch = routes.dispatch if routes.dispatch in ("batch-aware", "request-level") else "batch-aware"
+    return RoutingTable(routes.version, dispatch, apps, table), dict(routes.refused)  # type: ignore[arg-type]

@@ -1,0 +1,40 @@
+"""`harpagon controller`: the controller as its own process, for workers and frontends elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
+from harpagon.model.latency import Settings
+from harpagon.runtime.controller.controller import Controller, ControllerServicer, RoutesHub
+from harpagon.runtime.metrics import ControllerMetrics, serve_metrics
+from harpagon.v1 import worker_pb2_grpc as rpc
+
+
+async def run_controller(workload: Workload, host: str, port: int, metrics_port: int | None) -> None:
+    s = workload.serve or ServeConfig(workers=(WorkerGroup(device="cpu"),))  # settings and shapes only
+    registry = CollectorRegistry()
+    hub = RoutesHub()
+    controller = Controller(workload, Settings(s.safety, s.overhead_ms, s.max_utilization), tuple(s.input_shape),
+                            hub.push, metrics=ControllerMetrics(registry))
+    server = grpc.aio.server()
+    rpc.add_ControllerServicer_to_server(ControllerServicer(controller, hub), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise OSError(f"cannot listen on {host}:{port}")
+    await server.start()
+    at = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
+    controller.start()
+    print(f"controller listening on {host}:{bound}"
+          + (f", metrics on http://{host}:{at}/metrics" if at is not None else ""), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await controller.stop()
+    await server.stop(2)

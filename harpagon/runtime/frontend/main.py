@@ -1,0 +1,86 @@
+"""`harpagon frontend`: the Triton-protocol frontend as its own process, fed by a controller.
+
+It watches the controller's routing table (a long-lived gRPC stream, re-opened if it breaks) and
+reports each app's frame rate every second, so the controller can re-plan when rates move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.frontend.routes import RoutingTable, from_proto
+from harpagon.runtime.frontend.servicer import start
+from harpagon.runtime.metrics import FrontendMetrics, serve_metrics
+from harpagon.v1 import worker_pb2 as pb
+from harpagon.v1 import worker_pb2_grpc as rpc
+
+log = logging.getLogger("harpagon.frontend")
+
+#: How often frontends report rates (Nexus's beacon is 1 s).
+BEACON_S = 1.0
+
+
+async def rate_beacon(plane: FrontendDataPlane, report: Callable[[dict[str, float], float], Awaitable[None]],
+                      period_s: float = BEACON_S) -> None:
+    """Every period, the frames each app received since the last one, per second."""
+    last = {app: c.frames for app, c in plane.counters.items()}
+    loop = asyncio.get_running_loop()
+    then = loop.time()
+    while True:
+        await asyncio.sleep(period_s)
+        now = loop.time()
+        frames = {app: c.frames for app, c in plane.counters.items()}
+        rates = {app: (n - last.get(app, 0)) / (now - then) for app, n in frames.items()}
+        last, then = frames, now
+        try:
+            await report(rates, period_s)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("cannot report rates: %s", exc.code().name)
+
+
+async def run_frontend(controller: str, host: str, port: int, metrics_port: int | None,
+                       frame_shape: tuple[int, int, int]) -> None:
+    registry = CollectorRegistry()
+    plane = FrontendDataPlane(RoutingTable(0, "batch-aware", {}, {}), frame_shape, FrontendMetrics(registry))
+    server, bound = await start(plane, port, host)
+    at = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
+    me = f"frontend-{uuid.uuid4().hex[:6]}"
+    channel = grpc.aio.insecure_channel(controller)
+    stub = rpc.ControllerStub(channel)
+
+    async def watch() -> None:
+        while True:
+            try:
+                async for routes in stub.WatchRoutes(pb.WatchRoutesRequest(frontend_id=me)):
+                    table, refused = from_proto(routes)
+                    await plane.update(table, refused)
+                    log.info("routes %d: apps %s%s", table.version, sorted(table.apps),
+                             f", refused {sorted(refused)}" if refused else "")
+            except grpc.aio.AioRpcError as exc:
+                log.warning("controller %s: %s; retrying", controller, exc.code().name)
+            await asyncio.sleep(1.0)
+
+    async def report(rates: dict[str, float], window: float) -> None:
+        await stub.ReportRates(pb.RatesReport(frontend_id=me, app_rates=rates, window_s=window), timeout=5)
+
+    tasks = [asyncio.ensure_future(watch()), asyncio.ensure_future(rate_beacon(plane, report))]
+    print(f"frontend listening on {host}:{bound} (Triton gRPC)"
+          + (f", metrics on http://{host}:{at}/metrics" if at is not None else ""), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for t in tasks:
+        t.cancel()
+    await server.stop(5)
+    await plane.close()
+    await channel.close()
