@@ -8,7 +8,7 @@ coercion). Rules that span several items (references, duplicates, graph shape) l
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -148,6 +148,9 @@ class ServeConfig(_Strict):
     safety: float = Field(default=1.0, ge=1.0, description="Planner setting: multiplier on mean + std.")
     overhead_ms: float = Field(default=0.0, ge=0.0, description="Planner setting: overhead per module hop.")
     max_utilization: float = Field(default=1.0, gt=0.0, le=1.0, description="Planner setting: worker load cap.")
+    dispatch: Literal["batch-aware", "request-level"] = Field(
+        default="batch-aware", description="batch-aware (Harpagon), or request-level round-robin for comparison "
+                                           "(planned with the request-level latency formula).")
 
 
 class Workload(_Strict):

@@ -63,3 +63,21 @@ def test_rates_outside_the_band_trigger_a_replan_at_the_measured_rate():
         assert c._planned_workload().apps[0].rate == pytest.approx(370.0)
 
     asyncio.run(scenario())
+
+
+def test_request_level_dispatch_is_selectable_for_comparison():
+    w = W.model_copy(update={"serve": {"workers": [{"device": "cpu"}], "dispatch": "request-level"}})
+    w = Workload.model_validate(w.model_dump())
+    pushed = []
+
+    async def push(table, refused):
+        pushed.append((table, refused))
+
+    async def scenario():
+        c = Controller(w, Settings(), (3, 16, 16), push)
+        await c.reconcile()  # no workers yet: every app refused, by name
+        return c
+
+    c = asyncio.run(scenario())
+    assert c.plan.dispatch == "request-level" and pushed[0][0].dispatch == "request-level"
+    assert set(pushed[0][1]) == {"cam"} and "hardware counts run out" in pushed[0][1]["cam"]

@@ -21,6 +21,7 @@ import grpc
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan
+from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
 from harpagon.runtime.frontend.routes import RoutingTable, to_proto
@@ -166,7 +167,8 @@ class Controller:
         """Plan against the live workers, then move the system to the plan."""
         workers = self.workers
         live = live_workload(self._planned_workload(), workers)
-        plan = harpagon_plan(live, self.settings)
+        dispatch = self.workload.serve.dispatch if self.workload.serve else "batch-aware"
+        plan = harpagon_plan(live, self.settings, PlannerOptions(dispatch=dispatch))
         self.plans += 1
         refused = {r.app: r.reason for r in plan.refused}
         for app, reason in refused.items():
