@@ -66,8 +66,8 @@ def test_rates_outside_the_band_trigger_a_replan_at_the_measured_rate():
 
 
 def test_request_level_dispatch_is_selectable_for_comparison():
-    w = W.model_copy(update={"serve": {"workers": [{"device": "cpu"}], "dispatch": "request-level"}})
-    w = Workload.model_validate(w.model_dump())
+    w = Workload.model_validate({**W.model_dump(exclude={"serve"}),
+                                 "serve": {"workers": [{"device": "cpu"}], "dispatch": "request-level"}})
     pushed = []
 
     async def push(table, refused):
