@@ -8,6 +8,7 @@ import os
 import signal
 import time
 import urllib.request
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -110,3 +111,28 @@ def test_controller_frontend_and_workers_as_separate_processes(tmp_path, start_s
     x.set_data_from_numpy(np.zeros((24, 32, 3), np.uint8))
     result = client.infer("cam", [x], request_id="over-the-wire")
     assert result.get_response().id == "over-the-wire" and result.as_numpy("classify_0").shape == (1, 1)
+
+
+PERF_ANALYZER = Path(__file__).resolve().parents[2] / ".tools" / "perf_analyzer"
+
+
+@pytest.mark.skipif(not PERF_ANALYZER.exists(), reason="perf_analyzer not fetched (scripts/get_perf_analyzer.sh)")
+@pytest.mark.parametrize("mode", [[], ["--streaming", "--async"]], ids=["sync", "streaming"])
+def test_perf_analyzer_measures_an_app(mode):
+    async def scenario() -> str:
+        cluster = LocalCluster(WORKLOAD, grpc_port=0, metrics_port=0)
+        await cluster.start()
+        try:
+            await cluster.ready(timeout_s=60)
+            proc = await asyncio.create_subprocess_exec(
+                str(PERF_ANALYZER), "-m", "cam", "-u", f"127.0.0.1:{cluster.port}", "-i", "grpc", "-p", "1000",
+                "-r", "6", "--request-rate-range", "20", *mode,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 120)
+            assert proc.returncode == 0, out.decode()[-2000:]
+            return out.decode()
+        finally:
+            await cluster.stop()
+
+    out = asyncio.run(scenario())
+    assert "Request Rate: 20 inference requests per seconds" in out and "Successful request count" in out

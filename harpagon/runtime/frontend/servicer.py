@@ -76,11 +76,12 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
                 continue
             c = self.plane.counters[name]
             ok = pb.StatisticDuration(count=c.success, ns=c.success_ns)
+            counted = pb.StatisticDuration(count=c.success)  # the stages perf_analyzer expects, all counted
             stats.append(pb.ModelStatistics(
                 name=name, version="1", inference_count=c.success, execution_count=c.success,
                 inference_stats=pb.InferStatistics(success=ok, fail=pb.StatisticDuration(count=c.failed + c.dropped),
-                                                   queue=pb.StatisticDuration(count=c.success),
-                                                   compute_infer=ok)))
+                                                   queue=counted, compute_input=counted, compute_infer=ok,
+                                                   compute_output=counted)))
         return pb.ModelStatisticsResponse(model_stats=stats)
 
     # --- inference ----------------------------------------------------------------------------
