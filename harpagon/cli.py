@@ -119,12 +119,19 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_or_exit(files: list) -> Workload | None:
+def _load(files: list) -> Workload | None:
+    """The workload, or None after printing one line per input error."""
     try:
-        workload = load_workload(files)
+        return load_workload(files)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
+        return None
+
+
+def _load_or_exit(files: list) -> Workload | None:
+    workload = _load(files)
+    if workload is None:
         return None
     if workload.serve is None:
         print(f"{', '.join(map(str, files))}: serve: missing (which workers should run?)", file=sys.stderr)
@@ -152,11 +159,8 @@ def _cmd_controller(args: argparse.Namespace) -> int:
 
     from harpagon.runtime.controller.main import run_controller
 
-    try:
-        workload = load_workload(args.config)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
+    workload = _load(args.config)
+    if workload is None:
         return EXIT_INVALID
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_controller(workload, args.host, args.port, args.metrics_port))
@@ -336,11 +340,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         flag = str(exc).split(" ", 1)
         print(f"harpagon plan: --{flag[0].replace('_', '-')} {flag[1]}", file=sys.stderr)
         return EXIT_INVALID
-    try:
-        workload = load_workload(args.files)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
+    workload = _load(args.files)
+    if workload is None:
         return EXIT_INVALID
     result = (OPTIMUM if args.planner == "optimum" else PLANNERS[args.planner])(workload, settings)
     if args.json:

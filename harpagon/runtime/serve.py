@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.frontend.routes import RoutingTable
 from harpagon.runtime.frontend.servicer import start as start_frontend
+from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
 from harpagon.v1 import worker_pb2_grpc as rpc
 
@@ -124,12 +124,8 @@ class LocalCluster:
 async def serve_forever(workload: Workload, grpc_port: int | None = None, metrics_port: int | None = None) -> None:
     cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port)
     await cluster.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     print(f"serving on {cluster.host}:{cluster.port} (Triton gRPC), metrics on "
           f"http://{cluster.host}:{cluster.metrics_at}/metrics; Ctrl-C drains and stops", flush=True)
-    await stop.wait()
+    await until_stopped()
     print("draining...", flush=True)
     await cluster.stop()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 import grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
 from harpagon.model.latency import Settings
 from harpagon.runtime.controller.controller import Controller, ControllerServicer, RoutesHub
+from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, serve_metrics
 from harpagon.v1 import worker_pb2_grpc as rpc
 
@@ -31,10 +29,6 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
     controller.start()
     print(f"controller listening on {host}:{bound}"
           + (f", metrics on http://{host}:{at}/metrics" if at is not None else ""), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     await controller.stop()
     await server.stop(2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -18,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.routes import RoutingTable, from_proto
 from harpagon.runtime.frontend.servicer import start
+from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import FrontendMetrics, serve_metrics
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
@@ -74,11 +74,7 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
     tasks = [asyncio.ensure_future(watch()), asyncio.ensure_future(rate_beacon(plane, report))]
     print(f"frontend listening on {host}:{bound} (Triton gRPC)"
           + (f", metrics on http://{host}:{at}/metrics" if at is not None else ""), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     for t in tasks:
         t.cancel()
     await server.stop(5)
