@@ -15,6 +15,7 @@ from typing import TextIO
 from harpagon.config import ConfigError, Workload, load_workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan, workers_by_hardware, workers_cost
+from harpagon.runtime.logs import setup as setup_logs
 
 EXIT_INVALID = 2
 EXIT_REFUSED = 3
@@ -27,6 +28,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harpagon", description="Plan and serve DNN applications at minimum cost.")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="logs of the long-running commands: text, or one JSON object per line")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("plan", help="plan the apps of YAML files and print the plan",
@@ -141,42 +144,39 @@ def _load_or_exit(files: list) -> Workload | None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from harpagon.runtime.serve import serve_forever
 
     workload = _load_or_exit(args.files)
     if workload is None:
         return EXIT_INVALID
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logs(args.log_format)
     asyncio.run(serve_forever(workload, args.port, args.metrics_port))
     return 0
 
 
 def _cmd_controller(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from harpagon.runtime.controller.main import run_controller
 
     workload = _load(args.config)
     if workload is None:
         return EXIT_INVALID
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logs(args.log_format)
     asyncio.run(run_controller(workload, args.host, args.port, args.metrics_port))
     return 0
 
 
 def _cmd_frontend(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from harpagon.runtime.frontend.main import run_frontend
 
     if len(args.frame_shape) != 3 or args.frame_shape[2] != 3:
         print(f"harpagon frontend: --frame-shape must be H,W,3, got {args.frame_shape}", file=sys.stderr)
         return EXIT_INVALID
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logs(args.log_format)
     asyncio.run(run_frontend(args.controller, args.host, args.port, args.metrics_port, tuple(args.frame_shape)))
     return 0
 
@@ -194,7 +194,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.seconds > 0:
         print(f"harpagon demo: --seconds must be > 0, got {args.seconds:g}", file=sys.stderr)
         return EXIT_INVALID
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logs(args.log_format, logging.WARNING)
     loads = asyncio.run(run_demo(workload, args.seconds))
     return 0 if all(ld.answered for ld in loads) else 1
 
@@ -210,13 +210,12 @@ def _int_list(text: str) -> list[int]:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    import logging
 
     from harpagon.runtime.errors import RuntimeFault
     from harpagon.runtime.worker.data_plane import WorkerDataPlane
     from harpagon.runtime.worker.server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logs(args.log_format)
     try:
         executor = _executor(args)
     except (RuntimeFault, ConfigError) as exc:

@@ -185,3 +185,13 @@ def test_profiler_output_is_read_back_by_the_planner(tmp_path):
     }))
     p = plan(load_workload([path, apps]))
     assert p.apps and p.apps[0].modules[0].tuples[0].hardware == "test-cpu"
+
+
+def test_json_logs(start_service):
+    import json
+
+    w = start_service(["--log-format", "json", "worker", "--port", "0", "--device", "emulated:t4"],
+                      "worker listening on ")
+    records = [json.loads(line) for line in w.lines if line.startswith("{")]
+    assert any(r["logger"] == "harpagon.worker" and r["level"] == "INFO" and "EMULATED" in r["message"]
+               for r in records), w.lines

@@ -1,0 +1,21 @@
+"""Logging for the long-running commands: readable text, or one JSON object per line for log
+collectors (`--log-format json`: fields `time`, `level`, `logger`, `message`, plus any extras)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup(fmt: str = "text", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
