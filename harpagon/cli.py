@@ -118,6 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                     "summary.")
     de.add_argument("files", nargs="*", metavar="FILE", help="config files (default configs/demo.yaml)")
     de.add_argument("--seconds", type=float, default=20.0, help="how long to stream (default 20)")
+    de.add_argument("--video", default=None, help="stream this video file's frames (PyAV) instead of synthetic ones")
     de.set_defaults(func=_cmd_demo)
     return parser
 
@@ -195,7 +196,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"harpagon demo: --seconds must be > 0, got {args.seconds:g}", file=sys.stderr)
         return EXIT_INVALID
     setup_logs(args.log_format, logging.WARNING)
-    loads = asyncio.run(run_demo(workload, args.seconds))
+    if args.video and not Path(args.video).is_file():
+        print(f"harpagon demo: --video {args.video!r}: no such file", file=sys.stderr)
+        return EXIT_INVALID
+    loads = asyncio.run(run_demo(workload, args.seconds, video=args.video))
     return 0 if all(ld.answered for ld in loads) else 1
 
 

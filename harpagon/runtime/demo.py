@@ -1,5 +1,6 @@
-"""`harpagon demo`: serve a config locally and stream synthetic frames at each app's rate through the
-Triton gRPC API (tritonclient), showing live throughput, latency and SLO attainment, then a summary.
+"""`harpagon demo`: serve a config locally and stream frames (synthetic, or a video file decoded with
+PyAV) at each app's rate through the Triton gRPC API (tritonclient), showing live throughput, latency
+and SLO attainment, then a summary and each module's measured latency against the plan.
 """
 
 from __future__ import annotations
@@ -35,19 +36,36 @@ class AppLoad:
         return float(np.percentile(data, q)) if data else float("nan")
 
 
-async def _stream(client, load: AppLoad, frame_shape, seconds: float) -> None:
-    import tritonclient.grpc.aio as triton_aio  # noqa: F401 - the client type
+def video_frames(path: str, frame_shape: tuple[int, ...], limit: int = 300) -> list[np.ndarray]:
+    """Up to `limit` frames of a video file (decoded with PyAV), resized to `frame_shape` [H, W, 3]."""
+    import av
+
+    h, w, _ = frame_shape
+    out = []
+    with av.open(path) as container:
+        for frame in container.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24")
+            rows = np.arange(h) * rgb.shape[0] // h
+            cols = np.arange(w) * rgb.shape[1] // w
+            out.append(np.ascontiguousarray(rgb[rows][:, cols]))
+            if len(out) >= limit:
+                break
+    if not out:
+        raise ValueError(f"{path}: no video frames")
+    return out
+
+
+async def _stream(client, load: AppLoad, frames: list[np.ndarray], seconds: float) -> None:
     from tritonclient.grpc import InferInput
     from tritonclient.utils import InferenceServerException
 
-    rng = np.random.default_rng(abs(hash(load.name)) % 2**32)
-    frame = rng.integers(0, 255, frame_shape, dtype=np.uint8)
     loop = asyncio.get_running_loop()
     start = loop.time()
     pending: set[asyncio.Task] = set()
 
     async def one(i: int) -> None:
-        x = InferInput("FRAME", list(frame_shape), "UINT8")
+        frame = frames[i % len(frames)]
+        x = InferInput("FRAME", list(frame.shape), "UINT8")
         x.set_data_from_numpy(frame)
         t0 = time.perf_counter()
         try:
@@ -108,7 +126,8 @@ def _modules_table(cluster: LocalCluster, plan) -> Table:
     return t
 
 
-async def run_demo(workload: Workload, seconds: float, console: Console | None = None) -> list[AppLoad]:
+async def run_demo(workload: Workload, seconds: float, console: Console | None = None,
+                   video: str | None = None) -> list[AppLoad]:
     import tritonclient.grpc.aio as triton_aio
 
     console = console or Console(width=None if Console().is_terminal else 130)
@@ -128,9 +147,15 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
         client = triton_aio.InferenceServerClient(f"{cluster.host}:{cluster.port}")
         loads = [AppLoad(a.name, a.rate, a.slo_ms) for a in plan.apps]
         frame_shape = tuple(cluster.serve.frame_shape)
+        if video:
+            frames = video_frames(video, frame_shape)
+            console.print(f"streaming {len(frames)} frames of {video} in a loop")
+        else:  # synthetic: a few random frames
+            rng = np.random.default_rng(0)
+            frames = [rng.integers(0, 255, frame_shape, dtype=np.uint8) for _ in range(8)]
         loop = asyncio.get_running_loop()
         start = loop.time()
-        streams = asyncio.gather(*(_stream(client, ld, frame_shape, seconds) for ld in loads))
+        streams = asyncio.gather(*(_stream(client, ld, frames, seconds) for ld in loads))
         with Live(_table(loads, 0, "live"), console=console, refresh_per_second=2) as live:
             while not streams.done():
                 await asyncio.sleep(0.5)

@@ -1,0 +1,35 @@
+"""`harpagon demo`, the README's main command, end to end (short run, a video file made here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from tests.integration.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_streams_a_video_through_the_demo_apps_and_summarises(tmp_path):
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    proc = subprocess.run([sys.executable, "-m", "harpagon.cli", "demo", "--seconds", "3", "--video", str(video)],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "streaming 10 frames of" in out and "[EMULATED workers]" in out
+    assert "summary: plan $" in out and "per module: measured against predicted" in out
+    for app in ("traffic", "face"):
+        assert f"│ {app}" in out
