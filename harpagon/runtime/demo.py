@@ -31,9 +31,8 @@ class AppLoad:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
 
-    def percentile(self, q: float, last: int | None = None) -> float:
-        data = self.latencies[-last:] if last else self.latencies
-        return float(np.percentile(data, q)) if data else float("nan")
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
 
 
 def video_frames(path: str, frame_shape: tuple[int, ...], limit: int = 300) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import grpc
@@ -30,6 +30,10 @@ from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.tensors import from_numpy, to_numpy
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
+
+
+#: Latest latencies kept per app and per module (for the demo's percentiles; metrics keep histograms).
+LATENCY_WINDOW = 100_000
 
 
 class DeadlineExceeded(RuntimeFault):
@@ -65,7 +69,7 @@ class LiveModule:
         self._timer: asyncio.TimerHandle | None = None
         self._due: float | None = None
         self.batches = 0
-        self.latencies_ms: list[float] = []  # per request: handed to the dispatcher -> result back
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)  # per request: dispatched -> result
         self.tasks: set[asyncio.Task] = set()
 
     def now_ms(self) -> float:
@@ -142,7 +146,7 @@ class AppCounters:
     failed: int = 0
     dropped: int = 0
     success_ns: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
 class FrontendDataPlane:
@@ -156,6 +160,7 @@ class FrontendDataPlane:
         self.counters: dict[str, AppCounters] = defaultdict(AppCounters)
         self.refused: dict[str, str] = {}
         self._seq: dict[str, int] = defaultdict(int)
+        self.modules: dict[tuple[str, str], LiveModule] = {}
         self._install(table)
 
     def _install(self, table: RoutingTable) -> dict[tuple[str, str], LiveModule]:
@@ -166,7 +171,7 @@ class FrontendDataPlane:
                         self.channels[a] = grpc.aio.insecure_channel(a, options=[
                             ("grpc.max_receive_message_length", 256 << 20),
                             ("grpc.max_send_message_length", 256 << 20)])
-        old = getattr(self, "modules", {})
+        old = self.modules
         self.table = table
         self.modules = {key: LiveModule(route, table.dispatch, self.channels, key[0], self.metrics)
                         for key, route in table.routes.items()}
@@ -200,7 +205,6 @@ class FrontendDataPlane:
         self._seq[app_name] += 1
         counters = self.counters[app_name]
         counters.frames += 1
-        modules = self.modules  # one routing table for the whole frame
         tasks: dict[str, asyncio.Task] = {}
 
         async def run(module: str) -> list[list[np.ndarray]]:
@@ -209,7 +213,9 @@ class FrontendDataPlane:
                 await asyncio.gather(*(tasks[p] for p in m.after))
             if loop.time() > deadline:
                 raise DeadlineExceeded(f"app {app_name!r}: frame past its {app.slo_ms:g} ms deadline before {module!r}")
-            live = modules[(app_name, module)]
+            live = self.modules.get((app_name, module))  # the routes in force at this hop
+            if live is None:
+                raise Unavailable(f"app {app_name!r} is no longer served")
             item = resize(frame, live.route.input_shape)
             return list(await asyncio.gather(*(live.submit(item) for _ in range(requests_for(seq, m.scale)))))
 
