@@ -31,7 +31,6 @@ from harpagon.runtime.tensors import from_numpy, to_numpy
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
-
 #: Latest latencies kept per app and per module (for the demo's percentiles; metrics keep histograms).
 LATENCY_WINDOW = 100_000
 
