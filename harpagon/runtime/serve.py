@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import yaml
+from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, Workload
@@ -62,6 +63,7 @@ class LocalCluster:
                                      metrics=ControllerMetrics(registry))
         self.control_server = grpc.aio.server()
         rpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), self.control_server)
         self.control_port = self.control_server.add_insecure_port(f"{self.host}:0")
         await self.control_server.start()
         self.controller.start()

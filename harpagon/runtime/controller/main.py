@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
@@ -21,6 +22,7 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
                             hub.push, metrics=ControllerMetrics(registry))
     server = grpc.aio.server()
     rpc.add_ControllerServicer_to_server(ControllerServicer(controller, hub), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}")
