@@ -11,7 +11,7 @@ the worker is free when the batch ships.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -83,13 +83,7 @@ class ModuleDispatcher(Generic[T]):
 
     def poll(self, now: float) -> list[Shipped[T]]:
         """Batches whose flush timer has run out."""
-        out = []
-        for k, group in enumerate(self._collectors):
-            for j, c in enumerate(group):
-                batch = c.poll(now)
-                if batch is not None:
-                    out.append(self._shipped(k, j, batch))
-        return out
+        return self._take(lambda c: c.poll(now))
 
     def deadline(self) -> float | None:
         """The earliest time a batch must ship, for the caller's timer."""
@@ -98,10 +92,13 @@ class ModuleDispatcher(Generic[T]):
 
     def flush(self, now: float) -> list[Shipped[T]]:
         """Ship every open batch now (drain)."""
+        return self._take(lambda c: c.flush(now))
+
+    def _take(self, take: Callable[[BatchCollector[T]], Batch[T] | None]) -> list[Shipped[T]]:
         out = []
         for k, group in enumerate(self._collectors):
             for j, c in enumerate(group):
-                batch = c.flush(now)
+                batch = take(c)
                 if batch is not None:
                     out.append(self._shipped(k, j, batch))
         return out
