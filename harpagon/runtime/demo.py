@@ -160,6 +160,7 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
                 await asyncio.sleep(0.5)
                 live.update(_table(loads, loop.time() - start, f"live, {loop.time() - start:.0f} of {seconds:g} s"))
         await streams
+        console.print()
         await client.close()
         console.print(_table(loads, loop.time() - start,
                              f"summary: plan ${plan.cost_per_hour:.3f}/h, {seconds:g} s of synthetic frames"))
