@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable
+from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable, worker_module_name
 from harpagon.runtime.frontend.servicer import start
 from harpagon.v1 import worker_pb2 as pb
 
@@ -60,8 +60,8 @@ def cluster(start_worker):
     for w, modules in ((a, [("traffic/detect", 4), ("tight/detect", 1)]), (b, [("traffic/classify", 8),
                                                                              ("tight/classify", 1)])):
         w.stub.ApplyConfig(pb.ApplyConfigRequest(config=pb.WorkerConfig(version=1, modules=[
-            pb.ModuleConfig(name=n, model="resnet50", batch=batch, input_shape=list(SHAPE)) for n, batch in modules])),
-            timeout=30)
+            pb.ModuleConfig(name=worker_module_name(n, batch), model="resnet50", batch=batch, input_shape=list(SHAPE))
+            for n, batch in modules])), timeout=30)
     routes = {
         ("traffic", "detect"): ModuleRoute("detect", "traffic/detect", SHAPE, (TupleSpec(4, 1, 50.0),), ((a.address,),)),
         ("traffic", "classify"): ModuleRoute("classify", "traffic/classify", SHAPE, (TupleSpec(8, 1, 100.0),),

@@ -126,7 +126,7 @@ def test_perf_analyzer_measures_an_app(mode):
             await cluster.ready(timeout_s=60)
             proc = await asyncio.create_subprocess_exec(
                 str(PERF_ANALYZER), "-m", "cam", "-u", f"127.0.0.1:{cluster.port}", "-i", "grpc", "-p", "1000",
-                "-r", "6", "--request-rate-range", "20", *mode,
+                "-r", "10", "-s", "100", "--request-rate-range", "20", *mode,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await asyncio.wait_for(proc.communicate(), 120)
             assert proc.returncode == 0, out.decode()[-2000:]

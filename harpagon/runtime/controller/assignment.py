@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from harpagon.config.schema import Workload
 from harpagon.dispatch.module import TupleSpec
 from harpagon.model.plan import Plan
-from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable
+from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable, worker_module_name
 from harpagon.runtime.worker.executor import ModuleSpec
 
 
@@ -49,11 +49,12 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
             for t in mp.tuples:
                 pool = free[t.hardware]
                 # workers that already serve this module first
-                pool.sort(key=lambda w: not any(s.name == key for s in previous.get(w.id, ())))
+                name = worker_module_name(key, t.batch)
+                pool.sort(key=lambda w: not any(s.name == name for s in previous.get(w.id, ())))
                 if len(pool) < t.workers:
                     raise ValueError(f"plan needs {t.workers} {t.hardware} workers for {key}, {len(pool)} left")
                 chosen, free[t.hardware] = pool[: t.workers], pool[t.workers:]
-                spec = ModuleSpec(key, mp.model, t.batch, tuple(input_shape), budget_ms=mp.budget_ms)
+                spec = ModuleSpec(name, mp.model, t.batch, tuple(input_shape), budget_ms=mp.budget_ms)
                 for w in chosen:
                     modules[w.id] = (spec,)
                 specs.append(TupleSpec.of(t))

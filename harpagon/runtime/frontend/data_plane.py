@@ -25,7 +25,7 @@ import numpy as np
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.model.latency import requests_for
 from harpagon.runtime.errors import NotFound, RuntimeFault
-from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable
+from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable, worker_module_name
 from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.tensors import from_numpy, to_numpy
 from harpagon.v1 import worker_pb2 as pb
@@ -117,7 +117,8 @@ class LiveModule:
         items = s.batch.items
         stub = self.stubs[s.tuple_index][s.worker]
         try:
-            reply = await stub.Infer(pb.InferRequest(module=self.route.worker_module,
+            name = worker_module_name(self.route.worker_module, self.route.tuples[s.tuple_index].batch)
+            reply = await stub.Infer(pb.InferRequest(module=name,
                                                      input=from_numpy(np.stack([x for x, _ in items]))))
             outputs = [to_numpy(t) for t in reply.outputs]
         except grpc.aio.AioRpcError as exc:

@@ -14,10 +14,17 @@ from harpagon.model.latency import Dispatch
 from harpagon.v1 import worker_pb2 as pb
 
 
+def worker_module_name(prefix: str, batch: int) -> str:
+    """A module's name on its workers: its app/module and its batch size, so that a re-plan that only
+    changes the batch loads the new one beside the old one instead of replacing it under requests
+    still routed by the old table."""
+    return f"{prefix}@b{batch}"
+
+
 @dataclass(frozen=True)
 class ModuleRoute:
     module: str
-    worker_module: str  # the module's name on its workers, e.g. "traffic/detect"
+    worker_module: str  # prefix of the module's names on its workers, e.g. "traffic/detect"
     input_shape: tuple[int, ...]  # [C, H, W] the workers expect
     tuples: tuple[TupleSpec, ...]
     workers: tuple[tuple[str, ...], ...]  # per tuple, the address of each of its workers
