@@ -54,6 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="sample and simulation seed (default 0)")
     b.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="report folder (default docs/benchmarks)")
     b.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    b.add_argument("--max-utilization", type=float, default=1.0, help="planner setting for every planner (default 1)")
     b.set_defaults(func=_cmd_bench_planner)
 
     w = sub.add_parser("worker", help="serve one device's batches (one process per GPU)",
@@ -320,10 +321,15 @@ def _positive_int(text: str) -> int:
 def _cmd_bench_planner(args: argparse.Namespace) -> int:
     from harpagon.bench.planner import main as bench_main
 
+    try:
+        settings = Settings(max_utilization=args.max_utilization)
+    except ValueError as exc:
+        print(f"harpagon bench planner: --{exc}".replace("max_utilization", "max-utilization", 1), file=sys.stderr)
+        return EXIT_INVALID
     command = "harpagon bench planner" + "".join(
         f" --{k} {v}" for k, v in (("workloads", args.workloads), ("seed", args.seed), ("out", args.out),
-                                   ("jobs", args.jobs)) if v is not None)
-    path = bench_main(args.workloads, args.seed, args.out, args.jobs, command)
+                                   ("jobs", args.jobs), ("max-utilization", args.max_utilization)) if v is not None)
+    path = bench_main(args.workloads, args.seed, args.out, args.jobs, command, settings=settings)
     print(f"report: {path}")
     return 0
 
