@@ -128,3 +128,20 @@ def test_deadlines_drop_frames_and_errors_are_clear(cluster):
         client.infer("traffic", [bad])
     assert "INVALID_ARGUMENT" in str(info.value.status()) and "[H, W, 3]" in info.value.message()
     assert client.infer("traffic", [frame_input()]).as_numpy("classify_0").shape == (2, 1)
+
+
+def test_typed_contents_are_accepted_like_raw_bytes(cluster):
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{cluster.port}"))
+    tensor = service_pb2.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8", shape=[48, 64, 3])
+    tensor.contents.uint_contents.extend([7] * (48 * 64 * 3))
+    reply = stub.ModelInfer(service_pb2.ModelInferRequest(model_name="traffic", id="typed", inputs=[tensor]),
+                            timeout=30)
+    assert reply.id == "typed" and [o.name for o in reply.outputs] == ["classify_0"]
+    short = service_pb2.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8", shape=[48, 64, 3])
+    short.contents.uint_contents.extend([7] * 10)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(service_pb2.ModelInferRequest(model_name="traffic", inputs=[short]), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "10 values" in info.value.details()

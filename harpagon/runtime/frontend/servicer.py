@@ -108,12 +108,17 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         shape = tuple(spec.shape)
         if len(shape) != 3 or shape[2] != 3 or any(d < 1 for d in shape):
             raise InvalidArgument(f"input {INPUT!r} must be one [H, W, 3] frame, got {list(shape)}")
-        data = request.raw_input_contents[0] if request.raw_input_contents else bytes(spec.contents.bytes_contents[0]
-                                                                                       if spec.contents.bytes_contents
-                                                                                       else b"")
-        if len(data) != shape[0] * shape[1] * shape[2]:
-            raise InvalidArgument(f"{len(data)} bytes do not hold a UINT8 frame of shape {list(shape)}")
-        return np.frombuffer(data, np.uint8).reshape(shape)
+        size = shape[0] * shape[1] * shape[2]
+        if request.raw_input_contents:
+            frame = np.frombuffer(request.raw_input_contents[0], np.uint8)
+        else:  # typed contents: UINT8 travels as uint32 values
+            frame = np.asarray(spec.contents.uint_contents, dtype=np.uint32)
+            if frame.size and frame.max() > 255:
+                raise InvalidArgument(f"input {INPUT!r} holds values above 255")
+            frame = frame.astype(np.uint8)
+        if frame.size != size:
+            raise InvalidArgument(f"{frame.size} values do not fill a UINT8 frame of shape {list(shape)}")
+        return frame.reshape(shape)
 
     async def ModelInfer(self, request, context):
         try:
