@@ -153,7 +153,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if workload is None:
         return EXIT_INVALID
     setup_logs(args.log_format)
-    asyncio.run(serve_forever(workload, args.port, args.metrics_port))
+    try:
+        asyncio.run(serve_forever(workload, args.port, args.metrics_port))
+    except ValueError as exc:
+        print(f"harpagon serve: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     return 0
 
 

@@ -138,7 +138,8 @@ class WorkerGroup(_Strict):
 class ServeConfig(_Strict):
     """How `harpagon serve` and `harpagon demo` run a config (ignored by `harpagon plan`)."""
 
-    workers: tuple[WorkerGroup, ...] = Field(strict=False, min_length=1, description="Local workers to start.")
+    workers: tuple[WorkerGroup, ...] = Field(default=(), strict=False,
+                                             description="Local workers to start; default one per visible GPU.")
     input_shape: tuple[int, int, int] = Field(default=(3, 224, 224), strict=False,
                                               description="[C, H, W] every module's input is resized to.")
     frame_shape: tuple[int, int, int] = Field(default=(480, 640, 3), strict=False,

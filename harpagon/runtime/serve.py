@@ -21,7 +21,7 @@ import yaml
 from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from harpagon.config.schema import ServeConfig, Workload
+from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
 from harpagon.model.latency import Settings
 from harpagon.runtime.controller.controller import Controller, ControllerServicer
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
@@ -49,8 +49,22 @@ class LocalCluster:
             raise ValueError("the config has no `serve` section: which workers should run?")
         return self.workload.serve
 
+    @property
+    def worker_groups(self) -> tuple[WorkerGroup, ...]:
+        """The configured workers, or one per visible GPU."""
+        if self.serve.workers:
+            return self.serve.workers
+        if not hasattr(self, "_gpus"):
+            import torch
+
+            self._gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not self._gpus:
+            raise ValueError("no GPU is visible: list cpu or emulated:HARDWARE workers under serve.workers")
+        return tuple(WorkerGroup(device=f"cuda:{i}") for i in range(self._gpus))
+
     async def start(self) -> None:
         s = self.serve
+        groups = self.worker_groups  # fail before starting anything
         self.settings = Settings(s.safety, s.overhead_ms, s.max_utilization)
         registry = CollectorRegistry()
         self.plane = FrontendDataPlane(RoutingTable(0, "batch-aware", {}, {}), tuple(s.frame_shape),
@@ -75,7 +89,7 @@ class LocalCluster:
         self._profiles = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         yaml.safe_dump({"profiles": [p.model_dump() for p in self.workload.profiles]}, self._profiles)
         self._profiles.close()
-        for group in s.workers:
+        for group in groups:
             for _ in range(group.count):
                 self.start_worker(group.device, group.hardware, group.threads)
         log.info("frontend on %s:%d (Triton gRPC), metrics on http://%s:%d/metrics, controller on %s:%d",
@@ -95,7 +109,7 @@ class LocalCluster:
 
     async def ready(self, timeout_s: float = 120.0) -> None:
         """Wait until every configured worker has registered and a plan using them is in force."""
-        want = sum(g.count for g in self.serve.workers)
+        want = sum(g.count for g in self.worker_groups)
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while loop.time() < end:

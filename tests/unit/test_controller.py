@@ -81,3 +81,20 @@ def test_request_level_dispatch_is_selectable_for_comparison():
     c = asyncio.run(scenario())
     assert c.plan.dispatch == "request-level" and pushed[0][0].dispatch == "request-level"
     assert set(pushed[0][1]) == {"cam"} and "hardware counts run out" in pushed[0][1]["cam"]
+
+
+def test_serve_defaults_to_one_worker_per_gpu_and_says_so_when_there_is_none():
+    import torch
+
+    from harpagon.runtime.serve import LocalCluster
+
+    w = Workload.model_validate({**W.model_dump(exclude={"serve"}), "serve": {}})
+    cluster = LocalCluster(w)
+    if torch.cuda.is_available():
+        assert [g.device for g in cluster.worker_groups][0] == "cuda:0"
+    else:
+        with pytest.raises(ValueError, match="no GPU is visible"):
+            _ = cluster.worker_groups
+    explicit = Workload.model_validate({**W.model_dump(exclude={"serve"}),
+                                        "serve": {"workers": [{"device": "emulated:t4", "count": 2}]}})
+    assert [(g.device, g.count) for g in LocalCluster(explicit).worker_groups] == [("emulated:t4", 2)]
