@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
@@ -31,7 +31,7 @@ from harpagon.runtime.tensors import from_numpy, to_numpy
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
-#: Latest latencies kept per app and per module (for the demo's percentiles; metrics keep histograms).
+#: Latest latencies kept per module (for the demo's percentiles; metrics keep histograms).
 LATENCY_WINDOW = 100_000
 
 
@@ -146,7 +146,6 @@ class AppCounters:
     failed: int = 0
     dropped: int = 0
     success_ns: int = 0
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
 class FrontendDataPlane:
@@ -241,7 +240,6 @@ class FrontendDataPlane:
         elapsed = time.perf_counter() - start
         counters.success += 1
         counters.success_ns += int(elapsed * 1e9)
-        counters.latencies_ms.append(elapsed * 1000)
         if self.metrics:
             self.metrics.success.labels(app_name).inc()
             self.metrics.duration_us.labels(app_name).inc(elapsed * 1e6)
