@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TextIO
 
 from harpagon.config import ConfigError, Workload, load_workload
-from harpagon.model.latency import Settings
+from harpagon.model.latency import ARRIVALS, Settings
+from harpagon.sim.replay import PROMISE_FRAMES
 from harpagon.model.plan import Plan, workers_by_hardware, workers_cost
 from harpagon.runtime.logs import setup as setup_logs
 
@@ -44,6 +45,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", default="harpagon", choices=_planner_names(),
                    help="the planner (default harpagon); the others are baselines, ablations and the "
                         "exhaustive optimum, for comparison")
+    p.add_argument("--arrivals", choices=ARRIVALS, default="poisson",
+                   help="the promise: poisson (default; --attainment of each app's frames within the SLO), "
+                        "constant (every frame within the SLO), or fluid (the paper's model only)")
+    p.add_argument("--attainment", type=float, default=0.99,
+                   help="under --arrivals poisson, the least fraction of frames within the SLO (default 0.99)")
+    p.add_argument("--no-replay", action="store_true",
+                   help="skip the replay that verifies (and if needed repairs) the plan; only the model part runs")
+    p.add_argument("--replay-frames", type=_positive_int, default=PROMISE_FRAMES,
+                   help=f"frames per app in each replay (default {PROMISE_FRAMES})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson replay (default 0)")
     p.set_defaults(func=_cmd_plan)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True,
@@ -345,10 +356,10 @@ def _planner_names() -> list[str]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from harpagon.planner.registry import OPTIMUM, PLANNERS
+    from harpagon.planner.registry import plan_with
 
     try:
-        settings = Settings(args.safety, args.overhead_ms, args.max_utilization)
+        settings = Settings(args.safety, args.overhead_ms, args.max_utilization, args.arrivals, args.attainment)
     except ValueError as exc:
         flag = str(exc).split(" ", 1)
         print(f"harpagon plan: --{flag[0].replace('_', '-')} {flag[1]}", file=sys.stderr)
@@ -356,14 +367,29 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     workload = _load(args.files)
     if workload is None:
         return EXIT_INVALID
-    result = (OPTIMUM if args.planner == "optimum" else PLANNERS[args.planner])(workload, settings)
+    result = plan_with(args.planner, workload, settings, replay=not args.no_replay, frames=args.replay_frames,
+                       seed=args.seed)
     if args.json:
         print(result.to_json())
     else:
         print_plan(result, workload)
     for r in result.refused:
         print(f"refused: app {r.app!r}: {r.reason}", file=sys.stderr)
+    if result.promise is not None and result.promise.kept is False:
+        print(f"warning: the replay does not bear out the {result.promise.arrivals} promise "
+              f"({_replayed_line(result)})", file=sys.stderr)
     return EXIT_REFUSED if result.refused else 0
+
+
+def _replayed_line(plan: Plan) -> str:
+    p = plan.promise
+    if p is None or p.replayed is None:
+        return "not replayed"
+    r = p.replayed
+    apps = ", ".join(f"{name} {a:.2%}" for name, a in r.apps)
+    return (f"{r.frames} frames per app, seed {r.seed}: constant arrivals "
+            f"{'every frame within the SLO' if r.constant_all_within else 'SOME FRAMES LATE'}; "
+            f"{'Poisson' if p.arrivals != 'constant' else 'constant'} attainment {apps}")
 
 
 def print_plan(plan: Plan, workload: Workload, file: TextIO | None = None) -> None:
@@ -398,6 +424,14 @@ def print_plan(plan: Plan, workload: Workload, file: TextIO | None = None) -> No
     Console(file=out, width=120).print(table)
     print(f"settings: safety={s.safety:g} overhead_ms={s.overhead_ms:g} max_utilization={s.max_utilization:g}",
           file=out)
+    p = plan.promise
+    if p is not None:
+        target = {"fluid": "the fluid model (no promise about real arrivals)",
+                  "constant": "every frame within the SLO (constant arrivals)",
+                  "poisson": f"≥ {p.attainment:.2%} of frames within the SLO (Poisson arrivals), and every frame "
+                             "with constant arrivals"}[p.arrivals]
+        verdict = {True: "kept", False: "NOT KEPT", None: ""}[p.kept]
+        print(f"promise: {target}; replay: {_replayed_line(plan)} {verdict}".rstrip(), file=out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -149,6 +149,10 @@ class ServeConfig(_Strict):
     safety: float = Field(default=1.0, ge=1.0, description="Planner setting: multiplier on mean + std.")
     overhead_ms: float = Field(default=0.0, ge=0.0, description="Planner setting: overhead per module hop.")
     max_utilization: float = Field(default=1.0, gt=0.0, le=1.0, description="Planner setting: worker load cap.")
+    arrivals: Literal["fluid", "constant", "poisson"] = Field(
+        default="poisson", description="Planner setting: the promise plans are made for (MODEL.md).")
+    attainment: float = Field(default=0.99, gt=0.0, lt=1.0,
+                              description="Planner setting: under poisson, the least share of frames within the SLO.")
     dispatch: Literal["batch-aware", "request-level"] = Field(
         default="batch-aware", description="batch-aware (Harpagon), or request-level round-robin for comparison "
                                            "(planned with the request-level latency formula).")

@@ -14,6 +14,10 @@ from typing import Literal
 from harpagon.config.schema import Workload
 
 Dispatch = Literal["batch-aware", "request-level"]
+#: What a plan promises (MODEL.md v2): the fluid model only, every frame within the SLO under evenly
+#: spaced arrivals, or an attainment under Poisson arrivals (which includes the constant promise).
+Arrivals = Literal["fluid", "constant", "poisson"]
+ARRIVALS: tuple[Arrivals, ...] = ("fluid", "constant", "poisson")
 
 #: Comparisons of the feasibility check hold within this relative tolerance (MODEL.md).
 REL_TOL = 1e-6
@@ -36,6 +40,10 @@ class Settings:
     """Dispatch and transfer time added per module hop (>= 0)."""
     max_utilization: float = 1.0
     """Fraction of a worker's throughput a plan may use (0 < u <= 1)."""
+    arrivals: Arrivals = "poisson"
+    """The promise the plan is made for (MODEL.md, "What a plan promises")."""
+    attainment: float = 0.99
+    """Under `poisson`: the least fraction of each app's frames within its SLO (0 < a < 1)."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -43,13 +51,20 @@ class Settings:
             ("overhead_ms", self.overhead_ms, math.isfinite(self.overhead_ms) and self.overhead_ms >= 0,
              "must be >= 0"),
             ("max_utilization", self.max_utilization, 0 < self.max_utilization <= 1, "must be in (0, 1]"),
+            ("arrivals", self.arrivals, self.arrivals in ARRIVALS, f"must be one of {', '.join(ARRIVALS)}"),
+            ("attainment", self.attainment, 0 < self.attainment < 1, "must be in (0, 1)"),
         )
         for name, value, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} {rule}, got {value!r}")
 
-    def to_dict(self) -> dict[str, float]:
-        return {"safety": self.safety, "overhead_ms": self.overhead_ms, "max_utilization": self.max_utilization}
+    def to_dict(self) -> dict[str, float | str]:
+        return {"safety": self.safety, "overhead_ms": self.overhead_ms, "max_utilization": self.max_utilization,
+                "arrivals": self.arrivals, "attainment": self.attainment}
+
+    @property
+    def fluid(self) -> bool:
+        return self.arrivals == "fluid"
 
 
 def effective_latency(mean_ms: float, std_ms: float, safety: float) -> float:

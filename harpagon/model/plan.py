@@ -15,6 +15,7 @@ from typing import Any
 from harpagon.config.schema import App, Workload
 from harpagon.model.latency import (
     REL_TOL,
+    Arrivals,
     Dispatch,
     Settings,
     capacity,
@@ -41,6 +42,9 @@ class TuplePlan:
     latency_ms: float
     gpu: str | None = None
     cycle_ms: float | None = None
+    queue_ms: float = 0.0
+    """Allowance for waiting at a busy worker under the promised arrivals (bursts, random arrivals);
+    part of `latency_ms`. Always 0 in the fluid model (MODEL.md v1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,59 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True)
+class Replayed:
+    """What a replay of the plan measured (MODEL.md, "the replay")."""
+
+    frames: int
+    """Frames replayed per app (the least over the apps)."""
+    seed: int
+    min_app_attainment: float
+    """Least fraction of an app's frames within its SLO, under Poisson arrivals."""
+    constant_all_within: bool
+    """Every frame of every app within its SLO under constant arrivals."""
+    apps: tuple[tuple[str, float], ...] = ()
+    """Each app's attainment under Poisson arrivals."""
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """The promise a plan is made for and, when it was replayed, what the replay measured."""
+
+    arrivals: Arrivals
+    attainment: float
+    replayed: Replayed | None = None
+
+    @property
+    def kept(self) -> bool | None:
+        """Whether the replay bears the promise out (None: not replayed; the fluid promise is not
+        about arrivals, so it is never judged here)."""
+        r = self.replayed
+        if r is None or self.arrivals == "fluid":
+            return None
+        if self.arrivals == "constant":
+            return r.constant_all_within
+        return r.constant_all_within and r.min_app_attainment >= self.attainment
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"arrivals": self.arrivals}
+        if self.arrivals == "poisson":
+            out["attainment"] = self.attainment
+        r = self.replayed
+        if r is not None:
+            out["replayed"] = {"frames": r.frames, "seed": r.seed, "min_app_attainment": r.min_app_attainment,
+                               "constant_all_within": r.constant_all_within,
+                               "apps": {name: a for name, a in r.apps}}
+        return out
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Promise:
+        r = data.get("replayed")
+        replayed = None if r is None else Replayed(r["frames"], r["seed"], r["min_app_attainment"],
+                                                   r["constant_all_within"], tuple(r.get("apps", {}).items()))
+        return Promise(data["arrivals"], data.get("attainment", 0.99), replayed)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     planner: str
     dispatch: Dispatch
@@ -81,6 +138,7 @@ class Plan:
     apps: tuple[AppPlan, ...]
     refused: tuple[Refusal, ...] = ()
     cost_per_hour: float = field(default=math.nan)
+    promise: Promise | None = None
 
     def __post_init__(self) -> None:
         if math.isnan(self.cost_per_hour):
@@ -124,6 +182,8 @@ class Plan:
         }
         if self.refused:
             out["refused"] = [{"name": r.app, "reason": r.reason} for r in self.refused]
+        if self.promise is not None:
+            out["promise"] = self.promise.to_dict()
         return out
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -139,7 +199,8 @@ class Plan:
                     ModulePlan(
                         m["name"], m["model"], m["rate"], m["budget_ms"], m["predicted_latency_ms"],
                         tuple(TuplePlan(t["hardware"], t["batch"], t["workers"], t["rate"], t["dummy_rate"],
-                                        t["latency_ms"], t.get("gpu"), t.get("cycle_ms")) for t in m["tuples"]),
+                                        t["latency_ms"], t.get("gpu"), t.get("cycle_ms"), t.get("queue_ms", 0.0))
+                              for t in m["tuples"]),
                     )
                     for m in a["modules"]
                 ),
@@ -147,8 +208,9 @@ class Plan:
             for a in data["apps"]
         )
         refused = tuple(Refusal(r["name"], r["reason"]) for r in data.get("refused", ()))
+        promise = Promise.from_dict(data["promise"]) if "promise" in data else None
         return Plan(data["planner"], data["dispatch"], Settings(**data["settings"]), apps, refused,
-                    data["cost_per_hour"])
+                    data["cost_per_hour"], promise)
 
     @staticmethod
     def from_json(text: str) -> Plan:
@@ -160,6 +222,8 @@ def _tuple_dict(t: TuplePlan) -> dict[str, Any]:
                            "dummy_rate": t.dummy_rate, "latency_ms": t.latency_ms}
     if t.gpu is not None:
         out.update(gpu=t.gpu, cycle_ms=t.cycle_ms)
+    if t.queue_ms:
+        out["queue_ms"] = t.queue_ms
     return out
 
 
@@ -307,6 +371,10 @@ def _check_module(plan: Plan, workload: Workload, app: App, mp: ModulePlan, bad:
             if not within(t.rate + t.dummy_rate, cap):
                 bad.append(f"{tw}: load {t.rate + t.dummy_rate:.6g}/s over capacity {cap:.6g}/s")
             lat = tuple_latency(plan.dispatch, t.batch, d, t.workers, t.rate, t.dummy_rate, s.overhead_ms)
+        if not (math.isfinite(t.queue_ms) and t.queue_ms >= 0):
+            bad.append(f"{tw}: queue_ms must be >= 0, got {t.queue_ms}")
+        else:
+            lat += t.queue_ms
         if not within(lat, mp.budget_ms):
             bad.append(f"{tw}: latency {lat:.6g} ms over the module budget {mp.budget_ms:.6g} ms")
         if not math.isclose(lat, t.latency_ms, rel_tol=REL_TOL, abs_tol=1e-9):

@@ -15,18 +15,27 @@ that pad with dummies.
 
 Hardware counts are shared by all apps (see :func:`plan`); an app that cannot be served is refused
 with the reason and the rest are planned.
+
+Under the `constant` and `poisson` promises (MODEL.md v2, the default) the same levels run on
+latencies that hold under real arrivals (:mod:`.queueing`: the timer-padding capacity rule, bursts
+and a queueing allowance); then the plan is replayed and, while the replay finds an app late, the
+modules found late are repaired (a larger allowance, more headroom) and the app re-planned. The
+`fluid` promise is the version-1 planner, unchanged.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from harpagon.config.schema import App, Module, Workload
 from harpagon.model.latency import Dispatch, Settings, options_for
-from harpagon.model.plan import AppPlan, Plan, Refusal
+from harpagon.model.plan import AppPlan, Plan, Promise, Refusal, Replayed, workers_cost
 from harpagon.planner.module_scheduler import Choice, Mode, ModuleScheduler
+from harpagon.planner.queueing import EPSILON_SHARE, Arrival
 from harpagon.planner.reassigner import build_app_plan
 from harpagon.planner.splitter import (
     Split,
@@ -53,29 +62,241 @@ class PlannerOptions:
     """The dispatch policy the plan assumes (its latency formula)."""
     dummies: bool = True
     """Pad slow tuples with dummy requests (else a tuple collects at its real rate only)."""
+    replay: bool = True
+    """Under a `constant` or `poisson` promise, replay the plan and repair it until the replay bears
+    the promise out (`harpagon plan --no-replay` turns this off: the model part only)."""
+    replay_frames: int = 10_000
+    """Frames per app of each replay."""
+    seed: int = 0
+    """Seed of the Poisson replay."""
 
     @property
     def mode(self) -> Mode:
         return Mode(self.dispatch, self.dummies)
 
+    @property
+    def full(self) -> bool:
+        """Every level on (the promise levers are built for Harpagon's own mode)."""
+        return self.multi_tuple and self.mode.padded_batch_aware
+
+
+log = logging.getLogger(__name__)
+
+#: Replays with repair before the planner gives up on a promise (and says so in the plan).
+REPAIR_ROUNDS = 8
+#: Plans made to settle the bursts a module gets from its parents' batches, before any replay.
+BURST_ROUNDS = 3
+
+Arrivals = Mapping[str, Mapping[str, Arrival] | None]  # app -> module -> the model (None: fluid)
+
 
 def plan(workload: Workload, settings: Settings | None = None, options: PlannerOptions | None = None,
          *, name: str = "harpagon") -> Plan:
-    """Plan every app of the workload; apps that cannot be served are listed in `Plan.refused`.
+    """Plan every app of the workload for the promise of `settings.arrivals` (see the module doc);
+    apps that cannot be served are listed in `Plan.refused`.
+
+    Under a promise, each app is planned at each level of the model (`LEVELS`: the fluid formulas,
+    an optimistic and the default arrival model), the plans are replayed, and each app keeps the
+    cheapest level whose replay keeps its promise (with `PROMISE_MARGIN` for sampling noise); apps
+    that none keeps are repaired round by round from the default level."""
+    settings = settings or Settings()
+    options = options or PlannerOptions()
+    if settings.fluid:
+        return replace(_plan(workload, settings, options, name, None), promise=Promise("fluid", settings.attainment))
+    if not options.full:  # an ablation: the fluid levels, judged by the replay
+        p = _plan(workload, settings, options, name, None)
+        if not options.replay or not p.apps:
+            return p
+        replays = _Replays(workload, settings, options)
+        replays.run(p)
+        return replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p)))
+    base = {a.name: initial_arrivals(a, settings) for a in workload.apps}
+    if not options.replay:
+        p, _ = _settled(workload, settings, options, name, base)
+        return replace(p, promise=Promise(settings.arrivals, settings.attainment))
+    # Each level planned and its apps replayed (an app planned as at a cheaper level is not replayed
+    # again); each app takes the cheapest level that keeps its promise.
+    replays = _Replays(workload, settings, options)
+    tried = []
+    for level in LEVELS:
+        arrivals = {a: None if level is None else {m: replace(x, **level) for m, x in mods.items()}
+                    for a, mods in base.items()}
+        p, arrivals = _settled(workload, settings, options, name, arrivals)
+        replays.run(p)
+        tried.append((p, arrivals))
+    chosen: dict[str, Mapping[str, Arrival] | None] = {}
+    for app in workload.apps:
+        fits = [(workers_cost([ap], workload), i) for i, (p, _) in enumerate(tried)
+                for ap in p.apps if ap.name == app.name and replays.kept(ap)]
+        i = min(fits)[1] if fits else len(tried) - 1
+        chosen[app.name] = tried[i][1][app.name]
+    p, arrivals = _settled(workload, settings, options, name, chosen)
+    best = None
+    for _ in range(REPAIR_ROUNDS):
+        replays.run(p)
+        judged = replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p)))
+        if best is None or _better(judged, best):
+            best = judged
+        late = [ap for ap in p.apps if not replays.kept(ap)]
+        if not late:
+            return judged
+        arrivals = repair({a: m if m is not None else base[a] for a, m in arrivals.items()},
+                          [(ap, *replays.stats[ap]) for ap in late], workload, settings)
+        p, arrivals = _settled(workload, settings, options, name, arrivals)
+    assert best is not None
+    log.warning("the replay does not bear out the %s promise for every app after %d repairs", settings.arrivals,
+                REPAIR_ROUNDS)
+    return best
+
+
+class _Replays:
+    """Replays of app plans, each app plan replayed once (apps do not interact in the replay: a
+    Harpagon plan shares no GPU between apps)."""
+
+    def __init__(self, workload: Workload, settings: Settings, options: PlannerOptions):
+        self.workload, self.settings, self.options = workload, settings, options
+        self.stats: dict[AppPlan, tuple] = {}  # app plan -> (constant AppStats, Poisson AppStats or None)
+
+    def run(self, p: Plan) -> None:
+        from harpagon.sim import simulate  # the replay is a layer above the model, below the planner
+
+        fresh = tuple(ap for ap in p.apps if ap not in self.stats)
+        if not fresh:
+            return
+        frames, seed = self.options.replay_frames, self.options.seed
+        const = simulate(replace(p, apps=fresh), self.workload, "constant", frames=frames, seed=seed)
+        pois = (simulate(replace(p, apps=fresh), self.workload, "poisson", frames=frames, seed=seed)
+                if self.settings.arrivals == "poisson" else None)
+        for ap in fresh:
+            self.stats[ap] = (const.app(ap.name), pois.app(ap.name) if pois else None)
+
+    def kept(self, ap: AppPlan) -> bool:
+        return _app_kept(*self.stats[ap], self.settings)
+
+    def replayed(self, p: Plan) -> Replayed:
+        apps = tuple((ap.name, (self.stats[ap][1] or self.stats[ap][0]).attainment) for ap in p.apps)
+        return Replayed(self.options.replay_frames, self.options.seed, min((a for _, a in apps), default=1.0),
+                        all(self.stats[ap][0].over_slo == 0 for ap in p.apps), apps)
+
+
+#: The model's levels, cheapest first: the fluid formulas (None), then arrival models (overrides of
+#: :class:`Arrival`'s defaults): optimistic (no jitter, half the allowance), and the default.
+LEVELS: tuple[dict | None, ...] = (None, {"jitter": False, "kappa": 0.5}, {})
+#: The planner's own replay must show this much more than the promised attainment (sampling noise).
+PROMISE_MARGIN = 0.004
+
+
+def _app_kept(constant, poisson, settings: Settings) -> bool:
+    """An app's promise in a replay: no frame late with constant arrivals, and under `poisson` the
+    attainment with `PROMISE_MARGIN` to spare."""
+    if constant.over_slo > 0:
+        return False
+    return poisson is None or poisson.attainment >= settings.attainment + PROMISE_MARGIN
+
+
+def _better(a: Plan, b: Plan) -> bool:
+    """Of two judged plans, the one whose worst app fares better (kept first, then cheaper)."""
+    ka = bool(a.promise and a.promise.kept)
+    kb = bool(b.promise and b.promise.kept)
+    if ka != kb:
+        return ka
+    ra, rb = a.promise.replayed, b.promise.replayed  # type: ignore[union-attr]
+    return (ra.constant_all_within, ra.min_app_attainment) > (rb.constant_all_within, rb.min_app_attainment)
+
+
+def _settled(workload: Workload, settings: Settings, options: PlannerOptions, name: str,
+             arrivals: Arrivals) -> tuple[Plan, Arrivals]:
+    """Plan, then re-plan while the bursts the plan's batches make differ from those assumed."""
+    p = _plan(workload, settings, options, name, arrivals)
+    for _ in range(BURST_ROUNDS):
+        seen = {a.name: with_bursts(workload_app(workload, a.name), a, arrivals[a.name])
+                for a in p.apps if arrivals[a.name] is not None}
+        if all(seen[n] == arrivals[n] for n in seen):
+            break
+        arrivals = {**arrivals, **seen}
+        p = _plan(workload, settings, options, name, arrivals)
+    return p, arrivals
+
+
+def workload_app(workload: Workload, name: str) -> App:
+    return next(a for a in workload.apps if a.name == name)
+
+
+def initial_arrivals(app: App, settings: Settings) -> dict[str, Arrival]:
+    """Each module's arrival model before any plan: bursts of a frame's requests only."""
+    poisson = settings.arrivals == "poisson"
+    depth = {m.name: max(len(p) for p in app.paths if m.name in p) for m in app.modules}
+    out = {}
+    for m in app.modules:
+        per_frame = max(1, math.ceil(m.scale - 1e-9))
+        eps = (1 - settings.attainment) * EPSILON_SHARE / depth[m.name] / per_frame
+        out[m.name] = Arrival(poisson=poisson, smooth=not poisson and not m.after and m.scale == 1.0,
+                              clump=per_frame, epsilon=eps)
+    return out
+
+
+def with_bursts(app: App, ap: AppPlan, arrivals: Mapping[str, Arrival]) -> dict[str, Arrival]:
+    """Arrival models whose bursts are those the plan makes: a module gets a frame's requests at once,
+    for every frame that a parent's batch finishes together."""
+    frames_per_batch = {}
+    for mp in ap.modules:
+        scale = app.module(mp.name).scale
+        real = max(min(t.batch, 1 + math.floor(t.rate * (1000.0 * (t.batch - 1) / (t.rate + t.dummy_rate))
+                                               / 1000.0 + 1e-9)) for t in mp.tuples)
+        frames_per_batch[mp.name] = max(1, math.ceil(real / max(1.0, scale) - 1e-9))
+    out = {}
+    for m in app.modules:
+        together = max((frames_per_batch[p] for p in m.after), default=1)
+        out[m.name] = replace(arrivals[m.name], clump=max(1, math.ceil(m.scale - 1e-9)) * together)
+    return out
+
+
+def repair(arrivals: Mapping[str, Mapping[str, Arrival]], late: list[tuple[AppPlan, Any, Any]], workload: Workload,
+           settings: Settings) -> dict[str, Mapping[str, Arrival] | None]:
+    """New arrival models after a replay. `late`: each late app's plan with its constant and Poisson
+    replay stats. A module whose replayed latency exceeds its prediction gets a larger allowance
+    (under Poisson), the excess seen with constant arrivals, and more headroom; when none stands
+    out, every module of the app gets a larger allowance and more headroom."""
+    out: dict[str, Mapping[str, Arrival] | None] = dict(arrivals)
+    for ap, const, pois in late:
+        app = workload_app(workload, ap.name)
+        mods = dict(arrivals[ap.name])
+        late_const = const.over_slo > 0
+        late_pois = pois is not None and pois.attainment < settings.attainment + PROMISE_MARGIN
+        depth = {m.name: max(len(x) for x in app.paths if m.name in x) for m in app.modules}
+        found = False
+        for mp in ap.modules:
+            over = const.module(mp.name).max_ms - mp.predicted_latency_ms if late_const else 0.0
+            if late_pois:
+                q = 1 - (1 - settings.attainment) * EPSILON_SHARE / depth[mp.name]
+                over = max(over, pois.module(mp.name).quantile(q) - mp.predicted_latency_ms)
+            if over > 1e-6 * max(1.0, mp.predicted_latency_ms):
+                found = True
+                mods[mp.name] = mods[mp.name].repaired(kappa=1.5 if late_pois else 1.0, headroom=0.92,
+                                                       extra_ms=over / 2 if late_const else 0.0)
+        if not found:
+            mods = {m: a.repaired(kappa=1.5, headroom=0.95) for m, a in mods.items()}
+        out[ap.name] = mods
+    return out
+
+
+def _plan(workload: Workload, settings: Settings, options: PlannerOptions, name: str,
+          arrivals: Arrivals | None) -> Plan:
+    """One planning pass over every app (hardware counts shared).
 
     Each app is first planned as if it had all the hardware. While together they use more workers of
     a kind than its `count`, the module (of any app) whose move off the excess raises the cost least
     gives it up: its own limit on that kind drops by the excess, and its app is re-planned. When no
     module can move, the last app (in input order) using that kind is refused."""
-    settings = settings or Settings()
-    options = options or PlannerOptions()
     inventory: dict[str, int | None] = {h.name: h.count for h in workload.hardware}
     states: dict[str, _AppState] = {}
     refused: list[Refusal] = []
     for app in workload.apps:
-        state = _AppState.start(app, workload, settings, options, inventory)
+        state = _AppState.start(app, workload, settings, options, inventory,
+                                None if arrivals is None else arrivals[app.name])
         if state.choices is None:
-            refused.append(_refusal(app, workload, settings, inventory))
+            refused.append(_refusal(app, workload, settings, inventory,
+                                    None if arrivals is None else arrivals[app.name]))
         else:
             states[app.name] = state
     for _ in range(_MAX_ROUNDS):
@@ -119,15 +340,17 @@ class _AppState:
     limits: Mapping[str, Mapping[str, int | None]]
     schedulers: Mapping[str, ModuleScheduler]
     choices: Mapping[str, Choice] | None
+    arrivals: Mapping[str, Arrival] | None = None
 
     @staticmethod
     def start(app: App, workload: Workload, settings: Settings, options: PlannerOptions,
-              inventory: Mapping[str, int | None]) -> _AppState:
+              inventory: Mapping[str, int | None], arrivals: Mapping[str, Arrival] | None = None) -> _AppState:
         limits = {m.name: dict(inventory) for m in app.modules}
-        schedulers = {m.name: _scheduler(app, m, workload, settings, options, limits[m.name])
+        schedulers = {m.name: _scheduler(app, m, workload, settings, options, limits[m.name],
+                                         arrivals[m.name] if arrivals else None)
                       for m in app.modules}
         return _AppState(app, workload, settings, options, limits, schedulers,
-                         _split_and_choose(app, schedulers, options))
+                         _split_and_choose(app, schedulers, options), arrivals)
 
     @property
     def chosen(self) -> list[Choice]:
@@ -145,12 +368,13 @@ class _AppState:
             if not mine:
                 continue
             lim = {**self.limits[name], hw: max(0, mine - excess)}
-            sched = _scheduler(self.app, self.app.module(name), self.workload, self.settings, self.options, lim)
+            sched = _scheduler(self.app, self.app.module(name), self.workload, self.settings, self.options, lim,
+                               self.arrivals[name] if self.arrivals else None)
             schedulers = {**self.schedulers, name: sched}
             choices = _split_and_choose(self.app, schedulers, self.options)
             if choices is not None:
                 out.append(_AppState(self.app, self.workload, self.settings, self.options,
-                                     {**self.limits, name: lim}, schedulers, choices))
+                                     {**self.limits, name: lim}, schedulers, choices, self.arrivals))
         return out
 
     def build(self) -> AppPlan:
@@ -159,9 +383,9 @@ class _AppState:
 
 
 def _scheduler(app: App, module: Module, workload: Workload, settings: Settings, options: PlannerOptions,
-               limits: Mapping[str, int | None]) -> ModuleScheduler:
+               limits: Mapping[str, int | None], arrival: Arrival | None = None) -> ModuleScheduler:
     return ModuleScheduler(options_for(workload, module.model, settings), app.module_rate(module), settings,
-                           limits, multi_tuple=options.multi_tuple, mode=options.mode)
+                           limits, multi_tuple=options.multi_tuple, mode=options.mode, arrival=arrival)
 
 
 def _excess(used: Mapping[str, int], inventory: Mapping[str, int | None]) -> tuple[str, int] | None:
@@ -210,10 +434,11 @@ def _usage(choices: Iterable[Choice]) -> dict[str, int]:
     return used
 
 
-def _refusal(app: App, workload: Workload, settings: Settings, inventory: Mapping[str, int | None]) -> Refusal:
+def _refusal(app: App, workload: Workload, settings: Settings, inventory: Mapping[str, int | None],
+             arrivals: Mapping[str, Arrival] | None = None) -> Refusal:
     unlimited = {
-        m.name: ModuleScheduler(options_for(workload, m.model, settings), app.module_rate(m), settings).curve(
-            float("inf"))
+        m.name: ModuleScheduler(options_for(workload, m.model, settings), app.module_rate(m), settings,
+                                arrival=arrivals[m.name] if arrivals else None).curve(float("inf"))
         for m in app.modules
     }
     fastest, path = fastest_path(app, unlimited)

@@ -28,6 +28,8 @@ from harpagon.model.latency import (
     tuple_latency,
 )
 from harpagon.model.plan import TuplePlan
+from harpagon.planner import queueing
+from harpagon.planner.queueing import Arrival
 
 #: Upper bound on the workers of one group when enumerating breakpoints (keeps curves finite).
 MAX_GROUP_WORKERS = 4096
@@ -59,6 +61,8 @@ class Group:
 
     option: Option
     workers: int
+    rate: float | None = None
+    """Real rate of a main group under a promise (it runs below saturation); None: all it can take."""
 
     @property
     def cost(self) -> float:
@@ -70,6 +74,8 @@ class Choice:
     """A module's tuple set before rates are assigned."""
 
     groups: tuple[Group, ...]
+    arrival: Arrival | None = None
+    """The arrival model the choice was made for (None: the fluid model)."""
 
     @property
     def cost(self) -> float:
@@ -77,10 +83,11 @@ class Choice:
 
 
 def shares(choice: Choice, rate: float, settings: Settings) -> list[float]:
-    """Real rates of a choice's groups: each but the last takes all it can, the last the rest."""
+    """Real rates of a choice's groups: each but the last takes all it can (or its set rate), the
+    last the rest."""
     out, left = [], rate
     for i, g in enumerate(choice.groups):
-        cap = g.workers * g.option.throughput * settings.max_utilization
+        cap = g.workers * g.option.throughput * settings.max_utilization if g.rate is None else g.rate
         r = left if i == len(choice.groups) - 1 else min(cap, left)
         out.append(r)
         left -= r
@@ -91,6 +98,11 @@ def tight_budget(choice: Choice, rate: float, settings: Settings, mode: Mode = H
     """Least budget at which every group is feasible: with dummies each group may fill to capacity,
     without them it fills at its real rate (the reassigner's tight budget)."""
     s = settings
+    if choice.arrival is not None:
+        split = len(choice.groups) > 1
+        return max(float(queueing.least_latency(g.option.batch, g.option.d_ms, g.workers, r, choice.arrival,
+                                                s.max_utilization, s.overhead_ms, split))
+                   for g, r in zip(choice.groups, shares(choice, rate, s), strict=True))
     worst = 0.0
     for g, r in zip(choice.groups, shares(choice, rate, s), strict=True):
         o = g.option
@@ -137,9 +149,12 @@ class ModuleScheduler:
 
     def __init__(self, options: Sequence[Option], rate: float, settings: Settings,
                  limits: Mapping[str, int | None] | None = None, *, multi_tuple: bool = True,
-                 mode: Mode = HARPAGON):
+                 mode: Mode = HARPAGON, arrival: Arrival | None = None):
         if not options:
             raise ValueError("a module needs at least one profiled option")
+        if arrival is not None and not (mode.padded_batch_aware and multi_tuple):
+            raise ValueError("promises under real arrivals are planned for Harpagon's full mode only")
+        self.arrival = arrival
         lim = limits or {}
         self.options = _undominated(options, lim)
         self.rate = rate
@@ -174,6 +189,7 @@ class ModuleScheduler:
         self._resid = rate - self._main_m * self._cap[self._main_k] if mains_k else np.zeros(0)
         self._curves: dict[float, CostCurve] = {}
         self._choices: dict[float, Choice | None] = {}
+        self._candidates = self._promise_candidates() if arrival is not None else None
 
     @property
     def fastest_ms(self) -> float:
@@ -246,6 +262,8 @@ class ModuleScheduler:
         return self._curves[max_budget]
 
     def _curve(self, max_budget: float) -> CostCurve:
+        if self._candidates is not None:
+            return self._candidates.curve(max_budget)
         budgets = self.breakpoints(max_budget)
         if not len(budgets):
             return CostCurve(budgets, budgets.copy())
@@ -302,6 +320,8 @@ class ModuleScheduler:
         return self._choices[budget]
 
     def _choose(self, budget: float) -> Choice | None:
+        if self._candidates is not None:
+            return self._candidates.choose(budget)
         single, pair, r_n = self._evaluate(np.array([budget]))
         single, pair = np.round(single[:, 0], 9), np.round(pair[:, :, 0], 9)
         k1 = int(np.argmin(single))
@@ -317,6 +337,105 @@ class ModuleScheduler:
         return Choice((Group(self.options[k1], n),))
 
 
+    # --- under a promise (constant or Poisson arrivals) -------------------------------------------
+
+    def _promise_candidates(self) -> _Candidates:
+        """Every candidate tuple set with its least latency under the arrival model (see
+        :mod:`.queueing`): single groups of `n` workers, and a main group loaded to one of
+        `MAIN_LEVELS` of what its batches can take plus a residual group. The cost curve is their
+        Pareto front, so no budget grid is needed."""
+        a, s = self.arrival, self.settings
+        assert a is not None
+        u, o, lam = s.max_utilization, s.overhead_ms, self.rate
+        b, d, p = self._b, self._d, self._p
+        K = len(self.options)
+        # Requests per second one worker takes at the timer-padding load (full batches less the jitter).
+        single_rate = 1000.0 * np.maximum(1.0, b - queueing.jitter_of(a, False)) / d * u * a.headroom
+        split_rate = 1000.0 * np.maximum(1.0, b - queueing.jitter_of(a, True)) / d * u * a.headroom
+        need = np.maximum(1.0, np.ceil(lam / single_rate * (1 - PLAN_TOL)))
+        ref = float((need * p).min()) * 4.0
+        # Single groups: n workers of option k, from what the rate needs to 4x the cheapest such group.
+        top = np.minimum(np.minimum(MAX_GROUP_WORKERS, self._limit), np.maximum(need + 3, np.floor(ref / p)))
+        counts = np.maximum(0, top - need + 1).astype(int)
+        sk = np.repeat(np.arange(K), counts)
+        sn = np.concatenate([np.arange(need[k], need[k] + counts[k]) for k in range(K)]) if counts.sum() else \
+            np.zeros(0)
+        lat = [queueing.least_latency(b[sk], d[sk], sn, lam, a, u, o, split=False)]
+        cost = [sn * p[sk]]
+        main_k, main_m, main_r = [sk * 0 - 1], [sn * 0], [sn * 0.0]
+        res_k, res_n = [sk], [sn]
+        if self.multi_tuple:
+            mk, mm, mr = [], [], []
+            for k in range(K):
+                for level in queueing.MAIN_LEVELS:
+                    r1 = split_rate[k] * level
+                    full = math.floor(lam / r1 * (1 + PLAN_TOL))
+                    for m in range(full, max(0, full - MAIN_SIZES), -1):
+                        if 1 <= m <= self._limit[k] and lam - m * r1 > PLAN_TOL * lam:
+                            mk.append(k)
+                            mm.append(m)
+                            mr.append(m * r1)
+            if mk:
+                mk_a, mm_a, mr_a = np.array(mk), np.array(mm, dtype=float), np.array(mr)
+                main_lat = queueing.least_latency(b[mk_a], d[mk_a], mm_a, mr_a, a, u, o, split=True)
+                M = len(mk_a)
+                # Residual groups: every option, from what the rest needs to two workers more.
+                i = np.repeat(np.arange(M), K * 3)
+                k2 = np.tile(np.repeat(np.arange(K), 3), M)
+                resid = lam - mr_a[i]
+                n2 = np.maximum(1.0, np.ceil(resid / split_rate[k2] * (1 - PLAN_TOL))) + np.tile([0.0, 1.0, 2.0], M * K)
+                res_lat = queueing.least_latency(b[k2], d[k2], n2, resid, a, u, o, split=True)
+                same = self._hw[mk_a[i]] == self._hw[k2]
+                ok = n2 <= self._limit[k2] - np.where(same, mm_a[i], 0.0)
+                both = np.where(ok, np.maximum(main_lat[i], res_lat), math.inf)
+                lat.append(both)
+                cost.append(mm_a[i] * p[mk_a[i]] + n2 * p[k2])
+                main_k.append(mk_a[i])
+                main_m.append(mm_a[i])
+                main_r.append(mr_a[i])
+                res_k.append(k2)
+                res_n.append(n2)
+        cat = np.concatenate
+        return _Candidates(self, cat(lat), np.round(cat(cost), 9), cat(main_k).astype(int), cat(main_m).astype(int),
+                           cat(main_r), cat(res_k).astype(int), cat(res_n).astype(int))
+
+
+class _Candidates:
+    """Candidate tuple sets under a promise: least latency and cost of each, and its groups (an
+    optional main group `main_*`, `main_k` -1 when there is none, and the last group `res_*`)."""
+
+    def __init__(self, sched: ModuleScheduler, lat: np.ndarray, cost: np.ndarray, main_k: np.ndarray,
+                 main_m: np.ndarray, main_r: np.ndarray, res_k: np.ndarray, res_n: np.ndarray):
+        ok = np.isfinite(lat)
+        self.sched = sched
+        self.lat, self.cost = lat[ok], cost[ok]
+        self.main_k, self.main_m, self.main_r = main_k[ok], main_m[ok], main_r[ok]
+        self.res_k, self.res_n = res_k[ok], res_n[ok]
+        # By latency, then cost, then fewer groups (a single group beats a pair).
+        self.order = np.lexsort((self.main_k >= 0, self.cost, self.lat))
+
+    def curve(self, max_budget: float) -> CostCurve:
+        order = self.order[self.lat[self.order] <= max_budget * (1 + PLAN_TOL)]
+        lat, cost = self.lat[order], self.cost[order]
+        if not len(lat):
+            return CostCurve(lat, cost)
+        before = np.concatenate(([math.inf], np.minimum.accumulate(cost)[:-1]))
+        keep = cost < before
+        return CostCurve(lat[keep], cost[keep])
+
+    def choose(self, budget: float) -> Choice | None:
+        fits = np.flatnonzero(self.lat <= budget * (1 + PLAN_TOL))
+        if not len(fits):
+            return None
+        i = fits[np.lexsort((self.lat[fits], self.main_k[fits] >= 0, self.cost[fits]))[0]]
+        opts = self.sched.options
+        last = Group(opts[self.res_k[i]], int(self.res_n[i]))
+        if self.main_k[i] < 0:
+            return Choice((last,), self.sched.arrival)
+        main = Group(opts[self.main_k[i]], int(self.main_m[i]), float(self.main_r[i]))
+        return Choice((main, last), self.sched.arrival)
+
+
 def assign(choice: Choice, rate: float, budget: float, settings: Settings,
            mode: Mode = HARPAGON) -> tuple[TuplePlan, ...]:
     """Real shares, dummy rates and latencies of a tuple set at a budget.
@@ -324,6 +443,8 @@ def assign(choice: Choice, rate: float, budget: float, settings: Settings,
     Groups before the last take all they can (saturated, no dummies); the last takes the rest,
     padded by the dummy generator (the least `δ` that meets the budget, within capacity)."""
     s = settings
+    if choice.arrival is not None:
+        return _assign_promise(choice, rate, budget, s)
     tuples = []
     for g, r in zip(choice.groups, shares(choice, rate, s), strict=True):
         o = g.option
@@ -337,3 +458,46 @@ def assign(choice: Choice, rate: float, budget: float, settings: Settings,
         lat = tuple_latency(mode.dispatch, o.batch, o.d_ms, g.workers, r, delta, s.overhead_ms)
         tuples.append(TuplePlan(o.hardware, o.batch, g.workers, r, delta, lat))
     return tuple(tuples)
+
+
+def _assign_promise(choice: Choice, rate: float, budget: float, s: Settings) -> tuple[TuplePlan, ...]:
+    """Under a promise each group collects for the longest time whose latency (with its allowance)
+    fits the budget: the fewest dummies, the fullest batches, the smallest allowance."""
+    a = choice.arrival
+    assert a is not None
+    split = len(choice.groups) > 1
+    tuples = []
+    for g, r in zip(choice.groups, shares(choice, rate, s), strict=True):
+        o = g.option
+        got = queueing.collection_for(o.batch, o.d_ms, g.workers, r, budget, a, s.max_utilization, s.overhead_ms,
+                                      split)
+        if got is None:
+            raise ValueError(f"no collection time fits a budget of {budget} ms")  # the scheduler chose it
+        tau, q = got
+        delta = 0.0 if o.batch == 1 else max(0.0, 1000.0 * (o.batch - 1) / tau - r)
+        if delta <= PLAN_TOL * r:
+            delta = 0.0
+        queue = q + a.extra_ms
+        lat = tuple_latency("batch-aware", o.batch, o.d_ms, g.workers, r, delta, s.overhead_ms) + queue
+        tuples.append(TuplePlan(o.hardware, o.batch, g.workers, r, delta, lat, queue_ms=queue))
+    return tuple(tuples)
+
+
+def relaxed_budget(choice: Choice, tuples: tuple[TuplePlan, ...], settings: Settings, mode: Mode = HARPAGON) -> float:
+    """The budget past which the tuples need no dummies at all (more budget changes nothing)."""
+    s = settings
+    if choice.arrival is None:
+        return max(tuple_latency(mode.dispatch, t.batch, _d(choice, t), t.workers, t.rate, 0.0, s.overhead_ms)
+                   for t in tuples)
+    split = len(choice.groups) > 1
+    worst = 0.0
+    for t in tuples:
+        tau = 0.0 if t.batch == 1 else 1000.0 * (t.batch - 1) / t.rate
+        lat, _ = queueing.evaluate(np.float64(t.batch), _d(choice, t), t.workers, t.rate, np.float64(tau),
+                                   choice.arrival, s.max_utilization, s.overhead_ms, split)
+        worst = max(worst, float(lat) if math.isfinite(lat) else t.latency_ms)
+    return worst
+
+
+def _d(choice: Choice, t: TuplePlan) -> float:
+    return next(g.option.d_ms for g in choice.groups if (g.option.hardware, g.option.batch) == (t.hardware, t.batch))

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from harpagon.config.schema import App
-from harpagon.model.latency import Settings, tuple_latency
+from harpagon.model.latency import Settings
 from harpagon.model.plan import AppPlan, ModulePlan, TuplePlan, path_latency
-from harpagon.planner.module_scheduler import HARPAGON, Choice, Mode, assign, tight_budget
+from harpagon.planner.module_scheduler import HARPAGON, Choice, Mode, assign, relaxed_budget, tight_budget
 
 
 def build_app_plan(app: App, choices: Mapping[str, Choice], settings: Settings, mode: Mode = HARPAGON) -> AppPlan:
@@ -34,8 +34,7 @@ def build_app_plan(app: App, choices: Mapping[str, Choice], settings: Settings, 
         if slack <= 0:
             continue
         # Past this budget the module needs no dummies at all.
-        enough = max(tuple_latency(mode.dispatch, t.batch, _d(choices[m.name], t), t.workers, t.rate, 0.0,
-                                   settings.overhead_ms) for t in tuples[m.name])
+        enough = relaxed_budget(choices[m.name], tuples[m.name], settings, mode)
         budgets[m.name] = max(budgets[m.name], min(budgets[m.name] + slack, enough))
         tuples[m.name] = assign(choices[m.name], app.module_rate(m), budgets[m.name], settings, mode)
 
@@ -51,6 +50,3 @@ def build_app_plan(app: App, choices: Mapping[str, Choice], settings: Settings, 
 def _dummies(tuples: tuple[TuplePlan, ...]) -> float:
     return sum(t.dummy_rate for t in tuples)
 
-
-def _d(choice: Choice, t: TuplePlan) -> float:
-    return next(g.option.d_ms for g in choice.groups if (g.option.hardware, g.option.batch) == (t.hardware, t.batch))

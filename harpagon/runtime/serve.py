@@ -65,7 +65,7 @@ class LocalCluster:
     async def start(self) -> None:
         s = self.serve
         groups = self.worker_groups  # fail before starting anything
-        self.settings = Settings(s.safety, s.overhead_ms, s.max_utilization)
+        self.settings = Settings(s.safety, s.overhead_ms, s.max_utilization, s.arrivals, s.attainment)
         registry = CollectorRegistry()
         self.plane = FrontendDataPlane(RoutingTable(0, "batch-aware", {}, {}), tuple(s.frame_shape),
                                        FrontendMetrics(registry))

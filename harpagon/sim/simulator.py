@@ -1,10 +1,13 @@
-"""Discrete-event simulation of a plan: frames in, through each app's DAG, on the planned workers.
+"""The replay (MODEL.md v2): a discrete-event simulation of a plan, the same for every planner.
 
 The dispatchers are those of :mod:`harpagon.dispatch` (the live frontend runs the same code) driven
-by a virtual clock; a worker runs one batch at a time, in arrival order, for exactly `d(b)` ms (the
-profile's `mean + std` times `safety`: the planner's worst case). Each hop adds `overhead_ms` before
-the module's dispatcher. A module gets `floor((f + 1) s) - floor(f s)` requests for frame `f`
-(scale `s`), so its long-run rate is `λ_a s`; a frame is done when every module has finished it.
+by a virtual clock; a worker runs its batches one at a time, first in first out, for exactly `d(b)` ms
+(the profile's `mean + std` times `safety`: the planner's worst case), and `overhead_ms` is added to
+every request after its batch finishes, without occupying the worker. A module gets
+`floor((f + 1) s) - floor(f s)` requests for frame `f` (scale `s`), all released at once when every
+parent has finished the frame; a frame is done when every module has finished it. At equal times,
+batch completions come first, then arrivals (of frames, and of requests released by a parent), then
+flush timers.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,8 +30,10 @@ from harpagon.model.plan import Plan
 Arrivals = Literal["constant", "poisson"]
 
 #: Flush timers fire this much after their deadline, so a request arriving at the very deadline (to
-#: floating-point precision) still joins the batch, as it would on a real clock.
+#: floating-point precision) still joins the batch (MODEL.md: arrivals before timers at equal times).
 TIMER_SLACK_MS = 1e-6
+#: Event kinds in the order MODEL.md gives them at equal times.
+_COMPLETION, _ARRIVAL, _TIMER = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,11 @@ class ModuleStats:
     """The plan's promise for this module (`overhead_ms` is part of both)."""
     batches: int
     dummies: int
+    latencies: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    """Per frame that reached the module: from its release to its last result (ms)."""
+
+    def quantile(self, q: float) -> float:
+        return float(np.quantile(self.latencies, q)) if len(self.latencies) else 0.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,14 @@ class AppStats:
     over_slo: float
     """Fraction of frames whose end-to-end latency exceeded the SLO."""
     modules: tuple[ModuleStats, ...]
+
+    @property
+    def attainment(self) -> float:
+        """Fraction of frames within the SLO."""
+        return 1.0 - self.over_slo
+
+    def module(self, name: str) -> ModuleStats:
+        return next(m for m in self.modules if m.name == name)
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,7 @@ class _Worker:
 
     key: tuple
     busy_until: float = 0.0
-    queue: list[tuple[str, str, Shipped, float]] = field(default_factory=list)  # app, module, batch, d(b)
+    queue: deque[tuple[str, str, Shipped, float]] = field(default_factory=deque)  # app, module, batch, d(b)
 
 
 class Simulator:
@@ -130,7 +148,8 @@ class Simulator:
         self.ready_at: dict[tuple[str, int, str], float] = {}
         self.done_modules: dict[tuple[str, int], int] = defaultdict(int)
         self.latencies: dict[str, list[float]] = defaultdict(list)
-        self.module_max: dict[tuple[str, str], float] = defaultdict(float)
+        self.module_latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
+        self.scale = {(a.name, m.name): m.scale for a in workload.apps for m in a.modules}
         self.module_requests: dict[tuple[str, str], int] = defaultdict(int)
         self.module_batches: dict[tuple[str, str], int] = defaultdict(int)
         self.module_dummies: dict[tuple[str, str], int] = defaultdict(int)
@@ -142,9 +161,9 @@ class Simulator:
 
     # --- event loop ---------------------------------------------------------------------------
 
-    def push(self, t: float, kind: str, payload: tuple) -> None:
+    def push(self, t: float, order: int, kind: str, payload: tuple) -> None:
         self.seq += 1
-        heapq.heappush(self.events, (t, self.seq, kind, payload))
+        heapq.heappush(self.events, (t, order, self.seq, kind, payload))
 
     def run(self) -> SimResult:
         for ap in self.plan.apps:
@@ -153,27 +172,22 @@ class Simulator:
             app = self.apps[ap.name]
             for f, t in enumerate(times):
                 self.pending_parents[(ap.name, f)] = {m.name: len(m.after) for m in app.modules}
-                self.push(t, "ready", (ap.name, f, app.source))
-        handlers = {"ready": self._ready, "arrive": self._arrive, "timer": self._timer, "finish": self._finish}
-        while self.events:
-            t, _, kind, payload = heapq.heappop(self.events)
+                self.push(t, _ARRIVAL, "ready", (ap.name, f, app.source))
+        handlers = {"ready": self._ready, "timer": self._timer, "finish": self._finish, "results": self._results}
+        events = self.events
+        while events:
+            t, _, _, kind, payload = heapq.heappop(events)
             handlers[kind](t, *payload)
         return self._result()
 
     def _ready(self, now: float, app: str, frame: int, module: str) -> None:
-        """A module's parents are done for a frame: its requests reach the dispatcher after the hop."""
-        n = requests_for(frame, self.apps[app].module(module).scale)
+        """A module's parents are done for a frame: all its requests reach the dispatcher now."""
+        n = requests_for(frame, self.scale[(app, module)])
         self.ready_at[(app, frame, module)] = now
         if n == 0:
             self._module_done(now, app, frame, module)
             return
         self.pending_requests[(app, frame, module)] = n
-        if self.overhead > 0:
-            self.push(now + self.overhead, "arrive", (app, frame, module, n))
-        else:
-            self._arrive(now, app, frame, module, n)
-
-    def _arrive(self, now: float, app: str, frame: int, module: str, n: int) -> None:
         disp = self.dispatchers[(app, module)]
         for _ in range(n):
             self._ship(now, app, module, disp.add(frame, now))
@@ -192,7 +206,7 @@ class Simulator:
         due = self.dispatchers[key].deadline()
         if due is not None and self.timer_at[key] != due:
             self.timer_at[key] = due
-            self.push(due + TIMER_SLACK_MS, "timer", (app, module))
+            self.push(due + TIMER_SLACK_MS, _TIMER, "timer", (app, module))
 
     def _ship(self, now: float, app: str, module: str, shipped: list[Shipped]) -> None:
         for s in shipped:
@@ -206,14 +220,20 @@ class Simulator:
 
     def _start(self, now: float, w: _Worker) -> None:
         w.busy_until = now + w.queue[0][3]
-        self.push(w.busy_until, "finish", (w.key,))
+        self.push(w.busy_until, _COMPLETION, "finish", (w.key,))
 
     def _finish(self, now: float, worker: tuple) -> None:
         w = self.workers[worker]
-        app, module, s, _ = w.queue.pop(0)
-        if w.queue:  # before the results, which may ship new batches to this very worker
+        app, module, s, _ = w.queue.popleft()
+        if w.queue:
             self._start(now, w)
-        for frame in s.batch.items:
+        if self.overhead > 0:  # the hop back: results land later, the worker is already free
+            self.push(now + self.overhead, _COMPLETION, "results", (app, module, s.batch.items))
+        else:
+            self._results(now, app, module, s.batch.items)
+
+    def _results(self, now: float, app: str, module: str, frames: list[int]) -> None:
+        for frame in frames:
             key = (app, frame, module)
             self.pending_requests[key] -= 1
             if self.pending_requests[key] == 0:
@@ -221,8 +241,8 @@ class Simulator:
 
     def _module_done(self, now: float, app: str, frame: int, module: str) -> None:
         key = (app, module)
-        self.module_requests[key] += requests_for(frame, self.apps[app].module(module).scale)
-        self.module_max[key] = max(self.module_max[key], now - self.ready_at.pop((app, frame, module)))
+        self.module_requests[key] += requests_for(frame, self.scale[key])
+        self.module_latencies[key].append(now - self.ready_at.pop((app, frame, module)))
         self.pending_requests.pop((app, frame, module), None)
         a = self.apps[app]
         self.done_modules[(app, frame)] += 1
@@ -234,29 +254,34 @@ class Simulator:
         pending = self.pending_parents[(app, frame)]
         for child in a.children[module]:
             pending[child] -= 1
-            if pending[child] == 0:
-                self._ready(now, app, frame, child)
+            if pending[child] == 0:  # released after every completion at this instant
+                self.push(now, _ARRIVAL, "ready", (app, frame, child))
 
     def _result(self) -> SimResult:
         apps = []
         for ap in self.plan.apps:
             lat = np.array(self.latencies[ap.name]) if self.latencies[ap.name] else np.array([math.nan])
-            modules = tuple(
-                ModuleStats(mp.name, self.module_requests[(ap.name, mp.name)], self.module_max[(ap.name, mp.name)],
-                            mp.predicted_latency_ms, self.module_batches[(ap.name, mp.name)],
-                            self.module_dummies[(ap.name, mp.name)])
-                for mp in ap.modules
-            )
+            modules = []
+            for mp in ap.modules:
+                key = (ap.name, mp.name)
+                ml = np.array(self.module_latencies[key])
+                modules.append(ModuleStats(mp.name, self.module_requests[key], float(ml.max()) if len(ml) else 0.0,
+                                           mp.predicted_latency_ms, self.module_batches[key],
+                                           self.module_dummies[key], ml))
             apps.append(AppStats(
                 ap.name, ap.slo_ms, len(self.latencies[ap.name]), float(np.percentile(lat, 50)),
                 float(np.percentile(lat, 99)), float(lat.max()),
-                float(np.mean(lat > ap.slo_ms * (1 + 1e-6))), modules,
+                float(np.mean(lat > ap.slo_ms * (1 + 1e-6))), tuple(modules),
             ))
         return SimResult(self.arrivals, tuple(apps))
 
 
 def simulate(plan: Plan, workload: Workload, arrivals: Arrivals = "constant", *, duration_s: float = 10.0,
-             max_frames: int = 20_000, seed: int = 0) -> SimResult:
-    """Replay a plan at its planned rates for `duration_s` (at most `max_frames` frames per app)."""
-    frames = {ap.name: max(1, min(max_frames, math.ceil(ap.rate * duration_s))) for ap in plan.apps}
-    return Simulator(plan, workload, arrivals, frames, seed).run()
+             max_frames: int = 20_000, seed: int = 0, frames: int | None = None) -> SimResult:
+    """Replay a plan at its planned rates for `duration_s` (at most `max_frames` frames per app), or for
+    exactly `frames` frames per app when given."""
+    if frames is not None:
+        counts = {ap.name: frames for ap in plan.apps}
+    else:
+        counts = {ap.name: max(1, min(max_frames, math.ceil(ap.rate * duration_s))) for ap in plan.apps}
+    return Simulator(plan, workload, arrivals, counts, seed).run()

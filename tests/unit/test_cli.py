@@ -26,7 +26,9 @@ def test_json_output_passes_the_feasibility_check(write_yaml, capsys):
                  "0.9"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["planner"] == "harpagon" and data["dispatch"] == "batch-aware"
-    assert data["settings"] == {"safety": 1.1, "overhead_ms": 2.0, "max_utilization": 0.9}
+    assert data["settings"] == {"safety": 1.1, "overhead_ms": 2.0, "max_utilization": 0.9, "arrivals": "poisson",
+                                "attainment": 0.99}
+    assert data["promise"]["arrivals"] == "poisson" and data["promise"]["replayed"]["frames"] == 10_000
     assert "refused" not in data
     module = data["apps"][0]["modules"][0]
     assert set(module) == {"name", "model", "rate", "budget_ms", "predicted_latency_ms", "tuples"}

@@ -18,7 +18,7 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
     s = workload.serve or ServeConfig(workers=(WorkerGroup(device="cpu"),))  # settings and shapes only
     registry = CollectorRegistry()
     hub = RoutesHub()
-    controller = Controller(workload, Settings(s.safety, s.overhead_ms, s.max_utilization), tuple(s.input_shape),
+    controller = Controller(workload, Settings(s.safety, s.overhead_ms, s.max_utilization, s.arrivals, s.attainment), tuple(s.input_shape),
                             hub.push, metrics=ControllerMetrics(registry))
     server = grpc.aio.server()
     rpc.add_ControllerServicer_to_server(ControllerServicer(controller, hub), server)

@@ -1,0 +1,136 @@
+"""What a tuple needs under real arrivals: the timer-padding capacity rule and a queueing allowance.
+
+The fluid model (MODEL.md v1) assumes every module's requests arrive smoothly at exactly the
+planned rate. Under the `constant` and `poisson` promises (MODEL.md v2) a tuple's latency is its
+collection time `τ`, plus the wait for a busy worker, plus `d(b)` and the overhead. The planner
+bounds that wait with an allowance `q` that it adds to the tuple's latency (`queue_ms` in the plan):
+
+- **Timer padding.** A batch holds `k = min(b, 1 + floor(r τ))` real requests (MODEL.md), one fewer
+  when the stream is not perfectly even (a split between tuples, a burst, a random arrival can make
+  the `b`-th request miss the timer). The worker's load is `ρ = (r / k) d(b) / (1000 n)`; it must
+  stay within `max_utilization` (times the module's repair headroom).
+- **Bursts.** A module gets each frame's `s` requests at once, and a batched parent releases its
+  frames together: `g` requests at one instant fill up to `ceil(g / b)` batches at once, which wait
+  `(ceil(ceil(g / b) / n) - 1) d(b)` for the `n` workers.
+- **Random arrivals** (`poisson` only). The wait at a worker whose batches arrive with squared
+  coefficient of variation `c² = min(1, g / (k n))` (a batch sums `k / g` bursts, round-robin sums
+  `n` batches) exceeds `t` with probability about `ρ exp(-2 (1 - ρ) t / (c² d))` (the heavy-traffic
+  approximation, conservative for deterministic service), so the wait that only a fraction `ε` of
+  requests exceeds is `d c² ln(ρ / ε) / (2 (1 - ρ))`. `ε` is the app's allowed late fraction, halved
+  for sampling noise and shared over the modules of its longest path and a frame's requests.
+
+The allowance is a model; the replay judges the promise, and the planner's repair (see
+:mod:`harpagon.planner.harpagon`) scales a module's allowance, adds to it, or lowers its headroom when
+the replay finds the module late.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+#: Share of an app's allowed late fraction the allowance plans for (the rest is margin for noise).
+EPSILON_SHARE = 0.5
+#: Loads of a saturated main group tried, as fractions of what its batches can take.
+MAIN_LEVELS = (1.0, 0.93, 0.85, 0.75, 0.6)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """What the planner assumes of one module's requests under a promise (and its repair state)."""
+
+    poisson: bool
+    """Random (Poisson) arrivals; else evenly spaced frames."""
+    smooth: bool = False
+    """The module's stream is exactly even (the source of a constant-rate app, scale 1)."""
+    clump: int = 1
+    """Most requests released at one instant (a frame's requests, times the frames a parent's batch
+    releases together)."""
+    epsilon: float = 0.0
+    """Fraction of requests whose wait may exceed the allowance (`poisson`)."""
+    jitter: bool = True
+    """Count on one real request fewer per batch than the even-stream count, unless the stream is
+    even and unsplit (off: the optimistic level of the model)."""
+    kappa: float = 1.0
+    """Multiplier on the allowance (the model's level, then repair)."""
+    extra_ms: float = 0.0
+    """Repair: latency added to every tuple of the module."""
+    headroom: float = 1.0
+    """Repair: factor on `max_utilization` for the timer-padding load."""
+
+    def repaired(self, *, kappa: float = 1.0, extra_ms: float = 0.0, headroom: float = 1.0) -> Arrival:
+        return replace(self, kappa=self.kappa * kappa, extra_ms=self.extra_ms + extra_ms,
+                       headroom=self.headroom * headroom)
+
+
+def allowance(b, d, n, k, rho, a: Arrival):
+    """Queueing allowance `q` (ms) of groups, numpy-broadcast over its array arguments."""
+    bursts = np.ceil(a.clump / b)
+    q = np.maximum(0.0, np.ceil(bursts / n) - 1.0) * d
+    if a.poisson:
+        c2 = np.minimum(1.0, a.clump / (k * n))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tail = d * c2 * np.log(np.maximum(rho / a.epsilon, 1.0)) / (2.0 * (1.0 - rho))
+        q = q + np.where(rho < 1.0, tail, math.inf)
+    return a.kappa * q
+
+
+def real_per_batch(b, r, tau, a: Arrival, split: bool):
+    """Real requests a batch can be counted on to hold: `min(b, 1 + floor(r τ))`, less one unless the
+    stream is even and unsplit."""
+    k = np.clip(1.0 + np.floor(r * tau / 1000.0 + 1e-9), 1.0, b)
+    return np.maximum(1.0, k - jitter_of(a, split))
+
+
+def jitter_of(a: Arrival, split: bool) -> float:
+    return 0.0 if (not a.jitter or (a.smooth and not split)) else 1.0
+
+
+def evaluate(b, d, n, r, tau, a: Arrival, u: float, overhead_ms: float, split: bool):
+    """Latency (inf where infeasible) and allowance of groups that collect for `τ` ms.
+
+    Feasible: the fluid capacity `r + δ ≤ n T u` (so `τ ≥ 1000 (b - 1) / (n T u)`, MODEL.md) and the
+    timer-padding load within `u` times the module's headroom."""
+    k = real_per_batch(b, r, tau, a, split)
+    rho = r * d / (1000.0 * n * k)
+    q = allowance(b, d, n, k, rho, a)
+    tau_min = np.where(b > 1, 1000.0 * (b - 1) * d / (n * 1000.0 * b * u), 0.0)
+    ok = (rho <= u * a.headroom * (1 + 1e-9)) & (tau >= tau_min * (1 - 1e-9)) & np.isfinite(q)
+    lat = tau + d + overhead_ms + a.extra_ms + q
+    return np.where(ok, lat, math.inf), q
+
+
+def least_latency(b, d, n, r, a: Arrival, u: float, overhead_ms: float, split: bool):
+    """Least latency of groups of `n` workers at real rate `r` (inf where none), over the collection
+    times worth trying: the least the fluid capacity allows, the least that gives the timer-padding
+    load its whole number of real requests per batch (MODEL.md) and the next two, and no dummies."""
+    b, d, n, r = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (b, d, n, r)))
+    tau_lo = np.where(b > 1, (b - 1) * d / (n * b * u), 0.0)
+    tau_hi = np.where(b > 1, 1000.0 * (b - 1) / r, 0.0)  # no dummies at all
+    jitter = jitter_of(a, split)
+    need = np.ceil(r * d / (1000.0 * n * u * a.headroom) * (1 - 1e-9)) + jitter  # real requests per batch
+    best = np.full(b.shape, math.inf)
+    for tau in (tau_lo, *(1000.0 * (need - 1 + extra) / r for extra in (0, 1, 2)), tau_hi):
+        tau = np.minimum(np.maximum(tau_lo, tau), tau_hi)
+        lat, _ = evaluate(b, d, n, r, tau, a, u, overhead_ms, split)
+        best = np.minimum(best, lat)
+    return best
+
+
+def collection_for(b: int, d: float, n: int, r: float, budget: float, a: Arrival, u: float, overhead_ms: float,
+                   split: bool) -> tuple[float, float] | None:
+    """The collection time `τ` and allowance `q` a tuple uses at a budget: the largest whole number of
+    real requests per batch whose latency fits (fewest dummies, smallest allowance); None if none fits."""
+    if b == 1:
+        lat, q = evaluate(np.float64(1), d, n, r, np.float64(0.0), a, u, overhead_ms, split)
+        return (0.0, float(q)) if lat <= budget * (1 + 1e-9) else None
+    tau_lo = (b - 1) * d / (n * b * u)
+    tau_hi = 1000.0 * (b - 1) / r
+    for kk in range(b, 0, -1):
+        tau = min(max(tau_lo, 1000.0 * (kk - 1) / r), tau_hi)
+        lat, q = evaluate(np.float64(b), d, n, r, np.float64(tau), a, u, overhead_ms, split)
+        if lat <= budget * (1 + 1e-9):
+            return tau, float(q)
+    return None

@@ -1,0 +1,48 @@
+"""Judge a plan's promise by the replay (MODEL.md v2, "What a plan promises").
+
+`constant`: every frame of every app within its SLO with evenly spaced arrivals. `poisson`: at least
+`attainment` of each app's frames within its SLO with Poisson arrivals, and the constant promise too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harpagon.config.schema import Workload
+from harpagon.model.latency import Arrivals
+from harpagon.model.plan import Plan, Replayed
+from harpagon.sim.simulator import SimResult, simulate
+
+#: Frames per app of a judging replay. MODEL.md asks for at least 10,000 frames per app.
+PROMISE_FRAMES = 10_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A replay of both arrival patterns a promise needs, and what it shows."""
+
+    replayed: Replayed
+    constant: SimResult
+    poisson: SimResult | None
+
+    def kept(self, arrivals: Arrivals, attainment: float) -> bool:
+        if not self.replayed.constant_all_within:
+            return False
+        return arrivals != "poisson" or self.replayed.min_app_attainment >= attainment
+
+
+def judge(plan: Plan, workload: Workload, arrivals: Arrivals = "poisson", *, frames: int = PROMISE_FRAMES,
+          seed: int = 0) -> Verdict:
+    """Replay `plan` with constant arrivals and, for the `poisson` promise (or `fluid`, to report it),
+    with Poisson arrivals of the given seed; `frames` per app."""
+    constant = simulate(plan, workload, "constant", frames=frames, seed=seed)
+    poisson = simulate(plan, workload, "poisson", frames=frames, seed=seed) if arrivals != "constant" else None
+    shown = poisson or constant
+    apps = tuple((a.name, a.attainment) for a in shown.apps)
+    replayed = Replayed(
+        frames=frames, seed=seed,
+        min_app_attainment=min((a for _, a in apps), default=1.0),
+        constant_all_within=all(a.over_slo == 0.0 for a in constant.apps),
+        apps=apps,
+    )
+    return Verdict(replayed, constant, poisson)
