@@ -49,5 +49,5 @@ def workloads(draw, max_modules: int = 4, max_apps: int = 2, counts: bool = Fals
     return Workload.model_validate({"hardware": hardware, "profiles": profiles, "apps": apps})
 
 
-settings = st.builds(Settings, safety=st.floats(1.0, 1.5), overhead_ms=st.floats(0.0, 5.0),
+settings = st.builds(Settings, arrivals=st.just("fluid"), safety=st.floats(1.0, 1.5), overhead_ms=st.floats(0.0, 5.0),
                      max_utilization=st.floats(0.5, 1.0))

@@ -436,15 +436,19 @@ def _usage(choices: Iterable[Choice]) -> dict[str, int]:
 
 def _refusal(app: App, workload: Workload, settings: Settings, inventory: Mapping[str, int | None],
              arrivals: Mapping[str, Arrival] | None = None) -> Refusal:
-    unlimited = {
-        m.name: ModuleScheduler(options_for(workload, m.model, settings), app.module_rate(m), settings,
-                                arrival=arrivals[m.name] if arrivals else None).curve(float("inf"))
-        for m in app.modules
-    }
-    fastest, path = fastest_path(app, unlimited)
-    if fastest > app.slo_ms * (1 + 1e-9):
-        return Refusal(app.name, f"SLO {app.slo_ms:g} ms is below its fastest possible path, "
-                                 f"{fastest:.2f} ms ({' -> '.join(path)})")
+    def fastest(model: Mapping[str, Arrival] | None) -> tuple[float, tuple[str, ...]]:
+        curves = {m.name: ModuleScheduler(options_for(workload, m.model, settings), app.module_rate(m), settings,
+                                          arrival=model[m.name] if model else None).curve(float("inf"))
+                  for m in app.modules}
+        return fastest_path(app, curves)
+
+    for model, what in ((None, "its fastest possible path"),
+                        (arrivals, f"its fastest path that keeps the {settings.arrivals} promise")):
+        if model is None and what != "its fastest possible path":
+            continue
+        ms, path = fastest(model)
+        if ms > app.slo_ms * (1 + 1e-9):
+            return Refusal(app.name, f"SLO {app.slo_ms:g} ms is below {what}, {ms:.2f} ms ({' -> '.join(path)})")
     left = ", ".join(f"{h}: {n} left" for h, n in inventory.items() if n is not None)
     return Refusal(app.name, f"cannot be placed within the SLO of {app.slo_ms:g} ms: hardware counts run "
                              f"out ({left})")

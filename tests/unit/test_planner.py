@@ -16,6 +16,9 @@ from tests.conftest import BASE
 
 V100_RESNET = BASE["profiles"][0]
 
+#: These tests check the fluid model (MODEL.md v1) by hand; the promise has its own tests.
+FLUID = Settings(arrivals="fluid")
+
 
 def workload(hardware, profiles, apps) -> Workload:
     return Workload.model_validate({"hardware": hardware, "profiles": profiles, "apps": apps})
@@ -28,7 +31,7 @@ def one_module(rate, slo, model="resnet50", name="app"):
 def test_worked_example_two_v100_at_batch_48():
     """REFERENCES' worked example: 3000/s of ResNet-50 on V100 within 50 ms needs 2 workers, batch-aware."""
     w = workload([{"name": "v100", "price_per_hour": 3.06}], [V100_RESNET], [one_module(3000, 50)])
-    p = plan(w)
+    p = plan(w, FLUID)
     assert check_plan(p, w) == []
     (m,) = p.apps[0].modules
     assert sum(t.workers for t in m.tuples) == 2
@@ -42,13 +45,13 @@ def test_main_plus_residual_on_other_hardware_beats_any_single_tuple():
     profiles = [{"model": "m", "hardware": "a", "batches": [[1, 10.0]]},
                 {"model": "m", "hardware": "b", "batches": [[1, 1000 / 180]]}]
     w = workload(hw, profiles, [one_module(280, 100, model="m")])
-    p = plan(w)
+    p = plan(w, FLUID)
     assert check_plan(p, w) == []
     assert p.cost_per_hour == pytest.approx(2.5)
     main, residual = p.apps[0].modules[0].tuples
     assert (main.hardware, main.workers, main.rate) == ("b", 1, pytest.approx(180))
     assert (residual.hardware, residual.workers, residual.rate) == ("a", 1, pytest.approx(100))
-    single = plan(w, options=PlannerOptions(multi_tuple=False))
+    single = plan(w, FLUID, options=PlannerOptions(multi_tuple=False))
     assert single.cost_per_hour == pytest.approx(3.0)
 
 
@@ -58,7 +61,7 @@ def test_residual_is_padded_with_the_least_dummies_that_meet_the_budget():
     w = workload([{"name": "g", "price_per_hour": 1.0}], profiles, [one_module(200, 30, model="m")])
     # b=1: T = 111/s, 2 workers ($2). b=8: T = 800/s, one worker; alone 200/s collects 7 in 35 ms > 30 ms,
     # so the dummy generator adds δ = 1000·7/(30 - 10) - 200 = 150/s; ℓ = 30 ms exactly.
-    p = plan(w)
+    p = plan(w, FLUID)
     assert check_plan(p, w) == []
     (t,) = p.apps[0].modules[0].tuples
     assert (t.batch, t.workers) == (8, 1)
@@ -70,7 +73,7 @@ def test_residual_is_padded_with_the_least_dummies_that_meet_the_budget():
 def test_latency_split_gives_slack_where_it_saves_most():
     """Two modules in a chain; the split must favour the module whose cost falls with more budget."""
     w = load_workload_dict(BASE)
-    p = plan(w)
+    p = plan(w, FLUID)
     assert check_plan(p, w) == []
     app = p.apps[0]
     assert app.predicted_latency_ms <= 200
@@ -89,7 +92,7 @@ def test_chain_split_trades_budget_between_modules():
     app = {"name": "chain", "rate": 300, "slo_ms": 80,
            "modules": [{"name": "a", "model": "x"}, {"name": "b", "model": "y", "after": ["a"]}]}
     w = workload(hw, profiles, [app])
-    p = plan(w)
+    p = plan(w, FLUID)
     assert check_plan(p, w) == []
     # Per module, b=8 on one worker: T = 333/s ≥ 300; ℓ = 1000·7/333.3 + 24 = 45 ms; two of them do not
     # fit in 80 ms. The fastest 2-worker group is b=2: 1000·1/333.3 + 12 = 15 ms (b=4 would be 22 ms).
@@ -108,7 +111,7 @@ def test_slo_below_fastest_path_is_refused_naming_app_slo_and_fastest():
                          "modules": [{"name": "d", "model": "ssd"}, {"name": "c", "model": "resnet50",
                                                                       "after": ["d"]}]})
     w = load_workload_dict(data)
-    p = plan(w)
+    p = plan(w, FLUID)
     assert [a.name for a in p.apps] == ["traffic"]
     (r,) = p.refused
     assert r.app == "tight"
@@ -119,7 +122,7 @@ def test_slo_below_fastest_path_is_refused_naming_app_slo_and_fastest():
 
 def test_overhead_and_safety_enter_every_latency():
     w = workload([{"name": "v100", "price_per_hour": 3.06}], [V100_RESNET], [one_module(1000, 40)])
-    s = Settings(safety=1.2, overhead_ms=3.0, max_utilization=0.8)
+    s = Settings(safety=1.2, overhead_ms=3.0, max_utilization=0.8, arrivals="fluid")
     p = plan(w, s)
     assert check_plan(p, w) == []
     for t in p.apps[0].modules[0].tuples:
@@ -134,7 +137,7 @@ def test_hardware_counts_are_never_exceeded_and_shared_between_apps():
     data["hardware"][1]["count"] = 1  # one T4
     data["apps"].append({**copy.deepcopy(data["apps"][0]), "name": "second"})
     w = load_workload_dict(data)
-    p = plan(w)
+    p = plan(w, FLUID)
     assert check_plan(p, w) == []
     assert p.workers_by_hardware().get("t4", 0) <= 1
     assert {a.name for a in p.apps} == {"traffic", "second"}
@@ -146,7 +149,7 @@ def test_apps_that_do_not_fit_the_counts_are_refused_and_the_rest_planned():
     data["profiles"] = [p for p in data["profiles"] if p["hardware"] == "v100"]
     data["apps"].append({**copy.deepcopy(data["apps"][0]), "name": "second"})
     w = load_workload_dict(data)
-    p = plan(w)
+    p = plan(w, FLUID)
     assert check_plan(p, w) == []
     assert [a.name for a in p.apps] == ["traffic"]
     (r,) = p.refused
@@ -155,7 +158,7 @@ def test_apps_that_do_not_fit_the_counts_are_refused_and_the_rest_planned():
 
 def test_plan_json_round_trips_exactly():
     w = load_workload_dict(BASE)
-    p = plan(w, Settings(1.1, 2.0, 0.9))
+    p = plan(w, Settings(1.1, 2.0, 0.9, "fluid"))
     again = Plan.from_json(p.to_json())
     assert again == p
     assert check_plan(again, w) == []
@@ -163,7 +166,7 @@ def test_plan_json_round_trips_exactly():
 
 def test_checker_catches_a_broken_plan():
     w = load_workload_dict(BASE)
-    p = plan(w)
+    p = plan(w, FLUID)
     d = p.to_dict()
     t = d["apps"][0]["modules"][1]["tuples"][0]
     t["rate"] *= 0.5  # shares no longer sum to λ_m
@@ -184,7 +187,7 @@ def test_example_configs_plan_feasibly(config):
     from tests.conftest import REPO
 
     w = load_workload([REPO / "configs" / f"{config}.yaml"])
-    p = plan(w)
+    p = plan(w, FLUID)
     assert p.refused == ()
     assert check_plan(Plan.from_json(p.to_json()), w) == []
     assert math.isfinite(p.cost_per_hour) and p.cost_per_hour > 0

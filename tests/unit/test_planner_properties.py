@@ -138,7 +138,7 @@ def test_planner_matches_optimum_on_tiny_dags():
         for rate, slo in itertools.product((20, 150, 600), (40, 90, 250)):
             w = Workload.model_validate({**TINY, "apps": [{"name": shape, "rate": rate, "slo_ms": slo,
                                                            "modules": modules}]})
-            p, o = plan(w), optimum(w)
+            p, o = plan(w, Settings(arrivals="fluid")), optimum(w)
             assert check_plan(p, w) == [] and check_plan(o, w) == []
             assert bool(p.apps) == bool(o.apps)
             if p.apps:
