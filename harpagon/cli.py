@@ -131,6 +131,10 @@ def _build_parser() -> argparse.ArgumentParser:
     de.add_argument("files", nargs="*", metavar="FILE", help="config files (default configs/demo.yaml)")
     de.add_argument("--seconds", type=float, default=20.0, help="how long to stream (default 20)")
     de.add_argument("--video", default=None, help="stream this video file's frames (PyAV) instead of synthetic ones")
+    de.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson",
+                    help="how frames are sent at each app's rate: a seeded Poisson process (default) or evenly "
+                         "spaced; the summary judges attainment against the plan's promise for these arrivals")
+    de.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default 0)")
     de.set_defaults(func=_cmd_demo)
     return parser
 
@@ -215,7 +219,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.video and not Path(args.video).is_file():
         print(f"harpagon demo: --video {args.video!r}: no such file", file=sys.stderr)
         return EXIT_INVALID
-    loads = asyncio.run(run_demo(workload, args.seconds, video=args.video))
+    loads = asyncio.run(run_demo(workload, args.seconds, video=args.video, arrivals=args.arrivals, seed=args.seed))
     return 0 if all(ld.answered for ld in loads) else 1
 
 
@@ -400,7 +404,7 @@ def print_plan(plan: Plan, workload: Workload, file: TextIO | None = None) -> No
     table = Table(title=f"{plan.planner} plan ({plan.dispatch} dispatch)", title_justify="left")
     for col, justify in (("app", "left"), ("module", "left"), ("hardware", "left"), ("batch", "right"),
                          ("workers", "right"), ("rate/s", "right"), ("dummy/s", "right"),
-                         ("latency / budget ms", "right"), ("$/h", "right")):
+                         ("queue ms", "right"), ("latency / budget ms", "right"), ("$/h", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for a in plan.apps:
         for m in a.modules:
@@ -409,16 +413,16 @@ def print_plan(plan: Plan, workload: Workload, file: TextIO | None = None) -> No
                     a.name if m is a.modules[0] and i == 0 else "",
                     m.name if i == 0 else "",
                     t.hardware if t.gpu is None else f"{t.hardware} (shared {t.gpu}, cycle {t.cycle_ms:.1f} ms)",
-                    str(t.batch), str(t.workers), f"{t.rate:.1f}", f"{t.dummy_rate:.1f}",
+                    str(t.batch), str(t.workers), f"{t.rate:.1f}", f"{t.dummy_rate:.1f}", f"{t.queue_ms:.2f}",
                     f"{t.latency_ms:.2f} / {m.budget_ms:.2f}", "",
                 )
         app_cost = workers_cost([a], workload)
         table.add_row("", "[b]end to end[/b]", "", "", str(sum(workers_by_hardware([a]).values())),
-                      f"{a.rate:g}", "", f"{a.predicted_latency_ms:.2f} / {a.slo_ms:g}", f"{app_cost:.3f}",
+                      f"{a.rate:g}", "", "", f"{a.predicted_latency_ms:.2f} / {a.slo_ms:g}", f"{app_cost:.3f}",
                       end_section=True)
     workers = plan.workers_by_hardware()
     table.add_row("[b]total[/b]", "", ", ".join(f"{h}×{n}" for h, n in sorted(workers.items())), "",
-                  str(sum(workers.values())), "", "", "", f"[b]{plan.cost_per_hour:.3f}[/b]")
+                  str(sum(workers.values())), "", "", "", "", f"[b]{plan.cost_per_hour:.3f}[/b]")
     s = plan.settings
     out = file or sys.stdout
     Console(file=out, width=120).print(table)

@@ -70,7 +70,7 @@ class ModuleDispatcher(Generic[T]):
 
     def add(self, item: T, now: float) -> list[Shipped[T]]:
         """Route one request; returns what ships now (its batch if full, and any batch now due)."""
-        k = self._split.next()
+        k = self._split.next() if len(self._collectors) > 1 else 0
         group = self._collectors[k]
         j = 0
         if len(group) > 1:

@@ -157,7 +157,7 @@ class Simulator:
     def _d(self, model: str, hardware: str) -> Callable[[int], float]:
         rows = self.workload.profile_rows[(model, hardware)]
         safety = self.plan.settings.safety
-        return lambda b: effective_latency(rows[b].mean_ms, rows[b].std_ms, safety)
+        return {b: effective_latency(r.mean_ms, r.std_ms, safety) for b, r in rows.items()}.__getitem__
 
     # --- event loop ---------------------------------------------------------------------------
 
@@ -188,6 +188,7 @@ class Simulator:
             self._module_done(now, app, frame, module)
             return
         self.pending_requests[(app, frame, module)] = n
+        self.module_requests[(app, module)] += n
         disp = self.dispatchers[(app, module)]
         for _ in range(n):
             self._ship(now, app, module, disp.add(frame, now))
@@ -241,7 +242,6 @@ class Simulator:
 
     def _module_done(self, now: float, app: str, frame: int, module: str) -> None:
         key = (app, module)
-        self.module_requests[key] += requests_for(frame, self.scale[key])
         self.module_latencies[key].append(now - self.ready_at.pop((app, frame, module)))
         self.pending_requests.pop((app, frame, module), None)
         a = self.apps[app]
