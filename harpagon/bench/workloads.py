@@ -78,3 +78,27 @@ def many_apps(count: int, seed: int = 0) -> Workload:
         slo = fastest_path_ms(a, w, Settings()) * rng.choice(SLO_FACTORS)
         apps.append(a.model_copy(update={"slo_ms": round(slo, 3)}))
     return Workload(hardware=hardware, profiles=base.profiles, apps=tuple(apps))
+
+
+def multi_app_grid(count: int, settings: Settings, seed: int = 0) -> list[Case]:
+    """`count` seeded workloads of 2 to 5 distinct apps each (the paper's setting: several DNN apps
+    sharing one cluster), every app at its own rate and SLO factor, on a seeded catalog.
+
+    A multi-app case's `app` joins the app names with "+", its `rate` is the sum of the apps' rates and
+    its `slo_factor` is nan (each app has its own)."""
+    rng = random.Random(f"multi-app/{seed}")
+    base = load_workload([ROOT / "configs" / "multi.yaml"])
+    cases = []
+    for i in range(count):
+        catalog = rng.choice(sorted(CATALOGS))
+        hardware = tuple(Hardware(name=n, price_per_hour=p) for n, p in CATALOGS[catalog].items())
+        apps = []
+        for app in sorted(rng.sample(base.apps, rng.randint(2, min(5, len(base.apps)))), key=lambda a: a.name):
+            a = app.model_copy(update={"rate": rng.choice(RATES)})
+            w = Workload(hardware=hardware, profiles=base.profiles, apps=(a,))
+            slo = round(fastest_path_ms(a, w, settings) * rng.choice(SLO_FACTORS), 3)
+            apps.append(a.model_copy(update={"slo_ms": slo}))
+        w = Workload(hardware=hardware, profiles=base.profiles, apps=tuple(apps))
+        cases.append(Case(f"multi/{i:02d}/{catalog}/{len(apps)}apps", "+".join(a.name for a in apps),
+                          sum(a.rate for a in apps), float("nan"), catalog, w))
+    return cases

@@ -111,8 +111,9 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
         replays.run(p)
         return replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p)))
     base = {a.name: initial_arrivals(a, settings) for a in workload.apps}
+    memo: dict = {}
     if not options.replay:
-        p, _ = _settled(workload, settings, options, name, base)
+        p, _ = _settled(workload, settings, options, name, base, memo)
         return replace(p, promise=Promise(settings.arrivals, settings.attainment))
     # Each level planned and its apps replayed (an app planned as at a cheaper level is not replayed
     # again); each app takes the cheapest level that keeps its promise.
@@ -121,7 +122,7 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     for level in LEVELS:
         arrivals = {a: None if level is None else {m: replace(x, **level) for m, x in mods.items()}
                     for a, mods in base.items()}
-        p, arrivals = _settled(workload, settings, options, name, arrivals)
+        p, arrivals = _settled(workload, settings, options, name, arrivals, memo)
         replays.run(p)
         tried.append((p, arrivals))
     chosen: dict[str, Mapping[str, Arrival] | None] = {}
@@ -130,7 +131,7 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
                 for ap in p.apps if ap.name == app.name and replays.kept(ap)]
         i = min(fits)[1] if fits else len(tried) - 1
         chosen[app.name] = tried[i][1][app.name]
-    p, arrivals = _settled(workload, settings, options, name, chosen)
+    p, arrivals = _settled(workload, settings, options, name, chosen, memo)
     best = None
     for _ in range(REPAIR_ROUNDS):
         replays.run(p)
@@ -142,7 +143,7 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
             return judged
         arrivals = repair({a: m if m is not None else base[a] for a, m in arrivals.items()},
                           [(ap, *replays.stats[ap]) for ap in late], workload, settings)
-        p, arrivals = _settled(workload, settings, options, name, arrivals)
+        p, arrivals = _settled(workload, settings, options, name, arrivals, memo)
     assert best is not None
     log.warning("the replay does not bear out the %s promise for every app after %d repairs", settings.arrivals,
                 REPAIR_ROUNDS)
@@ -205,16 +206,17 @@ def _better(a: Plan, b: Plan) -> bool:
 
 
 def _settled(workload: Workload, settings: Settings, options: PlannerOptions, name: str,
-             arrivals: Arrivals) -> tuple[Plan, Arrivals]:
+             arrivals: Arrivals, memo: dict | None = None) -> tuple[Plan, Arrivals]:
     """Plan, then re-plan while the bursts the plan's batches make differ from those assumed."""
-    p = _plan(workload, settings, options, name, arrivals)
+    memo = {} if memo is None else memo
+    p = _plan(workload, settings, options, name, arrivals, memo)
     for _ in range(BURST_ROUNDS):
         seen = {a.name: with_bursts(workload_app(workload, a.name), a, arrivals[a.name])
                 for a in p.apps if arrivals[a.name] is not None}
         if all(seen[n] == arrivals[n] for n in seen):
             break
         arrivals = {**arrivals, **seen}
-        p = _plan(workload, settings, options, name, arrivals)
+        p = _plan(workload, settings, options, name, arrivals, memo)
     return p, arrivals
 
 
@@ -281,7 +283,7 @@ def repair(arrivals: Mapping[str, Mapping[str, Arrival]], late: list[tuple[AppPl
 
 
 def _plan(workload: Workload, settings: Settings, options: PlannerOptions, name: str,
-          arrivals: Arrivals | None) -> Plan:
+          arrivals: Arrivals | None, memo: dict | None = None) -> Plan:
     """One planning pass over every app (hardware counts shared).
 
     Each app is first planned as if it had all the hardware. While together they use more workers of
@@ -291,12 +293,16 @@ def _plan(workload: Workload, settings: Settings, options: PlannerOptions, name:
     inventory: dict[str, int | None] = {h.name: h.count for h in workload.hardware}
     states: dict[str, _AppState] = {}
     refused: list[Refusal] = []
+    memo = {} if memo is None else memo  # an app planned with the same model is planned once
     for app in workload.apps:
-        state = _AppState.start(app, workload, settings, options, inventory,
-                                None if arrivals is None else arrivals[app.name])
-        if state.choices is None:
-            refused.append(_refusal(app, workload, settings, inventory,
-                                    None if arrivals is None else arrivals[app.name]))
+        model = None if arrivals is None else arrivals[app.name]
+        key = (app.name, None if model is None else tuple(sorted(model.items())))
+        if key not in memo:
+            state = _AppState.start(app, workload, settings, options, inventory, model)
+            memo[key] = (state, _refusal(app, workload, settings, inventory, model) if state.choices is None else None)
+        state, refusal = memo[key]
+        if refusal is not None:
+            refused.append(refusal)
         else:
             states[app.name] = state
     for _ in range(_MAX_ROUNDS):

@@ -356,10 +356,9 @@ class ModuleScheduler:
         ref = float((need * p).min()) * 4.0
         # Single groups: n workers of option k, from what the rate needs to 4x the cheapest such group.
         top = np.minimum(np.minimum(MAX_GROUP_WORKERS, self._limit), np.maximum(need + 3, np.floor(ref / p)))
-        counts = np.maximum(0, top - need + 1).astype(int)
-        sk = np.repeat(np.arange(K), counts)
-        sn = np.concatenate([np.arange(need[k], need[k] + counts[k]) for k in range(K)]) if counts.sum() else \
-            np.zeros(0)
+        sizes = [_group_sizes(int(need[k]), int(top[k])) for k in range(K)]
+        sk = np.repeat(np.arange(K), [len(x) for x in sizes])
+        sn = np.concatenate(sizes).astype(float)
         lat = [queueing.least_latency(b[sk], d[sk], sn, lam, a, u, o, split=False)]
         cost = [sn * p[sk]]
         main_k, main_m, main_r = [sk * 0 - 1], [sn * 0], [sn * 0.0]
@@ -398,6 +397,19 @@ class ModuleScheduler:
         cat = np.concatenate
         return _Candidates(self, cat(lat), np.round(cat(cost), 9), cat(main_k).astype(int), cat(main_m).astype(int),
                            cat(main_r), cat(res_k).astype(int), cat(res_n).astype(int))
+
+
+def _group_sizes(low: int, high: int) -> np.ndarray:
+    """Worker counts tried for a single group: every count up to 8 above the least, then 5% apart (a
+    large group's latency barely moves per worker, and fewer curve steps keep the split fast)."""
+    if high < low:
+        return np.zeros(0, dtype=int)
+    dense = np.arange(low, min(high, low + 8) + 1)
+    if high <= low + 8:
+        return dense
+    steps = 1 + int(math.log(high / (low + 8)) / math.log(1.05))
+    sparse = np.round(np.geomspace(low + 8, high, max(2, steps))).astype(int)
+    return np.unique(np.concatenate((dense, sparse)))
 
 
 class _Candidates:

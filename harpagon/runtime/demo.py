@@ -1,6 +1,11 @@
 """`harpagon demo`: serve a config locally and stream frames (synthetic, or a video file decoded with
 PyAV) at each app's rate through the Triton gRPC API (tritonclient), showing live throughput, latency
-and SLO attainment, then a summary and each module's measured latency against the plan.
+and SLO attainment against the plan's promise, then a summary and each module's measured latency
+against the plan.
+
+Frames are sent as the promise is stated (MODEL.md v2): evenly spaced at each app's rate
+(`constant`), or as a seeded Poisson process of that rate (`poisson`, the default), so the demo
+judges the live system by the same arrivals the planner's replay judged the plan by.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from rich.console import Console
@@ -15,7 +21,11 @@ from rich.live import Live
 from rich.table import Table
 
 from harpagon.config.schema import Workload
+from harpagon.model.plan import Plan
+from harpagon.runtime.promise import ARRIVALS_NAME, describe, pct, predicted, target
 from harpagon.runtime.serve import LocalCluster
+
+DemoArrivals = Literal["poisson", "constant"]
 
 
 @dataclass
@@ -33,6 +43,29 @@ class AppLoad:
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
+
+    @property
+    def done(self) -> int:
+        """Frames whose fate is known: answered, dropped past their deadline, or failed."""
+        return self.answered + self.dropped + self.failed
+
+    @property
+    def attainment(self) -> float:
+        """Fraction of the frames done that were answered within the SLO (a dropped or failed frame
+        is late, as in the replay)."""
+        return self.within_slo / self.done if self.done else float("nan")
+
+
+def send_times(rate: float, seconds: float, arrivals: DemoArrivals, rng: np.random.Generator) -> np.ndarray:
+    """Offsets (s) at which an app's frames are sent within `seconds`: `1 / rate` apart from 0, or a
+    Poisson process of that rate (exponential gaps of mean `1 / rate`, drawn from `rng`)."""
+    if arrivals == "constant":
+        return np.arange(int(np.ceil(seconds * rate - 1e-9))) / rate
+    chunk = int(seconds * rate) + 100
+    times = np.cumsum(rng.exponential(1.0 / rate, chunk))
+    while times[-1] < seconds:
+        times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / rate, chunk))])
+    return times[times < seconds]
 
 
 def video_frames(path: str, frame_shape: tuple[int, ...], limit: int = 300) -> list[np.ndarray]:
@@ -54,7 +87,7 @@ def video_frames(path: str, frame_shape: tuple[int, ...], limit: int = 300) -> l
     return out
 
 
-async def _stream(client, load: AppLoad, frames: list[np.ndarray], seconds: float) -> None:
+async def _stream(client, load: AppLoad, frames: list[np.ndarray], times: np.ndarray) -> None:
     from tritonclient.grpc import InferInput
     from tritonclient.utils import InferenceServerException
 
@@ -82,31 +115,57 @@ async def _stream(client, load: AppLoad, frames: list[np.ndarray], seconds: floa
         load.latencies.append(ms)
         load.within_slo += ms <= load.slo_ms
 
-    i = 0
-    while (now := loop.time()) < start + seconds:
-        due = start + i / load.rate
-        if due > now:
-            await asyncio.sleep(due - now)
+    for i, offset in enumerate(times):
+        due = start + offset
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
         task = asyncio.ensure_future(one(i))
         pending.add(task)
         task.add_done_callback(pending.discard)
         load.sent += 1
-        i += 1
     if pending:
         await asyncio.gather(*pending)
 
 
-def _table(loads: list[AppLoad], elapsed: float, title: str) -> Table:
+def _floor_pct(x: float) -> str:
+    """A measured fraction, rounded down (99.96% is not 100%)."""
+    return "-" if np.isnan(x) else f"{np.floor(x * 1000) / 10:.1f}%"
+
+
+def _table(loads: list[AppLoad], elapsed: float, title: str, plan: Plan | None, arrivals: DemoArrivals) -> Table:
+    promise = plan.promise if plan else None
     t = Table(title=title, title_justify="left")
     for col in ("app", "rate/s", "sent", "answered", "throughput/s", "P50 ms", "P99 ms", "SLO ms", "within SLO",
-                "dropped", "failed"):
+                "promise", "replay", "dropped", "failed"):
         t.add_column(col, justify="left" if col == "app" else "right")
     for ld in loads:
-        att = ld.within_slo / ld.answered if ld.answered else float("nan")
+        goal, pred = target(promise, arrivals), predicted(promise, arrivals, ld.name)
+        att = _floor_pct(ld.attainment)
+        if goal is not None and ld.done:
+            att = f"[{'green' if ld.attainment >= goal else 'red'}]{att}[/]"
         t.add_row(ld.name, f"{ld.rate:g}", str(ld.sent), str(ld.answered), f"{ld.answered / max(elapsed, 1e-9):.1f}",
-                  f"{ld.percentile(50):.1f}", f"{ld.percentile(99):.1f}", f"{ld.slo_ms:g}", f"{att:.1%}",
-                  str(ld.dropped), str(ld.failed))
+                  f"{ld.percentile(50):.1f}", f"{ld.percentile(99):.1f}", f"{ld.slo_ms:g}", att,
+                  "-" if goal is None else f"≥{pct(goal)}" if goal < 1 else "100%",
+                  "-" if pred is None else _floor_pct(pred), str(ld.dropped), str(ld.failed))
     return t
+
+
+def verdict(ld: AppLoad, plan: Plan | None, arrivals: DemoArrivals) -> str:
+    """One line per app: the attainment measured against what the plan in force promises for these
+    arrivals, and what the planner's replay predicted."""
+    promise = plan.promise if plan else None
+    head = (f"{ld.name}: {_floor_pct(ld.attainment)} within the {ld.slo_ms:g} ms SLO "
+            f"({ld.within_slo} of {ld.done} frames)")
+    goal = target(promise, arrivals)
+    if goal is None:
+        made_for = promise.arrivals if promise else "no"
+        return f"{head}; the plan makes no promise for {ARRIVALS_NAME[arrivals]} arrivals (it is made for the " \
+               f"{ARRIVALS_NAME.get(made_for, made_for)} promise)"
+    pred = predicted(promise, arrivals, ld.name)
+    kept = ld.done > 0 and ld.attainment >= goal
+    return (f"{head}; promise {'≥ ' + pct(goal) if goal < 1 else '100%'} ({ARRIVALS_NAME[arrivals]}), "
+            f"replay predicted {'-' if pred is None else _floor_pct(pred)}: "
+            + ("[green]kept[/green]" if kept else "[red]missed[/red]"))
 
 
 def _modules_table(cluster: LocalCluster, plan) -> Table:
@@ -126,21 +185,23 @@ def _modules_table(cluster: LocalCluster, plan) -> Table:
 
 
 async def run_demo(workload: Workload, seconds: float, console: Console | None = None,
-                   video: str | None = None) -> list[AppLoad]:
+                   video: str | None = None, arrivals: DemoArrivals = "poisson", seed: int = 0) -> list[AppLoad]:
     import tritonclient.grpc.aio as triton_aio
 
-    console = console or Console(width=None if Console().is_terminal else 130)
+    console = console or Console(width=None if Console().is_terminal else 150)
     cluster = LocalCluster(workload, grpc_port=0, metrics_port=0)
     await cluster.start()
     try:
         with console.status("starting workers and planning..."):
             await cluster.ready()
-        plan = cluster.controller.plan
+        controller = cluster.controller
+        plan = controller.plan
         assert plan is not None
         console.print(f"serving on {cluster.host}:{cluster.port}: plan ${plan.cost_per_hour:.3f}/h on "
                       f"{sum(plan.workers_by_hardware().values())} workers "
                       f"({', '.join(f'{h}x{n}' for h, n in sorted(plan.workers_by_hardware().items()))})"
-                      + (" [EMULATED workers]" if any(w.emulated for w in cluster.controller.workers) else ""))
+                      + (" [EMULATED workers]" if any(w.emulated for w in controller.workers) else ""))
+        console.print(f"plan {describe(plan.promise)}")
         for r in plan.refused:
             console.print(f"[red]refused[/red] {r.app}: {r.reason}")
         client = triton_aio.InferenceServerClient(f"{cluster.host}:{cluster.port}")
@@ -148,22 +209,37 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
         frame_shape = tuple(cluster.serve.frame_shape)
         if video:
             frames = video_frames(video, frame_shape)
+            source = f"frames of {video}"
             console.print(f"streaming {len(frames)} frames of {video} in a loop")
         else:  # synthetic: a few random frames
             rng = np.random.default_rng(0)
             frames = [rng.integers(0, 255, frame_shape, dtype=np.uint8) for _ in range(8)]
+            source = "synthetic frames"
+        how = "evenly spaced" if arrivals == "constant" else f"Poisson arrivals, seed {seed}"
+        console.print(f"sending each app's frames at its rate, {how}")
+        schedules = [send_times(ld.rate, seconds, arrivals, np.random.default_rng([seed, i]))
+                     for i, ld in enumerate(loads)]
+        plans_before = controller.plans
         loop = asyncio.get_running_loop()
         start = loop.time()
-        streams = asyncio.gather(*(_stream(client, ld, frames, seconds) for ld in loads))
-        with Live(_table(loads, 0, "live"), console=console, refresh_per_second=2) as live:
+        streams = asyncio.gather(*(_stream(client, ld, frames, times) for ld, times in zip(loads, schedules)))
+        with Live(_table(loads, 0, "live", plan, arrivals), console=console, refresh_per_second=2) as live:
             while not streams.done():
                 await asyncio.sleep(0.5)
-                live.update(_table(loads, loop.time() - start, f"live, {loop.time() - start:.0f} of {seconds:g} s"))
+                live.update(_table(loads, loop.time() - start, f"live, {loop.time() - start:.0f} of {seconds:g} s",
+                                   controller.plan, arrivals))
         await streams
         console.print()
         await client.close()
+        plan = controller.plan or plan  # the plan in force at the end
+        if controller.plans > plans_before:
+            console.print(f"the controller re-planned {controller.plans - plans_before} time(s) while streaming; "
+                          f"in force at the end: ${plan.cost_per_hour:.3f}/h, {describe(plan.promise)}")
         console.print(_table(loads, loop.time() - start,
-                             f"summary: plan ${plan.cost_per_hour:.3f}/h, {seconds:g} s of synthetic frames"))
+                             f"summary: plan ${plan.cost_per_hour:.3f}/h, {seconds:g} s of {source}, {how}",
+                             plan, arrivals))
+        for ld in loads:
+            console.print(verdict(ld, plan, arrivals))
         console.print(_modules_table(cluster, plan))
         for ld in loads:
             for msg, n in ld.errors.items():

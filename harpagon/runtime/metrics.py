@@ -63,6 +63,20 @@ class ControllerMetrics:
                              registry=registry)
         self.replans = Counter("harpagon_replans", "Plans made", registry=registry)
         self.refused = Gauge("harpagon_apps_refused", "Apps the live inventory cannot serve", registry=registry)
+        # The promise of the plan in force (MODEL.md v2) and what the planner's replay measured.
+        self.promise_target = Gauge(
+            "harpagon_plan_promise_target",
+            "Attainment the plan in force promises (fraction of each app's frames within its SLO) under the "
+            "labelled arrivals: the setting under poisson, 1.0 under constant; absent for the fluid model",
+            ["arrivals"], registry=registry)
+        self.promise_attainment = Gauge(
+            "harpagon_plan_promise_attainment",
+            "Per app: fraction of frames within the SLO in the planner's replay of the plan in force "
+            "(under the promised arrivals)", ["app"], registry=registry)
+        self.promise_kept = Gauge(
+            "harpagon_plan_promise_kept",
+            "1 if the planner's replay of the plan in force keeps its promise, 0 if not", ["arrivals"],
+            registry=registry)
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> int:

@@ -83,7 +83,7 @@ class LocalCluster:
         self.controller.start()
 
         async def report(rates: dict[str, float], window: float) -> None:
-            self.controller.observe_rates("local", rates)
+            self.controller.observe_rates("local", rates, window)
 
         self._beacon = asyncio.ensure_future(rate_beacon(self.plane, report))
         self._profiles = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
