@@ -36,6 +36,8 @@ MAX_GROUP_WORKERS = 4096
 #: Sizes tried for a main group: the most whole workers the rate fills, and up to this many fewer
 #: (a smaller main group can leave a residual that another kind serves more cheaply).
 MAIN_SIZES = 4
+#: The same under a promise, where each size is also tried at several loads (`queueing.MAIN_LEVELS`).
+PROMISE_MAIN_SIZES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +371,7 @@ class ModuleScheduler:
                 for level in queueing.MAIN_LEVELS:
                     r1 = split_rate[k] * level
                     full = math.floor(lam / r1 * (1 + PLAN_TOL))
-                    for m in range(full, max(0, full - MAIN_SIZES), -1):
+                    for m in range(full, max(0, full - PROMISE_MAIN_SIZES), -1):
                         if 1 <= m <= self._limit[k] and lam - m * r1 > PLAN_TOL * lam:
                             mk.append(k)
                             mm.append(m)
@@ -378,11 +380,11 @@ class ModuleScheduler:
                 mk_a, mm_a, mr_a = np.array(mk), np.array(mm, dtype=float), np.array(mr)
                 main_lat = queueing.least_latency(b[mk_a], d[mk_a], mm_a, mr_a, a, u, o, split=True)
                 M = len(mk_a)
-                # Residual groups: every option, from what the rest needs to two workers more.
-                i = np.repeat(np.arange(M), K * 3)
-                k2 = np.tile(np.repeat(np.arange(K), 3), M)
+                # Residual groups: every option, what the rest needs and one worker more.
+                i = np.repeat(np.arange(M), K * 2)
+                k2 = np.tile(np.repeat(np.arange(K), 2), M)
                 resid = lam - mr_a[i]
-                n2 = np.maximum(1.0, np.ceil(resid / split_rate[k2] * (1 - PLAN_TOL))) + np.tile([0.0, 1.0, 2.0], M * K)
+                n2 = np.maximum(1.0, np.ceil(resid / split_rate[k2] * (1 - PLAN_TOL))) + np.tile([0.0, 1.0], M * K)
                 res_lat = queueing.least_latency(b[k2], d[k2], n2, resid, a, u, o, split=True)
                 same = self._hw[mk_a[i]] == self._hw[k2]
                 ok = n2 <= self._limit[k2] - np.where(same, mm_a[i], 0.0)

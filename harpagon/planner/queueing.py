@@ -34,7 +34,7 @@ import numpy as np
 #: Share of an app's allowed late fraction the allowance plans for (the rest is margin for noise).
 EPSILON_SHARE = 0.5
 #: Loads of a saturated main group tried, as fractions of what its batches can take.
-MAIN_LEVELS = (1.0, 0.93, 0.85, 0.75, 0.6)
+MAIN_LEVELS = (1.0, 0.9, 0.8, 0.65)
 
 
 @dataclass(frozen=True, slots=True)
