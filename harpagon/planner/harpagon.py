@@ -87,7 +87,8 @@ REPAIR_ROUNDS = 8
 #: Plans made to settle the bursts a module gets from its parents' batches, before any replay.
 BURST_ROUNDS = 3
 
-Arrivals = Mapping[str, Mapping[str, Arrival] | None]  # app -> module -> the model (None: fluid)
+#: app -> its model: module -> Arrival; or None (fluid); or a float (fluid, that factor on max_utilization)
+Arrivals = Mapping[str, Mapping[str, Arrival] | float | None]
 
 
 def plan(workload: Workload, settings: Settings | None = None, options: PlannerOptions | None = None,
@@ -119,18 +120,24 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     # again); each app takes the cheapest level that keeps its promise.
     replays = _Replays(workload, settings, options)
     tried = []
+    cheapest: dict[str, float] = {}  # per app, the cheapest plan kept so far: dearer ones need no replay
     for level in LEVELS:
-        arrivals = {a: None if level is None else {m: replace(x, **level) for m, x in mods.items()}
+        arrivals = {a: level if not isinstance(level, dict) else {m: replace(x, **level) for m, x in mods.items()}
                     for a, mods in base.items()}
         p, arrivals = _settled(workload, settings, options, name, arrivals, memo)
-        replays.run(p)
+        replays.run(replace(p, apps=tuple(ap for ap in p.apps
+                                          if workers_cost([ap], workload) < cheapest.get(ap.name, math.inf))))
+        for ap in p.apps:
+            if replays.stats.get(ap) is not None and replays.kept(ap):
+                cheapest[ap.name] = min(cheapest.get(ap.name, math.inf), workers_cost([ap], workload))
         tried.append((p, arrivals))
-    chosen: dict[str, Mapping[str, Arrival] | None] = {}
+    # Per app, the levels whose replay kept its promise, cheapest first (the default level last).
+    ranked: dict[str, list] = {}
     for app in workload.apps:
-        fits = [(workers_cost([ap], workload), i) for i, (p, _) in enumerate(tried)
-                for ap in p.apps if ap.name == app.name and replays.kept(ap)]
-        i = min(fits)[1] if fits else len(tried) - 1
-        chosen[app.name] = tried[i][1][app.name]
+        fits = sorted((workers_cost([ap], workload), i) for i, (p, _) in enumerate(tried)
+                      for ap in p.apps if ap.name == app.name and ap in replays.stats and replays.kept(ap))
+        ranked[app.name] = [tried[i][1][app.name] for _, i in fits] or [tried[-1][1][app.name]]
+    chosen = {a: models.pop(0) for a, models in ranked.items()}
     p, arrivals = _settled(workload, settings, options, name, chosen, memo)
     best = None
     for _ in range(REPAIR_ROUNDS):
@@ -141,8 +148,19 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
         late = [ap for ap in p.apps if not replays.kept(ap)]
         if not late:
             return judged
-        arrivals = repair({a: m if m is not None else base[a] for a, m in arrivals.items()},
-                          [(ap, *replays.stats[ap]) for ap in late], workload, settings)
+        # Together (hardware counts) an app may fare worse than alone: its next level first, then repair.
+        arrivals = dict(arrivals)
+        fix = []
+        for ap in late:
+            if ranked[ap.name]:
+                arrivals[ap.name] = ranked[ap.name].pop(0)
+            else:
+                fix.append(ap)
+                if not isinstance(arrivals[ap.name], Mapping):
+                    arrivals[ap.name] = base[ap.name]
+        if fix:
+            arrivals.update(repair({ap.name: arrivals[ap.name] for ap in fix},
+                                   [(ap, *replays.stats[ap]) for ap in fix], workload, settings))
         p, arrivals = _settled(workload, settings, options, name, arrivals, memo)
     assert best is not None
     log.warning("the replay does not bear out the %s promise for every app after %d repairs", settings.arrivals,
@@ -180,9 +198,10 @@ class _Replays:
                         all(self.stats[ap][0].over_slo == 0 for ap in p.apps), apps)
 
 
-#: The model's levels, cheapest first: the fluid formulas (None), then arrival models (overrides of
-#: :class:`Arrival`'s defaults): optimistic (no jitter, half the allowance), and the default.
-LEVELS: tuple[dict | None, ...] = (None, {"jitter": False, "kappa": 0.5}, {})
+#: The model's levels: the fluid formulas (None), the fluid formulas with a lower utilisation cap
+#: (the factor on `max_utilization`), and arrival models (overrides of :class:`Arrival`'s defaults):
+#: optimistic (no jitter, half the allowance) and the default (last: the start of any repair).
+LEVELS: tuple[dict | float | None, ...] = (None, 0.9, 0.8, {"jitter": False, "kappa": 0.5}, 0.7, {})
 #: The planner's own replay must show this much more than the promised attainment (sampling noise).
 PROMISE_MARGIN = 0.004
 
@@ -212,7 +231,7 @@ def _settled(workload: Workload, settings: Settings, options: PlannerOptions, na
     p = _plan(workload, settings, options, name, arrivals, memo)
     for _ in range(BURST_ROUNDS):
         seen = {a.name: with_bursts(workload_app(workload, a.name), a, arrivals[a.name])
-                for a in p.apps if arrivals[a.name] is not None}
+                for a in p.apps if isinstance(arrivals[a.name], Mapping)}
         if all(seen[n] == arrivals[n] for n in seen):
             break
         arrivals = {**arrivals, **seen}
@@ -296,10 +315,14 @@ def _plan(workload: Workload, settings: Settings, options: PlannerOptions, name:
     memo = {} if memo is None else memo  # an app planned with the same model is planned once
     for app in workload.apps:
         model = None if arrivals is None else arrivals[app.name]
-        key = (app.name, None if model is None else tuple(sorted(model.items())))
+        key = (app.name, tuple(sorted(model.items())) if isinstance(model, Mapping) else model)
         if key not in memo:
-            state = _AppState.start(app, workload, settings, options, inventory, model)
-            memo[key] = (state, _refusal(app, workload, settings, inventory, model) if state.choices is None else None)
+            mine = settings
+            if isinstance(model, float):  # the fluid formulas with less of each worker
+                mine = replace(settings, max_utilization=settings.max_utilization * model)
+                model = None
+            state = _AppState.start(app, workload, mine, options, inventory, model)
+            memo[key] = (state, _refusal(app, workload, mine, inventory, model) if state.choices is None else None)
         state, refusal = memo[key]
         if refusal is not None:
             refused.append(refusal)
