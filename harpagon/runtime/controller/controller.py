@@ -216,7 +216,9 @@ class Controller:
         live = live_workload(self._planned_workload(), workers)
         dispatch = self.workload.serve.dispatch if self.workload.serve else "batch-aware"
         # always replayed (and repaired) before it is pushed: the plan carries what its replay measured
+        started = time.perf_counter()
         plan = await self._make_plan(live, PlannerOptions(dispatch=dispatch, replay=True))
+        planning_s = time.perf_counter() - started
         self.plans += 1
         refused = {r.app: r.reason for r in plan.refused}
         for app, reason in refused.items():
@@ -241,9 +243,9 @@ class Controller:
             for hw in {w.hardware for w in workers}:
                 self.metrics.workers.labels(hw).set(sum(w.hardware == hw for w in workers))
             self._promise_metrics(plan)
-        log.info("plan %d in force: $%.3f/h, %d workers, apps %s%s, %s", self.version, plan.cost_per_hour,
-                 sum(plan.workers_by_hardware().values()), [a.name for a in plan.apps],
-                 f", refused {sorted(refused)}" if refused else "", describe(plan.promise))
+        log.info("plan %d in force: $%.3f/h, %d workers, apps %s%s, %s; planned in %.1f s", self.version,
+                 plan.cost_per_hour, sum(plan.workers_by_hardware().values()), [a.name for a in plan.apps],
+                 f", refused {sorted(refused)}" if refused else "", describe(plan.promise), planning_s)
         if plan.promise is not None and plan.promise.kept is False:
             log.warning("plan %d does not keep its promise: its replay falls short (%s)", self.version,
                         describe(plan.promise))
