@@ -38,8 +38,22 @@ class ServiceProcess:
                 break
         else:
             raise RuntimeError(f"{args[0]} did not start:\n" + "".join(self.lines))
-        # keep draining its output so that it never blocks on a full pipe
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        # keep draining its output (into `lines`) so that it never blocks on a full pipe
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for_line(self, text: str, timeout_s: float = 30.0) -> str:
+        """The first line of its output that contains `text`, waiting for it (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = next((line for line in list(self.lines) if text in line), None)
+            if found is not None:
+                return found
+            time.sleep(0.05)
+        raise TimeoutError(f"no line with {text!r} within {timeout_s:g} s:\n" + "".join(self.lines[-20:]))
 
     def stop(self) -> int:
         self.proc.terminate()

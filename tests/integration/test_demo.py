@@ -1,7 +1,10 @@
-"""`harpagon demo`, the README's main command, end to end (short run, a video file made here)."""
+"""`harpagon demo`, the README's main command, end to end (short run, a video file made here), with the
+default promise: the controller replays each plan under Poisson arrivals before it serves it, and the
+demo sends Poisson arrivals and judges each app's attainment against that promise."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -25,11 +28,20 @@ def test_demo_streams_a_video_through_the_demo_apps_and_summarises(tmp_path):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    proc = subprocess.run([sys.executable, "-m", "harpagon.cli", "demo", "--seconds", "3", "--video", str(video)],
+    proc = subprocess.run([sys.executable, "-m", "harpagon.cli", "demo", "--seconds", "3", "--video", str(video),
+                           "--arrivals", "poisson", "--seed", "3"],
                           cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "streaming 10 frames of" in out and "[EMULATED workers]" in out
+    assert "plan promise poisson ≥99%: replayed 10000 frames (seed 0), min attainment " in out
+    assert "sending each app's frames at its rate, Poisson arrivals, seed 3" in out
     assert "summary: plan $" in out and "per module: measured against predicted" in out
-    for app in ("traffic", "face"):
+    for app, slo in (("traffic", 250), ("face", 150)):
         assert f"│ {app}" in out
+        line = re.search(rf"^{app}: (\d+\.\d)% within the {slo} ms SLO \((\d+) of (\d+) frames\); promise ≥ 99% "
+                         rf"\(Poisson\), replay predicted (\d+\.\d)%: (kept|missed)$", out, re.MULTILINE)
+        assert line, out[-3000:]
+        within, frames = int(line[2]), int(line[3])
+        assert 0 < frames and float(line[1]) == pytest.approx(100 * within / frames, abs=0.1)
+        assert (line[5] == "kept") == (within >= 0.99 * frames)

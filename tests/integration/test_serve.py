@@ -4,7 +4,9 @@ processes on 127.0.0.1; a worker is killed and the controller re-plans."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import signal
 import time
 import urllib.request
@@ -31,8 +33,10 @@ WORKLOAD = Workload.model_validate({
     "apps": [{"name": "cam", "rate": 20, "slo_ms": 300, "modules": [
         {"name": "detect", "model": "resnet50"}, {"name": "classify", "model": "resnet50", "after": ["detect"]}]}],
     "serve": {"workers": [{"device": "emulated:t4", "count": 3}], "input_shape": [3, 16, 16],
-              "frame_shape": [24, 32, 3]},
+              "frame_shape": [24, 32, 3]},  # the default promise: Poisson arrivals, replayed before each plan
 })
+#: For tests that do not look at the promise: planned by the fluid model, without the replay.
+FLUID = WORKLOAD.model_copy(update={"serve": WORKLOAD.serve.model_copy(update={"arrivals": "fluid"})})
 
 
 async def frame(client) -> np.ndarray:
@@ -55,7 +59,9 @@ def kill_a_busy_worker(cluster: LocalCluster) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits():
+def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits(caplog):
+    caplog.set_level(logging.INFO, "harpagon.controller")
+
     async def scenario() -> None:
         cluster = LocalCluster(WORKLOAD, grpc_port=0, metrics_port=0)
         await cluster.start()
@@ -70,6 +76,16 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits():
             assert 'nv_inference_request_success_total{model="cam"} 1.0' in text
             assert 'harpagon_module_batches_total{app="cam",module="classify"} 1.0' in text
             assert "harpagon_plan_cost_per_hour 1.052" in text
+            # the plan's promise, and what the planner's replay measured before the plan was pushed
+            promise = plan.promise
+            assert promise is not None and promise.arrivals == "poisson" and promise.kept is True
+            assert promise.replayed is not None and promise.replayed.frames == 10_000
+            assert 'harpagon_plan_promise_target{arrivals="poisson"} 0.99' in text
+            assert 'harpagon_plan_promise_kept{arrivals="poisson"} 1.0' in text
+            assert f'harpagon_plan_promise_attainment{{app="cam"}} {dict(promise.replayed.apps)["cam"]}' in text
+            in_force = [r.getMessage() for r in caplog.records if " in force: " in r.getMessage()]
+            assert ", promise poisson ≥99%: replayed 10000 frames (seed 0), min attainment " in in_force[-1]
+            assert re.search(r"constant all within; planned in \d+\.\d s$", in_force[-1]), in_force[-1]
             async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.port}") as channel:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -96,7 +112,7 @@ def test_controller_frontend_and_workers_as_separate_processes(tmp_path, start_s
     import tritonclient.grpc as triton
 
     config = tmp_path / "cam.yaml"
-    config.write_text(yaml.safe_dump(WORKLOAD.model_dump(exclude_none=True)))
+    config.write_text(yaml.safe_dump(FLUID.model_dump(exclude_none=True)))
     controller = start_service(["controller", "--config", str(config), "--port", "0"], "controller listening on ")
     for _ in range(2):
         start_worker("--device", "emulated:t4", "--controller", controller.address)
@@ -111,6 +127,8 @@ def test_controller_frontend_and_workers_as_separate_processes(tmp_path, start_s
     x.set_data_from_numpy(np.zeros((24, 32, 3), np.uint8))
     result = client.infer("cam", [x], request_id="over-the-wire")
     assert result.get_response().id == "over-the-wire" and result.as_numpy("classify_0").shape == (1, 1)
+    in_force = controller.wait_for_line("apps ['cam'], promise ")  # the controller logs each plan's promise
+    assert "apps ['cam'], promise fluid (the version-1 model; not replayed); planned in " in in_force
 
 
 PERF_ANALYZER = Path(__file__).resolve().parents[2] / ".tools" / "perf_analyzer"
@@ -120,7 +138,7 @@ PERF_ANALYZER = Path(__file__).resolve().parents[2] / ".tools" / "perf_analyzer"
 @pytest.mark.parametrize("mode", [[], ["--streaming", "--async"]], ids=["sync", "streaming"])
 def test_perf_analyzer_measures_an_app(mode):
     async def scenario() -> str:
-        cluster = LocalCluster(WORKLOAD, grpc_port=0, metrics_port=0)
+        cluster = LocalCluster(FLUID, grpc_port=0, metrics_port=0)
         await cluster.start()
         try:
             await cluster.ready(timeout_s=60)
