@@ -402,9 +402,11 @@ def print_plan(plan: Plan, workload: Workload, file: TextIO | None = None) -> No
     from rich.table import Table
 
     table = Table(title=f"{plan.planner} plan ({plan.dispatch} dispatch)", title_justify="left")
-    for col, justify in (("app", "left"), ("module", "left"), ("hardware", "left"), ("batch", "right"),
-                         ("workers", "right"), ("rate/s", "right"), ("dummy/s", "right"),
-                         ("queue ms", "right"), ("latency / budget ms", "right"), ("$/h", "right")):
+    queue = any(t.queue_ms for a in plan.apps for m in a.modules for t in m.tuples)
+    cols = [("app", "left"), ("module", "left"), ("hardware", "left"), ("batch", "right"), ("workers", "right"),
+            ("rate/s", "right"), ("dummy/s", "right"), *([("queue ms", "right")] if queue else []),
+            ("latency / budget ms", "right"), ("$/h", "right")]
+    for col, justify in cols:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for a in plan.apps:
         for m in a.modules:
@@ -413,16 +415,17 @@ def print_plan(plan: Plan, workload: Workload, file: TextIO | None = None) -> No
                     a.name if m is a.modules[0] and i == 0 else "",
                     m.name if i == 0 else "",
                     t.hardware if t.gpu is None else f"{t.hardware} (shared {t.gpu}, cycle {t.cycle_ms:.1f} ms)",
-                    str(t.batch), str(t.workers), f"{t.rate:.1f}", f"{t.dummy_rate:.1f}", f"{t.queue_ms:.2f}",
+                    str(t.batch), str(t.workers), f"{t.rate:.1f}", f"{t.dummy_rate:.1f}",
+                    *([f"{t.queue_ms:.2f}"] if queue else []),
                     f"{t.latency_ms:.2f} / {m.budget_ms:.2f}", "",
                 )
         app_cost = workers_cost([a], workload)
         table.add_row("", "[b]end to end[/b]", "", "", str(sum(workers_by_hardware([a]).values())),
-                      f"{a.rate:g}", "", "", f"{a.predicted_latency_ms:.2f} / {a.slo_ms:g}", f"{app_cost:.3f}",
-                      end_section=True)
+                      f"{a.rate:g}", "", *([""] if queue else []), f"{a.predicted_latency_ms:.2f} / {a.slo_ms:g}",
+                      f"{app_cost:.3f}", end_section=True)
     workers = plan.workers_by_hardware()
     table.add_row("[b]total[/b]", "", ", ".join(f"{h}×{n}" for h, n in sorted(workers.items())), "",
-                  str(sum(workers.values())), "", "", "", "", f"[b]{plan.cost_per_hour:.3f}[/b]")
+                  str(sum(workers.values())), "", "", *([""] if queue else []), "", f"[b]{plan.cost_per_hour:.3f}[/b]")
     s = plan.settings
     out = file or sys.stdout
     Console(file=out, width=120).print(table)
