@@ -14,9 +14,9 @@ from typing import TextIO
 
 from harpagon.config import ConfigError, Workload, load_workload
 from harpagon.model.latency import ARRIVALS, Settings
-from harpagon.sim.replay import PROMISE_FRAMES
 from harpagon.model.plan import Plan, workers_by_hardware, workers_cost
 from harpagon.runtime.logs import setup as setup_logs
+from harpagon.sim.replay import PROMISE_FRAMES
 
 EXIT_INVALID = 2
 EXIT_REFUSED = 3

@@ -25,7 +25,7 @@ from harpagon.sim import simulate
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", type=int, default=150)
-    parser.add_argument("--planner", default="harpagon")
+    parser.add_argument("--planner", default="harpagon-fluid")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     causes: Counter[str] = Counter()
