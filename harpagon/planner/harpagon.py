@@ -97,9 +97,11 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     apps that cannot be served are listed in `Plan.refused`.
 
     Under a promise, each app is planned at each level of the model (`LEVELS`: the fluid formulas,
-    an optimistic and the default arrival model), the plans are replayed, and each app keeps the
-    cheapest level whose replay keeps its promise (with `PROMISE_MARGIN` for sampling noise); apps
-    that none keeps are repaired round by round from the default level."""
+    with lower utilisation caps too, and an optimistic and the default arrival model), the plans are
+    replayed, and each app keeps the cheapest level whose replay keeps its promise (with
+    `PROMISE_MARGIN` for sampling noise). An app late in the plan of all apps together (hardware
+    counts) moves to its next level; apps that none keeps are repaired round by round from the
+    default level."""
     settings = settings or Settings()
     options = options or PlannerOptions()
     if settings.fluid:

@@ -117,7 +117,7 @@ class Simulator:
         self.workload = workload
         self.arrivals = arrivals
         self.frames = frames
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.events: list[tuple[float, int, str, tuple]] = []
         self.seq = 0
         self.apps = {a.name: a for a in workload.apps}
@@ -167,7 +167,10 @@ class Simulator:
 
     def run(self) -> SimResult:
         for ap in self.plan.apps:
-            times = arrival_times(ap.rate, self.frames[ap.name], self.arrivals, self.rng)
+            # One stream per app, from the seed and the app's name: an app's arrivals are the same
+            # whichever other apps are replayed with it.
+            rng = random.Random(f"{self.seed}/{ap.name}")
+            times = arrival_times(ap.rate, self.frames[ap.name], self.arrivals, rng)
             self.arrival[ap.name] = times
             app = self.apps[ap.name]
             for f, t in enumerate(times):

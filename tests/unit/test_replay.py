@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from harpagon.config.schema import Workload
@@ -131,3 +133,13 @@ def test_judge_reports_both_promises():
     assert v.replayed.constant_all_within and v.replayed.frames == 5000 and v.replayed.seed == 3
     assert v.replayed.min_app_attainment < 0.99 and not v.kept("poisson", 0.99) and v.kept("constant", 0.99)
     assert v.replayed.apps == (("a0", v.replayed.min_app_attainment),)
+
+
+def test_an_apps_poisson_arrivals_do_not_depend_on_the_other_apps_replayed():
+    w = workload(300.0, [{"name": "x", "model": "m"}], slo=30.0, apps=2)
+    p = hand_plan(w, {"x": tup(300.0, 4)})
+    both = simulate(p, w, "poisson", frames=3000, seed=5)
+    alone = simulate(replace(p, apps=p.apps[1:]), w, "poisson", frames=3000, seed=5)
+    a, b = alone.app("a1"), both.app("a1")
+    assert (a.frames, a.p50_ms, a.p99_ms, a.max_ms, a.over_slo) == (b.frames, b.p50_ms, b.p99_ms, b.max_ms, b.over_slo)
+    assert both.app("a0").p99_ms != both.app("a1").p99_ms  # two streams, not one
