@@ -59,10 +59,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True,
                                                                        parser_class=_Parser)
-    b = bench.add_parser("planner", help="every planner on a workload grid, against the optimum and in simulation")
+    b = bench.add_parser("planner", help="every planner at equal attainment: plans replayed for their promise, "
+                                         "one-app and multi-app workloads")
     b.add_argument("--workloads", type=_positive_int, default=None,
-                   help="a seeded sample of this many workloads (default: the whole grid)")
-    b.add_argument("--seed", type=int, default=0, help="sample and simulation seed (default 0)")
+                   help="a seeded sample of this many one-app workloads (default 60; 525 or more: the whole grid)")
+    b.add_argument("--multi-apps", type=int, default=None,
+                   help="seeded multi-app workloads of 2 to 5 apps (default 30)")
+    b.add_argument("--seed", type=int, default=1,
+                   help="sample and replay seed (default 1; Harpagon's own replays use 0)")
     b.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="report folder (default docs/benchmarks)")
     b.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
     b.add_argument("--max-utilization", type=float, default=1.0, help="planner setting for every planner (default 1)")
@@ -338,6 +342,7 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_bench_planner(args: argparse.Namespace) -> int:
+    from harpagon.bench.planner import DEFAULT_MULTI_APP, DEFAULT_ONE_APP
     from harpagon.bench.planner import main as bench_main
 
     try:
@@ -345,10 +350,16 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"harpagon bench planner: --{exc}".replace("max_utilization", "max-utilization", 1), file=sys.stderr)
         return EXIT_INVALID
+    if args.multi_apps is not None and args.multi_apps < 0:
+        print(f"harpagon bench planner: --multi-apps must be >= 0, got {args.multi_apps}", file=sys.stderr)
+        return EXIT_INVALID
+    workloads = DEFAULT_ONE_APP if args.workloads is None else args.workloads
+    multi = DEFAULT_MULTI_APP if args.multi_apps is None else args.multi_apps
     command = "harpagon bench planner" + "".join(
-        f" --{k} {v}" for k, v in (("workloads", args.workloads), ("seed", args.seed), ("out", args.out),
-                                   ("jobs", args.jobs), ("max-utilization", args.max_utilization)) if v is not None)
-    path = bench_main(args.workloads, args.seed, args.out, args.jobs, command, settings=settings)
+        f" --{k} {v}" for k, v in (("workloads", workloads), ("multi-apps", multi), ("seed", args.seed),
+                                   ("out", args.out), ("jobs", args.jobs),
+                                   ("max-utilization", args.max_utilization)))
+    path = bench_main(workloads, args.seed, args.out, args.jobs, command, multi_apps=multi, settings=settings)
     print(f"report: {path}")
     return 0
 

@@ -21,19 +21,22 @@ result can be a little dear, never a plan that fails the full replay.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 
 from harpagon.config.schema import Workload
-from harpagon.model.latency import Settings
+from harpagon.model.latency import REL_TOL, Settings, options_for
 from harpagon.model.plan import Plan
 from harpagon.sim import PROMISE_FRAMES, simulate
 
 SLO_FACTORS = (1.0, 0.85, 0.7, 0.55, 0.4, 0.3)
-UTILIZATIONS = (1.0, 0.85, 0.7)
+UTILIZATIONS = (1.0, 0.85, 0.7, 0.5, 0.35, 0.25)
 SCREEN_FRAMES = 2_000
+
+log = logging.getLogger(__name__)
 
 Planner = Callable[[Workload, Settings], Plan]
 #: A grid point: (SLO factor, utilisation cap).
@@ -86,61 +89,134 @@ def replay_key(plan: Plan) -> Hashable:
         for ap in plan.apps))
 
 
-def keeps_promise(plan: Plan, workload: Workload, *, frames: int, seed: int, attainment: float) -> bool:
-    """Every frame within the SLO with constant arrivals and, only then, each app's Poisson attainment
-    at least `attainment` (the Poisson replay is skipped once the constant one fails)."""
-    if any(a.over_slo > 0.0 for a in simulate(plan, workload, "constant", frames=frames, seed=seed).apps):
-        return False
-    return all(a.attainment >= attainment
-               for a in simulate(plan, workload, "poisson", frames=frames, seed=seed).apps)
+def _independent(plan: Plan) -> list[Plan]:
+    """The plan cut into one plan per app when no GPU is shared between apps (then each app replays
+    alike alone or with the others: its own workers and its own Poisson stream); else the whole plan."""
+    owner: dict[str, str] = {}
+    for ap in plan.apps:
+        for mp in ap.modules:
+            for t in mp.tuples:
+                if t.gpu is not None and owner.setdefault(t.gpu, ap.name) != ap.name:
+                    return [plan]
+    return [replace(plan, apps=(ap,)) for ap in plan.apps]
+
+
+def keeps_promise(plan: Plan, workload: Workload, *, frames: int, seed: int, attainment: float,
+                  suspects: list[str] | None = None) -> bool:
+    """Every frame within the SLO with constant arrivals and each app's Poisson attainment at least
+    `attainment`. Apps that share no GPU are replayed one by one, `suspects` (app names, e.g. those that
+    failed before; updated) first, and the replay stops at the first app that fails; the constant
+    replay of a part comes first and its Poisson replay runs only when it passes."""
+    suspects = [] if suspects is None else suspects
+    parts = sorted(_independent(plan), key=lambda p: min(
+        (suspects.index(ap.name) for ap in p.apps if ap.name in suspects), default=len(suspects)))
+    for part in parts:
+        constant = simulate(part, workload, "constant", frames=frames, seed=seed)
+        bad = [a.name for a in constant.apps if a.over_slo > 0.0]
+        if not bad:
+            bad = [a.name for a in simulate(part, workload, "poisson", frames=frames, seed=seed).apps
+                   if a.attainment < attainment]
+        if bad:
+            suspects[:0] = [n for n in bad if n not in suspects]
+            return False
+    return True
+
+
+def whole_worker_floor(workload: Workload, settings: Settings) -> float:
+    """A lower bound on the cost of any plan of whole workers, one tuple set per module, that passes
+    MODEL.md's fluid check for these inputs (Harpagon's plans, whatever their promise): inf when some
+    app's SLO is below its fastest path (every such planner refuses it). Per module, at least one
+    worker, and workers enough for the module's rate at `max_utilization`, at the best price per
+    request of the options fast enough for the app's SLO. Not a bound for GPU-sharing plans."""
+    total = 0.0
+    for app in workload.apps:
+        usable = {}
+        for m in app.modules:
+            usable[m.name] = [o for o in options_for(workload, m.model, settings)
+                              if o.d_ms + settings.overhead_ms <= app.slo_ms * (1 + REL_TOL)]
+        fastest = {m: min((o.d_ms for o in opts), default=math.inf) + settings.overhead_ms
+                   for m, opts in usable.items()}
+        if max(sum(fastest[m] for m in path) for path in app.paths) > app.slo_ms * (1 + REL_TOL):
+            return math.inf
+        for m in app.modules:
+            opts = usable[m.name]
+            total += max(min(o.price for o in opts),
+                         app.module_rate(m) / settings.max_utilization * min(o.price / o.throughput for o in opts))
+    return total
 
 
 def at_equal_attainment(planner: Planner, workload: Workload, settings: Settings, *, seed: int = 1,
                         frames: int = PROMISE_FRAMES, screen_frames: int = SCREEN_FRAMES,
                         slo_factors: Sequence[float] = SLO_FACTORS, utilizations: Sequence[float] = UTILIZATIONS,
                         given: Mapping[Point, Plan] | None = None,
-                        verdicts: MutableMapping[Hashable, bool] | None = None) -> Attained:
+                        verdicts: MutableMapping[Hashable, bool] | None = None,
+                        floor: Callable[[Workload, Settings], float] | None = None) -> Attained:
     """The cheapest plan of `planner` over the tightened grid that keeps the Poisson promise of
     `settings.attainment` in a replay of `frames` per app with Poisson seed `seed` (see the module doc).
 
-    `given` holds plans the caller already made at some grid points (not planned again), `verdicts`
-    full-replay verdicts it already knows by `replay_key` of the plan with real SLOs (read, and
-    written with what this call learns): both save time and change no result."""
+    Three ways to save time that leave the cost found unchanged: `given` holds plans the caller already
+    made at some grid points (not planned again); `verdicts` full-replay verdicts it already knows, by
+    `replay_key` of the plan with real SLOs (read, and written with what this call learns); `floor`
+    gives, for a grid point's inputs, a lower bound on the cost of any plan the planner can make there
+    (e.g. :func:`whole_worker_floor`): grid points are then planned in order of their floor, and a
+    candidate is replayed as soon as no unplanned point can yield a cheaper one, so points whose floor
+    exceeds the answer are never planned (among plans of equal cost the one picked may differ). A
+    planned cost below its floor disables the floors (and is logged)."""
     given = given or {}
     verdicts = {} if verdicts is None else verdicts
+    points = [(f, u) for f in slo_factors for u in utilizations]
+    index = {pt: i for i, pt in enumerate(points)}
+    inputs = {pt: (tightened(workload, pt[0]), replace(settings, max_utilization=settings.max_utilization * pt[1]))
+              for pt in points}
+    bound = {pt: floor(*inputs[pt]) if floor and pt not in given else -math.inf for pt in points}
+    pending = sorted(points, key=lambda pt: (bound[pt], index[pt]))
+    apps = {a.name for a in workload.apps}
+    pool: dict[Hashable, tuple[float, int, Point, Plan]] = {}  # by replay key: (cost, index, point, plan)
+    judged: set[Hashable] = set()
+    suspects: list[str] = []  # apps that failed a replay, replayed first next time
     plan_s = replay_s = 0.0
     planned = screens = replays = 0
-    found: dict[Hashable, tuple[float, int, Point, Plan]] = {}
-    for i, point in enumerate((f, u) for f in slo_factors for u in utilizations):
-        factor, cap = point
+    while True:
+        waiting = [(v[:2], k) for k, v in pool.items() if k not in judged]
+        nxt = bound[pending[0]] if pending else math.inf
+        if waiting and min(waiting)[0][0] <= nxt:
+            key = min(waiting)[1]
+            judged.add(key)
+            _, _, point, real = pool[key]
+            kept = verdicts.get(key)
+            if kept is None:
+                t0 = time.perf_counter()
+                screens += 1
+                if keeps_promise(real, workload, frames=screen_frames, seed=seed, attainment=settings.attainment,
+                                 suspects=suspects):
+                    replays += 1
+                    kept = verdicts[key] = keeps_promise(real, workload, frames=frames, seed=seed,
+                                                         attainment=settings.attainment, suspects=suspects)
+                replay_s += time.perf_counter() - t0
+            if kept:
+                return Attained(real.cost_per_hour, real, point, planned, len(pool), screens, replays, plan_s,
+                                replay_s)
+            continue
+        if not pending or nxt == math.inf:
+            return Attained(math.nan, None, None, planned, len(pool), screens, replays, plan_s, replay_s)
+        point = pending.pop(0)
         planned += 1
         p = given.get(point)
         if p is None:
             t0 = time.perf_counter()
             try:
-                p = planner(tightened(workload, factor),
-                            replace(settings, max_utilization=settings.max_utilization * cap))
+                p = planner(*inputs[point])
             except Exception:  # a planner that fails on a tightened input offers no candidate there
+                log.exception("planner failed at SLO x %g, max_utilization x %g", *point)
                 p = None
             plan_s += time.perf_counter() - t0
-        if p is None or p.refused or {ap.name for ap in p.apps} != {a.name for a in workload.apps}:
+        if p is None or p.refused or {ap.name for ap in p.apps} != apps:
             continue
+        if p.cost_per_hour < bound[point] * (1 - REL_TOL):
+            log.warning("cost %g below its floor %g at %s: floors disabled", p.cost_per_hour, bound[point], point)
+            bound = dict.fromkeys(points, -math.inf)
+            pending.sort(key=lambda pt: index[pt])
         real = with_real_slos(p, workload)
-        found.setdefault(replay_key(real), (real.cost_per_hour, i, point, real))
-    ordered = sorted(found.items(), key=lambda kv: kv[1][:2])
-    best: tuple[Point, Plan] | None = None
-    for key, (_, _, point, real) in ordered:
-        kept = verdicts.get(key)
-        if kept is None:
-            t0 = time.perf_counter()
-            screens += 1
-            if keeps_promise(real, workload, frames=screen_frames, seed=seed, attainment=settings.attainment):
-                replays += 1
-                kept = verdicts[key] = keeps_promise(real, workload, frames=frames, seed=seed,
-                                                     attainment=settings.attainment)
-            replay_s += time.perf_counter() - t0
-        if kept:
-            best = (point, real)
-            break
-    return Attained(best[1].cost_per_hour if best else math.nan, best[1] if best else None,
-                    best[0] if best else None, planned, len(found), screens, replays, plan_s, replay_s)
+        key = replay_key(real)
+        if key not in pool or (real.cost_per_hour, index[point]) < pool[key][:2]:
+            pool[key] = (real.cost_per_hour, index[point], point, real)
