@@ -62,7 +62,7 @@ def _build_parser() -> argparse.ArgumentParser:
     b = bench.add_parser("planner", help="every planner at equal attainment: plans replayed for their promise, "
                                          "one-app and multi-app workloads")
     b.add_argument("--workloads", type=_positive_int, default=None,
-                   help="a seeded sample of this many one-app workloads (default 60; 525 or more: the whole grid)")
+                   help="a seeded sample of this many one-app workloads (default 30; 525 or more: the whole grid)")
     b.add_argument("--multi-apps", type=int, default=None,
                    help="seeded multi-app workloads of 2 to 5 apps (default 30)")
     b.add_argument("--seed", type=int, default=1,

@@ -39,6 +39,8 @@ SCREEN_FRAMES = 2_000
 log = logging.getLogger(__name__)
 
 Planner = Callable[[Workload, Settings], Plan]
+#: A lower bound on the cost of the plans a planner can make for these inputs (inf: it refuses an app).
+Floor = Callable[[Workload, Settings], float]
 #: A grid point: (SLO factor, utilisation cap).
 Point = tuple[float, float]
 
@@ -145,30 +147,42 @@ def whole_worker_floor(workload: Workload, settings: Settings) -> float:
     return total
 
 
+def optimum_floor(workload: Workload, settings: Settings) -> float:
+    """The exhaustive optimum of the fluid model (MODEL.md): the least cost of any plan of whole
+    workers that passes the fluid check for these inputs (inf when it refuses an app). Sharper than
+    :func:`whole_worker_floor`, and dearer to compute."""
+    from harpagon.planner.registry import OPTIMUM
+
+    p = OPTIMUM(workload, settings)
+    return math.inf if p.refused or len(p.apps) != len(workload.apps) else p.cost_per_hour
+
+
 def at_equal_attainment(planner: Planner, workload: Workload, settings: Settings, *, seed: int = 1,
                         frames: int = PROMISE_FRAMES, screen_frames: int = SCREEN_FRAMES,
                         slo_factors: Sequence[float] = SLO_FACTORS, utilizations: Sequence[float] = UTILIZATIONS,
                         given: Mapping[Point, Plan] | None = None,
                         verdicts: MutableMapping[Hashable, bool] | None = None,
-                        floor: Callable[[Workload, Settings], float] | None = None) -> Attained:
+                        floors: Sequence[Floor] = ()) -> Attained:
     """The cheapest plan of `planner` over the tightened grid that keeps the Poisson promise of
     `settings.attainment` in a replay of `frames` per app with Poisson seed `seed` (see the module doc).
 
     Three ways to save time that leave the cost found unchanged: `given` holds plans the caller already
     made at some grid points (not planned again); `verdicts` full-replay verdicts it already knows, by
-    `replay_key` of the plan with real SLOs (read, and written with what this call learns); `floor`
-    gives, for a grid point's inputs, a lower bound on the cost of any plan the planner can make there
-    (e.g. :func:`whole_worker_floor`): grid points are then planned in order of their floor, and a
-    candidate is replayed as soon as no unplanned point can yield a cheaper one, so points whose floor
-    exceeds the answer are never planned (among plans of equal cost the one picked may differ). A
-    planned cost below its floor disables the floors (and is logged)."""
+    `replay_key` of the plan with real SLOs (read, and written with what this call learns); `floors`
+    give, for a grid point's inputs, lower bounds on the cost of any plan the planner can make there,
+    cheap ones first (e.g. :func:`whole_worker_floor`, then :func:`optimum_floor`): grid points are
+    planned in order of their bound, a point's next floor is computed only when it is the next to be
+    planned, and a candidate is replayed as soon as no unplanned point can yield a cheaper one, so
+    points whose floor exceeds the answer are never planned (among plans of equal cost the one picked
+    may differ). A planned cost below its bound disables the floors (and is logged)."""
     given = given or {}
     verdicts = {} if verdicts is None else verdicts
     points = [(f, u) for f in slo_factors for u in utilizations]
     index = {pt: i for i, pt in enumerate(points)}
     inputs = {pt: (tightened(workload, pt[0]), replace(settings, max_utilization=settings.max_utilization * pt[1]))
               for pt in points}
-    bound = {pt: floor(*inputs[pt]) if floor and pt not in given else -math.inf for pt in points}
+    bound = {pt: floors[0](*inputs[pt]) if floors and pt not in given else -math.inf for pt in points}
+    level = dict.fromkeys(points, 0)  # floors applied to each point's bound, less one
     pending = sorted(points, key=lambda pt: (bound[pt], index[pt]))
     apps = {a.name for a in workload.apps}
     pool: dict[Hashable, tuple[float, int, Point, Plan]] = {}  # by replay key: (cost, index, point, plan)
@@ -199,7 +213,13 @@ def at_equal_attainment(planner: Planner, workload: Workload, settings: Settings
             continue
         if not pending or nxt == math.inf:
             return Attained(math.nan, None, None, planned, len(pool), screens, replays, plan_s, replay_s)
-        point = pending.pop(0)
+        point = pending[0]
+        if point not in given and level[point] + 1 < len(floors) and bound[point] > -math.inf:
+            level[point] += 1
+            bound[point] = max(bound[point], floors[level[point]](*inputs[point]))
+            pending.sort(key=lambda pt: (bound[pt], index[pt]))
+            continue
+        pending.pop(0)
         planned += 1
         p = given.get(point)
         if p is None:

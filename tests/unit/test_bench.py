@@ -12,6 +12,7 @@ from harpagon.bench.attainment import (
     UTILIZATIONS,
     at_equal_attainment,
     keeps_promise,
+    optimum_floor,
     replay_key,
     tightened,
     whole_worker_floor,
@@ -135,11 +136,15 @@ def test_floor_is_a_lower_bound_and_changes_no_result():
                     assert not opt.apps or opt.refused
                 else:
                     assert opt.cost_per_hour >= floor * (1 - 1e-9)
-    w = tiny()
-    plain = at_equal_attainment(PLANNERS["harpagon-fluid"], w, settings, frames=FRAMES, screen_frames=SCREEN)
-    floored = at_equal_attainment(PLANNERS["harpagon-fluid"], w, settings, frames=FRAMES, screen_frames=SCREEN,
-                                  floor=whole_worker_floor)
-    assert floored.cost == plain.cost and floored.planned <= plain.planned
+    saved = 0
+    for rate, slo_ms in ((60.0, 40.0), (150.0, 30.0), (300.0, 25.0)):
+        w = tiny(rate, slo_ms)
+        plain = at_equal_attainment(PLANNERS["harpagon-fluid"], w, settings, frames=FRAMES, screen_frames=SCREEN)
+        floored = at_equal_attainment(PLANNERS["harpagon-fluid"], w, settings, frames=FRAMES, screen_frames=SCREEN,
+                                      floors=(whole_worker_floor, optimum_floor))
+        assert floored.cost == plain.cost and floored.planned <= plain.planned
+        saved += plain.planned - floored.planned
+    assert saved > 0
 
 
 def test_keeps_promise_replays_apps_apart_like_together():
