@@ -65,6 +65,10 @@ class AppStats:
     """Fraction of frames whose end-to-end latency exceeded the SLO."""
     modules: tuple[ModuleStats, ...]
 
+    late_se: float = 0.0
+    """Standard error of `over_slo` by batch means (20 consecutive batches of frames): how far another
+    seed's replay may land."""
+
     @property
     def attainment(self) -> float:
         """Fraction of frames within the SLO."""
@@ -274,9 +278,18 @@ class Simulator:
             apps.append(AppStats(
                 ap.name, ap.slo_ms, len(self.latencies[ap.name]), float(np.percentile(lat, 50)),
                 float(np.percentile(lat, 99)), float(lat.max()),
-                float(np.mean(lat > ap.slo_ms * (1 + 1e-6))), tuple(modules),
+                float(np.mean(lat > ap.slo_ms * (1 + 1e-6))), tuple(modules), _batch_means_se(lat > ap.slo_ms * (1 + 1e-6)),
             ))
         return SimResult(self.arrivals, tuple(apps))
+
+
+def _batch_means_se(late: np.ndarray, batches: int = 20) -> float:
+    """Standard error of the mean of `late` from the means of consecutive batches (frames close in time
+    are correlated: a long queue makes many late at once)."""
+    if len(late) < 2 * batches:
+        return 0.0
+    means = np.array([b.mean() for b in np.array_split(late.astype(float), batches)])
+    return float(means.std(ddof=1) / math.sqrt(batches))
 
 
 def simulate(plan: Plan, workload: Workload, arrivals: Arrivals = "constant", *, duration_s: float = 10.0,
