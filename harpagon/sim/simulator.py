@@ -268,6 +268,7 @@ class Simulator:
         apps = []
         for ap in self.plan.apps:
             lat = np.array(self.latencies[ap.name]) if self.latencies[ap.name] else np.array([math.nan])
+            late = lat > ap.slo_ms * (1 + 1e-6)
             modules = []
             for mp in ap.modules:
                 key = (ap.name, mp.name)
@@ -278,7 +279,7 @@ class Simulator:
             apps.append(AppStats(
                 ap.name, ap.slo_ms, len(self.latencies[ap.name]), float(np.percentile(lat, 50)),
                 float(np.percentile(lat, 99)), float(lat.max()),
-                float(np.mean(lat > ap.slo_ms * (1 + 1e-6))), tuple(modules), _batch_means_se(lat > ap.slo_ms * (1 + 1e-6)),
+                float(np.mean(late)), tuple(modules), _batch_means_se(late),
             ))
         return SimResult(self.arrivals, tuple(apps))
 
