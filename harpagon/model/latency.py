@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from harpagon.config.schema import Workload
 
 Dispatch = Literal["batch-aware", "request-level"]
@@ -139,6 +141,13 @@ def min_workers(batch: int, d_ms: float, max_utilization: float, budget_ms: floa
         return None
     need = 1000.0 * (batch - 1) / (throughput(batch, d_ms) * max_utilization * room)
     return max(1, math.ceil(need * (1 - PLAN_TOL)))
+
+
+def real_requests(batch, rate, wait_ms):
+    """Real requests a timer-padded batch holds when requests come `1000 / rate` ms apart and it ships
+    after `wait_ms`: `k = min(b, 1 + floor(r τ / 1000 + 1e-9))` (MODEL.md, "Capacity under timer
+    padding"). Works on numpy arrays as on numbers."""
+    return np.minimum(batch, 1.0 + np.floor(np.asarray(rate) * wait_ms / 1000.0 + 1e-9))
 
 
 def requests_for(frame: int, scale: float) -> int:

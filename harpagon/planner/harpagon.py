@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from harpagon.config.schema import App, Module, Workload
-from harpagon.model.latency import Dispatch, Settings, options_for
+from harpagon.model.latency import Dispatch, Settings, collection_ms, options_for, real_requests
 from harpagon.model.plan import AppPlan, Plan, Promise, Refusal, Replayed, workers_cost
 from harpagon.planner.module_scheduler import Choice, Mode, ModuleScheduler
 from harpagon.planner.queueing import EPSILON_SHARE, Arrival
@@ -279,14 +279,21 @@ def workload_app(workload: Workload, name: str) -> App:
     return next(a for a in workload.apps if a.name == name)
 
 
+def late_share(app: App, settings: Settings) -> dict[str, float]:
+    """The fraction of an app's frames each module may make late: the allowed late fraction, halved
+    for sampling noise, shared over the modules of the longest path through it."""
+    late = (1 - settings.attainment) * EPSILON_SHARE
+    return {m.name: late / max(len(p) for p in app.paths if m.name in p) for m in app.modules}
+
+
 def initial_arrivals(app: App, settings: Settings) -> dict[str, Arrival]:
     """Each module's arrival model before any plan: bursts of a frame's requests only."""
     poisson = settings.arrivals == "poisson"
-    depth = {m.name: max(len(p) for p in app.paths if m.name in p) for m in app.modules}
+    share = late_share(app, settings)
     out = {}
     for m in app.modules:
         per_frame = max(1, math.ceil(m.scale - 1e-9))
-        eps = (1 - settings.attainment) * EPSILON_SHARE / depth[m.name] / per_frame
+        eps = share[m.name] / per_frame
         out[m.name] = Arrival(poisson=poisson, smooth=not poisson and not m.after and m.scale == 1.0,
                               clump=per_frame, epsilon=eps)
     return out
@@ -298,8 +305,8 @@ def with_bursts(app: App, ap: AppPlan, arrivals: Mapping[str, Arrival]) -> dict[
     frames_per_batch = {}
     for mp in ap.modules:
         scale = app.module(mp.name).scale
-        real = max(min(t.batch, 1 + math.floor(t.rate * (1000.0 * (t.batch - 1) / (t.rate + t.dummy_rate))
-                                               / 1000.0 + 1e-9)) for t in mp.tuples)
+        waits = [(t, collection_ms("batch-aware", t.batch, 1, t.rate + t.dummy_rate)) for t in mp.tuples]
+        real = max(float(real_requests(t.batch, t.rate, wait)) for t, wait in waits)
         frames_per_batch[mp.name] = max(1, math.ceil(real / max(1.0, scale) - 1e-9))
     out = {}
     for m in app.modules:
@@ -320,13 +327,12 @@ def repair(arrivals: Mapping[str, Mapping[str, Arrival]], late: list[tuple[AppPl
         mods = dict(arrivals[ap.name])
         late_const = const.over_slo > 0
         late_pois = pois is not None and not _app_kept(const, pois, settings)
-        depth = {m.name: max(len(x) for x in app.paths if m.name in x) for m in app.modules}
+        share = late_share(app, settings)
         found = False
         for mp in ap.modules:
             over = const.module(mp.name).max_ms - mp.predicted_latency_ms if late_const else 0.0
             if late_pois:
-                q = 1 - (1 - settings.attainment) * EPSILON_SHARE / depth[mp.name]
-                over = max(over, pois.module(mp.name).quantile(q) - mp.predicted_latency_ms)
+                over = max(over, pois.module(mp.name).quantile(1 - share[mp.name]) - mp.predicted_latency_ms)
             if over > 1e-6 * max(1.0, mp.predicted_latency_ms):
                 found = True
                 mods[mp.name] = mods[mp.name].repaired(kappa=1.5 if late_pois else 1.0, headroom=0.92,
@@ -514,10 +520,10 @@ def _refusal(app: App, workload: Workload, settings: Settings, inventory: Mappin
                   for m in app.modules}
         return fastest_path(app, curves)
 
-    for model, what in ((None, "its fastest possible path"),
-                        (arrivals, f"its fastest path that keeps the {settings.arrivals} promise")):
-        if model is None and what != "its fastest possible path":
-            continue
+    tried = [(None, "its fastest possible path")]
+    if arrivals is not None:
+        tried.append((arrivals, f"its fastest path that keeps the {settings.arrivals} promise"))
+    for model, what in tried:
         ms, path = fastest(model)
         if ms > app.slo_ms * (1 + 1e-9):
             return Refusal(app.name, f"SLO {app.slo_ms:g} ms is below {what}, {ms:.2f} ms ({' -> '.join(path)})")

@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from harpagon.model.latency import real_requests
+
 #: Share of an app's allowed late fraction the allowance plans for (the rest is margin for noise).
 EPSILON_SHARE = 0.5
 #: Loads of a saturated main group tried, as fractions of what its batches can take.
@@ -80,8 +82,7 @@ def allowance(b, d, n, k, rho, a: Arrival):
 def real_per_batch(b, r, tau, a: Arrival, split: bool):
     """Real requests a batch can be counted on to hold: `min(b, 1 + floor(r τ))`, less one unless the
     stream is even and unsplit."""
-    k = np.clip(1.0 + np.floor(r * tau / 1000.0 + 1e-9), 1.0, b)
-    return np.maximum(1.0, k - jitter_of(a, split))
+    return np.maximum(1.0, real_requests(b, r, tau) - jitter_of(a, split))
 
 
 def jitter_of(a: Arrival, split: bool) -> float:
