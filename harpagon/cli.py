@@ -85,6 +85,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="profile files for an emulated device (default models/profiles/catalog.yaml)")
     w.add_argument("--threads", type=_positive_int, default=None, help="torch threads on cpu (default: all cores)")
     w.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (0: any)")
+    w.add_argument("--slowdown", type=float, default=1.0,
+                   help="emulated device only: run batches this many times slower than profiled (a slow GPU or "
+                        "a noisy neighbour, to exercise self-calibration; default 1)")
     w.set_defaults(func=_cmd_worker)
 
     pr = sub.add_parser("profile", help="measure a model's latency per batch size on a device",
@@ -239,7 +242,7 @@ def _int_list(text: str) -> list[int]:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
 
-    from harpagon.runtime.errors import RuntimeFault
+    from harpagon.runtime.wire.errors import RuntimeFault
     from harpagon.runtime.worker.data_plane import WorkerDataPlane
     from harpagon.runtime.worker.server import serve
 
@@ -264,12 +267,16 @@ def _executor(args: argparse.Namespace):
         files = args.profiles or [Path(__file__).resolve().parents[1] / "models" / "profiles" / "catalog.yaml"]
         profiles = load_profile_rows(files)
         if not any(hw == hardware for _, hw in profiles):
-            from harpagon.runtime.errors import FailedPrecondition
+            from harpagon.runtime.wire.errors import FailedPrecondition
 
             raise FailedPrecondition(f"no profile in {', '.join(map(str, files))} is for hardware {hardware!r}")
-        return EmulatedExecutor(hardware, profiles)
+        return EmulatedExecutor(hardware, profiles, args.slowdown)
+    if args.slowdown != 1.0:
+        from harpagon.runtime.wire.errors import InvalidArgument
+
+        raise InvalidArgument(f"--slowdown is for emulated devices only, got {args.slowdown:g} on {args.device!r}")
     if args.device != "cpu" and not args.device.startswith("cuda"):
-        from harpagon.runtime.errors import InvalidArgument
+        from harpagon.runtime.wire.errors import InvalidArgument
 
         raise InvalidArgument(f"--device must be cpu, cuda:N or emulated:HARDWARE, got {args.device!r}")
     from harpagon.runtime.worker.executor import TorchExecutor
@@ -301,7 +308,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harpagon.profiler import profile, write_profiles
-    from harpagon.runtime.errors import RuntimeFault
+    from harpagon.runtime.wire.errors import RuntimeFault
     from harpagon.runtime.worker.registry import entries
 
     if args.model not in entries():

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from harpagon.runtime.worker.executor import ModuleSpec, TorchExecutor
+from harpagon.runtime.wire.modules import ModuleSpec
+from harpagon.runtime.worker.executor import TorchExecutor
 from harpagon.runtime.worker.registry import entry
 
 

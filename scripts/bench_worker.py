@@ -23,7 +23,7 @@ import numpy as np
 
 from harpagon.cli import load_profile_rows
 from harpagon.profiler import profile
-from harpagon.runtime.tensors import from_numpy
+from harpagon.runtime.wire.tensors import from_numpy
 from harpagon.runtime.worker.registry import entry
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc

@@ -136,8 +136,7 @@ def _pydantic_issues(err: ValidationError, file: str, doc: Any, base: tuple[Any,
     for e in err.errors():
         loc = base + tuple(e["loc"])
         msg = e["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
+        msg = msg.removeprefix("Value error, ")
         msg = msg.replace("Input should be", "must be").replace("Field required", "missing (required)")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -163,7 +162,7 @@ def _read_documents(paths: list[Path], issues: list[ConfigIssue]) -> list[tuple[
             issues.append(ConfigIssue(shown, None, "", f"cannot read file: {exc.strerror or exc}"))
             return
         try:
-            doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+            doc = yaml.load(text, Loader=_LineLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -7,8 +7,9 @@ coercion). Rules that span several items (references, duplicates, graph shape) l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +18,14 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy without the cached derived values (`profile_rows`, `children`...): pydantic copies
+        the instance dict, so a copy with other fields would otherwise answer with the old ones."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in [k for k in copy.__dict__ if isinstance(getattr(type(copy), k, None), cached_property)]:
+            del copy.__dict__[name]
+        return copy
 
 
 class Hardware(_Strict):
@@ -133,6 +142,17 @@ class WorkerGroup(_Strict):
     count: int = Field(default=1, ge=1, description="How many workers of this device to start.")
     hardware: str | None = Field(default=None, description="Hardware name to plan them as (default: the device's).")
     threads: int | None = Field(default=None, ge=1, description="Torch threads per CPU worker.")
+    slowdown: float = Field(default=1.0, gt=0, allow_inf_nan=False,
+                            description="Emulated devices only: batches run this many times slower than profiled "
+                                        "(a slow GPU or noisy neighbour, to exercise self-calibration).")
+
+    @field_validator("slowdown")
+    @classmethod
+    def _slowdown_is_emulated(cls, value: float, info: Any) -> float:
+        device = info.data.get("device", "")
+        if value != 1.0 and not str(device).startswith("emulated:"):
+            raise ValueError(f"slowdown is for emulated devices only, got {value:g} on {device!r}")
+        return value
 
 
 class ServeConfig(_Strict):

@@ -77,6 +77,20 @@ class ControllerMetrics:
             "harpagon_plan_promise_kept",
             "1 if the planner's replay of the plan in force keeps its promise, 0 if not", ["arrivals"],
             registry=registry)
+        # Self-calibration: the figures plans are made with against what the live system measures.
+        self.exec_factor = Gauge(
+            "harpagon_exec_factor",
+            "Batch latency d(b) as a multiple of the profile's, per model and hardware: `planned` is what the "
+            "plan in force assumes, `measured` what workers reported over the calibration window",
+            ["model", "hardware", "source"], registry=registry)
+        self.hop_overhead = Gauge(
+            "harpagon_hop_overhead_ms",
+            "Per-hop overhead, ms: `planned` is the plan's overhead_ms, `measured` the quantile of what "
+            "frontends measured (round trip less worker queue and execution, plus late flush timers)",
+            ["source"], registry=registry)
+        self.recalibrations = Counter("harpagon_recalibrations",
+                                      "Re-plans because measured figures drifted from the planned ones",
+                                      registry=registry)
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> int:

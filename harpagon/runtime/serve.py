@@ -16,20 +16,19 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import yaml
 from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
-from harpagon.model.latency import Settings
-from harpagon.runtime.controller.controller import Controller, ControllerServicer
+from harpagon.runtime.controller.controller import Controller, settings_of
+from harpagon.runtime.controller.servicer import ControllerServicer
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.main import rate_beacon
-from harpagon.runtime.frontend.routes import RoutingTable
 from harpagon.runtime.frontend.servicer import start as start_frontend
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
+from harpagon.runtime.wire.rpc import aio_server
 from harpagon.v1 import worker_pb2_grpc as rpc
 
 log = logging.getLogger("harpagon.serve")
@@ -65,25 +64,27 @@ class LocalCluster:
     async def start(self) -> None:
         s = self.serve
         groups = self.worker_groups  # fail before starting anything
-        self.settings = Settings(s.safety, s.overhead_ms, s.max_utilization, s.arrivals, s.attainment)
+        self.settings = settings_of(s)
         registry = CollectorRegistry()
-        self.plane = FrontendDataPlane(RoutingTable(0, "batch-aware", {}, {}), tuple(s.frame_shape),
-                                       FrontendMetrics(registry))
+        self.plane = FrontendDataPlane(None, tuple(s.frame_shape), FrontendMetrics(registry),
+                                       configured={a.name: a for a in self.workload.apps})
         self.metrics_at = serve_metrics(registry, s.metrics_port if self.metrics_port is None else self.metrics_port,
                                         self.host)
         port = s.grpc_port if self.grpc_port is None else self.grpc_port
         self.frontend, self.port = await start_frontend(self.plane, port, self.host)
+        # the first plan waits (bounded) for the local workers, so a normal start plans once
         self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), self.plane.update,
-                                     metrics=ControllerMetrics(registry))
-        self.control_server = grpc.aio.server()
+                                     metrics=ControllerMetrics(registry),
+                                     expect_workers=sum(g.count for g in groups))
+        self.control_server, self.control_port = aio_server(self.host, 0)
         rpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)
         health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), self.control_server)
-        self.control_port = self.control_server.add_insecure_port(f"{self.host}:0")
         await self.control_server.start()
         self.controller.start()
 
-        async def report(rates: dict[str, float], window: float) -> None:
+        async def report(rates: dict[str, float], window: float, hops: list[float]) -> None:
             self.controller.observe_rates("local", rates, window)
+            self.controller.observe_hops(hops)
 
         self._beacon = asyncio.ensure_future(rate_beacon(self.plane, report))
         self._profiles = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
@@ -91,17 +92,20 @@ class LocalCluster:
         self._profiles.close()
         for group in groups:
             for _ in range(group.count):
-                self.start_worker(group.device, group.hardware, group.threads)
+                self.start_worker(group.device, group.hardware, group.threads, group.slowdown)
         log.info("frontend on %s:%d (Triton gRPC), metrics on http://%s:%d/metrics, controller on %s:%d",
                  self.host, self.port, self.host, self.metrics_at, self.host, self.control_port)
 
-    def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None) -> subprocess.Popen:
+    def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None,
+                     slowdown: float = 1.0) -> subprocess.Popen:
         args = [sys.executable, "-m", "harpagon.cli", "worker", "--device", device, "--port", "0",
                 "--controller", f"{self.host}:{self.control_port}", "--profiles", self._profiles.name]
         if hardware:
             args += ["--hardware", hardware]
         if threads:
             args += ["--threads", str(threads)]
+        if slowdown != 1.0:
+            args += ["--slowdown", repr(slowdown)]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.processes.append(proc)

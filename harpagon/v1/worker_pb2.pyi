@@ -105,7 +105,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModuleStats(_message.Message):
-    __slots__ = ("module", "batches", "requests", "dummies", "exec_ms_total", "queue_ms_total", "errors")
+    __slots__ = ("module", "batches", "requests", "dummies", "exec_ms_total", "queue_ms_total", "errors", "recent_exec_ms")
     MODULE_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class ModuleStats(_message.Message):
     EXEC_MS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     QUEUE_MS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_EXEC_MS_FIELD_NUMBER: _ClassVar[int]
     module: str
     batches: int
     requests: int
@@ -120,7 +121,8 @@ class ModuleStats(_message.Message):
     exec_ms_total: float
     queue_ms_total: float
     errors: int
-    def __init__(self, module: _Optional[str] = ..., batches: _Optional[int] = ..., requests: _Optional[int] = ..., dummies: _Optional[int] = ..., exec_ms_total: _Optional[float] = ..., queue_ms_total: _Optional[float] = ..., errors: _Optional[int] = ...) -> None: ...
+    recent_exec_ms: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, module: _Optional[str] = ..., batches: _Optional[int] = ..., requests: _Optional[int] = ..., dummies: _Optional[int] = ..., exec_ms_total: _Optional[float] = ..., queue_ms_total: _Optional[float] = ..., errors: _Optional[int] = ..., recent_exec_ms: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("modules", "emulated", "gpu_utilization", "gpu_memory_used_bytes", "gpu_memory_total_bytes")
@@ -157,12 +159,14 @@ class RegisterResponse(_message.Message):
     def __init__(self, heartbeat_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "config_version")
+    __slots__ = ("worker_id", "config_version", "modules")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODULES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     config_version: int
-    def __init__(self, worker_id: _Optional[str] = ..., config_version: _Optional[int] = ...) -> None: ...
+    modules: _containers.RepeatedCompositeFieldContainer[ModuleStats]
+    def __init__(self, worker_id: _Optional[str] = ..., config_version: _Optional[int] = ..., modules: _Optional[_Iterable[_Union[ModuleStats, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("known",)
@@ -171,32 +175,32 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, known: _Optional[bool] = ...) -> None: ...
 
 class TupleRoute(_message.Message):
-    __slots__ = ("batch", "rate", "dummy_rate", "wait_ms", "addresses")
+    __slots__ = ("batch", "rate", "dummy_rate", "wait_ms", "addresses", "worker_module")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
     DUMMY_RATE_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    WORKER_MODULE_FIELD_NUMBER: _ClassVar[int]
     batch: int
     rate: float
     dummy_rate: float
     wait_ms: float
     addresses: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, batch: _Optional[int] = ..., rate: _Optional[float] = ..., dummy_rate: _Optional[float] = ..., wait_ms: _Optional[float] = ..., addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+    worker_module: str
+    def __init__(self, batch: _Optional[int] = ..., rate: _Optional[float] = ..., dummy_rate: _Optional[float] = ..., wait_ms: _Optional[float] = ..., addresses: _Optional[_Iterable[str]] = ..., worker_module: _Optional[str] = ...) -> None: ...
 
 class ModuleRoute(_message.Message):
-    __slots__ = ("app", "module", "worker_module", "input_shape", "tuples")
+    __slots__ = ("app", "module", "input_shape", "tuples")
     APP_FIELD_NUMBER: _ClassVar[int]
     MODULE_FIELD_NUMBER: _ClassVar[int]
-    WORKER_MODULE_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     TUPLES_FIELD_NUMBER: _ClassVar[int]
     app: str
     module: str
-    worker_module: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     tuples: _containers.RepeatedCompositeFieldContainer[TupleRoute]
-    def __init__(self, app: _Optional[str] = ..., module: _Optional[str] = ..., worker_module: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., tuples: _Optional[_Iterable[_Union[TupleRoute, _Mapping]]] = ...) -> None: ...
+    def __init__(self, app: _Optional[str] = ..., module: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., tuples: _Optional[_Iterable[_Union[TupleRoute, _Mapping]]] = ...) -> None: ...
 
 class Routes(_message.Message):
     __slots__ = ("version", "dispatch", "apps_json", "modules", "refused")
@@ -226,7 +230,7 @@ class WatchRoutesRequest(_message.Message):
     def __init__(self, frontend_id: _Optional[str] = ...) -> None: ...
 
 class RatesReport(_message.Message):
-    __slots__ = ("frontend_id", "app_rates", "window_s")
+    __slots__ = ("frontend_id", "app_rates", "window_s", "hop_overhead_ms")
     class AppRatesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -237,10 +241,12 @@ class RatesReport(_message.Message):
     FRONTEND_ID_FIELD_NUMBER: _ClassVar[int]
     APP_RATES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    HOP_OVERHEAD_MS_FIELD_NUMBER: _ClassVar[int]
     frontend_id: str
     app_rates: _containers.ScalarMap[str, float]
     window_s: float
-    def __init__(self, frontend_id: _Optional[str] = ..., app_rates: _Optional[_Mapping[str, float]] = ..., window_s: _Optional[float] = ...) -> None: ...
+    hop_overhead_ms: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, frontend_id: _Optional[str] = ..., app_rates: _Optional[_Mapping[str, float]] = ..., window_s: _Optional[float] = ..., hop_overhead_ms: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RatesReply(_message.Message):
     __slots__ = ()

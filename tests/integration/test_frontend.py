@@ -14,8 +14,9 @@ from tritonclient.utils import InferenceServerException
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable, worker_module_name
 from harpagon.runtime.frontend.servicer import start
+from harpagon.runtime.wire.modules import worker_module_name
+from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 from harpagon.v1 import worker_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -62,13 +63,15 @@ def cluster(start_worker):
         w.stub.ApplyConfig(pb.ApplyConfigRequest(config=pb.WorkerConfig(version=1, modules=[
             pb.ModuleConfig(name=worker_module_name(n, batch), model="resnet50", batch=batch, input_shape=list(SHAPE))
             for n, batch in modules])), timeout=30)
+    def route(app_module: str, batch: int, rate: float, address: str) -> ModuleRoute:
+        return ModuleRoute(app_module.split("/")[1], SHAPE, (TupleSpec(batch, 1, rate),), ((address,),),
+                           (worker_module_name(app_module, batch),))
+
     routes = {
-        ("traffic", "detect"): ModuleRoute("detect", "traffic/detect", SHAPE, (TupleSpec(4, 1, 50.0),), ((a.address,),)),
-        ("traffic", "classify"): ModuleRoute("classify", "traffic/classify", SHAPE, (TupleSpec(8, 1, 100.0),),
-                                             ((b.address,),)),
-        ("tight", "detect"): ModuleRoute("detect", "tight/detect", SHAPE, (TupleSpec(1, 1, 50.0),), ((a.address,),)),
-        ("tight", "classify"): ModuleRoute("classify", "tight/classify", SHAPE, (TupleSpec(1, 1, 100.0),),
-                                           ((b.address,),)),
+        ("traffic", "detect"): route("traffic/detect", 4, 50.0, a.address),
+        ("traffic", "classify"): route("traffic/classify", 8, 100.0, b.address),
+        ("tight", "detect"): route("tight/detect", 1, 50.0, a.address),
+        ("tight", "classify"): route("tight/classify", 1, 100.0, b.address),
     }
     table = RoutingTable(1, "batch-aware", {"traffic": app("traffic", 500), "tight": app("tight", 1)}, routes)
     fe = Frontend(table)

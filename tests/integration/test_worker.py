@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from harpagon.runtime.tensors import from_numpy, to_numpy
+from harpagon.runtime.wire.tensors import from_numpy, to_numpy
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 

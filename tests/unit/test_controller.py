@@ -15,9 +15,9 @@ from harpagon.model.latency import Settings
 from harpagon.planner.harpagon import PlannerOptions, plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
 from harpagon.runtime.controller.controller import MIN_EPOCH_S, Controller
-from harpagon.runtime.frontend.routes import from_proto, to_proto
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe
+from harpagon.runtime.wire.routes import from_proto, to_proto
 from tests.conftest import BASE
 
 W = Workload.model_validate({**BASE, "apps": [{"name": "cam", "rate": 300, "slo_ms": 200, "modules": [

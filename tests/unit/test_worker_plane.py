@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harpagon.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
-from harpagon.runtime.tensors import from_numpy, to_numpy
+from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument, NotFound
+from harpagon.runtime.wire.modules import ModuleSpec
+from harpagon.runtime.wire.tensors import from_numpy, to_numpy
+from harpagon.runtime.worker import registry
 from harpagon.runtime.worker.data_plane import WorkerDataPlane
-from harpagon.runtime.worker.executor import EmulatedExecutor, ModuleSpec
+from harpagon.runtime.worker.executor import EmulatedExecutor
 from harpagon.v1 import worker_pb2 as pb
 
 PROFILES = {("resnet18", "fake"): {1: (1.0, 0.0), 4: (2.0, 0.5)}}
@@ -38,14 +40,20 @@ def test_tensor_round_trip_and_checks():
 
 
 def test_module_config_validation():
-    ok = ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=2))
+    def shape(model):
+        return registry.entry(model).input
+
+    ok = ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=2), shape)
     assert ok.input_shape == (3, 224, 224)  # the registry's default
+    assert ModuleSpec.from_proto(ok.to_proto()) == ok  # the codec round-trips
     with pytest.raises(InvalidArgument, match="batch must be >= 1"):
-        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=0))
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=0), shape)
     with pytest.raises(FailedPrecondition, match="'bert' is not in the registry"):
-        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="bert", batch=1))
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="bert", batch=1), shape)
     with pytest.raises(InvalidArgument, match="input_shape"):
-        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1, input_shape=[3, 8]))
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1, input_shape=[3, 8]), shape)
+    with pytest.raises(InvalidArgument, match="input_shape"):  # no registry to fill it in
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1))
 
 
 def test_versions_are_idempotent_and_only_grow(plane):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from harpagon.config.schema import Workload
 from harpagon.dispatch.module import TupleSpec
 from harpagon.model.plan import Plan
-from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable, worker_module_name
-from harpagon.runtime.worker.executor import ModuleSpec
+from harpagon.runtime.wire.modules import ModuleSpec, worker_module_name
+from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
     for ap in plan.apps:
         for mp in ap.modules:
             key = f"{ap.name}/{mp.name}"
-            specs, addrs = [], []
+            specs, addrs, names = [], [], []
             for t in mp.tuples:
                 pool = free[t.hardware]
                 # workers that already serve this module first
@@ -59,7 +59,9 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
                     modules[w.id] = (spec,)
                 specs.append(TupleSpec.of(t))
                 addrs.append(tuple(w.address for w in chosen))
-            routes[(ap.name, mp.name)] = ModuleRoute(mp.name, key, tuple(input_shape), tuple(specs), tuple(addrs))
+                names.append(name)
+            routes[(ap.name, mp.name)] = ModuleRoute(mp.name, tuple(input_shape), tuple(specs), tuple(addrs),
+                                                     tuple(names))
     table = RoutingTable(version, plan.dispatch, {a.name: apps[a.name] for a in plan.apps}, routes)
     return Assignment(modules, table)
 

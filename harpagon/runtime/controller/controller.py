@@ -22,20 +22,18 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Literal
 
-import grpc
-
-from harpagon.config.schema import Workload
+from harpagon.config.schema import ServeConfig, Workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
-from harpagon.runtime.frontend.routes import RoutingTable, to_proto
+from harpagon.runtime.controller.calibration import CalibrationSettings, Calibrator
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe, target
-from harpagon.runtime.worker.executor import ModuleSpec
-from harpagon.v1 import worker_pb2 as pb
-from harpagon.v1 import worker_pb2_grpc as rpc
+from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient
+from harpagon.runtime.wire.modules import ModuleSpec
+from harpagon.runtime.wire.routes import RoutingTable
 
 log = logging.getLogger("harpagon.controller")
 
@@ -47,17 +45,26 @@ RATE_BAND = (0.8, 1.1)
 MIN_EPOCH_S = 10.0
 #: Rates are judged over the reports since the plan in force, at most this many seconds of them...
 RATE_WINDOW_S = 30.0
+#: How often drift of the measured batch latencies and hop overheads is judged (seconds).
+CALIBRATION_CHECK_S = 1.0
 #: ...and only a move beyond this many standard deviations of a Poisson count at the planned rate
 #: counts: under Poisson arrivals (what plans are promised for) a 1 s count of a 40/s app leaves
 #: 0.8-1.1x about one second in four, which re-planned the demo twice in 20 s.
 RATE_NOISE_Z = 4.0
 
 
+#: Deadline of one ApplyConfig: loading and warming up a module on a GPU takes seconds, not minutes.
+APPLY_TIMEOUT_S = 120.0
+
+
+def settings_of(serve: ServeConfig) -> Settings:
+    """The planner settings a `serve` section asks for."""
+    return Settings(serve.safety, serve.overhead_ms, serve.max_utilization, serve.arrivals, serve.attainment)
+
+
 @dataclass
 class _Worker:
     info: WorkerInfo
-    stub: rpc.WorkerStub
-    channel: grpc.aio.Channel
     last_seen: float
     modules: tuple[ModuleSpec, ...] = ()
 
@@ -72,6 +79,8 @@ class Controller:
     missed_heartbeats: int = 3
     metrics: ControllerMetrics | None = None
     clock: Callable[[], float] = time.monotonic
+    client: WorkerClient = field(default_factory=GrpcWorkerClient)
+    """How the controller talks to workers (gRPC; a fake in unit tests)."""
     plan: Plan | None = None
     version: int = 0
     _workers: dict[str, _Worker] = field(default_factory=dict)
@@ -88,6 +97,20 @@ class Controller:
     thread it holds the GIL against the embedded frontend's data plane (scripts/bench_replan.py on the
     demo: frame P99 0.6-1.1 s while planning, against 37 ms in a process), so a planner process does it."""
     _pool: ProcessPoolExecutor | None = None
+    expect_workers: int = 0
+    """Workers to wait for before the first plan (`serve` starts this many locally), so that a normal
+    start plans once instead of once per joining worker..."""
+    expect_timeout_s: float = 60.0
+    """...but not longer than this: then it plans with the workers it has and says so."""
+    calibration: CalibrationSettings | None = field(default_factory=CalibrationSettings)
+    """When measured batch latencies and hop overheads replace the profile's and `overhead_ms` in
+    plans (None: never; plans keep the configured figures)."""
+    calibrator: Calibrator | None = field(init=False, default=None)
+    _checked_at: float = field(init=False, default=float("-inf"))
+
+    def __post_init__(self) -> None:
+        if self.calibration is not None:
+            self.calibrator = Calibrator(self.workload, self.settings, self.calibration)
 
     @property
     def dirty(self) -> bool:
@@ -98,20 +121,60 @@ class Controller:
 
     def register(self, info: WorkerInfo) -> None:
         old = self._workers.pop(info.id, None)
-        if old is not None:
-            asyncio.ensure_future(old.channel.close())
-        channel = grpc.aio.insecure_channel(info.address)
-        self._workers[info.id] = _Worker(info, rpc.WorkerStub(channel), channel, time.monotonic())
+        if old is not None and old.info.address != info.address:
+            self.client.forget(old.info.address)
+        self._workers[info.id] = _Worker(info, time.monotonic())
         log.info("worker %s joined: %s %s at %s%s", info.id, info.hardware, info.device, info.address,
                  " (EMULATED)" if info.emulated else "")
         self._dirty.set()
 
-    def heartbeat(self, worker_id: str) -> bool:
+    def heartbeat(self, worker_id: str, recent_exec_ms: dict[str, list[float]] | None = None) -> bool:
+        """A worker is alive; `recent_exec_ms` holds, per module it runs, its batches' execution times
+        since its last heartbeat (the calibration compares them with the profile)."""
         w = self._workers.get(worker_id)
         if w is None:
             return False
         w.last_seen = time.monotonic()
+        if self.calibrator is not None and recent_exec_ms:
+            specs = {s.name: s for s in w.modules}
+            now = self.clock()
+            for name, samples in recent_exec_ms.items():
+                spec = specs.get(name)
+                if spec is not None and samples:
+                    self.calibrator.observe_batches(now, spec.model, w.info.hardware, spec.batch, samples)
+            self._check_calibration(now)
         return True
+
+    def observe_hops(self, overhead_ms: list[float]) -> None:
+        """Hop overheads (ms) a frontend measured since its last report."""
+        if self.calibrator is not None and overhead_ms:
+            now = self.clock()
+            self.calibrator.observe_hops(now, overhead_ms)
+            self._check_calibration(now)
+
+    def _check_calibration(self, now: float) -> None:
+        """Re-plan with the measured figures when they drift from those of the plan in force (judged
+        at most once per CALIBRATION_CHECK_S, and not within MIN_EPOCH_S of a plan)."""
+        cal = self.calibrator
+        if cal is None or now - self._checked_at < CALIBRATION_CHECK_S:
+            return
+        self._checked_at = now
+        measured = cal.measured(now)
+        if self.metrics:
+            for (model, hardware), e in measured.exec.items():
+                self.metrics.exec_factor.labels(model, hardware, "measured").set(e.factor)
+            if measured.overhead_ms is not None:
+                self.metrics.hop_overhead.labels("measured").set(measured.overhead_ms)
+        if self.plan is None or now - self.planned_at < MIN_EPOCH_S:
+            return
+        calibration = cal.calibrated(now)
+        if calibration.reasons:
+            log.info("measured figures drifted from those the plan in force assumed; re-planning with them: %s",
+                     "; ".join(calibration.reasons))
+            cal.adopt(calibration, now)
+            if self.metrics:
+                self.metrics.recalibrations.inc()
+            self._dirty.set()
 
     def observe_rates(self, frontend: str, rates: dict[str, float], window_s: float = 1.0) -> None:
         """Frames per second each app got at one frontend over the last `window_s`; re-plan when an
@@ -167,21 +230,21 @@ class Controller:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for w in self._workers.values():
-            await w.channel.close()
+        await self.client.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    async def _make_plan(self, workload: Workload, options: PlannerOptions) -> Plan:
+    async def _make_plan(self, workload: Workload, options: PlannerOptions, settings: Settings | None = None) -> Plan:
         """Plan off the event loop: heartbeats and (in `serve`) the frontend's data plane share it."""
+        settings = settings or self.settings
         if self.planning == "thread":
-            return await asyncio.to_thread(harpagon_plan, workload, self.settings, options)
+            return await asyncio.to_thread(harpagon_plan, workload, settings, options)
         if self._pool is None:  # spawn, not fork: the gRPC runtime of this process does not survive a fork
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, harpagon_plan, workload,
-                                                                    self.settings, options)
+                                                                    settings, options)
         except BrokenProcessPool:
             self._pool = None  # the planner process died: the retry starts a new one
             raise
@@ -195,10 +258,26 @@ class Controller:
                 if w.last_seen < limit:
                     log.warning("worker %s missed %d heartbeats: removed", wid, self.missed_heartbeats)
                     del self._workers[wid]
-                    await w.channel.close()
+                    self.client.forget(w.info.address)
                     self._dirty.set()
 
+    async def _await_expected_workers(self) -> None:
+        if self.expect_workers <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.expect_timeout_s
+        log.info("waiting up to %.0f s for %d workers to register before planning", self.expect_timeout_s,
+                 self.expect_workers)
+        while len(self._workers) < self.expect_workers and loop.time() < end:
+            await asyncio.sleep(0.05)
+        if len(self._workers) < self.expect_workers:
+            log.warning("%d of %d workers registered within %.0f s: planning with them", len(self._workers),
+                        self.expect_workers, self.expect_timeout_s)
+        else:
+            log.info("%d workers registered", len(self._workers))
+
     async def _reconcile_loop(self) -> None:
+        await self._await_expected_workers()
         while True:
             await self._dirty.wait()
             await asyncio.sleep(0.2)  # let a burst of joins settle into one re-plan
@@ -213,11 +292,14 @@ class Controller:
     async def reconcile(self) -> None:
         """Plan against the live workers, then move the system to the plan."""
         workers = self.workers
-        live = live_workload(self._planned_workload(), workers)
+        workload, settings = self._planned_workload(), self.settings
+        if self.calibrator is not None:  # the measured figures in force (the configured ones until they drift)
+            workload, settings = self.calibrator.planned.apply(workload, settings)
+        live = live_workload(workload, workers)
         dispatch = self.workload.serve.dispatch if self.workload.serve else "batch-aware"
         # always replayed (and repaired) before it is pushed: the plan carries what its replay measured
         started = time.perf_counter()
-        plan = await self._make_plan(live, PlannerOptions(dispatch=dispatch, replay=True))
+        plan = await self._make_plan(live, PlannerOptions(dispatch=dispatch, replay=True), settings)
         planning_s = time.perf_counter() - started
         self.plans += 1
         refused = {r.app: r.reason for r in plan.refused}
@@ -243,6 +325,12 @@ class Controller:
             for hw in {w.hardware for w in workers}:
                 self.metrics.workers.labels(hw).set(sum(w.hardware == hw for w in workers))
             self._promise_metrics(plan)
+            if self.calibrator is not None:
+                planned = self.calibrator.planned
+                for p in workload.profiles:
+                    self.metrics.exec_factor.labels(p.model, p.hardware, "planned").set(planned.factor(p.model,
+                                                                                                     p.hardware))
+                self.metrics.hop_overhead.labels("planned").set(settings.overhead_ms)
         log.info("plan %d in force: $%.3f/h, %d workers, apps %s%s, %s; planned in %.1f s", self.version,
                  plan.cost_per_hour, sum(plan.workers_by_hardware().values()), [a.name for a in plan.apps],
                  f", refused {sorted(refused)}" if refused else "", describe(plan.promise), planning_s)
@@ -275,62 +363,7 @@ class Controller:
             if w is None:
                 continue
             w.modules = specs
-            config = pb.WorkerConfig(version=self.version, modules=[
-                pb.ModuleConfig(name=s.name, model=s.model, batch=s.batch, input_shape=list(s.input_shape),
-                                weights=s.weights or "", half=s.half, budget_ms=s.budget_ms) for s in specs])
-            calls.append(w.stub.ApplyConfig(pb.ApplyConfigRequest(config=config), timeout=300))
+            calls.append(self.client.apply(w.info.address, self.version, specs, APPLY_TIMEOUT_S))
         for result in await asyncio.gather(*calls, return_exceptions=True):
             if isinstance(result, Exception):
                 raise RuntimeError(f"a worker refused its configuration: {result}")
-
-
-class RoutesHub:
-    """Streams the routing table to remote frontends: the current one on connect, then each new one."""
-
-    def __init__(self, drain_s: float = 2.0):
-        self.current: pb.Routes | None = None
-        self.watchers: set[asyncio.Queue] = set()
-        self.drain_s = drain_s
-
-    async def push(self, table: RoutingTable, refused: dict[str, str]) -> None:
-        self.current = to_proto(table, refused)
-        for q in self.watchers:
-            q.put_nowait(self.current)
-        if self.watchers:  # remote frontends cannot say when old batches are done: give them time
-            await asyncio.sleep(self.drain_s)
-
-    async def watch(self):
-        q: asyncio.Queue = asyncio.Queue()
-        if self.current is not None:
-            q.put_nowait(self.current)
-        self.watchers.add(q)
-        try:
-            while True:
-                yield await q.get()
-        finally:
-            self.watchers.discard(q)
-
-
-class ControllerServicer(rpc.ControllerServicer):
-    def __init__(self, controller: Controller, hub: RoutesHub | None = None):
-        self.controller = controller
-        self.hub = hub
-
-    async def WatchRoutes(self, request, context):
-        if self.hub is None:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this controller pushes routes to an embedded frontend")
-        log.info("frontend %s watches routes", request.frontend_id)
-        async for routes in self.hub.watch():
-            yield routes
-
-    async def ReportRates(self, request, context):
-        self.controller.observe_rates(request.frontend_id, dict(request.app_rates), request.window_s)
-        return pb.RatesReply()
-
-    async def Register(self, request, context):
-        self.controller.register(WorkerInfo(request.worker_id, request.address, request.hardware, request.device,
-                                            request.emulated))
-        return pb.RegisterResponse(heartbeat_ms=self.controller.heartbeat_ms)
-
-    async def Heartbeat(self, request, context):
-        return pb.HeartbeatResponse(known=self.controller.heartbeat(request.worker_id))

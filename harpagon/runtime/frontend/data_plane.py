@@ -5,11 +5,13 @@ requests for the app's f-th frame (its scale s, as the planner assumes), each th
 the module's input; a module runs once all its parents are done, parallel branches run
 concurrently, and the reply holds the sink modules' outputs. Every frame carries its deadline
 (arrival + the app's SLO): a frame still in the DAG past it is dropped at its next hop with
-DEADLINE_EXCEEDED and counted.
+DEADLINE_EXCEEDED and counted, and each batch's call to its worker carries the latest deadline of
+the frames in it.
 
 Per module, requests go through :class:`harpagon.dispatch.ModuleDispatcher` (the code the simulator
 runs) on the event loop's clock: split among tuples by smooth weighted round-robin, one open batch
 per tuple, shipped whole to the tuple's next worker when full or when its flush timer runs out.
+Workers are reached through an injected :class:`WorkerClient`.
 """
 
 from __future__ import annotations
@@ -17,30 +19,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import grpc
 import numpy as np
 
+from harpagon.config.schema import App
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.model.latency import requests_for
-from harpagon.runtime.errors import NotFound, RuntimeFault
-from harpagon.runtime.frontend.routes import ModuleRoute, RoutingTable, worker_module_name
+from harpagon.runtime.frontend.stats import REPORT_WINDOW, ModuleStats
 from harpagon.runtime.metrics import FrontendMetrics
-from harpagon.runtime.tensors import from_numpy, to_numpy
-from harpagon.v1 import worker_pb2 as pb
-from harpagon.v1 import worker_pb2_grpc as rpc
+from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient
+from harpagon.runtime.wire.errors import DeadlineExceeded, NotFound, RuntimeFault, Unavailable
+from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 
-#: Latest latencies kept per module (for the demo's percentiles; metrics keep histograms).
-LATENCY_WINDOW = 100_000
-
-
-class DeadlineExceeded(RuntimeFault):
-    code = "DEADLINE_EXCEEDED"
-
-
-class Unavailable(RuntimeFault):
-    code = "UNAVAILABLE"
+__all__ = ["DeadlineExceeded", "FrontendDataPlane", "LiveModule", "Unavailable", "resize"]
 
 
 def resize(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -54,37 +47,46 @@ def resize(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-class LiveModule:
-    """One module's dispatcher on the event loop, shipping batches to its workers over gRPC."""
+@dataclass(slots=True)
+class _Request:
+    item: np.ndarray
+    future: asyncio.Future
+    deadline: float  # loop time (s) past which the frame is late
 
-    def __init__(self, route: ModuleRoute, dispatch: str, channels: dict[str, grpc.aio.Channel],
-                 app: str = "", metrics: FrontendMetrics | None = None):
+
+class LiveModule:
+    """One module's dispatcher on the event loop, shipping batches to its workers."""
+
+    def __init__(self, route: ModuleRoute, dispatch: str, client: WorkerClient, stats: ModuleStats,
+                 app: str = "", metrics: FrontendMetrics | None = None,
+                 on_hop: Callable[[float], None] | None = None):
         self.route = route
         self.labels = (app, route.module)
         self.metrics = metrics
-        self.dispatcher: ModuleDispatcher = ModuleDispatcher(route.tuples, dispatch)  # type: ignore[arg-type]
-        self.stubs = [[rpc.WorkerStub(channels[a]) for a in addrs] for addrs in route.workers]
+        self.stats = stats
+        self.client = client
+        self.on_hop = on_hop
+        self.dispatcher: ModuleDispatcher[_Request] = ModuleDispatcher(route.tuples, dispatch)  # type: ignore[arg-type]
         self.loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._due: float | None = None
-        self.batches = 0
-        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)  # per request: dispatched -> result
         self.tasks: set[asyncio.Task] = set()
 
     def now_ms(self) -> float:
         return self.loop.time() * 1000.0
 
-    def submit(self, item: np.ndarray) -> asyncio.Future:
+    def submit(self, item: np.ndarray, deadline: float) -> asyncio.Future:
         fut = self.loop.create_future()
         t0 = self.loop.time()
         fut.add_done_callback(lambda f: f.cancelled() or f.exception() or self._done(t0))
-        self._ship(self.dispatcher.add((item, fut), self.now_ms()))
+        self.stats.requests += 1
+        self._ship(self.dispatcher.add(_Request(item, fut, deadline), t0 * 1000.0))
         self._arm()
         return fut
 
     def _done(self, t0: float) -> None:
         ms = (self.loop.time() - t0) * 1000.0
-        self.latencies_ms.append(ms)
+        self.stats.latency_ms.append(ms)
         if self.metrics:
             self.metrics.module_latency.labels(*self.labels).observe(ms / 1000.0)
 
@@ -98,38 +100,60 @@ class LiveModule:
         self._timer = None if due is None else self.loop.call_at(due / 1000.0, self._on_timer)
 
     def _on_timer(self) -> None:
+        now, due = self.now_ms(), self._due
         self._timer, self._due = None, None
-        self._ship(self.dispatcher.poll(self.now_ms()))
+        # a flush timer that fires late (a busy event loop) delays its batch like transport does
+        self._ship(self.dispatcher.poll(now), max(0.0, now - due) if due is not None else 0.0)
         self._arm()
 
-    def _ship(self, shipped: list[Shipped]) -> None:
+    def _ship(self, shipped: list[Shipped[_Request]], late_ms: float = 0.0) -> None:
         for s in shipped:
-            self.batches += 1
+            self.stats.batches += 1
+            self.stats.dummies += s.batch.dummies
+            self.stats.collect_ms.append(s.batch.shipped_ms - s.batch.opened_ms)
             if self.metrics:
                 self.metrics.module_batches.labels(*self.labels).inc()
                 self.metrics.module_requests.labels(*self.labels).inc(len(s.batch.items))
                 self.metrics.module_dummies.labels(*self.labels).inc(s.batch.dummies)
-            task = self.loop.create_task(self._send(s))
+            task = self.loop.create_task(self._send(s, late_ms if s.batch.reason == "timer" else 0.0))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _send(self, s: Shipped) -> None:
-        items = s.batch.items
-        stub = self.stubs[s.tuple_index][s.worker]
+    async def _send(self, s: Shipped[_Request], late_ms: float = 0.0) -> None:
+        requests = s.batch.items
+        address = self.route.workers[s.tuple_index][s.worker]
+        name = self.route.names[s.tuple_index]
+        sent = self.loop.time()
         try:
-            name = worker_module_name(self.route.worker_module, self.route.tuples[s.tuple_index].batch)
-            reply = await stub.Infer(pb.InferRequest(module=name,
-                                                     input=from_numpy(np.stack([x for x, _ in items]))))
-            outputs = [to_numpy(t) for t in reply.outputs]
-        except grpc.aio.AioRpcError as exc:
-            error = Unavailable(f"module {self.route.module!r}: worker failed: {exc.code().name}: {exc.details()}")
-            for _, fut in items:
-                if not fut.done():
-                    fut.set_exception(error)
+            reply = await self.client.infer(address, name, np.stack([r.item for r in requests]),
+                                            timeout_s=max(r.deadline for r in requests) - sent)
+        except Exception as exc:  # every request of the batch gets an answer, whatever went wrong
+            error = exc if isinstance(exc, RuntimeFault) else Unavailable(f"{type(exc).__name__}: {exc}")
+            error = type(error)(f"module {self.route.module!r}: {error}")
+            self.stats.failed += len(requests)
+            for r in requests:
+                if not r.future.done():
+                    r.future.set_exception(error)
             return
-        for i, (_, fut) in enumerate(items):
-            if not fut.done():
-                fut.set_result([o[i] for o in outputs])
+        rpc_ms = (self.loop.time() - sent) * 1000.0
+        transport = max(0.0, rpc_ms - reply.queue_ms - reply.exec_ms)
+        self.stats.transport_ms.append(transport)
+        self.stats.timer_late_ms.append(late_ms)
+        self.stats.worker_queue_ms.append(reply.queue_ms)
+        self.stats.exec_ms.append(reply.exec_ms)
+        if self.on_hop is not None:  # the hop's overhead as the planner models it (MODEL.md `overhead_ms`)
+            self.on_hop(transport + late_ms)
+        outputs = reply.outputs
+        if any(len(o) != len(requests) for o in outputs):
+            error = Unavailable(f"module {self.route.module!r}: worker {address} answered "
+                                f"{[len(o) for o in outputs]} items for a batch of {len(requests)}")
+            for r in requests:
+                if not r.future.done():
+                    r.future.set_exception(error)
+            return
+        for i, r in enumerate(requests):
+            if not r.future.done():
+                r.future.set_result([o[i] for o in outputs])
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -149,30 +173,38 @@ class AppCounters:
 
 
 class FrontendDataPlane:
-    """Apps in, sink outputs out. Create and use it on one event loop."""
+    """Apps in, sink outputs out. Create and use it on one event loop.
 
-    def __init__(self, table: RoutingTable, frame_shape: tuple[int, int, int] = (480, 640, 3),
-                 metrics: FrontendMetrics | None = None):
+    `configured` holds the apps of the configuration being served: until the controller routes
+    (or refuses) each of them the plane is not ready, and a frame for one of them is UNAVAILABLE
+    (retry), not NOT_FOUND. A remote frontend learns them from its first routing table."""
+
+    def __init__(self, table: RoutingTable | None = None, frame_shape: tuple[int, int, int] = (480, 640, 3),
+                 metrics: FrontendMetrics | None = None, client: WorkerClient | None = None,
+                 configured: dict[str, App] | None = None):
         self.frame_shape = frame_shape
         self.metrics = metrics
-        self.channels: dict[str, grpc.aio.Channel] = {}
+        self.client: WorkerClient = client or GrpcWorkerClient()
         self.counters: dict[str, AppCounters] = defaultdict(AppCounters)
         self.refused: dict[str, str] = {}
+        self.configured: dict[str, App | None] | None = dict(configured) if configured is not None else None
+        self.routed = False  # a routing table from the controller is in force
+        self._stats: dict[tuple[str, str], ModuleStats] = defaultdict(ModuleStats)
+        self._hops: deque[float] = deque(maxlen=REPORT_WINDOW)
         self._seq: dict[str, int] = defaultdict(int)
         self.modules: dict[tuple[str, str], LiveModule] = {}
-        self._install(table)
+        self.table = RoutingTable.empty()
+        if table is not None:  # routed from the start (tests, embedding): its apps are the configuration
+            self._install(table)
+            self.routed = True
+            if self.configured is None:
+                self.configured = dict(table.apps)
 
     def _install(self, table: RoutingTable) -> dict[tuple[str, str], LiveModule]:
-        for route in table.routes.values():
-            for addrs in route.workers:
-                for a in addrs:
-                    if a not in self.channels:
-                        self.channels[a] = grpc.aio.insecure_channel(a, options=[
-                            ("grpc.max_receive_message_length", 256 << 20),
-                            ("grpc.max_send_message_length", 256 << 20)])
         old = self.modules
         self.table = table
-        self.modules = {key: LiveModule(route, table.dispatch, self.channels, key[0], self.metrics)
+        self.modules = {key: LiveModule(route, table.dispatch, self.client, self._stats[key], key[0], self.metrics,
+                                        self._hops.append)
                         for key, route in table.routes.items()}
         return old
 
@@ -180,23 +212,67 @@ class FrontendDataPlane:
         """Route new frames by `table`; batches already open under the old table ship and finish."""
         old = self._install(table)
         self.refused = dict(refused or {})
+        if self.configured is None:
+            self.configured = {**dict.fromkeys(self.refused), **table.apps}
+        self.routed = True
         for m in old.values():
             await m.close()
 
+    # --- readiness --------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Every configured app is served or refused with its reason (Triton's ServerReady)."""
+        if not self.routed or self.configured is None:
+            return False
+        return all(a in self.table.apps or a in self.refused for a in self.configured)
+
     def has_app(self, name: str) -> bool:
+        """The app is routed now (Triton's ModelReady)."""
         return name in self.table.apps
 
+    def check(self, name: str) -> App:
+        """The app's definition if it is served now; else why not, as the status a client acts on:
+        NOT_FOUND for a name that is not configured, UNAVAILABLE (retry) for one that is not routed yet
+        or cannot be served."""
+        app = self.table.apps.get(name)
+        if app is not None:
+            return app
+        if name in self.refused:
+            raise Unavailable(f"app {name!r} cannot be served: {self.refused[name]}")
+        if self.configured is None:
+            raise Unavailable(f"app {name!r}: this frontend has no routes from the controller yet")
+        if name in self.configured:
+            raise Unavailable(f"app {name!r} is configured but not routed yet (planning); retry")
+        raise NotFound(f"app {name!r} is not served (configured: {sorted(self.configured)})")
+
+    def definition(self, name: str) -> App | None:
+        """The app's definition if it is served or configured (for metadata before it is routed)."""
+        return self.table.apps.get(name) or (self.configured or {}).get(name)
+
     def sinks(self, app: str) -> list[str]:
-        a = self.table.apps[app]
+        a = self.definition(app)
+        if a is None:
+            raise NotFound(f"app {app!r} is not served")
         return [m.name for m in a.modules if not a.children[m.name]]
+
+    # --- measurements -----------------------------------------------------------------------
+
+    def stats(self) -> dict[tuple[str, str], ModuleStats]:
+        """Per (app, module), cumulative across re-plans."""
+        return dict(self._stats)
+
+    def take_hops(self) -> list[float]:
+        """Hop overheads (ms) measured since the last call, for the controller's calibration."""
+        hops = list(self._hops)
+        self._hops.clear()
+        return hops
+
+    # --- inference --------------------------------------------------------------------------
 
     async def infer(self, app_name: str, frame: np.ndarray) -> dict[str, list[list[np.ndarray]]]:
         """Run one frame; returns, per sink module, the outputs of each of its requests."""
-        app = self.table.apps.get(app_name)
-        if app is None:
-            if app_name in self.refused:
-                raise Unavailable(f"app {app_name!r} cannot be served: {self.refused[app_name]}")
-            raise NotFound(f"app {app_name!r} is not served (serving: {sorted(self.table.apps)})")
+        app = self.check(app_name)
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + app.slo_ms / 1000.0
@@ -205,18 +281,25 @@ class FrontendDataPlane:
         counters = self.counters[app_name]
         counters.frames += 1
         tasks: dict[str, asyncio.Task] = {}
+        inputs: dict[tuple[int, ...], np.ndarray] = {}  # one resize per input shape per frame
 
         async def run(module: str) -> list[list[np.ndarray]]:
             m = app.module(module)
             if m.after:
                 await asyncio.gather(*(tasks[p] for p in m.after))
-            if loop.time() > deadline:
+            runnable = loop.time()
+            if runnable > deadline:
                 raise DeadlineExceeded(f"app {app_name!r}: frame past its {app.slo_ms:g} ms deadline before {module!r}")
             live = self.modules.get((app_name, module))  # the routes in force at this hop
             if live is None:
                 raise Unavailable(f"app {app_name!r} is no longer served")
-            item = resize(frame, live.route.input_shape)
-            return list(await asyncio.gather(*(live.submit(item) for _ in range(requests_for(seq, m.scale)))))
+            shape = live.route.input_shape
+            item = inputs.get(shape)
+            if item is None:
+                item = inputs[shape] = resize(frame, shape)
+            n = requests_for(seq, m.scale)
+            live.stats.prepare_ms.extend([(loop.time() - runnable) * 1000.0] * n)
+            return list(await asyncio.gather(*(live.submit(item, deadline) for _ in range(n))))
 
         for m in _topological(app):
             tasks[m] = loop.create_task(run(m))
@@ -249,11 +332,10 @@ class FrontendDataPlane:
     async def close(self) -> None:
         for m in self.modules.values():
             await m.close()
-        for c in self.channels.values():
-            await c.close()
+        await self.client.close()
 
 
-def _topological(app) -> list[str]:
+def _topological(app: App) -> list[str]:
     order, seen = [], set()
 
     def visit(name: str) -> None:

@@ -15,10 +15,11 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.routes import RoutingTable, from_proto
 from harpagon.runtime.frontend.servicer import start
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import FrontendMetrics, serve_metrics
+from harpagon.runtime.wire.routes import from_proto
+from harpagon.runtime.wire.rpc import aio_channel
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
@@ -28,9 +29,12 @@ log = logging.getLogger("harpagon.frontend")
 BEACON_S = 1.0
 
 
-async def rate_beacon(plane: FrontendDataPlane, report: Callable[[dict[str, float], float], Awaitable[None]],
-                      period_s: float = BEACON_S) -> None:
-    """Every period, the frames each app received since the last one, per second."""
+Report = Callable[[dict[str, float], float, list[float]], Awaitable[None]]
+
+
+async def rate_beacon(plane: FrontendDataPlane, report: Report, period_s: float = BEACON_S) -> None:
+    """Every period, the frames each app received since the last one, per second, and the hop
+    overheads measured since (the controller calibrates plans with them)."""
     last = {app: c.frames for app, c in plane.counters.items()}
     loop = asyncio.get_running_loop()
     then = loop.time()
@@ -41,7 +45,7 @@ async def rate_beacon(plane: FrontendDataPlane, report: Callable[[dict[str, floa
         rates = {app: (n - last.get(app, 0)) / (now - then) for app, n in frames.items()}
         last, then = frames, now
         try:
-            await report(rates, period_s)
+            await report(rates, period_s, plane.take_hops())
         except grpc.aio.AioRpcError as exc:
             log.warning("cannot report rates: %s", exc.code().name)
 
@@ -49,11 +53,11 @@ async def rate_beacon(plane: FrontendDataPlane, report: Callable[[dict[str, floa
 async def run_frontend(controller: str, host: str, port: int, metrics_port: int | None,
                        frame_shape: tuple[int, int, int]) -> None:
     registry = CollectorRegistry()
-    plane = FrontendDataPlane(RoutingTable(0, "batch-aware", {}, {}), frame_shape, FrontendMetrics(registry))
+    plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry))
     server, bound = await start(plane, port, host)
     at = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
     me = f"frontend-{uuid.uuid4().hex[:6]}"
-    channel = grpc.aio.insecure_channel(controller)
+    channel = aio_channel(controller)
     stub = rpc.ControllerStub(channel)
 
     async def watch() -> None:
@@ -68,8 +72,9 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
                 log.warning("controller %s: %s; retrying", controller, exc.code().name)
             await asyncio.sleep(1.0)
 
-    async def report(rates: dict[str, float], window: float) -> None:
-        await stub.ReportRates(pb.RatesReport(frontend_id=me, app_rates=rates, window_s=window), timeout=5)
+    async def report(rates: dict[str, float], window: float, hops: list[float]) -> None:
+        await stub.ReportRates(pb.RatesReport(frontend_id=me, app_rates=rates, window_s=window,
+                                              hop_overhead_ms=hops), timeout=5)
 
     tasks = [asyncio.ensure_future(watch()), asyncio.ensure_future(rate_beacon(plane, report))]
     print(f"frontend listening on {host}:{bound} (Triton gRPC)"

@@ -17,8 +17,9 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
 
 from harpagon import __version__
-from harpagon.runtime.errors import InvalidArgument, RuntimeFault
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.wire.errors import InvalidArgument, RuntimeFault
+from harpagon.runtime.wire.rpc import aio_server, status_code
 
 INPUT = "FRAME"
 EXTENSIONS = ["model_configuration", "statistics"]
@@ -31,7 +32,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         self.plane = plane
 
     async def _abort(self, context: grpc.aio.ServicerContext, exc: RuntimeFault) -> None:
-        await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        await context.abort(status_code(exc), str(exc))
 
     # --- health and metadata ------------------------------------------------------------------
 
@@ -39,7 +40,9 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=True)
+        """True once every configured app is routed or refused with its reason (as Triton: ready
+        means a client may call every model it lists)."""
+        return pb.ServerReadyResponse(ready=self.plane.ready)
 
     async def ModelReady(self, request, context):
         return pb.ModelReadyResponse(ready=self.plane.has_app(request.name))
@@ -47,9 +50,16 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
     async def ServerMetadata(self, request, context):
         return pb.ServerMetadataResponse(name="harpagon", version=__version__, extensions=EXTENSIONS)
 
+    async def _known(self, name: str, context) -> None:
+        """Metadata is answered for any configured app; otherwise the status `infer` would give."""
+        if self.plane.definition(name) is None:
+            try:
+                self.plane.check(name)
+            except RuntimeFault as exc:
+                await self._abort(context, exc)
+
     async def ModelMetadata(self, request, context):
-        if not self.plane.has_app(request.name):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"app {request.name!r} is not served")
+        await self._known(request.name, context)
         return pb.ModelMetadataResponse(
             name=request.name, versions=["1"], platform="harpagon",
             inputs=[pb.ModelMetadataResponse.TensorMetadata(name=INPUT, datatype="UINT8",
@@ -59,8 +69,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelConfig(self, request, context):
-        if not self.plane.has_app(request.name):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"app {request.name!r} is not served")
+        await self._known(request.name, context)
         config = mc.ModelConfig(
             name=request.name, platform="harpagon", max_batch_size=0,
             input=[mc.ModelInput(name=INPUT, data_type=mc.TYPE_UINT8, dims=list(self.plane.frame_shape))],
@@ -133,9 +142,10 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         async def one(request: pb.ModelInferRequest) -> None:
             try:
                 replies.put_nowait(pb.ModelStreamInferResponse(infer_response=await self._infer(request)))
-            except RuntimeFault as exc:
+            except Exception as exc:  # every request of a stream gets a response; the stream goes on
+                message = str(exc) if isinstance(exc, RuntimeFault) else f"internal error: {type(exc).__name__}: {exc}"
                 replies.put_nowait(pb.ModelStreamInferResponse(
-                    error_message=str(exc), infer_response=pb.ModelInferResponse(id=request.id)))
+                    error_message=message, infer_response=pb.ModelInferResponse(id=request.id)))
 
         async def read() -> None:
             async for request in request_iterator:
@@ -155,12 +165,8 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
 
 
 async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20),
-                                      ("grpc.max_send_message_length", 256 << 20)])
+    server, bound = aio_server(host, port)
     rpc.add_GRPCInferenceServiceServicer_to_server(TritonServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)  # SERVING
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if not bound:
-        raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
     return server, bound

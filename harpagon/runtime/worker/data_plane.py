@@ -12,18 +12,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from harpagon.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from harpagon.runtime.metrics import WorkerMetrics
-from harpagon.runtime.worker.executor import Executor, ModuleSpec, Runner
+from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument, NotFound
+from harpagon.runtime.wire.modules import ModuleSpec
+from harpagon.runtime.worker.executor import Executor, Runner
 
 log = logging.getLogger("harpagon.worker")
 
 ACCEPTED_DTYPES = ("uint8", "float16", "float32")
+#: Execution times kept per module between two heartbeats.
+RECENT = 1_000
 
 
 @dataclass
@@ -58,6 +62,7 @@ class WorkerDataPlane:
         self._device = ThreadPoolExecutor(1, thread_name_prefix="device")
         self._apply_lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._recent: dict[str, deque[float]] = {}
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -134,6 +139,7 @@ class WorkerDataPlane:
             c.requests += n
             c.dummies += spec.batch - n
             c.exec_ms_total += exec_ms
+            self._recent.setdefault(module, deque(maxlen=RECENT)).append(exec_ms)
             c.queue_ms_total += queue_ms
         if self.metrics:
             m = self.metrics
@@ -145,6 +151,12 @@ class WorkerDataPlane:
         return InferResult(outputs, queue_ms, exec_ms, spec.batch, spec.batch - n)
 
     # --- introspection ----------------------------------------------------------------------
+
+    def take_recent(self) -> dict[str, list[float]]:
+        """Execution times (ms) per module since the last call (the latest RECENT of each)."""
+        with self._stats_lock:
+            recent, self._recent = self._recent, {}
+        return {k: list(v) for k, v in recent.items()}
 
     def counters(self) -> dict[str, ModuleCounters]:
         with self._stats_lock:

@@ -17,46 +17,16 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from harpagon.runtime.errors import FailedPrecondition, InvalidArgument
+from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument
+from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.worker import registry
 
 #: Detections kept per image in a detector's fixed-size output.
 MAX_DETECTIONS = 100
-
-
-@dataclass(frozen=True)
-class ModuleSpec:
-    """A validated module configuration (harpagon.v1.ModuleConfig)."""
-
-    name: str
-    model: str
-    batch: int
-    input_shape: tuple[int, ...]
-    weights: str | None = None
-    half: bool = False
-    budget_ms: float = 0.0
-
-    @staticmethod
-    def from_proto(m: Any) -> ModuleSpec:
-        if not m.name:
-            raise InvalidArgument("a module has no name")
-        where = f"module {m.name!r}"
-        if m.batch < 1:
-            raise InvalidArgument(f"{where}: batch must be >= 1, got {m.batch}")
-        shape = tuple(m.input_shape)
-        if not shape:  # the registry's default; an emulated device may run unregistered models given a shape
-            try:
-                shape = registry.entry(m.model).input
-            except KeyError as exc:
-                raise FailedPrecondition(f"{where}: {exc.args[0]}") from None
-        if len(shape) != 3 or any(d < 1 for d in shape):
-            raise InvalidArgument(f"{where}: input_shape must be [channels, height, width] > 0, got {list(shape)}")
-        return ModuleSpec(m.name, m.model, int(m.batch), shape, m.weights or None, bool(m.half), float(m.budget_ms))
 
 
 class Runner(ABC):
@@ -179,10 +149,15 @@ class EmulatedExecutor(Executor):
 
     emulated = True
 
-    def __init__(self, hardware: str, profiles: Mapping[tuple[str, str], Mapping[int, tuple[float, float]]]):
+    def __init__(self, hardware: str, profiles: Mapping[tuple[str, str], Mapping[int, tuple[float, float]]],
+                 slowdown: float = 1.0):
+        if not slowdown > 0 or slowdown == float("inf"):
+            raise InvalidArgument(f"slowdown must be a finite number > 0, got {slowdown!r}")
         self.hardware = hardware
         self.device = f"emulated:{hardware}"
         self.profiles = profiles
+        self.slowdown = slowdown
+        """Batches sleep this many times their profile (a slow device, for calibration tests)."""
 
     def load(self, spec: ModuleSpec) -> Runner:
         rows = self.profiles.get((spec.model, self.hardware))
@@ -192,7 +167,7 @@ class EmulatedExecutor(Executor):
                 f"module {spec.name!r}: emulated {self.hardware!r} has no profile of {spec.model!r} at batch "
                 f"{spec.batch} (profiled batches: {have or 'none'})")
         mean, std = rows[spec.batch]
-        return _SleepRunner(spec, (mean + std) / 1000.0)
+        return _SleepRunner(spec, (mean + std) * self.slowdown / 1000.0)
 
 
 class _SleepRunner(Runner):

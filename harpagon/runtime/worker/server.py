@@ -9,32 +9,25 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from concurrent import futures
-from contextlib import contextmanager
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
-from harpagon.runtime.errors import RuntimeFault
 from harpagon.runtime.metrics import WorkerMetrics, serve_metrics
-from harpagon.runtime.tensors import from_numpy, to_numpy
+from harpagon.runtime.wire.modules import ModuleSpec
+from harpagon.runtime.wire.rpc import abort_on_fault, sync_channel, thread_server
+from harpagon.runtime.wire.tensors import from_numpy, to_numpy
+from harpagon.runtime.worker import registry
 from harpagon.runtime.worker.data_plane import WorkerDataPlane
-from harpagon.runtime.worker.executor import ModuleSpec
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
 log = logging.getLogger("harpagon.worker")
 
 
-@contextmanager
-def _status(context: grpc.ServicerContext) -> Iterator[None]:
-    """Answer a data-plane error with its status code and message (the worker keeps serving)."""
-    try:
-        yield
-    except RuntimeFault as exc:
-        context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+def _registry_shape(model: str) -> tuple[int, ...]:
+    return registry.entry(model).input
 
 
 class GpuMetrics:
@@ -82,13 +75,13 @@ class WorkerServicer(rpc.WorkerServicer):
         self.metrics = GpuMetrics(plane.executor.device)
 
     def ApplyConfig(self, request: pb.ApplyConfigRequest, context: grpc.ServicerContext) -> pb.ApplyConfigResponse:
-        with _status(context):
-            specs = [ModuleSpec.from_proto(m) for m in request.config.modules]
+        with abort_on_fault(context):
+            specs = [ModuleSpec.from_proto(m, _registry_shape) for m in request.config.modules]
             changed = self.plane.apply(request.config.version, specs)
             return pb.ApplyConfigResponse(version=self.plane.version, changed=changed)
 
     def Infer(self, request: pb.InferRequest, context: grpc.ServicerContext) -> pb.InferResponse:
-        with _status(context):
+        with abort_on_fault(context):
             result = self.plane.infer(request.module, to_numpy(request.input))
             return pb.InferResponse(id=request.id, outputs=[from_numpy(o) for o in result.outputs],
                                     queue_ms=result.queue_ms, exec_ms=result.exec_ms, batch=result.batch,
@@ -100,20 +93,22 @@ class WorkerServicer(rpc.WorkerServicer):
                                  hardware=ex.hardware, emulated=ex.emulated)
 
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
-        modules = [pb.ModuleStats(module=name, **vars(c)) for name, c in sorted(self.plane.counters().items())]
-        return pb.StatsResponse(modules=modules, emulated=self.plane.executor.emulated, **self.metrics.read())
+        return pb.StatsResponse(modules=module_stats(self.plane), emulated=self.plane.executor.emulated,
+                                **self.metrics.read())
+
+
+def module_stats(plane: WorkerDataPlane, recent: dict[str, list[float]] | None = None) -> list[pb.ModuleStats]:
+    """Cumulative counters per module, with `recent` execution times (heartbeats carry them)."""
+    recent = recent or {}
+    return [pb.ModuleStats(module=name, recent_exec_ms=recent.get(name, ()), **vars(c))
+            for name, c in sorted(plane.counters().items())]
 
 
 def start(plane: WorkerDataPlane, port: int, host: str = "127.0.0.1", threads: int = 32) -> tuple[grpc.Server, int]:
     """Start the Worker service; returns the server and the port it listens on (0 picks a free one)."""
-    server = grpc.server(futures.ThreadPoolExecutor(threads, thread_name_prefix="grpc"),
-                         options=[("grpc.max_receive_message_length", 256 << 20),
-                                  ("grpc.max_send_message_length", 256 << 20)])
+    server, bound = thread_server(host, port, threads)
     rpc.add_WorkerServicer_to_server(WorkerServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)  # SERVING
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if not bound:
-        raise OSError(f"cannot listen on {host}:{port}")
     server.start()
     return server, bound
 
@@ -126,7 +121,7 @@ class ControllerLink:
         self.address = address
         self.plane = plane
         self.worker_id = worker_id or f"worker-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        self.channel = grpc.insecure_channel(controller)
+        self.channel = sync_channel(controller)
         self.stub = rpc.ControllerStub(self.channel)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
@@ -149,7 +144,9 @@ class ControllerLink:
                 if period is None:
                     period = self._register()
                 elif not self.stub.Heartbeat(pb.HeartbeatRequest(worker_id=self.worker_id,
-                                                                 config_version=self.plane.version),
+                                                                 config_version=self.plane.version,
+                                                                 modules=module_stats(self.plane,
+                                                                                      self.plane.take_recent())),
                                              timeout=5).known:
                     period = None
                     continue

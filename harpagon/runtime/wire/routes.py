@@ -1,6 +1,6 @@
-"""The frontend's routing table: for every module of every app, its tuples and their workers.
-
-The controller computes it from the plan and the live inventory and pushes it; it is plain data.
+"""The frontend's routing table: for every module of every app, its tuples, their workers and the
+module's final name on them. The controller computes it from the plan and the live inventory and
+pushes it (in process, or streamed with this codec); it is plain data.
 """
 
 from __future__ import annotations
@@ -14,25 +14,19 @@ from harpagon.model.latency import Dispatch
 from harpagon.v1 import worker_pb2 as pb
 
 
-def worker_module_name(prefix: str, batch: int) -> str:
-    """A module's name on its workers: its app/module and its batch size, so that a re-plan that only
-    changes the batch loads the new one beside the old one instead of replacing it under requests
-    still routed by the old table."""
-    return f"{prefix}@b{batch}"
-
-
 @dataclass(frozen=True)
 class ModuleRoute:
     module: str
-    worker_module: str  # prefix of the module's names on its workers, e.g. "traffic/detect"
     input_shape: tuple[int, ...]  # [C, H, W] the workers expect
     tuples: tuple[TupleSpec, ...]
     workers: tuple[tuple[str, ...], ...]  # per tuple, the address of each of its workers
+    names: tuple[str, ...]  # per tuple, the module's name on its workers
 
     def __post_init__(self) -> None:
-        if len(self.tuples) != len(self.workers) or any(
+        if len(self.tuples) != len(self.workers) or len(self.names) != len(self.tuples) or any(
                 len(addrs) != t.workers for t, addrs in zip(self.tuples, self.workers, strict=True)):
-            raise ValueError(f"module {self.module!r}: every tuple needs one address per worker")
+            raise ValueError(f"module {self.module!r}: every tuple needs a worker module name and one address "
+                             f"per worker")
 
 
 @dataclass(frozen=True)
@@ -42,15 +36,20 @@ class RoutingTable:
     apps: dict[str, App]
     routes: dict[tuple[str, str], ModuleRoute]  # (app, module)
 
+    @staticmethod
+    def empty() -> RoutingTable:
+        """The table before the first plan: nothing routed."""
+        return RoutingTable(0, "batch-aware", {}, {})
+
 
 def to_proto(table: RoutingTable, refused: dict[str, str]) -> pb.Routes:
     """The table as the controller streams it to frontends."""
     apps = json.dumps([a.model_dump() for a in table.apps.values()])
     modules = [
-        pb.ModuleRoute(app=app, module=r.module, worker_module=r.worker_module, input_shape=list(r.input_shape),
+        pb.ModuleRoute(app=app, module=r.module, input_shape=list(r.input_shape),
                        tuples=[pb.TupleRoute(batch=t.batch, rate=t.rate, dummy_rate=t.dummy_rate, wait_ms=t.wait_ms,
-                                             addresses=list(addrs))
-                               for t, addrs in zip(r.tuples, r.workers, strict=True)])
+                                             addresses=list(addrs), worker_module=name)
+                               for t, addrs, name in zip(r.tuples, r.workers, r.names, strict=True)])
         for (app, _), r in sorted(table.routes.items())
     ]
     return pb.Routes(version=table.version, dispatch=table.dispatch, apps_json=apps, modules=modules,
@@ -63,7 +62,8 @@ def from_proto(routes: pb.Routes) -> tuple[RoutingTable, dict[str, str]]:
     for m in routes.modules:
         tuples = tuple(TupleSpec(t.batch, len(t.addresses), t.rate, t.dummy_rate,
                                  t.wait_ms if t.HasField("wait_ms") else None) for t in m.tuples)
-        table[(m.app, m.module)] = ModuleRoute(m.module, m.worker_module, tuple(m.input_shape), tuples,
-                                               tuple(tuple(t.addresses) for t in m.tuples))
+        table[(m.app, m.module)] = ModuleRoute(m.module, tuple(m.input_shape), tuples,
+                                               tuple(tuple(t.addresses) for t in m.tuples),
+                                               tuple(t.worker_module for t in m.tuples))
     dispatch = routes.dispatch if routes.dispatch in ("batch-aware", "request-level") else "batch-aware"
     return RoutingTable(routes.version, dispatch, apps, table), dict(routes.refused)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from harpagon.runtime.errors import InvalidArgument
+from harpagon.runtime.wire.errors import InvalidArgument
 from harpagon.v1 import worker_pb2
 
 DTYPES = {name: np.dtype(name).newbyteorder("<") for name in

@@ -1,0 +1,71 @@
+"""The controller's gRPC face: a thin servicer over :class:`Controller`, and the hub that streams
+routing tables to remote frontends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from harpagon.runtime.controller.assignment import WorkerInfo
+from harpagon.runtime.controller.controller import Controller
+from harpagon.runtime.wire.routes import RoutingTable, to_proto
+from harpagon.v1 import worker_pb2 as pb
+from harpagon.v1 import worker_pb2_grpc as rpc
+
+log = logging.getLogger("harpagon.controller")
+
+
+class RoutesHub:
+    """Streams the routing table to remote frontends: the current one on connect, then each new one."""
+
+    def __init__(self, drain_s: float = 2.0):
+        self.current: pb.Routes | None = None
+        self.watchers: set[asyncio.Queue] = set()
+        self.drain_s = drain_s
+
+    async def push(self, table: RoutingTable, refused: dict[str, str]) -> None:
+        self.current = to_proto(table, refused)
+        for q in self.watchers:
+            q.put_nowait(self.current)
+        if self.watchers:  # remote frontends cannot say when old batches are done: give them time
+            await asyncio.sleep(self.drain_s)
+
+    async def watch(self):
+        q: asyncio.Queue = asyncio.Queue()
+        if self.current is not None:
+            q.put_nowait(self.current)
+        self.watchers.add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self.watchers.discard(q)
+
+
+class ControllerServicer(rpc.ControllerServicer):
+    def __init__(self, controller: Controller, hub: RoutesHub | None = None):
+        self.controller = controller
+        self.hub = hub
+
+    async def WatchRoutes(self, request, context):
+        if self.hub is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this controller pushes routes to an embedded frontend")
+        log.info("frontend %s watches routes", request.frontend_id)
+        async for routes in self.hub.watch():
+            yield routes
+
+    async def ReportRates(self, request, context):
+        self.controller.observe_rates(request.frontend_id, dict(request.app_rates), request.window_s)
+        self.controller.observe_hops(list(request.hop_overhead_ms))
+        return pb.RatesReply()
+
+    async def Register(self, request, context):
+        self.controller.register(WorkerInfo(request.worker_id, request.address, request.hardware, request.device,
+                                            request.emulated))
+        return pb.RegisterResponse(heartbeat_ms=self.controller.heartbeat_ms)
+
+    async def Heartbeat(self, request, context):
+        recent = {m.module: list(m.recent_exec_ms) for m in request.modules if m.recent_exec_ms}
+        return pb.HeartbeatResponse(known=self.controller.heartbeat(request.worker_id, recent))

@@ -1,0 +1,88 @@
+"""The worker-client interface the controller and the frontend are given, and its gRPC
+implementation. Components talk to workers only through it, so their logic (the controller's
+three-phase re-plan, the frontend's DAG, scaling and deadline drops) runs in unit tests with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+import numpy as np
+
+from harpagon.runtime.wire.errors import RuntimeFault, Unavailable
+from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
+from harpagon.runtime.wire.rpc import aio_channel, fault_of
+from harpagon.runtime.wire.tensors import from_numpy, to_numpy
+from harpagon.v1 import worker_pb2 as pb
+from harpagon.v1 import worker_pb2_grpc as rpc
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReply:
+    """One batch's outputs (each [n, ...], real items only) and the worker's own timings."""
+
+    outputs: list[np.ndarray]
+    queue_ms: float = 0.0
+    exec_ms: float = 0.0
+
+
+class WorkerClient(Protocol):
+    async def infer(self, address: str, module: str, batch: np.ndarray, timeout_s: float | None = None) -> WorkerReply:
+        """Run one batch; raises a RuntimeFault (Unavailable, DeadlineExceeded, ...) on failure."""
+        ...
+
+    async def apply(self, address: str, version: int, specs: Sequence[ModuleSpec], timeout_s: float) -> int:
+        """Put a configuration in force on a worker; returns the version in force; raises a RuntimeFault."""
+        ...
+
+    def forget(self, address: str) -> None:
+        """Drop what is held for a worker that left."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class GrpcWorkerClient:
+    """One channel per worker address, opened on first use and shared by everything that calls it."""
+
+    def __init__(self) -> None:
+        self._stubs: dict[str, tuple[grpc.aio.Channel, rpc.WorkerStub]] = {}
+
+    def _stub(self, address: str) -> rpc.WorkerStub:
+        held = self._stubs.get(address)
+        if held is None:
+            channel = aio_channel(address)
+            held = self._stubs[address] = (channel, rpc.WorkerStub(channel))
+        return held[1]
+
+    async def infer(self, address: str, module: str, batch: np.ndarray, timeout_s: float | None = None) -> WorkerReply:
+        try:
+            reply = await self._stub(address).Infer(pb.InferRequest(module=module, input=from_numpy(batch)),
+                                                    timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise fault_of(exc, f"worker {address}") from None
+        try:
+            return WorkerReply([to_numpy(t) for t in reply.outputs], reply.queue_ms, reply.exec_ms)
+        except RuntimeFault as exc:  # a reply that does not decode is the worker's failure, not the client's
+            raise Unavailable(f"worker {address} sent a malformed reply: {exc}") from None
+
+    async def apply(self, address: str, version: int, specs: Sequence[ModuleSpec], timeout_s: float) -> int:
+        try:
+            reply = await self._stub(address).ApplyConfig(
+                pb.ApplyConfigRequest(config=config_to_proto(version, list(specs))), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise fault_of(exc, f"worker {address}") from None
+        return int(reply.version)
+
+    def forget(self, address: str) -> None:
+        held = self._stubs.pop(address, None)
+        if held is not None:
+            asyncio.ensure_future(held[0].close())
+
+    async def close(self) -> None:
+        held, self._stubs = self._stubs, {}
+        await asyncio.gather(*(channel.close() for channel, _ in held.values()), return_exceptions=True)

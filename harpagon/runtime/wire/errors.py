@@ -1,0 +1,36 @@
+"""Errors of the data and control planes, each mapped to one gRPC status code at the servicers."""
+
+from __future__ import annotations
+
+
+class RuntimeFault(Exception):
+    """Base class; `code` names the grpc.StatusCode a servicer answers with."""
+
+    code = "INTERNAL"
+
+
+class NotFound(RuntimeFault):
+    code = "NOT_FOUND"
+
+
+class InvalidArgument(RuntimeFault):
+    code = "INVALID_ARGUMENT"
+
+
+class FailedPrecondition(RuntimeFault):
+    code = "FAILED_PRECONDITION"
+
+
+class Unavailable(RuntimeFault):
+    """Worth a retry: an app configured but not routed yet, a worker that failed."""
+
+    code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(RuntimeFault):
+    code = "DEADLINE_EXCEEDED"
+
+
+#: The fault raised for each gRPC status a peer answers with (anything else is Unavailable).
+BY_CODE: dict[str, type[RuntimeFault]] = {c.code: c for c in (NotFound, InvalidArgument, FailedPrecondition,
+                                                               Unavailable, DeadlineExceeded)}

@@ -1,0 +1,66 @@
+"""gRPC servers and channels with one set of options, and the mapping between status codes and
+:mod:`harpagon.runtime.wire.errors` both ways."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+
+import grpc
+
+from harpagon.runtime.wire.errors import BY_CODE, DeadlineExceeded, RuntimeFault, Unavailable
+
+#: Frames and batches are large messages: 256 MiB each way.
+MESSAGE_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length", 256 << 20),
+                                          ("grpc.max_send_message_length", 256 << 20)]
+
+
+def _bind(server: grpc.Server | grpc.aio.Server, host: str, port: int) -> int:
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise OSError(f"cannot listen on {host}:{port}")
+    return bound
+
+
+def aio_server(host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """An asyncio server bound to host:port (0 picks a free port); add servicers, then start it."""
+    server = grpc.aio.server(options=MESSAGE_OPTIONS)
+    return server, _bind(server, host, port)
+
+
+def thread_server(host: str, port: int, threads: int) -> tuple[grpc.Server, int]:
+    """A thread-pool server (the worker's: its device calls block)."""
+    server = grpc.server(futures.ThreadPoolExecutor(threads, thread_name_prefix="grpc"), options=MESSAGE_OPTIONS)
+    return server, _bind(server, host, port)
+
+
+def aio_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=MESSAGE_OPTIONS)
+
+
+def sync_channel(address: str) -> grpc.Channel:
+    return grpc.insecure_channel(address, options=MESSAGE_OPTIONS)
+
+
+def status_code(fault: RuntimeFault) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, fault.code)
+
+
+def fault_of(exc: grpc.RpcError, where: str) -> RuntimeFault:
+    """A peer's status as a fault: its own code when a client may see it, else Unavailable."""
+    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = exc.details() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else str(exc)
+    kind = BY_CODE.get(code.name, Unavailable) if code is not None else Unavailable
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"{where}: no answer before the deadline")
+    return kind(f"{where}: {code.name if code else 'UNKNOWN'}: {details}")
+
+
+@contextmanager
+def abort_on_fault(context: grpc.ServicerContext) -> Iterator[None]:
+    """In a synchronous servicer: answer a fault with its status code and message (the server goes on)."""
+    try:
+        yield
+    except RuntimeFault as exc:
+        context.abort(status_code(exc), str(exc))

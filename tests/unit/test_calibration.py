@@ -1,0 +1,233 @@
+"""The self-calibration policy, with hand-checked figures and an injected clock (no network)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harpagon.config.schema import Workload
+from harpagon.model.latency import Settings, options_for
+from harpagon.runtime.controller.calibration import Calibration, CalibrationSettings, Calibrator
+
+W = Workload.model_validate({
+    "hardware": [{"name": "v100", "price_per_hour": 3.06}, {"name": "t4", "price_per_hour": 0.526}],
+    "profiles": [
+        # mean + std: 2.5 / 7.0 / 12.0
+        {"model": "resnet50", "hardware": "v100", "batches": [[1, 2.0, 0.5], [4, 6.0, 1.0], [8, 10.0, 2.0]]},
+        # mean + std: 5.0 / 15.0
+        {"model": "resnet50", "hardware": "t4", "batches": [[1, 4.0, 1.0], [4, 12.0, 3.0]]},
+        {"model": "ssd", "hardware": "v100", "batches": [[1, 6.0], [2, 10.0]]},
+    ],
+    "apps": [{"name": "traffic", "rate": 100, "slo_ms": 200,
+              "modules": [{"name": "detect", "model": "ssd"},
+                          {"name": "cars", "model": "resnet50", "after": ["detect"]}]}],
+})
+S = Settings(overhead_ms=1.0, safety=1.2)
+
+
+def around(mean_plus_std: float, std: float, n: int) -> list[float]:
+    """`n` (even) samples whose mean is `mean_plus_std - std` and whose population std is `std`."""
+    mean = mean_plus_std - std
+    return [mean - std, mean + std] * (n // 2)
+
+
+def slow_v100(cal: Calibrator, now: float) -> None:
+    """resnet50 on v100: size 4 at 1.2x its 7.0 ms (60 batches), size 8 at 1.5x its 12.0 ms (30 batches):
+    weighted by counts, (60 * 1.2 + 30 * 1.5) / 90 = 1.3."""
+    cal.observe_batches(now, "resnet50", "v100", 4, around(8.4, 1.0, 60))
+    cal.observe_batches(now, "resnet50", "v100", 8, around(18.0, 1.0, 30))
+
+
+def test_a_worker_30_percent_slower_drifts_and_only_its_profile_is_scaled():
+    cal = Calibrator(W, S)
+    slow_v100(cal, 1.0)
+    cal.observe_batches(1.0, "resnet50", "t4", 4, around(15.0, 3.0, 80))  # t4 is as profiled
+    m = cal.measured(2.0)
+    assert m.exec[("resnet50", "v100")].factor == pytest.approx(1.3)
+    assert m.exec[("resnet50", "v100")].batches == 90
+    assert m.exec[("resnet50", "v100")].by_batch[4] == pytest.approx((60, 7.4, 1.0))
+    assert m.exec[("resnet50", "t4")].factor == pytest.approx(1.0)
+
+    reasons = cal.drift(2.0)
+    assert len(reasons) == 1
+    assert "resnet50 on v100" in reasons[0] and "1.30x" in reasons[0] and "90 batches" in reasons[0]
+
+    c = cal.calibrated(2.0)
+    assert c.factor("resnet50", "v100") == pytest.approx(1.3) and c.factor("resnet50", "t4") == 1.0
+    w, s = c.apply(W, S)
+    assert s == S  # the overhead did not drift
+    rows = w.profile_rows[("resnet50", "v100")]  # a fresh workload: no stale cached rows
+    for b, (mean, std) in {1: (2.0, 0.5), 4: (6.0, 1.0), 8: (10.0, 2.0)}.items():
+        assert rows[b].mean_ms == pytest.approx(1.3 * mean) and rows[b].std_ms == pytest.approx(1.3 * std)
+    assert w.profiles[1] is W.profiles[1] and w.profiles[2] is W.profiles[2]  # undrifted pairs: as configured
+    assert w.apps == W.apps and w.hardware == W.hardware
+    # what the planner reads: d(b) = 1.3 (mean + std) * safety, the safety still applied once
+    d = {(o.hardware, o.batch): o.d_ms for o in options_for(w, "resnet50", s)}
+    assert d[("v100", 4)] == pytest.approx(1.3 * 7.0 * 1.2) and d[("t4", 4)] == pytest.approx(15.0 * 1.2)
+
+
+def test_an_emulated_device_sleeping_mean_plus_std_does_not_drift():
+    cal = Calibrator(W, S)
+    rng = np.random.default_rng(0)
+    for model, hw, b, d in [("resnet50", "v100", 1, 2.5), ("resnet50", "v100", 8, 12.0),
+                            ("resnet50", "t4", 4, 15.0), ("ssd", "v100", 2, 10.0)]:
+        # sleeps d, overshooting by a few tens of microseconds: measured mean ~ mean + std, std ~ 0
+        cal.observe_batches(0.5, model, hw, b, list(d + rng.uniform(0, 0.05, 100)))
+    m = cal.measured(1.0)
+    assert set(m.exec) == {("resnet50", "v100"), ("resnet50", "t4"), ("ssd", "v100")}
+    assert all(e.factor == pytest.approx(1.0, abs=0.02) for e in m.exec.values())
+    assert cal.drift(1.0) == []
+    assert cal.calibrated(1.0).apply(W, S) == (W, S)
+
+
+def test_adopted_figures_do_not_drift_again_and_a_return_to_the_profile_drifts_back():
+    cal = Calibrator(W, S)
+    slow_v100(cal, 1.0)
+    c = cal.calibrated(2.0)
+    assert c.reasons
+    cal.adopt(c, 2.0)
+    assert cal.planned.factor("resnet50", "v100") == pytest.approx(1.3)
+    assert cal.drift(2.0) == []  # what was judged is not judged again
+    slow_v100(cal, 3.0)  # the worker stays 30% slower: the plan in force already assumes it
+    assert cal.drift(4.0) == []
+    assert cal.calibrated(4.0).factor("resnet50", "v100") == pytest.approx(1.3)  # kept, not compounded
+
+    cal.adopt(cal.calibrated(4.0), 4.0)
+    cal.observe_batches(5.0, "resnet50", "v100", 4, around(7.0, 1.0, 60))  # as profiled again
+    reasons = cal.drift(6.0)
+    assert len(reasons) == 1 and "1.00x the profile's against 1.30x planned" in reasons[0]
+    back = cal.calibrated(6.0)
+    assert back.factor("resnet50", "v100") == pytest.approx(1.0)
+    w, _ = back.apply(W, S)
+    assert w.profile_rows[("resnet50", "v100")][4].mean_ms == pytest.approx(6.0)
+
+
+def test_factors_are_relative_to_the_configured_profile():
+    cal = Calibrator(W, S)
+    slow_v100(cal, 1.0)
+    cal.adopt(cal.calibrated(2.0), 2.0)
+    # 1.69x the profile: 1.3x what is planned, but the new factor is 1.69, not 1.3 * 1.69
+    cal.observe_batches(3.0, "resnet50", "v100", 4, around(7.0 * 1.69, 1.0, 60))
+    c = cal.calibrated(4.0)
+    assert c.factor("resnet50", "v100") == pytest.approx(1.69)
+    w, _ = c.apply(W, S)  # applied to the configured workload, as always
+    assert w.profile_rows[("resnet50", "v100")][1].mean_ms == pytest.approx(2.0 * 1.69)
+
+
+def test_overhead_drifts_beyond_the_band_and_the_floor_only():
+    cal = Calibrator(W, Settings(overhead_ms=5.0))  # band 10%: 0.5 ms; floor 0.5 ms
+    cal.observe_hops(1.0, [5.4] * 300)
+    assert cal.drift(2.0) == []
+    cal = Calibrator(W, Settings(overhead_ms=5.0))
+    cal.observe_hops(1.0, [6.0] * 300)
+    reasons = cal.drift(2.0)
+    assert reasons == ["hop overhead P95 6.0 ms against 5.0 ms planned (300 hops over 1 s)"]
+    c = cal.calibrated(2.0)
+    assert c.overhead_ms == pytest.approx(6.0)
+    w, s = c.apply(W, Settings(overhead_ms=5.0, safety=1.2))
+    assert s == Settings(overhead_ms=6.0, safety=1.2) and w is W
+
+    cal = Calibrator(W, Settings(overhead_ms=1.0))  # 0.3 ms is beyond 10% of 1 ms but below the floor
+    cal.observe_hops(1.0, [1.3] * 300)
+    assert cal.drift(2.0) == []
+    cal = Calibrator(W, Settings(overhead_ms=1.0))  # smaller too
+    cal.observe_hops(1.0, [0.2] * 300)
+    assert cal.calibrated(2.0).overhead_ms == pytest.approx(0.2)
+
+
+def test_overhead_is_a_high_quantile_and_adopting_it_stops_the_drift():
+    cal = Calibrator(W, Settings())  # planned 0 ms: the floor alone decides
+    hops = np.tile(np.arange(100.0) / 10, 3)  # 0.0 .. 9.9 ms
+    cal.observe_hops(1.0, list(hops))
+    m = cal.measured(2.0)
+    assert m.hops == 300 and m.overhead_ms == pytest.approx(float(np.quantile(hops, 0.95)))
+    assert m.overhead_ms > 9.0
+    c = cal.calibrated(2.0)
+    assert c.overhead_ms == pytest.approx(m.overhead_ms)
+    cal.adopt(c, 2.0)
+    assert cal.planned_overhead_ms == pytest.approx(m.overhead_ms)
+    cal.observe_hops(3.0, list(hops))
+    assert cal.drift(4.0) == []
+    cal.observe_hops(3.0, [0.1] * 10_000)  # the overhead fell
+    assert cal.calibrated(4.0).overhead_ms == pytest.approx(0.1)
+
+
+def test_observations_expire_after_the_window():
+    cal = Calibrator(W, S, CalibrationSettings(window_s=30.0))
+    slow_v100(cal, 0.0)
+    cal.observe_hops(0.0, [9.0] * 300)
+    assert len(cal.drift(29.0)) == 2
+    assert cal.drift(30.5) == []
+    assert cal.measured(30.5).exec == {} and cal.measured(30.5).overhead_ms is None
+    cal.observe_hops(31.0, [1.0])  # an observation drops what expired
+    assert not cal._exec and cal._hops.size == 1
+
+
+def test_too_few_samples_give_no_verdict():
+    cal = Calibrator(W, S, CalibrationSettings(min_batches=50, min_hops=200))
+    cal.observe_batches(1.0, "resnet50", "v100", 4, [14.0] * 49)  # 2x, but 49 batches
+    cal.observe_hops(1.0, [9.0] * 199)
+    assert cal.drift(2.0) == [] and cal.calibrated(2.0).apply(W, S) == (W, S)
+    cal.observe_batches(1.5, "resnet50", "v100", 1, [5.0])  # the 50th, of another size: 2x as well
+    cal.observe_hops(1.5, [9.0])
+    reasons = cal.drift(2.0)
+    assert len(reasons) == 2 and "2.00x" in reasons[0] and "50 batches" in reasons[0]
+
+
+def test_bad_and_unprofiled_samples_are_ignored_and_counted():
+    cal = Calibrator(W, S, CalibrationSettings(min_batches=4, min_hops=2))
+    kept = cal.observe_batches(1.0, "resnet50", "v100", 4, [math.nan, math.inf, -1.0, 0.0, 9.1, 9.1, 9.1, 9.1])
+    assert kept == 4
+    assert cal.observe_batches(1.0, "resnet50", "v100", 4, [None, "x", 9.1]) == 1  # type: ignore[list-item]
+    assert cal.observe_batches(1.0, "resnet50", "v100", 3, [20.0, 20.0]) == 0  # no row of size 3
+    assert cal.observe_batches(1.0, "bert", "v100", 1, [20.0]) == 0  # no profile at all
+    assert cal.observe_hops(1.0, [-0.5, math.nan, 0.0, 2.0]) == 2
+    m = cal.measured(2.0)
+    assert m.rejected == 4 + 2 + 2 and m.unprofiled == 3
+    assert set(m.exec) == {("resnet50", "v100")} and set(m.exec["resnet50", "v100"].by_batch) == {4}
+    assert m.exec["resnet50", "v100"].factor == pytest.approx(1.3)
+    assert m.hops == 2
+    assert "1.30x" in cal.drift(2.0)[0]
+
+
+def test_memory_stays_bounded_and_keeps_the_newest():
+    cal = Calibrator(W, S, CalibrationSettings(max_samples=100, min_batches=10, min_hops=10))
+    for i in range(50):
+        cal.observe_batches(float(i) / 10, "resnet50", "v100", 4, [7.0] * 30)
+        cal.observe_hops(float(i) / 10, [1.0] * 30)
+    cal.observe_batches(5.0, "resnet50", "v100", 4, [14.0] * 70)
+    cal.observe_hops(5.0, [3.0] * 1000)
+    m = cal.measured(5.0)
+    by4 = m.exec["resnet50", "v100"].by_batch[4]
+    assert by4[0] == 100 and by4[1] == pytest.approx((30 * 7.0 + 70 * 14.0) / 100)
+    assert m.hops == 100 and m.overhead_ms == 3.0
+
+
+def test_apply_keeps_everything_else_of_the_workload():
+    rated = W.model_copy(update={"apps": (W.apps[0].model_copy(update={"rate": 250.0}),)})
+    c = Calibration({("ssd", "v100"): 2.0}, overhead_ms=3.0)
+    w, s = c.apply(rated, S)
+    assert w.apps[0].rate == 250.0 and w.serve is None
+    assert [r.mean_ms for r in w.profile_rows[("ssd", "v100")].values()] == [12.0, 20.0]
+    assert s.overhead_ms == 3.0 and s.safety == S.safety
+    assert Calibration().apply(rated, S) == (rated, S)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("band", 0.0), ("band", -0.1), ("band", math.nan), ("window_s", 0.0), ("window_s", math.inf),
+    ("min_batches", 0), ("min_batches", 2.5), ("min_batches", True), ("min_hops", 0),
+    ("overhead_quantile", 0.0), ("overhead_quantile", 1.0), ("overhead_quantile", 1.5),
+    ("overhead_floor_ms", -1.0), ("max_samples", 0),
+])
+def test_bad_settings_name_the_field_and_value(field, value):
+    with pytest.raises(ValueError, match=rf"calibration {field} .*got {value!r}"):
+        CalibrationSettings(**{field: value})
+
+
+def test_max_samples_must_hold_a_verdict():
+    with pytest.raises(ValueError, match="max_samples must be >= min_batches"):
+        CalibrationSettings(max_samples=100, min_hops=200)
+    with pytest.raises(ValueError, match="now must be a finite time"):
+        Calibrator(W, S).observe_hops(math.nan, [1.0])
