@@ -10,6 +10,11 @@ from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
+#: Callers fire flush timers this much after their deadline, so a request arriving at the very
+#: deadline (to floating-point precision) still joins the batch (MODEL.md: arrivals before timers at
+#: equal times); the simulator and the live frontend both do.
+TIMER_SLACK_MS = 1e-6
+
 
 @dataclass
 class Batch(Generic[T]):

@@ -23,15 +23,13 @@ from typing import Literal
 import numpy as np
 
 from harpagon.config.schema import Workload
+from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
 from harpagon.model.latency import effective_latency, requests_for
 from harpagon.model.plan import Plan
 
 Arrivals = Literal["constant", "poisson"]
 
-#: Flush timers fire this much after their deadline, so a request arriving at the very deadline (to
-#: floating-point precision) still joins the batch (MODEL.md: arrivals before timers at equal times).
-TIMER_SLACK_MS = 1e-6
 #: Event kinds in the order MODEL.md gives them at equal times.
 _COMPLETION, _ARRIVAL, _TIMER = 0, 1, 2
 
@@ -157,6 +155,8 @@ class Simulator:
         self.module_requests: dict[tuple[str, str], int] = defaultdict(int)
         self.module_batches: dict[tuple[str, str], int] = defaultdict(int)
         self.module_dummies: dict[tuple[str, str], int] = defaultdict(int)
+        self.trace: list[tuple[float, str, str, int, int, tuple, int]] | None = None
+        """Set to a list to record every shipped batch: (time, app, module, tuple, worker, frames, size)."""
 
     def _d(self, model: str, hardware: str) -> Callable[[int], float]:
         rows = self.workload.profile_rows[(model, hardware)]
@@ -221,6 +221,8 @@ class Simulator:
             key = (app, module)
             self.module_batches[key] += 1
             self.module_dummies[key] += s.batch.dummies
+            if self.trace is not None:
+                self.trace.append((now, app, module, s.tuple_index, s.worker, tuple(s.batch.items), s.batch.size))
             w = self.worker_of[(app, module, s.tuple_index, s.worker)]
             w.queue.append((app, module, s, self.d_of[(app, module, s.tuple_index)](s.batch.size)))
             if len(w.queue) == 1:  # it was idle

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harpagon.config.schema import App
+from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.model.latency import requests_for
 from harpagon.runtime.frontend.stats import REPORT_WINDOW, ModuleStats
@@ -97,13 +98,13 @@ class LiveModule:
         if self._timer is not None:
             self._timer.cancel()
         self._due = due
-        self._timer = None if due is None else self.loop.call_at(due / 1000.0, self._on_timer)
+        self._timer = None if due is None else self.loop.call_at((due + TIMER_SLACK_MS) / 1000.0, self._on_timer)
 
     def _on_timer(self) -> None:
         now, due = self.now_ms(), self._due
         self._timer, self._due = None, None
         # a flush timer that fires late (a busy event loop) delays its batch like transport does
-        self._ship(self.dispatcher.poll(now), max(0.0, now - due) if due is not None else 0.0)
+        self._ship(self.dispatcher.poll(now), max(0.0, now - due - TIMER_SLACK_MS) if due is not None else 0.0)
         self._arm()
 
     def _ship(self, shipped: list[Shipped[_Request]], late_ms: float = 0.0) -> None:
