@@ -154,3 +154,43 @@ def test_perf_analyzer_measures_an_app(mode):
 
     out = asyncio.run(scenario())
     assert "Request Rate: 20 inference requests per seconds" in out and "Successful request count" in out
+
+
+def test_a_client_started_at_server_ready_finds_every_app(tmp_path, start_service):
+    """Strict readiness: until every configured app is routed, ServerReady is false and a configured
+    app answers UNAVAILABLE (retry); right after it turns true, tritonclient and perf_analyzer succeed,
+    and the start made one plan (serve waited for its workers)."""
+    import tritonclient.grpc as triton
+
+    config = tmp_path / "cam.yaml"
+    config.write_text(yaml.safe_dump(WORKLOAD.model_dump(exclude_none=True)))  # Poisson: seconds of planning
+    serve = start_service(["serve", str(config), "--port", "0", "--metrics-port", "0"], "serving on ")
+    client = triton.InferenceServerClient(serve.address)
+    x = triton.InferInput("FRAME", [24, 32, 3], "UINT8")
+    x.set_data_from_numpy(np.zeros((24, 32, 3), np.uint8))
+    early: set[str] = set()
+    deadline = time.monotonic() + 120
+    while not client.is_server_ready():
+        assert time.monotonic() < deadline, "".join(serve.lines[-20:])
+        assert not client.is_model_ready("cam")
+        try:
+            client.infer("cam", [x])
+        except InferenceServerException as exc:
+            early.add(str(exc.status()))
+            assert "StatusCode.UNAVAILABLE" == str(exc.status()) and "not routed yet" in exc.message()
+        time.sleep(0.05)
+    assert early == {"StatusCode.UNAVAILABLE"}  # the test saw the start-up, not only its end
+    assert client.is_model_ready("cam") and client.get_model_metadata("cam").name == "cam"
+    assert client.infer("cam", [x]).as_numpy("classify_0").shape == (1, 1)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("nope", [x])
+    assert str(info.value.status()) == "StatusCode.NOT_FOUND" and "configured: ['cam']" in info.value.message()
+    if PERF_ANALYZER.exists():
+        import subprocess
+
+        out = subprocess.run([str(PERF_ANALYZER), "-m", "cam", "-u", serve.address, "-i", "grpc", "-p", "1000",
+                              "-r", "5", "-s", "100", "--request-rate-range", "20"],
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    plans = [line for line in serve.lines if " in force: $" in line]
+    assert len(plans) == 1, "".join(plans)
