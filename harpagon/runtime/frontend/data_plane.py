@@ -20,7 +20,8 @@ import asyncio
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -37,15 +38,30 @@ from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 __all__ = ["DeadlineExceeded", "FrontendDataPlane", "LiveModule", "Unavailable", "resize"]
 
 
+@lru_cache(maxsize=64)
+def _sampling(height: int, width: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = (np.arange(h) * height // h).clip(0, height - 1)
+    cols = (np.arange(w) * width // w).clip(0, width - 1)
+    return rows, cols
+
+
 def resize(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A [H, W, C] uint8 frame as a [C, h, w] module input (nearest neighbour)."""
     c, h, w = shape
-    rows = (np.arange(h) * frame.shape[0] // h).clip(0, frame.shape[0] - 1)
-    cols = (np.arange(w) * frame.shape[1] // w).clip(0, frame.shape[1] - 1)
-    out = frame[rows][:, cols]
+    rows, cols = _sampling(frame.shape[0], frame.shape[1], h, w)
+    out = frame.take(rows, 0).take(cols, 1)  # two takes: several times faster than one 2-d fancy index
     if out.shape[2] != c:
         out = np.resize(out, (h, w, c))
     return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+@dataclass(slots=True)
+class _Frame:
+    app: App
+    seq: int  # the app's frame number: how many requests each module gets for it
+    frame: np.ndarray
+    deadline: float  # loop time (s)
+    inputs: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)  # one resize per input shape
 
 
 @dataclass(slots=True)
@@ -276,36 +292,28 @@ class FrontendDataPlane:
         app = self.check(app_name)
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + app.slo_ms / 1000.0
         seq = self._seq[app_name]
         self._seq[app_name] += 1
         counters = self.counters[app_name]
         counters.frames += 1
+        f = _Frame(app, seq, frame, loop.time() + app.slo_ms / 1000.0)
         tasks: dict[str, asyncio.Task] = {}
-        inputs: dict[tuple[int, ...], np.ndarray] = {}  # one resize per input shape per frame
-
-        async def run(module: str) -> list[list[np.ndarray]]:
-            m = app.module(module)
-            if m.after:
-                await asyncio.gather(*(tasks[p] for p in m.after))
-            runnable = loop.time()
-            if runnable > deadline:
-                raise DeadlineExceeded(f"app {app_name!r}: frame past its {app.slo_ms:g} ms deadline before {module!r}")
-            live = self.modules.get((app_name, module))  # the routes in force at this hop
-            if live is None:
-                raise Unavailable(f"app {app_name!r} is no longer served")
-            shape = live.route.input_shape
-            item = inputs.get(shape)
-            if item is None:
-                item = inputs[shape] = resize(frame, shape)
-            n = requests_for(seq, m.scale)
-            live.stats.prepare_ms.extend([(loop.time() - runnable) * 1000.0] * n)
-            return list(await asyncio.gather(*(live.submit(item, deadline) for _ in range(n))))
-
-        for m in _topological(app):
-            tasks[m] = loop.create_task(run(m))
+        results: dict[str, list[list[np.ndarray]]] = {}
         try:
-            await asyncio.gather(*tasks.values())
+            if len(app.paths) == 1:  # a chain: one hop after another, no task per module
+                for module in app.paths[0]:
+                    results[module] = await self._hop(f, module)
+            else:  # parallel branches run concurrently; a module starts once all its parents are done
+                async def run(module: str) -> list[list[np.ndarray]]:
+                    parents = app.module(module).after
+                    if parents:
+                        await asyncio.gather(*(tasks[p] for p in parents))
+                    return await self._hop(f, module)
+
+                for module in _topological(app):
+                    tasks[module] = loop.create_task(run(module))
+                await asyncio.gather(*tasks.values())
+                results = {m: t.result() for m, t in tasks.items()}
         except DeadlineExceeded:
             counters.dropped += 1
             if self.metrics:
@@ -328,7 +336,29 @@ class FrontendDataPlane:
             self.metrics.success.labels(app_name).inc()
             self.metrics.duration_us.labels(app_name).inc(elapsed * 1e6)
             self.metrics.latency.labels(app_name).observe(elapsed)
-        return {s: tasks[s].result() for s in self.sinks(app_name)}
+        return {s: results[s] for s in self.sinks(app_name)}
+
+    async def _hop(self, f: _Frame, module: str) -> list[list[np.ndarray]]:
+        """One module's requests for a frame whose parents are done: dispatched, then their results."""
+        loop = asyncio.get_running_loop()
+        runnable = loop.time()
+        app = f.app
+        if runnable > f.deadline:
+            raise DeadlineExceeded(f"app {app.name!r}: frame past its {app.slo_ms:g} ms deadline before {module!r}")
+        live = self.modules.get((app.name, module))  # the routes in force at this hop
+        if live is None:
+            raise Unavailable(f"app {app.name!r} is no longer served")
+        n = requests_for(f.seq, app.module(module).scale)
+        if n == 0:
+            return []
+        shape = live.route.input_shape
+        item = f.inputs.get(shape)
+        if item is None:
+            item = f.inputs[shape] = resize(f.frame, shape)
+        live.stats.prepare_ms.extend([(loop.time() - runnable) * 1000.0] * n)
+        if n == 1:
+            return [await live.submit(item, f.deadline)]
+        return list(await asyncio.gather(*(live.submit(item, f.deadline) for _ in range(n))))
 
     async def close(self) -> None:
         for m in self.modules.values():
