@@ -5,8 +5,9 @@ requests for the app's f-th frame (its scale s, as the planner assumes), each th
 the module's input; a module runs once all its parents are done, parallel branches run
 concurrently, and the reply holds the sink modules' outputs. Every frame carries its deadline
 (arrival + the app's SLO): a frame still in the DAG past it is dropped at its next hop with
-DEADLINE_EXCEEDED and counted, and each batch's call to its worker carries the latest deadline of
-the frames in it.
+DEADLINE_EXCEEDED and counted, each batch's call to its worker carries the latest deadline of the
+frames in it, and a frame whose results come back past its deadline is answered DEADLINE_EXCEEDED,
+never counted as a success.
 
 Per module, requests go through :class:`harpagon.dispatch.ModuleDispatcher` (the code the simulator
 runs) on the event loop's clock: split among tuples by smooth weighted round-robin, one open batch
@@ -144,6 +145,9 @@ class LiveModule:
         try:
             reply = await self.client.infer(address, name, np.stack([r.item for r in requests]),
                                             timeout_s=max(r.deadline for r in requests) - sent)
+            if any(len(o) != len(requests) for o in reply.outputs):
+                raise Unavailable(f"worker {address} answered {[len(o) for o in reply.outputs]} items for a "
+                                  f"batch of {len(requests)}")
         except Exception as exc:  # every request of the batch gets an answer, whatever went wrong
             error = exc if isinstance(exc, RuntimeFault) else Unavailable(f"{type(exc).__name__}: {exc}")
             error = type(error)(f"module {self.route.module!r}: {error}")
@@ -160,17 +164,9 @@ class LiveModule:
         self.stats.exec_ms.append(reply.exec_ms)
         if self.on_hop is not None:  # the hop's overhead as the planner models it (MODEL.md `overhead_ms`)
             self.on_hop(transport + late_ms)
-        outputs = reply.outputs
-        if any(len(o) != len(requests) for o in outputs):
-            error = Unavailable(f"module {self.route.module!r}: worker {address} answered "
-                                f"{[len(o) for o in outputs]} items for a batch of {len(requests)}")
-            for r in requests:
-                if not r.future.done():
-                    r.future.set_exception(error)
-            return
         for i, r in enumerate(requests):
             if not r.future.done():
-                r.future.set_result([o[i] for o in outputs])
+                r.future.set_result([o[i] for o in reply.outputs])
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -315,10 +311,7 @@ class FrontendDataPlane:
                 await asyncio.gather(*tasks.values())
                 results = {m: t.result() for m, t in tasks.items()}
         except DeadlineExceeded:
-            counters.dropped += 1
-            if self.metrics:
-                self.metrics.dropped.labels(app_name).inc()
-                self.metrics.failure.labels(app_name, "deadline").inc()
+            self._dropped(app_name)
             raise
         except Exception as exc:
             counters.failed += 1
@@ -329,6 +322,9 @@ class FrontendDataPlane:
             for t in tasks.values():
                 if not t.done():
                     t.cancel()
+        if loop.time() > f.deadline:  # a late result is not a success: the client gets the status
+            self._dropped(app_name)
+            raise DeadlineExceeded(f"app {app_name!r}: frame answered past its {app.slo_ms:g} ms deadline")
         elapsed = time.perf_counter() - start
         counters.success += 1
         counters.success_ns += int(elapsed * 1e9)
@@ -337,6 +333,12 @@ class FrontendDataPlane:
             self.metrics.duration_us.labels(app_name).inc(elapsed * 1e6)
             self.metrics.latency.labels(app_name).observe(elapsed)
         return {s: results[s] for s in self.sinks(app_name)}
+
+    def _dropped(self, app_name: str) -> None:
+        self.counters[app_name].dropped += 1
+        if self.metrics:
+            self.metrics.dropped.labels(app_name).inc()
+            self.metrics.failure.labels(app_name, "deadline").inc()
 
     async def _hop(self, f: _Frame, module: str) -> list[list[np.ndarray]]:
         """One module's requests for a frame whose parents are done: dispatched, then their results."""

@@ -1,0 +1,345 @@
+"""The controller on fake workers (tests/fakes.py): the three-phase re-plan, failed applies, waiting
+for the expected workers, and calibration end to end (heartbeats and hop overheads -> a re-plan with
+the measured figures). Plans are fluid and made in a thread, so each takes milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from harpagon.config.schema import Workload
+from harpagon.model.latency import Settings, collection_ms, effective_latency
+from harpagon.runtime.controller.assignment import WorkerInfo
+from harpagon.runtime.controller.controller import MIN_EPOCH_S, Controller
+from harpagon.runtime.wire.errors import Unavailable
+from harpagon.runtime.wire.routes import RoutingTable
+from tests.conftest import BASE
+from tests.fakes import Apply, FakeWorkers, Mark
+
+FLUID = Settings(arrivals="fluid")
+SHAPE = (3, 16, 16)
+# resnet50 on t4: d(1) 3.52, d(2) 5.21, d(4) 9.37 ms. At 100 frames/s the plan is d@b1 + c@b1 on two
+# t4 workers; at 300/s it is d@b2 on one and c@b2 on two.
+W = Workload.model_validate({**BASE, "apps": [{"name": "cam", "rate": 100, "slo_ms": 200, "modules": [
+    {"name": "d", "model": "resnet50"}, {"name": "c", "model": "resnet50", "after": ["d"], "scale": 2}]}]})
+T4 = {r.batch: r for r in W.profile_rows[("resnet50", "t4")].values()}
+
+
+def t4(n: int) -> list[WorkerInfo]:
+    return [WorkerInfo(f"t{i}", f"10.0.0.{i}:7000", "t4", "emulated:t4", True) for i in range(n)]
+
+
+class Harness:
+    """A controller on fake workers, with its routes pushes marked in the fake's event log."""
+
+    def __init__(self, workload: Workload = W, settings: Settings = FLUID, **kw):
+        self.now = 0.0
+        self.fake = FakeWorkers()
+        self.tables: list[tuple[RoutingTable, dict[str, str]]] = []
+
+        async def push(table: RoutingTable, refused: dict[str, str]) -> None:
+            self.fake.mark("routes", table)
+            self.tables.append((table, refused))
+
+        kw.setdefault("planning", "thread")
+        self.c = Controller(workload, settings, SHAPE, push, clock=lambda: self.now, client=self.fake, **kw)
+
+    def routes_marks(self) -> list[Mark]:
+        return [e for e in self.fake.events if isinstance(e, Mark) and e.what == "routes"]
+
+
+def names(applies: list[Apply]) -> dict[str, set[str]]:
+    return {a.address: set(a.modules) for a in applies}
+
+
+def routed(table: RoutingTable) -> dict[str, set[str]]:
+    """Address -> module names the table sends it."""
+    out: dict[str, set[str]] = {}
+    for r in table.routes.values():
+        for addrs, name in zip(r.workers, r.names, strict=True):
+            for a in addrs:
+                out.setdefault(a, set()).add(name)
+    return out
+
+
+# --- the three phases ------------------------------------------------------------------------
+
+
+def test_a_replan_loads_old_and_new_then_switches_routes_then_drops_the_old():
+    h = Harness()
+
+    async def scenario():
+        for w in t4(3):
+            h.c.register(w)
+        await h.c.reconcile()
+        first_plan = h.c.plan
+        h.c._dirty.clear()  # what the reconcile loop does before it reconciles
+        for t in range(1, 13):  # one frontend measures 300 frames/s, 3x the planned 100
+            h.now = float(t)
+            h.c.observe_rates("f1", {"cam": 300.0})
+        assert h.c.dirty
+        await h.c.reconcile()
+        return first_plan
+
+    first_plan = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert first_plan is not None and h.c.plan is not first_plan and h.c.plans == 2
+    assert h.c.plan.app("cam").rate == pytest.approx(300.0)
+    first_routes, second_routes = h.routes_marks()
+    (t1, refused1), (t2, refused2) = h.tables
+    assert refused1 == refused2 == {} and t2.version > t1.version
+
+    # one configuration version per phase, in this order: 1st plan's phases 1 and 3, then the re-plan's
+    versions = sorted({a.version for a in h.fake.applies})
+    assert len(versions) == 4
+    before1, after1, phase1, phase3 = ([a for a in h.fake.applies if a.version == v] for v in versions)
+    # the first plan: phase 1 (nothing old) and phase 3 alike, before and after its routes
+    assert max(a.seq for a in before1) < first_routes.seq < min(a.seq for a in after1)
+    old = names(after1)
+    assert names(before1) == old and set(old) == {w.address for w in t4(3)}
+    assert routed(t1) == {a: m for a, m in old.items() if m}  # every worker runs what it is routed, nothing else
+
+    # the re-plan: phase 1 (old | new) before the routes push, phase 3 (new only) after it
+    assert max(a.seq for a in after1) < min(a.seq for a in phase1)
+    assert max(a.seq for a in phase1) < second_routes.seq < min(a.seq for a in phase3)
+    new = names(phase3)
+    assert set(names(phase1)) == set(new) == set(old)  # every worker, once per phase
+    assert len(phase1) == len(phase3) == 3
+    for address in old:
+        assert names(phase1)[address] == old[address] | new[address], address
+    assert routed(t2) == {a: m for a, m in new.items() if m}
+    # the plan did change: some worker held old and new modules at once, and dropped the old ones after
+    assert any(names(phase1)[a] > new[a] for a in old)
+    assert any(old[a] - new[a] for a in old)
+    assert {n for ms in new.values() for n in ms} == {"cam/d@b2", "cam/c@b2"}
+    assert {n for ms in old.values() for n in ms} == {"cam/d@b1", "cam/c@b1"}
+    # each phase is one version, the same for every worker, and versions only grow per worker
+    for phase in (before1, after1, phase1, phase3):
+        assert len({a.version for a in phase}) == 1
+    for address in old:
+        versions = [a.version for a in h.fake.applies if a.address == address]
+        assert versions == sorted(versions) and len(set(versions)) == len(versions) == 4
+    assert t2.version == phase3[0].version  # the routes carry the version of the configuration they need
+
+
+def test_a_worker_that_refuses_its_configuration_fails_the_reconcile_before_the_routes_move():
+    """Current behaviour: a failed phase-1 apply raises out of reconcile() (the loop logs it and
+    retries in a second); the routes are not pushed and the plan in force stays the old one, while
+    the workers that accepted keep the union they were sent."""
+    h = Harness()
+
+    async def scenario():
+        for w in t4(3):
+            h.c.register(w)
+        h.fake.failing_apply[t4(3)[1].address] = Unavailable("no GPU memory")
+        with pytest.raises(RuntimeError, match="a worker refused its configuration: no GPU memory"):
+            await h.c.reconcile()
+        assert h.c.plan is None and h.tables == []
+        assert len(h.fake.applies) == 3  # phase 1 went to every worker; phase 3 was never sent
+        del h.fake.failing_apply[t4(3)[1].address]
+        await h.c.reconcile()  # the retry succeeds
+        assert h.c.plan is not None and len(h.tables) == 1
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_the_reconcile_loop_retries_a_failed_replan():
+    h = Harness(heartbeat_ms=60_000)
+
+    async def scenario():
+        h.fake.failing_apply[t4(2)[0].address] = Unavailable("busy")
+        h.c.start()
+        try:
+            for w in t4(2):
+                h.c.register(w)
+            for _ in range(100):  # the first attempt fails...
+                await asyncio.sleep(0.02)
+                if h.fake.applies:
+                    break
+            assert h.fake.applies and h.c.plan is None and h.c.dirty
+            del h.fake.failing_apply[t4(2)[0].address]
+            for _ in range(300):  # ...and the loop tries again about a second later
+                await asyncio.sleep(0.02)
+                if h.c.plan is not None:
+                    break
+            assert h.c.plan is not None and len(h.tables) == 1 and h.c.plans == 2
+        finally:
+            await h.c.stop()
+        assert h.fake.closed
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+# --- waiting for the expected workers ------------------------------------------------------------
+
+
+def test_the_first_plan_waits_for_the_expected_workers():
+    h = Harness(expect_workers=2, expect_timeout_s=30.0, heartbeat_ms=60_000)
+
+    async def scenario():
+        h.c.start()
+        try:
+            h.c.register(t4(2)[0])
+            await asyncio.sleep(0.6)  # the loop would plan 0.2 s after a join if it did not wait
+            assert h.c.plans == 0 and h.fake.applies == []
+            h.c.register(t4(2)[1])
+            for _ in range(200):
+                await asyncio.sleep(0.02)
+                if h.c.plan is not None:
+                    break
+            assert h.c.plan is not None and h.c.planned_workers == 2
+            await asyncio.sleep(0.3)
+            assert h.c.plans == 1  # one plan for both joins, not one per join
+            assert {a.address for a in h.fake.applies} == {w.address for w in t4(2)}
+        finally:
+            await h.c.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_without_the_expected_workers_it_plans_with_those_it_has_after_the_timeout():
+    h = Harness(expect_workers=2, expect_timeout_s=1.0, heartbeat_ms=60_000)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        h.c.start()
+        try:
+            h.c.register(t4(1)[0])
+            await asyncio.sleep(0.3)
+            assert h.c.plans == 0
+            for _ in range(300):
+                await asyncio.sleep(0.02)
+                if h.c.plan is not None:
+                    break
+            took = loop.time() - t0
+        finally:
+            await h.c.stop()
+        return took
+
+    took = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert h.c.plan is not None and h.c.planned_workers == 1
+    assert 1.0 <= took < 6.0
+    # one t4 cannot hold two modules: the app is refused, with its reason pushed to the frontend
+    assert h.tables and set(h.tables[-1][1]) == {"cam"}
+
+
+# --- calibration end to end ---------------------------------------------------------------------
+
+
+def d_of(t) -> float:
+    """A planned tuple's d(b), from its latency (fluid: no queueing allowance)."""
+    return t.latency_ms - t.queue_ms - collection_ms("batch-aware", t.batch, t.workers, t.rate + t.dummy_rate)
+
+
+def test_heartbeats_30_percent_slower_than_the_profile_replan_with_it_scaled():
+    h = Harness()
+
+    async def scenario():
+        for w in t4(3):
+            h.c.register(w)
+        await h.c.reconcile()
+        h.c._dirty.clear()
+        before = h.c.plan
+        # what each worker runs, by the names the controller gave it (from the apply log)
+        running = {w.id: h.fake.config(w.address)[1] for w in t4(3)}
+        assert sum(bool(m) for m in running.values()) == 2
+        batch_of = {s.name: s.batch for a in h.fake.applies for s in a.specs}
+
+        def beat(now: float) -> None:
+            h.now = now
+            for wid, mods in running.items():
+                slow = {m: [effective_latency(T4[batch_of[m]].mean_ms, T4[batch_of[m]].std_ms, 1.0) * 1.3] * 60
+                        for m in mods}
+                slow["not/a-module@b1"] = [999.0]  # a name the worker does not run: ignored
+                assert h.c.heartbeat(wid, slow)
+
+        beat(1.0)  # enough batches (60 >= min_batches) to judge, but within MIN_EPOCH_S of the plan
+        assert not h.c.dirty and h.c.calibrator.planned.factor("resnet50", "t4") == 1.0
+        beat(MIN_EPOCH_S + 1.0)
+        assert h.c.dirty  # 240 batches at 1.3x: drifted
+        assert h.c.calibrator.planned.factor("resnet50", "t4") == pytest.approx(1.3)
+        assert h.c.calibrator.planned.factor("resnet50", "v100") == 1.0
+        assert not h.c.heartbeat("nobody", {"x": [1.0]})
+        await h.c.reconcile()
+        return before
+
+    before = asyncio.run(asyncio.wait_for(scenario(), 20))
+    after = h.c.plan
+    assert after is not before and h.c.plans == 2
+    for p, factor in ((before, 1.0), (after, 1.3)):
+        tuples = [t for m in p.app("cam").modules for t in m.tuples]
+        assert tuples and all(t.hardware == "t4" for t in tuples)
+        for t in tuples:  # every tuple planned with d(b) of the profile times the factor
+            profiled = effective_latency(T4[t.batch].mean_ms, T4[t.batch].std_ms, p.settings.safety)
+            assert d_of(t) == pytest.approx(profiled * factor, rel=1e-6)
+    assert after.app("cam").predicted_latency_ms > before.app("cam").predicted_latency_ms
+    assert after.settings.overhead_ms == 0.0  # no hop reports: the configured overhead
+
+
+def test_hop_overheads_beyond_the_band_replan_with_the_measured_overhead():
+    h = Harness(settings=Settings(arrivals="fluid", overhead_ms=1.0))
+
+    async def scenario():
+        for w in t4(3):
+            h.c.register(w)
+        await h.c.reconcile()
+        h.c._dirty.clear()
+        before = h.c.plan
+        h.now = 1.0
+        h.c.observe_hops([1.0] * 300)  # as planned
+        h.now = MIN_EPOCH_S + 1.0
+        h.c.observe_hops([1.05] * 300)  # within the band (and the 0.5 ms floor)
+        assert not h.c.dirty
+        h.now = MIN_EPOCH_S + 3.0
+        h.c.observe_hops([6.0] * 500)  # P95 of what came since the plan: 6 ms
+        assert h.c.dirty and h.c.calibrator.planned.overhead_ms == pytest.approx(6.0)
+        await h.c.reconcile()
+        return before
+
+    before = asyncio.run(asyncio.wait_for(scenario(), 20))
+    after = h.c.plan
+    assert before.settings.overhead_ms == 1.0 and after.settings.overhead_ms == pytest.approx(6.0)
+    assert h.c.settings.overhead_ms == 1.0  # the configured figure is kept; the plan carries the measured one
+    for p in (before, after):
+        for m in p.app("cam").modules:
+            for t in m.tuples:  # latency = collection + d(b) + the overhead planned with
+                d = effective_latency(T4[t.batch].mean_ms, T4[t.batch].std_ms, p.settings.safety)
+                assert t.latency_ms == pytest.approx(
+                    collection_ms("batch-aware", t.batch, t.workers, t.rate + t.dummy_rate) + d
+                    + p.settings.overhead_ms, rel=1e-6)
+    assert after.app("cam").predicted_latency_ms > before.app("cam").predicted_latency_ms
+
+
+def test_without_calibration_measurements_never_replan():
+    h = Harness(calibration=None)
+
+    async def scenario():
+        for w in t4(3):
+            h.c.register(w)
+        await h.c.reconcile()
+        h.c._dirty.clear()
+        running = {w.id: h.fake.config(w.address)[1] for w in t4(3)}
+        for now in (1.0, MIN_EPOCH_S + 1.0, MIN_EPOCH_S + 3.0):
+            h.now = now
+            for wid, mods in running.items():
+                h.c.heartbeat(wid, {m: [100.0] * 100 for m in mods})
+            h.c.observe_hops([50.0] * 500)
+        assert not h.c.dirty and h.c.calibrator is None
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_whole_pass_stays_fast():
+    """Guard: a fluid plan in a thread is milliseconds, so this file stays well under its budget."""
+    h = Harness()
+
+    async def scenario():
+        for w in t4(3):
+            h.c.register(w)
+        t0 = time.perf_counter()
+        await h.c.reconcile()
+        return time.perf_counter() - t0
+
+    assert asyncio.run(scenario()) < 5.0

@@ -1,0 +1,420 @@
+"""The frontend's data plane on fake workers (tests/fakes.py): DAG order, scaling, batching, deadline
+drops, worker failures, readiness, re-plans and hop overheads, without a network."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import numpy as np
+import pytest
+
+from harpagon.config.schema import App
+from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane, resize
+from harpagon.runtime.wire.errors import DeadlineExceeded, NotFound, Unavailable
+from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
+from tests.fakes import FakeWorkers, expected_output
+
+SHAPE = (3, 4, 4)  # what the fake workers "expect"
+FRAME = (8, 8, 3)  # [H, W, C] frames
+NO_TIMER = 10_000.0  # a flush timer that never runs out within a test
+RNG = np.random.default_rng(7)
+
+
+def make_app(name: str, modules: list[dict], slo_ms: float = 1000.0, rate: float = 50.0) -> App:
+    return App.model_validate({"name": name, "rate": rate, "slo_ms": slo_ms, "modules": modules})
+
+
+def route(module: str, address: str, batch: int = 1, wait_ms: float | None = 0.0, rate: float = 50.0,
+          worker_name: str | None = None) -> ModuleRoute:
+    """One tuple of one worker at `address`; the module is called `worker_name` there (default `module@b<batch>`)."""
+    return ModuleRoute(module, SHAPE, (TupleSpec(batch, 1, rate, 0.0, wait_ms),), ((address,),),
+                       (worker_name or f"{module}@b{batch}",))
+
+
+def table(app: App, routes: dict[str, ModuleRoute], version: int = 1, *more: tuple[App, dict[str, ModuleRoute]]
+          ) -> RoutingTable:
+    apps = {app.name: app}
+    entries = {(app.name, m): r for m, r in routes.items()}
+    for a, rs in more:
+        apps[a.name] = a
+        entries.update({(a.name, m): r for m, r in rs.items()})
+    return RoutingTable(version, "batch-aware", apps, entries)
+
+
+def frame() -> np.ndarray:
+    return RNG.integers(0, 255, FRAME, dtype=np.uint8)
+
+
+def want(f: np.ndarray) -> float:
+    """What the fake answers for a frame's request."""
+    return expected_output(resize(f, SHAPE))
+
+
+def run(coro, limit_s: float = 10.0):
+    """Run a scenario; a hang fails the test instead of stalling the suite."""
+    return asyncio.run(asyncio.wait_for(coro, limit_s))
+
+
+# --- DAG order ---------------------------------------------------------------------------------
+
+
+def assert_child_after_parent(fake: FakeWorkers, frames: list[np.ndarray], parent: str, child: str) -> None:
+    """Each frame's request to `child` was sent only after its parent's result for that frame came back."""
+    for f in frames:
+        v = want(f)
+        parent_call = next(c for c in fake.calls_to(module=parent) if v in c.items)
+        child_call = next(c for c in fake.calls_to(module=child) if v in c.items)
+        reply = fake.reply_to(parent_call)
+        assert reply is not None and reply.error is None
+        assert reply.seq < child_call.seq, (parent, child)
+
+
+def test_a_chain_runs_its_hops_in_order_and_each_frame_gets_its_own_result():
+    app = make_app("chain", [{"name": "a", "model": "m"}, {"name": "b", "model": "m", "after": ["a"]},
+                             {"name": "c", "model": "m", "after": ["b"]}])
+    fake = FakeWorkers(latency={"wa": 0.01, "wb": 0.02, "wc": 0.01})
+    frames = [frame() for _ in range(5)]
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"a": route("a", "wa", batch=2, wait_ms=5.0), "b": route("b", "wb"),
+                                              "c": route("c", "wc", batch=3, wait_ms=5.0)}),
+                                  frame_shape=FRAME, client=fake)
+        return plane, await asyncio.gather(*(plane.infer("chain", f) for f in frames))
+
+    plane, out = run(scenario())
+    for f, reply in zip(frames, out, strict=True):
+        assert list(reply) == ["c"] and len(reply["c"]) == 1
+        assert float(reply["c"][0][0][0]) == pytest.approx(want(f), rel=1e-5)
+    assert_child_after_parent(fake, frames, "a@b2", "b@b1")
+    assert_child_after_parent(fake, frames, "b@b1", "c@b3")
+    assert sum(c.size for c in fake.calls_to(module="b@b1")) == 5 and plane.counters["chain"].success == 5
+
+
+def test_children_run_after_their_parents_branches_in_parallel_and_each_frame_gets_its_own_results():
+    #   a -> b          (sink)
+    #   a -> c -> d     (sink)
+    app = make_app("dag", [{"name": "a", "model": "m"}, {"name": "b", "model": "m", "after": ["a"]},
+                           {"name": "c", "model": "m", "after": ["a"]}, {"name": "d", "model": "m", "after": ["c"]}])
+    fake = FakeWorkers(latency={"wa": 0.01, "wb": 0.05, "wc": 0.05, "wd": 0.01})
+    frames = [frame() for _ in range(4)]
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"a": route("a", "wa", batch=2, wait_ms=5.0),
+                                              "b": route("b", "wb", batch=2, wait_ms=5.0),
+                                              "c": route("c", "wc"), "d": route("d", "wd")}),
+                                  frame_shape=FRAME, client=fake)
+        out = await asyncio.gather(*(plane.infer("dag", f) for f in frames))
+        await plane.close()
+        return plane, out
+
+    plane, out = run(scenario())
+    # the reply holds each sink's outputs, one list of outputs per request, each its own frame's
+    for f, reply in zip(frames, out, strict=True):
+        assert set(reply) == {"b", "d"}
+        for sink in ("b", "d"):
+            assert len(reply[sink]) == 1 and len(reply[sink][0]) == 1
+            assert float(reply[sink][0][0][0]) == pytest.approx(want(f), rel=1e-5)
+    assert plane.counters["dag"].success == 4 and plane.counters["dag"].frames == 4
+    # every module saw every frame exactly once
+    for m in "abcd":
+        got = sorted(v for c in fake.calls_to(module=f"{m}@b{2 if m in 'ab' else 1}") for v in c.items)
+        assert got == pytest.approx(sorted(want(f) for f in frames), rel=1e-9), m
+    for parent, child in (("a@b2", "b@b2"), ("a@b2", "c@b1"), ("c@b1", "d@b1")):
+        assert_child_after_parent(fake, frames, parent, child)
+    # the branches b and c ran concurrently: each was called before the other's first reply came back
+    first_b, first_c = fake.calls_to(module="b@b2")[0], fake.calls_to(module="c@b1")[0]
+    assert first_b.seq < fake.reply_to(first_c).seq and first_c.seq < fake.reply_to(first_b).seq
+
+
+# --- scaling -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0, 0.3, 1.5])
+def test_a_module_of_scale_s_gets_floor_f_plus_1_s_minus_floor_f_s_requests_per_frame(scale):
+    n_frames = 10
+    app = make_app("sc", [{"name": "src", "model": "m"}, {"name": "x", "model": "m", "after": ["src"], "scale": scale}])
+    fake = FakeWorkers()
+
+    def per_frame(f: int) -> int:
+        return math.floor((f + 1) * scale + 1e-9) - math.floor(f * scale + 1e-9)
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"src": route("src", "w1"), "x": route("x", "w2")}),
+                                  frame_shape=FRAME, client=fake)
+        replies = []
+        for _ in range(n_frames):
+            f = frame()
+            replies.append((f, await plane.infer("sc", f)))
+        return plane, replies
+
+    plane, replies = run(scenario())
+    total = sum(per_frame(f) for f in range(n_frames))
+    assert total == math.floor(n_frames * scale + 1e-9)
+    assert sum(c.size for c in fake.calls_to(module="x@b1")) == total
+    assert sum(c.size for c in fake.calls_to(module="src@b1")) == n_frames
+    assert plane.stats()[("sc", "x")].requests == total
+    for f, (fr, reply) in enumerate(replies):
+        assert len(reply["x"]) == per_frame(f), f  # the sink's outputs: one entry per request
+        assert all(float(r[0][0]) == pytest.approx(want(fr), rel=1e-5) for r in reply["x"])
+
+
+# --- batching --------------------------------------------------------------------------------
+
+
+def test_a_full_batch_ships_at_once_and_a_lone_frame_ships_when_its_timer_runs_out():
+    app = make_app("b", [{"name": "m", "model": "m"}])
+    lone = make_app("lone", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers()
+    frames = [frame() for _ in range(4)]
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1", batch=4, wait_ms=NO_TIMER)}, 1,
+                                        (lone, {"m": route("m", "w2", batch=4, wait_ms=50.0)})),
+                                  frame_shape=FRAME, client=fake)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        out = await asyncio.gather(*(plane.infer("b", f) for f in frames))
+        full_s = loop.time() - t0
+        t0 = loop.time()
+        single = frame()
+        got = await plane.infer("lone", single)
+        lone_s = loop.time() - t0
+        return plane, out, full_s, single, got, lone_s
+
+    plane, out, full_s, single, got, lone_s = run(scenario())
+    (batch,) = fake.calls_to(address="w1")
+    assert batch.size == 4 and sorted(batch.items) == pytest.approx(sorted(want(f) for f in frames), rel=1e-9)
+    assert full_s < 5.0  # shipped when full, not at its 10 s timer
+    for f, reply in zip(frames, out, strict=True):
+        assert float(reply["m"][0][0][0]) == pytest.approx(want(f), rel=1e-5)
+    (alone,) = fake.calls_to(address="w2")
+    assert alone.size == 1 and alone.items == pytest.approx((want(single),), rel=1e-9)  # dummies are not sent
+    assert float(got["m"][0][0][0]) == pytest.approx(want(single), rel=1e-5)
+    assert 0.045 <= lone_s < 2.0  # waited for its 50 ms flush timer, then shipped
+    s = plane.stats()
+    assert (s[("b", "m")].batches, s[("b", "m")].dummies) == (1, 0)
+    assert (s[("lone", "m")].batches, s[("lone", "m")].dummies) == (1, 3)
+
+
+# --- deadlines ---------------------------------------------------------------------------------
+
+
+def test_a_worker_that_never_answers_drops_the_frame_at_its_slo():
+    app = make_app("slow", [{"name": "m", "model": "m"}], slo_ms=150.0)
+    fake = FakeWorkers(silent={"w1"})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1")}), frame_shape=FRAME, client=fake)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(DeadlineExceeded, match="module 'm'"):
+            await plane.infer("slow", frame())
+        return plane, loop.time() - t0
+
+    plane, took = run(scenario(), limit_s=5.0)
+    assert 0.14 <= took < 1.5  # around its SLO, not hanging
+    (call,) = fake.calls
+    assert call.timeout_s is not None and 0 < call.timeout_s <= 0.15  # the call carried the frame's deadline
+    c = plane.counters["slow"]
+    assert (c.frames, c.dropped, c.failed, c.success) == (1, 1, 0, 0)
+    assert plane.stats()[("slow", "m")].failed == 1
+
+
+def test_a_frame_whose_parent_answers_past_its_deadline_is_dropped_before_the_child_is_called():
+    """Frames A (t=0) and B (t=0.5 s) share the parent's batch, whose call carries B's (later)
+    deadline; the parent answers at ~1.1 s: past A's deadline (1.0 s), well before B's (1.5 s)."""
+    app = make_app("late", [{"name": "p", "model": "m"}, {"name": "ch", "model": "m", "after": ["p"]}], slo_ms=1000.0)
+    fake = FakeWorkers(latency={"wp": 0.6})
+    a, b = frame(), frame()
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"p": route("p", "wp", batch=2, wait_ms=NO_TIMER),
+                                              "ch": route("ch", "wc")}), frame_shape=FRAME, client=fake)
+        first = asyncio.ensure_future(plane.infer("late", a))
+        await asyncio.sleep(0.5)
+        second = asyncio.ensure_future(plane.infer("late", b))
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        return plane, results
+
+    plane, (ra, rb) = run(scenario(), limit_s=5.0)
+    assert isinstance(ra, DeadlineExceeded) and "before 'ch'" in str(ra)
+    assert isinstance(rb, dict) and float(rb["ch"][0][0][0]) == pytest.approx(want(b), rel=1e-5)
+    (parent,) = fake.calls_to(module="p@b2")
+    assert parent.size == 2 and parent.timeout_s > 0.6  # B's deadline, not A's
+    (child,) = fake.calls_to(module="ch@b1")  # only B's request reached the child
+    assert child.items == pytest.approx((want(b),), rel=1e-9)
+    c = plane.counters["late"]
+    assert (c.frames, c.dropped, c.success, c.failed) == (2, 1, 1, 0)
+
+
+# --- worker failures ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", [Unavailable("worker down"), ValueError("a bug in the client")],
+                         ids=["unavailable", "other-exception"])
+def test_a_failing_worker_fails_every_frame_of_its_batch_with_unavailable(fault):
+    app = make_app("f", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={"w1": fault})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1", batch=3, wait_ms=NO_TIMER)}),
+                                  frame_shape=FRAME, client=fake)
+        results = await asyncio.gather(*(plane.infer("f", frame()) for _ in range(3)), return_exceptions=True)
+        return plane, results
+
+    plane, results = run(scenario(), limit_s=5.0)
+    assert [c.size for c in fake.calls] == [3]
+    assert all(isinstance(r, Unavailable) and "module 'm'" in str(r) for r in results), results
+    assert plane.counters["f"].failed == 3 and plane.counters["f"].success == 0
+    assert plane.stats()[("f", "m")].failed == 3
+
+
+def test_a_malformed_reply_fails_its_frames_with_unavailable_not_a_hang():
+    app = make_app("bad", [{"name": "m", "model": "m"}, {"name": "n", "model": "m", "after": ["m"]}])
+    fake = FakeWorkers(malformed={"w1"})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1", batch=2, wait_ms=NO_TIMER),
+                                              "n": route("n", "w2")}), frame_shape=FRAME, client=fake)
+        results = await asyncio.gather(*(plane.infer("bad", frame()) for _ in range(2)), return_exceptions=True)
+        return plane, results
+
+    plane, results = run(scenario(), limit_s=5.0)
+    assert all(isinstance(r, Unavailable) and "answered [3] items for a batch of 2" in str(r) for r in results)
+    assert fake.calls_to(module="n@b1") == []  # nothing reaches the child
+    assert plane.counters["bad"].failed == 2
+    st = plane.stats()[("bad", "m")]
+    assert st.failed == 2 and not st.exec_ms and plane.take_hops() == []  # not measured as a good hop
+
+
+def test_a_result_that_comes_back_past_the_frames_deadline_is_not_a_success():
+    """A (t=0) and B (t=0.1 s) share a batch whose call carries B's deadline; it answers at ~0.45 s, past
+    A's 0.4 s deadline: A is answered DEADLINE_EXCEEDED and counted dropped, B succeeds."""
+    app = make_app("tail", [{"name": "m", "model": "m"}], slo_ms=400.0)
+    fake = FakeWorkers(latency={"w1": 0.35})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1", batch=2, wait_ms=NO_TIMER)}),
+                                  frame_shape=FRAME, client=fake)
+        first = asyncio.ensure_future(plane.infer("tail", frame()))
+        await asyncio.sleep(0.1)
+        second = asyncio.ensure_future(plane.infer("tail", frame()))
+        return plane, await asyncio.gather(first, second, return_exceptions=True)
+
+    plane, (ra, rb) = run(scenario(), limit_s=5.0)
+    assert isinstance(ra, DeadlineExceeded) and "answered past its 400 ms deadline" in str(ra)
+    assert isinstance(rb, dict)
+    c = plane.counters["tail"]
+    assert (c.frames, c.dropped, c.success, c.failed) == (2, 1, 1, 0)
+
+
+# --- readiness ------------------------------------------------------------------------------------
+
+
+def test_readiness_before_and_after_the_first_routes():
+    a = make_app("a", [{"name": "m", "model": "m"}])
+    b = make_app("b", [{"name": "m", "model": "m"}])
+
+    async def scenario():
+        plane = FrontendDataPlane(frame_shape=FRAME, client=FakeWorkers(), configured={"a": a, "b": b})
+        assert not plane.ready
+        with pytest.raises(Unavailable, match="not routed yet"):
+            plane.check("a")
+        with pytest.raises(NotFound):
+            plane.check("zzz")
+        with pytest.raises(Unavailable):  # a frame for a configured app waits for its routes: retry
+            await plane.infer("a", frame())
+        await plane.update(table(a, {"m": route("m", "w1")}), refused={"b": "hardware counts run out"})
+        assert plane.ready
+        assert plane.check("a") == a
+        with pytest.raises(Unavailable, match="cannot be served: hardware counts run out"):
+            plane.check("b")
+        with pytest.raises(NotFound):
+            plane.check("zzz")
+        reply = await plane.infer("a", f := frame())
+        assert float(reply["m"][0][0][0]) == pytest.approx(want(f), rel=1e-5)
+
+    run(scenario())
+
+
+def test_a_plane_without_configuration_is_unavailable_for_everything_until_its_first_table():
+    a = make_app("a", [{"name": "m", "model": "m"}])
+
+    async def scenario():
+        plane = FrontendDataPlane(frame_shape=FRAME, client=FakeWorkers())
+        assert not plane.ready
+        for name in ("a", "zzz"):
+            with pytest.raises(Unavailable, match="no routes from the controller yet"):
+                plane.check(name)
+            with pytest.raises(Unavailable):
+                await plane.infer(name, frame())
+        await plane.update(table(a, {"m": route("m", "w1")}), refused={"gone": "why"})
+        assert plane.ready  # it learns the configuration from its first table
+        with pytest.raises(NotFound):
+            plane.check("zzz")
+        with pytest.raises(Unavailable, match="why"):
+            plane.check("gone")
+
+    run(scenario())
+
+
+# --- re-plans ---------------------------------------------------------------------------------
+
+
+def test_stats_grow_across_replans_and_the_old_tables_open_batch_still_ships():
+    app = make_app("r", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(latency={"old": 0.02})
+    early = [frame(), frame()]
+    later = [frame() for _ in range(3)]
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "old", batch=4, wait_ms=NO_TIMER)}, 1),
+                                  frame_shape=FRAME, client=fake)
+        pending = [asyncio.ensure_future(plane.infer("r", f)) for f in early]
+        await asyncio.sleep(0.05)
+        assert not any(p.done() for p in pending) and fake.calls == []  # a half-full batch, open
+        s = plane.stats()[("r", "m")]
+        assert (s.requests, s.batches) == (2, 0)
+        await plane.update(table(app, {"m": route("m", "new", batch=1)}, 2))
+        early_out = await asyncio.gather(*pending)
+        later_out = [await plane.infer("r", f) for f in later]
+        return plane, early_out, later_out
+
+    plane, early_out, later_out = run(scenario())
+    (drained,) = fake.calls_to(address="old")  # the old table's batch shipped on update, not at its timer
+    assert drained.size == 2 and drained.module == "m@b4"
+    assert [c.size for c in fake.calls_to(address="new")] == [1, 1, 1]
+    for f, reply in zip(early + later, early_out + later_out, strict=True):
+        assert float(reply["m"][0][0][0]) == pytest.approx(want(f), rel=1e-5)
+    s = plane.stats()[("r", "m")]
+    assert (s.requests, s.batches, s.dummies) == (5, 4, 2)
+    assert plane.counters["r"].success == 5 and plane.table.version == 2
+
+
+# --- hop overheads -----------------------------------------------------------------------------
+
+
+def test_take_hops_returns_each_batchs_overhead_once():
+    """The fake answers after 40 ms and reports 5 ms queued + 10 ms executing: the hop overhead
+    (the RPC less what the worker reported) is at least 25 ms per batch."""
+    app = make_app("h", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(latency={"w1": 0.04}, reported_queue_ms={"w1": 5.0}, reported_exec_ms={"w1": 10.0})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1")}), frame_shape=FRAME, client=fake)
+        assert plane.take_hops() == []
+        for _ in range(3):
+            await plane.infer("h", frame())
+        first = plane.take_hops()
+        second = plane.take_hops()
+        await plane.infer("h", frame())
+        third = plane.take_hops()
+        return plane, first, second, third
+
+    plane, first, second, third = run(scenario())
+    assert len(first) == 3 and second == [] and len(third) == 1
+    assert all(24.0 <= h < 1000.0 for h in first + third), first + third
+    s = plane.stats()[("h", "m")]
+    assert list(s.exec_ms) == [10.0] * 4 and list(s.worker_queue_ms) == [5.0] * 4
