@@ -357,13 +357,14 @@ class Controller:
 
     async def _push(self, modules: dict[str, tuple[ModuleSpec, ...]]) -> None:
         self.version += 1
-        calls = []
-        for wid, specs in modules.items():
-            w = self._workers.get(wid)
-            if w is None:
-                continue
-            w.modules = specs
-            calls.append(self.client.apply(w.info.address, self.version, specs, APPLY_TIMEOUT_S))
-        for result in await asyncio.gather(*calls, return_exceptions=True):
-            if isinstance(result, Exception):
-                raise RuntimeError(f"a worker refused its configuration: {result}")
+        targets = [(w, specs) for wid, specs in modules.items() if (w := self._workers.get(wid)) is not None]
+        results = await asyncio.gather(*(self.client.apply(w.info.address, self.version, specs, APPLY_TIMEOUT_S)
+                                         for w, specs in targets), return_exceptions=True)
+        failed = []
+        for (w, specs), result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                failed.append(f"{w.info.id}: {result}")
+            else:  # what a worker runs is what it accepted
+                w.modules = specs
+        if failed:
+            raise RuntimeError(f"workers refused their configuration: {'; '.join(failed)}")
