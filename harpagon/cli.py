@@ -71,6 +71,24 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
     b.add_argument("--max-utilization", type=float, default=1.0, help="planner setting for every planner (default 1)")
     b.set_defaults(func=_cmd_bench_planner)
+    bl = bench.add_parser("live", help="the live system on EMULATED workers: attainment against the promise, "
+                                       "per-module latency and hop split, frontend CPU, dispatch policies, the "
+                                       "capacity of one frontend process, perf_analyzer figures")
+    bl.add_argument("--configs", nargs="+", default=None, metavar="FILE",
+                    help="configs to serve, one file each (default configs/demo.yaml configs/multi.yaml; "
+                         "--quick: configs/demo.yaml)")
+    bl.add_argument("--seconds", type=float, default=None,
+                    help="seconds of traffic per run (default 20; --quick: 6)")
+    bl.add_argument("--out", type=Path, default=Path("docs/benchmarks/live.md"),
+                    help="report (default docs/benchmarks/live.md; CSV and plots beside it)")
+    bl.add_argument("--skip-perf-analyzer", action="store_true",
+                    help="no perf_analyzer: the Python sender drives the capacity search, section 7 is skipped")
+    bl.add_argument("--skip-capacity", action="store_true", help="skip the capacity search of one frontend process")
+    bl.add_argument("--capacity-limit", type=float, default=8000.0,
+                    help="highest rate the capacity search tries, frames/s (default 8000)")
+    bl.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run: the demo, short runs, a short search")
+    bl.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default 0)")
+    bl.set_defaults(func=_cmd_bench_live)
 
     w = sub.add_parser("worker", help="serve one device's batches (one process per GPU)",
                        description="Run a worker: it loads the modules a configuration names and runs their "
@@ -367,6 +385,40 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
                                    ("out", args.out), ("jobs", args.jobs),
                                    ("max-utilization", args.max_utilization)))
     path = bench_main(workloads, args.seed, args.out, args.jobs, command, multi_apps=multi, settings=settings)
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_bench_live(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from harpagon.bench.live import DEFAULT_CONFIGS, ROOT, run_bench
+
+    configs = args.configs or ([DEFAULT_CONFIGS[0]] if args.quick else list(DEFAULT_CONFIGS))
+    seconds = args.seconds if args.seconds is not None else 6.0 if args.quick else 20.0
+    if not seconds > 0:
+        print(f"harpagon bench live: --seconds must be > 0, got {seconds:g}", file=sys.stderr)
+        return EXIT_INVALID
+    if not args.capacity_limit >= 250:
+        print(f"harpagon bench live: --capacity-limit must be >= 250, got {args.capacity_limit:g}", file=sys.stderr)
+        return EXIT_INVALID
+    paths = [Path(c) if Path(c).exists() else ROOT / c for c in configs]
+    for c, p in zip(configs, paths):
+        if not p.is_file():
+            print(f"harpagon bench live: --configs {c!r}: no such file", file=sys.stderr)
+            return EXIT_INVALID
+        if _load([p]) is None:
+            return EXIT_INVALID
+    command = ("harpagon bench live --configs " + " ".join(configs) + f" --seconds {seconds:g} --out {args.out}"
+               + (" --skip-perf-analyzer" if args.skip_perf_analyzer else "")
+               + (" --skip-capacity" if args.skip_capacity else "")
+               + (f" --capacity-limit {args.capacity_limit:g}" if args.capacity_limit != 8000.0 else "")
+               + (" --quick" if args.quick else "") + (f" --seed {args.seed}" if args.seed else ""))
+    setup_logs(args.log_format, logging.WARNING)
+    path = asyncio.run(run_bench([str(p) for p in paths], seconds, args.out, command, seed=args.seed,
+                                 perf_analyzer=not args.skip_perf_analyzer, quick=args.quick,
+                                 capacity=not args.skip_capacity, capacity_limit=args.capacity_limit))
     print(f"report: {path}")
     return 0
 

@@ -1,0 +1,230 @@
+"""The live bench's pure parts: attainment from per-frame records, the capacity search over a fake
+`measure`, the hop split, perf_analyzer's outputs, and the report built from plain results."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from harpagon.bench.live import (
+    DROPPED,
+    FAILED,
+    NO_REPLY,
+    OK,
+    AppResult,
+    Capacity,
+    ClusterResult,
+    ModuleResult,
+    Report,
+    RunResult,
+    Step,
+    app_load,
+    build_markdown,
+    hop_rows,
+    intervals_file,
+    kept,
+    lateness,
+    md_table,
+    pa_records,
+    parse_pa_csv,
+    search_capacity,
+    with_emulated_serve,
+)
+from harpagon.config.schema import Hardware, Workload
+
+# --- attainment from records ----------------------------------------------------------------------
+
+
+def test_app_load_counts_dropped_failed_and_unanswered_frames_as_late():
+    ld = app_load("cam", 10, 100.0, [50, 100, 150, math.nan, math.nan, math.nan],
+                  [OK, OK, OK, DROPPED, FAILED, NO_REPLY], {"UNAVAILABLE: x": 1})
+    assert (ld.sent, ld.answered, ld.within_slo, ld.dropped, ld.failed) == (6, 3, 2, 1, 2)
+    assert ld.attainment == pytest.approx(2 / 6)  # 100 ms is within a 100 ms SLO; 150 is not
+    assert ld.latencies == [50, 100, 150]
+    assert ld.errors == {"UNAVAILABLE: x": 1}
+
+
+def test_app_load_ignores_the_latency_of_a_frame_that_was_not_answered():
+    ld = app_load("cam", 10, 100.0, [1.0, 1.0], [OK, DROPPED])
+    assert ld.latencies == [1.0] and ld.attainment == 0.5
+
+
+def test_app_load_rejects_records_of_different_lengths():
+    with pytest.raises(ValueError):
+        app_load("cam", 10, 100.0, [1.0, 2.0], [OK])
+
+
+def test_kept_against_the_promise():
+    ld = app_load("cam", 10, 100.0, [10.0] * 99 + [200.0], [OK] * 100)
+    assert kept(ld, 0.99) is True
+    assert kept(ld, 1.0) is False  # constant arrivals promise every frame
+    assert kept(ld, None) is None  # no promise for these arrivals
+    assert kept(app_load("cam", 10, 100.0, [], []), 0.5) is False  # nothing done keeps nothing
+
+
+def test_lateness_of_the_client():
+    lag = lateness([0.0, 0.1, 0.2, 0.3], [0.001, 0.1, 0.3, math.nan])
+    assert lag["max"] == pytest.approx(100.0)
+    assert lag["late_share"] == pytest.approx(1 / 3)  # of the frames sent; 1 ms late is not late
+    assert math.isnan(lateness([0.0], [math.nan])["p99"])
+
+
+# --- the capacity search --------------------------------------------------------------------------
+
+
+def fake(capacity: float):
+    calls: list[float] = []
+
+    def measure(rate: float) -> Step:
+        calls.append(rate)
+        return Step(rate, rate <= capacity)
+
+    return measure, calls
+
+
+def test_search_doubles_then_bisects_to_the_capacity():
+    measure, calls = fake(1300)
+    cap = search_capacity(measure, 250, 8000, bisect_steps=3)
+    assert calls[:4] == [250, 500, 1000, 2000]  # doubling until the first failure
+    assert calls[4:] == [1500, 1250, 1375]  # bisection between 1000 (kept) and 2000 (missed)
+    assert cap.best == 1250 and cap.first_failure == 1375
+    assert [s.rate for s in cap.steps] == calls
+
+
+def test_search_stops_at_the_limit_when_every_step_keeps_the_promise():
+    measure, calls = fake(1e9)
+    cap = search_capacity(measure, 250, 3000, bisect_steps=3)
+    assert calls == [250, 500, 1000, 2000, 3000]  # the last doubling is clipped to the limit
+    assert cap.best == 3000 and cap.first_failure is None
+
+
+def test_search_reports_no_capacity_when_the_first_step_fails():
+    measure, calls = fake(100)
+    cap = search_capacity(measure, 250, 8000, bisect_steps=3)
+    assert calls == [250] and cap.best is None and cap.first_failure == 250
+
+
+def test_search_never_measures_a_rate_twice_and_reports_progress():
+    measure, calls = fake(501)
+    seen: list[float] = []
+    cap = search_capacity(measure, 250, 8000, bisect_steps=10, progress=lambda s: seen.append(s.rate))
+    assert len(calls) == len(set(calls)) and seen == calls
+    assert cap.best == 501 and cap.first_failure == 502
+
+
+def test_search_rejects_a_bad_range():
+    with pytest.raises(ValueError):
+        search_capacity(lambda r: Step(r, True), 0, 10)
+    with pytest.raises(ValueError):
+        search_capacity(lambda r: Step(r, True), 500, 250)
+
+
+# --- hop split, perf_analyzer, tables -------------------------------------------------------------
+
+
+def test_hop_rows_from_module_stats():
+    s = SimpleNamespace(requests=4, batches=2, dummies=1, latency_ms=[5.0, 7.0, 9.0, 11.0],
+                        prepare_ms=[0.1, 0.3], collect_ms=[2.0], transport_ms=[1.0, 3.0],
+                        worker_queue_ms=[], exec_ms=[4.0, 4.0])
+    (row,) = hop_rows({("cam", "detect"): s})
+    assert (row["app"], row["module"], row["requests"], row["batches"], row["dummies"]) == ("cam", "detect", 4, 2, 1)
+    assert row["latency_ms"][:2] == (pytest.approx(8.0), pytest.approx(10.94))
+    assert row["exec_ms"] == (4.0, 4.0, 4.0, 2)
+    assert math.isnan(row["worker_queue_ms"][1]) and row["worker_queue_ms"][3] == 0
+    assert row["overhead_p99_ms"] == pytest.approx(np.percentile([0.1, 0.3], 99) + np.percentile([1.0, 3.0], 99))
+    assert hop_rows(None) == []
+
+
+def test_parse_pa_csv():
+    text = ("Concurrency,Inferences/Second,Client Send,p50 latency,p90 latency,p95 latency,p99 latency,Avg latency\n"
+            "1,35.2,10,16000,20000,21000,24000,17000\n4,120.5,10,30000,40000,41000,52000,33000\n")
+    rows = parse_pa_csv(text)
+    assert [r["level"] for r in rows] == [1, 4]
+    assert rows[1]["throughput"] == 120.5 and rows[1]["p99_ms"] == 52.0 and rows[0]["p50_ms"] == 16.0
+
+
+def test_pa_records_from_a_profile_export():
+    export = {"experiments": [{"requests": [
+        {"timestamp": 1_000_000_000, "response_timestamps": [1_020_000_000]},
+        {"timestamp": 2_000_000_000, "response_timestamps": []},
+        {"timestamp": 3_000_000_000, "response_timestamps": [3_001_000_000, 3_005_000_000]}]}]}
+    rec = pa_records(export, 100.0)
+    assert rec["status"] == [OK, NO_REPLY, OK] and rec["requests"] == 3 and rec["span_s"] == 2.0
+    assert rec["latency_ms"][0] == 20.0 and rec["latency_ms"][2] == 5.0 and math.isnan(rec["latency_ms"][1])
+
+
+def test_intervals_file_holds_the_gaps_in_microseconds(tmp_path):
+    path = tmp_path / "iv.txt"
+    intervals_file(np.array([0.0, 0.01, 0.0105, 0.0105]), path)
+    assert path.read_text().split() == ["1", "10000", "500", "1"]  # a gap is at least 1 us
+
+
+def test_md_table_escapes_and_checks_widths():
+    lines = md_table(["a", "b"], [["x|y", 1]])
+    assert lines == ["| a | b |", "|:---|---:|", "| x\\|y | 1 |"]
+    with pytest.raises(ValueError):
+        md_table(["a", "b"], [["only one"]])
+
+
+def test_a_config_without_serve_gets_emulated_workers_of_its_declared_counts():
+    w = Workload(hardware=(Hardware(name="t4", price_per_hour=0.5, count=3),
+                           Hardware(name="v100", price_per_hour=3.0, count=2)))
+    served = with_emulated_serve(w, "request-level")
+    assert [(g.device, g.count) for g in served.serve.workers] == [("emulated:t4", 3), ("emulated:v100", 2)]
+    assert served.serve.dispatch == "request-level"
+
+
+def test_a_config_with_real_devices_is_refused():
+    w = Workload.model_validate({"serve": {"workers": [{"device": "cpu"}]}})
+    with pytest.raises(ValueError, match="emulated"):
+        with_emulated_serve(w)
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def _app(name: str, att: float, ok: bool | None, goal: float | None = 0.99) -> AppResult:
+    return AppResult(name, 40, 250, 100, 100, int(att * 100), 0, 0, att, goal, 1.0, ok, 10.0, 20.0, 30.0)
+
+
+def _run(dispatch: str, arrivals: str, apps: list[AppResult], cost: float) -> RunResult:
+    return RunResult("configs/demo.yaml", dispatch, arrivals, 5, "python sender", cost, {"t4": 2}, "promise", 0,
+                     apps, server_cpu_s=2.0, wall_s=4.0, frames=200, client_cpu_s=1.0,
+                     lag={"p50": 0.1, "p99": 1.0, "max": 2.0, "late_share": 0.0}, offered_share=1.0)
+
+
+def _report(hops) -> Report:
+    clusters = [ClusterResult("configs/demo.yaml", d, [_run(d, a, [_app("traffic", att, att >= 0.99)], cost)
+                                                       for a in ("constant", "poisson")],
+                              [ModuleResult("traffic", "detect", 12.0, 20.0, 5.0, 100, 8.0, 15.0, 18.0, "stats")], hops)
+                for d, att, cost in (("batch-aware", 1.0, 2.63), ("request-level", 0.9, 3.5))]
+    cap = Capacity(1000, 2000, [Step(500, True, 1.0, 0.99, 500, 500, 5, 9, 0.5, 0.25, 0.1, 1),
+                                Step(1000, True, 0.995, 0.99, 1000, 1000, 5, 9, 0.5, 0.5, 0.2, 1),
+                                Step(2000, False, 0.5, 0.99, 1500, 1400, 50, 300, 0.6, 1.0, 0.4, 2,
+                                     why="client-bound: got out 1500 of 2000 frames/s")])
+    return Report("harpagon bench live --quick", "2025-01-01", 5, clusters, cap, "perf_analyzer")
+
+
+def test_report_states_emulation_promise_verdicts_and_capacity():
+    md = build_markdown(_report(None))
+    assert "EMULATED" in md and "harpagon bench live --quick" in md
+    assert "| demo.yaml | batch-aware | constant | traffic |" in md
+    assert "**missed**" in md and "| kept |" in md  # request-level at 90% misses; batch-aware keeps
+    assert "**1000 frames/s**" in md and "lowest that did not: 2000" in md and "**not met**" in md
+    assert "client-bound: got out 1500 of 2000 frames/s" in md
+    assert "$2.630/h" in md and "$3.500/h" in md  # the two policies' costs side by side
+    assert "**Missing**" in md  # no hop split without stats()
+    # CPU per frame: 2 CPU s over 200 frames = 10 ms; 2 s over 4 s of wall = 0.5 cores
+    assert "| demo.yaml | batch-aware | constant | 40 | 200 | 10.00 | 0.50 | 0.25 | 100.0% |" in md
+
+
+def test_report_has_the_hop_split_when_stats_exist():
+    s = SimpleNamespace(requests=2, batches=1, dummies=0, latency_ms=[3.0], prepare_ms=[0.5], collect_ms=[1.0],
+                        transport_ms=[1.0], worker_queue_ms=[0.0], exec_ms=[2.0])
+    md = build_markdown(_report(hop_rows({("traffic", "detect"): s})))
+    assert "**Missing**" not in md
+    assert "| demo.yaml | batch-aware | traffic | detect | 2 | 1 | 0 | 0.50 / 0.50 | 1.00 / 1.00 |" in md
+    assert "| 1.50 |" in md  # overhead P99 = 0.5 + 1.0
