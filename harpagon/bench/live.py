@@ -700,12 +700,11 @@ async def run_arrivals(cluster, config: str, arrivals: str, seconds: float, seed
 async def _start(workload, console):
     from harpagon.runtime.serve import LocalCluster
 
-    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0)
-    await cluster.start()
     # The bench sends at the configured rates in runs with idle gaps between them; the controller would
-    # read a gap (and the wait before the first frame) as a rate drop and re-plan for a lower rate, so
-    # its rate-driven re-planning is off here (any other re-plan still happens and is counted).
-    cluster.controller.observe_rates = lambda *args, **kwargs: None
+    # read a gap as a rate drop and re-plan for a lower rate, so its rate-driven re-planning is off here
+    # (any other re-plan, such as calibration's, still happens and is counted).
+    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, follow_rates=False)
+    await cluster.start()
     try:
         await cluster.ready(timeout_s=180)
     except BaseException:

@@ -40,6 +40,7 @@ class LocalCluster:
     host: str = "127.0.0.1"
     grpc_port: int | None = None  # None: the config's (default 8001); 0: any free port
     metrics_port: int | None = None  # None: the config's (default 8002); 0: any free port
+    follow_rates: bool = True  # re-plan when measured rates leave the band (see Controller.follow_rates)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -74,7 +75,7 @@ class LocalCluster:
         self.frontend, self.port = await start_frontend(self.plane, port, self.host)
         # the first plan waits (bounded) for the local workers, so a normal start plans once
         self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), self.plane.update,
-                                     metrics=ControllerMetrics(registry),
+                                     metrics=ControllerMetrics(registry), follow_rates=self.follow_rates,
                                      expect_workers=sum(g.count for g in groups))
         self.control_server, self.control_port = aio_server(self.host, 0)
         rpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)

@@ -80,6 +80,30 @@ def test_rates_outside_the_band_trigger_a_replan_at_the_measured_rate():
     asyncio.run(scenario())
 
 
+def test_a_stream_that_starts_late_is_judged_from_its_first_frame():
+    """Idle seconds before a client starts are not a rate drop: averaged in, they re-planned the demo
+    for 23 frames/s instead of 40."""
+    now = [0.0]
+
+    async def scenario():
+        c = Controller(W, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
+        c.plan = plan(W, FLUID)
+        c.planned_at = 0.0
+        for t in range(1, 15):  # no frames yet
+            now[0] = t
+            c.observe_rates("f1", {"cam": 0.0})
+        for t in range(15, 30):  # then the planned 300/s
+            now[0] = t
+            c.observe_rates("f1", {"cam": 300.0})
+            assert not c.dirty, f"re-planned at t={t}"
+        for t in range(30, 45):  # then a real move, judged from the first frame: (15*300 + k*400) / (15 + k)
+            now[0] = t
+            c.observe_rates("f1", {"cam": 400.0})
+        assert c.dirty and c._planned_workload().apps[0].rate == pytest.approx(332, abs=5)  # first past 1.1x
+
+    asyncio.run(scenario())
+
+
 def test_poisson_noise_in_the_rates_does_not_trigger_a_replan_but_a_real_move_does():
     """Under Poisson arrivals a 1 s count of a 40/s app leaves 0.8-1.1x one second in four; the
     controller judges the reports since the plan against the noise of a Poisson count."""

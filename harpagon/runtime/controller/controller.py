@@ -102,6 +102,9 @@ class Controller:
     start plans once instead of once per joining worker..."""
     expect_timeout_s: float = 60.0
     """...but not longer than this: then it plans with the workers it has and says so."""
+    follow_rates: bool = True
+    """Re-plan when measured rates leave the band (off: plans stay at the configured rates, as a
+    benchmark with idle gaps between its runs wants)."""
     calibration: CalibrationSettings | None = field(default_factory=CalibrationSettings)
     """When measured batch latencies and hop overheads replace the profile's and `overhead_ms` in
     plans (None: never; plans keep the configured figures)."""
@@ -178,31 +181,35 @@ class Controller:
 
     def observe_rates(self, frontend: str, rates: dict[str, float], window_s: float = 1.0) -> None:
         """Frames per second each app got at one frontend over the last `window_s`; re-plan when an
-        app's total, over the reports since the plan in force (at most RATE_WINDOW_S of them), leaves
-        the band around the rate its plan was made for by more than Poisson noise (at most once per
-        MIN_EPOCH_S)."""
+        app's total, over the reports since the plan in force (at most RATE_WINDOW_S of them, and from
+        the app's first frame on), leaves the band around the rate its plan was made for by more than
+        Poisson noise (at most once per MIN_EPOCH_S)."""
         now = self.clock()
         self._reports.setdefault(frontend, deque()).append((now, dict(rates), window_s if window_s > 0 else 1.0))
         for reports in self._reports.values():
             while reports and reports[0][0] < now - RATE_WINDOW_S:
                 reports.popleft()
-        if self.plan is None or now - self.planned_at < MIN_EPOCH_S:
+        if not self.follow_rates or self.plan is None or now - self.planned_at < MIN_EPOCH_S:
             return
         total: dict[str, float] = {}
-        span = math.inf  # seconds of reports behind the total (the least over the frontends)
+        span: dict[str, float] = {}  # per app, seconds of reports behind its total (the least over the frontends)
         for reports in self._reports.values():
             recent = [(r, w) for t, r, w in reports if t > self.planned_at]
-            if not recent:
-                continue
-            seconds = sum(w for _, w in recent)
-            span = min(span, seconds)
             for app in {app for r, _ in recent for app in r}:
-                total[app] = total.get(app, 0.0) + sum(r.get(app, 0.0) * w for r, w in recent) / seconds
+                # judged from the app's first frame here since the plan: a stream that starts late is not slow
+                first = next((i for i, (r, _) in enumerate(recent) if r.get(app, 0.0) > 0), None)
+                if first is None:
+                    continue
+                seconds = sum(w for _, w in recent[first:])
+                span[app] = min(span.get(app, math.inf), seconds)
+                total[app] = total.get(app, 0.0) + sum(r.get(app, 0.0) * w for r, w in recent[first:]) / seconds
         moved = {}
         for a in self.workload.apps:
+            if a.name not in total:
+                continue
             planned = self._measured.get(a.name, a.rate)
-            got = total.get(a.name, 0.0)
-            noise = RATE_NOISE_Z * math.sqrt(planned / span)  # std of a Poisson count at the planned rate, per s
+            got = total[a.name]
+            noise = RATE_NOISE_Z * math.sqrt(planned / span[a.name])  # std of a Poisson count at the planned rate, per s
             if got > 0 and not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise:
                 moved[a.name] = got
         if moved:
