@@ -770,7 +770,7 @@ async def perf_analyzer_figures(cluster, app: str, console, quick: bool) -> list
 
 
 async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, console,
-                        profile_to: Path | None = None) -> Step:
+                        profile_to: Path | None = None, streaming: bool = False) -> Step:
     """One bounded run of the one-module app at `rate`: fresh cluster sized by the planner, Poisson
     arrivals (perf_analyzer with the seeded intervals, or the Python sender), attainment against the
     plan's Poisson promise."""
@@ -790,7 +790,7 @@ async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, co
             prof.enable()
         t0 = time.perf_counter()
         if use_pa:
-            rec, offered, wall = await _pa_rate_run(cluster, "one", rate, seconds, seed)
+            rec, offered, wall = await _pa_rate_run(cluster, "one", rate, seconds, seed, streaming)
             if isinstance(rec, str):
                 return Step(rate, False, goal=goal, workers=n, why=rec)
         else:
@@ -827,7 +827,7 @@ async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, co
         await cluster.stop()
 
 
-async def _pa_rate_run(cluster, app: str, rate: float, seconds: float, seed: int):
+async def _pa_rate_run(cluster, app: str, rate: float, seconds: float, seed: int, streaming: bool = False):
     """perf_analyzer at `rate` with seeded Poisson intervals (async), per-request export: records,
     offered rate (requests in its windows / their span), wall seconds; or an error line."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -838,7 +838,8 @@ async def _pa_rate_run(cluster, app: str, rate: float, seconds: float, seed: int
         t0 = time.perf_counter()
         rc, out = await run_pa(["-m", app, "-u", f"{cluster.host}:{cluster.port}", "-i", "grpc", "--async",
                                 "--request-intervals", str(iv), "--max-threads", "16", "-p", str(window_ms),
-                                "-r", "3", "-s", "1000", "--profile-export-file", str(export)], seconds * 6 + 60)
+                                "-r", "3", "-s", "1000", "--profile-export-file", str(export),
+                                *(["--streaming"] if streaming else [])], seconds * 6 + 60)
         wall = time.perf_counter() - t0
         if rc != 0 or not export.exists():
             lines = [ln for ln in out.strip().splitlines() if ln.strip()]
@@ -862,9 +863,27 @@ class Report:
     capacity: Capacity | None
     capacity_generator: str
     profile_text: str = ""
+    capacity_streaming: Capacity | None = None
+    """The same search with perf_analyzer's `--streaming` (ModelStreamInfer: one stream, many frames)."""
     elapsed_s: float = math.nan
     machine: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def _capacity_lines(label: str, cap: Capacity) -> list[str]:
+    best = "none (not even the first step)" if cap.best is None else f"**{cap.best:.0f} frames/s**"
+    lines = [f"**{label}**: highest rate keeping the promise: {best}"
+             + (f"; lowest that did not: {cap.first_failure:.0f} frames/s" if cap.first_failure else "")
+             + f" (goal ≥ {CAPACITY_GOAL:,.0f} frames/s: "
+             + ("met" if cap.best is not None and cap.best >= CAPACITY_GOAL else "**not met**") + ").", ""]
+    rows = [[f"{s.rate:g}", str(s.workers), fmt(s.offered, 0), fmt(s.answered, 0), floor_pct(s.attainment),
+             goal_text(s.goal), fmt(s.p50_ms), fmt(s.p99_ms), fmt(s.server_cpu_per_frame_ms, 3),
+             fmt(s.server_cores, 2), fmt(s.client_cores, 2), str(s.plans), "kept" if s.ok else s.why or "missed"]
+            for s in cap.steps]
+    lines += md_table(["rate/s", "workers", "offered/s", "answered/s", "attainment", "promise", "P50 ms", "P99 ms",
+                       "server CPU ms/frame", "server cores", "client cores", "re-plans", "verdict"], rows,
+                      right=range(12))
+    return lines + [""]
 
 
 def _run_rows(clusters: Sequence[ClusterResult]) -> list[list[str]]:
@@ -1016,19 +1035,10 @@ def build_markdown(rep: Report, plots: Sequence[str] = ()) -> str:
               f"arrivals, load from {rep.capacity_generator} in its own process. A step keeps the promise when "
               f"its attainment ≥ the plan's Poisson promise and the client got out ≥ {OFFERED_SHARE:.0%} of the "
               "rate. Doubling, then bisection."), ""]
-        best = "none (not even the first step)" if cap.best is None else f"**{cap.best:.0f} frames/s**"
-        L += [f"Highest rate keeping the promise: {best}"
-              + (f"; lowest that did not: {cap.first_failure:.0f} frames/s" if cap.first_failure else "")
-              + f" (goal ≥ {CAPACITY_GOAL:,.0f} frames/s: "
-              + ("met" if cap.best is not None and cap.best >= CAPACITY_GOAL else "**not met**") + ").", ""]
-        rows = [[f"{s.rate:g}", str(s.workers), fmt(s.offered, 0), fmt(s.answered, 0), floor_pct(s.attainment),
-                 goal_text(s.goal), fmt(s.p50_ms), fmt(s.p99_ms), fmt(s.server_cpu_per_frame_ms, 3),
-                 fmt(s.server_cores, 2), fmt(s.client_cores, 2), str(s.plans), "kept" if s.ok else s.why or "missed"]
-                for s in cap.steps]
-        L += md_table(["rate/s", "workers", "offered/s", "answered/s", "attainment", "promise", "P50 ms", "P99 ms",
-                       "server CPU ms/frame", "server cores", "client cores", "re-plans", "verdict"], rows,
-                      right=range(12))
-        L += [""]
+        for label, c in (("unary `ModelInfer` (perf_analyzer `--async`)", cap),
+                         ("`ModelStreamInfer` (perf_analyzer `--async --streaming`)", rep.capacity_streaming)):
+            if c is not None:
+                L += _capacity_lines(label, c)
         for p in plots:
             if "capacity" in p:
                 L += [f"![capacity search]({p})", ""]
@@ -1122,17 +1132,20 @@ def plots(rep: Report, out_dir: Path, stem: str) -> list[str]:
         plt.close(fig)
         names.append(name)
     if rep.capacity and rep.capacity.steps:
-        steps = sorted(rep.capacity.steps, key=lambda s: s.rate)
         fig, ax = plt.subplots(figsize=(7, 4))
-        x = [s.rate for s in steps]
-        ax.plot(x, [100 * (0 if math.isnan(s.attainment) else s.attainment) for s in steps], "o-",
-                label="attainment (%)")
+        ax2 = ax.twinx()
+        for label, c, color in (("unary", rep.capacity, "tab:blue"), ("streaming", rep.capacity_streaming, "tab:green")):
+            if c is None or not c.steps:
+                continue
+            steps = sorted(c.steps, key=lambda s: s.rate)
+            x = [s.rate for s in steps]
+            ax.plot(x, [100 * (0 if math.isnan(s.attainment) else s.attainment) for s in steps], "o-", color=color,
+                    label=f"attainment (%), {label}")
+            ax2.plot(x, [s.server_cores for s in steps], "s--", color=color, alpha=0.5, label=f"server cores, {label}")
         ax.set_xscale("log")
         ax.set_xlabel("offered frames/s (one-module app)")
         ax.set_ylabel("frames within SLO (%)")
         ax.axvline(CAPACITY_GOAL, color="gray", ls=":", label=f"goal {CAPACITY_GOAL:,.0f}/s")
-        ax2 = ax.twinx()
-        ax2.plot(x, [s.server_cores for s in steps], "s--", color="tab:orange", label="server cores")
         ax2.set_ylabel("serving process CPU (cores)")
         ax.set_title("Capacity of one frontend process (EMULATED workers)")
         fig.legend(loc="lower left", fontsize=7)
@@ -1192,7 +1205,7 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
                 notes.append(f"{cfg} with {d} dispatch did not run: {exc}")
     if clusters and all(c.hops is None for c in clusters):
         notes.append("The hop split (section 3) is missing: the runtime had no `FrontendDataPlane.stats()`.")
-    cap = None
+    cap = cap_streaming = None
     profile_text = ""
     generator = "perf_analyzer 2.51 (C++, `--async --request-intervals`, seeded Poisson gaps)" if pa else \
         "the Python sender (1 process)"
@@ -1209,8 +1222,14 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
                                   start=250.0 if not quick else 500.0,
                                   limit=capacity_limit if not quick else 2000.0,
                                   bisect_steps=0 if quick else 3, progress=progress)
-        if not quick:
-            rate = cap.best or 500.0
+        if pa:
+            console.print("capacity with perf_analyzer --streaming (ModelStreamInfer)")
+            cap_streaming = await _search_async(
+                lambda r: capacity_step(r, step_s, pa, seed, console, streaming=True),
+                start=250.0 if not quick else 1000.0, limit=capacity_limit if not quick else 2000.0,
+                bisect_steps=0 if quick else 3, progress=progress)
+        if not quick:  # at 3/4 of the best rate: the profiler slows the loop
+            rate = 0.75 * (cap.best or 500.0)
             with console.status(f"cProfile of the serving process at {rate:g} frames/s..."), \
                     tempfile.TemporaryDirectory() as tmp:
                 p = Path(tmp) / "profile.txt"
@@ -1220,7 +1239,7 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
                                 + (p.read_text() if p.exists() else ""))
                 profile_text = _trim_profile(profile_text)
     rep = Report(command, time.strftime("%Y-%m-%d %H:%M %Z"), seconds, clusters, cap, generator, profile_text,
-                 time.perf_counter() - started, _machine(), notes)
+                 time.perf_counter() - started, _machine(), notes, cap_streaming)
     return write_report(rep, out)
 
 
