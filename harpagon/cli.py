@@ -88,6 +88,12 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="highest rate the capacity search tries, frames/s (default 8000)")
     bl.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run: the demo, short runs, a short search")
     bl.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default 0)")
+    bl.add_argument("--warmup", type=float, default=None,
+                    help="seconds each cluster serves at its planned rates before the measured runs, so that the "
+                         "controller calibrates its plan (default 30; --quick: 0)")
+    bl.add_argument("--rate-scale", type=float, default=1.0,
+                    help="multiply every app's configured rate by this before planning (default 1: the planned "
+                         "rates); to see a config at a load the machine can carry")
     bl.set_defaults(func=_cmd_bench_live)
 
     w = sub.add_parser("worker", help="serve one device's batches (one process per GPU)",
@@ -397,8 +403,15 @@ def _cmd_bench_live(args: argparse.Namespace) -> int:
 
     configs = args.configs or ([DEFAULT_CONFIGS[0]] if args.quick else list(DEFAULT_CONFIGS))
     seconds = args.seconds if args.seconds is not None else 6.0 if args.quick else 20.0
+    warmup = args.warmup if args.warmup is not None else 0.0 if args.quick else 30.0
+    if not 0 <= warmup < float("inf"):
+        print(f"harpagon bench live: --warmup must be >= 0, got {warmup:g}", file=sys.stderr)
+        return EXIT_INVALID
     if not seconds > 0:
         print(f"harpagon bench live: --seconds must be > 0, got {seconds:g}", file=sys.stderr)
+        return EXIT_INVALID
+    if not 0 < args.rate_scale < float("inf"):
+        print(f"harpagon bench live: --rate-scale must be a number > 0, got {args.rate_scale:g}", file=sys.stderr)
         return EXIT_INVALID
     if not args.capacity_limit >= 250:
         print(f"harpagon bench live: --capacity-limit must be >= 250, got {args.capacity_limit:g}", file=sys.stderr)
@@ -414,11 +427,14 @@ def _cmd_bench_live(args: argparse.Namespace) -> int:
                + (" --skip-perf-analyzer" if args.skip_perf_analyzer else "")
                + (" --skip-capacity" if args.skip_capacity else "")
                + (f" --capacity-limit {args.capacity_limit:g}" if args.capacity_limit != 8000.0 else "")
-               + (" --quick" if args.quick else "") + (f" --seed {args.seed}" if args.seed else ""))
+               + (" --quick" if args.quick else "") + (f" --seed {args.seed}" if args.seed else "")
+               + (f" --rate-scale {args.rate_scale:g}" if args.rate_scale != 1.0 else "")
+               + (f" --warmup {warmup:g}" if args.warmup is not None else ""))
     setup_logs(args.log_format, logging.WARNING)
     path = asyncio.run(run_bench([str(p) for p in paths], seconds, args.out, command, seed=args.seed,
                                  perf_analyzer=not args.skip_perf_analyzer, quick=args.quick,
-                                 capacity=not args.skip_capacity, capacity_limit=args.capacity_limit))
+                                 capacity=not args.skip_capacity, capacity_limit=args.capacity_limit,
+                                 rate_scale=args.rate_scale, warmup_s=warmup))
     print(f"report: {path}")
     return 0
 

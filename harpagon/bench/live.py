@@ -319,6 +319,7 @@ class ClusterResult:
     hops: list[dict[str, Any]] | None  # None: the runtime has no FrontendDataPlane.stats()
     perf_analyzer: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    warmup_replans: int | None = None  # re-plans during the warm-up (None: no warm-up)
 
 
 def _verdict_cell(a: AppResult) -> str:
@@ -408,16 +409,46 @@ def _nan_list(xs: list) -> list[float]:
     return [math.nan if x is None else float(x) for x in xs]
 
 
+#: Frames per second one Python sender process is given at most (it falls behind above a few hundred).
+SENDER_RATE = 600.0
+
+
 async def python_sender(address: str, frame_shape: Sequence[int], schedules: dict[str, np.ndarray],
                         timeout_s: float) -> dict:
-    """Run the Python sender in its own process over `schedules` (app -> send offsets, s)."""
+    """Run the Python sender over `schedules` (app -> send offsets, s) in processes of their own, one
+    per SENDER_RATE frames/s (at most 4), each taking every k-th frame of every app; the per-frame
+    records come back merged in schedule order."""
+    total = sum(len(v) / max(float(v[-1]), 1e-9) for v in schedules.values() if len(v))
+    k = max(1, min(4, math.ceil(total / SENDER_RATE)))
+    delay = 1.5 + 0.2 * k  # the processes start together once all are up
+    start_at = time.time() + delay
+    longest = max((float(v[-1]) for v in schedules.values() if len(v)), default=0.0)
+    parts = await asyncio.gather(*(_sender_process(address, frame_shape, {a: v[j::k] for a, v in schedules.items()},
+                                                   timeout_s, start_at, longest) for j in range(k)))
+    apps = []
+    for name, v in schedules.items():
+        merged: dict[str, Any] = {"name": name, "times": v.tolist(), "errors": {}}
+        for field_name, fill in (("sent", math.nan), ("latency_ms", math.nan), ("status", NO_REPLY)):
+            out = np.full(len(v), fill, dtype=np.int8 if field_name == "status" else float)
+            for j, part in enumerate(parts):
+                a = next(x for x in part["apps"] if x["name"] == name)
+                out[j::k] = np.asarray(a[field_name], dtype=out.dtype)
+            merged[field_name] = out.tolist()
+        for part in parts:
+            for msg, n in next(x for x in part["apps"] if x["name"] == name)["errors"].items():
+                merged["errors"][msg] = merged["errors"].get(msg, 0) + n
+        apps.append(merged)
+    return {"apps": apps, "cpu_s": sum(p["cpu_s"] for p in parts), "processes": k, "start_delay_s": delay}
+
+
+async def _sender_process(address: str, frame_shape: Sequence[int], schedules: dict[str, np.ndarray],
+                          timeout_s: float, start_at: float, longest: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
         out = Path(tmp) / "out.json"
         spec.write_text(json.dumps({"address": address, "frame_shape": list(frame_shape), "timeout_s": timeout_s,
-                                    "start_at": time.time() + 1.5,
+                                    "start_at": start_at,
                                     "apps": [{"name": k, "times": v.tolist()} for k, v in schedules.items()]}))
-        longest = max((float(v[-1]) for v in schedules.values() if len(v)), default=0.0)
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "harpagon.bench.live", "send", str(spec),
                                                     str(out), stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.PIPE)
@@ -680,8 +711,8 @@ async def run_arrivals(cluster, config: str, arrivals: str, seconds: float, seed
     else:
         data = await python_sender(address, cluster.serve.frame_shape, schedules,
                                    timeout_s=max(10.0, 20 * max(slo.values()) / 1000))
-        wall = time.perf_counter() - t0 - 1.5  # the sender starts 1.5 s after it is launched
-        generator = "python sender (1 process)"
+        wall = time.perf_counter() - t0 - data["start_delay_s"]  # the senders start together after a delay
+        generator = f"python sender ({data['processes']} process{'es' if data['processes'] > 1 else ''})"
         sched = np.concatenate([np.asarray(a["times"], float) for a in data["apps"]])
         sent = np.concatenate([np.asarray(a["sent"], float) for a in data["apps"]])
         frames = int(sched.size)
@@ -714,8 +745,9 @@ async def _start(workload, console):
 
 
 async def run_cluster(config: str, workload, dispatch: str, seconds: float, seed: int, console,
-                      perf_analyzer: bool, quick: bool) -> ClusterResult:
-    """A cluster of `config` with `dispatch`: constant then Poisson arrivals, then (demo, batch-aware)
+                      perf_analyzer: bool, quick: bool, warmup_s: float = 0.0) -> ClusterResult:
+    """A cluster of `config` with `dispatch`: a warm-up at the planned rates (the controller calibrates
+    its plan with what it measures), then constant then Poisson arrivals, then (demo, batch-aware)
     perf_analyzer's figures on its first app."""
     w = with_emulated_serve(workload, dispatch)
     # perf_analyzer aborts the whole run at the first failed or dropped frame ("Thread [n] had error"), so
@@ -726,6 +758,19 @@ async def run_cluster(config: str, workload, dispatch: str, seconds: float, seed
                         "workers and planning..."):
         cluster = await _start(w, console)
     try:
+        warmup = None
+        if warmup_s > 0:
+            controller = cluster.controller
+            plans = controller.plans
+            with console.status(f"{config} ({dispatch}): {warmup_s:g} s of warm-up..."):
+                await run_arrivals(cluster, config, "poisson", warmup_s, seed + 1000, use_pa)
+                for _ in range(300):  # a re-plan the warm-up's measurements asked for finishes (bounded)
+                    if controller.settled:
+                        break
+                    await asyncio.sleep(0.2)
+            warmup = controller.plans - plans
+            console.print(f"  {config} {dispatch}: warm-up {warmup_s:g} s, {warmup} re-plan(s)")
+            cluster.plane.reset_stats()
         runs = []
         for arrivals in ARRIVALS:
             with console.status(f"{config} ({dispatch}): {seconds:g} s of {ARRIVALS_NAME[arrivals]} arrivals..."):
@@ -738,7 +783,8 @@ async def run_cluster(config: str, workload, dispatch: str, seconds: float, seed
             await asyncio.sleep(1.0)
         plan = cluster.controller.plan
         result = ClusterResult(config, dispatch, runs, module_results(cluster.plane, plan),
-                               None if _plane_stats(cluster.plane) is None else hop_rows(_plane_stats(cluster.plane)))
+                               None if _plane_stats(cluster.plane) is None else hop_rows(_plane_stats(cluster.plane)),
+                               warmup_replans=warmup)
         if perf_analyzer and dispatch == "batch-aware" and Path(config).name == "demo.yaml":
             result.perf_analyzer = await perf_analyzer_figures(cluster, plan.apps[0].name, console, quick)
         return result
@@ -800,7 +846,7 @@ async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, co
             rec = {"latency_ms": a["latency_ms"], "status": a["status"]}
             sent = np.asarray(a["sent"], float)
             on_time = np.isfinite(sent) & ((sent - times) * 1000 <= LATE_SEND_MS)
-            wall = time.perf_counter() - t0 - 1.5
+            wall = time.perf_counter() - t0 - data["start_delay_s"]
             offered = rate * float(on_time.mean()) if times.size else math.nan
         if prof:
             prof.disable()
@@ -926,6 +972,13 @@ def build_markdown(rep: Report, plots: Sequence[str] = ()) -> str:
         L += [f"> {n}", ""]
 
     L += ["## 1. Attainment against the promise, per app", ""]
+    warm = [c for c in rep.clusters if c.warmup_replans is not None]
+    if warm:
+        L += [("Before its measured runs each cluster served its apps at their planned rates (Poisson) for a "
+               "warm-up, so that the controller could calibrate its plan with the batch latencies and hop overheads "
+               "it measured (README, \"Self-calibration\"); per-module figures start after it. Re-plans during the "
+               "warm-up: " + ", ".join(f"{Path(c.config).name} {c.dispatch} {c.warmup_replans}" for c in warm)
+               + "."), ""]
     L += md_table(["config", "dispatch", "arrivals", "app", "rate/s", "SLO ms", "sent", "answered", "dropped",
                    "failed", "P50 ms", "P99 ms", "attainment", "promise", "replay", "verdict"], _run_rows(rep.clusters),
                   right=range(4, 15))
@@ -1177,7 +1230,8 @@ def write_report(rep: Report, out: Path) -> Path:
 
 async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: str, *, seed: int = 0,
                     perf_analyzer: bool = True, quick: bool = False, capacity: bool = True,
-                    capacity_limit: float = 8000.0, console=None) -> Path:
+                    capacity_limit: float = 8000.0, console=None, rate_scale: float = 1.0,
+                    warmup_s: float = 0.0) -> Path:
     from rich.console import Console
 
     from harpagon.config import load_workload
@@ -1197,9 +1251,14 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
     clusters = []
     for cfg in configs:
         workload = load_workload([cfg])
+        if rate_scale != 1.0:
+            workload = workload.model_copy(update={"apps": tuple(a.model_copy(update={"rate": a.rate * rate_scale})
+                                                                 for a in workload.apps)})
+            notes.append(f"Every app of {Path(cfg).name} runs at {rate_scale:g}x its configured rate "
+                         "(`--rate-scale`), planned for that rate.")
         for d in DISPATCHES:
             try:
-                clusters.append(await run_cluster(cfg, workload, d, seconds, seed, console, pa, quick))
+                clusters.append(await run_cluster(cfg, workload, d, seconds, seed, console, pa, quick, warmup_s))
             except Exception as exc:
                 console.print(f"[red]{cfg} {d}: {exc}[/red]")
                 notes.append(f"{cfg} with {d} dispatch did not run: {exc}")
@@ -1208,7 +1267,7 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
     cap = cap_streaming = None
     profile_text = ""
     generator = "perf_analyzer 2.51 (C++, `--async --request-intervals`, seeded Poisson gaps)" if pa else \
-        "the Python sender (1 process)"
+        "the Python sender"
     if capacity:
         step_s = 6.0 if quick else 9.0
 
@@ -1239,7 +1298,8 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
                                 + (p.read_text() if p.exists() else ""))
                 profile_text = _trim_profile(profile_text)
     rep = Report(command, time.strftime("%Y-%m-%d %H:%M %Z"), seconds, clusters, cap, generator, profile_text,
-                 time.perf_counter() - started, _machine(), notes, cap_streaming)
+                 elapsed_s=time.perf_counter() - started, machine=_machine(), notes=notes,
+                 capacity_streaming=cap_streaming)
     return write_report(rep, out)
 
 

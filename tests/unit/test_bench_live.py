@@ -29,6 +29,7 @@ from harpagon.bench.live import (
     lateness,
     md_table,
     pa_records,
+    plots,
     parse_pa_csv,
     search_capacity,
     with_emulated_serve,
@@ -228,3 +229,15 @@ def test_report_has_the_hop_split_when_stats_exist():
     assert "**Missing**" not in md
     assert "| demo.yaml | batch-aware | traffic | detect | 2 | 1 | 0 | 0.50 / 0.50 | 1.00 / 1.00 |" in md
     assert "| 1.50 |" in md  # overhead P99 = 0.5 + 1.0
+
+
+def test_report_shows_the_unary_and_the_streaming_capacity_and_plots_both(tmp_path):
+    rep = _report(None)
+    rep.capacity_streaming = Capacity(2000, None, [Step(2000, True, 1.0, 0.99, 2000, 1990, 5, 9, 0.3, 0.6, 0.2, 1)])
+    rep.elapsed_s = 12.0
+    md = build_markdown(rep)
+    assert "**unary `ModelInfer`" in md and "**1000 frames/s**" in md
+    assert "**`ModelStreamInfer`" in md and "**2000 frames/s** (goal ≥ 2,000 frames/s: met)" in md
+    pytest.importorskip("matplotlib")
+    names = plots(rep, tmp_path, "live")
+    assert "live_capacity.png" in names and (tmp_path / "live_capacity.png").stat().st_size > 0

@@ -264,7 +264,17 @@ def test_heartbeats_30_percent_slower_than_the_profile_replan_with_it_scaled():
         assert h.c.calibrator.planned.factor("resnet50", "t4") == pytest.approx(1.3)
         assert h.c.calibrator.planned.factor("resnet50", "v100") == 1.0
         assert not h.c.heartbeat("nobody", {"x": [1.0]})
+        # while the re-plan is pending, figures that moved again are not judged (no re-plan per second)
+        h.now = MIN_EPOCH_S + 3.0
+        slower = {m: [effective_latency(T4[batch_of[m]].mean_ms, T4[batch_of[m]].std_ms, 1.0) * 2.0] * 60
+                  for mods in running.values() for m in mods}
+        for wid in running:
+            h.c.heartbeat(wid, slower)
+        assert h.c.calibrator.planned.factor("resnet50", "t4") == pytest.approx(1.3)
+        h.c._dirty.clear()  # as the reconcile loop does
         await h.c.reconcile()
+        # the plan in force is judged over what it serves: the 2x figures measured before it do not count
+        assert h.c.calibrator.measured(h.now).exec == {}
         return before
 
     before = asyncio.run(asyncio.wait_for(scenario(), 20))

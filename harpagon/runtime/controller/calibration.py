@@ -44,8 +44,9 @@ Pair = tuple[str, str]
 class CalibrationSettings:
     """When measured figures replace the planned ones."""
 
-    band: float = 0.10
-    """Relative drift that counts: `|measured / planned - 1| > band` (> 0)."""
+    band: float = 0.15
+    """Relative drift that counts: `|measured / planned - 1| > band` (> 0). Live figures jitter: an
+    emulated device on a busy 2-core host measures 1.1x its profile one window and 1.0x the next."""
     window_s: float = 30.0
     """Observations older than this many seconds are forgotten (> 0)."""
     min_batches: int = 50
@@ -55,8 +56,9 @@ class CalibrationSettings:
     overhead_quantile: float = 0.95
     """The overhead figure planned with, a quantile of the samples (in (0, 1)): the planner adds one
     overhead to every request, so a typical value would leave the slow hops' frames late."""
-    overhead_floor_ms: float = 0.5
-    """Overhead drift must also exceed this many ms (>= 0): at small values the band is below noise."""
+    overhead_floor_ms: float = 1.0
+    """Overhead drift must also exceed this many ms (>= 0): at small values the band is below noise
+    (the P95 of loopback hops moves by ~1 ms between windows on a busy host)."""
     max_samples: int = 20_000
     """Most samples kept per `(model, hardware, batch)` and of hop overheads, the newest (>= min_batches
     and >= min_hops): memory stays bounded whatever the report rate."""

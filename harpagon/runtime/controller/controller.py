@@ -110,6 +110,7 @@ class Controller:
     plans (None: never; plans keep the configured figures)."""
     calibrator: Calibrator | None = field(init=False, default=None)
     _checked_at: float = field(init=False, default=float("-inf"))
+    _reconciling: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if self.calibration is not None:
@@ -119,6 +120,11 @@ class Controller:
     def dirty(self) -> bool:
         """A re-plan is pending."""
         return self._dirty.is_set()
+
+    @property
+    def settled(self) -> bool:
+        """No re-plan pending or under way."""
+        return not self._dirty.is_set() and not self._reconciling
 
     # --- registration (called by the servicer) ------------------------------------------------
 
@@ -156,8 +162,9 @@ class Controller:
             self._check_calibration(now)
 
     def _check_calibration(self, now: float) -> None:
-        """Re-plan with the measured figures when they drift from those of the plan in force (judged
-        at most once per CALIBRATION_CHECK_S, and not within MIN_EPOCH_S of a plan)."""
+        """Re-plan with the measured figures when they drift from those of the plan in force: judged
+        at most once per CALIBRATION_CHECK_S, over what the plan in force served, not within
+        MIN_EPOCH_S of it, and not while a re-plan is pending or under way."""
         cal = self.calibrator
         if cal is None or now - self._checked_at < CALIBRATION_CHECK_S:
             return
@@ -168,8 +175,8 @@ class Controller:
                 self.metrics.exec_factor.labels(model, hardware, "measured").set(e.factor)
             if measured.overhead_ms is not None:
                 self.metrics.hop_overhead.labels("measured").set(measured.overhead_ms)
-        if self.plan is None or now - self.planned_at < MIN_EPOCH_S:
-            return
+        if self.plan is None or not self.settled or now - self.planned_at < MIN_EPOCH_S:
+            return  # judged against the plan in force only, once it has served a while
         calibration = cal.calibrated(now)
         if calibration.reasons:
             log.info("measured figures drifted from those the plan in force assumed; re-planning with them: %s",
@@ -289,12 +296,15 @@ class Controller:
             await self._dirty.wait()
             await asyncio.sleep(0.2)  # let a burst of joins settle into one re-plan
             self._dirty.clear()
+            self._reconciling = True
             try:
                 await self.reconcile()
             except Exception:
                 log.exception("re-plan failed; retrying")
                 self._dirty.set()
                 await asyncio.sleep(1.0)
+            finally:
+                self._reconciling = False
 
     async def reconcile(self) -> None:
         """Plan against the live workers, then move the system to the plan."""
@@ -324,6 +334,8 @@ class Controller:
         self.plan = plan
         self.planned_workers = len(workers)
         self.planned_at = self.clock()
+        if self.calibrator is not None:  # judge the figures in force over what this plan serves from now on
+            self.calibrator.adopt(self.calibrator.planned, self.planned_at)
         if self.metrics:
             self.metrics.replans.inc()
             self.metrics.cost.set(plan.cost_per_hour)

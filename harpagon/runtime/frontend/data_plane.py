@@ -275,6 +275,12 @@ class FrontendDataPlane:
         """Per (app, module), cumulative across re-plans."""
         return dict(self._stats)
 
+    def reset_stats(self) -> None:
+        """Start the per-module figures afresh (a benchmark after its warm-up)."""
+        self._stats.clear()
+        for key, m in self.modules.items():
+            m.stats = self._stats[key]
+
     def take_hops(self) -> list[float]:
         """Hop overheads (ms) measured since the last call, for the controller's calibration."""
         hops = list(self._hops)
