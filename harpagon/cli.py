@@ -109,6 +109,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="profile files for an emulated device (default models/profiles/catalog.yaml)")
     w.add_argument("--threads", type=_positive_int, default=None, help="torch threads on cpu (default: all cores)")
     w.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (0: any)")
+    w.add_argument("--unix-socket", default=None, metavar="PATH",
+                   help="listen on this Unix socket instead of TCP (a worker on its frontend's host: faster hops)")
     w.add_argument("--slowdown", type=float, default=1.0,
                    help="emulated device only: run batches this many times slower than profiled (a slow GPU or "
                         "a noisy neighbour, to exercise self-calibration; default 1)")
@@ -279,7 +281,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from harpagon.runtime.metrics import WorkerMetrics
 
     metrics = WorkerMetrics() if args.metrics_port is not None else None
-    serve(WorkerDataPlane(executor, metrics), args.port, args.host, args.controller, metrics_port=args.metrics_port)
+    serve(WorkerDataPlane(executor, metrics), args.port, args.host, args.controller, metrics_port=args.metrics_port,
+          unix_socket=args.unix_socket)
     return 0
 
 

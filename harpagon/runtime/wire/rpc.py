@@ -29,10 +29,16 @@ def aio_server(host: str, port: int) -> tuple[grpc.aio.Server, int]:
     return server, _bind(server, host, port)
 
 
-def thread_server(host: str, port: int, threads: int) -> tuple[grpc.Server, int]:
-    """A thread-pool server (the worker's: its device calls block)."""
+def thread_server(host: str, port: int, threads: int, unix_socket: str | None = None) -> tuple[grpc.Server, str]:
+    """A thread-pool server (the worker's: its device calls block), on host:port (0 picks a free port)
+    or on a Unix socket; returns it and the address peers dial."""
     server = grpc.server(futures.ThreadPoolExecutor(threads, thread_name_prefix="grpc"), options=MESSAGE_OPTIONS)
-    return server, _bind(server, host, port)
+    if unix_socket is not None:
+        address = f"unix:{unix_socket}"
+        if not server.add_insecure_port(address):
+            raise OSError(f"cannot listen on {address}")
+        return server, address
+    return server, f"{host}:{_bind(server, host, port)}"
 
 
 def aio_channel(address: str) -> grpc.aio.Channel:
