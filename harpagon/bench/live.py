@@ -728,13 +728,13 @@ async def run_arrivals(cluster, config: str, arrivals: str, seconds: float, seed
     return r
 
 
-async def _start(workload, console):
+async def _start(workload, console, unix_sockets: bool = True):
     from harpagon.runtime.serve import LocalCluster
 
     # The bench sends at the configured rates in runs with idle gaps between them; the controller would
     # read a gap as a rate drop and re-plan for a lower rate, so its rate-driven re-planning is off here
     # (any other re-plan, such as calibration's, still happens and is counted).
-    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, follow_rates=False)
+    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, follow_rates=False, unix_sockets=unix_sockets)
     await cluster.start()
     try:
         await cluster.ready(timeout_s=180)
@@ -790,6 +790,32 @@ async def run_cluster(config: str, workload, dispatch: str, seconds: float, seed
         return result
     finally:
         await cluster.stop()
+
+
+async def transport_comparison(config: str, workload, seconds: float, seed: int, console,
+                               rounds: int = 2) -> list[dict[str, Any]]:
+    """The demo's hops with workers on loopback TCP and on Unix sockets, side by side in one run
+    (alternating, `rounds` times each: the machine's noise drifts over minutes): pooled transport
+    samples of every module, Poisson arrivals at the planned rates."""
+    w = with_emulated_serve(workload, "batch-aware")
+    pooled: dict[str, list[float]] = {"tcp": [], "unix": []}
+    for r in range(rounds):
+        for transport in ("tcp", "unix"):
+            with console.status(f"{config}: hops over {transport} (round {r + 1} of {rounds})..."):
+                cluster = await _start(w, console, unix_sockets=transport == "unix")
+                try:
+                    await run_arrivals(cluster, config, "poisson", seconds, seed + 7 * r, False)
+                    for st in cluster.plane.stats().values():
+                        pooled[transport].extend(st.transport_ms)
+                finally:
+                    await cluster.stop()
+    rows = []
+    for transport, samples in pooled.items():
+        p50, p99, _, n = percentiles(samples)
+        rows.append({"transport": transport, "hops": n, "p50_ms": p50, "p99_ms": p99})
+    console.print("  transport: " + ", ".join(f"{x['transport']} P50 {fmt(x['p50_ms'], 2)} / P99 "
+                                              f"{fmt(x['p99_ms'], 2)} ms ({x['hops']} hops)" for x in rows))
+    return rows
 
 
 async def perf_analyzer_figures(cluster, app: str, console, quick: bool) -> list[dict[str, Any]]:
@@ -911,6 +937,8 @@ class Report:
     profile_text: str = ""
     capacity_streaming: Capacity | None = None
     """The same search with perf_analyzer's `--streaming` (ModelStreamInfer: one stream, many frames)."""
+    transports: list[dict[str, Any]] = field(default_factory=list)
+    """The demo's hops over loopback TCP and over Unix sockets, side by side."""
     elapsed_s: float = math.nan
     machine: str = ""
     notes: list[str] = field(default_factory=list)
@@ -1037,6 +1065,18 @@ def build_markdown(rep: Report, plots: Sequence[str] = ()) -> str:
             if "hops" in p:
                 L += [f"![hop split]({p})", ""]
 
+    if rep.transports:
+        base = next((x for x in rep.transports if x["transport"] == "tcp"), None)
+        L += ["### Workers on loopback TCP against Unix sockets", "",
+              ("The demo (batch-aware, Poisson arrivals at the planned rates), its workers listening on loopback "
+               "TCP or on Unix sockets (`harpagon worker --unix-socket`, what `harpagon serve` does), alternating "
+               "in one run; serialisation + transport of every batch of every module, pooled."), ""]
+        rows = [[x["transport"], str(x["hops"]), fmt(x["p50_ms"], 2), fmt(x["p99_ms"], 2),
+                 "-" if base is None or x is base else f"{x['p50_ms'] / base['p50_ms']:.2f} / "
+                                                      f"{x['p99_ms'] / base['p99_ms']:.2f}"]
+                for x in rep.transports]
+        L += md_table(["workers on", "hops", "P50 ms", "P99 ms", "P50 / P99 against TCP"], rows, right=range(1, 5))
+        L += [""]
     L += ["## 4. Frontend CPU", "",
           ("CPU seconds of the serving process (frontend + controller; the workers and the load generator are "
           "other processes) over each run's window, per frame sent, and as cores (CPU s per wall s). *Client* "
@@ -1262,6 +1302,10 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
             except Exception as exc:
                 console.print(f"[red]{cfg} {d}: {exc}[/red]")
                 notes.append(f"{cfg} with {d} dispatch did not run: {exc}")
+    transports: list[dict[str, Any]] = []
+    demo = next((c for c in configs if Path(c).name == "demo.yaml"), None)
+    if demo is not None and not quick:
+        transports = await transport_comparison(demo, load_workload([demo]), seconds, seed, console)
     if clusters and all(c.hops is None for c in clusters):
         notes.append("The hop split (section 3) is missing: the runtime had no `FrontendDataPlane.stats()`.")
     cap = cap_streaming = None
@@ -1299,7 +1343,7 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
                 profile_text = _trim_profile(profile_text)
     rep = Report(command, time.strftime("%Y-%m-%d %H:%M %Z"), seconds, clusters, cap, generator, profile_text,
                  elapsed_s=time.perf_counter() - started, machine=_machine(), notes=notes,
-                 capacity_streaming=cap_streaming)
+                 capacity_streaming=cap_streaming, transports=transports)
     return write_report(rep, out)
 
 

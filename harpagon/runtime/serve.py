@@ -41,6 +41,7 @@ class LocalCluster:
     grpc_port: int | None = None  # None: the config's (default 8001); 0: any free port
     metrics_port: int | None = None  # None: the config's (default 8002); 0: any free port
     follow_rates: bool = True  # re-plan when measured rates leave the band (see Controller.follow_rates)
+    unix_sockets: bool = True  # local workers listen on Unix sockets (False: loopback TCP, for comparison)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -100,9 +101,10 @@ class LocalCluster:
 
     def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None,
                      slowdown: float = 1.0) -> subprocess.Popen:
-        # local workers listen on Unix sockets: a hop is ~0.3 ms (P99 ~0.6 ms) faster than over loopback TCP
+        # local workers listen on Unix sockets: a hop is faster than over loopback TCP (docs/benchmarks/live.md)
         socket = Path(self._sockets.name) / f"worker-{len(self.processes)}.sock"
-        args = [sys.executable, "-m", "harpagon.cli", "worker", "--device", device, "--unix-socket", str(socket),
+        listen = ["--unix-socket", str(socket)] if self.unix_sockets else ["--port", "0"]
+        args = [sys.executable, "-m", "harpagon.cli", "worker", "--device", device, *listen,
                 "--controller", f"{self.host}:{self.control_port}", "--profiles", self._profiles.name]
         if hardware:
             args += ["--hardware", hardware]

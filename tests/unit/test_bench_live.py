@@ -29,8 +29,8 @@ from harpagon.bench.live import (
     lateness,
     md_table,
     pa_records,
-    plots,
     parse_pa_csv,
+    plots,
     search_capacity,
     with_emulated_serve,
 )
@@ -241,3 +241,12 @@ def test_report_shows_the_unary_and_the_streaming_capacity_and_plots_both(tmp_pa
     pytest.importorskip("matplotlib")
     names = plots(rep, tmp_path, "live")
     assert "live_capacity.png" in names and (tmp_path / "live_capacity.png").stat().st_size > 0
+
+
+def test_report_compares_worker_transports_side_by_side():
+    rep = _report(None)
+    rep.transports = [{"transport": "tcp", "hops": 100, "p50_ms": 2.0, "p99_ms": 4.0},
+                      {"transport": "unix", "hops": 100, "p50_ms": 1.5, "p99_ms": 3.0}]
+    md = build_markdown(rep)
+    assert "### Workers on loopback TCP against Unix sockets" in md
+    assert "| unix | 100 | 1.50 | 3.00 | 0.75 / 0.75 |" in md and "| tcp | 100 | 2.00 | 4.00 | - |" in md
