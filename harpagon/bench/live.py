@@ -1230,10 +1230,9 @@ def plots(rep: Report, out_dir: Path, stem: str) -> list[str]:
         for label, c, color in (("unary", rep.capacity, "tab:blue"), ("streaming", rep.capacity_streaming, "tab:green")):
             if c is None or not c.steps:
                 continue
-            steps = sorted(c.steps, key=lambda s: s.rate)
+            steps = sorted((s for s in c.steps if not math.isnan(s.attainment)), key=lambda s: s.rate)  # measured
             x = [s.rate for s in steps]
-            ax.plot(x, [100 * (0 if math.isnan(s.attainment) else s.attainment) for s in steps], "o-", color=color,
-                    label=f"attainment (%), {label}")
+            ax.plot(x, [100 * s.attainment for s in steps], "o-", color=color, label=f"attainment (%), {label}")
             ax2.plot(x, [s.server_cores for s in steps], "s--", color=color, alpha=0.5, label=f"server cores, {label}")
         ax.set_xscale("log")
         ax.set_xlabel("offered frames/s (one-module app)")
@@ -1241,7 +1240,7 @@ def plots(rep: Report, out_dir: Path, stem: str) -> list[str]:
         ax.axvline(CAPACITY_GOAL, color="gray", ls=":", label=f"goal {CAPACITY_GOAL:,.0f}/s")
         ax2.set_ylabel("serving process CPU (cores)")
         ax.set_title("Capacity of one frontend process (EMULATED workers)")
-        fig.legend(loc="lower left", fontsize=7)
+        fig.legend(loc="center left", bbox_to_anchor=(0.1, 0.45), fontsize=7)
         fig.tight_layout()
         name = f"{stem}_capacity.png"
         fig.savefig(out_dir / name, dpi=120)

@@ -168,11 +168,18 @@ def test_a_client_started_at_server_ready_finds_every_app(tmp_path, start_servic
     client = triton.InferenceServerClient(serve.address)
     x = triton.InferInput("FRAME", [24, 32, 3], "UINT8")
     x.set_data_from_numpy(np.zeros((24, 32, 3), np.uint8))
+    health_stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(serve.address))
+
+    def health_status() -> int:
+        return health_stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+
     early: set[str] = set()
     deadline = time.monotonic() + 120
     while not client.is_server_ready():
         assert time.monotonic() < deadline, "".join(serve.lines[-20:])
         assert not client.is_model_ready("cam")
+        status = health_status()  # the standard health service follows readiness
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING or client.is_server_ready()
         try:
             client.infer("cam", [x])
         except InferenceServerException as exc:
@@ -180,6 +187,7 @@ def test_a_client_started_at_server_ready_finds_every_app(tmp_path, start_servic
             assert "StatusCode.UNAVAILABLE" == str(exc.status()) and "not routed yet" in exc.message()
         time.sleep(0.05)
     assert early == {"StatusCode.UNAVAILABLE"}  # the test saw the start-up, not only its end
+    assert health_status() == health_pb2.HealthCheckResponse.SERVING
     assert client.is_model_ready("cam") and client.get_model_metadata("cam").name == "cam"
     assert client.infer("cam", [x]).as_numpy("classify_0").shape == (1, 1)
     with pytest.raises(InferenceServerException) as info:

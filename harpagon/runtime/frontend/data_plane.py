@@ -207,6 +207,8 @@ class FrontendDataPlane:
         self._seq: dict[str, int] = defaultdict(int)
         self.modules: dict[tuple[str, str], LiveModule] = {}
         self.table = RoutingTable.empty()
+        self.on_ready: Callable[[bool], None] | None = None
+        """Told whether the plane is ready after each routing table (the gRPC health service follows it)."""
         if table is not None:  # routed from the start (tests, embedding): its apps are the configuration
             self._install(table)
             self.routed = True
@@ -228,6 +230,8 @@ class FrontendDataPlane:
         if self.configured is None:
             self.configured = {**dict.fromkeys(self.refused), **table.apps}
         self.routed = True
+        if self.on_ready is not None:
+            self.on_ready(self.ready)
         for m in old.values():
             await m.close()
 

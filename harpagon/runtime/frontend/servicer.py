@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
@@ -167,6 +167,11 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
 async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, int]:
     server, bound = aio_server(host, port)
     rpc.add_GRPCInferenceServiceServicer_to_server(TritonServicer(plane), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)  # SERVING
+    # the standard health service says SERVING exactly when ServerReady is true (a readiness probe)
+    checker = health.aio.HealthServicer()
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    await checker.set("", serving if plane.ready else not_serving)
+    plane.on_ready = lambda ready: asyncio.ensure_future(checker.set("", serving if ready else not_serving))
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     await server.start()
     return server, bound
