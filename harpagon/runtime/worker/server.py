@@ -107,7 +107,7 @@ def module_stats(plane: WorkerDataPlane, recent: dict[str, list[float]] | None =
 def start(plane: WorkerDataPlane, port: int, host: str = "127.0.0.1", threads: int = 32,
           unix_socket: str | None = None) -> tuple[grpc.Server, str]:
     """Start the Worker service on host:port (0 picks a free one) or on a Unix socket (a worker on the
-    frontend's host: each hop is ~0.3 ms faster than over loopback TCP, docs/benchmarks/live.md);
+    frontend's host: hops are a little faster than over loopback TCP, docs/benchmarks/live.md);
     returns the server and the address peers dial."""
     server, address = thread_server(host, port, threads, unix_socket)
     rpc.add_WorkerServicer_to_server(WorkerServicer(plane), server)
