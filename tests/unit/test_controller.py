@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import replace
 
@@ -218,3 +219,28 @@ def test_serve_defaults_to_one_worker_per_gpu_and_says_so_when_there_is_none():
     explicit = Workload.model_validate({**W.model_dump(exclude={"serve"}),
                                         "serve": {"workers": [{"device": "emulated:t4", "count": 2}]}})
     assert [(g.device, g.count) for g in LocalCluster(explicit).worker_groups] == [("emulated:t4", 2)]
+
+
+def test_bad_rate_reports_are_dropped_not_planned_for(caplog):
+    """`inf` crashed the planner in a retry loop; a huge rate re-planned for it; unknown apps and bad
+    windows are noise from a broken or hostile frontend."""
+    now = [0.0]
+
+    async def scenario():
+        c = Controller(W, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
+        c.plan = plan(W, FLUID)
+        c.planned_at = 0.0
+        for t in range(1, 40):
+            now[0] = t
+            c.observe_rates("f1", {"cam": math.inf, "ghost": 50.0})
+            c.observe_rates("f2", {"cam": 300.0 * 1000})  # beyond MAX_RATE_FACTOR x the configured 300/s
+            c.observe_rates("f3", {"cam": -5.0})
+            c.observe_rates("f4", {"cam": 300.0}, window_s=math.nan)
+            c.observe_rates("f5", {"cam": 300.0})
+        return c
+
+    c = asyncio.run(scenario())
+    assert not c.dirty and c._planned_workload().apps[0].rate == 300.0  # only f5's sane reports counted
+    assert set(c._reports) == {"f1", "f2", "f3", "f5"} and all(r == {} for _, r, _ in c._reports["f1"])
+    assert any("rates dropped" in r.getMessage() and "ghost" in r.getMessage() for r in caplog.records)
+    assert any("window nan s is not in (0, 60]" in r.getMessage() for r in caplog.records)

@@ -45,6 +45,9 @@ RATE_BAND = (0.8, 1.1)
 MIN_EPOCH_S = 10.0
 #: Rates are judged over the reports since the plan in force, at most this many seconds of them...
 RATE_WINDOW_S = 30.0
+#: A reported rate above this multiple of the app's configured rate is dropped as bogus (a typo, an
+#: attack or a unit error would otherwise re-plan, or crash the planner with `inf`).
+MAX_RATE_FACTOR = 100.0
 #: How often drift of the measured batch latencies and hop overheads is judged (seconds).
 CALIBRATION_CHECK_S = 1.0
 #: ...and only a move beyond this many standard deviations of a Poisson count at the planned rate
@@ -192,7 +195,10 @@ class Controller:
         the app's first frame on), leaves the band around the rate its plan was made for by more than
         Poisson noise (at most once per MIN_EPOCH_S)."""
         now = self.clock()
-        self._reports.setdefault(frontend, deque()).append((now, dict(rates), window_s if window_s > 0 else 1.0))
+        kept = self._valid_rates(frontend, rates, window_s)
+        if kept is None:
+            return
+        self._reports.setdefault(frontend, deque()).append((now, kept, window_s))
         for reports in self._reports.values():
             while reports and reports[0][0] < now - RATE_WINDOW_S:
                 reports.popleft()
@@ -224,6 +230,26 @@ class Controller:
                      {k: round(v, 1) for k, v in moved.items()})
             self._measured.update(moved)
             self._dirty.set()
+
+    def _valid_rates(self, frontend: str, rates: dict[str, float], window_s: float) -> dict[str, float] | None:
+        """The report's rates of configured apps that are finite, >= 0 and at most MAX_RATE_FACTOR times
+        the configured rate; None (the whole report ignored) for a window that is not in (0, 60] s. What
+        is dropped is logged: a bad report must not crash or steer the planner."""
+        if not (isinstance(window_s, int | float) and 0 < window_s <= 60):
+            log.warning("frontend %s: rate report ignored: window %r s is not in (0, 60]", frontend, window_s)
+            return None
+        configured = {a.name: a.rate for a in self.workload.apps}
+        kept, dropped = {}, {}
+        for app, rate in rates.items():
+            if (app in configured and isinstance(rate, int | float) and math.isfinite(rate)
+                    and 0 <= rate <= MAX_RATE_FACTOR * configured[app]):
+                kept[app] = float(rate)
+            else:
+                dropped[app] = rate
+        if dropped:
+            log.warning("frontend %s: rates dropped from its report (not a configured app, or not a finite rate "
+                        "in [0, %g x the configured one]): %s", frontend, MAX_RATE_FACTOR, dropped)
+        return kept
 
     def _planned_workload(self) -> Workload:
         """The workload with each app at the rate it was last measured at (its configured rate before)."""

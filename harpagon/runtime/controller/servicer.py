@@ -57,7 +57,7 @@ class ControllerServicer(rpc.ControllerServicer):
             yield routes
 
     async def ReportRates(self, request, context):
-        self.controller.observe_rates(request.frontend_id, dict(request.app_rates), request.window_s)
+        self.controller.observe_rates(request.frontend_id, dict(request.app_rates), request.window_s or 1.0)  # unset: 1 s
         self.controller.observe_hops(list(request.hop_overhead_ms))
         return pb.RatesReply()
 
