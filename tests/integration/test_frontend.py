@@ -148,3 +148,17 @@ def test_typed_contents_are_accepted_like_raw_bytes(cluster):
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(service_pb2.ModelInferRequest(model_name="traffic", inputs=[short]), timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "10 values" in info.value.details()
+
+
+def test_a_second_frontend_on_a_taken_port_fails_instead_of_sharing_it():
+    """gRPC's default SO_REUSEPORT let a second frontend bind the same port and take half the connections."""
+    async def scenario():
+        plane = FrontendDataPlane(None, frame_shape=(48, 64, 3))
+        first, port = await start(plane, 0)
+        try:
+            with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+                await start(FrontendDataPlane(None, frame_shape=(48, 64, 3)), port)
+        finally:
+            await first.stop(0)
+
+    asyncio.run(scenario())
