@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from harpagon.runtime.controller.controller import settings_of
 from harpagon.runtime.demo import AppLoad, send_times
-from harpagon.runtime.promise import ARRIVALS_NAME, predicted, target
+from harpagon.runtime.promise import ARRIVALS_NAME, floor_pct, goal_text, predicted, target
 
 ROOT = Path(__file__).resolve().parents[2]
 PERF_ANALYZER = ROOT / ".tools" / "perf_analyzer"
@@ -210,15 +211,6 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Itera
 
 def fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def floor_pct(x: float | None) -> str:
-    """A measured share, rounded down (99.96% is not 100%)."""
-    return "-" if x is None or math.isnan(x) else f"{math.floor(x * 1000) / 10:.1f}%"
-
-
-def goal_text(goal: float | None) -> str:
-    return "no promise" if goal is None else "100%" if goal >= 1 else f"≥{100 * goal:.4g}%"
 
 
 def hop_rows(stats: dict[tuple[str, str], Any] | None) -> list[dict[str, Any]]:
@@ -545,7 +537,7 @@ def with_emulated_serve(workload, dispatch: str | None = None):
         counts = {h.name: h.count for h in workload.hardware}
         if any(c is None for c in counts.values()):
             from harpagon.planner.harpagon import plan as harpagon_plan
-            used = harpagon_plan(workload, _settings(demo)).workers_by_hardware()
+            used = harpagon_plan(workload, settings_of(demo)).workers_by_hardware()
             counts = {h: c if c is not None else used.get(h, 0) for h, c in counts.items()}
         serve = demo.model_copy(update={"workers": tuple(WorkerGroup(device=f"emulated:{h}", count=c)
                                                          for h, c in counts.items() if c),
@@ -558,11 +550,6 @@ def with_emulated_serve(workload, dispatch: str | None = None):
     if dispatch:
         serve = serve.model_copy(update={"dispatch": dispatch})
     return workload.model_copy(update={"serve": serve})
-
-
-def _settings(serve):
-    from harpagon.model.latency import Settings
-    return Settings(serve.safety, serve.overhead_ms, serve.max_utilization, serve.arrivals, serve.attainment)
 
 
 #: The capacity app: ResNet-50 on emulated V100s, a generous SLO, tiny frames (the dispatch cost per
@@ -588,7 +575,7 @@ def capacity_workload(rate: float):
                   "modules": [{"name": "classify", "model": "resnet50"}]}],
     })
     serve = ServeConfig(input_shape=CAPACITY_INPUT, frame_shape=CAPACITY_FRAME, overhead_ms=5, max_utilization=0.8)
-    n = harpagon_plan(w, _settings(serve)).workers_by_hardware().get("v100", 1)
+    n = harpagon_plan(w, settings_of(serve)).workers_by_hardware().get("v100", 1)
     return w.model_copy(update={"serve": serve.model_copy(update={"workers": (WorkerGroup(device="emulated:v100",
                                                                                           count=max(1, n)),)})})
 

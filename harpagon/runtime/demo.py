@@ -22,8 +22,9 @@ from rich.table import Table
 
 from harpagon.config.schema import Workload
 from harpagon.model.plan import Plan
+from harpagon.runtime.frontend.data_plane import sample
 from harpagon.runtime.frontend.stats import ModuleStats
-from harpagon.runtime.promise import ARRIVALS_NAME, describe, pct, predicted, target
+from harpagon.runtime.promise import ARRIVALS_NAME, describe, floor_pct, goal_text, pct, predicted, target
 from harpagon.runtime.serve import LocalCluster
 
 DemoArrivals = Literal["poisson", "constant"]
@@ -77,10 +78,7 @@ def video_frames(path: str, frame_shape: tuple[int, ...], limit: int = 300) -> l
     out = []
     with av.open(path) as container:
         for frame in container.decode(video=0):
-            rgb = frame.to_ndarray(format="rgb24")
-            rows = np.arange(h) * rgb.shape[0] // h
-            cols = np.arange(w) * rgb.shape[1] // w
-            out.append(np.ascontiguousarray(rgb[rows][:, cols]))
+            out.append(sample(frame.to_ndarray(format="rgb24"), h, w))
             if len(out) >= limit:
                 break
     if not out:
@@ -128,11 +126,6 @@ async def _stream(client, load: AppLoad, frames: list[np.ndarray], times: np.nda
         await asyncio.gather(*pending)
 
 
-def _floor_pct(x: float) -> str:
-    """A measured fraction, rounded down (99.96% is not 100%)."""
-    return "-" if np.isnan(x) else f"{np.floor(x * 1000) / 10:.1f}%"
-
-
 def _table(loads: list[AppLoad], elapsed: float, title: str, plan: Plan | None, arrivals: DemoArrivals) -> Table:
     promise = plan.promise if plan else None
     t = Table(title=title, title_justify="left")
@@ -141,13 +134,13 @@ def _table(loads: list[AppLoad], elapsed: float, title: str, plan: Plan | None, 
         t.add_column(col, justify="left" if col == "app" else "right")
     for ld in loads:
         goal, pred = target(promise, arrivals), predicted(promise, arrivals, ld.name)
-        att = _floor_pct(ld.attainment)
+        att = floor_pct(ld.attainment)
         if goal is not None and ld.done:
             att = f"[{'green' if ld.attainment >= goal else 'red'}]{att}[/]"
         t.add_row(ld.name, f"{ld.rate:g}", str(ld.sent), str(ld.answered), f"{ld.answered / max(elapsed, 1e-9):.1f}",
                   f"{ld.percentile(50):.1f}", f"{ld.percentile(99):.1f}", f"{ld.slo_ms:g}", att,
-                  "-" if goal is None else f"≥{pct(goal)}" if goal < 1 else "100%",
-                  "-" if pred is None else _floor_pct(pred), str(ld.dropped), str(ld.failed))
+                  goal_text(goal, "-"),
+                  "-" if pred is None else floor_pct(pred), str(ld.dropped), str(ld.failed))
     return t
 
 
@@ -155,7 +148,7 @@ def verdict(ld: AppLoad, plan: Plan | None, arrivals: DemoArrivals) -> str:
     """One line per app: the attainment measured against what the plan in force promises for these
     arrivals, and what the planner's replay predicted."""
     promise = plan.promise if plan else None
-    head = (f"{ld.name}: {_floor_pct(ld.attainment)} within the {ld.slo_ms:g} ms SLO "
+    head = (f"{ld.name}: {floor_pct(ld.attainment)} within the {ld.slo_ms:g} ms SLO "
             f"({ld.within_slo} of {ld.done} frames)")
     goal = target(promise, arrivals)
     if goal is None:
@@ -165,7 +158,7 @@ def verdict(ld: AppLoad, plan: Plan | None, arrivals: DemoArrivals) -> str:
     pred = predicted(promise, arrivals, ld.name)
     kept = ld.done > 0 and ld.attainment >= goal
     return (f"{head}; promise {'≥ ' + pct(goal) if goal < 1 else '100%'} ({ARRIVALS_NAME[arrivals]}), "
-            f"replay predicted {'-' if pred is None else _floor_pct(pred)}: "
+            f"replay predicted {'-' if pred is None else floor_pct(pred)}: "
             + ("[green]kept[/green]" if kept else "[red]missed[/red]"))
 
 

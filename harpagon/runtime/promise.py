@@ -4,6 +4,8 @@ the controller's log and metrics, and the demo's verdict on the traffic it measu
 
 from __future__ import annotations
 
+import math
+
 from harpagon.model.plan import Promise
 
 #: How the demo and the docs name each arrival process.
@@ -39,6 +41,16 @@ def predicted(promise: Promise | None, arrivals: str, app: str) -> float | None:
 def pct(x: float) -> str:
     """99.0% -> "99%", 0.995 -> "99.5%"."""
     return f"{100 * x:.4g}%"
+
+
+def floor_pct(x: float | None) -> str:
+    """A measured share, rounded down (99.96% is not 100%)."""
+    return "-" if x is None or math.isnan(x) else f"{math.floor(x * 1000) / 10:.1f}%"
+
+
+def goal_text(goal: float | None, none: str = "no promise") -> str:
+    """A promised attainment as a table shows it: "100%" (constant arrivals) or "≥99%"."""
+    return none if goal is None else "100%" if goal >= 1 else f"≥{pct(goal)}"
 
 
 def describe(promise: Promise | None) -> str:

@@ -282,11 +282,12 @@ class Calibrator:
         """The overhead per hop the plan in force was made with."""
         return self.configured_overhead_ms if self.planned.overhead_ms is None else self.planned.overhead_ms
 
-    def calibrated(self, now: float) -> Calibration:
+    def calibrated(self, now: float, measured: Measured | None = None) -> Calibration:
         """The figures to plan with now: the planned ones, with each that drifted replaced by its
-        measurement; its `reasons` say which and why (empty, and the figures in force, if none)."""
+        measurement; its `reasons` say which and why (empty, and the figures in force, if none).
+        `measured` is `self.measured(now)` when the caller has it already."""
         c = self.config
-        m = self.measured(now)
+        m = measured if measured is not None else self.measured(now)
         factors = dict(self.planned.factors)
         overhead = self.planned.overhead_ms
         reasons: list[str] = []

@@ -180,7 +180,7 @@ class Controller:
                 self.metrics.hop_overhead.labels("measured").set(measured.overhead_ms)
         if self.plan is None or not self.settled or now - self.planned_at < MIN_EPOCH_S:
             return  # judged against the plan in force only, once it has served a while
-        calibration = cal.calibrated(now)
+        calibration = cal.calibrated(now, measured)
         if calibration.reasons:
             log.info("measured figures drifted from those the plan in force assumed; re-planning with them: %s",
                      "; ".join(calibration.reasons))

@@ -59,14 +59,12 @@ def status_code(fault: RuntimeFault) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, fault.code)
 
 
-def fault_of(exc: grpc.RpcError, where: str) -> RuntimeFault:
+def fault_of(exc: grpc.aio.AioRpcError, where: str) -> RuntimeFault:
     """A peer's status as a fault: its own code when a client may see it, else Unavailable."""
-    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = exc.details() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else str(exc)
-    kind = BY_CODE.get(code.name, Unavailable) if code is not None else Unavailable
+    code = exc.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"{where}: no answer before the deadline")
-    return kind(f"{where}: {code.name if code else 'UNKNOWN'}: {details}")
+    return BY_CODE.get(code.name, Unavailable)(f"{where}: {code.name}: {exc.details()}")
 
 
 @contextmanager
