@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harpagon.config.schema import Workload
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: A small valid workload (ResNet-50 on V100 and T4 from MODEL.md's sources, a two-module app).
@@ -28,6 +30,19 @@ BASE = {
                      {"name": "cars", "model": "resnet50", "after": ["detect"], "scale": 0.8}]},
     ],
 }
+
+
+def cam_workload(workers: int) -> Workload:
+    """A two-module 20 frames/s app on `workers` emulated T4s, small frames: the live tests' cluster
+    (the default promise: Poisson arrivals, replayed before each plan)."""
+    return Workload.model_validate({
+        "hardware": [{"name": "t4", "price_per_hour": 0.526}],
+        "profiles": [BASE["profiles"][1]],  # ResNet-50 on T4
+        "apps": [{"name": "cam", "rate": 20, "slo_ms": 300, "modules": [
+            {"name": "detect", "model": "resnet50"}, {"name": "classify", "model": "resnet50", "after": ["detect"]}]}],
+        "serve": {"workers": [{"device": "emulated:t4", "count": workers}], "input_shape": [3, 16, 16],
+                  "frame_shape": [24, 32, 3]},
+    })
 
 
 @pytest.fixture

@@ -9,19 +9,11 @@ import pytest
 from rich.console import Console
 
 from harpagon.bench.live import Report, build_markdown, run_cluster
-from harpagon.config.schema import Workload
-from tests.conftest import BASE
+from tests.conftest import cam_workload
 
 pytestmark = pytest.mark.integration
 
-WORKLOAD = Workload.model_validate({
-    "hardware": [{"name": "t4", "price_per_hour": 0.526}],
-    "profiles": [BASE["profiles"][1]],  # ResNet-50 on T4
-    "apps": [{"name": "cam", "rate": 20, "slo_ms": 300, "modules": [
-        {"name": "detect", "model": "resnet50"}, {"name": "classify", "model": "resnet50", "after": ["detect"]}]}],
-    "serve": {"workers": [{"device": "emulated:t4", "count": 2}], "input_shape": [3, 16, 16],
-              "frame_shape": [24, 32, 3]},
-})
+WORKLOAD = cam_workload(2)
 
 
 def test_a_cluster_run_measures_attainment_cpu_and_modules():

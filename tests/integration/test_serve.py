@@ -21,20 +21,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import InferInput
 from tritonclient.utils import InferenceServerException
 
-from harpagon.config.schema import Workload
 from harpagon.runtime.serve import LocalCluster
-from tests.conftest import BASE
+from tests.conftest import cam_workload
 
 pytestmark = pytest.mark.integration
 
-WORKLOAD = Workload.model_validate({
-    "hardware": [{"name": "t4", "price_per_hour": 0.526}],
-    "profiles": [BASE["profiles"][1]],  # ResNet-50 on T4
-    "apps": [{"name": "cam", "rate": 20, "slo_ms": 300, "modules": [
-        {"name": "detect", "model": "resnet50"}, {"name": "classify", "model": "resnet50", "after": ["detect"]}]}],
-    "serve": {"workers": [{"device": "emulated:t4", "count": 3}], "input_shape": [3, 16, 16],
-              "frame_shape": [24, 32, 3]},  # the default promise: Poisson arrivals, replayed before each plan
-})
+WORKLOAD = cam_workload(3)
 #: For tests that do not look at the promise: planned by the fluid model, without the replay.
 FLUID = WORKLOAD.model_copy(update={"serve": WORKLOAD.serve.model_copy(update={"arrivals": "fluid"})})
 

@@ -46,6 +46,13 @@ class Harness:
         kw.setdefault("planning", "thread")
         self.c = Controller(workload, settings, SHAPE, push, clock=lambda: self.now, client=self.fake, **kw)
 
+    async def planned(self, workers: int = 3) -> None:
+        """`workers` T4s registered and a first plan in force, with no re-plan pending."""
+        for w in t4(workers):
+            self.c.register(w)
+        await self.c.reconcile()
+        self.c._dirty.clear()  # what the reconcile loop does before it reconciles
+
     def routes_marks(self) -> list[Mark]:
         return [e for e in self.fake.events if isinstance(e, Mark) and e.what == "routes"]
 
@@ -71,11 +78,8 @@ def test_a_replan_loads_old_and_new_then_switches_routes_then_drops_the_old():
     h = Harness()
 
     async def scenario():
-        for w in t4(3):
-            h.c.register(w)
-        await h.c.reconcile()
+        await h.planned()
         first_plan = h.c.plan
-        h.c._dirty.clear()  # what the reconcile loop does before it reconciles
         for t in range(1, 13):  # one frontend measures 300 frames/s, 3x the planned 100
             h.now = float(t)
             h.c.observe_rates("f1", {"cam": 300.0})
@@ -239,10 +243,7 @@ def test_heartbeats_30_percent_slower_than_the_profile_replan_with_it_scaled():
     h = Harness()
 
     async def scenario():
-        for w in t4(3):
-            h.c.register(w)
-        await h.c.reconcile()
-        h.c._dirty.clear()
+        await h.planned()
         before = h.c.plan
         # what each worker runs, by the names the controller gave it (from the apply log)
         running = {w.id: h.fake.config(w.address)[1] for w in t4(3)}
@@ -294,10 +295,7 @@ def test_hop_overheads_beyond_the_band_replan_with_the_measured_overhead():
     h = Harness(settings=Settings(arrivals="fluid", overhead_ms=1.0))
 
     async def scenario():
-        for w in t4(3):
-            h.c.register(w)
-        await h.c.reconcile()
-        h.c._dirty.clear()
+        await h.planned()
         before = h.c.plan
         h.now = 1.0
         h.c.observe_hops([1.0] * 300)  # as planned
@@ -328,10 +326,7 @@ def test_without_calibration_measurements_never_replan():
     h = Harness(calibration=None)
 
     async def scenario():
-        for w in t4(3):
-            h.c.register(w)
-        await h.c.reconcile()
-        h.c._dirty.clear()
+        await h.planned()
         running = {w.id: h.fake.config(w.address)[1] for w in t4(3)}
         for now in (1.0, MIN_EPOCH_S + 1.0, MIN_EPOCH_S + 3.0):
             h.now = now
