@@ -139,18 +139,20 @@ class StatsResponse(_message.Message):
     def __init__(self, modules: _Optional[_Iterable[_Union[ModuleStats, _Mapping]]] = ..., emulated: _Optional[bool] = ..., gpu_utilization: _Optional[float] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("worker_id", "address", "hardware", "device", "emulated")
+    __slots__ = ("worker_id", "address", "hardware", "device", "emulated", "running")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     EMULATED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     address: str
     hardware: str
     device: str
     emulated: bool
-    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., hardware: _Optional[str] = ..., device: _Optional[str] = ..., emulated: _Optional[bool] = ...) -> None: ...
+    running: WorkerConfig
+    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., hardware: _Optional[str] = ..., device: _Optional[str] = ..., emulated: _Optional[bool] = ..., running: _Optional[_Union[WorkerConfig, _Mapping]] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("heartbeat_ms",)
@@ -175,20 +177,22 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, known: _Optional[bool] = ...) -> None: ...
 
 class TupleRoute(_message.Message):
-    __slots__ = ("batch", "rate", "dummy_rate", "wait_ms", "addresses", "worker_module")
+    __slots__ = ("batch", "rate", "dummy_rate", "wait_ms", "addresses", "worker_module", "latency_ms")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
     DUMMY_RATE_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     WORKER_MODULE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     batch: int
     rate: float
     dummy_rate: float
     wait_ms: float
     addresses: _containers.RepeatedScalarFieldContainer[str]
     worker_module: str
-    def __init__(self, batch: _Optional[int] = ..., rate: _Optional[float] = ..., dummy_rate: _Optional[float] = ..., wait_ms: _Optional[float] = ..., addresses: _Optional[_Iterable[str]] = ..., worker_module: _Optional[str] = ...) -> None: ...
+    latency_ms: float
+    def __init__(self, batch: _Optional[int] = ..., rate: _Optional[float] = ..., dummy_rate: _Optional[float] = ..., wait_ms: _Optional[float] = ..., addresses: _Optional[_Iterable[str]] = ..., worker_module: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
 
 class ModuleRoute(_message.Message):
     __slots__ = ("app", "module", "input_shape", "tuples")
