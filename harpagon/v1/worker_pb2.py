@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18harpagon/v1/worker.proto\x12\x0bharpagon.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x81\x01\n\x0cModuleConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\r\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\x0f\n\x07weights\x18\x05 \x01(\t\x12\x0c\n\x04half\x18\x06 \x01(\x08\x12\x11\n\tbudget_ms\x18\x07 \x01(\x01\"K\n\x0cWorkerConfig\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12*\n\x07modules\x18\x02 \x03(\x0b\x32\x19.harpagon.v1.ModuleConfig\"?\n\x12\x41pplyConfigRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.harpagon.v1.WorkerConfig\"7\n\x13\x41pplyConfigResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"N\n\x0cInferRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\"\n\x05input\x18\x02 \x01(\x0b\x32\x13.harpagon.v1.Tensor\x12\n\n\x02id\x18\x03 \x01(\t\"\x84\x01\n\rInferResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x07outputs\x18\x02 \x03(\x0b\x32\x13.harpagon.v1.Tensor\x12\x10\n\x08queue_ms\x18\x03 \x01(\x01\x12\x0f\n\x07\x65xec_ms\x18\x04 \x01(\x01\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\r\x12\x0f\n\x07\x64ummies\x18\x06 \x01(\r\"\x0f\n\rHealthRequest\"k\n\x0eHealthResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08hardware\x18\x04 \x01(\t\x12\x10\n\x08\x65mulated\x18\x05 \x01(\x08\"\x0e\n\x0cStatsRequest\"\xa8\x01\n\x0bModuleStats\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\x04\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ummies\x18\x04 \x01(\x04\x12\x15\n\rexec_ms_total\x18\x05 \x01(\x01\x12\x16\n\x0equeue_ms_total\x18\x06 \x01(\x01\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x04\x12\x16\n\x0erecent_exec_ms\x18\x08 \x03(\x01\"\xfc\x01\n\rStatsResponse\x12)\n\x07modules\x18\x01 \x03(\x0b\x32\x18.harpagon.v1.ModuleStats\x12\x10\n\x08\x65mulated\x18\x02 \x01(\x08\x12\x1c\n\x0fgpu_utilization\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\"\n\x15gpu_memory_used_bytes\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12#\n\x16gpu_memory_total_bytes\x18\x05 \x01(\x04H\x02\x88\x01\x01\x42\x12\n\x10_gpu_utilizationB\x18\n\x16_gpu_memory_used_bytesB\x19\n\x17_gpu_memory_total_bytes\"\x95\x01\n\x0fRegisterRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08hardware\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x10\n\x08\x65mulated\x18\x05 \x01(\x08\x12*\n\x07running\x18\x06 \x01(\x0b\x32\x19.harpagon.v1.WorkerConfig\"(\n\x10RegisterResponse\x12\x14\n\x0cheartbeat_ms\x18\x01 \x01(\r\"h\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x04\x12)\n\x07modules\x18\x03 \x03(\x0b\x32\x18.harpagon.v1.ModuleStats\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"\x9d\x01\n\nTupleRoute\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\r\x12\x0c\n\x04rate\x18\x02 \x01(\x01\x12\x12\n\ndummy_rate\x18\x03 \x01(\x01\x12\x14\n\x07wait_ms\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\taddresses\x18\x05 \x03(\t\x12\x15\n\rworker_module\x18\x06 \x01(\t\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x42\n\n\x08_wait_ms\"n\n\x0bModuleRoute\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\'\n\x06tuples\x18\x05 \x03(\x0b\x32\x17.harpagon.v1.TupleRouteJ\x04\x08\x03\x10\x04\"\xcc\x01\n\x06Routes\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08\x64ispatch\x18\x02 \x01(\t\x12\x11\n\tapps_json\x18\x03 \x01(\t\x12)\n\x07modules\x18\x04 \x03(\x0b\x32\x18.harpagon.v1.ModuleRoute\x12\x31\n\x07refused\x18\x05 \x03(\x0b\x32 .harpagon.v1.Routes.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\x12WatchRoutesRequest\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\"\xb9\x01\n\x0bRatesReport\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\x12\x39\n\tapp_rates\x18\x02 \x03(\x0b\x32&.harpagon.v1.RatesReport.AppRatesEntry\x12\x10\n\x08window_s\x18\x03 \x01(\x01\x12\x17\n\x0fhop_overhead_ms\x18\x04 \x03(\x01\x1a/\n\rAppRatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x0c\n\nRatesReply2\x9d\x02\n\x06Worker\x12P\n\x0b\x41pplyConfig\x12\x1f.harpagon.v1.ApplyConfigRequest\x1a .harpagon.v1.ApplyConfigResponse\x12>\n\x05Infer\x12\x19.harpagon.v1.InferRequest\x1a\x1a.harpagon.v1.InferResponse\x12\x41\n\x06Health\x12\x1a.harpagon.v1.HealthRequest\x1a\x1b.harpagon.v1.HealthResponse\x12>\n\x05Stats\x12\x19.harpagon.v1.StatsRequest\x1a\x1a.harpagon.v1.StatsResponse2\xaa\x02\n\nController\x12G\n\x08Register\x12\x1c.harpagon.v1.RegisterRequest\x1a\x1d.harpagon.v1.RegisterResponse\x12J\n\tHeartbeat\x12\x1d.harpagon.v1.HeartbeatRequest\x1a\x1e.harpagon.v1.HeartbeatResponse\x12\x45\n\x0bWatchRoutes\x12\x1f.harpagon.v1.WatchRoutesRequest\x1a\x13.harpagon.v1.Routes0\x01\x12@\n\x0bReportRates\x12\x18.harpagon.v1.RatesReport\x1a\x17.harpagon.v1.RatesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18harpagon/v1/worker.proto\x12\x0bharpagon.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x81\x01\n\x0cModuleConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\r\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\x0f\n\x07weights\x18\x05 \x01(\t\x12\x0c\n\x04half\x18\x06 \x01(\x08\x12\x11\n\tbudget_ms\x18\x07 \x01(\x01\"K\n\x0cWorkerConfig\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12*\n\x07modules\x18\x02 \x03(\x0b\x32\x19.harpagon.v1.ModuleConfig\"?\n\x12\x41pplyConfigRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.harpagon.v1.WorkerConfig\"7\n\x13\x41pplyConfigResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"N\n\x0cInferRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\"\n\x05input\x18\x02 \x01(\x0b\x32\x13.harpagon.v1.Tensor\x12\n\n\x02id\x18\x03 \x01(\t\"\x84\x01\n\rInferResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x07outputs\x18\x02 \x03(\x0b\x32\x13.harpagon.v1.Tensor\x12\x10\n\x08queue_ms\x18\x03 \x01(\x01\x12\x0f\n\x07\x65xec_ms\x18\x04 \x01(\x01\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\r\x12\x0f\n\x07\x64ummies\x18\x06 \x01(\r\"\x0f\n\rHealthRequest\"k\n\x0eHealthResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08hardware\x18\x04 \x01(\t\x12\x10\n\x08\x65mulated\x18\x05 \x01(\x08\"\x0e\n\x0cStatsRequest\"\xb9\x01\n\x0bModuleStats\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\x04\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ummies\x18\x04 \x01(\x04\x12\x15\n\rexec_ms_total\x18\x05 \x01(\x01\x12\x16\n\x0equeue_ms_total\x18\x06 \x01(\x01\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x04\x12\x16\n\x0erecent_exec_ms\x18\x08 \x03(\x01\x12\x0f\n\x07\x65xpired\x18\t \x01(\x04\"\xfc\x01\n\rStatsResponse\x12)\n\x07modules\x18\x01 \x03(\x0b\x32\x18.harpagon.v1.ModuleStats\x12\x10\n\x08\x65mulated\x18\x02 \x01(\x08\x12\x1c\n\x0fgpu_utilization\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\"\n\x15gpu_memory_used_bytes\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12#\n\x16gpu_memory_total_bytes\x18\x05 \x01(\x04H\x02\x88\x01\x01\x42\x12\n\x10_gpu_utilizationB\x18\n\x16_gpu_memory_used_bytesB\x19\n\x17_gpu_memory_total_bytes\"\x95\x01\n\x0fRegisterRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08hardware\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x10\n\x08\x65mulated\x18\x05 \x01(\x08\x12*\n\x07running\x18\x06 \x01(\x0b\x32\x19.harpagon.v1.WorkerConfig\"(\n\x10RegisterResponse\x12\x14\n\x0cheartbeat_ms\x18\x01 \x01(\r\"h\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x04\x12)\n\x07modules\x18\x03 \x03(\x0b\x32\x18.harpagon.v1.ModuleStats\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"\x9d\x01\n\nTupleRoute\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\r\x12\x0c\n\x04rate\x18\x02 \x01(\x01\x12\x12\n\ndummy_rate\x18\x03 \x01(\x01\x12\x14\n\x07wait_ms\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\taddresses\x18\x05 \x03(\t\x12\x15\n\rworker_module\x18\x06 \x01(\t\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x42\n\n\x08_wait_ms\"n\n\x0bModuleRoute\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\'\n\x06tuples\x18\x05 \x03(\x0b\x32\x17.harpagon.v1.TupleRouteJ\x04\x08\x03\x10\x04\"\xcc\x01\n\x06Routes\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08\x64ispatch\x18\x02 \x01(\t\x12\x11\n\tapps_json\x18\x03 \x01(\t\x12)\n\x07modules\x18\x04 \x03(\x0b\x32\x18.harpagon.v1.ModuleRoute\x12\x31\n\x07refused\x18\x05 \x03(\x0b\x32 .harpagon.v1.Routes.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\x12WatchRoutesRequest\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\"\xb9\x01\n\x0bRatesReport\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\x12\x39\n\tapp_rates\x18\x02 \x03(\x0b\x32&.harpagon.v1.RatesReport.AppRatesEntry\x12\x10\n\x08window_s\x18\x03 \x01(\x01\x12\x17\n\x0fhop_overhead_ms\x18\x04 \x03(\x01\x1a/\n\rAppRatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x0c\n\nRatesReply2\x9d\x02\n\x06Worker\x12P\n\x0b\x41pplyConfig\x12\x1f.harpagon.v1.ApplyConfigRequest\x1a .harpagon.v1.ApplyConfigResponse\x12>\n\x05Infer\x12\x19.harpagon.v1.InferRequest\x1a\x1a.harpagon.v1.InferResponse\x12\x41\n\x06Health\x12\x1a.harpagon.v1.HealthRequest\x1a\x1b.harpagon.v1.HealthResponse\x12>\n\x05Stats\x12\x19.harpagon.v1.StatsRequest\x1a\x1a.harpagon.v1.StatsResponse2\xaa\x02\n\nController\x12G\n\x08Register\x12\x1c.harpagon.v1.RegisterRequest\x1a\x1d.harpagon.v1.RegisterResponse\x12J\n\tHeartbeat\x12\x1d.harpagon.v1.HeartbeatRequest\x1a\x1e.harpagon.v1.HeartbeatResponse\x12\x45\n\x0bWatchRoutes\x12\x1f.harpagon.v1.WatchRoutesRequest\x1a\x13.harpagon.v1.Routes0\x01\x12@\n\x0bReportRates\x12\x18.harpagon.v1.RatesReport\x1a\x17.harpagon.v1.RatesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,35 +56,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATSREQUEST']._serialized_start=767
   _globals['_STATSREQUEST']._serialized_end=781
   _globals['_MODULESTATS']._serialized_start=784
-  _globals['_MODULESTATS']._serialized_end=952
-  _globals['_STATSRESPONSE']._serialized_start=955
-  _globals['_STATSRESPONSE']._serialized_end=1207
-  _globals['_REGISTERREQUEST']._serialized_start=1210
-  _globals['_REGISTERREQUEST']._serialized_end=1359
-  _globals['_REGISTERRESPONSE']._serialized_start=1361
-  _globals['_REGISTERRESPONSE']._serialized_end=1401
-  _globals['_HEARTBEATREQUEST']._serialized_start=1403
-  _globals['_HEARTBEATREQUEST']._serialized_end=1507
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1509
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1543
-  _globals['_TUPLEROUTE']._serialized_start=1546
-  _globals['_TUPLEROUTE']._serialized_end=1703
-  _globals['_MODULEROUTE']._serialized_start=1705
-  _globals['_MODULEROUTE']._serialized_end=1815
-  _globals['_ROUTES']._serialized_start=1818
-  _globals['_ROUTES']._serialized_end=2022
-  _globals['_ROUTES_REFUSEDENTRY']._serialized_start=1976
-  _globals['_ROUTES_REFUSEDENTRY']._serialized_end=2022
-  _globals['_WATCHROUTESREQUEST']._serialized_start=2024
-  _globals['_WATCHROUTESREQUEST']._serialized_end=2065
-  _globals['_RATESREPORT']._serialized_start=2068
-  _globals['_RATESREPORT']._serialized_end=2253
-  _globals['_RATESREPORT_APPRATESENTRY']._serialized_start=2206
-  _globals['_RATESREPORT_APPRATESENTRY']._serialized_end=2253
-  _globals['_RATESREPLY']._serialized_start=2255
-  _globals['_RATESREPLY']._serialized_end=2267
-  _globals['_WORKER']._serialized_start=2270
-  _globals['_WORKER']._serialized_end=2555
-  _globals['_CONTROLLER']._serialized_start=2558
-  _globals['_CONTROLLER']._serialized_end=2856
+  _globals['_MODULESTATS']._serialized_end=969
+  _globals['_STATSRESPONSE']._serialized_start=972
+  _globals['_STATSRESPONSE']._serialized_end=1224
+  _globals['_REGISTERREQUEST']._serialized_start=1227
+  _globals['_REGISTERREQUEST']._serialized_end=1376
+  _globals['_REGISTERRESPONSE']._serialized_start=1378
+  _globals['_REGISTERRESPONSE']._serialized_end=1418
+  _globals['_HEARTBEATREQUEST']._serialized_start=1420
+  _globals['_HEARTBEATREQUEST']._serialized_end=1524
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1526
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1560
+  _globals['_TUPLEROUTE']._serialized_start=1563
+  _globals['_TUPLEROUTE']._serialized_end=1720
+  _globals['_MODULEROUTE']._serialized_start=1722
+  _globals['_MODULEROUTE']._serialized_end=1832
+  _globals['_ROUTES']._serialized_start=1835
+  _globals['_ROUTES']._serialized_end=2039
+  _globals['_ROUTES_REFUSEDENTRY']._serialized_start=1993
+  _globals['_ROUTES_REFUSEDENTRY']._serialized_end=2039
+  _globals['_WATCHROUTESREQUEST']._serialized_start=2041
+  _globals['_WATCHROUTESREQUEST']._serialized_end=2082
+  _globals['_RATESREPORT']._serialized_start=2085
+  _globals['_RATESREPORT']._serialized_end=2270
+  _globals['_RATESREPORT_APPRATESENTRY']._serialized_start=2223
+  _globals['_RATESREPORT_APPRATESENTRY']._serialized_end=2270
+  _globals['_RATESREPLY']._serialized_start=2272
+  _globals['_RATESREPLY']._serialized_end=2284
+  _globals['_WORKER']._serialized_start=2287
+  _globals['_WORKER']._serialized_end=2572
+  _globals['_CONTROLLER']._serialized_start=2575
+  _globals['_CONTROLLER']._serialized_end=2873
 # @@protoc_insertion_point(module_scope)

@@ -105,7 +105,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModuleStats(_message.Message):
-    __slots__ = ("module", "batches", "requests", "dummies", "exec_ms_total", "queue_ms_total", "errors", "recent_exec_ms")
+    __slots__ = ("module", "batches", "requests", "dummies", "exec_ms_total", "queue_ms_total", "errors", "recent_exec_ms", "expired")
     MODULE_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class ModuleStats(_message.Message):
     QUEUE_MS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     RECENT_EXEC_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
     module: str
     batches: int
     requests: int
@@ -122,7 +123,8 @@ class ModuleStats(_message.Message):
     queue_ms_total: float
     errors: int
     recent_exec_ms: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, module: _Optional[str] = ..., batches: _Optional[int] = ..., requests: _Optional[int] = ..., dummies: _Optional[int] = ..., exec_ms_total: _Optional[float] = ..., queue_ms_total: _Optional[float] = ..., errors: _Optional[int] = ..., recent_exec_ms: _Optional[_Iterable[float]] = ...) -> None: ...
+    expired: int
+    def __init__(self, module: _Optional[str] = ..., batches: _Optional[int] = ..., requests: _Optional[int] = ..., dummies: _Optional[int] = ..., exec_ms_total: _Optional[float] = ..., queue_ms_total: _Optional[float] = ..., errors: _Optional[int] = ..., recent_exec_ms: _Optional[_Iterable[float]] = ..., expired: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("modules", "emulated", "gpu_utilization", "gpu_memory_used_bytes", "gpu_memory_total_bytes")
