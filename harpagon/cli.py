@@ -114,6 +114,13 @@ def _build_parser() -> argparse.ArgumentParser:
     w.add_argument("--slowdown", type=float, default=1.0,
                    help="emulated device only: run batches this many times slower than profiled (a slow GPU or "
                         "a noisy neighbour, to exercise self-calibration; default 1)")
+    w.add_argument("--advertise", default=None, metavar="HOST:PORT",
+                   help="the address to register with the controller, where frontends reach this worker "
+                        "(default: where it listens; in Kubernetes, the pod IP)")
+    w.add_argument("--weights-dir", default=None, metavar="DIR",
+                   help="the only directory weight files are read from (default: none; a configuration that "
+                        "names weights is refused)")
+    _security_arguments(w)
     w.set_defaults(func=_cmd_worker)
 
     pr = sub.add_parser("profile", help="measure a model's latency per batch size on a device",
@@ -146,6 +153,7 @@ def _build_parser() -> argparse.ArgumentParser:
     co.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     co.add_argument("--port", type=int, default=50051, help="port for workers and frontends (default 50051)")
     co.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    _security_arguments(co)
     co.set_defaults(func=_cmd_controller)
 
     fe = sub.add_parser("frontend", help="run a Triton-protocol frontend fed by a controller",
@@ -155,7 +163,21 @@ def _build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--port", type=int, default=8001, help="Triton gRPC port (default 8001)")
     fe.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
     fe.add_argument("--frame-shape", type=_int_list, default=[480, 640, 3], help="H,W,3 (default 480,640,3)")
+    fe.add_argument("--client-tls-dir", default=None, metavar="DIR",
+                    help="serve clients over TLS with DIR/tls.crt and DIR/tls.key (default: plaintext)")
+    _security_arguments(fe)
     fe.set_defaults(func=_cmd_frontend)
+
+    ce = sub.add_parser("certs", help="make a CA and mutual-TLS certificates for the control plane",
+                        description="Write DIR/ca.crt and DIR/ca.key, and for each role (controller, frontend, "
+                                    "worker) DIR/ROLE/{ca.crt,tls.crt,tls.key}: give each component "
+                                    "--tls-dir DIR/ROLE (in Kubernetes, one Secret per role). A certificate's "
+                                    "identity is its role, so peers' addresses need not be known in advance.")
+    ce.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write (created if missing)")
+    ce.add_argument("--hosts", nargs="*", default=[], metavar="NAME",
+                    help="extra DNS names or IP addresses for every certificate (e.g. a client-facing name)")
+    ce.add_argument("--days", type=_positive_int, default=365, help="validity in days (default 365)")
+    ce.set_defaults(func=_cmd_certs)
 
     de = sub.add_parser("demo", help="serve the demo config and stream synthetic frames through it",
                         description="Serve a config locally (default configs/demo.yaml) and stream synthetic "
@@ -170,6 +192,45 @@ def _build_parser() -> argparse.ArgumentParser:
     de.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default 0)")
     de.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _security_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-dir", default=None, metavar="DIR",
+                   help="mutual TLS on the control plane with DIR/ca.crt, DIR/tls.crt, DIR/tls.key "
+                        "(see `harpagon certs`); peers are authorised by their certificate's role")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow listening beyond loopback without --tls-dir (anyone who reaches the port can "
+                        "steer the system)")
+    p.add_argument("--health-port", type=int, default=None, metavar="PORT",
+                   help="also serve the standard gRPC health service, alone and in plaintext, on this port "
+                        "(for Kubernetes probes, which do not speak TLS)")
+
+
+def _security(args: argparse.Namespace, command: str):
+    """The component's TLS files, or None; exits the command (returns False) on a bad setting."""
+    from harpagon.runtime.wire.tls import TlsFiles, require_tls_off_loopback
+
+    try:
+        tls = TlsFiles.load(args.tls_dir) if args.tls_dir else None
+        require_tls_off_loopback(args.host, tls, args.insecure)
+    except ValueError as exc:
+        print(f"harpagon {command}: {exc}", file=sys.stderr)
+        return False
+    return tls
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from harpagon.runtime.wire.tls import ROLES, make_certs
+
+    try:
+        root = make_certs(args.out, args.hosts, args.days)
+    except (OSError, ValueError) as exc:
+        print(f"harpagon certs: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"CA: {root / 'ca.crt'} (keep {root / 'ca.key'} private)")
+    for role in ROLES:
+        print(f"{role}: --tls-dir {root / role}")
+    return 0
 
 
 def _load(files: list) -> Workload | None:
@@ -217,8 +278,11 @@ def _cmd_controller(args: argparse.Namespace) -> int:
     workload = _load(args.config)
     if workload is None:
         return EXIT_INVALID
+    tls = _security(args, "controller")
+    if tls is False:
+        return EXIT_INVALID
     setup_logs(args.log_format)
-    asyncio.run(run_controller(workload, args.host, args.port, args.metrics_port))
+    asyncio.run(run_controller(workload, args.host, args.port, args.metrics_port, tls, args.health_port))
     return 0
 
 
@@ -230,8 +294,19 @@ def _cmd_frontend(args: argparse.Namespace) -> int:
     if len(args.frame_shape) != 3 or args.frame_shape[2] != 3:
         print(f"harpagon frontend: --frame-shape must be H,W,3, got {args.frame_shape}", file=sys.stderr)
         return EXIT_INVALID
+    tls = _security(args, "frontend")
+    if tls is False:
+        return EXIT_INVALID
+    from harpagon.runtime.wire.tls import TlsFiles
+
+    try:
+        client_tls = TlsFiles.load(args.client_tls_dir, need_ca=False) if args.client_tls_dir else None
+    except ValueError as exc:
+        print(f"harpagon frontend: {str(exc).replace('--tls-dir', '--client-tls-dir')}", file=sys.stderr)
+        return EXIT_INVALID
     setup_logs(args.log_format)
-    asyncio.run(run_frontend(args.controller, args.host, args.port, args.metrics_port, tuple(args.frame_shape)))
+    asyncio.run(run_frontend(args.controller, args.host, args.port, args.metrics_port, tuple(args.frame_shape),
+                             tls, client_tls, args.health_port))
     return 0
 
 
@@ -272,6 +347,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from harpagon.runtime.worker.data_plane import WorkerDataPlane
     from harpagon.runtime.worker.server import serve
 
+    tls = _security(args, "worker")
+    if tls is False:
+        return EXIT_INVALID
+    if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
+        print(f"harpagon worker: --weights-dir {args.weights_dir!r}: no such directory", file=sys.stderr)
+        return EXIT_INVALID
     setup_logs(args.log_format)
     try:
         executor = _executor(args)
@@ -282,7 +363,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     metrics = WorkerMetrics() if args.metrics_port is not None else None
     serve(WorkerDataPlane(executor, metrics), args.port, args.host, args.controller, metrics_port=args.metrics_port,
-          unix_socket=args.unix_socket)
+          unix_socket=args.unix_socket, tls=tls, advertise=args.advertise, health_port=args.health_port)
     return 0
 
 
@@ -308,7 +389,7 @@ def _executor(args: argparse.Namespace):
         raise InvalidArgument(f"--device must be cpu, cuda:N or emulated:HARDWARE, got {args.device!r}")
     from harpagon.runtime.worker.executor import TorchExecutor
 
-    return TorchExecutor(args.device, args.hardware, args.threads)
+    return TorchExecutor(args.device, args.hardware, args.threads, args.weights_dir)
 
 
 def load_profile_rows(files) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:

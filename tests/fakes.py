@@ -10,6 +10,7 @@ ITS frame's result. Per address, it can be made slow, failing, malformed, or sil
     fake.failing["w2"] = Unavailable("down")   # raises it (a class or an instance; errors.py)
     fake.malformed.add("w3")                   # answers one item too many
     fake.silent.add("w4")                      # never answers: DeadlineExceeded once timeout_s elapses
+    fake.latency["w6"] = 30.0                  # stalled (SIGSTOP): the same, at a stall limit's timeout_s
     fake.failing_apply["w5"] = Unavailable("no GPU")
 
 A call whose latency reaches its `timeout_s` raises DeadlineExceeded when the timeout elapses, as

@@ -32,6 +32,16 @@ class FrontendMetrics:
         self.module_latency = Histogram("harpagon_module_latency_seconds",
                                         "Per request: dispatch to result, per module", ["app", "module"],
                                         buckets=LATENCY_BUCKETS, registry=registry)
+        self.refused = Counter("harpagon_frames_refused",
+                               "Frames refused at once (RESOURCE_EXHAUSTED): the app's frames in flight were at "
+                               "their bound", ["app"], registry=registry)
+        self.retries = Counter("harpagon_frontend_retries",
+                               "Batches sent again to another worker of their tuple after a worker failed or "
+                               "stalled", ["app", "module"], registry=registry)
+        self.suspect_skips = Counter("harpagon_frontend_suspect_skips",
+                                     "Batches sent to another worker of their tuple because the dispatcher's choice "
+                                     "was suspect (it failed or stalled in the last seconds)", ["app", "module"],
+                                     registry=registry)
 
 
 class WorkerMetrics:
@@ -46,6 +56,8 @@ class WorkerMetrics:
                                 registry=registry)
         self.dummies = Counter("harpagon_worker_dummies", "Dummy items run as padding, per module", ["model"],
                                registry=registry)
+        self.expired = Counter("harpagon_worker_expired", "Batches not run: they reached the device past their "
+                               "deadline", ["model"], registry=registry)
         self.emulated = Gauge("harpagon_worker_emulated", "1 on an emulated device (batches sleep their profile)",
                               registry=registry)
         self.gpu_utilization = Gauge("nv_gpu_utilization", "GPU utilisation (0-1); absent without a GPU",

@@ -3,6 +3,10 @@
 The frontend and the controller run on one event loop in this process; each local worker is its
 own process (one per device, as on a GPU node), registered with the controller over gRPC on
 127.0.0.1. The `serve` section of the config says which workers to start.
+
+The control plane is authenticated even on one host: at start, `serve` makes a throwaway CA and
+certificates for its controller, frontend and workers (mutual TLS), so another local process can
+neither register as a worker, nor configure one, nor send it batches.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.frontend.servicer import start as start_frontend
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
+from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server
+from harpagon.runtime.wire.tls import TlsFiles, make_certs
 from harpagon.v1 import worker_pb2_grpc as rpc
 
 log = logging.getLogger("harpagon.serve")
@@ -42,6 +48,7 @@ class LocalCluster:
     metrics_port: int | None = None  # None: the config's (default 8002); 0: any free port
     follow_rates: bool = True  # re-plan when measured rates leave the band (see Controller.follow_rates)
     unix_sockets: bool = True  # local workers listen on Unix sockets (False: loopback TCP, for comparison)
+    tls: bool = True  # mutual TLS on the control plane with throwaway certificates (False: plaintext, to compare)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -67,8 +74,14 @@ class LocalCluster:
         s = self.serve
         groups = self.worker_groups  # fail before starting anything
         self.settings = settings_of(s)
+        self._certs = tempfile.TemporaryDirectory(prefix="harpagon-certs-")
+        if self.tls:
+            make_certs(self._certs.name, days=30)
+        controller_tls, frontend_tls = (TlsFiles.load(Path(self._certs.name) / role) if self.tls else None
+                                        for role in ("controller", "frontend"))
         registry = CollectorRegistry()
         self.plane = FrontendDataPlane(None, tuple(s.frame_shape), FrontendMetrics(registry),
+                                       client=GrpcWorkerClient(frontend_tls),
                                        configured={a.name: a for a in self.workload.apps})
         self.metrics_at = serve_metrics(registry, s.metrics_port if self.metrics_port is None else self.metrics_port,
                                         self.host)
@@ -77,8 +90,9 @@ class LocalCluster:
         # the first plan waits (bounded) for the local workers, so a normal start plans once
         self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), self.plane.update,
                                      metrics=ControllerMetrics(registry), follow_rates=self.follow_rates,
-                                     expect_workers=sum(g.count for g in groups))
-        self.control_server, self.control_port = aio_server(self.host, 0)
+                                     expect_workers=sum(g.count for g in groups),
+                                     client=GrpcWorkerClient(controller_tls))
+        self.control_server, self.control_port = aio_server(self.host, 0, controller_tls)
         rpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)
         health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), self.control_server)
         await self.control_server.start()
@@ -106,6 +120,8 @@ class LocalCluster:
         listen = ["--unix-socket", str(socket)] if self.unix_sockets else ["--port", "0"]
         args = [sys.executable, "-m", "harpagon.cli", "worker", "--device", device, *listen,
                 "--controller", f"{self.host}:{self.control_port}", "--profiles", self._profiles.name]
+        if self.tls:
+            args += ["--tls-dir", str(Path(self._certs.name) / "worker")]
         if hardware:
             args += ["--hardware", hardware]
         if threads:
@@ -146,6 +162,7 @@ class LocalCluster:
                 p.kill()
         Path(self._profiles.name).unlink(missing_ok=True)
         self._sockets.cleanup()
+        self._certs.cleanup()
 
 
 async def serve_forever(workload: Workload, grpc_port: int | None = None, metrics_port: int | None = None) -> None:

@@ -1,4 +1,5 @@
-"""The frontend on 127.0.0.1 in front of real (emulated) worker processes, called with tritonclient."""
+"""The frontend on 127.0.0.1 in front of real (emulated) worker processes, called with tritonclient; and
+in front of fake workers (tests/fakes.py), called with raw gRPC messages: garbage, bounds, overload."""
 
 from __future__ import annotations
 
@@ -26,14 +27,15 @@ SHAPE = (3, 16, 16)
 class Frontend:
     """The frontend's event loop in a thread, so that the synchronous tritonclient can call it."""
 
-    def __init__(self, table: RoutingTable):
+    def __init__(self, table: RoutingTable, client=None):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.plane, self.server, self.port = asyncio.run_coroutine_threadsafe(self._start(table), self.loop).result(30)
+        self.plane, self.server, self.port = asyncio.run_coroutine_threadsafe(self._start(table, client),
+                                                                              self.loop).result(30)
 
-    async def _start(self, table):
-        plane = FrontendDataPlane(table, frame_shape=(48, 64, 3))
+    async def _start(self, table, client):
+        plane = FrontendDataPlane(table, frame_shape=(48, 64, 3), client=client)
         server, port = await start(plane, 0)
         return plane, server, port
 
@@ -162,3 +164,142 @@ def test_a_second_frontend_on_a_taken_port_fails_instead_of_sharing_it():
             await first.stop(0)
 
     asyncio.run(scenario())
+
+
+# --- raw gRPC against fake workers: garbage, bounds, overload ---------------------------------------
+
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+STREAM = "/inference.GRPCInferenceService/ModelStreamInfer"
+
+
+@pytest.fixture(scope="module")
+def fake_frontend():
+    from tests.fakes import FakeWorkers
+
+    fake = FakeWorkers()
+    route = ModuleRoute("detect", SHAPE, (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("fake/detect@b1",))
+    solo = App.model_validate({"name": "fake", "rate": 50, "slo_ms": 1000, "modules": [
+        {"name": "detect", "model": "resnet50"}]})
+    fe = Frontend(RoutingTable(1, "batch-aware", {"fake": solo}, {("fake", "detect"): route}), client=fake)
+    fe.fake = fake
+    yield fe
+    fe.stop()
+
+
+def infer_request(rid: str = "", model: str = "fake", shape=(48, 64, 3), inputs: int = 1):
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=model, id=rid)
+    for _ in range(inputs):
+        request.inputs.append(service_pb2.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8",
+                                                                             shape=list(shape)))
+    n = int(np.prod(shape)) if all(d > 0 for d in shape) and np.prod(shape) < 1 << 24 else 1
+    request.raw_input_contents.append(np.full(n, 7, np.uint8).tobytes())
+    return request
+
+
+def test_garbage_in_a_stream_gets_an_error_response_and_the_stream_goes_on(fake_frontend):
+    import grpc
+    from tritonclient.grpc import service_pb2
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{fake_frontend.port}")
+    call = channel.stream_stream(STREAM, request_serializer=lambda b: b,
+                                 response_deserializer=service_pb2.ModelStreamInferResponse.FromString)
+    outgoing: queue.Queue = queue.Queue()
+
+    def requests():
+        while (item := outgoing.get(timeout=30)) is not None:
+            yield item
+
+    responses = call(requests(), timeout=30)
+    got = []
+    # one message at a time, each answered before the next: the order of the responses is the requests'
+    for message in (infer_request("a").SerializeToString(), b"\xff\xff\xff garbage \x00\x07",
+                    infer_request("b").SerializeToString()):
+        outgoing.put(message)
+        got.append(next(responses))
+    outgoing.put(None)
+    assert list(responses) == [] and responses.code() == grpc.StatusCode.OK  # the stream then ends OK
+    channel.close()
+    assert [r.error_message == "" for r in got] == [True, False, True]
+    assert [r.infer_response.id for r in got] == ["a", "", "b"]
+    assert got[1].error_message.startswith("INVALID_ARGUMENT") and "not a valid message" in got[1].error_message
+    assert [o.name for o in got[2].infer_response.outputs] == ["detect_0"]
+
+
+def test_garbage_in_a_unary_call_is_invalid_argument(fake_frontend):
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{fake_frontend.port}")
+    call = channel.unary_unary(INFER, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as info:
+        call(b"\xff\xff\xff garbage", timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a valid message" in info.value.details()
+    meta = channel.unary_unary("/inference.GRPCInferenceService/ModelMetadata", request_serializer=lambda b: b,
+                               response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as info:
+        meta(b"\xff\xff\xff", timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    channel.close()
+
+
+@pytest.mark.parametrize("request_args, code, text", [
+    ({"model": "m" * 300}, "INVALID_ARGUMENT", "model_name is 300 characters long"),
+    ({"rid": "i" * 257}, "INVALID_ARGUMENT", "id is 257 characters long"),
+    ({"shape": (9000, 64, 3)}, "INVALID_ARGUMENT", "9000 x 64 (H x W) pixels"),
+    ({"shape": (48, 100_000, 3)}, "INVALID_ARGUMENT", "at most 8192"),
+    ({"shape": (1, 1, 1, 1, 1, 1, 1, 1, 1, 1)}, "INVALID_ARGUMENT", "shape of rank 10"),
+    ({"inputs": 1000}, "INVALID_ARGUMENT", "got 1000 inputs"),
+    ({"model": "nope"}, "NOT_FOUND", "'nope' is not served"),
+], ids=["model-name", "id", "height", "width", "rank", "inputs", "unknown-model"])
+def test_requests_past_the_bounds_get_a_clear_status(fake_frontend, request_args, code, text):
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{fake_frontend.port}")
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(infer_request(**request_args), timeout=30)
+    assert info.value.code().name == code and text in info.value.details()
+    assert len(info.value.details()) < 1000  # nothing huge echoed back
+    channel.close()
+
+
+def test_metadata_for_an_over_long_name_is_invalid_argument(fake_frontend):
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{fake_frontend.port}")
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelMetadata(service_pb2.ModelMetadataRequest(name="n" * 10_000), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as info:  # not implemented here: UNIMPLEMENTED, not UNKNOWN
+        stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(), timeout=30)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert stub.ModelInfer(infer_request("ok"), timeout=30).id == "ok"
+    channel.close()
+
+
+def test_an_overloaded_app_is_resource_exhausted(fake_frontend):
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc
+
+    plane = fake_frontend.plane
+    limit = plane.limit(plane.table.apps["fake"])
+    asyncio.run_coroutine_threadsafe(_hold(plane, "fake", limit), fake_frontend.loop).result(10)
+    channel = grpc.insecure_channel(f"127.0.0.1:{fake_frontend.port}")
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(infer_request("over"), timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "overloaded" in info.value.details()
+    finally:
+        asyncio.run_coroutine_threadsafe(_hold(plane, "fake", -limit), fake_frontend.loop).result(10)
+    assert stub.ModelInfer(infer_request("again"), timeout=30).id == "again"
+    channel.close()
+
+
+async def _hold(plane: FrontendDataPlane, app: str, frames: int) -> None:
+    """Count `frames` more frames of `app` in flight (on the plane's loop)."""
+    plane.in_flight[app] += frames

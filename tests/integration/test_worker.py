@@ -89,9 +89,9 @@ def test_local_weights_file_is_loaded(start_worker, tmp_path):
     torch.nn.init.zeros_(m.fc.weight)
     torch.nn.init.constant_(m.fc.bias, 0.5)
     torch.save(m.state_dict(), path)
-    w = start_worker("--device", "cpu", "--threads", "1")
+    w = start_worker("--device", "cpu", "--threads", "1", "--weights-dir", str(tmp_path))
     w.stub.ApplyConfig(pb.ApplyConfigRequest(config=pb.WorkerConfig(version=1, modules=[pb.ModuleConfig(
-        name="cls", model="resnet18", batch=1, input_shape=SMALL, weights=str(path))])), timeout=120)
+        name="cls", model="resnet18", batch=1, input_shape=SMALL, weights="r18.pt")])), timeout=120)
     (logits,) = [to_numpy(t) for t in w.stub.Infer(pb.InferRequest(module="cls", input=frames(1)), timeout=60).outputs]
     assert np.allclose(logits, 0.5)
 

@@ -13,7 +13,7 @@ from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings, collection_ms, effective_latency
 from harpagon.runtime.controller.assignment import WorkerInfo
 from harpagon.runtime.controller.controller import MIN_EPOCH_S, Controller
-from harpagon.runtime.wire.errors import Unavailable
+from harpagon.runtime.wire.errors import FailedPrecondition, Unavailable
 from harpagon.runtime.wire.routes import RoutingTable
 from tests.conftest import BASE
 from tests.fakes import Apply, FakeWorkers, Mark
@@ -80,7 +80,7 @@ def test_a_replan_loads_old_and_new_then_switches_routes_then_drops_the_old():
     async def scenario():
         await h.planned()
         first_plan = h.c.plan
-        for t in range(1, 13):  # one frontend measures 300 frames/s, 3x the planned 100
+        for t in range(1, 14):  # one frontend measures 300 frames/s, 3x the planned 100, for RATE_HOLD_S
             h.now = float(t)
             h.c.observe_rates("f1", {"cam": 300.0})
         assert h.c.dirty
@@ -128,16 +128,16 @@ def test_a_replan_loads_old_and_new_then_switches_routes_then_drops_the_old():
 
 
 def test_a_worker_that_refuses_its_configuration_fails_the_reconcile_before_the_routes_move():
-    """Current behaviour: a failed phase-1 apply raises out of reconcile() (the loop logs it and
-    retries in a second); the routes are not pushed and the plan in force stays the old one, while
-    the workers that accepted keep the union they were sent."""
+    """A failed phase-1 apply raises out of reconcile() (the loop logs it and retries with backoff);
+    the routes are not pushed and the plan in force stays the old one, while the workers that
+    accepted keep the union they were sent. A worker that refuses (it answered) stays."""
     h = Harness()
 
     async def scenario():
         for w in t4(3):
             h.c.register(w)
-        h.fake.failing_apply[t4(3)[1].address] = Unavailable("no GPU memory")
-        with pytest.raises(RuntimeError, match="workers refused their configuration: t1: no GPU memory"):
+        h.fake.failing_apply[t4(3)[1].address] = FailedPrecondition("no GPU memory")
+        with pytest.raises(RuntimeError, match="workers did not take their configuration: t1: no GPU memory"):
             await h.c.reconcile()
         assert h.c.plan is None and h.tables == []
         assert len(h.fake.applies) == 3  # phase 1 went to every worker; phase 3 was never sent
@@ -150,11 +150,123 @@ def test_a_worker_that_refuses_its_configuration_fails_the_reconcile_before_the_
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
-def test_the_reconcile_loop_retries_a_failed_replan():
-    h = Harness(heartbeat_ms=60_000)
+def test_a_worker_that_does_not_answer_its_push_is_dropped_and_the_next_plan_is_made_without_it():
+    h = Harness()
 
     async def scenario():
-        h.fake.failing_apply[t4(2)[0].address] = Unavailable("busy")
+        for w in t4(3):
+            h.c.register(w)
+        h.fake.failing_apply[t4(3)[1].address] = Unavailable("connection refused")
+        with pytest.raises(RuntimeError, match="t1: connection refused"):
+            await h.c.reconcile()
+        assert "t1" not in {w.id for w in h.c.workers} and h.c.evicted == 1
+        assert t4(3)[1].address in h.fake.forgotten
+        await h.c.reconcile()  # the retry plans with the two that answer
+        assert h.c.plan is not None and h.c.planned_workers == 2
+        assert all(a.address != t4(3)[1].address for a in h.fake.applies[3:])
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_worker_that_stalls_during_a_push_is_dropped_when_its_heartbeats_stop():
+    """A stopped worker (SIGSTOP) never answers ApplyConfig: the push does not wait out its deadline,
+    it is abandoned when the worker misses its heartbeats, and a plan without it is in force in
+    about a heartbeat timeout."""
+    h = Harness(heartbeat_ms=100)
+
+    async def scenario():
+        stalled = t4(3)[1]
+        h.fake.apply_latency[stalled.address] = 3600.0
+        beating = True
+
+        async def heartbeats() -> None:
+            while beating:
+                for w in t4(3):
+                    if w.id != stalled.id:
+                        h.c.heartbeat(w.id)
+                await asyncio.sleep(0.05)
+
+        beats = asyncio.ensure_future(heartbeats())
+        for w in t4(3):
+            h.c.register(w)
+        h.c.start()
+        try:
+            started = time.monotonic()
+            while h.c.plan is None:
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - started
+            assert h.c.planned_workers == 2 and stalled.id not in {w.id for w in h.c.workers}
+            assert took < 10, took  # heartbeat timeout 0.3 s, retry backoff 0.5 s: far from APPLY_TIMEOUT_S
+        finally:
+            beating = False
+            await h.c.stop()
+            await beats
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_starved_event_loop_is_not_blamed_on_the_workers():
+    """In `serve` the frontend and the controller share an event loop: when overload stalls it, the
+    heartbeats wait in it too, and the workers must not be evicted for it."""
+    h = Harness(heartbeat_ms=100, missed_heartbeats=3)
+
+    async def scenario():
+        for w in t4(2):
+            h.c.register(w)
+        watch = asyncio.ensure_future(h.c._watch())
+        try:
+            for _ in range(3):
+                for w in t4(2):
+                    h.c.heartbeat(w.id)
+                await asyncio.sleep(0.05)
+                time.sleep(0.6)  # the loop is stalled for twice the heartbeat timeout
+                await asyncio.sleep(0.15)  # the watch runs before the queued heartbeats would
+            assert h.c.evicted == 0 and len(h.c.workers) == 2
+            await asyncio.sleep(0.6)  # but a worker that really stops heartbeating is dropped
+            assert h.c.evicted == 2 and not h.c.workers
+        finally:
+            watch.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_restarted_controller_adopts_what_workers_run_and_unloads_nothing():
+    """Workers tell a new controller what they run; its first plan (same workload, same workers)
+    keeps every module where it is, and its versions are newer than its predecessor's."""
+    first = Harness()
+
+    async def scenario():
+        await first.planned(3)
+        running = {w.info.id: w.modules for w in first.c._workers.values()}
+        assert sum(map(len, running.values())) > 0
+        second = Harness()
+        second.c.version = first.c.version + (1 << 32)  # started a second later: the next epoch
+        for w in t4(3):
+            second.c.register(w, running[w.id])
+        await second.c.reconcile()
+        applies = second.fake.applies
+        assert applies and all(a.version > first.c.version for a in applies)
+        assert {a.address: a.specs for a in applies if a.version == max(x.version for x in applies)} == {
+            w.address: running[w.id] for w in t4(3)}  # phase 3 keeps every module where it ran
+        assert second.tables[0][0].routes == first.tables[-1][0].routes
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_live_workers_id_cannot_be_taken_from_another_address():
+    h = Harness()
+    h.c.register(t4(1)[0])
+    with pytest.raises(ValueError, match="held by a live worker"):
+        h.c.register(WorkerInfo("t0", "10.9.9.9:7000", "t4", "emulated:t4", True))
+    h.c.register(WorkerInfo("t0-restarted", t4(1)[0].address, "t4", "emulated:t4", True))  # same address: replaces
+    assert [w.id for w in h.c.workers] == ["t0-restarted"]
+
+
+def test_the_reconcile_loop_retries_a_failed_replan():
+    h = Harness(heartbeat_ms=60_000, settle_s=0.0)
+
+    async def scenario():
+        h.fake.failing_apply[t4(2)[0].address] = FailedPrecondition("busy")
         h.c.start()
         try:
             for w in t4(2):
@@ -165,7 +277,7 @@ def test_the_reconcile_loop_retries_a_failed_replan():
                     break
             assert h.fake.applies and h.c.plan is None and h.c.dirty
             del h.fake.failing_apply[t4(2)[0].address]
-            for _ in range(300):  # ...and the loop tries again about a second later
+            for _ in range(300):  # ...and the loop tries again after its backoff
                 await asyncio.sleep(0.02)
                 if h.c.plan is not None:
                     break

@@ -1,5 +1,6 @@
 """The frontend's data plane on fake workers (tests/fakes.py): DAG order, scaling, batching, deadline
-drops, worker failures, readiness, re-plans and hop overheads, without a network."""
+drops, worker failures and retries on another worker, suspect workers, admission control, readiness,
+re-plans and hop overheads, without a network."""
 
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ import pytest
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
-from harpagon.runtime.frontend.data_plane import FrontendDataPlane, resize
-from harpagon.runtime.wire.errors import DeadlineExceeded, NotFound, Unavailable
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane, admission_limit, resize, stall_limit_s
+from harpagon.runtime.metrics import FrontendMetrics
+from harpagon.runtime.wire.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 from tests.fakes import FakeWorkers, expected_output
 
@@ -418,3 +427,266 @@ def test_take_hops_returns_each_batchs_overhead_once():
     assert all(24.0 <= h < 1000.0 for h in first + third), first + third
     s = plane.stats()[("h", "m")]
     assert list(s.exec_ms) == [10.0] * 4 and list(s.worker_queue_ms) == [5.0] * 4
+
+
+# --- retries on another worker, suspect workers ----------------------------------------------------
+
+
+def route_n(module: str, addresses: tuple[str, ...], batch: int = 1, wait_ms: float | None = 0.0,
+            latency_ms: float = 0.0) -> ModuleRoute:
+    """One tuple of several workers, of planned latency `latency_ms` (0: unknown)."""
+    return ModuleRoute(module, SHAPE, (TupleSpec(batch, len(addresses), 50.0, 0.0, wait_ms),), (addresses,),
+                       (f"{module}@b{batch}",), (latency_ms,))
+
+
+def run_clean(coro, limit_s: float = 10.0):
+    """`run`, failing the test if anything reached the loop's exception handler (a future answered
+    twice raises InvalidStateError in its batch's task; a task's error nobody retrieved)."""
+    problems: list[dict] = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: problems.append(ctx))
+        return await asyncio.wait_for(coro, limit_s)
+
+    out = asyncio.run(main())
+    assert not problems, problems
+    return out
+
+
+def assert_each_frame_answered_once(plane: FrontendDataPlane, app: str, frames: int) -> None:
+    c = plane.counters[app]
+    assert c.frames == frames and c.success + c.failed + c.dropped == frames, c
+    assert plane.in_flight[app] == 0
+
+
+def test_stall_limit_follows_the_planned_latency():
+    assert stall_limit_s(0.0) is None and stall_limit_s(math.inf) is None
+    assert stall_limit_s(20.0) == pytest.approx(0.12)  # ℓ + 100 ms for short tuples
+    assert stall_limit_s(200.0) == pytest.approx(0.6)  # 3 ℓ for long ones
+    r = route_n("m", ("w1", "w2"), latency_ms=20.0)
+    assert r.latency_ms == (20.0,) and route("m", "w1").latency_ms == (0.0,)  # default: unknown
+
+
+def test_a_batch_whose_worker_fails_is_answered_by_the_tuples_other_worker_which_then_takes_its_turns():
+    app = make_app("r", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={"w1": Unavailable("connection refused")})
+    metrics = FrontendMetrics()
+    frames = [frame() for _ in range(4)]
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2"))}), frame_shape=FRAME, client=fake,
+                                  metrics=metrics)
+        return plane, [await plane.infer("r", f) for f in frames]
+
+    plane, out = run_clean(scenario())
+    for f, reply in zip(frames, out, strict=True):
+        assert float(reply["m"][0][0][0]) == pytest.approx(want(f), rel=1e-5)
+    # the dispatcher alternates w1, w2, w1, w2: w1 failed the first batch (retried on w2), then was
+    # skipped while suspect
+    assert len(fake.calls_to(address="w1")) == 1 and len(fake.calls_to(address="w2")) == 4
+    assert fake.calls_to(address="w2")[0].items == fake.calls_to(address="w1")[0].items
+    s = plane.stats()[("r", "m")]
+    assert (s.retries, s.suspect_skips, s.failed, s.batches) == (1, 1, 0, 4)
+    assert metrics.registry.get_sample_value("harpagon_frontend_retries_total", {"app": "r", "module": "m"}) == 1
+    assert metrics.registry.get_sample_value("harpagon_frontend_suspect_skips_total",
+                                             {"app": "r", "module": "m"}) == 1
+    assert_each_frame_answered_once(plane, "r", 4)
+
+
+def test_a_stalled_worker_is_given_up_at_its_stall_limit_and_skipped_while_suspect():
+    """ℓ = 20 ms: the stall limit is 120 ms. w1 never answers within it; the batch goes to w2 and is
+    answered long before the frame's 1 s deadline; later batches for w1 go to w2."""
+    app = make_app("st", [{"name": "m", "model": "m"}], slo_ms=1000.0)
+    fake = FakeWorkers(latency={"w1": 30.0})  # SIGSTOPped
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2"), latency_ms=20.0)}),
+                                  frame_shape=FRAME, client=fake)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        first = await plane.infer("st", f := frame())
+        took = loop.time() - t0
+        later = [await plane.infer("st", frame()) for _ in range(4)]
+        return plane, f, first, took, later
+
+    plane, f, first, took, _later = run_clean(scenario())
+    assert float(first["m"][0][0][0]) == pytest.approx(want(f), rel=1e-5)
+    assert 0.115 <= took < 0.6  # the stall limit, then w2: not the frame's 1 s deadline
+    (stalled,) = fake.calls_to(address="w1")  # skipped while suspect
+    assert stalled.timeout_s == pytest.approx(0.12)
+    assert fake.reply_to(stalled).error == "DeadlineExceeded"
+    assert len(fake.calls_to(address="w2")) == 5
+    s = plane.stats()[("st", "m")]
+    assert (s.retries, s.suspect_skips, s.failed) == (1, 2, 0)
+    assert_each_frame_answered_once(plane, "st", 5)
+    assert plane.counters["st"].success == 5
+
+
+def test_a_suspect_worker_is_used_again_after_its_hold_and_a_good_answer_clears_it():
+    app = make_app("h", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={"w1": Unavailable("restarting")})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2"))}), frame_shape=FRAME, client=fake,
+                                  suspect_s=0.1)
+        await plane.infer("h", frame())  # w1 fails, w2 answers; w1 suspect
+        await plane.infer("h", frame())  # w2's turn
+        assert "w1" in plane.suspects
+        await asyncio.sleep(0.12)
+        del fake.failing["w1"]
+        await plane.infer("h", frame())  # w1's turn again: past its hold, tried, and answers
+        assert "w1" not in plane.suspects
+        return plane
+
+    plane = run_clean(scenario())
+    assert [c.address for c in fake.calls] == ["w1", "w2", "w2", "w1"]
+    assert plane.stats()[("h", "m")].retries == 1 and plane.counters["h"].success == 3
+
+
+def test_frames_past_their_deadline_are_not_retried_and_get_deadline_exceeded():
+    """A (t=0, deadline 0.3 s) and B (t=0.2 s, deadline 0.5 s) share a batch shipped at 0.2 s to w1,
+    which stalls; at its 150 ms stall limit (0.35 s) A is late: DEADLINE_EXCEEDED; B goes to w2."""
+    app = make_app("dl", [{"name": "m", "model": "m"}], slo_ms=300.0)
+    fake = FakeWorkers(latency={"w1": 30.0})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2"), batch=2, wait_ms=NO_TIMER,
+                                                           latency_ms=50.0)}), frame_shape=FRAME, client=fake)
+        a = asyncio.ensure_future(plane.infer("dl", frame()))
+        await asyncio.sleep(0.2)
+        b = asyncio.ensure_future(plane.infer("dl", fb := frame()))
+        return plane, fb, await asyncio.gather(a, b, return_exceptions=True)
+
+    plane, fb, (ra, rb) = run_clean(scenario())
+    assert isinstance(ra, DeadlineExceeded) and "past its deadline" in str(ra) and "stalled" in str(ra)
+    assert isinstance(rb, dict) and float(rb["m"][0][0][0]) == pytest.approx(want(fb), rel=1e-5)
+    (retried,) = fake.calls_to(address="w2")
+    assert retried.size == 1 and retried.items == pytest.approx((want(fb),), rel=1e-9)
+    c = plane.counters["dl"]
+    assert (c.success, c.dropped, c.failed) == (1, 1, 0)
+    assert_each_frame_answered_once(plane, "dl", 2)
+
+
+@pytest.mark.parametrize("fault", [InvalidArgument, NotFound, FailedPrecondition])
+def test_faults_that_are_the_requests_are_not_retried(fault):
+    app = make_app("nr", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={"w1": fault("bad batch")})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2"), latency_ms=10.0)}),
+                                  frame_shape=FRAME, client=fake)
+        return plane, await asyncio.gather(plane.infer("nr", frame()), return_exceptions=True)
+
+    plane, (result,) = run_clean(scenario())
+    assert isinstance(result, fault) and "module 'm'" in str(result)
+    assert [c.address for c in fake.calls] == ["w1"]
+    assert "w1" not in plane.suspects and plane.stats()[("nr", "m")].retries == 0
+    assert_each_frame_answered_once(plane, "nr", 1)
+
+
+def test_a_batch_is_tried_once_per_worker_then_fails_with_unavailable():
+    app = make_app("all", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={"w1": Unavailable("down"), "w2": Unavailable("down"), "w3": Unavailable("down")})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2", "w3"), batch=2, wait_ms=NO_TIMER)}),
+                                  frame_shape=FRAME, client=fake)
+        out = await asyncio.gather(*(plane.infer("all", frame()) for _ in range(2)), return_exceptions=True)
+        # every worker is suspect now: the next batch goes to the dispatcher's choice (w2), then the others
+        out += await asyncio.gather(*(plane.infer("all", frame()) for _ in range(2)), return_exceptions=True)
+        return plane, out
+
+    plane, out = run_clean(scenario())
+    assert all(isinstance(r, Unavailable) and "tried 3 workers" in str(r) for r in out), out
+    assert [c.address for c in fake.calls] == ["w1", "w2", "w3", "w2", "w3", "w1"]
+    s = plane.stats()[("all", "m")]
+    assert (s.retries, s.suspect_skips, s.failed) == (4, 0, 4)
+    assert_each_frame_answered_once(plane, "all", 4)
+
+
+def test_a_frame_cancelled_during_a_retry_is_not_sent_again():
+    app = make_app("cx", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(latency={"w1": 0.05}, failing={"w1": Unavailable("down")})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2"), batch=2, wait_ms=NO_TIMER)}),
+                                  frame_shape=FRAME, client=fake)
+        gone = asyncio.ensure_future(plane.infer("cx", frame()))
+        kept = asyncio.ensure_future(plane.infer("cx", fk := frame()))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        return plane, fk, await kept
+
+    plane, fk, reply = run_clean(scenario())
+    assert float(reply["m"][0][0][0]) == pytest.approx(want(fk), rel=1e-5)
+    assert [c.size for c in fake.calls_to(address="w2")] == [1]
+    assert plane.in_flight["cx"] == 0
+
+
+# --- admission control ---------------------------------------------------------------------------
+
+
+def test_frames_beyond_the_apps_bound_in_flight_are_refused_at_once_and_the_admitted_ones_complete():
+    """1 frame/s at 1 s: at most max(8, ceil(4 x 1 x 1)) = 8 frames in flight."""
+    app = make_app("ov", [{"name": "m", "model": "m"}], slo_ms=1000.0, rate=1.0)
+    fake = FakeWorkers(latency={"w1": 0.1})
+    metrics = FrontendMetrics()
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1")}), frame_shape=FRAME, client=fake,
+                                  metrics=metrics)
+        assert admission_limit(app) == 8 and plane.limit(app) == 8
+        loop = asyncio.get_running_loop()
+        refused_at: list[float] = []
+        answered_at: list[float] = []  # every frame, refused or not
+        t0 = loop.time()
+
+        async def one():
+            try:
+                return await plane.infer("ov", frame())
+            except ResourceExhausted:
+                refused_at.append(loop.time() - t0)
+                raise
+            finally:
+                answered_at.append(loop.time() - t0)
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(30)]
+        out = await asyncio.gather(*tasks, return_exceptions=True)
+        after = await plane.infer("ov", frame())  # room again once they are answered
+        return plane, out, (refused_at, answered_at), after
+
+    plane, out, (refused_at, answered_at), after = run_clean(scenario())
+    ok = [r for r in out if isinstance(r, dict)]
+    refused = [r for r in out if isinstance(r, ResourceExhausted)]
+    assert len(ok) == 8 and len(refused) == 22 and isinstance(after, dict)
+    assert "overloaded" in str(refused[0]) and "8 frames in flight" in str(refused[0])
+    # the refusals came back at once, long before the worker answered the admitted frames
+    assert max(refused_at) < 0.05 and sorted(answered_at)[22] >= 0.09
+    assert sum(c.size for c in fake.calls) == 9  # refused frames never reached a worker
+    c = plane.counters["ov"]
+    assert (c.frames, c.success, c.refused) == (9, 9, 22)
+    assert metrics.registry.get_sample_value("harpagon_frames_refused_total", {"app": "ov"}) == 22
+    assert plane.in_flight["ov"] == 0
+
+
+def test_frames_that_fail_or_are_cancelled_leave_the_bound():
+    app = make_app("lv", [{"name": "m", "model": "m"}], slo_ms=100.0, rate=10.0)
+    fake = FakeWorkers(latency={"w1": 0.02}, failing={"w1": Unavailable("down")})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1")}), frame_shape=FRAME, client=fake)
+        out = await asyncio.gather(*(plane.infer("lv", frame()) for _ in range(8)), return_exceptions=True)
+        assert all(isinstance(r, Unavailable) for r in out) and plane.in_flight["lv"] == 0
+        pending = [asyncio.ensure_future(plane.infer("lv", frame())) for _ in range(8)]
+        await asyncio.sleep(0)
+        assert plane.in_flight["lv"] == 8
+        for p in pending:
+            p.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        assert plane.in_flight["lv"] == 0
+        with pytest.raises(Unavailable):  # admitted again (and failed by the worker), not refused
+            await plane.infer("lv", frame())
+        return plane
+
+    plane = run(scenario())
+    assert plane.counters["lv"].refused == 0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
-from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument, NotFound
+from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.tensors import from_numpy, to_numpy
 from harpagon.runtime.worker import registry
-from harpagon.runtime.worker.data_plane import WorkerDataPlane
+from harpagon.runtime.worker.data_plane import MAX_BATCH, MAX_MODULES, WorkerDataPlane
 from harpagon.runtime.worker.executor import EmulatedExecutor
 from harpagon.v1 import worker_pb2 as pb
 
@@ -94,3 +98,83 @@ def test_infer_pads_and_counts(plane):
         plane.infer("m", np.zeros((5, *SHAPE), np.uint8))
     with pytest.raises(InvalidArgument, match="int64"):
         plane.infer("m", np.zeros((1, *SHAPE), np.int64))
+
+
+# --- deadlines -----------------------------------------------------------------------------------
+
+
+def test_a_batch_that_reaches_the_device_past_its_deadline_is_not_run():
+    """A 200 ms batch holds the device; a batch queued behind it with a 50 ms deadline is not run when
+    it gets there: DeadlineExceeded, counted `expired`; one with room enough runs."""
+    profiles = {**PROFILES, ("slow", "fake"): {1: (200.0, 0.0)}}
+    plane = WorkerDataPlane(EmulatedExecutor("fake", profiles))
+    try:
+        plane.apply(1, [spec("long", batch=1, model="slow"), spec()])
+        on_device = threading.Event()
+        runner = plane._runners["long"]
+
+        class Flagged:  # the long batch, telling the test when it holds the device
+            spec = runner.spec
+
+            def __call__(self, x):
+                on_device.set()
+                return runner(x)
+
+        plane._runners["long"] = Flagged()
+        with ThreadPoolExecutor(3) as pool:
+            long = pool.submit(plane.infer, "long", np.zeros((1, *SHAPE), np.uint8))
+            assert on_device.wait(5)
+            t0 = time.monotonic()
+            late = pool.submit(plane.infer, "m", np.zeros((2, *SHAPE), np.uint8), t0 + 0.05)
+            fine = pool.submit(plane.infer, "m", np.zeros((1, *SHAPE), np.uint8), t0 + 5.0)
+            with pytest.raises(DeadlineExceeded, match="past its deadline"):
+                late.result(5)
+            assert fine.result(5).batch == 4 and long.result(5).batch == 1
+        c = plane.counters()["m"]
+        assert (c.expired, c.batches, c.requests, c.errors) == (1, 1, 1, 0)
+        assert plane.counters()["long"].expired == 0
+        assert plane.infer("m", np.zeros((1, *SHAPE), np.uint8), deadline=None).batch == 4  # no deadline: runs
+    finally:
+        plane.close()
+
+
+def test_expired_travels_in_the_module_stats():
+    from harpagon.runtime.worker.server import module_stats
+
+    plane = WorkerDataPlane(EmulatedExecutor("fake", PROFILES))
+    try:
+        plane.apply(1, [spec()])
+        with pytest.raises(DeadlineExceeded):
+            plane.infer("m", np.zeros((1, *SHAPE), np.uint8), deadline=time.monotonic() - 1.0)
+        (stats,) = module_stats(plane)
+        assert stats.expired == 1 and stats.batches == 0
+    finally:
+        plane.close()
+
+
+# --- bounds --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("specs, match", [
+    ([spec(f"m{i}", batch=1) for i in range(MAX_MODULES + 1)], f"65 modules, more than {MAX_MODULES}"),
+    ([spec(batch=0)], "batch must be in \\[1, 1024\\], got 0"),
+    ([spec(batch=MAX_BATCH + 1)], "batch must be in \\[1, 1024\\], got 1025"),
+    ([spec("x" * 257)], "module name must be 1 to 256 characters, got 257"),
+    ([spec(model="r" * 300)], "model must be 1 to 256 characters, got 300"),
+    ([ModuleSpec("m", "resnet18", 1, (1, 1, 1, 1, 1))], "1 to 4 dimensions"),
+    ([ModuleSpec("m", "resnet18", 1, (3, 0, 8))], "dimensions >= 1, got \\[3, 0, 8\\]"),
+    ([ModuleSpec("m", "resnet18", 1, (3, 9000, 9000))], "elements per item"),
+    ([ModuleSpec("m", "resnet18", 1024, (3, 512, 512))], "batch 1024 of input_shape \\[3, 512, 512\\]"),
+], ids=["modules", "batch-0", "batch-1025", "name", "model", "rank", "zero-dim", "item-elements",
+        "batch-elements"])
+def test_configurations_past_the_bounds_are_invalid_and_keep_the_old_one(plane, specs, match):
+    plane.apply(1, [spec()])
+    with pytest.raises(InvalidArgument, match=match):
+        plane.apply(2, specs)
+    assert plane.version == 1
+
+
+def test_a_module_name_past_the_bound_is_invalid_at_infer(plane):
+    plane.apply(1, [spec()])
+    with pytest.raises(InvalidArgument, match="at most 256 characters, got 100000"):
+        plane.infer("m" * 100_000, np.zeros((1, *SHAPE), np.uint8))

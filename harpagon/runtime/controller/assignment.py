@@ -7,6 +7,7 @@ module keeps it, so re-plans move as little as possible.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
     for ap in plan.apps:
         for mp in ap.modules:
             key = f"{ap.name}/{mp.name}"
-            specs, addrs, names = [], [], []
+            specs, addrs, names, latency = [], [], [], []
             for t in mp.tuples:
                 pool = free[t.hardware]
                 # workers that already serve this module first
@@ -60,8 +61,9 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
                 specs.append(TupleSpec.of(t))
                 addrs.append(tuple(w.address for w in chosen))
                 names.append(name)
+                latency.append(t.latency_ms if math.isfinite(t.latency_ms) and t.latency_ms > 0 else 0.0)  # 0: unknown
             routes[(ap.name, mp.name)] = ModuleRoute(mp.name, tuple(input_shape), tuple(specs), tuple(addrs),
-                                                     tuple(names))
+                                                     tuple(names), tuple(latency))
     table = RoutingTable(version, plan.dispatch, {a.name: apps[a.name] for a in plan.apps}, routes)
     return Assignment(modules, table)
 

@@ -6,6 +6,12 @@ A re-plan moves modules without dropping requests: workers first get the union o
 and what they will run (new modules load and warm up before anything unloads), then the frontend
 switches routes and drains batches opened under the old ones, and only then do workers drop what
 they no longer run.
+
+It cannot be wedged by its peers: every push has a deadline, a worker that does not answer one (or
+stops heartbeating) is dropped and the plan is made without it, failed re-plans retry with bounded
+backoff, and a starved event loop is not blamed on the workers. Configuration versions carry the
+controller's epoch (its start time), and a worker's registration says what it runs, so a restarted
+controller adopts the running state instead of unloading modules that frontends still route to.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from harpagon.runtime.controller.calibration import CalibrationSettings, Calibra
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe, target
 from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient
+from harpagon.runtime.wire.errors import DeadlineExceeded, Unavailable
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable
 
@@ -57,7 +64,20 @@ RATE_NOISE_Z = 4.0
 
 
 #: Deadline of one ApplyConfig: loading and warming up a module on a GPU takes seconds, not minutes.
+#: A worker that stops heartbeating meanwhile is dropped at once, without waiting for it.
 APPLY_TIMEOUT_S = 120.0
+#: A frontend whose latest rate report is older than this is gone: its rates no longer count.
+REPORT_EXPIRY_S = 5.0
+#: An app's rate must stay out of the band this long before it re-plans (hysteresis: one burst is not a trend).
+RATE_HOLD_S = 3.0
+#: Failed re-plans retry after this backoff, doubling up to the cap.
+RETRY_S = (0.5, 8.0)
+
+
+def epoch_version(now: float | None = None) -> int:
+    """The first configuration version of a controller started now: its start time in seconds in the
+    high 32 bits, so a restarted controller's versions are newer than its predecessor's."""
+    return int(time.time() if now is None else now) << 32
 
 
 def settings_of(serve: ServeConfig) -> Settings:
@@ -85,7 +105,8 @@ class Controller:
     client: WorkerClient = field(default_factory=GrpcWorkerClient)
     """How the controller talks to workers (gRPC; a fake in unit tests)."""
     plan: Plan | None = None
-    version: int = 0
+    version: int = field(default_factory=epoch_version)
+    """The latest configuration version pushed (epoch in the high bits, see :func:`epoch_version`)."""
     _workers: dict[str, _Worker] = field(default_factory=dict)
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -105,6 +126,10 @@ class Controller:
     start plans once instead of once per joining worker..."""
     expect_timeout_s: float = 60.0
     """...but not longer than this: then it plans with the workers it has and says so."""
+    settle_s: float | None = None
+    """Without `expect_workers`, the first plan waits for this long a lull in registrations (default:
+    the heartbeat timeout; live workers re-register within one heartbeat of a controller restart),
+    so that a restarted controller plans once, with every running worker, and moves nothing."""
     follow_rates: bool = True
     """Re-plan when measured rates leave the band (off: plans stay at the configured rates, as a
     benchmark with idle gaps between its runs wants)."""
@@ -114,6 +139,10 @@ class Controller:
     calibrator: Calibrator | None = field(init=False, default=None)
     _checked_at: float = field(init=False, default=float("-inf"))
     _reconciling: bool = field(init=False, default=False)
+    _registered_at: float = field(init=False, default=float("-inf"))
+    _out_of_band: dict[str, float] = field(init=False, default_factory=dict)  # app -> since when (clock)
+    evicted: int = field(init=False, default=0)
+    """Workers dropped so far (missed heartbeats, or no answer to a push)."""
 
     def __post_init__(self) -> None:
         if self.calibration is not None:
@@ -131,13 +160,37 @@ class Controller:
 
     # --- registration (called by the servicer) ------------------------------------------------
 
-    def register(self, info: WorkerInfo) -> None:
-        old = self._workers.pop(info.id, None)
+    def register(self, info: WorkerInfo, running: tuple[ModuleSpec, ...] = ()) -> None:
+        """A worker joins (or rejoins); `running` is what it serves now, which is kept where the next
+        plan keeps it (a restarted controller adopts the running state). Raises ValueError for an id
+        that a live worker at another address holds: nobody takes over a live worker's frames."""
+        now = time.monotonic()
+        old = self._workers.get(info.id)
+        if old is not None and old.info.address != info.address and now - old.last_seen < self._heartbeat_timeout_s:
+            raise ValueError(f"worker id {info.id!r} is held by a live worker at {old.info.address}")
+        for wid, w in list(self._workers.items()):  # a worker restarted at the same address replaces its old self
+            if wid != info.id and w.info.address == info.address:
+                del self._workers[wid]
         if old is not None and old.info.address != info.address:
             self.client.forget(old.info.address)
-        self._workers[info.id] = _Worker(info, time.monotonic())
-        log.info("worker %s joined: %s %s at %s%s", info.id, info.hardware, info.device, info.address,
-                 " (EMULATED)" if info.emulated else "")
+        self._workers[info.id] = _Worker(info, now, running)
+        self._registered_at = now
+        log.info("worker %s joined: %s %s at %s%s%s", info.id, info.hardware, info.device, info.address,
+                 " (EMULATED)" if info.emulated else "",
+                 f", running {[s.name for s in running]}" if running else "")
+        self._dirty.set()
+
+    @property
+    def _heartbeat_timeout_s(self) -> float:
+        return self.missed_heartbeats * self.heartbeat_ms / 1000.0
+
+    def _evict(self, worker_id: str, why: str) -> None:
+        w = self._workers.pop(worker_id, None)
+        if w is None:
+            return
+        log.warning("worker %s at %s removed: %s", worker_id, w.info.address, why)
+        self.client.forget(w.info.address)
+        self.evicted += 1
         self._dirty.set()
 
     def heartbeat(self, worker_id: str, recent_exec_ms: dict[str, list[float]] | None = None) -> bool:
@@ -199,9 +252,11 @@ class Controller:
         if kept is None:
             return
         self._reports.setdefault(frontend, deque()).append((now, kept, window_s))
-        for reports in self._reports.values():
+        for name, reports in list(self._reports.items()):
             while reports and reports[0][0] < now - RATE_WINDOW_S:
                 reports.popleft()
+            if not reports or reports[-1][0] < now - REPORT_EXPIRY_S:  # a frontend gone quiet: its rates go too
+                del self._reports[name]
         if not self.follow_rates or self.plan is None or now - self.planned_at < MIN_EPOCH_S:
             return
         total: dict[str, float] = {}
@@ -224,11 +279,17 @@ class Controller:
             got = total[a.name]
             noise = RATE_NOISE_Z * math.sqrt(planned / span[a.name])  # std of a Poisson count at the planned rate, per s
             if got > 0 and not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise:
-                moved[a.name] = got
+                since = self._out_of_band.setdefault(a.name, now)
+                if now - since >= RATE_HOLD_S:  # out of the band for a while, not for one burst
+                    moved[a.name] = got
+            else:
+                self._out_of_band.pop(a.name, None)
         if moved:
-            log.info("measured rates left the band around the planned ones: %s",
+            log.info("measured rates left the band around the planned ones for %g s: %s", RATE_HOLD_S,
                      {k: round(v, 1) for k, v in moved.items()})
             self._measured.update(moved)
+            for app in moved:
+                self._out_of_band.pop(app, None)
             self._dirty.set()
 
     def _valid_rates(self, frontend: str, rates: dict[str, float], window_s: float) -> dict[str, float] | None:
@@ -290,21 +351,29 @@ class Controller:
             raise
 
     async def _watch(self) -> None:
-        """Forget workers that miss their heartbeats."""
+        """Forget workers that miss their heartbeats. When this loop itself was starved (an overloaded
+        event loop, shared with a frontend in `serve`), heartbeats waited in it too: the time it lost
+        is credited to every worker rather than blamed on them."""
+        period = self.heartbeat_ms / 1000.0
         while True:
-            await asyncio.sleep(self.heartbeat_ms / 1000.0)
-            limit = time.monotonic() - self.missed_heartbeats * self.heartbeat_ms / 1000.0
+            due = time.monotonic() + period
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            if now - due > period / 2:
+                for w in self._workers.values():
+                    w.last_seen = max(w.last_seen, min(now, w.last_seen + (now - due)))
+            limit = now - self._heartbeat_timeout_s
             for wid, w in list(self._workers.items()):
                 if w.last_seen < limit:
-                    log.warning("worker %s missed %d heartbeats: removed", wid, self.missed_heartbeats)
-                    del self._workers[wid]
-                    self.client.forget(w.info.address)
-                    self._dirty.set()
+                    self._evict(wid, f"missed {self.missed_heartbeats} heartbeats")
 
     async def _await_expected_workers(self) -> None:
-        if self.expect_workers <= 0:
-            return
         loop = asyncio.get_running_loop()
+        if self.expect_workers <= 0:  # a lull in registrations: every running worker is back
+            settle = self._heartbeat_timeout_s if self.settle_s is None else self.settle_s
+            while not self._workers or time.monotonic() - self._registered_at < settle:
+                await asyncio.sleep(0.05)
+            return
         end = loop.time() + self.expect_timeout_s
         log.info("waiting up to %.0f s for %d workers to register before planning", self.expect_timeout_s,
                  self.expect_workers)
@@ -318,6 +387,7 @@ class Controller:
 
     async def _reconcile_loop(self) -> None:
         await self._await_expected_workers()
+        backoff = RETRY_S[0]
         while True:
             await self._dirty.wait()
             await asyncio.sleep(0.2)  # let a burst of joins settle into one re-plan
@@ -325,10 +395,13 @@ class Controller:
             self._reconciling = True
             try:
                 await self.reconcile()
-            except Exception:
-                log.exception("re-plan failed; retrying")
+                backoff = RETRY_S[0]
+            except Exception as exc:
+                log.warning("re-plan failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
+                log.debug("re-plan failure", exc_info=True)
                 self._dirty.set()
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(backoff)
+                backoff = min(RETRY_S[1], backoff * 2)
             finally:
                 self._reconciling = False
 
@@ -401,15 +474,32 @@ class Controller:
                 m.promise_attainment.labels(app).set(attainment)
 
     async def _push(self, modules: dict[str, tuple[ModuleSpec, ...]]) -> None:
+        """Apply each worker's configuration, all at once, each with a deadline. A worker that does
+        not answer (or is dropped for missed heartbeats meanwhile) leaves the inventory, and the
+        re-plan fails so that the next one is made without it."""
         self.version += 1
         targets = [(w, specs) for wid, specs in modules.items() if (w := self._workers.get(wid)) is not None]
-        results = await asyncio.gather(*(self.client.apply(w.info.address, self.version, specs, APPLY_TIMEOUT_S)
-                                         for w, specs in targets), return_exceptions=True)
+        results = await asyncio.gather(*(self._apply(w, specs) for w, specs in targets), return_exceptions=True)
         failed = []
         for (w, specs), result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
                 failed.append(f"{w.info.id}: {result}")
+                if isinstance(result, Unavailable | DeadlineExceeded | asyncio.TimeoutError):
+                    self._evict(w.info.id, f"no answer to configuration {self.version}: {result}")
             else:  # what a worker runs is what it accepted
                 w.modules = specs
         if failed:
-            raise RuntimeError(f"workers refused their configuration: {'; '.join(failed)}")
+            raise RuntimeError(f"workers did not take their configuration: {'; '.join(failed)}")
+
+    async def _apply(self, w: _Worker, specs: tuple[ModuleSpec, ...]) -> int:
+        """One push, abandoned as soon as the worker is dropped (it stopped heartbeating)."""
+        call = asyncio.ensure_future(self.client.apply(w.info.address, self.version, specs, APPLY_TIMEOUT_S))
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=self.heartbeat_ms / 1000.0)
+                if done:
+                    return call.result()
+                if self._workers.get(w.info.id) is not w:
+                    raise Unavailable(f"worker {w.info.id} was dropped while configuring it")
+        finally:
+            call.cancel()

@@ -10,24 +10,37 @@ from harpagon.runtime.controller.controller import Controller, settings_of
 from harpagon.runtime.controller.servicer import ControllerServicer, RoutesHub
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, serve_metrics
-from harpagon.runtime.wire.rpc import aio_server
+from harpagon.runtime.wire.clients import GrpcWorkerClient
+from harpagon.runtime.wire.rpc import aio_server, health_server
+from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.v1 import worker_pb2_grpc as rpc
 
 
-async def run_controller(workload: Workload, host: str, port: int, metrics_port: int | None) -> None:
+async def run_controller(workload: Workload, host: str, port: int, metrics_port: int | None,
+                         tls: TlsFiles | None = None, health_port: int | None = None) -> None:
+    """With `tls`, only workers may register and heartbeat and only frontends may watch routes and
+    report rates; the controller configures workers under its own certificate."""
     s = workload.serve or ServeConfig(workers=(WorkerGroup(device="cpu"),))  # settings and shapes only
     registry = CollectorRegistry()
     hub = RoutesHub()
     controller = Controller(workload, settings_of(s), tuple(s.input_shape), hub.push,
-                            metrics=ControllerMetrics(registry))
-    server, bound = aio_server(host, port)
+                            metrics=ControllerMetrics(registry), client=GrpcWorkerClient(tls))
+    server, bound = aio_server(host, port, tls)
     rpc.add_ControllerServicer_to_server(ControllerServicer(controller, hub), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    checker = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     await server.start()
+    probes = None
+    if health_port is not None:
+        probes, health_at = health_server(host, health_port, checker)
+        await probes.start()
     at = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
     controller.start()
-    print(f"controller listening on {host}:{bound}"
-          + (f", metrics on http://{host}:{at}/metrics" if at is not None else ""), flush=True)
+    print(f"controller listening on {host}:{bound}{' (mutual TLS)' if tls else ''}"
+          + (f", metrics on http://{host}:{at}/metrics" if at is not None else "")
+          + (f", health on {host}:{health_at}" if probes is not None else ""), flush=True)
     await until_stopped()
     await controller.stop()
     await server.stop(2)
+    if probes is not None:
+        await probes.stop(0)

@@ -10,6 +10,7 @@ import grpc
 
 from harpagon.runtime.controller.assignment import WorkerInfo
 from harpagon.runtime.controller.controller import Controller
+from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable, to_proto
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
@@ -62,8 +63,16 @@ class ControllerServicer(rpc.ControllerServicer):
         return pb.RatesReply()
 
     async def Register(self, request, context):
-        self.controller.register(WorkerInfo(request.worker_id, request.address, request.hardware, request.device,
-                                            request.emulated))
+        if not request.worker_id or not request.address or len(request.worker_id) > 256 or len(request.address) > 512:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"a registration needs a worker_id (<= 256 chars) and an address (<= 512 chars), "
+                                f"got {request.worker_id[:300]!r} at {request.address[:600]!r}")
+        running = tuple(ModuleSpec.from_proto(m, lambda model: ()) for m in request.running.modules)
+        try:
+            self.controller.register(WorkerInfo(request.worker_id, request.address, request.hardware,
+                                                request.device, request.emulated), running)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         return pb.RegisterResponse(heartbeat_ms=self.controller.heartbeat_ms)
 
     async def Heartbeat(self, request, context):

@@ -6,18 +6,35 @@ the module's input; a module runs once all its parents are done, parallel branch
 concurrently, and the reply holds the sink modules' outputs. Every frame carries its deadline
 (arrival + the app's SLO): a frame still in the DAG past it is dropped at its next hop with
 DEADLINE_EXCEEDED and counted, each batch's call to its worker carries the latest deadline of the
-frames in it, and a frame whose results come back past its deadline is answered DEADLINE_EXCEEDED,
+frames in it (or the tuple's stall limit, sooner, where another worker could take the batch over), and
+a frame whose results come back past its deadline is answered DEADLINE_EXCEEDED,
 never counted as a success.
 
 Per module, requests go through :class:`harpagon.dispatch.ModuleDispatcher` (the code the simulator
 runs) on the event loop's clock: split among tuples by smooth weighted round-robin, one open batch
 per tuple, shipped whole to the tuple's next worker when full or when its flush timer runs out.
 Workers are reached through an injected :class:`WorkerClient`.
+
+Failures and stalls. A worker call that fails with UNAVAILABLE (the worker died, refused the
+connection, answered a malformed reply) or that takes longer than its tuple's stall limit
+(:func:`stall_limit_s`, from the tuple's planned latency) is sent again to another worker of the
+same tuple, at most once per worker, with the batch's frames still before their deadline (the others
+are answered DEADLINE_EXCEEDED). Such a worker is *suspect* for :data:`SUSPECT_S` seconds
+(:class:`Suspects`, shared by every module of the plane; a good answer clears it): batches the
+dispatcher sends it meanwhile go to the tuple's next worker that is not suspect. The dispatcher itself
+(shared with the simulator) never learns of it. Faults that are the request's (INVALID_ARGUMENT,
+NOT_FOUND, FAILED_PRECONDITION) are answered at once, never retried.
+
+Admission. Each app holds at most :func:`admission_limit` frames in flight; a frame beyond it is
+refused at once with RESOURCE_EXHAUSTED, before anything is decoded or dispatched, so that an
+overloaded frontend spends next to nothing on the frames it cannot serve in time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -32,11 +49,87 @@ from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.model.latency import requests_for
 from harpagon.runtime.frontend.stats import REPORT_WINDOW, ModuleStats
 from harpagon.runtime.metrics import FrontendMetrics
-from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient
-from harpagon.runtime.wire.errors import DeadlineExceeded, NotFound, RuntimeFault, Unavailable
+from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient, WorkerReply
+from harpagon.runtime.wire.errors import (
+    DeadlineExceeded,
+    NotFound,
+    ResourceExhausted,
+    RuntimeFault,
+    Unavailable,
+)
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 
-__all__ = ["DeadlineExceeded", "FrontendDataPlane", "LiveModule", "Unavailable", "resize", "sample"]
+__all__ = ["DeadlineExceeded", "FrontendDataPlane", "LiveModule", "ResourceExhausted", "Suspects", "Unavailable",
+           "admission_limit", "resize", "sample", "stall_limit_s"]
+
+log = logging.getLogger("harpagon.frontend")
+
+#: A worker call counts as stalled once it has taken `max(STALL_FACTOR × ℓ, ℓ + STALL_MARGIN_MS)`,
+#: ℓ its tuple's planned latency. ℓ already covers the batch's collection, d(b), the hop overhead and
+#: the queueing allowance, so a healthy worker answers well within ℓ; 3 ℓ leaves room for a slower
+#: device than profiled (calibration re-plans well before that) and the margin for what does not scale
+#: with ℓ (a GC pause, a busy host, a loaded event loop), which would otherwise make a 5 ms tuple look
+#: stalled after 15 ms. Only a stuck worker (SIGSTOP, a hung device, a lost connection) goes past it.
+STALL_FACTOR = 3.0
+STALL_MARGIN_MS = 100.0
+#: How long a worker that failed or stalled stays suspect (no batches while its tuple has another
+#: worker): long enough not to feed a dead worker a batch per flush timer until the controller's
+#: heartbeats notice it (and re-plan), short enough that a worker that only hiccuped is back soon.
+SUSPECT_S = 3.0
+#: The most frames of an app in flight: `max(ADMIT_FLOOR, ceil(ADMIT_FACTOR × rate × SLO))`. At the
+#: planned rate Little's law puts `rate × latency <= rate × SLO` frames in flight; 4 times that absorbs
+#: bursts (Poisson arrivals, a client's catch-up) and a worker retry, while a frame admitted beyond it
+#: would queue behind 4 SLOs' worth of frames and miss its own deadline anyway. The floor keeps slow or
+#: tight apps (1 frame/s, 50 ms) usable by a few concurrent clients.
+ADMIT_FACTOR = 4.0
+ADMIT_FLOOR = 8
+#: A worker client that ignores its timeout is given up this long after it.
+CLIENT_GRACE_S = 0.1
+
+
+def stall_limit_s(latency_ms: float) -> float | None:
+    """Seconds a worker call of a tuple of planned latency ℓ may take before it counts as stalled
+    (None: ℓ unknown, no limit but the frames' deadline)."""
+    if not latency_ms > 0 or math.isinf(latency_ms):
+        return None
+    return max(STALL_FACTOR * latency_ms, latency_ms + STALL_MARGIN_MS) / 1000.0
+
+
+def admission_limit(app: App, factor: float = ADMIT_FACTOR, floor: int = ADMIT_FLOOR) -> int:
+    """The most frames of `app` the frontend holds in flight at once (see ADMIT_FACTOR)."""
+    return max(floor, math.ceil(factor * app.rate * app.slo_ms / 1000.0))
+
+
+class Suspects:
+    """Worker addresses that failed or stalled in the last `hold_s` seconds (a small circuit breaker,
+    shared by every module that routes to them). Times are the event loop's."""
+
+    def __init__(self, hold_s: float = SUSPECT_S):
+        self.hold_s = hold_s
+        self._until: dict[str, float] = {}
+
+    def mark(self, address: str, now: float) -> bool:
+        """Suspect `address` until `now + hold_s`; True if it was not suspect already."""
+        fresh = not self.suspect(address, now)
+        self._until[address] = now + self.hold_s
+        return fresh
+
+    def clear(self, address: str) -> None:
+        """It answered: trust it again."""
+        if self._until:
+            self._until.pop(address, None)
+
+    def suspect(self, address: str, now: float) -> bool:
+        until = self._until.get(address)
+        if until is None:
+            return False
+        if now >= until:
+            del self._until[address]
+            return False
+        return True
+
+    def __contains__(self, address: str) -> bool:
+        return address in self._until
 
 
 @lru_cache(maxsize=64)
@@ -82,8 +175,10 @@ class LiveModule:
 
     def __init__(self, route: ModuleRoute, dispatch: str, client: WorkerClient, stats: ModuleStats,
                  app: str = "", metrics: FrontendMetrics | None = None,
-                 on_hop: Callable[[float], None] | None = None):
+                 on_hop: Callable[[float], None] | None = None, suspects: Suspects | None = None):
         self.route = route
+        self.suspects = suspects if suspects is not None else Suspects()
+        self.stall_s = tuple(stall_limit_s(ms) for ms in route.latency_ms)
         self.labels = (app, route.module)
         self.metrics = metrics
         self.stats = stats
@@ -142,25 +237,92 @@ class LiveModule:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
+    def _pick(self, ring: list[str], tried: set[str], now: float) -> str | None:
+        """The first worker of `ring` not tried yet that is not suspect; else the first not tried."""
+        untried = [a for a in ring if a not in tried]
+        return next((a for a in untried if not self.suspects.suspect(a, now)), untried[0] if untried else None)
+
+    def _answer(self, requests: list[_Request], error: RuntimeFault) -> None:
+        for r in requests:
+            if not r.future.done():
+                self.stats.failed += 1
+                r.future.set_exception(error)
+
+    async def _call(self, address: str, name: str, batch: np.ndarray, timeout_s: float) -> WorkerReply:
+        async with asyncio.timeout(timeout_s + CLIENT_GRACE_S):  # in case a client ignores its timeout
+            return await self.client.infer(address, name, batch, timeout_s=timeout_s)
+
     async def _send(self, s: Shipped[_Request], late_ms: float = 0.0) -> None:
+        k = s.tuple_index
+        addrs = self.route.workers[k]
+        name = self.route.names[k]
+        stall_s = self.stall_s[k]
+        module = self.route.module
+        # the dispatcher's choice first, then the tuple's other workers in turn
+        ring = list(dict.fromkeys(addrs[(s.worker + i) % len(addrs)] for i in range(len(addrs))))
+        address = self._pick(ring, set(), self.loop.time())
+        assert address is not None
+        if address != ring[0]:
+            self.stats.suspect_skips += 1
+            if self.metrics:
+                self.metrics.suspect_skips.labels(*self.labels).inc()
         requests = s.batch.items
-        address = self.route.workers[s.tuple_index][s.worker]
-        name = self.route.names[s.tuple_index]
-        sent = self.loop.time()
-        try:
-            reply = await self.client.infer(address, name, np.stack([r.item for r in requests]),
-                                            timeout_s=max(r.deadline for r in requests) - sent)
-            if any(len(o) != len(requests) for o in reply.outputs):
-                raise Unavailable(f"worker {address} answered {[len(o) for o in reply.outputs]} items for a "
-                                  f"batch of {len(requests)}")
-        except Exception as exc:  # every request of the batch gets an answer, whatever went wrong
-            error = exc if isinstance(exc, RuntimeFault) else Unavailable(f"{type(exc).__name__}: {exc}")
-            error = type(error)(f"module {self.route.module!r}: {error}")
-            self.stats.failed += len(requests)
-            for r in requests:
-                if not r.future.done():
-                    r.future.set_exception(error)
-            return
+        tried: set[str] = set()
+        while True:
+            tried.add(address)
+            sent = self.loop.time()
+            remaining = max(r.deadline for r in requests) - sent
+            if remaining <= 0:  # every frame of the batch is late already: no call
+                self._answer(requests, DeadlineExceeded(f"module {module!r}: frames past their deadline before "
+                                                        f"their batch reached a worker"))
+                return
+            # cap the call at the stall limit only where there is another worker to turn to
+            capped = stall_s is not None and stall_s < remaining and len(tried) < len(ring)
+            timeout = stall_s if capped else remaining
+            try:
+                reply = await self._call(address, name, np.stack([r.item for r in requests]), timeout)
+                if any(len(o) != len(requests) for o in reply.outputs):
+                    raise Unavailable(f"worker {address} answered {[len(o) for o in reply.outputs]} items for a "
+                                      f"batch of {len(requests)}")
+            except Exception as exc:  # noqa: BLE001 - each request gets an answer, whatever went wrong
+                now = self.loop.time()
+                if isinstance(exc, TimeoutError):
+                    exc = DeadlineExceeded(f"worker {address}: no answer before the deadline")
+                error = exc if isinstance(exc, RuntimeFault) else Unavailable(f"{type(exc).__name__}: {exc}")
+                # stalled: no answer within the stall limit (the call may have run to the frames' deadline
+                # when it was the last worker to try); a timer may fire a hair early
+                stalled = (isinstance(error, DeadlineExceeded) and stall_s is not None
+                           and now - sent >= stall_s - 1e-3)
+                if stalled and capped:  # the frames still have time: the worker failed them, not the clock
+                    error = Unavailable(f"worker {address} stalled: no answer within its stall limit of "
+                                        f"{stall_s * 1000:.0f} ms")
+                retry = stalled or isinstance(error, Unavailable)
+                if retry and self.suspects.mark(address, now):
+                    log.warning("worker %s is suspect for %g s: %s", address, self.suspects.hold_s, error)
+                nxt = self._pick(ring, tried, now) if retry else None
+                if nxt is not None:
+                    live = []
+                    for r in requests:
+                        if r.future.done():  # its frame is gone (cancelled)
+                            continue
+                        if r.deadline <= now:
+                            self.stats.failed += 1
+                            r.future.set_exception(DeadlineExceeded(
+                                f"module {module!r}: frame past its deadline after {error}"))
+                        else:
+                            live.append(r)
+                    if not live:
+                        return
+                    self.stats.retries += 1
+                    if self.metrics:
+                        self.metrics.retries.labels(*self.labels).inc()
+                    requests, address = live, nxt
+                    continue
+                tried_note = f" (tried {len(tried)} workers)" if len(tried) > 1 else ""
+                self._answer(requests, type(error)(f"module {module!r}: {error}{tried_note}"))
+                return
+            break
+        self.suspects.clear(address)
         rpc_ms = (self.loop.time() - sent) * 1000.0
         transport = max(0.0, rpc_ms - reply.queue_ms - reply.exec_ms)
         self.stats.transport_ms.append(transport)
@@ -188,6 +350,7 @@ class AppCounters:
     failed: int = 0
     dropped: int = 0
     success_ns: int = 0
+    refused: int = 0  # refused at once (RESOURCE_EXHAUSTED): not among `frames`
 
 
 class FrontendDataPlane:
@@ -195,12 +358,21 @@ class FrontendDataPlane:
 
     `configured` holds the apps of the configuration being served: until the controller routes
     (or refuses) each of them the plane is not ready, and a frame for one of them is UNAVAILABLE
-    (retry), not NOT_FOUND. A remote frontend learns them from its first routing table."""
+    (retry), not NOT_FOUND. A remote frontend learns them from its first routing table.
+
+    `admit_factor` and `admit_floor` set each app's bound on frames in flight (:func:`admission_limit`);
+    `suspect_s` how long a worker that failed or stalled is avoided (:class:`Suspects`)."""
 
     def __init__(self, table: RoutingTable | None = None, frame_shape: tuple[int, int, int] = (480, 640, 3),
                  metrics: FrontendMetrics | None = None, client: WorkerClient | None = None,
-                 configured: dict[str, App] | None = None):
+                 configured: dict[str, App] | None = None, admit_factor: float = ADMIT_FACTOR,
+                 admit_floor: int = ADMIT_FLOOR, suspect_s: float = SUSPECT_S):
         self.frame_shape = frame_shape
+        self.admit_factor = admit_factor
+        self.admit_floor = admit_floor
+        self.suspects = Suspects(suspect_s)
+        self.in_flight: dict[str, int] = defaultdict(int)
+        """Frames of each app admitted and not answered yet."""
         self.metrics = metrics
         self.client: WorkerClient = client or GrpcWorkerClient()
         self.counters: dict[str, AppCounters] = defaultdict(AppCounters)
@@ -224,7 +396,7 @@ class FrontendDataPlane:
         old = self.modules
         self.table = table
         self.modules = {key: LiveModule(route, table.dispatch, self.client, self._stats[key], key[0], self.metrics,
-                                        self._hops.append)
+                                        self._hops.append, self.suspects)
                         for key, route in table.routes.items()}
         return old
 
@@ -298,9 +470,36 @@ class FrontendDataPlane:
 
     # --- inference --------------------------------------------------------------------------
 
+    def limit(self, app: App) -> int:
+        """The most frames of `app` held in flight at once."""
+        return admission_limit(app, self.admit_factor, self.admit_floor)
+
+    def admit(self, app_name: str) -> App:
+        """The app's definition if a frame for it would be admitted now; else the status (NOT_FOUND,
+        UNAVAILABLE, or RESOURCE_EXHAUSTED when its frames in flight are at their bound, counted as
+        refused). Cheap: callers ask before decoding a frame. `infer` asks again (the same answer when
+        nothing awaited in between)."""
+        app = self.check(app_name)
+        n = self.in_flight[app_name]
+        if n >= self.limit(app):
+            self.counters[app_name].refused += 1
+            if self.metrics:
+                self.metrics.refused.labels(app_name).inc()
+                self.metrics.failure.labels(app_name, "overloaded").inc()
+            raise ResourceExhausted(f"app {app_name!r}: overloaded, {n} frames in flight (the most for its "
+                                    f"{app.rate:g} frames/s at {app.slo_ms:g} ms); retry later")
+        return app
+
     async def infer(self, app_name: str, frame: np.ndarray) -> dict[str, list[list[np.ndarray]]]:
         """Run one frame; returns, per sink module, the outputs of each of its requests."""
-        app = self.check(app_name)
+        app = self.admit(app_name)
+        self.in_flight[app_name] += 1
+        try:
+            return await self._infer(app, app_name, frame)
+        finally:
+            self.in_flight[app_name] -= 1
+
+    async def _infer(self, app: App, app_name: str, frame: np.ndarray) -> dict[str, list[list[np.ndarray]]]:
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         seq = self._seq[app_name]

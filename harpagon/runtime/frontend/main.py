@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import grpc
+from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
@@ -19,7 +20,9 @@ from harpagon.runtime.frontend.servicer import start
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import FrontendMetrics, serve_metrics
 from harpagon.runtime.wire.routes import from_proto
-from harpagon.runtime.wire.rpc import aio_channel
+from harpagon.runtime.wire.clients import GrpcWorkerClient
+from harpagon.runtime.wire.rpc import aio_channel, health_server
+from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
@@ -51,13 +54,31 @@ async def rate_beacon(plane: FrontendDataPlane, report: Report, period_s: float 
 
 
 async def run_frontend(controller: str, host: str, port: int, metrics_port: int | None,
-                       frame_shape: tuple[int, int, int]) -> None:
+                       frame_shape: tuple[int, int, int], tls: TlsFiles | None = None,
+                       client_tls: TlsFiles | None = None, health_port: int | None = None) -> None:
+    """`tls` authenticates this frontend to the controller and to workers (mutual TLS);
+    `client_tls` is plain server TLS on the client-facing Triton port."""
     registry = CollectorRegistry()
-    plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry))
-    server, bound = await start(plane, port, host)
+    plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry), client=GrpcWorkerClient(tls))
+    server, bound = await start(plane, port, host, tls=client_tls)
+    probes = None
+    if health_port is not None:  # plaintext probes follow readiness, as the Triton port's health service does
+        checker = health.aio.HealthServicer()
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        await checker.set("", serving if plane.ready else not_serving)
+        told = plane.on_ready
+
+        def on_ready(ready: bool) -> None:
+            if told is not None:
+                told(ready)
+            asyncio.ensure_future(checker.set("", serving if ready else not_serving))
+
+        plane.on_ready = on_ready
+        probes, health_at = health_server(host, health_port, checker)
+        await probes.start()
     at = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
     me = f"frontend-{uuid.uuid4().hex[:6]}"
-    channel = aio_channel(controller)
+    channel = aio_channel(controller, tls, "controller")
     stub = rpc.ControllerStub(channel)
 
     async def watch() -> None:
@@ -77,11 +98,14 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
                                               hop_overhead_ms=hops), timeout=5)
 
     tasks = [asyncio.ensure_future(watch()), asyncio.ensure_future(rate_beacon(plane, report))]
-    print(f"frontend listening on {host}:{bound} (Triton gRPC)"
-          + (f", metrics on http://{host}:{at}/metrics" if at is not None else ""), flush=True)
+    print(f"frontend listening on {host}:{bound} (Triton gRPC{', TLS' if client_tls else ''})"
+          + (f", metrics on http://{host}:{at}/metrics" if at is not None else "")
+          + (f", health on {host}:{health_at}" if probes is not None else ""), flush=True)
     await until_stopped()
     for t in tasks:
         t.cancel()
     await server.stop(5)
+    if probes is not None:
+        await probes.stop(0)
     await plane.close()
     await channel.close()

@@ -2,12 +2,22 @@
 data plane. Each application is a model: its input `FRAME` is one UINT8 [H, W, 3] frame; its outputs
 are, per sink module and per output of that module, `<module>_<i>` with the module's requests for
 the frame as the first dimension. Stubs are those shipped in `tritonclient`.
+
+The service is registered with handlers of its own (:func:`handlers`), not the generated ones: a
+request that does not parse reaches the servicer as :class:`Undecodable`, so a unary call is answered
+INVALID_ARGUMENT and a stream answers that message with an error response and goes on (Triton's
+stream semantics) instead of the call dying with a transport error. Every unary call ends with a
+status: a fault with its own code, anything unexpected with INTERNAL (and a log line), never UNKNOWN.
+Requests are bounded (MAX_* below) and answered INVALID_ARGUMENT past them, naming the field.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,11 +30,47 @@ from harpagon import __version__
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.wire.errors import InvalidArgument, RuntimeFault
 from harpagon.runtime.wire.rpc import aio_server, status_code
+from harpagon.runtime.wire.tls import TlsFiles
+
+log = logging.getLogger("harpagon.frontend")
 
 INPUT = "FRAME"
+SERVICE = "inference.GRPCInferenceService"
 EXTENSIONS = ["model_configuration", "statistics"]
 _TRITON_TYPES = {"uint8": "UINT8", "int64": "INT64", "float32": "FP32", "float16": "FP16", "int32": "INT32",
                  "float64": "FP64"}
+#: Longest model name and request id accepted (they are echoed in replies and errors).
+MAX_NAME = 256
+MAX_ID = 256
+#: Largest frame side accepted (8K video is 7680 x 4320).
+MAX_SIDE = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A request message that did not parse; the servicer answers it INVALID_ARGUMENT."""
+
+    error: str
+    size: int
+
+    @property
+    def message(self) -> str:
+        return f"the request ({self.size} bytes) is not a valid message: {self.error}"
+
+
+def _decoder(cls: Any) -> Callable[[bytes], Any]:
+    def decode(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError, or whatever else bad bytes raise
+            return Undecodable(f"{type(exc).__name__}: {exc}", len(data))
+
+    return decode
+
+
+def _check_name(name: str) -> None:
+    if len(name) > MAX_NAME:
+        raise InvalidArgument(f"model_name is {len(name)} characters long, more than {MAX_NAME}")
 
 
 class TritonServicer(rpc.GRPCInferenceServiceServicer):
@@ -52,6 +98,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
 
     async def _known(self, name: str, context) -> None:
         """Metadata is answered for any configured app; otherwise the status `infer` would give."""
+        _check_name(name)
         if self.plane.definition(name) is None:
             try:
                 self.plane.check(name)
@@ -88,14 +135,20 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             counted = pb.StatisticDuration(count=c.success)  # the stages perf_analyzer expects, all counted
             stats.append(pb.ModelStatistics(
                 name=name, version="1", inference_count=c.success, execution_count=c.success,
-                inference_stats=pb.InferStatistics(success=ok, fail=pb.StatisticDuration(count=c.failed + c.dropped),
+                inference_stats=pb.InferStatistics(success=ok, fail=pb.StatisticDuration(count=c.failed + c.dropped + c.refused),
                                                    queue=counted, compute_input=counted, compute_infer=ok,
                                                    compute_output=counted)))
         return pb.ModelStatisticsResponse(model_stats=stats)
 
     # --- inference ----------------------------------------------------------------------------
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest | Undecodable) -> pb.ModelInferResponse:
+        if isinstance(request, Undecodable):
+            raise InvalidArgument(request.message)
+        _check_name(request.model_name)
+        if len(request.id) > MAX_ID:
+            raise InvalidArgument(f"id is {len(request.id)} characters long, more than {MAX_ID}")
+        self.plane.admit(request.model_name)  # refuse (unknown app, overload) before decoding the frame
         frame = self._frame(request)
         outputs = await self.plane.infer(request.model_name, frame)
         response = pb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
@@ -109,18 +162,33 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         return response
 
     def _frame(self, request: pb.ModelInferRequest) -> np.ndarray:
-        if len(request.inputs) != 1 or request.inputs[0].name != INPUT:
-            raise InvalidArgument(f"expected one input named {INPUT!r}, got {[i.name for i in request.inputs]}")
+        if len(request.inputs) != 1:
+            raise InvalidArgument(f"expected one input named {INPUT!r}, got {len(request.inputs)} inputs"
+                                  + (f": {[i.name[:MAX_NAME] for i in request.inputs]}"
+                                     if len(request.inputs) <= 8 else ""))
         spec = request.inputs[0]
+        if spec.name != INPUT:
+            raise InvalidArgument(f"expected one input named {INPUT!r}, got {[spec.name[:MAX_NAME]]}")
         if spec.datatype != "UINT8":
-            raise InvalidArgument(f"input {INPUT!r} must be UINT8, got {spec.datatype}")
+            raise InvalidArgument(f"input {INPUT!r} must be UINT8, got {spec.datatype[:MAX_NAME]}")
+        if len(spec.shape) != 3:
+            raise InvalidArgument(f"input {INPUT!r} must be one [H, W, 3] frame, got a shape of rank "
+                                  f"{len(spec.shape)}" + (f": {list(spec.shape)}" if len(spec.shape) <= 8 else ""))
         shape = tuple(spec.shape)
-        if len(shape) != 3 or shape[2] != 3 or any(d < 1 for d in shape):
+        if shape[2] != 3 or any(d < 1 for d in shape):
             raise InvalidArgument(f"input {INPUT!r} must be one [H, W, 3] frame, got {list(shape)}")
+        if shape[0] > MAX_SIDE or shape[1] > MAX_SIDE:
+            raise InvalidArgument(f"input {INPUT!r}: frame of {shape[0]} x {shape[1]} (H x W) pixels; each side must "
+                                  f"be at most {MAX_SIDE}")
         size = shape[0] * shape[1] * shape[2]
+        if len(request.raw_input_contents) > 1:
+            raise InvalidArgument(f"raw_input_contents holds {len(request.raw_input_contents)} tensors for one input")
         if request.raw_input_contents:
             frame = np.frombuffer(request.raw_input_contents[0], np.uint8)
         else:  # typed contents: UINT8 travels as uint32 values
+            if len(spec.contents.uint_contents) != size:  # before converting them
+                raise InvalidArgument(f"{len(spec.contents.uint_contents)} values do not fill a UINT8 frame of "
+                                      f"shape {list(shape)}")
             frame = np.asarray(spec.contents.uint_contents, dtype=np.uint32)
             if frame.size and frame.max() > 255:
                 raise InvalidArgument(f"input {INPUT!r} holds values above 255")
@@ -132,41 +200,111 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         try:
             return await self._infer(request)
-        except RuntimeFault as exc:
+        except RuntimeFault as exc:  # (start() also guards every unary call; this keeps the method whole)
             await self._abort(context, exc)
 
     async def ModelStreamInfer(self, request_iterator: AsyncIterator, context) -> AsyncIterator:
+        """Every request gets one response, in the order they finish (an error response for one that
+        fails, the stream goes on); the stream ends OK once the client's side is done and every request
+        answered, or with a status if reading the client's side fails."""
         replies: asyncio.Queue = asyncio.Queue()
         pending: set[asyncio.Task] = set()
 
-        async def one(request: pb.ModelInferRequest) -> None:
+        async def one(request: pb.ModelInferRequest | Undecodable) -> None:
+            rid = "" if isinstance(request, Undecodable) else request.id[:MAX_ID]
             try:
                 replies.put_nowait(pb.ModelStreamInferResponse(infer_response=await self._infer(request)))
             except Exception as exc:  # every request of a stream gets a response; the stream goes on
-                message = str(exc) if isinstance(exc, RuntimeFault) else f"internal error: {type(exc).__name__}: {exc}"
+                if isinstance(exc, RuntimeFault):
+                    message = f"{exc.code}: {exc}"
+                else:
+                    log.exception("stream request %r failed", rid)
+                    message = f"INTERNAL: {type(exc).__name__}: {exc}"
                 replies.put_nowait(pb.ModelStreamInferResponse(
-                    error_message=message, infer_response=pb.ModelInferResponse(id=request.id)))
+                    error_message=message, infer_response=pb.ModelInferResponse(id=rid)))
 
         async def read() -> None:
-            async for request in request_iterator:
-                task = asyncio.ensure_future(one(request))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            if pending:
-                await asyncio.gather(*list(pending))
-            replies.put_nowait(None)
+            failure: BaseException | None = None
+            try:
+                async for request in request_iterator:
+                    task = asyncio.ensure_future(one(request))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the client's side broke:
+                failure = exc  # answer what was read, then end with a status
+            if pending:  # bounded: each frame has its deadline
+                await asyncio.gather(*list(pending), return_exceptions=True)
+            replies.put_nowait(failure)  # None: the end
 
         reader = asyncio.ensure_future(read())
         try:
-            while (reply := await replies.get()) is not None:
+            while True:
+                reply = await replies.get()
+                if reply is None:
+                    break
+                if isinstance(reply, BaseException):
+                    if isinstance(reply, RuntimeFault):
+                        await context.abort(status_code(reply), str(reply))
+                    log.warning("stream reader failed: %s: %s", type(reply).__name__, reply)
+                    await context.abort(grpc.StatusCode.INTERNAL,
+                                        f"reading the stream failed: {type(reply).__name__}: {reply}")
                 yield reply
         finally:
             reader.cancel()
+            for task in list(pending):  # the client is gone: its frames need no answer
+                task.cancel()
 
 
-async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, int]:
-    server, bound = aio_server(host, port)
-    rpc.add_GRPCInferenceServiceServicer_to_server(TritonServicer(plane), server)
+def _guarded(method: Callable) -> Callable:
+    """A unary handler that always ends with a status: a fault's own code, INVALID_ARGUMENT for a
+    message that does not parse, INTERNAL (logged) for anything unexpected."""
+
+    async def handler(request, context):
+        try:
+            if isinstance(request, Undecodable):
+                raise InvalidArgument(request.message)
+            return await method(request, context)
+        except RuntimeFault as exc:
+            await context.abort(status_code(exc), str(exc))
+        except (grpc.aio.AbortError, asyncio.CancelledError):  # an abort already made, or the call is gone
+            raise
+        except Exception as exc:
+            log.exception("%s failed", getattr(method, "__name__", "a call"))
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+    return handler
+
+
+def handlers(servicer: TritonServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """The service's methods that the servicer implements (others answer UNIMPLEMENTED), each with a
+    request decoder that never raises (see :class:`Undecodable`)."""
+    out = {}
+    for m in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+        if m.name not in vars(TritonServicer):
+            continue
+        decode = _decoder(getattr(pb, m.input_type.name))
+        encode = getattr(pb, m.output_type.name).SerializeToString
+        method = getattr(servicer, m.name)
+        if m.client_streaming and m.server_streaming:
+            out[m.name] = grpc.stream_stream_rpc_method_handler(method, request_deserializer=decode,
+                                                                response_serializer=encode)
+        else:
+            out[m.name] = grpc.unary_unary_rpc_method_handler(_guarded(method), request_deserializer=decode,
+                                                              response_serializer=encode)
+    return out
+
+
+async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1",
+                tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
+    """Serve clients on host:port (0: any free port); with `tls`, over server TLS (clients need no
+    certificate: they are users, not peers of the control plane)."""
+    server, bound = aio_server(host, port, tls, client_auth=False)
+    methods = handlers(TritonServicer(plane))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
+    if hasattr(server, "add_registered_method_handlers"):  # grpc >= 1.63: the faster registered path
+        server.add_registered_method_handlers(SERVICE, methods)
     # the standard health service says SERVING exactly when ServerReady is true (a readiness probe)
     checker = health.aio.HealthServicer()
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING

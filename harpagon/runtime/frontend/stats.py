@@ -23,7 +23,9 @@ class ModuleStats:
     requests: int = 0
     batches: int = 0
     dummies: int = 0
-    failed: int = 0  # requests whose batch failed at a worker
+    failed: int = 0  # requests whose batch failed at a worker (after any retry)
+    retries: int = 0  # batches sent again to another worker of their tuple (a worker failed or stalled)
+    suspect_skips: int = 0  # batches sent to another worker because the dispatcher's choice was suspect
     latency_ms: deque[float] = field(default_factory=_window)  # per request: submitted -> result
     prepare_ms: deque[float] = field(default_factory=_window)  # per request: runnable -> submitted (resize, queue)
     collect_ms: deque[float] = field(default_factory=_window)  # per batch: first request in -> shipped

@@ -17,6 +17,7 @@ from harpagon.runtime.wire.errors import RuntimeFault, Unavailable
 from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
 from harpagon.runtime.wire.rpc import aio_channel, fault_of
 from harpagon.runtime.wire.tensors import from_numpy, to_numpy
+from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
@@ -47,15 +48,17 @@ class WorkerClient(Protocol):
 
 
 class GrpcWorkerClient:
-    """One channel per worker address, opened on first use and shared by everything that calls it."""
+    """One channel per worker address, opened on first use and shared by everything that calls it;
+    with `tls`, mutual TLS under the caller's certificate, and the worker must prove it is one."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None) -> None:
+        self.tls = tls
         self._stubs: dict[str, tuple[grpc.aio.Channel, rpc.WorkerStub]] = {}
 
     def _stub(self, address: str) -> rpc.WorkerStub:
         held = self._stubs.get(address)
         if held is None:
-            channel = aio_channel(address)
+            channel = aio_channel(address, self.tls, "worker")
             held = self._stubs[address] = (channel, rpc.WorkerStub(channel))
         return held[1]
 

@@ -31,6 +31,14 @@ class DeadlineExceeded(RuntimeFault):
     code = "DEADLINE_EXCEEDED"
 
 
+class ResourceExhausted(RuntimeFault):
+    """Refused at once because the server is overloaded (an app's frames in flight are at their
+    bound): worth a retry later, with backoff."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
 #: The fault raised for each gRPC status a peer answers with (anything else is Unavailable).
 BY_CODE: dict[str, type[RuntimeFault]] = {c.code: c for c in (NotFound, InvalidArgument, FailedPrecondition,
-                                                               Unavailable, DeadlineExceeded)}
+                                                               Unavailable, DeadlineExceeded,
+                                                               ResourceExhausted)}

@@ -1,5 +1,6 @@
-"""gRPC servers and channels with one set of options, and the mapping between status codes and
-:mod:`harpagon.runtime.wire.errors` both ways."""
+"""gRPC servers and channels with one set of options (and, given a TLS directory, mutual TLS with
+each call authorised by the caller's role, :mod:`harpagon.runtime.wire.tls`), and the mapping
+between status codes and :mod:`harpagon.runtime.wire.errors` both ways."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 import grpc
 
 from harpagon.runtime.wire.errors import BY_CODE, DeadlineExceeded, RuntimeFault, Unavailable
+from harpagon.runtime.wire.tls import AsyncAuthorizer, Role, SyncAuthorizer, TlsFiles, channel_options
 
 #: Frames and batches are large messages: 256 MiB each way.
 MESSAGE_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length", 256 << 20),
@@ -19,40 +21,70 @@ MESSAGE_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length", 25
 SERVER_OPTIONS: list[tuple[str, int]] = [*MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
-def _bind(server: grpc.Server | grpc.aio.Server, host: str, port: int) -> int:
+def _bind(server: grpc.Server | grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        bound = (server.add_secure_port(address, credentials) if credentials is not None
+                 else server.add_insecure_port(address))
     except RuntimeError as exc:  # grpc raises RuntimeError when the port is taken
-        raise OSError(f"cannot listen on {host}:{port}: {exc}") from None
+        raise OSError(f"cannot listen on {address}: {exc}") from None
     if not bound:
-        raise OSError(f"cannot listen on {host}:{port} (in use?)")
+        raise OSError(f"cannot listen on {address} (in use?)")
     return bound
 
 
-def aio_server(host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    """An asyncio server bound to host:port (0 picks a free port); add servicers, then start it."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    return server, _bind(server, host, port)
+def aio_server(host: str, port: int, tls: TlsFiles | None = None,
+               client_auth: bool = True) -> tuple[grpc.aio.Server, int]:
+    """An asyncio server bound to host:port (0 picks a free port); add servicers, then start it.
+    With `tls`, callers need a certificate of the CA and each call is authorised by their role;
+    `client_auth=False` is plain server TLS (the client-facing Triton port)."""
+    if tls is not None and client_auth:
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[AsyncAuthorizer()])
+    else:
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+    creds = tls.server_credentials(client_auth) if tls is not None else None
+    return server, _bind(server, f"{host}:{port}", creds)
 
 
-def thread_server(host: str, port: int, threads: int, unix_socket: str | None = None) -> tuple[grpc.Server, str]:
+def thread_server(host: str, port: int, threads: int, unix_socket: str | None = None,
+                  tls: TlsFiles | None = None) -> tuple[grpc.Server, str]:
     """A thread-pool server (the worker's: its device calls block), on host:port (0 picks a free port)
     or on a Unix socket; returns it and the address peers dial."""
-    server = grpc.server(futures.ThreadPoolExecutor(threads, thread_name_prefix="grpc"), options=SERVER_OPTIONS)
+    pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="grpc")
+    interceptors = [SyncAuthorizer()] if tls is not None else []
+    server = grpc.server(pool, options=SERVER_OPTIONS, interceptors=interceptors)
+    creds = tls.server_credentials() if tls is not None else None
     if unix_socket is not None:
         address = f"unix:{unix_socket}"
-        if not server.add_insecure_port(address):
-            raise OSError(f"cannot listen on {address}")
+        _bind(server, address, creds)
         return server, address
-    return server, f"{host}:{_bind(server, host, port)}"
+    return server, f"{host}:{_bind(server, f'{host}:{port}', creds)}"
 
 
-def aio_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=MESSAGE_OPTIONS)
+def health_server(host: str, port: int, servicer, asynchronous: bool = True) -> tuple[grpc.Server | grpc.aio.Server, int]:
+    """A plaintext server holding only the standard health service (Kubernetes' gRPC probes do not
+    speak TLS); it changes nothing, so it needs no credentials. Start it after adding nothing."""
+    from grpc_health.v1 import health_pb2_grpc
+
+    server: grpc.Server | grpc.aio.Server = (
+        grpc.aio.server(options=SERVER_OPTIONS) if asynchronous
+        else grpc.server(futures.ThreadPoolExecutor(2, thread_name_prefix="health"), options=SERVER_OPTIONS))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return server, _bind(server, f"{host}:{port}", None)
 
 
-def sync_channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=MESSAGE_OPTIONS)
+def aio_channel(address: str, tls: TlsFiles | None = None, peer: Role | None = None) -> grpc.aio.Channel:
+    """A channel to `address`; with `tls`, the server must prove it is `peer`."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=MESSAGE_OPTIONS)
+    return grpc.aio.secure_channel(address, tls.channel_credentials(),
+                                   options=[*MESSAGE_OPTIONS, *channel_options(peer or "worker")])
+
+
+def sync_channel(address: str, tls: TlsFiles | None = None, peer: Role | None = None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(address, options=MESSAGE_OPTIONS)
+    return grpc.secure_channel(address, tls.channel_credentials(),
+                               options=[*MESSAGE_OPTIONS, *channel_options(peer or "controller")])
 
 
 def status_code(fault: RuntimeFault) -> grpc.StatusCode:

@@ -5,11 +5,19 @@ keeps CPU workers honest too). A new configuration is loaded and warmed up befor
 old one, and batches already running or queued keep the modules they started with, so nothing in
 flight is dropped. A configuration that cannot be loaded is rejected with the reason and the
 previous one stays in force.
+
+A batch may carry its deadline (the caller's, a `time.monotonic()` instant): one that leaves the
+device queue past it is not run (its caller has given up on it) but answered DEADLINE_EXCEEDED and
+counted `expired`, so a backlog behind a slow batch drains at once instead of running for nobody.
+
+Configurations and batches are bounded (MAX_* below): a configuration past them is INVALID_ARGUMENT
+before anything is loaded.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -19,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harpagon.runtime.metrics import WorkerMetrics
-from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument, NotFound
+from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.worker.executor import Executor, Runner
 
@@ -28,6 +36,38 @@ log = logging.getLogger("harpagon.worker")
 ACCEPTED_DTYPES = ("uint8", "float16", "float32")
 #: Execution times kept per module between two heartbeats.
 RECENT = 1_000
+#: Bounds of a configuration: modules per worker (a worker runs one tuple; GPU sharing a few dozen),
+#: batch size, names, input rank and elements (one item: a 3-channel 8192 x 8192 frame; one batch:
+#: 2^28 elements, 256 MiB as uint8 like the largest message, 1 GiB as float32 for the warm-up).
+MAX_MODULES = 64
+MAX_BATCH = 1024
+MAX_NAME = 256
+MAX_RANK = 4
+MAX_ITEM_ELEMENTS = 3 * 8192 * 8192
+MAX_BATCH_ELEMENTS = 1 << 28
+
+
+def check_spec(spec: ModuleSpec) -> None:
+    """Raise InvalidArgument, naming the field and its value, for a module past the bounds."""
+    if not spec.name or len(spec.name) > MAX_NAME:
+        raise InvalidArgument(f"module name must be 1 to {MAX_NAME} characters, got {len(spec.name)}")
+    where = f"module {spec.name!r}"
+    if not spec.model or len(spec.model) > MAX_NAME:
+        raise InvalidArgument(f"{where}: model must be 1 to {MAX_NAME} characters, got {len(spec.model)}")
+    if spec.weights is not None and len(spec.weights) > 4096:
+        raise InvalidArgument(f"{where}: weights path must be at most 4096 characters, got {len(spec.weights)}")
+    if not 1 <= spec.batch <= MAX_BATCH:
+        raise InvalidArgument(f"{where}: batch must be in [1, {MAX_BATCH}], got {spec.batch}")
+    shape = spec.input_shape
+    if not 1 <= len(shape) <= MAX_RANK or any(d < 1 for d in shape):
+        raise InvalidArgument(f"{where}: input_shape must have 1 to {MAX_RANK} dimensions >= 1, got {list(shape)}")
+    items = math.prod(shape)
+    if items > MAX_ITEM_ELEMENTS:
+        raise InvalidArgument(f"{where}: input_shape {list(shape)} holds {items} elements per item, more than "
+                              f"{MAX_ITEM_ELEMENTS}")
+    if items * spec.batch > MAX_BATCH_ELEMENTS:
+        raise InvalidArgument(f"{where}: batch {spec.batch} of input_shape {list(shape)} holds "
+                              f"{items * spec.batch} elements, more than {MAX_BATCH_ELEMENTS}")
 
 
 @dataclass
@@ -38,6 +78,7 @@ class ModuleCounters:
     exec_ms_total: float = 0.0
     queue_ms_total: float = 0.0
     errors: int = 0
+    expired: int = 0  # batches not run: they left the device queue past their deadline
 
 
 @dataclass(frozen=True)
@@ -70,9 +111,18 @@ class WorkerDataPlane:
     def version(self) -> int:
         return self._version
 
+    @property
+    def specs(self) -> tuple[ModuleSpec, ...]:
+        """The modules in force (a restarted controller adopts them from the worker's registration)."""
+        return self._specs
+
     def apply(self, version: int, specs: list[ModuleSpec]) -> bool:
         """Put a configuration in force; False if this version already is. Raises on a stale or
         conflicting version and on modules that cannot be loaded (the old configuration stays)."""
+        if len(specs) > MAX_MODULES:
+            raise InvalidArgument(f"configuration {version} has {len(specs)} modules, more than {MAX_MODULES}")
+        for spec in specs:
+            check_spec(spec)
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise InvalidArgument(f"configuration {version} names a module twice: {names}")
@@ -104,7 +154,11 @@ class WorkerDataPlane:
 
     # --- inference --------------------------------------------------------------------------
 
-    def infer(self, module: str, x: np.ndarray) -> InferResult:
+    def infer(self, module: str, x: np.ndarray, deadline: float | None = None) -> InferResult:
+        """Run one batch. `deadline` is a `time.monotonic()` instant: a batch that leaves the device
+        queue past it is not run and raises DeadlineExceeded (counted `expired`)."""
+        if len(module) > MAX_NAME:
+            raise InvalidArgument(f"module name must be at most {MAX_NAME} characters, got {len(module)}")
         runner = self._runners.get(module)
         if runner is None:
             raise NotFound(f"module {module!r} is not served here (serving: {sorted(self._runners) or 'none'})")
@@ -120,7 +174,9 @@ class WorkerDataPlane:
         submitted = time.perf_counter()
         started: list[float] = []
 
-        def run() -> list[np.ndarray]:
+        def run() -> list[np.ndarray] | None:
+            if deadline is not None and time.monotonic() > deadline:
+                return None  # its caller has given up on it: the device goes on with the next batch
             started.append(time.perf_counter())
             return runner(x)
 
@@ -130,6 +186,14 @@ class WorkerDataPlane:
             with self._stats_lock:
                 self._counters[module].errors += 1
             raise
+        if outputs is None:
+            with self._stats_lock:
+                self._counters[module].expired += 1
+            if self.metrics:
+                self.metrics.expired.labels(module).inc()
+            waited_ms = (time.perf_counter() - submitted) * 1000
+            raise DeadlineExceeded(f"module {module!r}: the batch reached the device past its deadline "
+                                   f"(queued {waited_ms:.1f} ms); not run")
         done = time.perf_counter()
         queue_ms = (started[0] - submitted) * 1000
         exec_ms = (done - started[0]) * 1000

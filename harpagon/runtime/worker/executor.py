@@ -18,6 +18,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,20 +56,37 @@ class Executor(ABC):
 
 
 class TorchExecutor(Executor):
-    def __init__(self, device: str = "cpu", hardware: str | None = None, threads: int | None = None):
+    def __init__(self, device: str = "cpu", hardware: str | None = None, threads: int | None = None,
+                 weights_dir: str | os.PathLike | None = None):
         import torch
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FailedPrecondition(f"device {device!r} asked for, but this machine has no CUDA device")
         self.device = device
         self.hardware = hardware or default_hardware_name(device)
+        self.weights_dir = Path(weights_dir).resolve() if weights_dir is not None else None
         if device == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)
 
+    def weights_path(self, spec: ModuleSpec) -> Path | None:
+        """The module's weights file, which must lie under the worker's weights directory: a
+        configuration names a path, and a worker must not open any file it is sent."""
+        if not spec.weights:
+            return None
+        if self.weights_dir is None:
+            raise FailedPrecondition(f"module {spec.name!r}: weights {spec.weights!r} asked for, but this worker "
+                                     f"reads no weights (start it with --weights-dir DIR)")
+        path = (self.weights_dir / spec.weights).resolve()  # relative to the directory; `..` and links resolved
+        if not path.is_relative_to(self.weights_dir):
+            raise FailedPrecondition(f"module {spec.name!r}: weights {spec.weights!r} lie outside the worker's "
+                                     f"--weights-dir {str(self.weights_dir)!r}")
+        return path
+
     def load(self, spec: ModuleSpec) -> Runner:
+        weights = self.weights_path(spec)
         try:
             entry = registry.entry(spec.model)
-            model = registry.build(entry, spec.weights)
+            model = registry.build(entry, str(weights) if weights else None)
         except Exception as exc:  # a bad weights file, an unknown architecture: reject this config
             raise FailedPrecondition(f"module {spec.name!r}: cannot load {spec.model!r}: {exc}") from None
         runner = _TorchRunner(spec, entry.task, model, self.device)

@@ -15,8 +15,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from harpagon.runtime.metrics import WorkerMetrics, serve_metrics
-from harpagon.runtime.wire.modules import ModuleSpec
-from harpagon.runtime.wire.rpc import abort_on_fault, sync_channel, thread_server
+from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
+from harpagon.runtime.wire.rpc import abort_on_fault, health_server, sync_channel, thread_server
+from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.runtime.wire.tensors import from_numpy, to_numpy
 from harpagon.runtime.worker import registry
 from harpagon.runtime.worker.data_plane import WorkerDataPlane
@@ -82,7 +83,9 @@ class WorkerServicer(rpc.WorkerServicer):
 
     def Infer(self, request: pb.InferRequest, context: grpc.ServicerContext) -> pb.InferResponse:
         with abort_on_fault(context):
-            result = self.plane.infer(request.module, to_numpy(request.input))
+            remaining = context.time_remaining()  # None without a deadline: the frontend always sets one
+            deadline = time.monotonic() + remaining if remaining is not None else None
+            result = self.plane.infer(request.module, to_numpy(request.input), deadline)
             return pb.InferResponse(id=request.id, outputs=[from_numpy(o) for o in result.outputs],
                                     queue_ms=result.queue_ms, exec_ms=result.exec_ms, batch=result.batch,
                                     dummies=result.dummies)
@@ -105,11 +108,12 @@ def module_stats(plane: WorkerDataPlane, recent: dict[str, list[float]] | None =
 
 
 def start(plane: WorkerDataPlane, port: int, host: str = "127.0.0.1", threads: int = 32,
-          unix_socket: str | None = None) -> tuple[grpc.Server, str]:
+          unix_socket: str | None = None, tls: TlsFiles | None = None) -> tuple[grpc.Server, str]:
     """Start the Worker service on host:port (0 picks a free one) or on a Unix socket (a worker on the
     frontend's host: hops are a little faster than over loopback TCP, docs/benchmarks/live.md);
-    returns the server and the address peers dial."""
-    server, address = thread_server(host, port, threads, unix_socket)
+    returns the server and the address peers dial. With `tls`, only the controller may configure
+    it and only frontends may send it batches."""
+    server, address = thread_server(host, port, threads, unix_socket, tls)
     rpc.add_WorkerServicer_to_server(WorkerServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)  # SERVING
     server.start()
@@ -119,12 +123,13 @@ def start(plane: WorkerDataPlane, port: int, host: str = "127.0.0.1", threads: i
 class ControllerLink:
     """Registers with the controller and heartbeats until stopped; registers again when forgotten."""
 
-    def __init__(self, controller: str, address: str, plane: WorkerDataPlane, worker_id: str | None = None):
+    def __init__(self, controller: str, address: str, plane: WorkerDataPlane, worker_id: str | None = None,
+                 tls: TlsFiles | None = None):
         self.controller = controller
         self.address = address
         self.plane = plane
         self.worker_id = worker_id or f"worker-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        self.channel = sync_channel(controller)
+        self.channel = sync_channel(controller, tls, "controller")
         self.stub = rpc.ControllerStub(self.channel)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
@@ -134,9 +139,11 @@ class ControllerLink:
 
     def _register(self) -> float:
         ex = self.plane.executor
+        # what it runs goes along: a restarted controller adopts it rather than unloading routed modules
+        running = config_to_proto(self.plane.version, list(self.plane.specs))
         reply = self.stub.Register(pb.RegisterRequest(worker_id=self.worker_id, address=self.address,
                                                       hardware=ex.hardware, device=ex.device,
-                                                      emulated=ex.emulated), timeout=5)
+                                                      emulated=ex.emulated, running=running), timeout=5)
         log.info("registered with the controller at %s as %s", self.controller, self.worker_id)
         return max(0.05, reply.heartbeat_ms / 1000.0)
 
@@ -165,9 +172,16 @@ class ControllerLink:
 
 
 def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, grace_s: float = 10.0,
-          metrics_port: int | None = None, unix_socket: str | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then let batches in flight finish (up to `grace_s`)."""
-    server, address = start(plane, port, host, unix_socket=unix_socket)
+          metrics_port: int | None = None, unix_socket: str | None = None, tls: TlsFiles | None = None,
+          advertise: str | None = None, health_port: int | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then let batches in flight finish (up to `grace_s`). The worker
+    registers as `advertise` (where peers reach it; default: where it listens)."""
+    server, address = start(plane, port, host, unix_socket=unix_socket, tls=tls)
+    probes = None
+    if health_port is not None:
+        probes, at = health_server(host, health_port, health.HealthServicer(), asynchronous=False)
+        probes.start()
+        log.info("health (plaintext, for probes) on %s:%d", host, at)
     if metrics_port is not None and plane.metrics is not None:
         at = serve_metrics(plane.metrics.registry, metrics_port, host)
         plane.metrics.emulated.set(1 if plane.executor.emulated else 0)
@@ -180,7 +194,7 @@ def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, 
              " [EMULATED: batches sleep their profiled latency]" if ex.emulated else "")
     print(f"worker listening on {address} device={ex.device} hardware={ex.hardware}"
           f"{' EMULATED' if ex.emulated else ''}", flush=True)
-    link = ControllerLink(controller, address, plane) if controller else None
+    link = ControllerLink(controller, advertise or address, plane, tls=tls) if controller else None
     if link:
         link.start()
     stop = threading.Event()
@@ -191,4 +205,6 @@ def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, 
     if link:
         link.stop()
     server.stop(grace_s).wait()
+    if probes is not None:
+        probes.stop(0)
     plane.close()

@@ -1,0 +1,246 @@
+"""Mutual TLS for the control plane: certificates, credentials and who may call what.
+
+Every component holds a certificate whose identity is its role (`harpagon-controller`,
+`harpagon-frontend`, `harpagon-worker`: subject CN and DNS SAN), signed by the deployment's CA.
+Peers verify each other against that CA and dial with the expected role as the TLS target name,
+so a pod's address need not be known when its certificate is made. Servers then authorise each
+call by the caller's role (:data:`POLICY`): only the controller configures workers, only workers
+register and heartbeat, only frontends watch routes, report rates and send batches.
+
+A TLS directory holds `ca.crt`, `tls.crt` and `tls.key`: the keys of a Kubernetes
+`kubernetes.io/tls` Secret plus the CA, so a Secret mounts as one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import grpc
+
+Role = Literal["controller", "frontend", "worker"]
+ROLES: tuple[Role, ...] = ("controller", "frontend", "worker")
+
+#: Which roles may call each method; a method not listed is refused to every authenticated peer.
+POLICY: dict[str, frozenset[Role]] = {
+    "/harpagon.v1.Controller/Register": frozenset({"worker"}),
+    "/harpagon.v1.Controller/Heartbeat": frozenset({"worker"}),
+    "/harpagon.v1.Controller/WatchRoutes": frozenset({"frontend"}),
+    "/harpagon.v1.Controller/ReportRates": frozenset({"frontend"}),
+    "/harpagon.v1.Worker/ApplyConfig": frozenset({"controller"}),
+    "/harpagon.v1.Worker/Infer": frozenset({"frontend"}),
+    "/harpagon.v1.Worker/Health": frozenset(ROLES),
+    "/harpagon.v1.Worker/Stats": frozenset({"controller", "frontend"}),
+    "/grpc.health.v1.Health/Check": frozenset(ROLES),
+    "/grpc.health.v1.Health/Watch": frozenset(ROLES),
+}
+
+
+def identity(role: Role) -> str:
+    """The name a role's certificate carries and its peers verify."""
+    return f"harpagon-{role}"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """One component's credentials: the CA that signs every peer, its certificate and its key."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+    source: str = ""
+
+    @staticmethod
+    def load(directory: str | os.PathLike, need_ca: bool = True) -> TlsFiles:
+        """The files of a TLS directory (`need_ca=False`: a server that asks clients for no certificate)."""
+        d = Path(directory)
+        parts = {}
+        for name in ("ca.crt", "tls.crt", "tls.key"):
+            try:
+                parts[name] = (d / name).read_bytes()
+            except OSError as exc:
+                if name == "ca.crt" and not need_ca:
+                    parts[name] = b""
+                    continue
+                raise ValueError(f"--tls-dir {str(d)!r}: cannot read {name}: {exc.strerror or exc}") from None
+        return TlsFiles(parts["ca.crt"], parts["tls.crt"], parts["tls.key"], str(d))
+
+    def server_credentials(self, require_client_auth: bool = True) -> grpc.ServerCredentials:
+        """Peers must present a certificate signed by the CA (mutual TLS)."""
+        return grpc.ssl_server_credentials([(self.key, self.cert)], root_certificates=self.ca or None,
+                                           require_client_auth=require_client_auth)
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key,
+                                            certificate_chain=self.cert)
+
+
+def channel_options(peer: Role) -> list[tuple[str, str]]:
+    """Verify the server as `peer`, whatever address it was dialled at."""
+    return [("grpc.ssl_target_name_override", identity(peer))]
+
+
+def peer_role(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> Role | None:
+    """The authenticated caller's role, from its certificate (None: no certificate, or not a role)."""
+    auth = context.auth_context() or {}
+    for name in auth.get("x509_common_name", ()):
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        for role in ROLES:
+            if text == identity(role):
+                return role
+    return None
+
+
+def denial(method: str, role: Role | None) -> str | None:
+    """Why a caller with `role` may not call `method` (None: it may)."""
+    allowed = POLICY.get(method, frozenset())
+    if role in allowed:
+        return None
+    who = f"a {role}" if role else "a caller without a Harpagon certificate"
+    return f"{method}: {who} may not call this (allowed: {', '.join(sorted(allowed)) or 'nobody'})"
+
+
+class _Authorizer:
+    """Wraps each handler so the call is refused with PERMISSION_DENIED unless the caller's role may
+    make it (:data:`POLICY`). The check needs the call's auth context, which only the servicer
+    context has, so it runs inside the handler, before the method."""
+
+    def _check_sync(self, method: str, behaviour):
+        def run(request, context):
+            reason = denial(method, peer_role(context))
+            if reason:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
+            return behaviour(request, context)
+        return run
+
+    def _check_async(self, method: str, behaviour, streaming: bool):
+        if streaming:
+            async def run_stream(request, context):
+                reason = denial(method, peer_role(context))
+                if reason:
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
+                async for reply in behaviour(request, context):
+                    yield reply
+            return run_stream
+
+        async def run(request, context):
+            reason = denial(method, peer_role(context))
+            if reason:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
+            return await behaviour(request, context)
+        return run
+
+    def wrap(self, handler: grpc.RpcMethodHandler | None, method: str, asynchronous: bool):
+        if handler is None:
+            return None
+        if handler.request_streaming:  # no control-plane method streams requests; refuse rather than guess
+            raise ValueError(f"{method}: request streaming is not authorised by this interceptor")
+        kind = "unary_stream" if handler.response_streaming else "unary_unary"
+        behaviour = getattr(handler, kind)
+        wrapped = (self._check_async(method, behaviour, handler.response_streaming) if asynchronous
+                   else self._check_sync(method, behaviour))
+        make = grpc.unary_stream_rpc_method_handler if handler.response_streaming else grpc.unary_unary_rpc_method_handler
+        return make(wrapped, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+
+class SyncAuthorizer(grpc.ServerInterceptor, _Authorizer):
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        return self.wrap(continuation(handler_call_details), method, asynchronous=False)
+
+
+class AsyncAuthorizer(grpc.aio.ServerInterceptor, _Authorizer):
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        return self.wrap(await continuation(handler_call_details), method, asynchronous=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_tls_off_loopback(host: str, tls: TlsFiles | None, insecure: bool) -> None:
+    """Binding beyond this host without TLS exposes the control plane: it takes `--insecure`."""
+    if tls is None and not insecure and not is_loopback(host):
+        raise ValueError(f"--host {host}: listening beyond loopback without TLS exposes the control plane "
+                         f"(any peer could configure workers or register as one); give --tls-dir DIR "
+                         f"(see `harpagon certs`) or say --insecure")
+
+
+# --- certificates ---------------------------------------------------------------------------
+
+
+def make_certs(out: str | os.PathLike, hosts: Iterable[str] = (), days: int = 365,
+               roles: Iterable[Role] = ROLES) -> Path:
+    """A CA and one certificate per role under `out` (`ca.crt`, `ca.key`, `<role>/{ca,tls}.crt`,
+    `<role>/tls.key`); `hosts` are extra DNS names or IP addresses every certificate carries."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    if days < 1:
+        raise ValueError(f"--days must be >= 1, got {days}")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
+
+    def pem_key(key) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    def write(path: Path, data: bytes, secret: bool = False) -> None:
+        path.write_bytes(data)
+        if secret:
+            path.chmod(0o600)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "harpagon-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(start).not_valid_after(end)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+    write(root / "ca.crt", ca_pem)
+    write(root / "ca.key", pem_key(ca_key), secret=True)
+
+    extra: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            extra.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            extra.append(x509.DNSName(h))
+    for role in roles:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = identity(role)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(end)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name), *extra]), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                      ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        d = root / role
+        d.mkdir(exist_ok=True)
+        write(d / "ca.crt", ca_pem)
+        write(d / "tls.crt", cert.public_bytes(serialization.Encoding.PEM))
+        write(d / "tls.key", pem_key(key), secret=True)
+    return root

@@ -1,0 +1,88 @@
+"""The authenticated control plane with real processes on 127.0.0.1: a controller and a worker
+under mutual TLS, and every hostile call refused: no certificate, a foreign CA, or a certificate
+whose role may not make the call."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from harpagon.runtime.wire.rpc import sync_channel
+from harpagon.runtime.wire.tls import TlsFiles, make_certs
+from harpagon.v1 import worker_pb2 as pb
+from harpagon.v1 import worker_pb2_grpc as rpc
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pki(tmp_path):
+    make_certs(tmp_path / "ours", days=1)
+    make_certs(tmp_path / "theirs", days=1)  # a CA the cluster does not trust
+    return tmp_path
+
+
+def _code(call) -> grpc.StatusCode | None:
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code()
+    return None
+
+
+def test_only_authenticated_peers_in_their_roles_steer_the_control_plane(pki, start_service):
+    controller = start_service(["controller", "--config", "configs/demo.yaml", "--port", "0",
+                                "--tls-dir", str(pki / "ours/controller"), "--health-port", "0"],
+                               "controller listening on ")
+    worker = start_service(["worker", "--device", "emulated:t4", "--port", "0", "--controller", controller.address,
+                            "--tls-dir", str(pki / "ours/worker")], "worker listening on ")
+    line = worker.wait_for_line("registered with the controller")
+    worker_id = line.rsplit(" as ", 1)[1].strip()
+
+    def stub(kind, address, role_dir=None, peer=None):
+        tls = TlsFiles.load(pki / role_dir) if role_dir else None
+        channel = sync_channel(address, tls, peer)
+        return (rpc.ControllerStub if kind == "controller" else rpc.WorkerStub)(channel)
+
+    register = pb.RegisterRequest(worker_id="intruder", address="127.0.0.1:1", hardware="t4", device="emulated:t4")
+    apply = pb.ApplyConfigRequest(config=pb.WorkerConfig(version=1 << 62))
+    # no certificate, or one from another CA: the handshake fails, nothing reaches a servicer
+    for role_dir in (None, "theirs/worker"):
+        peer = "controller"
+        assert _code(lambda: stub("controller", controller.address, role_dir, peer).Register(register, timeout=5)) \
+            == grpc.StatusCode.UNAVAILABLE
+        assert _code(lambda: stub("worker", worker.address, role_dir, "worker").ApplyConfig(apply, timeout=5)) \
+            == grpc.StatusCode.UNAVAILABLE
+    # our CA, but a role that may not make the call
+    frontend_at_controller = stub("controller", controller.address, "ours/frontend", "controller")
+    assert _code(lambda: frontend_at_controller.Register(register, timeout=5)) == grpc.StatusCode.PERMISSION_DENIED
+    assert _code(lambda: frontend_at_controller.Heartbeat(pb.HeartbeatRequest(worker_id=worker_id), timeout=5)) \
+        == grpc.StatusCode.PERMISSION_DENIED
+    worker_at_controller = stub("controller", controller.address, "ours/worker", "controller")
+    assert _code(lambda: next(worker_at_controller.WatchRoutes(pb.WatchRoutesRequest(frontend_id="x"), timeout=5))) \
+        == grpc.StatusCode.PERMISSION_DENIED
+    assert _code(lambda: worker_at_controller.ReportRates(pb.RatesReport(frontend_id="x", app_rates={"traffic": 1e9}),
+                                                          timeout=5)) == grpc.StatusCode.PERMISSION_DENIED
+    for role_dir in ("ours/frontend", "ours/worker"):
+        assert _code(lambda: stub("worker", worker.address, role_dir, "worker").ApplyConfig(apply, timeout=5)) \
+            == grpc.StatusCode.PERMISSION_DENIED
+    infer = pb.InferRequest(module="x")
+    assert _code(lambda: stub("worker", worker.address, "ours/controller", "worker").Infer(infer, timeout=5)) \
+        == grpc.StatusCode.PERMISSION_DENIED
+    # a worker certificate cannot take over a live worker's id from another address
+    assert _code(lambda: worker_at_controller.Register(pb.RegisterRequest(
+        worker_id=worker_id, address="127.0.0.1:9", hardware="t4", device="emulated:t4"), timeout=5)) \
+        == grpc.StatusCode.ALREADY_EXISTS
+    # the rightful callers are served, and the worker's version is untouched by every refused push
+    health = stub("worker", worker.address, "ours/controller", "worker").Health(pb.HealthRequest(), timeout=5)
+    assert health.hardware == "t4" and health.config_version < 1 << 62
+    # a peer proves its role: the controller's certificate does not pass for a worker's
+    assert _code(lambda: stub("worker", controller.address, "ours/frontend", "worker").Health(
+        pb.HealthRequest(), timeout=5)) == grpc.StatusCode.UNAVAILABLE
+    # probes: plaintext health on its own port, and nothing else there
+    health_port = controller.lines[0].rsplit("health on ", 1)[1].strip()
+    with grpc.insecure_channel(health_port) as ch:
+        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert _code(lambda: rpc.ControllerStub(ch).Register(register, timeout=5)) == grpc.StatusCode.UNIMPLEMENTED

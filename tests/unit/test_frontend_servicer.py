@@ -1,0 +1,137 @@
+"""The Triton servicer's answers without a network: every unary call ends with a status (never
+UNKNOWN), a message that does not parse is INVALID_ARGUMENT, and a stream whose reader fails ends
+with a status after answering what it read (never a hang)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import numpy as np
+import pytest
+from tritonclient.grpc import service_pb2 as pb
+
+from harpagon.config.schema import App
+from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.frontend.servicer import TritonServicer, Undecodable, _guarded, handlers
+from harpagon.runtime.wire.errors import NotFound, Unavailable
+from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
+from tests.fakes import FakeWorkers
+
+FRAME = (8, 8, 3)
+
+
+class Aborted(grpc.aio.AbortError):
+    pass
+
+
+class FakeContext:
+    """What the servicer uses of grpc.aio.ServicerContext: abort records the status and raises."""
+
+    def __init__(self) -> None:
+        self.status: tuple[grpc.StatusCode, str] | None = None
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.status = (code, details)
+        raise Aborted()
+
+
+def plane() -> FrontendDataPlane:
+    app = App.model_validate({"name": "a", "rate": 50, "slo_ms": 1000, "modules": [{"name": "m", "model": "m"}]})
+    route = ModuleRoute("m", (3, 4, 4), (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("m@b1",))
+    return FrontendDataPlane(RoutingTable(1, "batch-aware", {"a": app}, {("a", "m"): route}), frame_shape=FRAME,
+                             client=FakeWorkers())
+
+
+def request(rid: str) -> pb.ModelInferRequest:
+    r = pb.ModelInferRequest(model_name="a", id=rid)
+    r.inputs.append(pb.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8", shape=list(FRAME)))
+    r.raw_input_contents.append(np.zeros(FRAME, np.uint8).tobytes())
+    return r
+
+
+async def call(handler, req) -> tuple[object, FakeContext]:
+    context = FakeContext()
+    try:
+        return await handler(req, context), context
+    except Aborted:
+        return None, context
+
+
+@pytest.mark.parametrize("raised, code", [
+    (NotFound("no such app"), grpc.StatusCode.NOT_FOUND),
+    (Unavailable("not routed yet"), grpc.StatusCode.UNAVAILABLE),
+    (KeyError("a bug"), grpc.StatusCode.INTERNAL),
+    (ZeroDivisionError("another"), grpc.StatusCode.INTERNAL),
+])
+def test_a_unary_call_always_ends_with_a_status(raised, code, caplog):
+    async def method(request, context):
+        raise raised
+
+    reply, context = asyncio.run(call(_guarded(method), pb.ServerLiveRequest()))
+    assert reply is None and context.status[0] == code
+    if code == grpc.StatusCode.INTERNAL:
+        assert type(raised).__name__ in context.status[1]
+        assert any("failed" in r.message for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_an_undecodable_message_is_invalid_argument_and_model_infer_answers_through_the_guard():
+    async def scenario():
+        servicer = TritonServicer(plane())
+        infer = handlers(servicer)["ModelInfer"].unary_unary
+        bad, bad_ctx = await call(infer, Undecodable("DecodeError: truncated", 12))
+        ok, ok_ctx = await call(infer, request("x"))
+        return bad, bad_ctx, ok, ok_ctx
+
+    bad, bad_ctx, ok, ok_ctx = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert bad is None and bad_ctx.status[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert "12 bytes" in bad_ctx.status[1] and "truncated" in bad_ctx.status[1]
+    assert ok.id == "x" and ok_ctx.status is None
+
+
+def test_unimplemented_methods_are_not_registered():
+    names = set(handlers(TritonServicer.__new__(TritonServicer)))
+    assert {"ModelInfer", "ModelStreamInfer", "ServerLive", "ModelStatistics"} <= names
+    assert "RepositoryIndex" not in names and "CudaSharedMemoryRegister" not in names
+
+
+@pytest.mark.parametrize("failure, code", [(ConnectionResetError("peer gone"), grpc.StatusCode.INTERNAL),
+                                           (Unavailable("the client's side broke"), grpc.StatusCode.UNAVAILABLE)])
+def test_a_stream_whose_reader_fails_answers_what_it_read_then_ends_with_a_status(failure, code):
+    async def requests():
+        yield request("first")
+        yield Undecodable("DecodeError", 3)
+        await asyncio.sleep(0.01)
+        raise failure
+
+    async def scenario():
+        servicer = TritonServicer(plane())
+        context = FakeContext()
+        got = []
+        with pytest.raises(Aborted):
+            async for reply in servicer.ModelStreamInfer(requests(), context):
+                got.append(reply)
+        return got, context
+
+    got, context = asyncio.run(asyncio.wait_for(scenario(), 10))  # never a hang
+    assert sorted(r.infer_response.id for r in got) == ["", "first"]
+    assert sum(bool(r.error_message) for r in got) == 1
+    assert context.status[0] == code and str(failure) in context.status[1]
+
+
+def test_a_stream_ends_ok_once_its_requests_are_answered():
+    async def requests():
+        for i in range(3):
+            yield request(str(i))
+
+    async def scenario():
+        servicer = TritonServicer(plane())
+        context = FakeContext()
+        got = [r async for r in servicer.ModelStreamInfer(requests(), context)]
+        return got, context
+
+    got, context = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert sorted(r.infer_response.id for r in got) == ["0", "1", "2"] and not any(r.error_message for r in got)
+    assert context.status is None
