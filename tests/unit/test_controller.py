@@ -53,6 +53,24 @@ def test_assignment_keeps_modules_where_they_ran():
     assert again.modules == first.modules
 
 
+def test_losing_a_worker_moves_its_tuple_only():
+    """The lost worker's module goes to an idle worker; no other module moves (taking another
+    module's worker for it would cascade: that module would move too, and so on)."""
+    everyone = workers(8)
+    live = live_workload(W, everyone)
+    p = plan(live)
+    first = assign(p, live, everyone, (3, 16, 16), 1)
+    busy = sorted(wid for wid, mods in first.modules.items() if mods)
+    assert 2 <= len(busy) < len(everyone)  # the plan leaves spares
+    for lost in busy:
+        rest = [w for w in everyone if w.id != lost]
+        again = assign(p, live_workload(W, rest), rest, (3, 16, 16), 2, previous=first.modules)
+        moved = {wid for wid, mods in again.modules.items() if mods != first.modules[wid]}
+        assert len(moved) == 1, (lost, moved)
+        (taker,) = moved
+        assert not first.modules[taker] and again.modules[taker] == first.modules[lost]
+
+
 FLUID = Settings(arrivals="fluid")  # the rate band and the promise's words need no replay
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from harpagon.config.schema import Workload
 from harpagon.dispatch.module import TupleSpec
-from harpagon.model.plan import Plan
+from harpagon.model.plan import Plan, TuplePlan
 from harpagon.runtime.wire.modules import ModuleSpec, worker_module_name
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 
@@ -36,36 +36,49 @@ class Assignment:
 
 def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_shape: tuple[int, ...],
            version: int, previous: Mapping[str, tuple[ModuleSpec, ...]] | None = None) -> Assignment:
+    """Give each tuple distinct live workers of its hardware, moving as little as possible: first every
+    tuple keeps the workers that already run its module, then the remaining places are filled with
+    idle workers before workers whose module the new plan no longer keeps on them (so losing one
+    worker moves one tuple, not a cascade of them)."""
     previous = previous or {}
+    ran = {w.id: {s.name for s in previous.get(w.id, ())} for w in workers}
+    tuples = [(ap, mp, t, worker_module_name(f"{ap.name}/{mp.name}", t.batch))
+              for ap in plan.apps for mp in ap.modules for t in mp.tuples]
     free: dict[str, list[WorkerInfo]] = defaultdict(list)
     for w in sorted(workers, key=lambda w: w.id):
         free[w.hardware].append(w)
+    chosen: list[list[WorkerInfo]] = []
+    for _, _, t, name in tuples:  # 1. workers that already run the module keep it
+        keep = [w for w in free[t.hardware] if name in ran[w.id]][: t.workers]
+        free[t.hardware] = [w for w in free[t.hardware] if w not in keep]
+        chosen.append(keep)
+    for i, (ap, mp, t, _) in enumerate(tuples):  # 2. the rest: idle workers first, by id
+        pool = sorted(free[t.hardware], key=lambda w: (bool(ran[w.id]), w.id))
+        need = t.workers - len(chosen[i])
+        if len(pool) < need:
+            raise ValueError(f"plan needs {t.workers} {t.hardware} workers for {ap.name}/{mp.name}, "
+                             f"{len(chosen[i]) + len(pool)} left")
+        chosen[i] += pool[:need]
+        free[t.hardware] = pool[need:]
     modules: dict[str, tuple[ModuleSpec, ...]] = {w.id: () for w in workers}
-    routes: dict[tuple[str, str], ModuleRoute] = {}
+    parts: dict[tuple[str, str], list[tuple[TuplePlan, tuple[WorkerInfo, ...], str]]] = defaultdict(list)
+    for (ap, mp, t, name), ws in zip(tuples, chosen, strict=True):
+        spec = ModuleSpec(name, mp.model, t.batch, tuple(input_shape), budget_ms=mp.budget_ms)
+        for w in ws:
+            modules[w.id] = (spec,)
+        parts[(ap.name, mp.name)].append((t, tuple(sorted(ws, key=lambda w: w.id)), name))
+    routes = {key: ModuleRoute(key[1], tuple(input_shape), tuple(TupleSpec.of(t) for t, _, _ in ts),
+                               tuple(tuple(w.address for w in ws) for _, ws, _ in ts), tuple(n for _, _, n in ts),
+                               tuple(_latency(t) for t, _, _ in ts))
+              for key, ts in parts.items()}
     apps = {a.name: a for a in workload.apps}
-    for ap in plan.apps:
-        for mp in ap.modules:
-            key = f"{ap.name}/{mp.name}"
-            specs, addrs, names, latency = [], [], [], []
-            for t in mp.tuples:
-                pool = free[t.hardware]
-                # workers that already serve this module first
-                name = worker_module_name(key, t.batch)
-                pool.sort(key=lambda w: not any(s.name == name for s in previous.get(w.id, ())))
-                if len(pool) < t.workers:
-                    raise ValueError(f"plan needs {t.workers} {t.hardware} workers for {key}, {len(pool)} left")
-                chosen, free[t.hardware] = pool[: t.workers], pool[t.workers:]
-                spec = ModuleSpec(name, mp.model, t.batch, tuple(input_shape), budget_ms=mp.budget_ms)
-                for w in chosen:
-                    modules[w.id] = (spec,)
-                specs.append(TupleSpec.of(t))
-                addrs.append(tuple(w.address for w in chosen))
-                names.append(name)
-                latency.append(t.latency_ms if math.isfinite(t.latency_ms) and t.latency_ms > 0 else 0.0)  # 0: unknown
-            routes[(ap.name, mp.name)] = ModuleRoute(mp.name, tuple(input_shape), tuple(specs), tuple(addrs),
-                                                     tuple(names), tuple(latency))
     table = RoutingTable(version, plan.dispatch, {a.name: apps[a.name] for a in plan.apps}, routes)
     return Assignment(modules, table)
+
+
+def _latency(t: TuplePlan) -> float:
+    """The tuple's planned latency for the routes (0: unknown)."""
+    return t.latency_ms if math.isfinite(t.latency_ms) and t.latency_ms > 0 else 0.0
 
 
 def live_workload(workload: Workload, workers: Sequence[WorkerInfo]) -> Workload:
