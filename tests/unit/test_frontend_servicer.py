@@ -16,7 +16,7 @@ from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.servicer import TritonServicer, Undecodable, _guarded, handlers
-from harpagon.runtime.wire.errors import NotFound, Unavailable
+from harpagon.runtime.wire.errors import DeadlineExceeded, NotFound, Unavailable
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 from tests.fakes import FakeWorkers
 
@@ -30,10 +30,19 @@ class Aborted(grpc.aio.AbortError):
 class FakeContext:
     """What the servicer uses of grpc.aio.ServicerContext: abort records the status and raises."""
 
-    def __init__(self) -> None:
+    def __init__(self, gone: bool = False) -> None:
         self.status: tuple[grpc.StatusCode, str] | None = None
+        self.gone = gone  # the call ended already (the client's deadline passed, or it cancelled)
+
+    def done(self) -> bool:
+        return self.gone
+
+    def time_remaining(self) -> float | None:
+        return None
 
     async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        if self.gone:
+            raise RuntimeError("Abort already called!")  # what gRPC does on an ended call
         self.status = (code, details)
         raise Aborted()
 
@@ -75,6 +84,21 @@ def test_a_unary_call_always_ends_with_a_status(raised, code, caplog):
     if code == grpc.StatusCode.INTERNAL:
         assert type(raised).__name__ in context.status[1]
         assert any("failed" in r.message for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+@pytest.mark.parametrize("raised", [DeadlineExceeded("past its deadline"), KeyError("a bug")])
+def test_a_call_that_ended_under_the_handler_is_not_aborted_twice(raised, caplog):
+    """The client's deadline passed while the frame was in the DAG: gRPC has ended the call and
+    refuses a status; the handler ends quietly (cancelled), with no error logged for it."""
+    async def method(request, context):
+        raise raised
+
+    async def scenario():
+        with pytest.raises(asyncio.CancelledError):
+            await _guarded(method)(pb.ServerLiveRequest(), FakeContext(gone=True))
+
+    asyncio.run(scenario())
+    assert not [r for r in caplog.records if "Abort" in r.getMessage()]
 
 
 def test_an_undecodable_message_is_invalid_argument_and_model_infer_answers_through_the_guard():

@@ -490,23 +490,27 @@ class FrontendDataPlane:
                                     f"{app.rate:g} frames/s at {app.slo_ms:g} ms); retry later")
         return app
 
-    async def infer(self, app_name: str, frame: np.ndarray) -> dict[str, list[list[np.ndarray]]]:
-        """Run one frame; returns, per sink module, the outputs of each of its requests."""
+    async def infer(self, app_name: str, frame: np.ndarray,
+                    remaining_s: float | None = None) -> dict[str, list[list[np.ndarray]]]:
+        """Run one frame; returns, per sink module, the outputs of each of its requests. The frame is
+        due at its SLO, or earlier when its client's own deadline (`remaining_s` from now) is."""
         app = self.admit(app_name)
         self.in_flight[app_name] += 1
         try:
-            return await self._infer(app, app_name, frame)
+            return await self._infer(app, app_name, frame, remaining_s)
         finally:
             self.in_flight[app_name] -= 1
 
-    async def _infer(self, app: App, app_name: str, frame: np.ndarray) -> dict[str, list[list[np.ndarray]]]:
+    async def _infer(self, app: App, app_name: str, frame: np.ndarray,
+                     remaining_s: float | None = None) -> dict[str, list[list[np.ndarray]]]:
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         seq = self._seq[app_name]
         self._seq[app_name] += 1
         counters = self.counters[app_name]
         counters.frames += 1
-        f = _Frame(app, seq, frame, loop.time() + app.slo_ms / 1000.0)
+        due = app.slo_ms / 1000.0 if remaining_s is None else min(app.slo_ms / 1000.0, remaining_s)
+        f = _Frame(app, seq, frame, loop.time() + due)
         tasks: dict[str, asyncio.Task] = {}
         results: dict[str, list[list[np.ndarray]]] = {}
         try:

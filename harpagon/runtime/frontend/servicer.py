@@ -35,6 +35,13 @@ from harpagon.runtime.wire.tls import TlsFiles
 log = logging.getLogger("harpagon.frontend")
 
 INPUT = "FRAME"
+#: Calls waiting for the frontend's event loop to take them are invisible to it (their time does not
+#: count against a frame's SLO), so their queue is bounded: beyond a soft limit gRPC refuses new calls
+#: with RESOURCE_EXHAUSTED (with a rising probability up to the hard limit), and a call waits at most
+#: a second. Admission control (the data plane's in-flight bound) does the rest.
+CLIENT_PORT_OPTIONS: list[tuple[str, int]] = [("grpc.server.max_pending_requests", 64),
+                                              ("grpc.server.max_pending_requests_hard_limit", 128),
+                                              ("grpc.server_max_unrequested_time_in_server", 1)]
 SERVICE = "inference.GRPCInferenceService"
 EXTENSIONS = ["model_configuration", "statistics"]
 _TRITON_TYPES = {"uint8": "UINT8", "int64": "INT64", "float32": "FP32", "float16": "FP16", "int32": "INT32",
@@ -78,7 +85,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         self.plane = plane
 
     async def _abort(self, context: grpc.aio.ServicerContext, exc: RuntimeFault) -> None:
-        await context.abort(status_code(exc), str(exc))
+        await _abort(context, status_code(exc), str(exc))
 
     # --- health and metadata ------------------------------------------------------------------
 
@@ -142,7 +149,10 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
 
     # --- inference ----------------------------------------------------------------------------
 
-    async def _infer(self, request: pb.ModelInferRequest | Undecodable) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest | Undecodable,
+                     remaining_s: float | None = None) -> pb.ModelInferResponse:
+        """`remaining_s`: the client's own deadline, if it set one (a frame is due at the earlier of it
+        and its SLO)."""
         if isinstance(request, Undecodable):
             raise InvalidArgument(request.message)
         _check_name(request.model_name)
@@ -150,7 +160,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             raise InvalidArgument(f"id is {len(request.id)} characters long, more than {MAX_ID}")
         self.plane.admit(request.model_name)  # refuse (unknown app, overload) before decoding the frame
         frame = self._frame(request)
-        outputs = await self.plane.infer(request.model_name, frame)
+        outputs = await self.plane.infer(request.model_name, frame, remaining_s)
         response = pb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
         for module, per_request in outputs.items():
             for i in range(len(per_request[0]) if per_request else 1):
@@ -199,7 +209,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context):
         try:
-            return await self._infer(request)
+            return await self._infer(request, context.time_remaining())
         except RuntimeFault as exc:  # (start() also guards every unary call; this keeps the method whole)
             await self._abort(context, exc)
 
@@ -257,6 +267,19 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
                 task.cancel()
 
 
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> None:
+    """End the call with a status, unless it has ended already (the client's deadline passed or it
+    cancelled: nobody is listening, and gRPC refuses a second status)."""
+    if context.done():
+        raise asyncio.CancelledError
+    try:
+        await context.abort(code, details)
+    except grpc.aio.AbortError:  # how an abort unwinds the handler
+        raise
+    except Exception:  # the call ended under us (gRPC cannot send the status): the same as above
+        raise asyncio.CancelledError from None
+
+
 def _guarded(method: Callable) -> Callable:
     """A unary handler that always ends with a status: a fault's own code, INVALID_ARGUMENT for a
     message that does not parse, INTERNAL (logged) for anything unexpected."""
@@ -267,12 +290,12 @@ def _guarded(method: Callable) -> Callable:
                 raise InvalidArgument(request.message)
             return await method(request, context)
         except RuntimeFault as exc:
-            await context.abort(status_code(exc), str(exc))
+            await _abort(context, status_code(exc), str(exc))
         except (grpc.aio.AbortError, asyncio.CancelledError):  # an abort already made, or the call is gone
             raise
         except Exception as exc:
             log.exception("%s failed", getattr(method, "__name__", "a call"))
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            await _abort(context, grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
     return handler
 
@@ -300,7 +323,7 @@ async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1",
                 tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
     """Serve clients on host:port (0: any free port); with `tls`, over server TLS (clients need no
     certificate: they are users, not peers of the control plane)."""
-    server, bound = aio_server(host, port, tls, client_auth=False)
+    server, bound = aio_server(host, port, tls, client_auth=False, options=CLIENT_PORT_OPTIONS)
     methods = handlers(TritonServicer(plane))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
     if hasattr(server, "add_registered_method_handlers"):  # grpc >= 1.63: the faster registered path

@@ -32,15 +32,16 @@ def _bind(server: grpc.Server | grpc.aio.Server, address: str, credentials: grpc
     return bound
 
 
-def aio_server(host: str, port: int, tls: TlsFiles | None = None,
-               client_auth: bool = True) -> tuple[grpc.aio.Server, int]:
+def aio_server(host: str, port: int, tls: TlsFiles | None = None, client_auth: bool = True,
+               options: list[tuple[str, int]] | None = None) -> tuple[grpc.aio.Server, int]:
     """An asyncio server bound to host:port (0 picks a free port); add servicers, then start it.
     With `tls`, callers need a certificate of the CA and each call is authorised by their role;
     `client_auth=False` is plain server TLS (the client-facing Triton port)."""
+    opts = [*SERVER_OPTIONS, *(options or [])]
     if tls is not None and client_auth:
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[AsyncAuthorizer()])
+        server = grpc.aio.server(options=opts, interceptors=[AsyncAuthorizer()])
     else:
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = grpc.aio.server(options=opts)
     creds = tls.server_credentials(client_auth) if tls is not None else None
     return server, _bind(server, f"{host}:{port}", creds)
 
