@@ -4,9 +4,12 @@ whose role may not make the call."""
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient import utils as triton_utils
 
 from harpagon.runtime.wire.rpc import sync_channel
 from harpagon.runtime.wire.tls import TlsFiles, make_certs
@@ -49,10 +52,9 @@ def test_only_authenticated_peers_in_their_roles_steer_the_control_plane(pki, st
     apply = pb.ApplyConfigRequest(config=pb.WorkerConfig(version=1 << 62))
     # no certificate, or one from another CA: the handshake fails, nothing reaches a servicer
     for role_dir in (None, "theirs/worker"):
-        peer = "controller"
-        assert _code(lambda: stub("controller", controller.address, role_dir, peer).Register(register, timeout=5)) \
-            == grpc.StatusCode.UNAVAILABLE
-        assert _code(lambda: stub("worker", worker.address, role_dir, "worker").ApplyConfig(apply, timeout=5)) \
+        assert _code(lambda d=role_dir: stub("controller", controller.address, d, "controller").Register(
+            register, timeout=5)) == grpc.StatusCode.UNAVAILABLE
+        assert _code(lambda d=role_dir: stub("worker", worker.address, d, "worker").ApplyConfig(apply, timeout=5)) \
             == grpc.StatusCode.UNAVAILABLE
     # our CA, but a role that may not make the call
     frontend_at_controller = stub("controller", controller.address, "ours/frontend", "controller")
@@ -65,7 +67,7 @@ def test_only_authenticated_peers_in_their_roles_steer_the_control_plane(pki, st
     assert _code(lambda: worker_at_controller.ReportRates(pb.RatesReport(frontend_id="x", app_rates={"traffic": 1e9}),
                                                           timeout=5)) == grpc.StatusCode.PERMISSION_DENIED
     for role_dir in ("ours/frontend", "ours/worker"):
-        assert _code(lambda: stub("worker", worker.address, role_dir, "worker").ApplyConfig(apply, timeout=5)) \
+        assert _code(lambda d=role_dir: stub("worker", worker.address, d, "worker").ApplyConfig(apply, timeout=5)) \
             == grpc.StatusCode.PERMISSION_DENIED
     infer = pb.InferRequest(module="x")
     assert _code(lambda: stub("worker", worker.address, "ours/controller", "worker").Infer(infer, timeout=5)) \
@@ -86,3 +88,39 @@ def test_only_authenticated_peers_in_their_roles_steer_the_control_plane(pki, st
         reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         assert _code(lambda: rpc.ControllerStub(ch).Register(register, timeout=5)) == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_remote_frontend_serves_clients_over_tls_through_an_authenticated_control_plane(pki, start_service,
+                                                                                          write_yaml):
+    """Controller, worker and frontend as separate processes under mutual TLS, with server TLS on the
+    client-facing port: a tritonclient with the CA gets its frame answered; a plaintext client does
+    not get through."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    from tests.conftest import BASE
+
+    config = write_yaml({"hardware": [BASE["hardware"][1]], "profiles": [BASE["profiles"][1]],
+                         "apps": [{"name": "cam", "rate": 10, "slo_ms": 500, "modules": [
+                             {"name": "m", "model": "resnet50"}]}],
+                         "serve": {"input_shape": [3, 16, 16], "frame_shape": [24, 32, 3]}})
+    controller = start_service(["controller", "--config", str(config), "--port", "0",
+                                "--tls-dir", str(pki / "ours/controller")], "controller listening on ")
+    start_service(["worker", "--device", "emulated:t4", "--port", "0", "--controller", controller.address,
+                   "--tls-dir", str(pki / "ours/worker")], "worker listening on ")
+    frontend = start_service(["frontend", "--controller", controller.address, "--port", "0", "--metrics-port", "0",
+                              "--frame-shape", "24,32,3", "--tls-dir", str(pki / "ours/frontend"),
+                              "--client-tls-dir", str(pki / "ours/frontend")], "frontend listening on ")
+    client = triton.InferenceServerClient(frontend.address, ssl=True,
+                                          root_certificates=str(pki / "ours/ca.crt"),
+                                          channel_args=[("grpc.ssl_target_name_override", "harpagon-frontend")])
+    deadline = time.monotonic() + 60
+    while not client.is_server_ready() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    frame = triton.InferInput("FRAME", [24, 32, 3], "UINT8")
+    frame.set_data_from_numpy(np.zeros((24, 32, 3), np.uint8))
+    result = client.infer("cam", [frame], client_timeout=5)
+    assert result.as_numpy("m_0").shape[0] == 1
+    plaintext = triton.InferenceServerClient(frontend.address)
+    with pytest.raises(triton_utils.InferenceServerException):
+        plaintext.is_server_live(client_timeout=3)
