@@ -96,6 +96,10 @@ def _build_parser() -> argparse.ArgumentParser:
                          "rates); to see a config at a load the machine can carry")
     bl.set_defaults(func=_cmd_bench_live)
 
+    from harpagon.bench.faults import add_parser as _add_bench_faults
+
+    _add_bench_faults(bench)
+
     w = sub.add_parser("worker", help="serve one device's batches (one process per GPU)",
                        description="Run a worker: it loads the modules a configuration names and runs their "
                                    "batches on one device. On a machine without a GPU use cpu, or "

@@ -462,3 +462,32 @@ def test_a_whole_pass_stays_fast():
         return time.perf_counter() - t0
 
     assert asyncio.run(scenario()) < 5.0
+
+
+def test_remote_frontends_get_a_drain_only_when_the_new_routes_unload_something():
+    """Between switching routes and unloading, the controller waits `drain_s` for remote frontends'
+    old batches, but only when phase 3 unloads a module: a plan that moves nothing (a restarted
+    controller adopting the running state) goes into force at once."""
+    h = Harness(drain_s=0.5)
+
+    async def scenario():
+        started = time.monotonic()
+        await h.planned(3)  # nothing ran before: nothing to unload
+        first = time.monotonic() - started
+        again = Harness(drain_s=0.5)
+        running = {w.info.id: w.modules for w in h.c._workers.values()}
+        for w in t4(3):
+            again.c.register(w, running[w.id])
+        started = time.monotonic()
+        await again.c.reconcile()  # the same plan on the same workers: nothing unloaded
+        adopted = time.monotonic() - started
+        for t in range(1, 14):  # 3x the rate: the re-plan moves modules
+            h.now = float(t)
+            h.c.observe_rates("f1", {"cam": 300.0})
+        started = time.monotonic()
+        await h.c.reconcile()
+        moved = time.monotonic() - started
+        return first, adopted, moved
+
+    first, adopted, moved = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert first < 0.5 and adopted < 0.5 and moved >= 0.5, (first, adopted, moved)

@@ -178,3 +178,18 @@ def test_a_module_name_past_the_bound_is_invalid_at_infer(plane):
     plane.apply(1, [spec()])
     with pytest.raises(InvalidArgument, match="at most 256 characters, got 100000"):
         plane.infer("m" * 100_000, np.zeros((1, *SHAPE), np.uint8))
+
+
+def test_a_new_budget_alone_reloads_nothing(plane):
+    """Budgets are for reporting: a restarted or recalibrated controller that plans the same modules
+    with other budgets must not reload them (on a GPU: a weight load and a warm-up each)."""
+    from dataclasses import replace
+
+    loads = []
+    load = plane.executor.load
+    plane.executor.load = lambda s: loads.append(s.name) or load(s)
+    plane.apply(1, [replace(spec(), budget_ms=10.0)])
+    plane.apply(2, [replace(spec(), budget_ms=25.0)])
+    assert loads == ["m"] and plane.specs[0].budget_ms == 25.0
+    plane.apply(3, [replace(spec(), batch=1, budget_ms=25.0)])  # a real change does reload
+    assert loads == ["m", "m"]

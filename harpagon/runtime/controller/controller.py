@@ -80,6 +80,11 @@ def epoch_version(now: float | None = None) -> int:
     return int(time.time() if now is None else now) << 32
 
 
+def _warm_up() -> None:
+    """Run in the planner process at start: its imports are paid before the first plan needs it."""
+    import harpagon.planner.harpagon  # noqa: F401
+
+
 def settings_of(serve: ServeConfig) -> Settings:
     """The planner settings a `serve` section asks for."""
     return Settings(serve.safety, serve.overhead_ms, serve.max_utilization, serve.arrivals, serve.attainment)
@@ -98,6 +103,8 @@ class Controller:
     settings: Settings
     input_shape: tuple[int, ...]
     push_routes: RoutesSink
+    """Puts a routing table in force at the frontends (and, in process, returns once the batches
+    opened under the old one are done)."""
     heartbeat_ms: int = 500
     missed_heartbeats: int = 3
     metrics: ControllerMetrics | None = None
@@ -128,8 +135,13 @@ class Controller:
     """...but not longer than this: then it plans with the workers it has and says so."""
     settle_s: float | None = None
     """Without `expect_workers`, the first plan waits for this long a lull in registrations (default:
-    the heartbeat timeout; live workers re-register within one heartbeat of a controller restart),
+    two heartbeat periods; live workers retry every 0.25 s and re-register within one heartbeat of a
+    controller restart),
     so that a restarted controller plans once, with every running worker, and moves nothing."""
+    drain_s: float = 0.0
+    """After a routing table that stops routing to some module, wait this long before its workers unload
+    it: remote frontends cannot say when their old batches are done (an embedded frontend's
+    `push_routes` waits for them itself). Nothing is unloaded: no wait."""
     follow_rates: bool = True
     """Re-plan when measured rates leave the band (off: plans stay at the configured rates, as a
     benchmark with idle gaps between its runs wants)."""
@@ -171,6 +183,10 @@ class Controller:
         for wid, w in list(self._workers.items()):  # a worker restarted at the same address replaces its old self
             if wid != info.id and w.info.address == info.address:
                 del self._workers[wid]
+        if old is not None and old.info == info and old.modules == running:
+            old.last_seen = now  # registered again after a missed heartbeat: nothing changed, nothing to plan
+            log.info("worker %s registered again; unchanged", info.id)
+            return
         if old is not None and old.info.address != info.address:
             self.client.forget(old.info.address)
         self._workers[info.id] = _Worker(info, now, running)
@@ -326,6 +342,8 @@ class Controller:
 
     def start(self) -> None:
         self._tasks = [asyncio.ensure_future(self._reconcile_loop()), asyncio.ensure_future(self._watch())]
+        if self.planning == "process":  # start the planner process now, not at the first plan (a second of imports)
+            self._planner().submit(_warm_up)
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -341,14 +359,17 @@ class Controller:
         settings = settings or self.settings
         if self.planning == "thread":
             return await asyncio.to_thread(harpagon_plan, workload, settings, options)
-        if self._pool is None:  # spawn, not fork: the gRPC runtime of this process does not survive a fork
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, harpagon_plan, workload,
+            return await asyncio.get_running_loop().run_in_executor(self._planner(), harpagon_plan, workload,
                                                                     settings, options)
         except BrokenProcessPool:
             self._pool = None  # the planner process died: the retry starts a new one
             raise
+
+    def _planner(self) -> ProcessPoolExecutor:
+        if self._pool is None:  # spawn, not fork: the gRPC runtime of this process does not survive a fork
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
 
     async def _watch(self) -> None:
         """Forget workers that miss their heartbeats. When this loop itself was starved (an overloaded
@@ -370,7 +391,7 @@ class Controller:
     async def _await_expected_workers(self) -> None:
         loop = asyncio.get_running_loop()
         if self.expect_workers <= 0:  # a lull in registrations: every running worker is back
-            settle = self._heartbeat_timeout_s if self.settle_s is None else self.settle_s
+            settle = 2 * self.heartbeat_ms / 1000.0 if self.settle_s is None else self.settle_s
             while not self._workers or time.monotonic() - self._registered_at < settle:
                 await asyncio.sleep(0.05)
             return
@@ -428,6 +449,10 @@ class Controller:
                           for wid, mods in assignment.modules.items()})
         # 2. the frontend routes by the new plan and drains the old routes
         await self.push_routes(assignment.table, refused)
+        removed = any({s.name for s in previous.get(wid, ())} - {s.name for s in mods}
+                      for wid, mods in assignment.modules.items())
+        if removed and self.drain_s > 0:  # batches opened under the old routes finish before their modules go
+            await asyncio.sleep(self.drain_s)
         # 3. workers drop what they no longer run
         await self._push(assignment.modules)
         self.plan = plan

@@ -15,6 +15,10 @@ from harpagon.runtime.wire.rpc import aio_server, health_server
 from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.v1 import worker_pb2_grpc as rpc
 
+#: Remote frontends cannot say when batches opened under old routes are done: a re-plan waits this
+#: long (s) between switching routes and unloading the modules they no longer use.
+DRAIN_S = 2.0
+
 
 async def run_controller(workload: Workload, host: str, port: int, metrics_port: int | None,
                          tls: TlsFiles | None = None, health_port: int | None = None) -> None:
@@ -24,7 +28,7 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
     registry = CollectorRegistry()
     hub = RoutesHub()
     controller = Controller(workload, settings_of(s), tuple(s.input_shape), hub.push,
-                            metrics=ControllerMetrics(registry), client=GrpcWorkerClient(tls))
+                            metrics=ControllerMetrics(registry), client=GrpcWorkerClient(tls), drain_s=DRAIN_S)
     server, bound = aio_server(host, port, tls)
     rpc.add_ControllerServicer_to_server(ControllerServicer(controller, hub), server)
     checker = health.aio.HealthServicer()

@@ -21,17 +21,15 @@ log = logging.getLogger("harpagon.controller")
 class RoutesHub:
     """Streams the routing table to remote frontends: the current one on connect, then each new one."""
 
-    def __init__(self, drain_s: float = 2.0):
+    def __init__(self) -> None:
         self.current: pb.Routes | None = None
         self.watchers: set[asyncio.Queue] = set()
-        self.drain_s = drain_s
 
     async def push(self, table: RoutingTable, refused: dict[str, str]) -> None:
+        """Publish; the controller waits (`Controller.drain_s`) before unloading what old routes used."""
         self.current = to_proto(table, refused)
         for q in self.watchers:
             q.put_nowait(self.current)
-        if self.watchers:  # remote frontends cannot say when old batches are done: give them time
-            await asyncio.sleep(self.drain_s)
 
     async def watch(self):
         q: asyncio.Queue = asyncio.Queue()

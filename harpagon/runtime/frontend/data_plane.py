@@ -47,6 +47,7 @@ from harpagon.config.schema import App
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.model.latency import requests_for
+from harpagon.runtime.frontend.loopwatch import LoopWatch
 from harpagon.runtime.frontend.stats import REPORT_WINDOW, ModuleStats
 from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient, WorkerReply
@@ -276,8 +277,10 @@ class LiveModule:
                 self._answer(requests, DeadlineExceeded(f"module {module!r}: frames past their deadline before "
                                                         f"their batch reached a worker"))
                 return
-            # cap the call at the stall limit only where there is another worker to turn to
-            capped = stall_s is not None and stall_s < remaining and len(tried) < len(ring)
+            # cap the call at the stall limit only where there is a healthy worker to turn to (cutting the
+            # one healthy worker short to retry on a suspect one turned a slow answer into a failure)
+            capped = (stall_s is not None and stall_s < remaining
+                      and any(a not in tried and not self.suspects.suspect(a, sent) for a in ring))
             timeout = stall_s if capped else remaining
             try:
                 reply = await self._call(address, name, np.stack([r.item for r in requests]), timeout)
@@ -371,6 +374,8 @@ class FrontendDataPlane:
         self.admit_factor = admit_factor
         self.admit_floor = admit_floor
         self.suspects = Suspects(suspect_s)
+        self.watch = LoopWatch()
+        """The event loop's own stalls: frames taken after one are charged the time they waited unseen."""
         self.in_flight: dict[str, int] = defaultdict(int)
         """Frames of each app admitted and not answered yet."""
         self.metrics = metrics
@@ -509,8 +514,14 @@ class FrontendDataPlane:
         self._seq[app_name] += 1
         counters = self.counters[app_name]
         counters.frames += 1
-        due = app.slo_ms / 1000.0 if remaining_s is None else min(app.slo_ms / 1000.0, remaining_s)
-        f = _Frame(app, seq, frame, loop.time() + due)
+        now = loop.time()
+        self.watch.start(loop)
+        # due at its SLO from when it may have arrived (earlier than now after a stall of this loop), or
+        # at its client's deadline if that is earlier
+        deadline = self.watch.arrival(now) + app.slo_ms / 1000.0
+        if remaining_s is not None:
+            deadline = min(deadline, now + remaining_s)
+        f = _Frame(app, seq, frame, deadline)
         tasks: dict[str, asyncio.Task] = {}
         results: dict[str, list[list[np.ndarray]]] = {}
         try:
@@ -581,6 +592,7 @@ class FrontendDataPlane:
         return list(await asyncio.gather(*(live.submit(item, f.deadline) for _ in range(n))))
 
     async def close(self) -> None:
+        self.watch.stop()
         for m in self.modules.values():
             await m.close()
         await self.client.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument
 from harpagon.v1 import worker_pb2 as pb
@@ -26,7 +26,9 @@ class ModuleSpec:
     input_shape: tuple[int, ...]
     weights: str | None = None
     half: bool = False
-    budget_ms: float = 0.0
+    budget_ms: float = field(default=0.0, compare=False)
+    """The module's latency budget, for reporting only: two specs that differ only in it are the same
+    module (a re-plan that moves a budget reloads nothing)."""
 
     def to_proto(self) -> pb.ModuleConfig:
         return pb.ModuleConfig(name=self.name, model=self.model, batch=self.batch, input_shape=list(self.input_shape),

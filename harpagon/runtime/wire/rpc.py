@@ -16,6 +16,11 @@ from harpagon.runtime.wire.tls import AsyncAuthorizer, Role, SyncAuthorizer, Tls
 #: Frames and batches are large messages: 256 MiB each way.
 MESSAGE_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length", 256 << 20),
                                           ("grpc.max_send_message_length", 256 << 20)]
+#: Control-plane peers reconnect quickly after a restart (gRPC's default backoff grows to 2 minutes,
+#: which kept a worker from a restarted controller for seconds).
+CHANNEL_OPTIONS: list[tuple[str, int]] = [*MESSAGE_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
+                                          ("grpc.min_reconnect_backoff_ms", 100),
+                                          ("grpc.max_reconnect_backoff_ms", 500)]
 #: Servers also refuse a port another process holds: with gRPC's default SO_REUSEPORT a second
 #: frontend on the same port would silently take half of the first one's connections.
 SERVER_OPTIONS: list[tuple[str, int]] = [*MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
@@ -76,16 +81,16 @@ def health_server(host: str, port: int, servicer, asynchronous: bool = True) -> 
 def aio_channel(address: str, tls: TlsFiles | None = None, peer: Role | None = None) -> grpc.aio.Channel:
     """A channel to `address`; with `tls`, the server must prove it is `peer`."""
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=MESSAGE_OPTIONS)
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
     return grpc.aio.secure_channel(address, tls.channel_credentials(),
-                                   options=[*MESSAGE_OPTIONS, *channel_options(peer or "worker")])
+                                   options=[*CHANNEL_OPTIONS, *channel_options(peer or "worker")])
 
 
 def sync_channel(address: str, tls: TlsFiles | None = None, peer: Role | None = None) -> grpc.Channel:
     if tls is None:
-        return grpc.insecure_channel(address, options=MESSAGE_OPTIONS)
+        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
     return grpc.secure_channel(address, tls.channel_credentials(),
-                               options=[*MESSAGE_OPTIONS, *channel_options(peer or "controller")])
+                               options=[*CHANNEL_OPTIONS, *channel_options(peer or "controller")])
 
 
 def status_code(fault: RuntimeFault) -> grpc.StatusCode:

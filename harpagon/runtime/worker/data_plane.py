@@ -137,7 +137,8 @@ class WorkerDataPlane:
             runners = {}
             for spec in specs:
                 same = old.get(spec.name)
-                if same is not None and same.spec == spec:
+                if same is not None and same.spec == spec:  # (budgets aside: they are for reporting)
+                    same.spec = spec
                     runners[spec.name] = same
                 else:  # load and warm up on the device thread, between batches in flight
                     log.info("loading module %s (%s, batch %d) on %s", spec.name, spec.model, spec.batch,

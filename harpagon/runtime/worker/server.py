@@ -17,8 +17,8 @@ from grpc_health.v1 import health, health_pb2_grpc
 from harpagon.runtime.metrics import WorkerMetrics, serve_metrics
 from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
 from harpagon.runtime.wire.rpc import abort_on_fault, health_server, sync_channel, thread_server
-from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.runtime.wire.tensors import from_numpy, to_numpy
+from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.runtime.worker import registry
 from harpagon.runtime.worker.data_plane import WorkerDataPlane
 from harpagon.v1 import worker_pb2 as pb
@@ -120,6 +120,12 @@ def start(plane: WorkerDataPlane, port: int, host: str = "127.0.0.1", threads: i
     return server, address
 
 
+#: A heartbeat the controller has not answered in this long failed (it judges workers after 3 missed).
+HEARTBEAT_TIMEOUT_S = 2.0
+#: Registration is retried this often while the controller is unreachable.
+RETRY_S = 0.25
+
+
 class ControllerLink:
     """Registers with the controller and heartbeats until stopped; registers again when forgotten."""
 
@@ -157,13 +163,14 @@ class ControllerLink:
                                                                  config_version=self.plane.version,
                                                                  modules=module_stats(self.plane,
                                                                                       self.plane.take_recent())),
-                                             timeout=5).known:
+                                             timeout=HEARTBEAT_TIMEOUT_S).known:
                     period = None
                     continue
             except grpc.RpcError as exc:
                 log.warning("controller %s unreachable: %s", self.controller, exc.code())
                 period = None
-            self._stop.wait(period or 1.0)
+            # after a failure, try again soon: a restarted controller plans once every live worker is back
+            self._stop.wait(period or RETRY_S)
 
     def stop(self) -> None:
         self._stop.set()

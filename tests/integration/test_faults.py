@@ -1,0 +1,177 @@
+"""The fault suite end to end (`harpagon bench faults --quick`): a cluster of separate processes under
+mutual TLS (each in its own network namespace when the test runs as root with `ip`, else on loopback),
+a stream of frames, one fault per scenario, and the goals judged from what the frames got. The suite
+runs once (about 2 minutes) for every test marked `integration`; the first tests check the pure parts
+it judges with."""
+
+from __future__ import annotations
+
+import pytest
+
+from harpagon.bench.faults import (
+    CONVERGE_GOAL_S,
+    DISRUPTION_GOAL_S,
+    OK,
+    SCENARIOS,
+    VANISHED,
+    Frame,
+    ScenarioResult,
+    config_pushes,
+    frame_of,
+    judge,
+    membership,
+    run_suite,
+    summarize,
+)
+
+integration = pytest.mark.integration
+
+
+# --- the pure parts ------------------------------------------------------------------------------
+
+
+def test_frames_are_counted_by_outcome_and_the_disruption_ends_at_the_last_bad_one():
+    slo = {"cam": 400.0}
+    frames = [Frame("cam", 9.0, OK, 50.0),  # before the window
+              Frame("cam", 10.0, OK, 50.0), Frame("cam", 10.5, "UNAVAILABLE", 1.0),
+              Frame("cam", 11.0, OK, 404.0),  # within the SLO + the client's hop
+              Frame("cam", 11.5, OK, 406.0),  # late
+              Frame("cam", 12.0, VANISHED, 10400.0), Frame("cam", 13.0, OK, 40.0),
+              Frame("cam", 20.0, "UNAVAILABLE", 1.0)]  # after the window
+    o = summarize(frames, slo, 10.0, 20.0, fault_at=10.2)
+    assert (o.sent, o.ok, o.late, o.vanished, o.failed) == (6, 3, 1, 1, {"UNAVAILABLE": 1})
+    assert o.disruption_s == pytest.approx(1.8)  # the vanished frame sent at 12.0
+    assert summarize(frames[1:2], slo, 10.0, 20.0, fault_at=10.2).disruption_s == 0.0
+    assert summarize(frames, slo, 10.0, 20.0, fault_at=None).disruption_s is None
+
+
+def test_a_deadline_at_the_clients_own_timeout_is_a_vanished_frame():
+    assert frame_of({"app": "cam", "t": 1.0, "code": "DEADLINE_EXCEEDED", "ms": 10399.0}, 10.4).code == VANISHED
+    assert frame_of({"app": "cam", "t": 1.0, "code": "DEADLINE_EXCEEDED", "ms": 401.0}, 10.4).code \
+        == "DEADLINE_EXCEEDED"
+
+
+def test_membership_follows_joins_leaves_and_restarts_at_one_address():
+    lines = [(1.0, "worker a joined: t4 emulated:t4 at 10.0.0.5:9000 (EMULATED)"),
+             (2.0, "worker b joined: t4 emulated:t4 at 10.0.0.6:9000 (EMULATED), running ['cam/detect@b1']"),
+             (3.0, "worker a at 10.0.0.5:9000 removed: missed 3 heartbeats"),
+             (4.0, "worker c joined: t4 emulated:t4 at 10.0.0.6:9000 (EMULATED)")]  # b restarted as c
+    assert membership(lines) == ({"10.0.0.6:9000": "c"}, 4.0)
+
+
+def test_configuration_pushes_are_told_apart_no_op_reload_load_unload():
+    lines = [(1.0, "loading module cam/detect@b1 (yolo9000, batch 1) on emulated:t4"),
+             (1.1, "configuration 5 in force: ['cam/detect@b1']"),
+             (2.0, "configuration 6 in force: ['cam/detect@b1']"),
+             (3.0, "loading module cam/detect@b1 (yolo9000, batch 1) on emulated:t4"),
+             (3.1, "configuration 7 in force: ['cam/detect@b1']"),
+             (4.0, "configuration 8 in force: []; unloaded ['cam/detect@b1']")]
+    pushes = config_pushes(lines)
+    assert [(p.loaded, p.reloaded, p.unloaded, p.noop) for p in pushes] == [
+        (("cam/detect@b1",), (), (), False), ((), (), (), True), ((), ("cam/detect@b1",), (), False),
+        ((), (), ("cam/detect@b1",), False)]
+
+
+def test_the_verdict_names_each_goal_missed_with_its_figures():
+    r = ScenarioResult(2, "worker-kill", "worker kill -9")
+    r.outcome = summarize([Frame("cam", 14.0, "UNAVAILABLE", 1.0)], {"cam": 400.0}, 0.0, 20.0, fault_at=10.0)
+    goals = {g.name: (g.met, g.detail) for g in judge(r)}
+    assert goals["0 vanished"] == (True, "0 vanished")
+    assert goals[f"routed around within {DISRUPTION_GOAL_S:g} s"] == (False, "disruption 4.00 s")
+    hostile = ScenarioResult(9, "hostile", "hostile calls", extra={
+        "calls": [{"call": "Register", "credentials": "none", "code": "OK", "refused": False}], "plan_changed": []})
+    assert [g.met for g in judge(hostile)] == [True, True, False, True]
+
+
+# --- the suite ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults") / "faults.md"
+    results, meta = run_suite(out, quick=True, command="harpagon bench faults --quick")
+    return {r.key: r for r in results}, meta, out
+
+
+def _figures(r) -> str:
+    o = r.outcome
+    return (f"{r.title}: sent {o.sent}, OK {o.ok}, failed {o.failed}, vanished {o.vanished}, late {o.late}, "
+            f"disruption {o.disruption_s}, re-plan {r.replan_s}, evicted {r.evicted}, extra {r.extra}")
+
+
+def _ran(results, key):
+    r = results[key]
+    if r.skipped:
+        pytest.skip(f"{r.title}: {r.skipped}")
+    return r
+
+
+@integration
+def test_every_scenario_ran_and_the_report_says_so(suite):
+    results, meta, out = suite
+    assert list(results) == [key for key, _ in SCENARIOS]
+    errors = {k: r.skipped for k, r in results.items() if r.skipped and r.skipped.startswith("error")}
+    assert not errors, errors
+    if meta["mode"] == "netns":
+        assert not results["partition"].skipped
+    text = out.read_text()
+    assert f"**Mode: {meta['mode']}.**" in text and "| # | scenario |" in text
+    for _, title in SCENARIOS:
+        assert title in text
+    for r in results.values():
+        assert r.skipped or r.outcome.sent > 0, r.title
+
+
+@integration
+@pytest.mark.parametrize("key", [key for key, _ in SCENARIOS])
+def test_no_frame_vanishes_and_no_success_is_late(suite, key):
+    r = _ran(suite[0], key)
+    assert r.outcome.vanished == 0, _figures(r)
+    assert r.outcome.late == 0, _figures(r)
+
+
+@integration
+def test_the_baseline_serves_every_frame(suite):
+    r = _ran(suite[0], "baseline")
+    assert r.outcome.sent > 0 and r.outcome.ok == r.outcome.sent, _figures(r)
+
+
+@integration
+@pytest.mark.parametrize("key", ["worker-kill", "worker-stop"])
+def test_a_dead_or_stalled_worker_is_routed_around_quickly(suite, key):
+    r = _ran(suite[0], key)
+    assert r.outcome.disruption_s is not None and r.outcome.disruption_s <= DISRUPTION_GOAL_S, _figures(r)
+
+
+@integration
+def test_a_restarted_controller_converges_without_unloading_routed_modules(suite):
+    r = _ran(suite[0], "controller-kill")
+    converge = r.extra.get("converge_s")
+    assert converge is not None and converge <= CONVERGE_GOAL_S, _figures(r)
+    assert r.extra["routes_same"], _figures(r)
+    assert r.extra["unloaded_routed"] == [], _figures(r)
+
+
+@integration
+def test_overload_evicts_no_healthy_worker(suite):
+    r = _ran(suite[0], "overload")
+    assert r.evicted == 0, _figures(r)
+    # beyond capacity frames are refused or dropped with a status, never lost
+    assert r.outcome.failed_total > 0 and set(r.outcome.failed) <= {"RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}, \
+        _figures(r)
+
+
+@integration
+def test_every_hostile_call_is_refused_and_the_plan_stays(suite):
+    r = _ran(suite[0], "hostile")
+    calls = r.extra["calls"]
+    assert len(calls) == 12, calls
+    assert all(c["refused"] for c in calls), [c for c in calls if not c["refused"]]
+    assert r.extra["plan_changed"] == [], _figures(r)
+
+
+@integration
+def test_every_goal_is_met(suite):
+    missed = {r.title: [(g.name, g.detail) for g in r.goals if not g.met]
+              for r in suite[0].values() if not r.skipped and not r.met}
+    assert not missed, missed
