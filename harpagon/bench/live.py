@@ -2,7 +2,7 @@
 
 An emulated worker "runs" a batch by sleeping its profiled latency (`EmulatedExecutor`), so every figure
 here measures the frontend, the controller, the dispatch and the RPCs of this runtime on this machine,
-never a GPU. The serving process (`LocalCluster`: frontend + controller on one event loop) is this
+never a GPU. The serving process (`LocalCluster`: frontend and controller, each on an event loop of its own) is this
 process; every worker is its own process, and the LOAD GENERATOR is another process (a Python gRPC
 sender, or NVIDIA's C++ perf_analyzer), so that the client does not steal the frontend's event loop.
 
@@ -968,7 +968,7 @@ def build_markdown(rep: Report, plots: Sequence[str] = ()) -> str:
           f"Command: `{rep.command}`", "",
           f"Date: {rep.date}" + (f"; {rep.elapsed_s / 60:.1f} min" if not math.isnan(rep.elapsed_s) else "")
           + (f"; machine: {rep.machine}" if rep.machine else ""), "",
-          ("Method: each config is served by `LocalCluster` (frontend + controller on one event loop) **in the "
+          ("Method: each config is served by `LocalCluster` (frontend and controller, each on an event loop of its own) **in the "
           "bench process**, with one process per emulated worker; the load generator is **another process** "
           f"(a Python gRPC sender with requests built once; perf_analyzer where named), so its CPU is not the "
           f"frontend's. Each run sends every app's frames at its planned rate for {rep.seconds:g} s, evenly "

@@ -14,6 +14,7 @@ from harpagon.model.latency import Settings, collection_ms, effective_latency
 from harpagon.runtime.controller.assignment import WorkerInfo
 from harpagon.runtime.controller.controller import MIN_EPOCH_S, Controller
 from harpagon.runtime.wire.errors import FailedPrecondition, Unavailable
+from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable
 from tests.conftest import BASE
 from tests.fakes import Apply, FakeWorkers, Mark
@@ -251,6 +252,25 @@ def test_a_restarted_controller_adopts_what_workers_run_and_unloads_nothing():
         assert second.tables[0][0].routes == first.tables[-1][0].routes
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_worker_that_registered_again_is_not_dropped_for_its_former_self():
+    """A push that failed against a worker's old registration must not evict its new one."""
+    h = Harness()
+    h.c.register(t4(1)[0])
+    former = h.c._workers["t0"]
+    spec = ModuleSpec("cam/d@b1", "resnet50", 1, SHAPE)
+    h.c.register(t4(1)[0], (spec,))  # registered again, running something else
+    h.c._evict(former, "no answer to a push made before")
+    assert [w.id for w in h.c.workers] == ["t0"] and h.c._workers["t0"].modules == (spec,)
+
+
+def test_a_restarted_controller_never_pushes_a_version_older_than_a_worker_runs():
+    """Its clock may be behind its predecessor's: the versions workers report are a floor."""
+    h = Harness()
+    h.c.version = 5 << 32
+    h.c.register(t4(1)[0], (), running_version=(9 << 32) + 3)
+    assert h.c.version == (9 << 32) + 3
 
 
 def test_a_live_workers_id_cannot_be_taken_from_another_address():

@@ -17,6 +17,7 @@ from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.wire.errors import (
     DeadlineExceeded,
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -567,8 +568,9 @@ def test_frames_past_their_deadline_are_not_retried_and_get_deadline_exceeded():
     assert_each_frame_answered_once(plane, "dl", 2)
 
 
-@pytest.mark.parametrize("fault", [InvalidArgument, NotFound, FailedPrecondition])
+@pytest.mark.parametrize("fault", [InvalidArgument, NotFound, FailedPrecondition, Internal])
 def test_faults_that_are_the_requests_are_not_retried(fault):
+    """Nor a model that raised (Internal: the same batch would fail on the tuple's other workers)."""
     app = make_app("nr", [{"name": "m", "model": "m"}])
     fake = FakeWorkers(failing={"w1": fault("bad batch")})
 

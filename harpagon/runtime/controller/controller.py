@@ -172,7 +172,7 @@ class Controller:
 
     # --- registration (called by the servicer) ------------------------------------------------
 
-    def register(self, info: WorkerInfo, running: tuple[ModuleSpec, ...] = ()) -> None:
+    def register(self, info: WorkerInfo, running: tuple[ModuleSpec, ...] = (), running_version: int = 0) -> None:
         """A worker joins (or rejoins); `running` is what it serves now, which is kept where the next
         plan keeps it (a restarted controller adopts the running state). Raises ValueError for an id
         that a live worker at another address holds: nobody takes over a live worker's frames."""
@@ -182,7 +182,10 @@ class Controller:
             raise ValueError(f"worker id {info.id!r} is held by a live worker at {old.info.address}")
         for wid, w in list(self._workers.items()):  # a worker restarted at the same address replaces its old self
             if wid != info.id and w.info.address == info.address:
-                del self._workers[wid]
+                self._evict(w, f"replaced by worker {info.id} registering at its address")
+        # versions only grow at a worker: never push one older than what it runs (a clock behind the
+        # previous controller's, or a restart within the same second)
+        self.version = max(self.version, running_version)
         if old is not None and old.info == info and old.modules == running:
             old.last_seen = now  # registered again after a missed heartbeat: nothing changed, nothing to plan
             log.info("worker %s registered again; unchanged", info.id)
@@ -200,11 +203,12 @@ class Controller:
     def _heartbeat_timeout_s(self) -> float:
         return self.missed_heartbeats * self.heartbeat_ms / 1000.0
 
-    def _evict(self, worker_id: str, why: str) -> None:
-        w = self._workers.pop(worker_id, None)
-        if w is None:
+    def _evict(self, w: _Worker, why: str) -> None:
+        """Drop `w` if it is still the registered worker of its id (it may have registered again)."""
+        if self._workers.get(w.info.id) is not w:
             return
-        log.warning("worker %s at %s removed: %s", worker_id, w.info.address, why)
+        del self._workers[w.info.id]
+        log.warning("worker %s at %s removed: %s", w.info.id, w.info.address, why)
         self.client.forget(w.info.address)
         self.evicted += 1
         self._dirty.set()
@@ -336,7 +340,8 @@ class Controller:
 
     @property
     def workers(self) -> list[WorkerInfo]:
-        return [w.info for w in self._workers.values()]
+        """A snapshot (list() copies the dict in one step: safe to read from another thread)."""
+        return [w.info for w in list(self._workers.values())]
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -355,7 +360,7 @@ class Controller:
             self._pool = None
 
     async def _make_plan(self, workload: Workload, options: PlannerOptions, settings: Settings | None = None) -> Plan:
-        """Plan off the event loop: heartbeats and (in `serve`) the frontend's data plane share it."""
+        """Plan off the event loop: heartbeats share it (and, in `serve`, the GIL with the frontend)."""
         settings = settings or self.settings
         if self.planning == "thread":
             return await asyncio.to_thread(harpagon_plan, workload, settings, options)
@@ -373,7 +378,7 @@ class Controller:
 
     async def _watch(self) -> None:
         """Forget workers that miss their heartbeats. When this loop itself was starved (an overloaded
-        event loop, shared with a frontend in `serve`), heartbeats waited in it too: the time it lost
+        event loop, a paused process), heartbeats waited in it too: the time it lost
         is credited to every worker rather than blamed on them."""
         period = self.heartbeat_ms / 1000.0
         while True:
@@ -384,15 +389,16 @@ class Controller:
                 for w in self._workers.values():
                     w.last_seen = max(w.last_seen, min(now, w.last_seen + (now - due)))
             limit = now - self._heartbeat_timeout_s
-            for wid, w in list(self._workers.items()):
+            for w in list(self._workers.values()):
                 if w.last_seen < limit:
-                    self._evict(wid, f"missed {self.missed_heartbeats} heartbeats")
+                    self._evict(w, f"missed {self.missed_heartbeats} heartbeats")
 
     async def _await_expected_workers(self) -> None:
         loop = asyncio.get_running_loop()
         if self.expect_workers <= 0:  # a lull in registrations: every running worker is back
             settle = 2 * self.heartbeat_ms / 1000.0 if self.settle_s is None else self.settle_s
-            while not self._workers or time.monotonic() - self._registered_at < settle:
+            end = loop.time() + self.expect_timeout_s  # registrations that never pause do not stop planning
+            while (not self._workers or time.monotonic() - self._registered_at < settle) and loop.time() < end:
                 await asyncio.sleep(0.05)
             return
         end = loop.time() + self.expect_timeout_s
@@ -458,6 +464,7 @@ class Controller:
         self.plan = plan
         self.planned_workers = len(workers)
         self.planned_at = self.clock()
+        self._out_of_band.clear()  # rates are judged afresh against this plan
         if self.calibrator is not None:  # judge the figures in force over what this plan serves from now on
             self.calibrator.adopt(self.calibrator.planned, self.planned_at)
         if self.metrics:
@@ -510,7 +517,7 @@ class Controller:
             if isinstance(result, BaseException):
                 failed.append(f"{w.info.id}: {result}")
                 if isinstance(result, Unavailable | DeadlineExceeded | asyncio.TimeoutError):
-                    self._evict(w.info.id, f"no answer to configuration {self.version}: {result}")
+                    self._evict(w, f"no answer to configuration {self.version}: {result}")
             else:  # what a worker runs is what it accepted
                 w.modules = specs
         if failed:

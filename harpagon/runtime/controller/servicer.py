@@ -10,6 +10,7 @@ import grpc
 
 from harpagon.runtime.controller.assignment import WorkerInfo
 from harpagon.runtime.controller.controller import Controller
+from harpagon.runtime.wire.errors import RuntimeFault
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable, to_proto
 from harpagon.v1 import worker_pb2 as pb
@@ -65,10 +66,14 @@ class ControllerServicer(rpc.ControllerServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"a registration needs a worker_id (<= 256 chars) and an address (<= 512 chars), "
                                 f"got {request.worker_id[:300]!r} at {request.address[:600]!r}")
-        running = tuple(ModuleSpec.from_proto(m, lambda model: ()) for m in request.running.modules)
+        try:
+            running = tuple(ModuleSpec.from_proto(m, lambda model: ()) for m in request.running.modules)
+        except RuntimeFault as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"running configuration: {exc}")
         try:
             self.controller.register(WorkerInfo(request.worker_id, request.address, request.hardware,
-                                                request.device, request.emulated), running)
+                                                request.device, request.emulated), running,
+                                     int(request.running.version))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         return pb.RegisterResponse(heartbeat_ms=self.controller.heartbeat_ms)

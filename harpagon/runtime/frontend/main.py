@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.servicer import start
+from harpagon.runtime.frontend.servicer import LIVENESS, start
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import FrontendMetrics, serve_metrics
 from harpagon.runtime.wire.routes import from_proto
@@ -66,6 +66,7 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
         checker = health.aio.HealthServicer()
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
         await checker.set("", serving if plane.ready else not_serving)
+        await checker.set(LIVENESS, serving)
         told = plane.on_ready
 
         def on_ready(ready: bool) -> None:

@@ -35,11 +35,15 @@ from harpagon.runtime.wire.tls import TlsFiles
 log = logging.getLogger("harpagon.frontend")
 
 INPUT = "FRAME"
+#: The health service name that is SERVING as long as the frontend runs (a liveness or startup probe);
+#: the default service "" says whether it is ready (every configured app routed or refused).
+LIVENESS = "liveness"
 #: Calls waiting for the frontend's event loop to take them are invisible to it (their time does not
 #: count against a frame's SLO), so their queue is bounded: beyond a soft limit gRPC refuses new calls
 #: with RESOURCE_EXHAUSTED (with a rising probability up to the hard limit), and a call waits at most
 #: a second. Admission control (the data plane's in-flight bound) does the rest.
-CLIENT_PORT_OPTIONS: list[tuple[str, int]] = [("grpc.server.max_pending_requests", 64),
+CLIENT_PORT_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length", 64 << 20),  # one frame
+                                              ("grpc.server.max_pending_requests", 64),
                                               ("grpc.server.max_pending_requests_hard_limit", 128),
                                               ("grpc.server_max_unrequested_time_in_server", 1)]
 SERVICE = "inference.GRPCInferenceService"
@@ -50,7 +54,7 @@ _TRITON_TYPES = {"uint8": "UINT8", "int64": "INT64", "float32": "FP32", "float16
 MAX_NAME = 256
 MAX_ID = 256
 #: Largest frame side accepted (8K video is 7680 x 4320).
-MAX_SIDE = 8192
+MAX_SIDE = 4096  # 4K UHD (3840 x 2160) fits; one raw frame is then at most 48 MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +336,7 @@ async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1",
     checker = health.aio.HealthServicer()
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     await checker.set("", serving if plane.ready else not_serving)
+    await checker.set(LIVENESS, serving)  # the process is up, whether or not it is routed yet
     plane.on_ready = lambda ready: asyncio.ensure_future(checker.set("", serving if ready else not_serving))
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     await server.start()

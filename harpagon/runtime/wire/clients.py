@@ -13,7 +13,7 @@ from typing import Protocol
 import grpc
 import numpy as np
 
-from harpagon.runtime.wire.errors import RuntimeFault, Unavailable
+from harpagon.runtime.wire.errors import NotFound, RuntimeFault, Unavailable
 from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
 from harpagon.runtime.wire.rpc import aio_channel, fault_of
 from harpagon.runtime.wire.tensors import from_numpy, to_numpy
@@ -67,7 +67,10 @@ class GrpcWorkerClient:
             reply = await self._stub(address).Infer(pb.InferRequest(module=module, input=from_numpy(batch)),
                                                     timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
-            raise fault_of(exc, f"worker {address}") from None
+            fault = fault_of(exc, f"worker {address}")
+            if isinstance(fault, NotFound):  # the module is not (or no longer) there: a routing race, not the app
+                raise Unavailable(str(fault)) from None
+            raise fault from None
         try:
             return WorkerReply([to_numpy(t) for t in reply.outputs], reply.queue_ms, reply.exec_ms)
         except RuntimeFault as exc:  # a reply that does not decode is the worker's failure, not the client's

@@ -38,7 +38,15 @@ class ResourceExhausted(RuntimeFault):
     code = "RESOURCE_EXHAUSTED"
 
 
+class Internal(RuntimeFault):
+    """A peer failed on the request itself (UNKNOWN or INTERNAL from it: a model that raised): answered,
+    not retried elsewhere (the same batch would fail there too) and not held against the peer's health."""
+
+    code = "INTERNAL"
+
+
 #: The fault raised for each gRPC status a peer answers with (anything else is Unavailable).
 BY_CODE: dict[str, type[RuntimeFault]] = {c.code: c for c in (NotFound, InvalidArgument, FailedPrecondition,
                                                                Unavailable, DeadlineExceeded,
-                                                               ResourceExhausted)}
+                                                               ResourceExhausted, Internal)}
+BY_CODE["UNKNOWN"] = Internal  # a peer's unexpected exception

@@ -4,6 +4,7 @@ between status codes and :mod:`harpagon.runtime.wire.errors` both ways."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -13,17 +14,30 @@ import grpc
 from harpagon.runtime.wire.errors import BY_CODE, DeadlineExceeded, RuntimeFault, Unavailable
 from harpagon.runtime.wire.tls import AsyncAuthorizer, Role, SyncAuthorizer, TlsFiles, channel_options
 
+log = logging.getLogger("harpagon.rpc")
+
 #: Frames and batches are large messages: 256 MiB each way.
 MESSAGE_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length", 256 << 20),
                                           ("grpc.max_send_message_length", 256 << 20)]
 #: Control-plane peers reconnect quickly after a restart (gRPC's default backoff grows to 2 minutes,
 #: which kept a worker from a restarted controller for seconds).
+#: They also ping an idle connection, so that a peer lost without a reset (a node gone, a partition)
+#: is noticed in seconds: a frontend's routes stream is otherwise idle for as long as the plan holds.
 CHANNEL_OPTIONS: list[tuple[str, int]] = [*MESSAGE_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
                                           ("grpc.min_reconnect_backoff_ms", 100),
-                                          ("grpc.max_reconnect_backoff_ms", 500)]
+                                          ("grpc.max_reconnect_backoff_ms", 500),
+                                          ("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+                                          ("grpc.keepalive_permit_without_calls", 1),
+                                          ("grpc.http2.max_pings_without_data", 0)]
 #: Servers also refuse a port another process holds: with gRPC's default SO_REUSEPORT a second
 #: frontend on the same port would silently take half of the first one's connections.
-SERVER_OPTIONS: list[tuple[str, int]] = [*MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
+SERVER_OPTIONS: list[tuple[str, int]] = [*MESSAGE_OPTIONS, ("grpc.so_reuseport", 0),
+                                         # peers' keepalive pings (every 10 s, idle or not) are welcome
+                                         ("grpc.keepalive_permit_without_calls", 1),
+                                         ("grpc.http2.min_ping_interval_without_data_ms", 5_000)]
+#: The plaintext health port answers anyone: small messages only, and few calls at a time.
+HEALTH_OPTIONS: list[tuple[str, int]] = [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4096),
+                                         ("grpc.max_send_message_length", 4096)]
 
 
 def _bind(server: grpc.Server | grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
@@ -72,25 +86,30 @@ def health_server(host: str, port: int, servicer, asynchronous: bool = True) -> 
     from grpc_health.v1 import health_pb2_grpc
 
     server: grpc.Server | grpc.aio.Server = (
-        grpc.aio.server(options=SERVER_OPTIONS) if asynchronous
-        else grpc.server(futures.ThreadPoolExecutor(2, thread_name_prefix="health"), options=SERVER_OPTIONS))
+        grpc.aio.server(options=HEALTH_OPTIONS, maximum_concurrent_rpcs=16) if asynchronous
+        else grpc.server(futures.ThreadPoolExecutor(2, thread_name_prefix="health"), options=HEALTH_OPTIONS,
+                         maximum_concurrent_rpcs=16))
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return server, _bind(server, f"{host}:{port}", None)
 
 
 def aio_channel(address: str, tls: TlsFiles | None = None, peer: Role | None = None) -> grpc.aio.Channel:
     """A channel to `address`; with `tls`, the server must prove it is `peer`."""
+    if tls is not None and peer is None:
+        raise ValueError("a TLS channel needs the role its server must prove")
     if tls is None:
         return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
     return grpc.aio.secure_channel(address, tls.channel_credentials(),
-                                   options=[*CHANNEL_OPTIONS, *channel_options(peer or "worker")])
+                                   options=[*CHANNEL_OPTIONS, *channel_options(peer)])
 
 
 def sync_channel(address: str, tls: TlsFiles | None = None, peer: Role | None = None) -> grpc.Channel:
+    if tls is not None and peer is None:
+        raise ValueError("a TLS channel needs the role its server must prove")
     if tls is None:
         return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
     return grpc.secure_channel(address, tls.channel_credentials(),
-                               options=[*CHANNEL_OPTIONS, *channel_options(peer or "controller")])
+                               options=[*CHANNEL_OPTIONS, *channel_options(peer)])
 
 
 def status_code(fault: RuntimeFault) -> grpc.StatusCode:
@@ -107,8 +126,14 @@ def fault_of(exc: grpc.aio.AioRpcError, where: str) -> RuntimeFault:
 
 @contextmanager
 def abort_on_fault(context: grpc.ServicerContext) -> Iterator[None]:
-    """In a synchronous servicer: answer a fault with its status code and message (the server goes on)."""
+    """In a synchronous servicer: answer a fault with its status code and message, and anything else
+    (a model that raised) with INTERNAL, logged (the server goes on)."""
     try:
         yield
     except RuntimeFault as exc:
         context.abort(status_code(exc), str(exc))
+    except Exception as exc:
+        if context.code() is not None:  # an abort already made (grpc raises to unwind it)
+            raise
+        log.exception("call failed")
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")

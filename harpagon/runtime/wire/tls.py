@@ -37,7 +37,8 @@ POLICY: dict[str, frozenset[Role]] = {
     "/harpagon.v1.Worker/Health": frozenset(ROLES),
     "/harpagon.v1.Worker/Stats": frozenset({"controller", "frontend"}),
     "/grpc.health.v1.Health/Check": frozenset(ROLES),
-    "/grpc.health.v1.Health/Watch": frozenset(ROLES),
+    # Health/Watch holds a stream open (a thread, on a worker): probes use Check, or the plaintext
+    # health port, which serves Watch without tying a thread
 }
 
 
@@ -53,7 +54,6 @@ class TlsFiles:
     ca: bytes
     cert: bytes
     key: bytes
-    source: str = ""
 
     @staticmethod
     def load(directory: str | os.PathLike, need_ca: bool = True) -> TlsFiles:
@@ -68,7 +68,7 @@ class TlsFiles:
                     parts[name] = b""
                     continue
                 raise ValueError(f"--tls-dir {str(d)!r}: cannot read {name}: {exc.strerror or exc}") from None
-        return TlsFiles(parts["ca.crt"], parts["tls.crt"], parts["tls.key"], str(d))
+        return TlsFiles(parts["ca.crt"], parts["tls.crt"], parts["tls.key"])
 
     def server_credentials(self, require_client_auth: bool = True) -> grpc.ServerCredentials:
         """Peers must present a certificate signed by the CA (mutual TLS)."""
@@ -193,7 +193,7 @@ def make_certs(out: str | os.PathLike, hosts: Iterable[str] = (), days: int = 36
     if days < 1:
         raise ValueError(f"--days must be >= 1, got {days}")
     root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
 
@@ -202,9 +202,11 @@ def make_certs(out: str | os.PathLike, hosts: Iterable[str] = (), days: int = 36
                                  serialization.NoEncryption())
 
     def write(path: Path, data: bytes, secret: bool = False) -> None:
-        path.write_bytes(data)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         if secret:
-            path.chmod(0o600)
+            path.chmod(0o600)  # an existing file keeps its mode through os.open
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "harpagon-ca")])
@@ -239,7 +241,7 @@ def make_certs(out: str | os.PathLike, hosts: Iterable[str] = (), days: int = 36
                                                       ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
                 .sign(ca_key, hashes.SHA256()))
         d = root / role
-        d.mkdir(exist_ok=True)
+        d.mkdir(mode=0o700, exist_ok=True)
         write(d / "ca.crt", ca_pem)
         write(d / "tls.crt", cert.public_bytes(serialization.Encoding.PEM))
         write(d / "tls.key", pem_key(key), secret=True)

@@ -83,7 +83,7 @@ class WorkerServicer(rpc.WorkerServicer):
 
     def Infer(self, request: pb.InferRequest, context: grpc.ServicerContext) -> pb.InferResponse:
         with abort_on_fault(context):
-            remaining = context.time_remaining()  # None without a deadline: the frontend always sets one
+            remaining = context.time_remaining()  # the frontend always sets a deadline (without one: huge)
             deadline = time.monotonic() + remaining if remaining is not None else None
             result = self.plane.infer(request.module, to_numpy(request.input), deadline)
             return pb.InferResponse(id=request.id, outputs=[from_numpy(o) for o in result.outputs],
