@@ -9,15 +9,18 @@ namespace), so that a partition is a pair of blackhole routes; otherwise everyth
 127.0.0.1 and the partition scenario is skipped (the report says which mode ran).
 
 A load process streams each app's frames at its planned rate, evenly spaced, for the whole suite
-(a second one adds 9x that rate during the overload), and records per frame its send time, its outcome
-(OK or the status code) and its client-measured latency. Its timeout is the SLO + VANISH_AFTER_S: a frame
-without any answer by then VANISHED; an OK answer later than the SLO + CLIENT_HOP_MS is a LATE success.
+(a second one adds 9x that rate during the overload), and records each frame when it sends it, then its
+outcome (OK or the status code) and its client-measured latency. Its timeout is the SLO + VANISH_AFTER_S: a
+frame without any answer by then VANISHED, and so does a frame sent with no outcome ever recorded (the
+client gave up on it, or died); an OK answer later than the SLO + CLIENT_HOP_MS is a LATE success.
+The client's stderr goes to a file in the suite's temporary folder (in error messages and `--logs`).
 
 Scenarios, in order (each: steady load, the fault, observation, heal or restart, then a bounded wait until
 the cluster is back: every worker registered, a plan in force since the last join or leave, and the
 latest frames answered OK): baseline; worker kill -9 (then a replacement); worker SIGSTOP; frontend
 kill -9 (then a restart); frontend SIGSTOP; controller kill -9 (then a restart); controller SIGSTOP;
-partition between the controller and one worker; hostile control-plane calls; overload (10x the planned
+partition between the controller and one worker; hostile control-plane calls (and an allowed control
+call to each server they go to, which must succeed); overload (10x the planned
 rate; last, because the frontend's rate reports may move the plan to the overload rate for a while).
 
 Per scenario the report gives frames sent / OK / failed with a status (per code) / vanished / late, the
@@ -82,8 +85,14 @@ GOALS = (
     (f"a restarted controller has a plan in force within {CONVERGE_GOAL_S:g} s of its start and unloads no "
     "routed module"),
     "overload evicts no healthy worker",
-    "every hostile control-plane call is refused and the plan stays as it was",
+    ("every hostile control-plane call is refused, each with the status that says why (PERMISSION_DENIED for a "
+     "certificate of our CA with the wrong role, UNAVAILABLE without a certificate of our CA), the allowed "
+     "control calls to the same servers succeed, and the plan stays as it was"),
 )
+
+#: Hostile calls: the status each kind of credentials must get. Without a certificate of our CA the TLS
+#: handshake fails (UNAVAILABLE); with one of the wrong role the server refuses the method.
+EXPECTED_REFUSAL = {"none": "UNAVAILABLE", "foreign": "UNAVAILABLE", "ours": "PERMISSION_DENIED"}
 
 
 @dataclass(frozen=True)
@@ -221,16 +230,31 @@ def judge(r: ScenarioResult) -> list[Goal]:
                           f"converged in {c:.2f} s" if c is not None else "no plan in force"))
         unloaded = r.extra.get("unloaded_routed", [])
         moved = r.extra.get("routes_same") is False
-        goals.append(Goal("no routed module unloaded", not unloaded and not moved,
-                          (f"unloaded {unloaded}" if unloaded else "none unloaded")
+        pushes = r.extra.get("pushes") or 0
+        # no push parsed at all: nothing was checked (the workers' `configuration N in force` lines missing)
+        goals.append(Goal("no routed module unloaded", pushes > 0 and not unloaded and not moved,
+                          ("no configuration push parsed from the workers' logs after the restart (no "
+                           "`configuration N in force` line): cannot tell" if pushes == 0
+                           else f"unloaded {unloaded}" if unloaded else f"none unloaded in {pushes} pushes")
                           + ("; routes moved" if moved else "; same routes" if r.extra.get("routes_same") else "")))
     if r.key == "overload":
         goals.append(Goal("no worker evicted", r.evicted == 0, f"{r.evicted} evicted"))
     if r.key == "hostile":
         calls = r.extra.get("calls", [])
-        let_in = [f"{c['call']} ({c['credentials']})" for c in calls if not c["refused"]]
-        goals.append(Goal("every hostile call refused", bool(calls) and not let_in,
-                          f"{len(calls) - len(let_in)}/{len(calls)} refused" + (f"; let in: {let_in}" if let_in else "")))
+        hostile = [c for c in calls if not c.get("control")]
+        controls = [c for c in calls if c.get("control")]
+        let_in = [f"{c['call']} ({c['credentials']})" for c in hostile if c["code"].startswith(OK)]
+        wrong = [f"{c['call']} ({c['credentials']}): {c['code']}, not {c['expected']}" for c in hostile
+                 if not c["code"].startswith(OK) and not c["as_expected"]]
+        goals.append(Goal("every hostile call refused", bool(hostile) and not let_in and not wrong,
+                          f"{sum(c['as_expected'] for c in hostile)}/{len(hostile)} refused as expected"
+                          + (f"; let in: {let_in}" if let_in else "") + (f"; wrong status: {wrong}" if wrong else "")))
+        # the positive control: the same servers answer an allowed call (else every refusal may be an
+        # unreachable address or a dead server)
+        failed = [f"{c['call']} ({c['credentials']}): {c['code']}" for c in controls if not c["as_expected"]]
+        goals.append(Goal("allowed control calls answered OK", bool(controls) and not failed,
+                          (f"{len(controls) - len(failed)}/{len(controls)} OK" if controls else "no control call")
+                          + (f"; failed: {failed}" if failed else "")))
         changed = r.extra.get("plan_changed", [])
         goals.append(Goal("plan unchanged", not changed, "; ".join(changed) or "unchanged"))
     return goals
@@ -302,7 +326,8 @@ def build_markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> s
           "route yet), DEADLINE_EXCEEDED (the frontend dropped the frame at its deadline), RESOURCE_EXHAUSTED "
           "(refused by admission control). A frame the client could not deliver to a dead frontend counts here "
           "as UNAVAILABLE: the client got a status."),
-          f"- **vanished**: no answer at all within the client's timeout (SLO + {VANISH_AFTER_S:g} s). Goal: 0.",
+          (f"- **vanished**: no answer at all within the client's timeout (SLO + {VANISH_AFTER_S:g} s), or a frame "
+          "recorded as sent with no outcome ever recorded (the client gave up on it or died). Goal: 0."),
           (f"- **late**: answered OK, but later than the SLO + {CLIENT_HOP_MS:g} ms (a success the app cannot use). "
           "Goal: 0."),
           ("- **disruption s**: from the fault to the send time of the last frame of the scenario that was not "
@@ -314,6 +339,16 @@ def build_markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> s
           "or no answer to a push). Goal under overload: 0."),
           "- **verdict**: the scenario's goals, or the ones missed with their figures.", ""]
     return "\n".join(L)
+
+
+def _call_verdict(c: dict) -> str:
+    """A hostile call refused as it should be, let in, or refused with a status that proves nothing; a
+    control call answered OK or not."""
+    if c.get("control"):
+        return "OK (control)" if c["as_expected"] else "**CONTROL FAILED**"
+    if c["code"].startswith(OK):
+        return "**LET IN**"
+    return "refused" if c["as_expected"] else "**WRONG STATUS**"
 
 
 def _detail_lines(results: Sequence[ScenarioResult]) -> list[str]:
@@ -338,9 +373,9 @@ def _detail_lines(results: Sequence[ScenarioResult]) -> list[str]:
             from harpagon.bench.live import md_table
 
             L += ["  " + line for line in md_table(
-                ["call", "credentials", "status", "refused"],
-                [[c["call"], c["credentials"], c["code"], "yes" if c["refused"] else "**NO**"]
-                 for c in x.get("calls", [])], right=())]
+                ["call", "credentials", "expected", "status", "verdict"],
+                [[c["call"] + (" (control)" if c.get("control") else ""), c["credentials"], c["expected"], c["code"],
+                  _call_verdict(c)] for c in x.get("calls", [])], right=())]
             L += [""]
         if r.key == "overload":
             L += [(f"- **{r.title}**: offered {_s(x.get('offered_per_s'))} frames/s during the burst "
@@ -485,10 +520,78 @@ class Loopback:
         pass
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (its inode number): a PID means something only within it."""
+    try:
+        return re.sub(r"\D", "", os.readlink("/proc/self/ns/pid")) or "0"
+    except OSError:
+        return "0"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+#: The network namespaces this suite makes: hp-<PID namespace>-<PID of the suite>-<token>-<role>.
+NS_NAME_RE = re.compile(r"hp-(\d+)-(\d+)-[0-9a-f]{6}-(?:br|ctl|fe|cli|w\d+)")
+
+
+def stale_namespaces(names: Iterable[str], pid_ns: str, alive: Callable[[int], bool]) -> list[str]:
+    """The namespaces among `names` that a run of this suite made and that no running suite owns: named
+    by NS_NAME_RE in this PID namespace, with the suite's PID dead. Anything else (another naming, another
+    PID namespace, whose PIDs this process cannot check) is left alone."""
+    out = []
+    for name in names:
+        m = NS_NAME_RE.fullmatch(name)
+        if m and m.group(1) == pid_ns and not alive(int(m.group(2))):
+            out.append(name)
+    return out
+
+
+def _kill_and_delete_namespace(ns: str) -> None:
+    """SIGKILL whatever runs in the namespace `ns` (a run of this suite's processes), then delete it."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], check=False, capture_output=True, text=True,
+                          timeout=10).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=15)
+
+
+def reap_stale_namespaces() -> list[str]:
+    """Delete the namespaces an earlier run left behind (killed with SIGKILL, its `finally` never ran):
+    only stale_namespaces() of `ip netns list`; the ones deleted."""
+    try:
+        listed = subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True,
+                                timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    stale = stale_namespaces(names, _pid_namespace(), _pid_alive)
+    for ns in stale:
+        try:
+            _kill_and_delete_namespace(ns)
+        except (OSError, subprocess.SubprocessError) as exc:
+            _log(f"could not delete the stale namespace {ns}: {exc}")
+    if stale:
+        _log(f"deleted {len(stale)} network namespaces a dead run left: {', '.join(stale)}")
+    return stale
+
+
 class Namespaces:
     """One network namespace per role, each with `eth0` (10.A.B.k/24) on a veth pair whose other end is
-    on a bridge in a namespace of its own. Names carry a random token, so runs cannot collide; close()
-    kills what still runs in them and deletes them (which deletes their veths)."""
+    on a bridge in a namespace of its own. Names (NS_NAME_RE) carry this process's PID namespace and PID,
+    so that a later run can tell a dead run's leftovers (reap_stale_namespaces), and a random token, so
+    runs cannot collide; close() kills what still runs in them and deletes them (which deletes their
+    veths)."""
 
     mode = "netns"
     note = ("Each process runs in its own network namespace (`ip netns`), a host of its own on a 10.x "
@@ -496,7 +599,7 @@ class Namespaces:
             "each way between the controller's namespace and one worker's.")
 
     def __init__(self, roles: Sequence[str]):
-        self.token = secrets.token_hex(3)
+        self.token = f"{_pid_namespace()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.created: list[str] = []
         self.ips: dict[str, str] = {}
         net = f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(250) + 1}"
@@ -557,15 +660,8 @@ class Namespaces:
 
     def close(self) -> None:
         for ns in reversed(self.created):
-            try:
-                pids = subprocess.run(["ip", "netns", "pids", ns], check=False, capture_output=True, text=True,
-                                      timeout=10).stdout.split()
-                for pid in pids:  # only processes this run started live in its namespaces
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
-                subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=15)
+            try:  # only processes this run started live in its namespaces
+                _kill_and_delete_namespace(ns)
             except (OSError, subprocess.SubprocessError):
                 pass
         self.created = []
@@ -579,6 +675,7 @@ def make_network(roles: Sequence[str], loopback: bool) -> tuple[Any, str]:
         return Loopback(roles), "not root: cannot make network namespaces"
     if shutil.which("ip") is None:
         return Loopback(roles), "no `ip` command"
+    reap_stale_namespaces()
     try:
         return Namespaces(roles), ""
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -701,6 +798,7 @@ class Cluster:
         self.workers: dict[str, Proc] = {}  # role -> its current process
         self.old: list[Proc] = []  # killed or replaced
         self.clients: list[subprocess.Popen] = []
+        self.client_logs: list[Path] = []  # each load client's stderr (a file: a pipe nobody reads would fill)
 
     # --- addresses ---------------------------------------------------------------------------
 
@@ -793,11 +891,25 @@ class Cluster:
                 "apps": [{"name": a.name, "rate": a.rate * rate_factor, "slo_ms": a.slo_ms} for a in self.apps]}
         path = out.with_suffix(".spec.json")
         path.write_text(json.dumps(spec))
-        p = subprocess.Popen(self._python("cli", "-m", "harpagon.bench.faults", "_client", str(path), str(out)),
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+        err = out.with_suffix(".stderr.log")
+        with err.open("ab") as stderr:
+            p = subprocess.Popen(self._python("cli", "-m", "harpagon.bench.faults", "_client", str(path), str(out)),
+                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
         self.clients.append(p)
+        self.client_logs.append(err)
         return p
+
+    def client_tail(self, lines: int = 15) -> str:
+        """The last lines of each load client's stderr (for an error message)."""
+        out = []
+        for err in dict.fromkeys(self.client_logs):
+            try:
+                text = err.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            if text:
+                out.append(f"--- {err.name}:\n" + "\n".join(text))
+        return "\n".join(out)
 
     # --- state -------------------------------------------------------------------------------
 
@@ -820,7 +932,8 @@ class Cluster:
         return None
 
     def save_logs(self, folder: Path) -> None:
-        """Every process's output, one file each, lines prefixed with their arrival (wall clock)."""
+        """Every process's output, one file each, lines prefixed with their arrival (wall clock); each load
+        client's stderr as it wrote it."""
         folder.mkdir(parents=True, exist_ok=True)
         seen: dict[str, int] = {}
         for p in [*self.controllers, *self.frontends, *self.old, *self.workers.values()]:
@@ -828,30 +941,57 @@ class Cluster:
             seen[stem] = seen.get(stem, 0) + 1
             (folder / f"{stem}.{seen[stem]}.log").write_text(
                 "".join(f"{t:.3f} {s}\n" for t, s in p.snapshot()))
+        for err in dict.fromkeys(self.client_logs):
+            if err.is_file():
+                shutil.copyfile(err, folder / f"client-{err.name}")
 
-    def close(self) -> None:
-        for c in self.clients:
-            if c.poll() is None:
+    def close(self) -> list[str]:
+        """Kill every process and delete the network, each step on its own (one that fails or hangs does
+        not keep the others from running); never raises: what went wrong, one line per step."""
+        errors: list[str] = []
+
+        def step(what: str, fn: Callable[[], None]) -> None:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - cleanup goes on; said in the log
+                errors.append(f"{what}: {type(exc).__name__}: {exc}")
+
+        def kill_client(c: subprocess.Popen) -> None:
+            if c.poll() is not None:
+                return
+            for target in (lambda: os.killpg(c.pid, signal.SIGKILL), lambda: os.kill(c.pid, signal.SIGKILL)):
                 try:
-                    os.killpg(c.pid, signal.SIGKILL)
+                    target()
                 except (ProcessLookupError, PermissionError):
                     pass
+            try:
                 c.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"pid {c.pid} did not exit within 10 s of SIGKILL") from None
+
+        for c in self.clients:
+            step(f"load client {c.pid}", lambda c=c: kill_client(c))
         for p in [*self.frontends, *self.workers.values(), *self.old, *self.controllers]:
-            p.signal(signal.SIGCONT)
-            p.kill()
-        self.net.close()
+            step(f"{p.name} (pid {p.pid})", lambda p=p: (p.signal(signal.SIGCONT), p.kill()))
+        step(f"network ({self.net.mode})", self.net.close)
+        for e in errors:
+            _log(f"cleanup: {e}")
+        return errors
 
 
 class RecordTail:
-    """The per-frame records a client appends to a file (one JSON object per line), read as they come."""
+    """The per-frame records a client appends to a file (one JSON object per line), read as they come:
+    a send record per frame (id, app, send time) and an outcome record (the same, code and latency)."""
 
     def __init__(self, path: Path, timeout_s: dict[str, float]):
         self.path = path
         self.timeout_s = timeout_s  # per app: the client's timeout
         self._offset = 0
         self._frames: list[Frame] = []
+        self._unanswered: dict[int, tuple[str, float]] = {}  # frame id -> app, send time: sent, no outcome yet
+        self.sent = 0  # send records read
         self.summary: dict | None = None
+        self._told: set[str] = set()
 
     def read(self) -> list[Frame]:
         try:
@@ -871,8 +1011,32 @@ class RecordTail:
             if "summary" in rec:
                 self.summary = rec["summary"]
                 continue
+            if "code" not in rec:  # a send record
+                self.sent += 1
+                self._unanswered[rec["id"]] = (rec["app"], float(rec["t"]))
+                continue
+            self._unanswered.pop(rec.get("id"), None)
             self._frames.append(frame_of(rec, self.timeout_s.get(rec["app"], math.inf)))
         return self._frames
+
+    def final(self) -> list[Frame]:
+        """Every frame once the client is done (or dead): the answered ones, and each frame sent without an
+        outcome as VANISHED. A client summary counting more frames than there are send records means
+        frames were lost without a trace: said in the log (no send time: no scenario to count them in)."""
+        frames = list(self.read())
+        frames += [Frame(app, t, VANISHED, self.timeout_s.get(app, math.inf) * 1000.0)
+                   for app, t in self._unanswered.values()]
+        told = []
+        if self._unanswered:
+            told.append(f"{self.path.name}: {len(self._unanswered)} frames sent without an outcome: counted VANISHED")
+        if self.summary is not None and self.summary.get("sent", 0) != self.sent:
+            told.append(f"{self.path.name}: the client says it sent {self.summary.get('sent')} frames, "
+                        f"{self.sent} were recorded")
+        for msg in told:
+            if msg not in self._told:
+                self._told.add(msg)
+                _log(msg)
+        return frames
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1090,7 +1254,7 @@ class Suite:
         plans_before = plan_lines(lines)
         r.fault_at = time.time()
         r.fault = (f"Register, ApplyConfig (to {worker}), WatchRoutes, ReportRates x (no certificate, a foreign CA, "
-                   "a wrong role)")
+                   "a wrong role); control: Worker/Health and Health/Check with an allowed role")
         r.extra["calls"] = self.c.helper(["_hostile", "--controller", self.c.controller_address, "--worker", worker,
                                           "--pki", str(self.c.pki), "--foreign", str(self.c.foreign),
                                           "--app", self.c.apps[0].name])
@@ -1130,10 +1294,12 @@ class Suite:
         try:
             client.wait(timeout=max(self.timeouts.values()) + 15)
         except subprocess.TimeoutExpired:
-            _log("  the overload client did not finish in time")
+            _log(f"  the overload client did not finish in time\n{self.c.client_tail()}")
+        if client.returncode:
+            _log(f"  the overload client exited with {client.returncode}\n{self.c.client_tail()}")
         self._until(r.fault_at + self.timing.observe_s)
         self._back(r, healed)
-        burst = [f for f in self.burst.read()]
+        burst = self.burst.final()
         if burst:
             span = max(f.t for f in burst) - min(f.t for f in burst)
             base = [f for f in self.records.read() if start_at <= f.t < start_at + self.timing.overload_s]
@@ -1175,9 +1341,11 @@ class Suite:
         try:
             client.wait(timeout=max(self.timeouts.values()) + 15)
         except subprocess.TimeoutExpired:
-            _log("the load client did not stop in time")
-        steady = list(self.records.read())
-        burst = list(self.burst.read()) if self.burst is not None else []
+            _log(f"the load client did not stop in time\n{self.c.client_tail()}")
+        if client.returncode:
+            _log(f"the load client exited with {client.returncode}\n{self.c.client_tail()}")
+        steady = self.records.final()
+        burst = self.burst.final() if self.burst is not None else []
         frames = steady + burst
         lines = self.c.all_controller_lines()
         plans = plan_lines(lines)
@@ -1233,8 +1401,11 @@ def _run(out: Path, timing: Timing, loopback: bool, config: Path, workers: int, 
     from harpagon.bench.live import _machine
 
     load_at_start = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="harpagon-faults-") as tmp:
+    # ignore_cleanup_errors: a process that would not die may still hold a file; the run's result (or its
+    # own error) matters more than the temporary folder
+    with tempfile.TemporaryDirectory(prefix="harpagon-faults-", ignore_cleanup_errors=True) as tmp:
         cluster = Cluster(config, workers, loopback, Path(tmp))
+        failed = True
         try:
             _log(f"mode: {cluster.mode}" + (f" ({cluster.loopback_why})" if cluster.loopback_why else ""))
             cluster.start_controller()
@@ -1247,16 +1418,25 @@ def _run(out: Path, timing: Timing, loopback: bool, config: Path, workers: int, 
             client = cluster.start_client(suite.records.path, 1.0, None, time.time() + 1.5)
             if cluster.wait_back(0.0, suite.records, 90.0) is None:
                 tail = "\n".join(s for _, s in cluster.controller.snapshot()[-20:])
-                raise RuntimeError(f"the cluster did not come up within 90 s; controller log:\n{tail}")
+                raise RuntimeError(f"the cluster did not come up within 90 s; controller log:\n{tail}\n"
+                                   f"load client:\n{cluster.client_tail() or '(nothing on stderr)'}")
             routes = cluster.routes()
             _log(f"serving: {describe_plan(routes)}")
             suite.run(only)
             suite.finish(client)
             results = suite.results
+            failed = False
         finally:
+            # each step on its own, none raising: an error in the cleanup neither skips the rest nor hides
+            # the error that brought us here
             cluster.close()
+            if failed and cluster.client_logs:
+                _log(f"load client stderr:\n{cluster.client_tail() or '(empty)'}")
             if logs is not None:
-                cluster.save_logs(logs)
+                try:
+                    cluster.save_logs(logs)
+                except Exception as exc:  # noqa: BLE001 - the run's own error, if any, goes on up
+                    _log(f"could not save the logs to {logs}: {type(exc).__name__}: {exc}")
     meta = {"command": command, "machine": _machine(), "run_s": time.time() - began, "mode": cluster.mode,
             "load": f"{load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
             "mode_note": cluster.net.note + (f" Loopback because: {cluster.loopback_why}." if cluster.loopback_why
@@ -1288,7 +1468,11 @@ def _shown(path: Path) -> str:
 
 async def _client(spec: dict, out: Path) -> None:
     """Stream each app's frames, evenly spaced at its rate, from `start_at` for `seconds` (None: until
-    SIGTERM); append one JSON line per answered frame: app, send time, status code name, latency."""
+    SIGTERM); append one JSON line per frame as it is sent (id, app, send time) and one per outcome (the
+    same, the status code name and the latency). A frame still unanswered when the client gives up on it
+    (its timeout + 5 s after the last send, or any other way out) is written VANISHED; one this process
+    never got to write (it was killed) has a send line and no outcome, which RecordTail.final() counts as
+    VANISHED."""
     import grpc
     import numpy as np
     from tritonclient.grpc import service_pb2 as tpb
@@ -1313,6 +1497,7 @@ async def _client(spec: dict, out: Path) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     f = out.open("a", buffering=1)
     pending: set[asyncio.Task] = set()
+    inflight: dict[int, tuple[str, float, float]] = {}  # frame id -> app, send time, perf_counter at send
     lags: list[float] = []
     stalls: list[tuple[float, float]] = []  # (wall time, ms) when this client's own loop ran late
 
@@ -1327,8 +1512,17 @@ async def _client(spec: dict, out: Path) -> None:
 
     watcher = asyncio.ensure_future(watch_loop())
 
-    async def one(app: str, sent: float) -> None:
-        t0 = time.perf_counter()
+    def outcome(fid: int, code: str) -> None:
+        """Write a frame's outcome, once (a frame already written, e.g. as VANISHED, is not written again)."""
+        sent = inflight.pop(fid, None)
+        if sent is not None:
+            app, t, t0 = sent
+            f.write(json.dumps({"id": fid, "app": app, "t": t, "code": code,
+                                "ms": (time.perf_counter() - t0) * 1000.0}) + "\n")
+
+    async def one(fid: int, app: str) -> None:
+        if fid in inflight:  # latency from the call's start, as before send records existed
+            inflight[fid] = (app, inflight[fid][1], time.perf_counter())
         try:
             await stub.ModelInfer(requests[app], timeout=timeouts[app])
             code = OK
@@ -1336,7 +1530,7 @@ async def _client(spec: dict, out: Path) -> None:
             code = exc.code().name
         except Exception as exc:  # noqa: BLE001 - recorded, never lost
             code = f"CLIENT_{type(exc).__name__}"
-        f.write(json.dumps({"app": app, "t": sent, "code": code, "ms": (time.perf_counter() - t0) * 1000.0}) + "\n")
+        outcome(fid, code)
 
     start = loop.time() + max(0.0, spec["start_at"] - time.time())
     wall0 = spec["start_at"]
@@ -1344,32 +1538,43 @@ async def _client(spec: dict, out: Path) -> None:
     # every app's send offsets, merged
     counts = {a["name"]: 0 for a in apps}
     rates = {a["name"]: float(a["rate"]) for a in apps}
-    while not stop.is_set():
-        app = min(counts, key=lambda a: counts[a] / rates[a])
-        offset = counts[app] / rates[app]
-        if seconds is not None and offset >= seconds:
-            break
-        due = start + offset
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-            if stop.is_set():
+    try:
+        while not stop.is_set():
+            app = min(counts, key=lambda a: counts[a] / rates[a])
+            offset = counts[app] / rates[app]
+            if seconds is not None and offset >= seconds:
                 break
-        sent = time.time()
-        lags.append((sent - (wall0 + offset)) * 1000.0)
-        counts[app] += 1
-        task = asyncio.ensure_future(one(app, sent))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-    if pending:
-        await asyncio.wait(list(pending), timeout=max(timeouts.values()) + 5)
-    watcher.cancel()
-    await channel.close()
-    lag = sorted(lags)
-    f.write(json.dumps({"summary": {"sent": sum(counts.values()), "lag_ms_max": lag[-1] if lag else None,
-                                    "lag_ms_p99": lag[int(0.99 * (len(lag) - 1))] if lag else None,
-                                    "loop_stalls": stalls}}) + "\n")
-    f.close()
+            due = start + offset
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                if stop.is_set():
+                    break
+            sent = time.time()
+            lags.append((sent - (wall0 + offset)) * 1000.0)
+            fid = sum(counts.values())
+            counts[app] += 1
+            inflight[fid] = (app, sent, time.perf_counter())
+            f.write(json.dumps({"id": fid, "app": app, "t": sent}) + "\n")  # sent: recorded before anything else
+            task = asyncio.ensure_future(one(fid, app))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.wait(list(pending), timeout=max(timeouts.values()) + spec.get("grace_s", 5.0))
+    finally:
+        # whatever is still unanswered now is lost: written VANISHED before its task is cancelled (a
+        # cancelled task's CancelledError passes `except Exception` and would write nothing)
+        for fid in sorted(inflight):
+            outcome(fid, VANISHED)
+        for task in list(pending):
+            task.cancel()
+        watcher.cancel()
+        await channel.close()
+        lag = sorted(lags)
+        f.write(json.dumps({"summary": {"sent": sum(counts.values()), "lag_ms_max": lag[-1] if lag else None,
+                                        "lag_ms_p99": lag[int(0.99 * (len(lag) - 1))] if lag else None,
+                                        "loop_stalls": stalls}}) + "\n")
+        f.close()
 
 
 def _routes(controller: str, tls_dir: str) -> dict:
@@ -1393,8 +1598,11 @@ def _routes(controller: str, tls_dir: str) -> dict:
 def _hostile(controller: str, worker: str, pki: Path, foreign: Path, app: str) -> list[dict]:
     """Each control-plane call a stranger might try, with no certificate, with a certificate of a CA the
     cluster does not trust (for the right role, and verifying the server with the cluster's public CA),
-    and with the cluster's certificate of a role that may not make it; the status each got."""
+    and with the cluster's certificate of a role that may not make it; then, as the positive control, an
+    allowed call that changes nothing to each of the same two servers. The status each got, the status
+    it should get (EXPECTED_REFUSAL; OK for a control) and whether it did."""
     import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from harpagon.runtime.wire.rpc import MESSAGE_OPTIONS
     from harpagon.runtime.wire.tls import channel_options
@@ -1442,7 +1650,26 @@ def _hostile(controller: str, worker: str, pki: Path, foreign: Path, app: str) -
                 code = "OK (empty stream)"
             finally:
                 ch.close()
-            out.append({"call": name, "credentials": label, "code": code, "refused": not code.startswith("OK")})
+            expected = EXPECTED_REFUSAL[creds]
+            out.append({"call": name, "credentials": label, "code": code, "expected": expected,
+                        "as_expected": code == expected, "control": False})
+    controls = [  # name, address, the server's role, an allowed role, the call: read-only, changes nothing
+        ("Worker/Health to the worker", worker, "worker", "controller",
+         lambda ch: rpc.WorkerStub(ch).Health(pb.HealthRequest(), timeout=5)),
+        ("grpc.health.v1.Health/Check to the controller", controller, "controller", "frontend",
+         lambda ch: health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)),
+    ]
+    for name, address, peer, allowed, call in controls:
+        ch = channel(address, "ours", allowed, peer)
+        try:
+            call(ch)
+            code = "OK"
+        except grpc.RpcError as exc:
+            code = exc.code().name  # type: ignore[attr-defined]
+        finally:
+            ch.close()
+        out.append({"call": name, "credentials": f"our CA, allowed role ({allowed})", "code": code, "expected": OK,
+                    "as_expected": code == OK, "control": True})
     return out
 
 

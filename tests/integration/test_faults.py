@@ -6,21 +6,30 @@ it judges with."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
+
 import pytest
 
 from harpagon.bench.faults import (
     CONVERGE_GOAL_S,
     DISRUPTION_GOAL_S,
+    EXPECTED_REFUSAL,
     OK,
     SCENARIOS,
     VANISHED,
     Frame,
+    RecordTail,
     ScenarioResult,
+    _client,
+    build_markdown,
     config_pushes,
     frame_of,
     judge,
     membership,
     run_suite,
+    stale_namespaces,
     summarize,
 )
 
@@ -79,8 +88,117 @@ def test_the_verdict_names_each_goal_missed_with_its_figures():
     assert goals["0 vanished"] == (True, "0 vanished")
     assert goals[f"routed around within {DISRUPTION_GOAL_S:g} s"] == (False, "disruption 4.00 s")
     hostile = ScenarioResult(9, "hostile", "hostile calls", extra={
-        "calls": [{"call": "Register", "credentials": "none", "code": "OK", "refused": False}], "plan_changed": []})
-    assert [g.met for g in judge(hostile)] == [True, True, False, True]
+        "calls": [_call("Register", "none", "OK"), _control("Health", OK)], "plan_changed": []})
+    assert [g.met for g in judge(hostile)] == [True, True, False, True, True]
+
+
+def _call(name: str, creds: str, code: str) -> dict:
+    expected = EXPECTED_REFUSAL[creds]
+    return {"call": name, "credentials": creds, "code": code, "expected": expected, "as_expected": code == expected,
+            "control": False}
+
+
+def _control(name: str, code: str) -> dict:
+    return {"call": name, "credentials": "our CA, allowed role", "code": code, "expected": OK,
+            "as_expected": code == OK, "control": True}
+
+
+def _hostile_goals(calls: list[dict]) -> dict[str, tuple[bool, str]]:
+    r = ScenarioResult(9, "hostile", "hostile calls", extra={"calls": calls, "plan_changed": []})
+    return {g.name: (g.met, g.detail) for g in judge(r)}
+
+
+def test_hostile_calls_must_be_refused_for_the_right_reason_and_the_control_must_pass():
+    right = [_call("Register", "none", "UNAVAILABLE"), _call("Register", "foreign", "UNAVAILABLE"),
+             _call("Register", "ours", "PERMISSION_DENIED")]
+    goals = _hostile_goals([*right, _control("Worker/Health", OK)])
+    assert goals["every hostile call refused"] == (True, "3/3 refused as expected")
+    assert goals["allowed control calls answered OK"] == (True, "1/1 OK")
+    # an unreachable address: every call UNAVAILABLE or timed out, the control too -> not met, twice
+    unreachable = [_call("Register", "none", "UNAVAILABLE"), _call("Register", "foreign", "UNAVAILABLE"),
+                   _call("Register", "ours", "UNAVAILABLE"), _control("Worker/Health", "UNAVAILABLE")]
+    goals = _hostile_goals(unreachable)
+    assert goals["every hostile call refused"][0] is False
+    assert "wrong status" in goals["every hostile call refused"][1] and "not PERMISSION_DENIED" in \
+        goals["every hostile call refused"][1]
+    assert goals["allowed control calls answered OK"][0] is False
+    assert _hostile_goals([*right, _call("x", "none", "DEADLINE_EXCEEDED"), _control("h", OK)])[
+        "every hostile call refused"][0] is False
+    # no control call at all proves nothing either
+    assert _hostile_goals(right)["allowed control calls answered OK"] == (False, "no control call")
+    # the report's table shows the control row and each call's verdict
+    r = ScenarioResult(9, "hostile", "hostile control-plane calls", extra={
+        "calls": [*right, _call("ReportRates", "ours", "OK"), _control("Worker/Health", OK)], "plan_changed": []})
+    r.goals = judge(r)
+    text = build_markdown([r], {"command": "x", "machine": "m", "run_s": 1.0, "load": "0", "mode": "loopback",
+                                "mode_note": "", "workers": 2, "config": "c", "apps": "a", "plan": "p", "timing": "t"})
+    assert "| Worker/Health (control) | our CA, allowed role | OK | OK | OK (control) |" in text
+    assert "| ReportRates | ours | PERMISSION_DENIED | OK | **LET IN** |" in text
+    assert "| Register | ours | PERMISSION_DENIED | PERMISSION_DENIED | refused |" in text
+
+
+def test_a_controller_restart_with_no_push_parsed_is_not_a_pass():
+    r = ScenarioResult(6, "controller-kill", "controller kill -9", extra={
+        "converge_s": 1.0, "unloaded_routed": [], "routes_same": True, "pushes": 0})
+    goal = next(g for g in judge(r) if g.name == "no routed module unloaded")
+    assert not goal.met and "no configuration push parsed" in goal.detail
+    r.extra["pushes"] = 6
+    goal = next(g for g in judge(r) if g.name == "no routed module unloaded")
+    assert goal.met, goal.detail
+
+
+def test_a_frame_sent_without_an_outcome_counts_as_vanished(tmp_path):
+    path = tmp_path / "load.jsonl"
+    recs = [{"id": 0, "app": "cam", "t": 10.0}, {"id": 1, "app": "cam", "t": 10.1},
+            {"id": 0, "app": "cam", "t": 10.0, "code": OK, "ms": 30.0},
+            {"id": 2, "app": "cam", "t": 10.2}]  # the client died: 1 and 2 never answered
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    tail = RecordTail(path, {"cam": 10.4})
+    assert [f.code for f in tail.read()] == [OK]  # while the client runs, in flight is not lost
+    frames = tail.final()
+    assert sorted((f.t, f.code) for f in frames) == [(10.0, OK), (10.1, VANISHED), (10.2, VANISHED)]
+    o = summarize(frames, {"cam": 400.0}, 0.0, 20.0, None)
+    assert (o.sent, o.ok, o.vanished) == (3, 1, 2)
+
+
+def test_the_load_client_records_frames_it_gives_up_on_as_vanished(tmp_path, monkeypatch):
+    """A call that never ends (its deadline not honoured) is written VANISHED when the client gives up,
+    not cancelled silently with the event loop."""
+    from tritonclient.grpc import service_pb2_grpc
+
+    calls = []
+
+    class Stub:
+        def __init__(self, channel):
+            pass
+
+        async def ModelInfer(self, request, timeout):  # the gRPC method's name
+            calls.append(request.model_name)
+            if len(calls) % 2 == 0:
+                await asyncio.sleep(3600)  # hangs past every timeout
+
+    monkeypatch.setattr(service_pb2_grpc, "GRPCInferenceServiceStub", Stub)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "load.jsonl"
+    spec = {"address": f"127.0.0.1:{port}", "frame_shape": [4, 4, 3], "start_at": 0.0, "seconds": 0.5,
+            "vanish_after_s": 0.1, "grace_s": 0.2, "apps": [{"name": "cam", "rate": 20.0, "slo_ms": 50.0}]}
+    asyncio.run(_client(spec, out))
+    tail = RecordTail(out, {"cam": 0.15})
+    frames = tail.final()
+    assert tail.summary is not None and tail.summary["sent"] == tail.sent == len(calls) == len(frames) == 10
+    assert sorted(f.code for f in frames) == [OK] * 5 + [VANISHED] * 5
+
+
+def test_only_dead_runs_namespaces_of_this_suites_naming_are_reaped():
+    names = ["hp-4026531836-100-a1b2c3-br", "hp-4026531836-100-a1b2c3-w3",  # dead run: reaped
+             "hp-4026531836-200-d4e5f6-ctl",  # its run is alive
+             "hp-4026531837-100-a1b2c3-fe",  # another PID namespace: its PIDs mean nothing here
+             "hp-a1b2c3-ctl",  # an older naming (no PID): whose it is cannot be told
+             "hp-4026531836-100-a1b2c3-eth9", "hp-something-else", "other"]
+    assert stale_namespaces(names, "4026531836", lambda pid: pid == 200) == [
+        "hp-4026531836-100-a1b2c3-br", "hp-4026531836-100-a1b2c3-w3"]
 
 
 # --- the suite ----------------------------------------------------------------------------------
@@ -149,6 +267,7 @@ def test_a_restarted_controller_converges_without_unloading_routed_modules(suite
     converge = r.extra.get("converge_s")
     assert converge is not None and converge <= CONVERGE_GOAL_S, _figures(r)
     assert r.extra["routes_same"], _figures(r)
+    assert r.extra["pushes"] > 0, _figures(r)  # else nothing was checked
     assert r.extra["unloaded_routed"] == [], _figures(r)
 
 
@@ -164,9 +283,14 @@ def test_overload_evicts_no_healthy_worker(suite):
 @integration
 def test_every_hostile_call_is_refused_and_the_plan_stays(suite):
     r = _ran(suite[0], "hostile")
-    calls = r.extra["calls"]
+    calls = [c for c in r.extra["calls"] if not c["control"]]
+    controls = [c for c in r.extra["calls"] if c["control"]]
     assert len(calls) == 12, calls
-    assert all(c["refused"] for c in calls), [c for c in calls if not c["refused"]]
+    # refused for the right reason: the handshake without our CA, the role check with it
+    assert all(c["code"] == EXPECTED_REFUSAL["ours"] for c in calls if "wrong role" in c["credentials"]), calls
+    assert all(c["as_expected"] for c in calls), [c for c in calls if not c["as_expected"]]
+    # the positive control: the same servers, reachable, answer an allowed call
+    assert len(controls) == 2 and all(c["code"] == OK for c in controls), controls
     assert r.extra["plan_changed"] == [], _figures(r)
 
 

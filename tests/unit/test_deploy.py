@@ -440,6 +440,29 @@ def test_probes_metrics_and_services_point_at_the_ports_the_args_open(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+def test_probes_ask_the_health_service_that_means_what_each_probe_needs(variant):
+    """A frontend's health service "" follows readiness (NOT_SERVING until every app is routed, which can
+    take minutes while GPU workers load): only its readiness probe may ask it; its startup and liveness
+    probes ask the service LIVENESS, SERVING for as long as the process runs. The controller and workers
+    register no such service (asking for it would get NOT_FOUND and fail the probe): their "" is SERVING
+    from the start, and every probe asks that."""
+    from harpagon.runtime.frontend.servicer import LIVENESS
+
+    roles = set()
+    for d, _, c in _containers(_rendered(variant)):
+        role, where = _role(c), d["metadata"]["name"]
+        roles.add(role)
+        service = {probe: c[probe]["grpc"].get("service", "")
+                   for probe in ("startupProbe", "readinessProbe", "livenessProbe")}
+        if role == "frontend":
+            assert service == {"startupProbe": LIVENESS, "readinessProbe": "", "livenessProbe": LIVENESS}, \
+                f"{where}: {service}"
+        else:
+            assert service == {"startupProbe": "", "readinessProbe": "", "livenessProbe": ""}, f"{where}: {service}"
+    assert {"controller", "frontend", "worker"} <= roles
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_pods_run_as_non_root_with_a_read_only_root_filesystem(variant):
     for d, spec, c in _containers(_rendered(variant)):
         where = d["metadata"]["name"]
@@ -506,8 +529,11 @@ def test_emulated_workers_need_no_gpu():
 def test_docs_cover_the_operator_steps():
     text = DOCS.read_text()
     for needed in ("kubectl apply -k deploy/", "kubectl apply -k deploy/overlays/emulated", "harpagon certs",
-                   "VARIANT=cuda", "prometheus.io/scrape", *OPERATOR_SECRETS.values()):
+                   "VARIANT=cuda", "prometheus.io/scrape", *OPERATOR_SECRETS.values(),
+                   "service: liveness", "NetworkPolicy"):
         assert needed in text, f"docs/deploy.md does not mention {needed!r}"
+    said = r"metrics[^.]*plaintext[^.]*unauthenticated|unauthenticated[^.]*metrics"
+    assert re.search(said, text, re.IGNORECASE), "docs/deploy.md must say the metrics ports are plaintext and unauthenticated"
     for command in (r"kubectl (-n harpagon )?scale deployment/harpagon-frontend",
                     r"kubectl (-n harpagon )?scale deployment/harpagon-worker",
                     r"kubectl (-n harpagon )?create secret generic"):

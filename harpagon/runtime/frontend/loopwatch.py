@@ -58,6 +58,10 @@ class LoopWatch:
         self._stall_start = self._last
         self._stall_until = now + min(now - self._last, BACKLOG_S)  # about as long as the backlog takes
 
+    def lag(self, now: float) -> float:
+        """How late the loop runs callbacks now (s): what a frame waits to be taken, or an answer to leave."""
+        return max(self._lag, now - self._last - TICK_S, 0.0)
+
     def arrival(self, now: float) -> float:
         """The earliest a frame taken at `now` (loop time) may have reached this process."""
         if self._loop is not None and now - self._last > TICK_S + STALL_S:
@@ -65,4 +69,4 @@ class LoopWatch:
             self._last = now
         if now < self._stall_until:
             return max(self._stall_start, now - BACKLOG_S)
-        return now - max(self._lag, now - self._last - TICK_S, 0.0)
+        return now - self.lag(now)
