@@ -8,8 +8,9 @@ registered with the controller over gRPC on 127.0.0.1. The `serve` section of th
 workers to start.
 
 The control plane is authenticated even on one host: at start, `serve` makes a throwaway CA and
-certificates for its controller, frontend and workers (mutual TLS), so another local process can
-neither register as a worker, nor configure one, nor send it batches.
+certificates for its controller, frontend and workers (mutual TLS), in a folder only its user can
+read, so another user's process can neither register as a worker, nor configure one, nor send it
+batches.
 """
 
 from __future__ import annotations

@@ -134,10 +134,10 @@ class Controller:
     expect_timeout_s: float = 60.0
     """...but not longer than this: then it plans with the workers it has and says so."""
     settle_s: float | None = None
-    """Without `expect_workers`, the first plan waits for this long a lull in registrations (default:
-    two heartbeat periods; live workers retry every 0.25 s and re-register within one heartbeat of a
-    controller restart),
-    so that a restarted controller plans once, with every running worker, and moves nothing."""
+    """Without `expect_workers`, the first plan waits for a lull in registrations this long (default:
+    two heartbeat periods; live workers retry every 0.25 s, so they are back within one heartbeat of a
+    controller restart), so that a restarted controller plans once, with every running worker, and
+    moves nothing."""
     drain_s: float = 0.0
     """After a routing table that stops routing to some module, wait this long before its workers unload
     it: remote frontends cannot say when their old batches are done (an embedded frontend's

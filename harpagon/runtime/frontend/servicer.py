@@ -38,13 +38,15 @@ INPUT = "FRAME"
 #: The health service name that is SERVING as long as the frontend runs (a liveness or startup probe);
 #: the default service "" says whether it is ready (every configured app routed or refused).
 LIVENESS = "liveness"
-#: Calls waiting for the frontend's event loop to take them are invisible to it (their time does not
-#: count against a frame's SLO), so their queue is bounded: beyond a soft limit gRPC refuses new calls
-#: with RESOURCE_EXHAUSTED (with a rising probability up to the hard limit), and a call waits at most
-#: a second. Admission control (the data plane's in-flight bound) does the rest.
+#: Calls waiting for the frontend's event loop to take them are invisible to it (their time counts
+#: against a frame's SLO only through the loop's measured lag, see frontend/loopwatch.py), so their
+#: queue is bounded as a backstop: beyond a soft limit gRPC cancels new calls (CANCELLED, with a rising
+#: probability up to the hard limit), and a call waits at most a second. The limits are well above
+#: what admission control lets in (the data plane's in-flight bound, RESOURCE_EXHAUSTED), which is
+#: the status an overloaded client should normally see.
 CLIENT_PORT_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length", 64 << 20),  # one frame
-                                              ("grpc.server.max_pending_requests", 64),
-                                              ("grpc.server.max_pending_requests_hard_limit", 128),
+                                              ("grpc.server.max_pending_requests", 256),
+                                              ("grpc.server.max_pending_requests_hard_limit", 512),
                                               ("grpc.server_max_unrequested_time_in_server", 1)]
 SERVICE = "inference.GRPCInferenceService"
 EXTENSIONS = ["model_configuration", "statistics"]

@@ -56,7 +56,8 @@ def aio_server(host: str, port: int, tls: TlsFiles | None = None, client_auth: b
     """An asyncio server bound to host:port (0 picks a free port); add servicers, then start it.
     With `tls`, callers need a certificate of the CA and each call is authorised by their role;
     `client_auth=False` is plain server TLS (the client-facing Triton port)."""
-    opts = [*SERVER_OPTIONS, *(options or [])]
+    extra = dict(options or [])
+    opts = [(k, v) for k, v in SERVER_OPTIONS if k not in extra] + list(extra.items())  # `options` win
     if tls is not None and client_auth:
         server = grpc.aio.server(options=opts, interceptors=[AsyncAuthorizer()])
     else:
