@@ -245,6 +245,10 @@ def load_workload(paths: list[str | Path]) -> Workload:
             serve = ServeConfig.model_validate(doc["serve"])
         except ValidationError as err:
             issues.extend(_pydantic_issues(err, file, doc, ("serve",)))
+            continue
+        # the weights folder is the config's business: relative to its file, as includes are
+        folder = (Path(file).parent / (serve.weights_dir or ".")).resolve()
+        serve = serve.model_copy(update={"weights_dir": str(folder)})
     issues.extend(_cross_check(items, declared))
     if not issues:
         for section, what in (("hardware", "hardware"), ("profiles", "profiles"), ("apps", "apps")):

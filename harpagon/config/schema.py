@@ -79,7 +79,9 @@ class Module(_Strict):
     model: str = Field(min_length=1, description="Model this module runs; must have a profile.")
     after: tuple[str, ...] = Field(default=(), strict=False, description="Parent modules; the source has none.")
     scale: PositiveFloat = Field(default=1.0, description="Requests reaching this module per source frame.")
-    weights: str | None = Field(default=None, description="Optional local weights file for the runtime.")
+    weights: str | None = Field(default=None, description="Optional weights file (a torch state dict) for the "
+                                "runtime, relative to the workers' weights folder (`serve.weights_dir`, or a "
+                                "worker's --weights-dir); default: random initialisation.")
 
 
 class App(_Strict):
@@ -173,6 +175,9 @@ class ServeConfig(_Strict):
         default="poisson", description="Planner setting: the promise plans are made for (MODEL.md).")
     attainment: float = Field(default=0.99, gt=0.0, lt=1.0,
                               description="Planner setting: under poisson, the least share of frames within the SLO.")
+    weights_dir: str | None = Field(default=None, description="Folder local workers read modules' `weights` "
+                                    "from (relative to the file holding this section; default: that file's "
+                                    "folder); nothing outside it is read.")
     dispatch: Literal["batch-aware", "request-level"] = Field(
         default="batch-aware", description="batch-aware (Harpagon), or request-level round-robin for comparison "
                                            "(planned with the request-level latency formula).")

@@ -101,9 +101,30 @@ class LocalCluster:
             raise ValueError("no GPU is visible: list cpu or emulated:HARDWARE workers under serve.workers")
         return tuple(WorkerGroup(device=f"cuda:{i}") for i in range(self._gpus))
 
+    def weights_dir(self) -> Path:
+        """Where local workers read modules' weights (the config's folder unless `serve.weights_dir`)."""
+        return Path(self.serve.weights_dir or ".").resolve()
+
+    def check_weights(self) -> None:
+        """Every module's weights file exists in the weights folder: a missing one is an input error
+        at start, not a configuration that workers refuse at every re-plan."""
+        folder = self.weights_dir()
+        for app in self.workload.apps:
+            for m in app.modules:
+                if not m.weights:
+                    continue
+                path = (folder / m.weights).resolve()
+                if not path.is_relative_to(folder):
+                    raise ValueError(f"app {app.name!r}, module {m.name!r}: weights {m.weights!r} lie outside the "
+                                     f"weights folder {str(folder)!r} (serve.weights_dir)")
+                if not path.is_file():
+                    raise ValueError(f"app {app.name!r}, module {m.name!r}: weights {m.weights!r}: no such file in "
+                                     f"{str(folder)!r} (serve.weights_dir)")
+
     async def start(self) -> None:
         s = self.serve
         groups = self.worker_groups  # fail before starting anything
+        self.check_weights()
         self.settings = settings_of(s)
         self._certs = tempfile.TemporaryDirectory(prefix="harpagon-certs-")
         if self.tls:
@@ -168,6 +189,8 @@ class LocalCluster:
                 "--controller", f"{self.host}:{self.control_port}", "--profiles", self._profiles.name]
         if self.tls:
             args += ["--tls-dir", str(Path(self._certs.name) / "worker")]
+        if any(m.weights for a in self.workload.apps for m in a.modules):
+            args += ["--weights-dir", str(self.weights_dir())]
         if hardware:
             args += ["--hardware", hardware]
         if threads:

@@ -61,9 +61,11 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
         chosen[i] += pool[:need]
         free[t.hardware] = pool[need:]
     modules: dict[str, tuple[ModuleSpec, ...]] = {w.id: () for w in workers}
+    apps = {a.name: a for a in workload.apps}
     parts: dict[tuple[str, str], list[tuple[TuplePlan, tuple[WorkerInfo, ...], str]]] = defaultdict(list)
     for (ap, mp, t, name), ws in zip(tuples, chosen, strict=True):
-        spec = ModuleSpec(name, mp.model, t.batch, tuple(input_shape), budget_ms=mp.budget_ms)
+        weights = apps[ap.name].module(mp.name).weights  # relative to the worker's weights folder
+        spec = ModuleSpec(name, mp.model, t.batch, tuple(input_shape), weights, budget_ms=mp.budget_ms)
         for w in ws:
             modules[w.id] = (spec,)
         parts[(ap.name, mp.name)].append((t, tuple(sorted(ws, key=lambda w: w.id)), name))
@@ -71,7 +73,6 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
                                tuple(tuple(w.address for w in ws) for _, ws, _ in ts), tuple(n for _, _, n in ts),
                                tuple(_latency(t) for t, _, _ in ts))
               for key, ts in parts.items()}
-    apps = {a.name: a for a in workload.apps}
     table = RoutingTable(version, plan.dispatch, {a.name: apps[a.name] for a in plan.apps}, routes)
     return Assignment(modules, table)
 
