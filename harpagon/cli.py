@@ -55,6 +55,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay-frames", type=_positive_int, default=PROMISE_FRAMES,
                    help=f"frames per app in each replay (default {PROMISE_FRAMES})")
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson replay (default 0)")
+    p.add_argument("--fanout", choices=("deterministic", "poisson"), default="deterministic",  # FANOUTS
+                   help="requests per frame of the modules below the source in the Poisson replay that judges "
+                        "(and repairs) the attainment: deterministic (default; the planned counts) or poisson "
+                        "(a Poisson(scale) draw per module and frame); needs --arrivals poisson")
     p.set_defaults(func=_cmd_plan)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True,
@@ -537,10 +541,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from harpagon.planner.registry import plan_with
 
     try:
-        settings = Settings(args.safety, args.overhead_ms, args.max_utilization, args.arrivals, args.attainment)
+        settings = Settings(args.safety, args.overhead_ms, args.max_utilization, args.arrivals, args.attainment,
+                            args.fanout)
     except ValueError as exc:
         flag = str(exc).split(" ", 1)
         print(f"harpagon plan: --{flag[0].replace('_', '-')} {flag[1]}", file=sys.stderr)
+        return EXIT_INVALID
+    if settings.fanout != "deterministic" and settings.arrivals != "poisson":
+        # Only the Poisson replay (attainment) draws the fan-out; the constant one keeps the planned counts.
+        print(f"harpagon plan: --fanout {settings.fanout} needs --arrivals poisson (the fan-out is drawn in the "
+              "replay that measures attainment)", file=sys.stderr)
         return EXIT_INVALID
     workload = _load(args.files)
     if workload is None:
@@ -551,10 +561,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(result.to_json())
     else:
         print_plan(result, workload)
+        if settings.fanout == "poisson":
+            print("fan-out: Poisson (in the Poisson replay each module below the source gets a Poisson(scale) "
+                  "number of requests per frame)")
     for r in result.refused:
         print(f"refused: app {r.app!r}: {r.reason}", file=sys.stderr)
     if result.promise is not None and result.promise.kept is False:
-        print(f"warning: the replay does not bear out the {result.promise.arrivals} promise "
+        fanout = ", Poisson fan-out" if result.promise.fanout == "poisson" else ""
+        print(f"warning: the replay does not bear out the {result.promise.arrivals} promise{fanout} "
               f"({_replayed_line(result)})", file=sys.stderr)
     return EXIT_REFUSED if result.refused else 0
 

@@ -8,6 +8,7 @@ the runtime all call these, so the promise and its check cannot drift apart.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +21,11 @@ Dispatch = Literal["batch-aware", "request-level"]
 #: spaced arrivals, or an attainment under Poisson arrivals (which includes the constant promise).
 Arrivals = Literal["fluid", "constant", "poisson"]
 ARRIVALS: tuple[Arrivals, ...] = ("fluid", "constant", "poisson")
+#: How many requests a module gets per frame in the replay: today's rule (`requests_for`, the
+#: default of MODEL.md v2), or a draw from Poisson(scale) per module and frame (an extension, see
+#: `poisson_requests`).
+Fanout = Literal["deterministic", "poisson"]
+FANOUTS: tuple[Fanout, ...] = ("deterministic", "poisson")
 
 #: Comparisons of the feasibility check hold within this relative tolerance (MODEL.md).
 REL_TOL = 1e-6
@@ -46,6 +52,9 @@ class Settings:
     """The promise the plan is made for (MODEL.md, "What a plan promises")."""
     attainment: float = 0.99
     """Under `poisson`: the least fraction of each app's frames within its SLO (0 < a < 1)."""
+    fanout: Fanout = "deterministic"
+    """Requests per frame of the modules below the source in the replays that measure attainment (Poisson
+    arrivals): the planned counts (`requests_for`, MODEL.md v2) or Poisson(scale) draws (an extension)."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -55,14 +64,19 @@ class Settings:
             ("max_utilization", self.max_utilization, 0 < self.max_utilization <= 1, "must be in (0, 1]"),
             ("arrivals", self.arrivals, self.arrivals in ARRIVALS, f"must be one of {', '.join(ARRIVALS)}"),
             ("attainment", self.attainment, 0 < self.attainment < 1, "must be in (0, 1)"),
+            ("fanout", self.fanout, self.fanout in FANOUTS, f"must be one of {', '.join(FANOUTS)}"),
         )
         for name, value, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} {rule}, got {value!r}")
 
     def to_dict(self) -> dict[str, float | str]:
-        return {"safety": self.safety, "overhead_ms": self.overhead_ms, "max_utilization": self.max_utilization,
-                "arrivals": self.arrivals, "attainment": self.attainment}
+        out: dict[str, float | str] = {"safety": self.safety, "overhead_ms": self.overhead_ms,
+                                       "max_utilization": self.max_utilization, "arrivals": self.arrivals,
+                                       "attainment": self.attainment}
+        if self.fanout != "deterministic":  # absent at the default, so plans print as before
+            out["fanout"] = self.fanout
+        return out
 
     @property
     def fluid(self) -> bool:
@@ -154,6 +168,15 @@ def requests_for(frame: int, scale: float) -> int:
     """Requests a module of scale `s` gets for an app's `frame`-th frame: `floor((f+1)s) - floor(fs)`,
     so its long-run rate is `λ_a s` (the planner's `λ_m`) with whole requests per frame."""
     return math.floor((frame + 1) * scale + 1e-9) - math.floor(frame * scale + 1e-9)
+
+
+def poisson_requests(scale: float, frames: int, seed: int | str) -> np.ndarray:
+    """Requests a module of scale `s` gets for each of `frames` frames under Poisson fan-out: independent
+    draws from Poisson(s) (mean `s`, so the long-run rate is still `λ_a s`), whatever its parents got
+    (the planner's `scale` is per source frame). Reproducible for a given `seed` (any int or str: the
+    simulator uses `"seed/app/module"`, so each module's counts are independent of the others')."""
+    rng = np.random.default_rng(random.Random(f"fanout/{seed}").getrandbits(64))
+    return rng.poisson(scale, frames)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from harpagon.model.latency import (
     REL_TOL,
     Arrivals,
     Dispatch,
+    Fanout,
     Settings,
     capacity,
     effective_latency,
@@ -99,6 +100,8 @@ class Promise:
     arrivals: Arrivals
     attainment: float
     replayed: Replayed | None = None
+    fanout: Fanout = "deterministic"
+    """The fan-out the Poisson replay was judged under (`settings.fanout`)."""
 
     @property
     def kept(self) -> bool | None:
@@ -115,6 +118,8 @@ class Promise:
         out: dict[str, Any] = {"arrivals": self.arrivals}
         if self.arrivals == "poisson":
             out["attainment"] = self.attainment
+        if self.fanout != "deterministic":  # absent at the default, so plans print as before
+            out["fanout"] = self.fanout
         r = self.replayed
         if r is not None:
             out["replayed"] = {"frames": r.frames, "seed": r.seed, "min_app_attainment": r.min_app_attainment,
@@ -127,7 +132,8 @@ class Promise:
         r = data.get("replayed")
         replayed = None if r is None else Replayed(r["frames"], r["seed"], r["min_app_attainment"],
                                                    r["constant_all_within"], tuple(r.get("apps", {}).items()))
-        return Promise(data["arrivals"], data.get("attainment", 0.99), replayed)
+        return Promise(data["arrivals"], data.get("attainment", 0.99), replayed,
+                       data.get("fanout", "deterministic"))
 
 
 @dataclass(frozen=True, slots=True)

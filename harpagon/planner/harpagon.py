@@ -106,19 +106,20 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     settings = settings or Settings()
     options = options or PlannerOptions()
     if settings.fluid:
-        return replace(_plan(workload, settings, options, name, None), promise=Promise("fluid", settings.attainment))
+        return replace(_plan(workload, settings, options, name, None),
+                       promise=Promise("fluid", settings.attainment, fanout=settings.fanout))
     if not options.full:  # an ablation: the fluid levels, judged by the replay
         p = _plan(workload, settings, options, name, None)
         if not options.replay or not p.apps:
             return p
         replays = _Replays(workload, settings, options)
         replays.run(p)
-        return replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p)))
+        return replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p), settings.fanout))
     base = {a.name: initial_arrivals(a, settings) for a in workload.apps}
     memo: dict = {}
     if not options.replay:
         p, _ = _settled(workload, settings, options, name, base, memo)
-        return replace(p, promise=Promise(settings.arrivals, settings.attainment))
+        return replace(p, promise=Promise(settings.arrivals, settings.attainment, fanout=settings.fanout))
     # Each level planned and its apps replayed (an app planned as at a cheaper level is not replayed
     # again); each app takes the cheapest level that keeps its promise.
     replays = _Replays(workload, settings, options)
@@ -146,7 +147,8 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     best = None
     for _ in range(REPAIR_ROUNDS):
         replays.run(p)
-        judged = replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p)))
+        judged = replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p),
+                                            settings.fanout))
         if best is None or _better(judged, best):
             best = judged
         late = [ap for ap in p.apps if not replays.kept(ap)]
@@ -211,10 +213,13 @@ class _Replays:
         if not fresh:
             return
         frames, seed = self.options.replay_frames, self.options.seed
-        const = simulate(replace(p, apps=fresh), self.workload, "constant", frames=frames, seed=seed)
+        const = simulate(replace(p, apps=fresh), self.workload, "constant", frames=frames, seed=seed,
+                         fanout="deterministic")
         # Poisson on two seeds, the worse counting: one 10,000-frame run of a heavily loaded app can
-        # land a percent away from another.
-        pois = [simulate(replace(p, apps=fresh), self.workload, "poisson", frames=frames, seed=x)
+        # land a percent away from another. These replays have the settings' fan-out (MODEL.md v2's
+        # planned counts by default, or Poisson draws: `Settings.fanout`).
+        pois = [simulate(replace(p, apps=fresh), self.workload, "poisson", frames=frames, seed=x,
+                         fanout=self.settings.fanout)
                 for x in (seed, seed + POISSON_SECOND_SEED)] if self.settings.arrivals == "poisson" else []
         for ap in fresh:
             worst = min((r.app(ap.name) for r in pois), key=lambda a: a.attainment) if pois else None
@@ -266,7 +271,7 @@ def _settled(workload: Workload, settings: Settings, options: PlannerOptions, na
     memo = {} if memo is None else memo
     p = _plan(workload, settings, options, name, arrivals, memo)
     for _ in range(BURST_ROUNDS):
-        seen = {a.name: with_bursts(workload_app(workload, a.name), a, arrivals[a.name])
+        seen = {a.name: with_bursts(workload_app(workload, a.name), a, arrivals[a.name], settings)
                 for a in p.apps if isinstance(arrivals[a.name], Mapping)}
         if all(seen[n] == arrivals[n] for n in seen):
             break
@@ -292,26 +297,46 @@ def initial_arrivals(app: App, settings: Settings) -> dict[str, Arrival]:
     share = late_share(app, settings)
     out = {}
     for m in app.modules:
-        per_frame = max(1, math.ceil(m.scale - 1e-9))
+        per_frame = frame_requests(m, settings, share[m.name])
         eps = share[m.name] / per_frame
         out[m.name] = Arrival(poisson=poisson, smooth=not poisson and not m.after and m.scale == 1.0,
                               clump=per_frame, epsilon=eps)
     return out
 
 
-def with_bursts(app: App, ap: AppPlan, arrivals: Mapping[str, Arrival]) -> dict[str, Arrival]:
+def frame_requests(module: Module, settings: Settings, late: float) -> int:
+    """Most requests one frame brings a module, as the planner counts them: `ceil(s)` (the replay's
+    planned counts), or under Poisson fan-out (`settings.fanout`, below the source) the least count
+    that a Poisson(s) draw exceeds for at most a fraction `late` of the frames (the module's late share)."""
+    if settings.fanout != "poisson" or not module.after:
+        return max(1, math.ceil(module.scale - 1e-9))
+    k, pmf = 0, math.exp(-module.scale)
+    cdf = pmf
+    while cdf < 1 - late and k < 10_000:
+        k += 1
+        pmf *= module.scale / k
+        cdf += pmf
+    return max(1, k)
+
+
+def with_bursts(app: App, ap: AppPlan, arrivals: Mapping[str, Arrival],
+                settings: Settings | None = None) -> dict[str, Arrival]:
     """Arrival models whose bursts are those the plan makes: a module gets a frame's requests at once,
-    for every frame that a parent's batch finishes together."""
+    for every frame that a parent's batch finishes together (a frame's requests as
+    :func:`frame_requests` counts them under `settings`; `ceil(s)` without)."""
     frames_per_batch = {}
     for mp in ap.modules:
         scale = app.module(mp.name).scale
         waits = [(t, collection_ms("batch-aware", t.batch, 1, t.rate + t.dummy_rate)) for t in mp.tuples]
         real = max(float(real_requests(t.batch, t.rate, wait)) for t, wait in waits)
         frames_per_batch[mp.name] = max(1, math.ceil(real / max(1.0, scale) - 1e-9))
+    share = late_share(app, settings) if settings is not None else {}
     out = {}
     for m in app.modules:
         together = max((frames_per_batch[p] for p in m.after), default=1)
-        out[m.name] = replace(arrivals[m.name], clump=max(1, math.ceil(m.scale - 1e-9)) * together)
+        per_frame = max(1, math.ceil(m.scale - 1e-9)) if settings is None else \
+            frame_requests(m, settings, share[m.name])
+        out[m.name] = replace(arrivals[m.name], clump=per_frame * together)
     return out
 
 

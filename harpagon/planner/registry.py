@@ -71,5 +71,5 @@ def plan_with(name: str, workload: Workload, settings: Settings, *, replay: bool
     p = (OPTIMUM if name == "optimum" else PLANNERS[name])(workload, settings)
     if not replay or not p.apps:
         return p
-    verdict = judge(p, workload, "poisson", frames=frames, seed=seed)
-    return replace(p, promise=Promise(p.settings.arrivals, settings.attainment, verdict.replayed))
+    verdict = judge(p, workload, "poisson", frames=frames, seed=seed, fanout=settings.fanout)
+    return replace(p, promise=Promise(p.settings.arrivals, settings.attainment, verdict.replayed, settings.fanout))

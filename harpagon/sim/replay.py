@@ -2,6 +2,11 @@
 
 `constant`: every frame of every app within its SLO with evenly spaced arrivals. `poisson`: at least
 `attainment` of each app's frames within its SLO with Poisson arrivals, and the constant promise too.
+
+Fan-out (`settings.fanout`, an extension of MODEL.md v2): the replay with Poisson arrivals, which
+measures attainment, gives each module below the source the plan's fan-out (the planned counts, or
+Poisson(scale) draws); the replay with constant arrivals, which must have every frame within the SLO,
+keeps the planned counts (a random count has no worst case to promise every frame against).
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harpagon.config.schema import Workload
-from harpagon.model.latency import Arrivals
+from harpagon.model.latency import Arrivals, Fanout
 from harpagon.model.plan import Plan, Replayed
 from harpagon.sim.simulator import SimResult, simulate
 
@@ -32,11 +37,13 @@ class Verdict:
 
 
 def judge(plan: Plan, workload: Workload, arrivals: Arrivals = "poisson", *, frames: int = PROMISE_FRAMES,
-          seed: int = 0) -> Verdict:
+          seed: int = 0, fanout: Fanout | None = None) -> Verdict:
     """Replay `plan` with constant arrivals and, for the `poisson` promise (or `fluid`, to report it),
-    with Poisson arrivals of the given seed; `frames` per app."""
-    constant = simulate(plan, workload, "constant", frames=frames, seed=seed)
-    poisson = simulate(plan, workload, "poisson", frames=frames, seed=seed) if arrivals != "constant" else None
+    with Poisson arrivals of the given seed; `frames` per app. The Poisson replay has the fan-out
+    `fanout` (default: the plan's `settings.fanout`); the constant one the planned counts."""
+    constant = simulate(plan, workload, "constant", frames=frames, seed=seed, fanout="deterministic")
+    poisson = simulate(plan, workload, "poisson", frames=frames, seed=seed, fanout=fanout) \
+        if arrivals != "constant" else None
     shown = poisson or constant
     apps = tuple((a.name, a.attainment) for a in shown.apps)
     replayed = Replayed(

@@ -5,7 +5,9 @@ by a virtual clock; a worker runs its batches one at a time, first in first out,
 (the profile's `mean + std` times `safety`: the planner's worst case), and `overhead_ms` is added to
 every request after its batch finishes, without occupying the worker. A module gets
 `floor((f + 1) s) - floor(f s)` requests for frame `f` (scale `s`), all released at once when every
-parent has finished the frame; a frame is done when every module has finished it. At equal times,
+parent has finished the frame; a frame is done when every module has finished it. Under Poisson fan-out
+(`fanout="poisson"`, an extension of MODEL.md v2) every module but the source instead gets a draw from
+Poisson(s) for each frame, independent per module and frame and seeded. At equal times,
 batch completions come first, then arrivals (of frames, and of requests released by a parent), then
 flush timers.
 """
@@ -25,7 +27,7 @@ import numpy as np
 from harpagon.config.schema import Workload
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
-from harpagon.model.latency import effective_latency, requests_for
+from harpagon.model.latency import Fanout, effective_latency, poisson_requests, requests_for
 from harpagon.model.plan import Plan
 
 Arrivals = Literal["constant", "poisson"]
@@ -80,6 +82,7 @@ class AppStats:
 class SimResult:
     arrivals: Arrivals
     apps: tuple[AppStats, ...]
+    fanout: Fanout = "deterministic"
 
     def app(self, name: str) -> AppStats:
         return next(a for a in self.apps if a.name == name)
@@ -114,10 +117,12 @@ class _Worker:
 class Simulator:
     """One run of one plan. Use :func:`simulate`."""
 
-    def __init__(self, plan: Plan, workload: Workload, arrivals: Arrivals, frames: dict[str, int], seed: int):
+    def __init__(self, plan: Plan, workload: Workload, arrivals: Arrivals, frames: dict[str, int], seed: int,
+                 fanout: Fanout = "deterministic"):
         self.plan = plan
         self.workload = workload
         self.arrivals = arrivals
+        self.fanout = fanout
         self.frames = frames
         self.seed = seed
         self.events: list[tuple[float, int, str, tuple]] = []
@@ -153,6 +158,15 @@ class Simulator:
         self.module_latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
         self.scale = {(a.name, m.name): m.scale for a in workload.apps for m in a.modules}
         self.module_requests: dict[tuple[str, str], int] = defaultdict(int)
+        # Poisson fan-out: each module's counts, drawn up front from the seed, the app and the module
+        # (so they do not depend on the order of events, nor on which other apps are replayed).
+        self.counts: dict[tuple[str, str], np.ndarray] = {}
+        if fanout == "poisson":
+            for ap in plan.apps:
+                for m in self.apps[ap.name].modules:
+                    if m.after:  # the source gets the frame itself
+                        self.counts[(ap.name, m.name)] = poisson_requests(m.scale, frames[ap.name],
+                                                                          f"{seed}/{ap.name}/{m.name}")
         self.module_batches: dict[tuple[str, str], int] = defaultdict(int)
         self.module_dummies: dict[tuple[str, str], int] = defaultdict(int)
         self.trace: list[tuple[float, str, str, int, int, tuple, int]] | None = None
@@ -189,7 +203,8 @@ class Simulator:
 
     def _ready(self, now: float, app: str, frame: int, module: str) -> None:
         """A module's parents are done for a frame: all its requests reach the dispatcher now."""
-        n = requests_for(frame, self.scale[(app, module)])
+        counts = self.counts.get((app, module))
+        n = int(counts[frame]) if counts is not None else requests_for(frame, self.scale[(app, module)])
         self.ready_at[(app, frame, module)] = now
         if n == 0:
             self._module_done(now, app, frame, module)
@@ -283,7 +298,7 @@ class Simulator:
                 float(np.percentile(lat, 99)), float(lat.max()),
                 float(np.mean(late)), tuple(modules), _batch_means_se(late),
             ))
-        return SimResult(self.arrivals, tuple(apps))
+        return SimResult(self.arrivals, tuple(apps), self.fanout)
 
 
 def _batch_means_se(late: np.ndarray, batches: int = 20) -> float:
@@ -296,11 +311,13 @@ def _batch_means_se(late: np.ndarray, batches: int = 20) -> float:
 
 
 def simulate(plan: Plan, workload: Workload, arrivals: Arrivals = "constant", *, duration_s: float = 10.0,
-             max_frames: int = 20_000, seed: int = 0, frames: int | None = None) -> SimResult:
+             max_frames: int = 20_000, seed: int = 0, frames: int | None = None,
+             fanout: Fanout | None = None) -> SimResult:
     """Replay a plan at its planned rates for `duration_s` (at most `max_frames` frames per app), or for
-    exactly `frames` frames per app when given."""
+    exactly `frames` frames per app when given. `fanout`: requests per frame of the modules below the
+    source, the planned counts or Poisson draws of the seed (default: the plan's `settings.fanout`)."""
     if frames is not None:
         counts = {ap.name: frames for ap in plan.apps}
     else:
         counts = {ap.name: max(1, min(max_frames, math.ceil(ap.rate * duration_s))) for ap in plan.apps}
-    return Simulator(plan, workload, arrivals, counts, seed).run()
+    return Simulator(plan, workload, arrivals, counts, seed, fanout or plan.settings.fanout).run()
