@@ -73,6 +73,9 @@ log = logging.getLogger("harpagon.frontend")
 #: stalled after 15 ms. Only a stuck worker (SIGSTOP, a hung device, a lost connection) goes past it.
 STALL_FACTOR = 3.0
 STALL_MARGIN_MS = 100.0
+#: What an answer takes to reach its client once the frame is done: serialised, written, on the wire.
+#: A frame done later than its deadline less this is answered DEADLINE_EXCEEDED, not OK.
+ANSWER_MARGIN_S = 0.005
 #: How long a worker that failed or stalled stays suspect (no batches while its tuple has another
 #: worker): long enough not to feed a dead worker a batch per flush timer until the controller's
 #: heartbeats notice it (and re-plan), short enough that a worker that only hiccuped is back soon.
@@ -551,10 +554,10 @@ class FrontendDataPlane:
             for t in tasks.values():
                 if not t.done():
                     t.cancel()
-        # a late result is not a success: the client gets the status. The answer still has to get out
-        # through this loop, as late as the loop runs now
+        # a late result is not a success: the client gets the status. The answer still has to get out,
+        # through this loop (as late as it runs now) and onto the wire
         now = loop.time()
-        if now + self.watch.lag(now) > f.deadline:
+        if now + self.watch.lag(now) + ANSWER_MARGIN_S > f.deadline:
             self._dropped(app_name)
             raise DeadlineExceeded(f"app {app_name!r}: frame answered past its {app.slo_ms:g} ms deadline")
         elapsed = time.perf_counter() - start
