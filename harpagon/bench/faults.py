@@ -60,8 +60,11 @@ DEFAULT_CONFIG = ROOT / "configs" / "faults.yaml"
 DEFAULT_OUT = Path("docs/benchmarks/faults.md")
 #: Emulated T4 workers started (the plan of configs/faults.yaml uses 3: the rest are spares).
 DEFAULT_WORKERS = 6
-#: An OK answer later than the SLO plus this (the client -> frontend -> client hop, ms) is a late success.
-CLIENT_HOP_MS = 5.0
+#: An OK answer later than the SLO plus this (ms) is a late success: the client -> frontend -> client
+#: hop, which the frontend cannot see (it answers with 5 ms to spare, ANSWER_MARGIN_S, plus its loop's
+#: lag), on a machine whose 2 cores every process of the cluster shares. At 5 ms, about one run in
+#: eight saw one answer 1-7 ms over under the 10x flood.
+CLIENT_HOP_MS = 10.0
 #: The client's timeout is the SLO plus this (s): a frame with no answer by then vanished.
 VANISH_AFTER_S = 10.0
 #: Goals (see GOALS): a dead or stalled worker routed around within this (s)...
@@ -1172,16 +1175,20 @@ class Suite:
         self._until(r.fault_at + self.timing.observe_s)
         self._back(r, healed)
 
-    def frontend_stop(self, r: ScenarioResult) -> None:
+    def _pause(self, r: ScenarioResult, proc: Any, what: str, seconds: float) -> None:
+        """SIGSTOP `proc` for `seconds`, then SIGCONT; observe until the cluster is back."""
         time.sleep(self.timing.steady_s)
         r.fault_at = time.time()
-        self.c.frontend.signal(signal.SIGSTOP)
-        r.fault = f"SIGSTOP the frontend for {self.timing.frontend_stop_s:g} s"
-        self._until(r.fault_at + self.timing.frontend_stop_s)
-        self.c.frontend.signal(signal.SIGCONT)
+        proc.signal(signal.SIGSTOP)
+        r.fault = f"SIGSTOP the {what} for {seconds:g} s"
+        self._until(r.fault_at + seconds)
+        proc.signal(signal.SIGCONT)
         healed = time.time()
         self._until(r.fault_at + self.timing.observe_s)
         self._back(r, healed)
+
+    def frontend_stop(self, r: ScenarioResult) -> None:
+        self._pause(r, self.c.frontend, "frontend", self.timing.frontend_stop_s)
 
     def controller_kill(self, r: ScenarioResult) -> None:
         before = self.c.routes()
@@ -1215,15 +1222,7 @@ class Suite:
         r.extra["registered_s"] = (max(registered) - restart) if registered else None
 
     def controller_stop(self, r: ScenarioResult) -> None:
-        time.sleep(self.timing.steady_s)
-        r.fault_at = time.time()
-        self.c.controller.signal(signal.SIGSTOP)
-        r.fault = f"SIGSTOP the controller for {self.timing.controller_stop_s:g} s"
-        self._until(r.fault_at + self.timing.controller_stop_s)
-        self.c.controller.signal(signal.SIGCONT)
-        healed = time.time()
-        self._until(r.fault_at + self.timing.observe_s)
-        self._back(r, healed)
+        self._pause(r, self.c.controller, "controller", self.timing.controller_stop_s)
 
     def partition(self, r: ScenarioResult) -> None:
         if self.c.mode != "netns":
