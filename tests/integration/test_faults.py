@@ -13,6 +13,7 @@ import socket
 import pytest
 
 from harpagon.bench.faults import (
+    CLIENT_HOP_MS,
     CONVERGE_GOAL_S,
     DISRUPTION_GOAL_S,
     EXPECTED_REFUSAL,
@@ -43,8 +44,8 @@ def test_frames_are_counted_by_outcome_and_the_disruption_ends_at_the_last_bad_o
     slo = {"cam": 400.0}
     frames = [Frame("cam", 9.0, OK, 50.0),  # before the window
               Frame("cam", 10.0, OK, 50.0), Frame("cam", 10.5, "UNAVAILABLE", 1.0),
-              Frame("cam", 11.0, OK, 404.0),  # within the SLO + the client's hop
-              Frame("cam", 11.5, OK, 406.0),  # late
+              Frame("cam", 11.0, OK, 400.0 + CLIENT_HOP_MS - 1),  # within the SLO + the client's hop
+              Frame("cam", 11.5, OK, 400.0 + CLIENT_HOP_MS + 1),  # late
               Frame("cam", 12.0, VANISHED, 10400.0), Frame("cam", 13.0, OK, 40.0),
               Frame("cam", 20.0, "UNAVAILABLE", 1.0)]  # after the window
     o = summarize(frames, slo, 10.0, 20.0, fault_at=10.2)
