@@ -1153,15 +1153,7 @@ class Suite:
         if target is None:
             return
         _, proc = target
-        time.sleep(self.timing.steady_s)
-        r.fault_at = time.time()
-        proc.signal(signal.SIGSTOP)
-        r.fault = f"SIGSTOP {self.timing.worker_stop_s:g} s " + r.fault
-        self._until(r.fault_at + self.timing.worker_stop_s)
-        proc.signal(signal.SIGCONT)
-        healed = time.time()
-        self._until(r.fault_at + self.timing.observe_s)
-        self._back(r, healed)
+        self._pause(r, proc, f"SIGSTOP {self.timing.worker_stop_s:g} s " + r.fault, self.timing.worker_stop_s)
 
     def frontend_kill(self, r: ScenarioResult) -> None:
         time.sleep(self.timing.steady_s)
@@ -1175,12 +1167,12 @@ class Suite:
         self._until(r.fault_at + self.timing.observe_s)
         self._back(r, healed)
 
-    def _pause(self, r: ScenarioResult, proc: Any, what: str, seconds: float) -> None:
+    def _pause(self, r: ScenarioResult, proc: Any, fault: str, seconds: float) -> None:
         """SIGSTOP `proc` for `seconds`, then SIGCONT; observe until the cluster is back."""
         time.sleep(self.timing.steady_s)
         r.fault_at = time.time()
         proc.signal(signal.SIGSTOP)
-        r.fault = f"SIGSTOP the {what} for {seconds:g} s"
+        r.fault = fault
         self._until(r.fault_at + seconds)
         proc.signal(signal.SIGCONT)
         healed = time.time()
@@ -1188,7 +1180,8 @@ class Suite:
         self._back(r, healed)
 
     def frontend_stop(self, r: ScenarioResult) -> None:
-        self._pause(r, self.c.frontend, "frontend", self.timing.frontend_stop_s)
+        self._pause(r, self.c.frontend, f"SIGSTOP the frontend for {self.timing.frontend_stop_s:g} s",
+                    self.timing.frontend_stop_s)
 
     def controller_kill(self, r: ScenarioResult) -> None:
         before = self.c.routes()
@@ -1222,7 +1215,8 @@ class Suite:
         r.extra["registered_s"] = (max(registered) - restart) if registered else None
 
     def controller_stop(self, r: ScenarioResult) -> None:
-        self._pause(r, self.c.controller, "controller", self.timing.controller_stop_s)
+        self._pause(r, self.c.controller, f"SIGSTOP the controller for {self.timing.controller_stop_s:g} s",
+                    self.timing.controller_stop_s)
 
     def partition(self, r: ScenarioResult) -> None:
         if self.c.mode != "netns":

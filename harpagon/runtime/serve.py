@@ -42,6 +42,7 @@ from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_m
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server
 from harpagon.runtime.wire.tls import TlsFiles, make_certs
+from harpagon.runtime.worker.registry import weights_file
 from harpagon.v1 import worker_pb2_grpc as rpc
 
 log = logging.getLogger("harpagon.serve")
@@ -113,8 +114,8 @@ class LocalCluster:
             for m in app.modules:
                 if not m.weights:
                     continue
-                path = (folder / m.weights).resolve()
-                if not path.is_relative_to(folder):
+                path = weights_file(folder, m.weights)
+                if path is None:
                     raise ValueError(f"app {app.name!r}, module {m.name!r}: weights {m.weights!r} lie outside the "
                                      f"weights folder {str(folder)!r} (serve.weights_dir)")
                 if not path.is_file():

@@ -12,15 +12,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import grpc
-from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.servicer import LIVENESS, start
+from harpagon.runtime.frontend.servicer import readiness_health, start
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import FrontendMetrics, serve_metrics
-from harpagon.runtime.wire.routes import from_proto
 from harpagon.runtime.wire.clients import GrpcWorkerClient
+from harpagon.runtime.wire.routes import from_proto
 from harpagon.runtime.wire.rpc import aio_channel, health_server
 from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.v1 import worker_pb2 as pb
@@ -60,21 +59,10 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
     `client_tls` is plain server TLS on the client-facing Triton port."""
     registry = CollectorRegistry()
     plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry), client=GrpcWorkerClient(tls))
-    server, bound = await start(plane, port, host, tls=client_tls)
+    checker = await readiness_health(plane)  # one health service, on the Triton port and the probes' port
+    server, bound = await start(plane, port, host, tls=client_tls, checker=checker)
     probes = None
-    if health_port is not None:  # plaintext probes follow readiness, as the Triton port's health service does
-        checker = health.aio.HealthServicer()
-        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
-        await checker.set("", serving if plane.ready else not_serving)
-        await checker.set(LIVENESS, serving)
-        told = plane.on_ready
-
-        def on_ready(ready: bool) -> None:
-            if told is not None:
-                told(ready)
-            asyncio.ensure_future(checker.set("", serving if ready else not_serving))
-
-        plane.on_ready = on_ready
+    if health_port is not None:
         probes, health_at = health_server(host, health_port, checker)
         await probes.start()
     at = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None

@@ -282,7 +282,7 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, detai
         await context.abort(code, details)
     except grpc.aio.AbortError:  # how an abort unwinds the handler
         raise
-    except Exception:  # the call ended under us (gRPC cannot send the status): the same as above
+    except Exception:  # noqa: BLE001 - the call ended under us (gRPC cannot send the status): the same as above
         raise asyncio.CancelledError from None
 
 
@@ -325,21 +325,27 @@ def handlers(servicer: TritonServicer) -> dict[str, grpc.RpcMethodHandler]:
     return out
 
 
-async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1",
-                tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
+async def readiness_health(plane: FrontendDataPlane) -> health.aio.HealthServicer:
+    """The standard health service of a frontend: "" is SERVING exactly when ServerReady is true (a
+    readiness probe), LIVENESS whenever the process runs (liveness and startup probes)."""
+    checker = health.aio.HealthServicer()
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    await checker.set("", serving if plane.ready else not_serving)
+    await checker.set(LIVENESS, serving)
+    plane.on_ready = lambda ready: asyncio.ensure_future(checker.set("", serving if ready else not_serving))
+    return checker
+
+
+async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1", tls: TlsFiles | None = None,
+                checker: health.aio.HealthServicer | None = None) -> tuple[grpc.aio.Server, int]:
     """Serve clients on host:port (0: any free port); with `tls`, over server TLS (clients need no
-    certificate: they are users, not peers of the control plane)."""
+    certificate: they are users, not peers of the control plane). `checker`: the plane's
+    :func:`readiness_health`, when another server (a plaintext health port) serves it too."""
     server, bound = aio_server(host, port, tls, client_auth=False, options=CLIENT_PORT_OPTIONS)
     methods = handlers(TritonServicer(plane))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
     if hasattr(server, "add_registered_method_handlers"):  # grpc >= 1.63: the faster registered path
         server.add_registered_method_handlers(SERVICE, methods)
-    # the standard health service says SERVING exactly when ServerReady is true (a readiness probe)
-    checker = health.aio.HealthServicer()
-    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
-    await checker.set("", serving if plane.ready else not_serving)
-    await checker.set(LIVENESS, serving)  # the process is up, whether or not it is routed yet
-    plane.on_ready = lambda ready: asyncio.ensure_future(checker.set("", serving if ready else not_serving))
-    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    health_pb2_grpc.add_HealthServicer_to_server(checker or await readiness_health(plane), server)
     await server.start()
     return server, bound

@@ -76,8 +76,8 @@ class TorchExecutor(Executor):
         if self.weights_dir is None:
             raise FailedPrecondition(f"module {spec.name!r}: weights {spec.weights!r} asked for, but this worker "
                                      f"reads no weights (start it with --weights-dir DIR)")
-        path = (self.weights_dir / spec.weights).resolve()  # relative to the directory; `..` and links resolved
-        if not path.is_relative_to(self.weights_dir):
+        path = registry.weights_file(self.weights_dir, spec.weights)
+        if path is None:
             raise FailedPrecondition(f"module {spec.name!r}: weights {spec.weights!r} lie outside the worker's "
                                      f"--weights-dir {str(self.weights_dir)!r}")
         return path

@@ -34,6 +34,14 @@ def entry(name: str) -> ModelEntry:
     return known[name]
 
 
+def weights_file(folder: Path, name: str) -> Path | None:
+    """`name` resolved under `folder` (`..` and links followed), or None when it lies outside it: a
+    configuration names a path, and nothing outside the weights folder is read."""
+    folder = folder.resolve()
+    path = (folder / name).resolve()
+    return path if path.is_relative_to(folder) else None
+
+
 def build(e: ModelEntry, weights: str | None = None) -> Any:
     """The torch module of an entry, in eval mode (random weights unless `weights` names a file)."""
     import torch
