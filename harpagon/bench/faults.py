@@ -1155,14 +1155,19 @@ class Suite:
         _, proc = target
         self._pause(r, proc, f"SIGSTOP {self.timing.worker_stop_s:g} s " + r.fault, self.timing.worker_stop_s)
 
-    def frontend_kill(self, r: ScenarioResult) -> None:
+    def _kill_and_restart(self, r: ScenarioResult, proc: Any, what: str, start: Callable[[], Any]) -> tuple[float, Any]:
+        """kill -9 `proc` after the steady phase, then `start()` its successor after the restart delay;
+        returns when it was restarted and the new process."""
         time.sleep(self.timing.steady_s)
         r.fault_at = time.time()
-        self.c.frontend.signal(signal.SIGKILL)
-        r.fault = f"kill -9 the frontend, restarted after {self.timing.restart_delay_s:g} s"
+        proc.signal(signal.SIGKILL)
+        r.fault = f"kill -9 the {what}, restarted after {self.timing.restart_delay_s:g} s"
         self._until(r.fault_at + self.timing.restart_delay_s)
-        healed = time.time()
-        p = self.c.start_frontend()
+        restart = time.time()
+        return restart, start()
+
+    def frontend_kill(self, r: ScenarioResult) -> None:
+        healed, p = self._kill_and_restart(r, self.c.frontend, "frontend", self.c.start_frontend)
         r.extra["restart_ready_s"] = p.ready_at - healed
         self._until(r.fault_at + self.timing.observe_s)
         self._back(r, healed)
@@ -1185,13 +1190,7 @@ class Suite:
 
     def controller_kill(self, r: ScenarioResult) -> None:
         before = self.c.routes()
-        time.sleep(self.timing.steady_s)
-        r.fault_at = time.time()
-        self.c.controller.signal(signal.SIGKILL)
-        r.fault = f"kill -9 the controller, restarted after {self.timing.restart_delay_s:g} s"
-        self._until(r.fault_at + self.timing.restart_delay_s)
-        restart = time.time()
-        p = self.c.start_controller()
+        restart, p = self._kill_and_restart(r, self.c.controller, "controller", self.c.start_controller)
         r.extra["restart_after_s"] = restart - r.fault_at
         r.extra["listening_s"] = p.ready_at - restart
         found = p.wait_line(lambda s: PLAN_RE.search(s) is not None, self.timing.back_timeout_s)
