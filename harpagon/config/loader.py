@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from harpagon.config import pipeline
 from harpagon.config.schema import App, Hardware, Profile, ServeConfig, Workload
 
 SECTIONS = ("hardware", "profiles", "apps")
@@ -340,7 +341,9 @@ def _check_app(item: _Item, profiled: set[str]) -> list[ConfigIssue]:
     if len(sources) > 1:
         issues.append(item.issue(("modules",), f"more than one source module: {', '.join(sources)} "
                                                "(exactly one module may have no `after`)"))
-    return issues
+        return issues
+    # what the edges carry fits what the parents output
+    return [item.issue(("modules", j, *sub), message) for j, sub, message in pipeline.check(app)]
 
 
 def _find_cycle(app: App) -> list[str] | None:

@@ -72,6 +72,16 @@ class Profile(_Strict):
         return out
 
 
+class CropFilter(_Strict):
+    """Which of a detector's detections become requests of a `crops` child, per frame."""
+
+    labels: tuple[int | str, ...] = Field(default=(), strict=False, description=(
+        "Labels kept, as ids or names of the detector's label set (models/registry.yaml); empty: every label."))
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="Least detection score kept.")
+    max: int | None = Field(default=None, ge=1, le=100, description=(
+        "At most this many crops per frame, the highest scores first; default: every kept detection (up to 100)."))
+
+
 class Module(_Strict):
     """One DNN stage of an application."""
 
@@ -79,6 +89,15 @@ class Module(_Strict):
     model: str = Field(min_length=1, description="Model this module runs; must have a profile.")
     after: tuple[str, ...] = Field(default=(), strict=False, description="Parent modules; the source has none.")
     scale: PositiveFloat = Field(default=1.0, description="Requests reaching this module per source frame.")
+    input: Literal["frame", "crops", "features"] = Field(default="frame", description=(
+        "What each request carries: `frame`, the frame resized to the module's input (`scale` copies per frame); "
+        "`crops`, one crop per kept detection of its one parent, a detector (see `crops`); `features`, its "
+        "parents' outputs, joined per object (one request per parent request, or per detection below a "
+        "`crops` edge)."))
+    crops: CropFilter | None = Field(default=None, description="`input: crops` only: which detections are kept.")
+    task: Literal["classify", "detect"] | None = Field(default=None, description=(
+        "What the module outputs; default: its model's task in models/registry.yaml. Needed on profile-only "
+        "models (emulated workers) that detect."))
     weights: str | None = Field(default=None, description="Optional weights file (a torch state dict) for the "
                                 "runtime, relative to the workers' weights folder (`serve.weights_dir`, or a "
                                 "worker's --weights-dir); default: random initialisation.")

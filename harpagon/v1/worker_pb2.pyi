@@ -16,8 +16,26 @@ class Tensor(_message.Message):
     data: bytes
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class CropEdge(_message.Message):
+    __slots__ = ("child", "labels", "min_score", "max_crops", "shape", "scale", "poisson")
+    CHILD_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CROPS_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    POISSON_FIELD_NUMBER: _ClassVar[int]
+    child: str
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    min_score: float
+    max_crops: int
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    scale: float
+    poisson: bool
+    def __init__(self, child: _Optional[str] = ..., labels: _Optional[_Iterable[int]] = ..., min_score: _Optional[float] = ..., max_crops: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., scale: _Optional[float] = ..., poisson: _Optional[bool] = ...) -> None: ...
+
 class ModuleConfig(_message.Message):
-    __slots__ = ("name", "model", "batch", "input_shape", "weights", "half", "budget_ms")
+    __slots__ = ("name", "model", "batch", "input_shape", "weights", "half", "budget_ms", "crops")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +43,7 @@ class ModuleConfig(_message.Message):
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     HALF_FIELD_NUMBER: _ClassVar[int]
     BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     batch: int
@@ -32,7 +51,8 @@ class ModuleConfig(_message.Message):
     weights: str
     half: bool
     budget_ms: float
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., batch: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., weights: _Optional[str] = ..., half: _Optional[bool] = ..., budget_ms: _Optional[float] = ...) -> None: ...
+    crops: _containers.RepeatedCompositeFieldContainer[CropEdge]
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., batch: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., weights: _Optional[str] = ..., half: _Optional[bool] = ..., budget_ms: _Optional[float] = ..., crops: _Optional[_Iterable[_Union[CropEdge, _Mapping]]] = ...) -> None: ...
 
 class WorkerConfig(_message.Message):
     __slots__ = ("version", "modules")
@@ -66,21 +86,35 @@ class InferRequest(_message.Message):
     id: str
     def __init__(self, module: _Optional[str] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., id: _Optional[str] = ...) -> None: ...
 
+class CropSet(_message.Message):
+    __slots__ = ("child", "counts", "detection", "items")
+    CHILD_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    DETECTION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    child: str
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    detection: Tensor
+    items: Tensor
+    def __init__(self, child: _Optional[str] = ..., counts: _Optional[_Iterable[int]] = ..., detection: _Optional[_Union[Tensor, _Mapping]] = ..., items: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
 class InferResponse(_message.Message):
-    __slots__ = ("id", "outputs", "queue_ms", "exec_ms", "batch", "dummies")
+    __slots__ = ("id", "outputs", "queue_ms", "exec_ms", "batch", "dummies", "crops")
     ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
     EXEC_MS_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     DUMMIES_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
     id: str
     outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
     queue_ms: float
     exec_ms: float
     batch: int
     dummies: int
-    def __init__(self, id: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., queue_ms: _Optional[float] = ..., exec_ms: _Optional[float] = ..., batch: _Optional[int] = ..., dummies: _Optional[int] = ...) -> None: ...
+    crops: _containers.RepeatedCompositeFieldContainer[CropSet]
+    def __init__(self, id: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., queue_ms: _Optional[float] = ..., exec_ms: _Optional[float] = ..., batch: _Optional[int] = ..., dummies: _Optional[int] = ..., crops: _Optional[_Iterable[_Union[CropSet, _Mapping]]] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()
@@ -236,7 +270,7 @@ class WatchRoutesRequest(_message.Message):
     def __init__(self, frontend_id: _Optional[str] = ...) -> None: ...
 
 class RatesReport(_message.Message):
-    __slots__ = ("frontend_id", "app_rates", "window_s", "hop_overhead_ms")
+    __slots__ = ("frontend_id", "app_rates", "window_s", "hop_overhead_ms", "fanout")
     class AppRatesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -248,11 +282,25 @@ class RatesReport(_message.Message):
     APP_RATES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_S_FIELD_NUMBER: _ClassVar[int]
     HOP_OVERHEAD_MS_FIELD_NUMBER: _ClassVar[int]
+    FANOUT_FIELD_NUMBER: _ClassVar[int]
     frontend_id: str
     app_rates: _containers.ScalarMap[str, float]
     window_s: float
     hop_overhead_ms: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, frontend_id: _Optional[str] = ..., app_rates: _Optional[_Mapping[str, float]] = ..., window_s: _Optional[float] = ..., hop_overhead_ms: _Optional[_Iterable[float]] = ...) -> None: ...
+    fanout: _containers.RepeatedCompositeFieldContainer[ModuleFanout]
+    def __init__(self, frontend_id: _Optional[str] = ..., app_rates: _Optional[_Mapping[str, float]] = ..., window_s: _Optional[float] = ..., hop_overhead_ms: _Optional[_Iterable[float]] = ..., fanout: _Optional[_Iterable[_Union[ModuleFanout, _Mapping]]] = ...) -> None: ...
+
+class ModuleFanout(_message.Message):
+    __slots__ = ("app", "module", "frames", "requests")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    module: str
+    frames: int
+    requests: int
+    def __init__(self, app: _Optional[str] = ..., module: _Optional[str] = ..., frames: _Optional[int] = ..., requests: _Optional[int] = ...) -> None: ...
 
 class RatesReply(_message.Message):
     __slots__ = ()

@@ -55,7 +55,11 @@ def test_module_config_validation():
     with pytest.raises(FailedPrecondition, match="'bert' is not in the registry"):
         ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="bert", batch=1), shape)
     with pytest.raises(InvalidArgument, match="input_shape"):
-        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1, input_shape=[3, 8]), shape)
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1, input_shape=[3, 8, 0]), shape)
+    with pytest.raises(InvalidArgument, match="input_shape"):
+        ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1, input_shape=[3, 8, 8, 8]), shape)
+    vector = ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="mlp_head", batch=1, input_shape=[1000]), shape)
+    assert vector.input_shape == (1000,)  # a features edge's child takes a vector
     with pytest.raises(InvalidArgument, match="input_shape"):  # no registry to fill it in
         ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
@@ -16,7 +16,7 @@ import numpy as np
 from harpagon.runtime.wire.errors import NotFound, RuntimeFault, Unavailable
 from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
 from harpagon.runtime.wire.rpc import aio_channel, fault_of
-from harpagon.runtime.wire.tensors import from_numpy, to_numpy
+from harpagon.runtime.wire.tensors import Crops, from_numpy, to_numpy
 from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
@@ -24,11 +24,13 @@ from harpagon.v1 import worker_pb2_grpc as rpc
 
 @dataclass(frozen=True, slots=True)
 class WorkerReply:
-    """One batch's outputs (each [n, ...], real items only) and the worker's own timings."""
+    """One batch's outputs (each [n, ...], real items only), a detector's crops per child module, and
+    the worker's own timings."""
 
     outputs: list[np.ndarray]
     queue_ms: float = 0.0
     exec_ms: float = 0.0
+    crops: dict[str, Crops] = field(default_factory=dict)
 
 
 class WorkerClient(Protocol):
@@ -72,7 +74,8 @@ class GrpcWorkerClient:
                 raise Unavailable(str(fault)) from None
             raise fault from None
         try:
-            return WorkerReply([to_numpy(t) for t in reply.outputs], reply.queue_ms, reply.exec_ms)
+            crops = {c.child: Crops.from_proto(c) for c in reply.crops}
+            return WorkerReply([to_numpy(t) for t in reply.outputs], reply.queue_ms, reply.exec_ms, crops)
         except RuntimeFault as exc:  # a reply that does not decode is the worker's failure, not the client's
             raise Unavailable(f"worker {address} sent a malformed reply: {exc}") from None
 

@@ -17,6 +17,43 @@ def worker_module_name(prefix: str, batch: int) -> str:
 
 
 @dataclass(frozen=True)
+class CropEdge:
+    """A detector's `crops` edge (harpagon.v1.CropEdge): which detections become the child's requests."""
+
+    child: str
+    shape: tuple[int, ...]
+    labels: tuple[int, ...] = ()
+    min_score: float = 0.5
+    max_crops: int = 0
+    """0: every kept detection."""
+    scale: float = 1.0
+    """Emulated detectors: the mean count of detections per item."""
+    poisson: bool = False
+    """Emulated detectors: Poisson(scale) counts instead of the deterministic rule."""
+
+    def keeps(self, label: int, score: float) -> bool:
+        return score >= self.min_score and (not self.labels or label in self.labels)
+
+    def to_proto(self) -> pb.CropEdge:
+        return pb.CropEdge(child=self.child, labels=list(self.labels), min_score=self.min_score,
+                           max_crops=self.max_crops, shape=list(self.shape), scale=self.scale, poisson=self.poisson)
+
+    @staticmethod
+    def from_proto(e: pb.CropEdge, where: str) -> CropEdge:
+        if not e.child:
+            raise InvalidArgument(f"{where}: a crops edge has no child")
+        shape = tuple(e.shape)
+        if len(shape) != 3 or any(d < 1 for d in shape):
+            raise InvalidArgument(f"{where}: crops for {e.child!r}: shape must be [channels, height, width] > 0, "
+                                  f"got {list(shape)}")
+        if not (0.0 <= e.min_score <= 1.0) or not (0.0 <= e.scale <= 1000.0):
+            raise InvalidArgument(f"{where}: crops for {e.child!r}: min_score must be in [0, 1] and scale in "
+                                  f"[0, 1000], got {e.min_score} and {e.scale}")
+        return CropEdge(e.child, shape, tuple(int(x) for x in e.labels), float(e.min_score), int(e.max_crops),
+                        float(e.scale), bool(e.poisson))
+
+
+@dataclass(frozen=True)
 class ModuleSpec:
     """A validated module configuration."""
 
@@ -29,10 +66,13 @@ class ModuleSpec:
     budget_ms: float = field(default=0.0, compare=False)
     """The module's latency budget, for reporting only: two specs that differ only in it are the same
     module (a re-plan that moves a budget reloads nothing)."""
+    crops: tuple[CropEdge, ...] = ()
+    """A detector's crops edges (empty for every other module)."""
 
     def to_proto(self) -> pb.ModuleConfig:
         return pb.ModuleConfig(name=self.name, model=self.model, batch=self.batch, input_shape=list(self.input_shape),
-                               weights=self.weights or "", half=self.half, budget_ms=self.budget_ms)
+                               weights=self.weights or "", half=self.half, budget_ms=self.budget_ms,
+                               crops=[e.to_proto() for e in self.crops])
 
     @staticmethod
     def from_proto(m: pb.ModuleConfig, default_shape: Callable[[str], tuple[int, ...]] | None = None) -> ModuleSpec:
@@ -49,9 +89,14 @@ class ModuleSpec:
                 shape = tuple(default_shape(m.model))
             except KeyError as exc:
                 raise FailedPrecondition(f"{where}: {exc.args[0]}") from None
-        if len(shape) != 3 or any(d < 1 for d in shape):
-            raise InvalidArgument(f"{where}: input_shape must be [channels, height, width] > 0, got {list(shape)}")
-        return ModuleSpec(m.name, m.model, int(m.batch), shape, m.weights or None, bool(m.half), float(m.budget_ms))
+        if not 1 <= len(shape) <= 3 or any(d < 1 for d in shape):
+            raise InvalidArgument(f"{where}: input_shape must be [channels, height, width] (an image) or [n] (a "
+                                  f"feature vector), each > 0, got {list(shape)}")
+        crops = tuple(CropEdge.from_proto(e, where) for e in m.crops)
+        if len({e.child for e in crops}) != len(crops):
+            raise InvalidArgument(f"{where}: crops edges name a child twice: {[e.child for e in crops]}")
+        return ModuleSpec(m.name, m.model, int(m.batch), shape, m.weights or None, bool(m.half), float(m.budget_ms),
+                          crops)
 
 
 def config_to_proto(version: int, specs: tuple[ModuleSpec, ...] | list[ModuleSpec]) -> pb.WorkerConfig:

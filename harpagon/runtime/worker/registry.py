@@ -1,30 +1,20 @@
-"""The model registry (models/registry.yaml): torchvision architectures by name, randomly
-initialised unless a local weights file is given. Nothing is downloaded."""
+"""The model registry (models/registry.yaml) on a worker: torchvision architectures by name, randomly
+initialised unless a local weights file is given. Nothing is downloaded. What each entry is (input,
+output, task) is read by :mod:`harpagon.config.models`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from harpagon.config.models import ModelEntry, registry
 
-REGISTRY = Path(__file__).resolve().parents[3] / "models" / "registry.yaml"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    arch: str
-    input: tuple[int, ...]
-    task: str  # "classify" or "detect"
+#: Hidden width of the `mlp` heads.
+MLP_HIDDEN = 256
 
 
-@cache
-def entries(path: Path = REGISTRY) -> dict[str, ModelEntry]:
-    data = yaml.safe_load(path.read_text())["models"]
-    return {n: ModelEntry(n, e["arch"], tuple(e["input"]), e["task"]) for n, e in data.items()}
+def entries() -> dict[str, ModelEntry]:
+    return registry().models
 
 
 def entry(name: str) -> ModelEntry:
@@ -47,7 +37,12 @@ def build(e: ModelEntry, weights: str | None = None) -> Any:
     import torch
     from torchvision import models
 
-    if e.task == "detect":
+    if e.arch == "mlp":  # a small head over a feature vector (a `features` edge's child)
+        if len(e.input) != 1 or not e.output or len(e.output) != 1:
+            raise ValueError(f"model {e.name!r}: an mlp takes an [n] input and gives an [k] output")
+        model = torch.nn.Sequential(torch.nn.Linear(e.input[0], MLP_HIDDEN), torch.nn.ReLU(),
+                                    torch.nn.Linear(MLP_HIDDEN, e.output[0]))
+    elif e.task == "detect":
         model = getattr(models.detection, e.arch)(weights=None, weights_backbone=None)
     else:
         model = getattr(models, e.arch)(weights=None)
