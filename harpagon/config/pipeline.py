@@ -41,24 +41,7 @@ def output_size(m: Module) -> int | None:
 
 def objects_of(app: App) -> dict[str, str | None]:
     """Per module, the detector whose objects its requests follow (None: frame-level requests)."""
-    out: dict[str, str | None] = {}
-
-    def visit(name: str) -> str | None:
-        if name in out:
-            return out[name]
-        m = app.module(name)
-        if m.input == "crops":
-            out[name] = m.after[0]
-        elif m.input == "features":
-            grains = {visit(p) for p in m.after} - {None}
-            out[name] = min(grains) if grains else None  # the loader refuses more than one
-        else:
-            out[name] = None
-        return out[name]
-
-    for m in app.modules:
-        visit(m.name)
-    return out
+    return app.objects
 
 
 def input_shape(app: App, module: str, image: tuple[int, ...]) -> tuple[int, ...]:
@@ -92,8 +75,8 @@ def check(app: App) -> list[tuple[int, tuple[str | int, ...], str]]:
     for j, m in enumerate(app.modules):
         e = models.entry(m.model)
         if m.task is not None and e is not None and m.task != e.task:
-            issues.append((j, ("task",), f"model {m.model!r} is a {e.task} model (models/registry.yaml), "
-                                         f"not {m.task}"))
+            issues.append((j, ("task",), (f"model {m.model!r} is a {e.task} model (models/registry.yaml), "
+                                         f"not {m.task}")))
         if m.crops is not None and m.input != "crops":
             issues.append((j, ("crops",), f"a crop filter needs `input: crops`, got input {m.input!r}"))
         if m.input == "frame" or not m.after:
@@ -107,19 +90,19 @@ def check(app: App) -> list[tuple[int, tuple[str | int, ...], str]]:
             parent = app.module(m.after[0])
             if task_of(parent) != "detect":
                 what = task_of(parent) or "unknown (not in models/registry.yaml)"
-                issues.append((j, ("input",), f"crops need a detector parent, but {parent.name!r} (model "
+                issues.append((j, ("input",), (f"crops need a detector parent, but {parent.name!r} (model "
                                               f"{parent.model!r}) outputs {what}; give a profile-only "
-                                              f"detector `task: detect`"))
+                                              f"detector `task: detect`")))
                 continue
             if parent.input != "frame" or parent.scale != 1.0:
-                issues.append((j, ("input",), f"crops are cut from a detector that sees each frame once (input "
+                issues.append((j, ("input",), (f"crops are cut from a detector that sees each frame once (input "
                                               f"frame, scale 1); {parent.name!r} has input {parent.input!r}, "
-                                              f"scale {parent.scale:g}"))
+                                              f"scale {parent.scale:g}")))
             names = models.registry().label_names(parent.model)
             for k, label in enumerate(m.crops.labels if m.crops else ()):
                 if isinstance(label, str) and not names:
-                    issues.append((j, ("crops", "labels", k), f"label {label!r}: {parent.model!r} has no label "
-                                                              f"names in models/registry.yaml; give label ids"))
+                    issues.append((j, ("crops", "labels", k), (f"label {label!r}: {parent.model!r} has no label "
+                                                              f"names in models/registry.yaml; give label ids")))
                 elif models.resolve_label(names, label) is None:
                     issues.append((j, ("crops", "labels", k), f"label {label!r} is not a label of {parent.model!r}"))
         else:  # features
@@ -127,21 +110,21 @@ def check(app: App) -> list[tuple[int, tuple[str | int, ...], str]]:
             for k, p in enumerate(m.after):
                 size = output_size(app.module(p))
                 if size is None:
-                    issues.append((j, ("after", k), f"features of {p!r} (model {app.module(p).model!r}) have no "
+                    issues.append((j, ("after", k), (f"features of {p!r} (model {app.module(p).model!r}) have no "
                                                     f"known size: its model needs a classify entry with an "
-                                                    f"`output` in models/registry.yaml"))
+                                                    f"`output` in models/registry.yaml")))
                 sizes.append(size)
             grains = sorted({objects[p] for p in m.after} - {None})
             if len(grains) > 1:
-                issues.append((j, ("after",), f"a join pairs one detector's objects; its parents follow the "
-                                              f"objects of {grains}"))
+                issues.append((j, ("after",), (f"a join pairs one detector's objects; its parents follow the "
+                                              f"objects of {grains}")))
             elif grains:
                 for k, p in enumerate(m.after):
                     if objects[p] is None and app.module(p).scale != 1.0:
-                        issues.append((j, ("after", k), f"{p!r} is frame-level with scale "
+                        issues.append((j, ("after", k), (f"{p!r} is frame-level with scale "
                                                         f"{app.module(p).scale:g}: only one request per frame "
-                                                        f"can be joined to each object"))
+                                                        f"can be joined to each object")))
             if e is not None and None not in sizes and tuple(e.input) != (sum(sizes),):  # type: ignore[arg-type]
-                issues.append((j, ("model",), f"model {m.model!r} takes {list(e.input)}, but its parents' "
-                                              f"features are [{sum(sizes)}]"))  # type: ignore[arg-type]
+                issues.append((j, ("model",), (f"model {m.model!r} takes {list(e.input)}, but its parents' "
+                                              f"features are [{sum(sizes)}]")))  # type: ignore[arg-type]
     return issues

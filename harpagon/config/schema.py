@@ -151,6 +151,28 @@ class App(_Strict):
         return tuple(out)
 
     @cached_property
+    def objects(self) -> dict[str, str | None]:
+        """Per module, the detector whose objects its requests follow (None: frame-level requests):
+        a `crops` module's parent, and a `features` module's parents' (config/pipeline.py)."""
+        out: dict[str, str | None] = {}
+
+        def visit(name: str) -> str | None:
+            if name not in out:
+                m = self.module(name)
+                if m.input == "crops":
+                    out[name] = m.after[0]
+                elif m.input == "features":
+                    grains = {visit(p) for p in m.after} - {None}
+                    out[name] = min(grains) if grains else None  # the loader refuses more than one
+                else:
+                    out[name] = None
+            return out[name]
+
+        for m in self.modules:
+            visit(m.name)
+        return out
+
+    @cached_property
     def is_tree(self) -> bool:
         return all(len(m.after) <= 1 for m in self.modules)
 

@@ -12,10 +12,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harpagon.config.schema import Workload
+from harpagon.config import pipeline
+from harpagon.config.schema import App, CropFilter, Workload
 from harpagon.dispatch.module import TupleSpec
+from harpagon.model.latency import Fanout
 from harpagon.model.plan import Plan, TuplePlan
-from harpagon.runtime.wire.modules import ModuleSpec, worker_module_name
+from harpagon.runtime.wire.modules import CropEdge, ModuleSpec, worker_module_name
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 
 
@@ -35,11 +37,17 @@ class Assignment:
 
 
 def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_shape: tuple[int, ...],
-           version: int, previous: Mapping[str, tuple[ModuleSpec, ...]] | None = None) -> Assignment:
+           version: int, previous: Mapping[str, tuple[ModuleSpec, ...]] | None = None,
+           configured: Workload | None = None, fanout: Fanout = "deterministic") -> Assignment:
     """Give each tuple distinct live workers of its hardware, moving as little as possible: first every
     tuple keeps the workers that already run its module, then the remaining places are filled with
     idle workers before workers whose module the new plan no longer keeps on them (so losing one
-    worker moves one tuple, not a cascade of them)."""
+    worker moves one tuple, not a cascade of them).
+
+    `input_shape` is the image every frame and crop is resized to; a `features` module takes its
+    parents' joined outputs instead. Emulated detectors find as many objects per frame as the
+    `configured` apps' scales say (the world they emulate; default `workload`'s), drawn by `fanout`,
+    whatever scale the plan was made for."""
     previous = previous or {}
     ran = {w.id: {s.name for s in previous.get(w.id, ())} for w in workers}
     tuples = [(ap, mp, t, worker_module_name(f"{ap.name}/{mp.name}", t.batch))
@@ -63,18 +71,36 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
     modules: dict[str, tuple[ModuleSpec, ...]] = {w.id: () for w in workers}
     apps = {a.name: a for a in workload.apps}
     parts: dict[tuple[str, str], list[tuple[TuplePlan, tuple[WorkerInfo, ...], str]]] = defaultdict(list)
+    world = {a.name: a for a in (configured or workload).apps}
     for (ap, mp, t, name), ws in zip(tuples, chosen, strict=True):
-        weights = apps[ap.name].module(mp.name).weights  # relative to the worker's weights folder
-        spec = ModuleSpec(name, mp.model, t.batch, tuple(input_shape), weights, budget_ms=mp.budget_ms)
+        app = apps[ap.name]
+        weights = app.module(mp.name).weights  # relative to the worker's weights folder
+        spec = ModuleSpec(name, mp.model, t.batch, pipeline.input_shape(app, mp.name, tuple(input_shape)), weights,
+                          budget_ms=mp.budget_ms,
+                          crops=crop_edges(world.get(ap.name, app), mp.name, tuple(input_shape), fanout))
         for w in ws:
             modules[w.id] = (spec,)
         parts[(ap.name, mp.name)].append((t, tuple(sorted(ws, key=lambda w: w.id)), name))
-    routes = {key: ModuleRoute(key[1], tuple(input_shape), tuple(TupleSpec.of(t) for t, _, _ in ts),
+    routes = {key: ModuleRoute(key[1], pipeline.input_shape(apps[key[0]], key[1], tuple(input_shape)),
+                               tuple(TupleSpec.of(t) for t, _, _ in ts),
                                tuple(tuple(w.address for w in ws) for _, ws, _ in ts), tuple(n for _, _, n in ts),
                                tuple(_latency(t) for t, _, _ in ts))
               for key, ts in parts.items()}
     table = RoutingTable(version, plan.dispatch, {a.name: apps[a.name] for a in plan.apps}, routes)
     return Assignment(modules, table)
+
+
+def crop_edges(app: App, module: str, image: tuple[int, ...], fanout: Fanout) -> tuple[CropEdge, ...]:
+    """A detector's crops edges: one per child that takes its crops, cut to the child's input."""
+    out = []
+    for child in app.children[module]:
+        c = app.module(child)
+        if c.input != "crops":
+            continue
+        f = c.crops or CropFilter()
+        out.append(CropEdge(child, tuple(image), pipeline.crop_labels(app, child), f.min_score, f.max or 0, c.scale,
+                            fanout == "poisson"))
+    return tuple(out)
 
 
 def _latency(t: TuplePlan) -> float:

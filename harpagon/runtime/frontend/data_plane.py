@@ -43,6 +43,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from harpagon.config import pipeline
 from harpagon.config.schema import App
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
@@ -165,6 +166,54 @@ class _Frame:
     frame: np.ndarray
     deadline: float  # loop time (s)
     inputs: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)  # one resize per input shape
+    results: dict[str, list[_Out]] = field(default_factory=dict)  # per module done
+    detections: dict[str, Detections] = field(default_factory=dict)  # per detector done
+
+
+@dataclass(slots=True)
+class ItemResult:
+    """One request's result: its outputs and, from a detector, its crops per child module (the
+    detection indices they were cut from, and the crops)."""
+
+    outputs: list[np.ndarray]
+    crops: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Out:
+    """A module's request for a frame, done: its key (the request's index for frame-level requests, the
+    detection's index for object-level ones) and its result."""
+
+    key: int
+    result: ItemResult
+
+
+@dataclass(slots=True)
+class Detections:
+    """A detector's detections of one frame, boxes in the client's frame pixels."""
+
+    boxes: np.ndarray  # [D, 4] x1, y1, x2, y2
+    scores: np.ndarray  # [D]
+    labels: np.ndarray  # [D]
+
+
+@dataclass(slots=True)
+class SinkResult:
+    """A sink module's results for one frame: per request its outputs, and the objects they are of.
+    `detector` is None for frame-level requests (`keys` are then request indices)."""
+
+    requests: list[list[np.ndarray]]
+    keys: list[int]
+    detector: str | None = None
+    detections: Detections | None = None
+    """The detector's detections of the frame (object-level sinks): request i is of detection keys[i]."""
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def __getitem__(self, i: int) -> list[np.ndarray]:
+        """Request i's outputs."""
+        return self.requests[i]
 
 
 @dataclass(slots=True)
@@ -287,9 +336,11 @@ class LiveModule:
             timeout = stall_s if capped else remaining
             try:
                 reply = await self._call(address, name, np.stack([r.item for r in requests]), timeout)
-                if any(len(o) != len(requests) for o in reply.outputs):
-                    raise Unavailable(f"worker {address} answered {[len(o) for o in reply.outputs]} items for a "
-                                      f"batch of {len(requests)}")
+                if any(len(o) != len(requests) for o in reply.outputs) or any(
+                        len(c.counts) != len(requests) for c in reply.crops.values()):
+                    crops = f" (crops for {[len(c.counts) for c in reply.crops.values()]})" if reply.crops else ""
+                    raise Unavailable(f"worker {address} answered {[len(o) for o in reply.outputs]} items{crops} "
+                                      f"for a batch of {len(requests)}")
             except Exception as exc:  # noqa: BLE001 - each request gets an answer, whatever went wrong
                 now = self.loop.time()
                 if isinstance(exc, TimeoutError):
@@ -339,7 +390,8 @@ class LiveModule:
             self.on_hop(transport + late_ms)
         for i, r in enumerate(requests):
             if not r.future.done():
-                r.future.set_result([o[i] for o in reply.outputs])
+                r.future.set_result(ItemResult([o[i] for o in reply.outputs],
+                                               {child: c.of(i) for child, c in reply.crops.items()}))
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -389,6 +441,7 @@ class FrontendDataPlane:
         self.routed = False  # a routing table from the controller is in force
         self._stats: dict[tuple[str, str], ModuleStats] = defaultdict(ModuleStats)
         self._hops: deque[float] = deque(maxlen=REPORT_WINDOW)
+        self._fanout: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         self._seq: dict[str, int] = defaultdict(int)
         self.modules: dict[tuple[str, str], LiveModule] = {}
         self.table = RoutingTable.empty()
@@ -470,6 +523,12 @@ class FrontendDataPlane:
         for key, m in self.modules.items():
             m.stats = self._stats[key]
 
+    def take_fanout(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Per (app, module), the frames that reached it and the requests it got for them, since the
+        last call: its measured fan-out, for the controller to compare with its planned scale."""
+        out, self._fanout = self._fanout, defaultdict(lambda: [0, 0])
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
     def take_hops(self) -> list[float]:
         """Hop overheads (ms) measured since the last call, for the controller's calibration."""
         hops = list(self._hops)
@@ -498,10 +557,9 @@ class FrontendDataPlane:
                                     f"{app.rate:g} frames/s at {app.slo_ms:g} ms); retry later")
         return app
 
-    async def infer(self, app_name: str, frame: np.ndarray,
-                    remaining_s: float | None = None) -> dict[str, list[list[np.ndarray]]]:
-        """Run one frame; returns, per sink module, the outputs of each of its requests. The frame is
-        due at its SLO, or earlier when its client's own deadline (`remaining_s` from now) is."""
+    async def infer(self, app_name: str, frame: np.ndarray, remaining_s: float | None = None) -> dict[str, SinkResult]:
+        """Run one frame; returns each sink module's results. The frame is due at its SLO, or earlier
+        when its client's own deadline (`remaining_s` from now) is."""
         app = self.admit(app_name)
         self.in_flight[app_name] += 1
         try:
@@ -510,7 +568,7 @@ class FrontendDataPlane:
             self.in_flight[app_name] -= 1
 
     async def _infer(self, app: App, app_name: str, frame: np.ndarray,
-                     remaining_s: float | None = None) -> dict[str, list[list[np.ndarray]]]:
+                     remaining_s: float | None = None) -> dict[str, SinkResult]:
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         seq = self._seq[app_name]
@@ -526,22 +584,20 @@ class FrontendDataPlane:
             deadline = min(deadline, now + remaining_s)
         f = _Frame(app, seq, frame, deadline)
         tasks: dict[str, asyncio.Task] = {}
-        results: dict[str, list[list[np.ndarray]]] = {}
         try:
             if len(app.paths) == 1:  # a chain: one hop after another, no task per module
                 for module in app.paths[0]:
-                    results[module] = await self._hop(f, module)
+                    await self._hop(f, module)
             else:  # parallel branches run concurrently; a module starts once all its parents are done
-                async def run(module: str) -> list[list[np.ndarray]]:
+                async def run(module: str) -> None:
                     parents = app.module(module).after
                     if parents:
                         await asyncio.gather(*(tasks[p] for p in parents))
-                    return await self._hop(f, module)
+                    await self._hop(f, module)
 
                 for module in _topological(app):
                     tasks[module] = loop.create_task(run(module))
                 await asyncio.gather(*tasks.values())
-                results = {m: t.result() for m, t in tasks.items()}
         except DeadlineExceeded:
             self._dropped(app_name)
             raise
@@ -567,7 +623,14 @@ class FrontendDataPlane:
             self.metrics.success.labels(app_name).inc()
             self.metrics.duration_us.labels(app_name).inc(elapsed * 1e6)
             self.metrics.latency.labels(app_name).observe(elapsed)
-        return {s: results[s] for s in self.sinks(app_name)}
+        objects = app.objects
+        out = {}
+        for sink in self.sinks(app_name):
+            done = f.results[sink]
+            detector = objects[sink]
+            out[sink] = SinkResult([o.result.outputs for o in done], [o.key for o in done], detector,
+                                   f.detections.get(detector) if detector else None)
+        return out
 
     def _dropped(self, app_name: str) -> None:
         self.counters[app_name].dropped += 1
@@ -575,7 +638,49 @@ class FrontendDataPlane:
             self.metrics.dropped.labels(app_name).inc()
             self.metrics.failure.labels(app_name, "deadline").inc()
 
-    async def _hop(self, f: _Frame, module: str) -> list[list[np.ndarray]]:
+    def _requests(self, f: _Frame, module: str, live: LiveModule) -> tuple[list[int], list[np.ndarray]]:
+        """The module's requests for a frame whose parents are done (config/pipeline.py): keys and items."""
+        m = f.app.module(module)
+        shape = live.route.input_shape
+        if m.input == "frame":
+            n = requests_for(f.seq, m.scale)
+            if n == 0:
+                return [], []
+            item = f.inputs.get(shape)
+            if item is None:
+                item = f.inputs[shape] = resize(f.frame, shape)
+            return list(range(n)), [item] * n
+        if m.input == "crops":  # one per kept detection, cut by the detector's worker
+            keys: list[int] = []
+            items: list[np.ndarray] = []
+            for parent in f.results[m.after[0]]:
+                cut = parent.result.crops.get(module)
+                if cut is None:
+                    raise Unavailable(f"app {f.app.name!r}: the worker of {m.after[0]!r} cut no crops for {module!r} "
+                                      f"(its configuration predates the edge); retry")
+                detection, crops = cut
+                if len(crops) and tuple(crops.shape[1:]) != shape:
+                    raise Unavailable(f"app {f.app.name!r}: crops for {module!r} of shape {list(crops.shape[1:])}, "
+                                      f"its workers take {list(shape)}; retry")
+                keys += [int(d) for d in detection]
+                items += list(crops)
+            return keys, items
+        # features: the parents' outputs joined per key; a frame-level parent's one request joins every object
+        per_parent = [{o.key: o.result.outputs[0] for o in f.results[p]} for p in m.after]
+        objects = f.app.objects
+        object_level = [i for i, p in enumerate(m.after) if objects[p] is not None]
+        keyed = [per_parent[i] for i in object_level] or per_parent
+        keys = sorted(set.intersection(*(set(d) for d in keyed)))
+        items = []
+        for k in keys:
+            parts = [d[k] if (i in object_level or not object_level) else next(iter(d.values()), None)
+                     for i, d in enumerate(per_parent)]
+            if any(p is None for p in parts):  # a frame-level parent without its request this frame
+                return [], []
+            items.append(np.concatenate([np.asarray(p, np.float32).ravel() for p in parts]))
+        return keys, items
+
+    async def _hop(self, f: _Frame, module: str) -> None:
         """One module's requests for a frame whose parents are done: dispatched, then their results."""
         loop = asyncio.get_running_loop()
         runnable = loop.time()
@@ -585,23 +690,36 @@ class FrontendDataPlane:
         live = self.modules.get((app.name, module))  # the routes in force at this hop
         if live is None:
             raise Unavailable(f"app {app.name!r} is no longer served")
-        n = requests_for(f.seq, app.module(module).scale)
-        if n == 0:
-            return []
-        shape = live.route.input_shape
-        item = f.inputs.get(shape)
-        if item is None:
-            item = f.inputs[shape] = resize(f.frame, shape)
-        live.stats.prepare_ms.extend([(loop.time() - runnable) * 1000.0] * n)
-        if n == 1:
-            return [await live.submit(item, f.deadline)]
-        return list(await asyncio.gather(*(live.submit(item, f.deadline) for _ in range(n))))
+        keys, items = self._requests(f, module, live)
+        seen = self._fanout[(app.name, module)]
+        seen[0] += 1
+        seen[1] += len(items)
+        if not items:
+            f.results[module] = []
+            return
+        live.stats.prepare_ms.extend([(loop.time() - runnable) * 1000.0] * len(items))
+        if len(items) == 1:
+            results = [await live.submit(items[0], f.deadline)]
+        else:
+            results = list(await asyncio.gather(*(live.submit(x, f.deadline) for x in items)))
+        f.results[module] = [_Out(k, r) for k, r in zip(keys, results, strict=True)]
+        if pipeline.task_of(app.module(module)) == "detect" and len(results[0].outputs) >= 3:
+            for r in results:  # boxes in the client's frame pixels, for the reply
+                r.outputs[0] = _to_frame(r.outputs[0], live.route.input_shape, f.frame.shape)
+            boxes, scores, labels = results[0].outputs[:3]
+            f.detections[module] = Detections(boxes, np.asarray(scores, np.float32), np.asarray(labels, np.int64))
 
     async def close(self) -> None:
         self.watch.stop()
         for m in self.modules.values():
             await m.close()
         await self.client.close()
+
+
+def _to_frame(boxes: np.ndarray, input_shape: tuple[int, ...], frame_shape: tuple[int, ...]) -> np.ndarray:
+    """A detector's boxes [.., 4] from its input's pixels ([C, h, w]) to the frame's ([H, W, C])."""
+    sy, sx = frame_shape[0] / input_shape[1], frame_shape[1] / input_shape[2]
+    return (np.asarray(boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
 
 
 def _topological(app: App) -> list[str]:

@@ -1,7 +1,7 @@
 """A thin Triton / KServe v2 gRPC servicer (`inference.GRPCInferenceService`) over the frontend's
 data plane. Each application is a model: its input `FRAME` is one UINT8 [H, W, 3] frame; its outputs
-are, per sink module and per output of that module, `<module>_<i>` with the module's requests for
-the frame as the first dimension. Stubs are those shipped in `tritonclient`.
+are its sink modules' results, with the module's requests for the frame as the first dimension and,
+below a `crops` edge, the detection each request is of (frontend/reply.py). Stubs are those shipped in `tritonclient`.
 
 The service is registered with handlers of its own (:func:`handlers`), not the generated ones: a
 request that does not parse reaches the servicer as :class:`Undecodable`, so a unary call is answered
@@ -27,6 +27,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
 
 from harpagon import __version__
+from harpagon.runtime.frontend import reply
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.wire.errors import InvalidArgument, RuntimeFault
 from harpagon.runtime.wire.rpc import aio_server, status_code
@@ -50,8 +51,7 @@ CLIENT_PORT_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length"
                                               ("grpc.server_max_unrequested_time_in_server", 1)]
 SERVICE = "inference.GRPCInferenceService"
 EXTENSIONS = ["model_configuration", "statistics"]
-_TRITON_TYPES = {"uint8": "UINT8", "int64": "INT64", "float32": "FP32", "float16": "FP16", "int32": "INT32",
-                 "float64": "FP64"}
+_CONFIG_TYPES = {"FP32": mc.TYPE_FP32, "INT64": mc.TYPE_INT64, "INT32": mc.TYPE_INT32, "BYTES": mc.TYPE_STRING}
 #: Longest model name and request id accepted (they are echoed in replies and errors).
 MAX_NAME = 256
 MAX_ID = 256
@@ -124,17 +124,22 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             name=request.name, versions=["1"], platform="harpagon",
             inputs=[pb.ModelMetadataResponse.TensorMetadata(name=INPUT, datatype="UINT8",
                                                            shape=list(self.plane.frame_shape))],
-            outputs=[pb.ModelMetadataResponse.TensorMetadata(name=f"{s}_0", datatype="FP32", shape=[-1, -1])
-                     for s in self.plane.sinks(request.name)],
+            outputs=[pb.ModelMetadataResponse.TensorMetadata(name=o.name, datatype=o.datatype, shape=list(o.dims))
+                     for o in self._outputs(request.name)],
         )
+
+    def _outputs(self, name: str) -> list[reply.OutputSpec]:
+        app = self.plane.definition(name)
+        assert app is not None  # checked by _known
+        return [o for s in self.plane.sinks(name) for o in reply.outputs(app, s)]
 
     async def ModelConfig(self, request, context):
         await self._known(request.name, context)
         config = mc.ModelConfig(
             name=request.name, platform="harpagon", max_batch_size=0,
             input=[mc.ModelInput(name=INPUT, data_type=mc.TYPE_UINT8, dims=list(self.plane.frame_shape))],
-            output=[mc.ModelOutput(name=f"{s}_0", data_type=mc.TYPE_FP32, dims=[-1, -1])
-                    for s in self.plane.sinks(request.name)],
+            output=[mc.ModelOutput(name=o.name, data_type=_CONFIG_TYPES[o.datatype], dims=list(o.dims))
+                    for o in self._outputs(request.name)],
         )
         return pb.ModelConfigResponse(config=config)
 
@@ -166,15 +171,16 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             raise InvalidArgument(f"id is {len(request.id)} characters long, more than {MAX_ID}")
         self.plane.admit(request.model_name)  # refuse (unknown app, overload) before decoding the frame
         frame = self._frame(request)
-        outputs = await self.plane.infer(request.model_name, frame, remaining_s)
+        results = await self.plane.infer(request.model_name, frame, remaining_s)
+        app = self.plane.definition(request.model_name)
+        assert app is not None  # it was just served
         response = pb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
-        for module, per_request in outputs.items():
-            for i in range(len(per_request[0]) if per_request else 1):
-                arr = (np.stack([r[i] for r in per_request]) if per_request
-                       else np.zeros((0, 0), np.float32))
+        for module, result in results.items():
+            for spec, arr in reply.tensors(app, module, result):
                 response.outputs.append(pb.ModelInferResponse.InferOutputTensor(
-                    name=f"{module}_{i}", datatype=_TRITON_TYPES[arr.dtype.name], shape=list(arr.shape)))
-                response.raw_output_contents.append(np.ascontiguousarray(arr).tobytes())
+                    name=spec.name, datatype=spec.datatype, shape=list(arr.shape)))
+                response.raw_output_contents.append(reply.serialize_bytes(arr) if spec.datatype == "BYTES"
+                                                    else np.ascontiguousarray(arr).tobytes())
         return response
 
     def _frame(self, request: pb.ModelInferRequest) -> np.ndarray:
