@@ -427,9 +427,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from harpagon.runtime.wire.errors import RuntimeFault
     from harpagon.runtime.worker.registry import entries
 
-    if args.model not in entries():
-        print(f"harpagon profile: --model {args.model!r} is not in the registry "
-              f"({', '.join(sorted(entries()))})", file=sys.stderr)
+    runnable = sorted(name for name, e in entries().items() if e.arch is not None)
+    if args.model not in runnable:
+        print(f"harpagon profile: --model {args.model!r} is not a runnable model of the registry "
+              f"({', '.join(runnable)})", file=sys.stderr)
         return EXIT_INVALID
     if args.input_size is not None and len(args.input_size) != 3:
         print(f"harpagon profile: --input-size must be C,H,W, got {args.input_size}", file=sys.stderr)

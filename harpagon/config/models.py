@@ -25,7 +25,8 @@ TASKS: tuple[str, ...] = ("classify", "detect")
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    arch: str
+    arch: str | None
+    """The torchvision architecture (or `mlp`); None: a profile-only model, for emulated workers."""
     input: tuple[int, ...]
     task: Task
     output: tuple[int, ...] | None = None
@@ -52,7 +53,7 @@ def registry(path: Path = REGISTRY) -> Registry:
     for name, e in data["models"].items():
         if e["task"] not in TASKS:
             raise ValueError(f"{path}: model {name!r}: task must be one of {TASKS}, got {e['task']!r}")
-        models[name] = ModelEntry(name, e["arch"], tuple(e["input"]), e["task"],
+        models[name] = ModelEntry(name, e.get("arch"), tuple(e["input"]), e["task"],
                                   tuple(e["output"]) if e.get("output") else None, e.get("labels"))
     labels = {k: tuple(v) for k, v in (data.get("labels") or {}).items()}
     return Registry(models, labels)

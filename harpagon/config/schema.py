@@ -216,6 +216,10 @@ class ServeConfig(_Strict):
         default="poisson", description="Planner setting: the promise plans are made for (MODEL.md).")
     attainment: float = Field(default=0.99, gt=0.0, lt=1.0,
                               description="Planner setting: under poisson, the least share of frames within the SLO.")
+    fanout: Literal["deterministic", "poisson"] = Field(
+        default="deterministic", description="Planner setting: requests per frame of the modules below the source "
+        "in the replay (the planned counts, or Poisson(scale) draws); emulated detectors draw their objects per "
+        "frame the same way.")
     weights_dir: str | None = Field(default=None, description="Folder local workers read modules' `weights` "
                                     "from (relative to the file holding this section; default: that file's "
                                     "folder); nothing outside it is read.")

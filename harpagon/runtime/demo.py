@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harpagon.config.schema import Workload
+from harpagon.config.schema import App, Workload
 from harpagon.model.plan import Plan
 from harpagon.runtime.frontend.data_plane import sample
 from harpagon.runtime.frontend.stats import ModuleStats
@@ -42,6 +42,8 @@ class AppLoad:
     failed: int = 0
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    sample: Any = None
+    """A reply within the SLO (a tritonclient InferResult), one with objects in it when there was one."""
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
@@ -100,7 +102,7 @@ async def _stream(client, load: AppLoad, frames: list[np.ndarray], times: np.nda
         x.set_data_from_numpy(frame)
         t0 = time.perf_counter()
         try:
-            await client.infer(load.name, [x], request_id=str(i))
+            result = await client.infer(load.name, [x], request_id=str(i))
         except InferenceServerException as exc:
             status = str(exc.status())
             if "DEADLINE_EXCEEDED" in status:
@@ -113,6 +115,8 @@ async def _stream(client, load: AppLoad, frames: list[np.ndarray], times: np.nda
         load.answered += 1
         load.latencies.append(ms)
         load.within_slo += ms <= load.slo_ms
+        if ms <= load.slo_ms and (load.sample is None or _objects_in(result) >= _objects_in(load.sample)):
+            load.sample = result
 
     for i, offset in enumerate(times):
         due = start + offset
@@ -124,6 +128,56 @@ async def _stream(client, load: AppLoad, frames: list[np.ndarray], times: np.nda
         load.sent += 1
     if pending:
         await asyncio.gather(*pending)
+
+
+def _objects_in(result: Any) -> int:
+    """Objects a reply holds (requests of its object-level sinks)."""
+    outputs = result.get_response().outputs
+    return sum(int(o.shape[0]) for o in outputs if o.name.endswith("_detection"))
+
+
+def reply_tables(app: App, result: Any) -> list[Table]:
+    """One frame's reply as a tritonclient user reads it (`result.as_numpy(name)`): per sink module,
+    one row per request, with the detection it is of (below a `crops` edge) and its best classes."""
+    tables = []
+    names = {o.name for o in result.get_response().outputs}
+    for m in app.modules:
+        if app.children[m.name]:
+            continue
+        t = Table(title=f"{app.name}: sink {m.name!r}, one frame's reply (request id {result.get_response().id})",
+                  title_justify="left")
+        objects = f"{m.name}_detection" in names
+        cols = (["detection", "label", "score", "box (x1, y1, x2, y2)"] if objects else ["request"])
+        top = f"{m.name}_top_class" in names
+        for c in cols + (["top classes (probability)"] if top else [f"{m.name}_0"]):
+            t.add_column(c)
+
+        def col(suffix: str, sink: str = m.name) -> np.ndarray | None:
+            return result.as_numpy(f"{sink}_{suffix}") if f"{sink}_{suffix}" in names else None
+
+        raw = col("0")
+        n = len(raw) if raw is not None else 0
+        label_names = col("label_name")
+        for i in range(n):
+            row = []
+            if objects:
+                label = str(col("label")[i])
+                if label_names is not None:
+                    label += f" {label_names[i].decode()}"
+                row += [str(col("detection")[i]), label, f"{col('score')[i]:.2f}",
+                        ", ".join(f"{v:.0f}" for v in col("box")[i])]
+            else:
+                row.append(str(i))
+            if top:
+                row.append(", ".join(f"{c} ({p:.3f})" for c, p in zip(col("top_class")[i], col("top_score")[i],
+                                                                      strict=True)))
+            else:
+                row.append(f"shape {list(raw[i].shape)}")
+            t.add_row(*row)
+        if n == 0:
+            t.add_row(*(["(no requests in this frame)"] + [""] * (len(t.columns) - 1)))
+        tables.append(t)
+    return tables
 
 
 def _table(loads: list[AppLoad], elapsed: float, title: str, plan: Plan | None, arrivals: DemoArrivals) -> Table:
@@ -163,12 +217,12 @@ def verdict(ld: AppLoad, plan: Plan | None, arrivals: DemoArrivals) -> str:
 
 
 def _modules_table(cluster: LocalCluster, plan) -> Table:
-    """Per module, over the whole run (across re-plans): the plan's predicted latency against what the
-    frontend measured (dispatch to result, so it includes collection, the hop and the worker's queue as
+    """Per module, over the whole run (across re-plans): the planned scale (requests per frame) against
+    the measured one, and the plan's predicted latency against what the frontend measured (dispatch to result, so it includes collection, the hop and the worker's queue as
     well as execution), with the worker's execution and the hop's overhead apart."""
     t = Table(title="per module, whole run: measured against predicted", title_justify="left")
-    for col in ("app", "module", "requests", "batches", "P50 ms", "P99 ms", "max ms", "predicted ms", "budget ms",
-                "exec ms", "hop P99 ms"):
+    for col in ("app", "module", "scale", "measured", "requests", "batches", "P50 ms", "P99 ms", "max ms",
+                "predicted ms", "budget ms", "exec ms", "hop P99 ms"):
         t.add_column(col, justify="left" if col in ("app", "module") else "right")
     stats = cluster.plane.stats()
     for ap in plan.apps:
@@ -181,7 +235,9 @@ def _modules_table(cluster: LocalCluster, plan) -> Table:
             def ms(samples, q: float) -> str:
                 return "-" if not samples else f"{ModuleStats.percentile(samples, q):.1f}"
 
-            t.add_row(ap.name, mp.name, str(st.requests), str(st.batches), ms(lat, 50), ms(lat, 99), ms(lat, 100),
+            measured = f"{st.requests / st.frames:.2f}" if st.frames else "-"
+            t.add_row(ap.name, mp.name, f"{mp.rate / ap.rate:.2f}", measured, str(st.requests), str(st.batches),
+                      ms(lat, 50), ms(lat, 99), ms(lat, 100),
                       f"{mp.predicted_latency_ms:.1f}", f"{mp.budget_ms:.1f}", ms(st.exec_ms, 50),
                       ms(st.transport_ms, 99))
     return t
@@ -244,6 +300,11 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
         for ld in loads:
             console.print(verdict(ld, plan, arrivals))
         console.print(_modules_table(cluster, plan))
+        apps = {a.name: a for a in workload.apps}
+        for ld in loads:
+            if ld.sample is not None:
+                for t in reply_tables(apps[ld.name], ld.sample):
+                    console.print(t)
         for ld in loads:
             for msg, n in ld.errors.items():
                 console.print(f"[red]{ld.name}: {n} x {msg}[/red]")

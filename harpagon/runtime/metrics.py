@@ -100,6 +100,11 @@ class ControllerMetrics:
             "Per-hop overhead, ms: `planned` is the plan's overhead_ms, `measured` the quantile of what "
             "frontends measured (round trip less worker queue and execution, plus late flush timers)",
             ["source"], registry=registry)
+        self.module_scale = Gauge(
+            "harpagon_controller_module_scale",
+            "Requests per source frame of a module: `planned` is the scale the plan in force was made for "
+            "(the configured one, or the last measured one, at least 0.01), `measured` the frontends' count "
+            "since that plan", ["app", "module", "kind"], registry=registry)
         self.recalibrations = Counter("harpagon_recalibrations",
                                       "Re-plans because measured figures drifted from the planned ones",
                                       registry=registry)

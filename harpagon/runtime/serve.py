@@ -35,7 +35,7 @@ from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
 from harpagon.runtime.controller.controller import Controller, settings_of
 from harpagon.runtime.controller.servicer import ControllerServicer
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.main import rate_beacon
+from harpagon.runtime.frontend.main import Fanout, rate_beacon
 from harpagon.runtime.frontend.servicer import start as start_frontend
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
@@ -163,12 +163,13 @@ class LocalCluster:
 
         self.control_port = await self.control.run(start_control())
 
-        def observe(rates: dict[str, float], window: float, hops: list[float]) -> None:
+        def observe(rates: dict[str, float], window: float, hops: list[float], fanout: Fanout) -> None:
             self.controller.observe_rates("local", rates, window)
             self.controller.observe_hops(hops)
+            self.controller.observe_fanout("local", fanout)
 
-        async def report(rates: dict[str, float], window: float, hops: list[float]) -> None:
-            self.control.call(observe, rates, window, hops)
+        async def report(rates: dict[str, float], window: float, hops: list[float], fanout: Fanout) -> None:
+            self.control.call(observe, rates, window, hops, fanout)
 
         self._beacon = asyncio.ensure_future(rate_beacon(self.plane, report))
         self._profiles = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)

@@ -195,3 +195,33 @@ def test_json_logs(start_service):
     records = [json.loads(line) for line in w.lines if line.startswith("{")]
     assert any(r["logger"] == "harpagon.worker" and r["level"] == "INFO" and "EMULATED" in r["message"]
                for r in records), w.lines
+
+
+def test_an_emulated_detectors_crops_reach_the_client(start_worker):
+    """Crops travel in the InferResponse and a GrpcWorkerClient decodes them per child module."""
+    import asyncio
+
+    from harpagon.runtime.wire.clients import GrpcWorkerClient
+    from harpagon.runtime.wire.modules import CropEdge, ModuleSpec
+
+    w = start_worker("--device", "emulated:v100")
+    edges = (CropEdge("cars", (3, 8, 8), labels=(3,), scale=1.5), CropEdge("people", (3, 4, 6), scale=0.5))
+    detector = ModuleSpec("det", "yolo9000", 1, tuple(SMALL), crops=edges)
+
+    async def scenario() -> list:
+        client = GrpcWorkerClient()
+        try:
+            assert await client.apply(w.address, 1, [detector], timeout_s=30) == 1
+            return [await client.infer(w.address, "det", np.zeros((1, *SMALL), np.uint8), timeout_s=30)
+                    for _ in range(4)]
+        finally:
+            await client.close()
+
+    replies = asyncio.run(scenario())
+    assert [r.crops["cars"].counts.tolist() for r in replies] == [[1], [2], [1], [2]]
+    assert [r.crops["people"].counts.tolist() for r in replies] == [[0], [1], [0], [1]]
+    for r in replies:
+        boxes, _, labels = r.outputs
+        assert boxes.shape == (1, 100, 4) and (labels >= 0).sum() == sum(c.counts.sum() for c in r.crops.values())
+        cars, items = r.crops["cars"].of(0)
+        assert (labels[0, cars] == 3).all() and items.shape == (len(cars), 3, 8, 8) and items.dtype == np.uint8

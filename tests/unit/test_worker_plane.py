@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
-from harpagon.runtime.wire.modules import ModuleSpec
-from harpagon.runtime.wire.tensors import from_numpy, to_numpy
+from harpagon.runtime.wire.modules import CropEdge, ModuleSpec
+from harpagon.runtime.wire.tensors import Crops, from_numpy, to_numpy
 from harpagon.runtime.worker import registry
-from harpagon.runtime.worker.data_plane import MAX_BATCH, MAX_MODULES, WorkerDataPlane
-from harpagon.runtime.worker.executor import EmulatedExecutor
+from harpagon.runtime.worker.data_plane import MAX_BATCH, MAX_CROP_EDGES, MAX_MODULES, WorkerDataPlane
+from harpagon.runtime.worker.executor import EmulatedExecutor, TorchExecutor
 from harpagon.v1 import worker_pb2 as pb
 
 PROFILES = {("resnet18", "fake"): {1: (1.0, 0.0), 4: (2.0, 0.5)}}
@@ -93,7 +93,7 @@ def test_unchanged_modules_are_not_reloaded(plane):
 def test_infer_pads_and_counts(plane):
     plane.apply(1, [spec()])
     r = plane.infer("m", np.zeros((3, *SHAPE), np.float32))
-    assert (r.batch, r.dummies) == (4, 1) and r.exec_ms >= 2.5 and r.outputs[0].shape == (3, 1)
+    assert (r.batch, r.dummies) == (4, 1) and r.exec_ms >= 2.5 and r.outputs[0].shape == (3, 1000)
     c = plane.counters()["m"]
     assert (c.batches, c.requests, c.dummies) == (1, 3, 1)
     with pytest.raises(NotFound):
@@ -197,3 +197,66 @@ def test_a_new_budget_alone_reloads_nothing(plane):
     assert loads == ["m"] and plane.specs[0].budget_ms == 25.0
     plane.apply(3, [replace(spec(), batch=1, budget_ms=25.0)])  # a real change does reload
     assert loads == ["m", "m"]
+
+
+# --- detectors' crops ----------------------------------------------------------------------------
+
+EDGES = (CropEdge("cars", (3, 4, 6), labels=(3,), scale=1.5), CropEdge("people", (3, 5, 5), scale=2.0, max_crops=1))
+
+
+def detector(batch: int = 4) -> ModuleSpec:
+    return ModuleSpec("det", "resnet18", batch, SHAPE, crops=EDGES)  # crops edges: an emulated detector
+
+
+def test_an_emulated_detector_returns_the_crops_of_each_edge(plane):
+    plane.apply(1, [detector()])
+    r = plane.infer("det", np.zeros((3, *SHAPE), np.uint8))
+    boxes, scores, labels = r.outputs
+    assert boxes.shape == (3, 100, 4) and scores.shape == labels.shape == (3, 100)
+    assert set(r.crops) == {"cars", "people"}
+    assert r.crops["cars"].counts.tolist() == [1, 2, 1] and r.crops["people"].counts.tolist() == [1, 1, 1]
+    assert r.crops["cars"].items.shape == (4, 3, 4, 6) and r.crops["people"].items.shape == (3, 3, 5, 5)
+    assert (labels[np.arange(3), r.crops["people"].detection] == 1).all()
+    assert r.crops["cars"].of(1)[0].tolist() == [0, 1] and (labels[1, :2] == 3).all()
+    c = plane.counters()["det"]
+    assert (c.batches, c.requests, c.dummies) == (1, 3, 1)  # per-module stats as for any module
+    assert plane.infer("det", np.zeros((1, *SHAPE), np.uint8)).crops["cars"].counts.tolist() == [2]  # f = 3
+
+
+def test_the_server_puts_the_crops_in_the_reply(plane):
+    from harpagon.runtime.worker.server import WorkerServicer
+
+    class Context:
+        def time_remaining(self):
+            return None
+
+    plane.apply(1, [detector(), spec("cls")])
+    servicer = WorkerServicer(plane)
+    reply = servicer.Infer(pb.InferRequest(module="det", input=from_numpy(np.zeros((2, *SHAPE), np.uint8)),
+                                           id="d"), Context())
+    sets = {c.child: Crops.from_proto(c) for c in reply.crops}
+    assert reply.id == "d" and len(reply.outputs) == 3 and set(sets) == {"cars", "people"}
+    assert sets["cars"].counts.tolist() == [1, 2] and sets["cars"].items.shape == (3, 3, 4, 6)
+    assert sets["people"].detection.dtype == np.int32
+    plain = servicer.Infer(pb.InferRequest(module="cls", input=from_numpy(np.zeros((1, *SHAPE), np.uint8))),
+                           Context())
+    assert len(plain.crops) == 0 and to_numpy(plain.outputs[0]).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("crops, match", [
+    (tuple(CropEdge(f"c{i}", (3, 4, 4)) for i in range(MAX_CROP_EDGES + 1)), "crops has 17 edges, more than 16"),
+    ((CropEdge("big", (3, 9000, 9000)),), "crops for 'big': shape .* got \\[3, 9000, 9000\\]"),
+    ((CropEdge("flat", (3, 4)),), "crops for 'flat': shape"),
+    ((CropEdge("c" * 300, (3, 4, 4)),), "crops child must be 1 to 256 characters, got 300"),
+], ids=["edges", "shape-elements", "rank", "child"])
+def test_crops_past_the_bounds_are_invalid(plane, crops, match):
+    with pytest.raises(InvalidArgument, match=match):
+        plane.apply(1, [ModuleSpec("det", "resnet18", 4, SHAPE, crops=crops)])
+    assert plane.version == 0
+
+
+def test_a_torch_runner_takes_feature_vectors():
+    """`mlp` heads (a features edge's child) take [n, k] inputs."""
+    runner = TorchExecutor("cpu", threads=1).load(ModuleSpec("head", "mlp_head", 4, (1000,)))
+    result = runner(np.random.default_rng(0).random((3, 1000), dtype=np.float32))
+    assert result.outputs[0].shape == (3, 16) and result.outputs[0].dtype == np.float32 and result.crops == {}

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from harpagon.config.schema import ServeConfig, Workload
 from harpagon.model.latency import Settings
@@ -45,6 +45,8 @@ from harpagon.runtime.wire.routes import RoutingTable
 log = logging.getLogger("harpagon.controller")
 
 RoutesSink = Callable[[RoutingTable, dict[str, str]], Awaitable[None]]
+_Report = TypeVar("_Report", bound=tuple)
+_Key = TypeVar("_Key")
 
 #: Re-plan when an app's measured rate leaves this band around its planned rate (as Nexus does).
 RATE_BAND = (0.8, 1.1)
@@ -72,12 +74,41 @@ REPORT_EXPIRY_S = 5.0
 RATE_HOLD_S = 3.0
 #: Failed re-plans retry after this backoff, doubling up to the cap.
 RETRY_S = (0.5, 8.0)
+#: Re-plan when a module's measured fan-out (requests per frame) leaves this band around its planned
+#: scale by more than Poisson noise (RATE_NOISE_Z), held RATE_HOLD_S, at most once per MIN_EPOCH_S.
+SCALE_BAND = (0.8, 1.25)
+#: ...judged only over at least this many frames that reached the module since the plan in force.
+MIN_FANOUT_FRAMES = 50
+#: A measured scale is planned as at least this: a detector that finds nothing must not plan its
+#: children at scale 0 (the schema wants scale > 0; the planner divides by module rates).
+MIN_SCALE = 0.01
+#: A fan-out report with more requests than this many per frame is dropped as bogus.
+MAX_FANOUT = 1000
 
 
 def epoch_version(now: float | None = None) -> int:
     """The first configuration version of a controller started now: its start time in seconds in the
     high 32 bits, so a restarted controller's versions are newer than its predecessor's."""
     return int(time.time() if now is None else now) << 32
+
+
+def _record(reports: dict[str, deque[_Report]], frontend: str, report: _Report, now: float) -> None:
+    """Keep a frontend's report (a tuple, its time first) with its latest ones: at most RATE_WINDOW_S
+    of them, and none of a frontend gone quiet for REPORT_EXPIRY_S (what it measured goes with it)."""
+    reports.setdefault(frontend, deque()).append(report)
+    for name, kept in list(reports.items()):
+        while kept and kept[0][0] < now - RATE_WINDOW_S:
+            kept.popleft()
+        if not kept or kept[-1][0] < now - REPORT_EXPIRY_S:
+            del reports[name]
+
+
+def _held(since: dict[_Key, float], key: _Key, out: bool, now: float) -> bool:
+    """Whether `key` has been out of its band for RATE_HOLD_S (hysteresis: one burst is not a trend)."""
+    if not out:
+        since.pop(key, None)
+        return False
+    return now - since.setdefault(key, now) >= RATE_HOLD_S
 
 
 def _warm_up() -> None:
@@ -87,7 +118,8 @@ def _warm_up() -> None:
 
 def settings_of(serve: ServeConfig) -> Settings:
     """The planner settings a `serve` section asks for."""
-    return Settings(serve.safety, serve.overhead_ms, serve.max_utilization, serve.arrivals, serve.attainment)
+    return Settings(serve.safety, serve.overhead_ms, serve.max_utilization, serve.arrivals, serve.attainment,
+                    serve.fanout)
 
 
 @dataclass
@@ -123,6 +155,9 @@ class Controller:
     _reports: dict[str, deque[tuple[float, dict[str, float], float]]] = field(
         default_factory=dict)  # frontend -> (time, app -> frames/s, window s) of its latest reports
     _measured: dict[str, float] = field(default_factory=dict)  # app -> rate the plan in force was made for
+    _fanout_reports: dict[str, deque[tuple[float, dict[tuple[str, str], tuple[int, int]]]]] = field(
+        default_factory=dict)  # frontend -> (time, (app, module) -> (frames, requests)) of its latest reports
+    _scales: dict[tuple[str, str], float] = field(default_factory=dict)  # (app, module) -> measured scale in force
     planning: Literal["process", "thread"] = "process"
     """Where plans are made, off the event loop. The planner's replay is seconds of pure Python: in a
     thread it holds the GIL against the embedded frontend's data plane (scripts/bench_replan.py on the
@@ -145,6 +180,9 @@ class Controller:
     follow_rates: bool = True
     """Re-plan when measured rates leave the band (off: plans stay at the configured rates, as a
     benchmark with idle gaps between its runs wants)."""
+    follow_fanout: bool = True
+    """Re-plan when a module's measured fan-out leaves the band around its planned scale (off: plans
+    keep the configured scales)."""
     calibration: CalibrationSettings | None = field(default_factory=CalibrationSettings)
     """When measured batch latencies and hop overheads replace the profile's and `overhead_ms` in
     plans (None: never; plans keep the configured figures)."""
@@ -153,6 +191,7 @@ class Controller:
     _reconciling: bool = field(init=False, default=False)
     _registered_at: float = field(init=False, default=float("-inf"))
     _out_of_band: dict[str, float] = field(init=False, default_factory=dict)  # app -> since when (clock)
+    _scale_out_of_band: dict[tuple[str, str], float] = field(init=False, default_factory=dict)  # same, per module
     evicted: int = field(init=False, default=0)
     """Workers dropped so far (missed heartbeats, or no answer to a push)."""
 
@@ -271,12 +310,7 @@ class Controller:
         kept = self._valid_rates(frontend, rates, window_s)
         if kept is None:
             return
-        self._reports.setdefault(frontend, deque()).append((now, kept, window_s))
-        for name, reports in list(self._reports.items()):
-            while reports and reports[0][0] < now - RATE_WINDOW_S:
-                reports.popleft()
-            if not reports or reports[-1][0] < now - REPORT_EXPIRY_S:  # a frontend gone quiet: its rates go too
-                del self._reports[name]
+        _record(self._reports, frontend, (now, kept, window_s), now)
         if not self.follow_rates or self.plan is None or now - self.planned_at < MIN_EPOCH_S:
             return
         total: dict[str, float] = {}
@@ -298,12 +332,9 @@ class Controller:
             planned = self._measured.get(a.name, a.rate)
             got = total[a.name]
             noise = RATE_NOISE_Z * math.sqrt(planned / span[a.name])  # std of a Poisson count at the planned rate, per s
-            if got > 0 and not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise:
-                since = self._out_of_band.setdefault(a.name, now)
-                if now - since >= RATE_HOLD_S:  # out of the band for a while, not for one burst
-                    moved[a.name] = got
-            else:
-                self._out_of_band.pop(a.name, None)
+            out = got > 0 and not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise
+            if _held(self._out_of_band, a.name, out, now):
+                moved[a.name] = got
         if moved:
             log.info("measured rates left the band around the planned ones for %g s: %s", RATE_HOLD_S,
                      {k: round(v, 1) for k, v in moved.items()})
@@ -332,11 +363,90 @@ class Controller:
                         "in [0, %g x the configured one]): %s", frontend, MAX_RATE_FACTOR, dropped)
         return kept
 
+    def observe_fanout(self, frontend: str, counts: dict[tuple[str, str], tuple[int, int]]) -> None:
+        """Per (app, module), the frames that reached the module at one frontend since its last report
+        and the requests it got for them. Re-plan when a module's measured scale (requests per frame,
+        over the reports since the plan in force: at most RATE_WINDOW_S of them, from every frontend)
+        leaves SCALE_BAND around the scale its plan was made for by more than Poisson noise, over at
+        least MIN_FANOUT_FRAMES frames and for RATE_HOLD_S (at most once per MIN_EPOCH_S). A measured
+        scale is planned as at least MIN_SCALE: a detector that finds nothing does not plan its
+        children at scale 0."""
+        now = self.clock()
+        _record(self._fanout_reports, frontend, (now, self._valid_fanout(frontend, counts)), now)
+        if self.plan is None:
+            return
+        frames: dict[tuple[str, str], int] = {}
+        requests: dict[tuple[str, str], int] = {}
+        for reports in self._fanout_reports.values():
+            for t, report in reports:
+                if t > self.planned_at:
+                    for key, (f, r) in report.items():
+                        frames[key] = frames.get(key, 0) + f
+                        requests[key] = requests.get(key, 0) + r
+        moved: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (planned, measured)
+        judge = self.follow_fanout and now - self.planned_at >= MIN_EPOCH_S
+        for a in self.workload.apps:
+            for m in a.modules:
+                key = (a.name, m.name)
+                n = frames.get(key, 0)
+                if n < MIN_FANOUT_FRAMES:
+                    self._scale_out_of_band.pop(key, None)
+                    continue
+                got = requests[key] / n
+                if self.metrics:
+                    self.metrics.module_scale.labels(a.name, m.name, "measured").set(got)
+                if not judge:
+                    continue
+                planned = self._scales.get(key, m.scale)
+                got = max(got, MIN_SCALE)
+                noise = RATE_NOISE_Z * math.sqrt(planned / n)  # std of the mean of n Poisson counts at the planned scale
+                out = not SCALE_BAND[0] * planned <= got <= SCALE_BAND[1] * planned and abs(got - planned) > noise
+                if _held(self._scale_out_of_band, key, out, now):
+                    moved[key] = (planned, got)
+        if moved:
+            log.info("measured fan-out left the band around the planned scales for %g s; re-planning with it: {%s}",
+                     RATE_HOLD_S, ", ".join(f"{a}/{m}: {p:.3g} -> {g:.3g}" for (a, m), (p, g) in moved.items()))
+            for key, (_, got) in moved.items():
+                self._scales[key] = got
+                self._scale_out_of_band.pop(key, None)
+            self._dirty.set()
+
+    def _valid_fanout(self, frontend: str, counts: dict[tuple[str, str], tuple[int, int]]
+                      ) -> dict[tuple[str, str], tuple[int, int]]:
+        """The report's counts of configured modules that are whole numbers >= 0, with at most MAX_FANOUT
+        requests per frame and at most the frames of MAX_RATE_FACTOR times the app's configured rate
+        over a minute (a report covers a beacon period). What is dropped is logged: a bad report must
+        not crash or steer the planner."""
+        configured = {(a.name, m.name): a.rate for a in self.workload.apps for m in a.modules}
+        kept, dropped = {}, {}
+        for key, value in counts.items():
+            try:
+                frames, requests = value
+            except (TypeError, ValueError):
+                frames = requests = None
+            if (key in configured and isinstance(frames, int) and isinstance(requests, int)
+                    and 0 <= frames <= MAX_RATE_FACTOR * configured[key] * 60 and 0 <= requests <= MAX_FANOUT * frames):
+                kept[key] = (frames, requests)
+            else:
+                dropped[key] = value
+        if dropped:
+            log.warning("frontend %s: fan-out dropped from its report (not a configured module, or not whole "
+                        "counts >= 0 with at most %d requests per frame): %s", frontend, MAX_FANOUT, dropped)
+        return kept
+
     def _planned_workload(self) -> Workload:
-        """The workload with each app at the rate it was last measured at (its configured rate before)."""
-        apps = tuple(a.model_copy(update={"rate": self._measured[a.name]}) if a.name in self._measured else a
-                     for a in self.workload.apps)
-        return self.workload.model_copy(update={"apps": apps})
+        """The workload with each app at the rate it was last measured at and each module at the scale it
+        was last measured at (the configured ones before)."""
+        apps = []
+        for a in self.workload.apps:
+            update: dict[str, object] = {}
+            if a.name in self._measured:
+                update["rate"] = self._measured[a.name]
+            if any((a.name, m.name) in self._scales for m in a.modules):
+                update["modules"] = tuple(m.model_copy(update={"scale": self._scales[(a.name, m.name)]})
+                                          if (a.name, m.name) in self._scales else m for m in a.modules)
+            apps.append(a.model_copy(update=update) if update else a)
+        return self.workload.model_copy(update={"apps": tuple(apps)})
 
     @property
     def workers(self) -> list[WorkerInfo]:
@@ -449,7 +559,9 @@ class Controller:
         for app, reason in refused.items():
             log.warning("app %s cannot be served: %s", app, reason)
         previous = {w.info.id: w.modules for w in self._workers.values()}
-        assignment = assign(plan, live, workers, self.input_shape, self.version + 2, previous)
+        # emulated detectors keep finding what the configuration says, whatever scales the plan assumes
+        assignment = assign(plan, live, workers, self.input_shape, self.version + 2, previous,
+                            configured=self.workload, fanout=settings.fanout)
         # 1. everything old and new loaded
         await self._push({wid: tuple({s.name: s for s in (*previous.get(wid, ()), *mods)}.values())
                           for wid, mods in assignment.modules.items()})
@@ -464,7 +576,8 @@ class Controller:
         self.plan = plan
         self.planned_workers = len(workers)
         self.planned_at = self.clock()
-        self._out_of_band.clear()  # rates are judged afresh against this plan
+        self._out_of_band.clear()  # rates and fan-out are judged afresh against this plan
+        self._scale_out_of_band.clear()
         if self.calibrator is not None:  # judge the figures in force over what this plan serves from now on
             self.calibrator.adopt(self.calibrator.planned, self.planned_at)
         if self.metrics:
@@ -475,6 +588,9 @@ class Controller:
             for hw in {w.hardware for w in workers}:
                 self.metrics.workers.labels(hw).set(sum(w.hardware == hw for w in workers))
             self._promise_metrics(plan)
+            for a in workload.apps:
+                for m in a.modules:
+                    self.metrics.module_scale.labels(a.name, m.name, "planned").set(m.scale)
             if self.calibrator is not None:
                 planned = self.calibrator.planned
                 for p in workload.profiles:

@@ -59,6 +59,11 @@ class ControllerServicer(rpc.ControllerServicer):
     async def ReportRates(self, request, context):
         self.controller.observe_rates(request.frontend_id, dict(request.app_rates), request.window_s or 1.0)  # unset: 1 s
         self.controller.observe_hops(list(request.hop_overhead_ms))
+        fanout: dict[tuple[str, str], tuple[int, int]] = {}
+        for f in request.fanout:  # a module named twice: its counts add up
+            frames, requests = fanout.get((f.app, f.module), (0, 0))
+            fanout[(f.app, f.module)] = (frames + f.frames, requests + f.requests)
+        self.controller.observe_fanout(request.frontend_id, fanout)
         return pb.RatesReply()
 
     async def Register(self, request, context):

@@ -694,6 +694,7 @@ class FrontendDataPlane:
         seen = self._fanout[(app.name, module)]
         seen[0] += 1
         seen[1] += len(items)
+        live.stats.frames += 1
         if not items:
             f.results[module] = []
             return

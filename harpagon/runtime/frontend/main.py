@@ -1,7 +1,8 @@
 """`harpagon frontend`: the Triton-protocol frontend as its own process, fed by a controller.
 
 It watches the controller's routing table (a long-lived gRPC stream, re-opened if it breaks) and
-reports each app's frame rate every second, so the controller can re-plan when rates move.
+reports each app's frame rate and each module's fan-out every second, so the controller can re-plan
+when they move.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ log = logging.getLogger("harpagon.frontend")
 BEACON_S = 1.0
 
 
-Report = Callable[[dict[str, float], float, list[float]], Awaitable[None]]
+Fanout = dict[tuple[str, str], tuple[int, int]]
+"""Per (app, module): frames that reached it and the requests it got for them."""
+Report = Callable[[dict[str, float], float, list[float], Fanout], Awaitable[None]]
 
 
 async def rate_beacon(plane: FrontendDataPlane, report: Report, period_s: float = BEACON_S) -> None:
-    """Every period, the frames each app received since the last one, per second, and the hop
-    overheads measured since (the controller calibrates plans with them)."""
+    """Every period, the frames each app received since the last one, per second, the hop overheads
+    measured since (the controller calibrates plans with them), and each module's fan-out since (the
+    controller re-plans when it leaves the planned scale)."""
     last = {app: c.frames for app, c in plane.counters.items()}
     loop = asyncio.get_running_loop()
     then = loop.time()
@@ -47,7 +51,7 @@ async def rate_beacon(plane: FrontendDataPlane, report: Report, period_s: float 
         rates = {app: (n - last.get(app, 0)) / (now - then) for app, n in frames.items()}
         last, then = frames, now
         try:
-            await report(rates, period_s, plane.take_hops())
+            await report(rates, period_s, plane.take_hops(), plane.take_fanout())
         except grpc.aio.AioRpcError as exc:
             log.warning("cannot report rates: %s", exc.code().name)
 
@@ -82,9 +86,10 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
                 log.warning("controller %s: %s; retrying", controller, exc.code().name)
             await asyncio.sleep(1.0)
 
-    async def report(rates: dict[str, float], window: float, hops: list[float]) -> None:
-        await stub.ReportRates(pb.RatesReport(frontend_id=me, app_rates=rates, window_s=window,
-                                              hop_overhead_ms=hops), timeout=5)
+    async def report(rates: dict[str, float], window: float, hops: list[float], fanout: Fanout) -> None:
+        await stub.ReportRates(pb.RatesReport(frontend_id=me, app_rates=rates, window_s=window, hop_overhead_ms=hops,
+                                              fanout=[pb.ModuleFanout(app=app, module=module, frames=f, requests=r)
+                                                      for (app, module), (f, r) in fanout.items()]), timeout=5)
 
     tasks = [asyncio.ensure_future(watch()), asyncio.ensure_future(rate_beacon(plane, report))]
     print(f"frontend listening on {host}:{bound} (Triton gRPC{', TLS' if client_tls else ''})"

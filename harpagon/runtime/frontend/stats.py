@@ -20,6 +20,7 @@ def _window() -> deque[float]:
 
 @dataclass
 class ModuleStats:
+    frames: int = 0  # frames that reached the module: `requests / frames` is its measured fan-out
     requests: int = 0
     batches: int = 0
     dummies: int = 0

@@ -29,7 +29,8 @@ import numpy as np
 from harpagon.runtime.metrics import WorkerMetrics
 from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from harpagon.runtime.wire.modules import ModuleSpec
-from harpagon.runtime.worker.executor import Executor, Runner
+from harpagon.runtime.wire.tensors import Crops
+from harpagon.runtime.worker.executor import BatchResult, Executor, Runner
 
 log = logging.getLogger("harpagon.worker")
 
@@ -45,6 +46,8 @@ MAX_NAME = 256
 MAX_RANK = 4
 MAX_ITEM_ELEMENTS = 3 * 8192 * 8192
 MAX_BATCH_ELEMENTS = 1 << 28
+#: Crops edges of one detector (children that take its crops).
+MAX_CROP_EDGES = 16
 
 
 def check_spec(spec: ModuleSpec) -> None:
@@ -68,6 +71,15 @@ def check_spec(spec: ModuleSpec) -> None:
     if items * spec.batch > MAX_BATCH_ELEMENTS:
         raise InvalidArgument(f"{where}: batch {spec.batch} of input_shape {list(shape)} holds "
                               f"{items * spec.batch} elements, more than {MAX_BATCH_ELEMENTS}")
+    if len(spec.crops) > MAX_CROP_EDGES:
+        raise InvalidArgument(f"{where}: crops has {len(spec.crops)} edges, more than {MAX_CROP_EDGES}")
+    for edge in spec.crops:
+        if not edge.child or len(edge.child) > MAX_NAME:
+            raise InvalidArgument(f"{where}: crops child must be 1 to {MAX_NAME} characters, got "
+                                  f"{len(edge.child)}")
+        if len(edge.shape) != 3 or any(d < 1 for d in edge.shape) or math.prod(edge.shape) > MAX_ITEM_ELEMENTS:
+            raise InvalidArgument(f"{where}: crops for {edge.child!r}: shape must be [channels, height, "
+                                  f"width] >= 1 of at most {MAX_ITEM_ELEMENTS} elements, got {list(edge.shape)}")
 
 
 @dataclass
@@ -88,6 +100,8 @@ class InferResult:
     exec_ms: float
     batch: int
     dummies: int
+    crops: dict[str, Crops] = field(default_factory=dict)
+    """A detector's crops per child module."""
 
 
 @dataclass
@@ -175,19 +189,19 @@ class WorkerDataPlane:
         submitted = time.perf_counter()
         started: list[float] = []
 
-        def run() -> list[np.ndarray] | None:
+        def run() -> BatchResult | None:
             if deadline is not None and time.monotonic() > deadline:
                 return None  # its caller has given up on it: the device goes on with the next batch
             started.append(time.perf_counter())
             return runner(x)
 
         try:
-            outputs = self._device.submit(run).result()
+            result = self._device.submit(run).result()
         except Exception:
             with self._stats_lock:
                 self._counters[module].errors += 1
             raise
-        if outputs is None:
+        if result is None:
             with self._stats_lock:
                 self._counters[module].expired += 1
             if self.metrics:
@@ -213,7 +227,7 @@ class WorkerDataPlane:
             m.dummies.labels(module).inc(spec.batch - n)
             m.compute_us.labels(module).inc(exec_ms * 1000)
             m.queue_us.labels(module).inc(queue_ms * 1000)
-        return InferResult(outputs, queue_ms, exec_ms, spec.batch, spec.batch - n)
+        return InferResult(result.outputs, queue_ms, exec_ms, spec.batch, spec.batch - n, result.crops)
 
     # --- introspection ----------------------------------------------------------------------
 

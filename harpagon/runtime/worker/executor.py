@@ -8,27 +8,40 @@
   planes at scale on machines without GPUs, and says so in every health and stats reply.
 
 Every runner always runs its configured batch size: a short batch is padded with dummy (zero)
-inputs, so shapes stay fixed (as CUDA graphs and compiled engines need).
+inputs, so shapes stay fixed (as CUDA graphs and compiled engines need). A detector returns
+MAX_DETECTIONS rows per item, highest score first (padding: label -1), and the crops of its `crops`
+edges (:mod:`harpagon.runtime.worker.crops`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harpagon.config import models
+from harpagon.config.pipeline import MAX_DETECTIONS
 from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument
-from harpagon.runtime.wire.modules import ModuleSpec
-from harpagon.runtime.worker import registry
+from harpagon.runtime.wire.modules import CropEdge, ModuleSpec
+from harpagon.runtime.wire.tensors import Crops
+from harpagon.runtime.worker import crops, registry
 
-#: Detections kept per image in a detector's fixed-size output.
-MAX_DETECTIONS = 100
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a batch gives: outputs of its real items (each [n, ...]) and a detector's crops per child."""
+
+    outputs: list[np.ndarray]
+    crops: dict[str, Crops] = field(default_factory=dict)
 
 
 class Runner(ABC):
@@ -38,8 +51,8 @@ class Runner(ABC):
         self.spec = spec
 
     @abstractmethod
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run `x` ([n, *input_shape], n <= batch) padded to the batch size; outputs of the n real items."""
+    def __call__(self, x: np.ndarray) -> BatchResult:
+        """Run `x` ([n, *input_shape], n <= batch) padded to the batch size; results of the n real items."""
 
 
 class Executor(ABC):
@@ -86,6 +99,16 @@ class TorchExecutor(Executor):
         weights = self.weights_path(spec)
         try:
             entry = registry.entry(spec.model)
+        except KeyError as exc:
+            raise FailedPrecondition(f"module {spec.name!r}: cannot load {spec.model!r}: {exc}") from None
+        if spec.crops and entry.task != "detect":
+            raise FailedPrecondition(f"module {spec.name!r}: crops edges {[e.child for e in spec.crops]} need a "
+                                     f"detector, but {spec.model!r} is a {entry.task} model")
+        for e in spec.crops:
+            if len(spec.input_shape) != 3 or e.shape[0] != spec.input_shape[0]:
+                raise FailedPrecondition(f"module {spec.name!r}: crops for {e.child!r} of shape {list(e.shape)} "
+                                         f"cannot be cut from inputs of shape {list(spec.input_shape)}")
+        try:
             model = registry.build(entry, str(weights) if weights else None)
         except Exception as exc:  # a bad weights file, an unknown architecture: reject this config
             raise FailedPrecondition(f"module {spec.name!r}: cannot load {spec.model!r}: {exc}") from None
@@ -107,7 +130,7 @@ class _TorchRunner(Runner):
         self.stream = torch.cuda.Stream(device=self.device) if self.cuda else None
         self.host = torch.zeros((spec.batch, *spec.input_shape), dtype=torch.float32, pin_memory=self.cuda)
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray) -> BatchResult:
         import torch
 
         n = x.shape[0]
@@ -116,27 +139,29 @@ class _TorchRunner(Runner):
             src = src.to(torch.float32).div_(255.0)
         self.host[:n].copy_(src)
         self.host[n:].zero_()  # dummy inputs
-        with torch.inference_mode():
-            if self.stream is not None:
-                with torch.cuda.stream(self.stream):
-                    out = self.model(self.host.to(self.device, dtype=self.dtype, non_blocking=True))
-                self.stream.synchronize()
-            else:
-                out = self.model(self.host.to(dtype=self.dtype))
-            return self._outputs(out, n)
+        on_stream = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+        with torch.inference_mode(), on_stream:
+            images = self.host.to(self.device, dtype=self.dtype, non_blocking=True)
+            result = self._results(self.model(images), n, images)
+        if self.stream is not None:
+            self.stream.synchronize()
+        return result
 
-    def _outputs(self, out: Any, n: int) -> list[np.ndarray]:
+    def _results(self, out: Any, n: int, images: Any) -> BatchResult:
+        import torch
+
         if self.task == "classify":
-            return [out[:n].float().cpu().numpy()]
+            return BatchResult([out[:n].float().cpu().numpy()])
         boxes = np.zeros((n, MAX_DETECTIONS, 4), np.float32)
         scores = np.zeros((n, MAX_DETECTIONS), np.float32)
         labels = np.full((n, MAX_DETECTIONS), -1, np.int64)
         for i, det in enumerate(out[:n]):
-            k = min(MAX_DETECTIONS, det["boxes"].shape[0])
-            boxes[i, :k] = det["boxes"][:k].float().cpu().numpy()
-            scores[i, :k] = det["scores"][:k].float().cpu().numpy()
-            labels[i, :k] = det["labels"][:k].cpu().numpy()
-        return [boxes, scores, labels]
+            order = torch.argsort(det["scores"], descending=True, stable=True)[:MAX_DETECTIONS]
+            k = order.shape[0]
+            boxes[i, :k] = det["boxes"][order].float().cpu().numpy()
+            scores[i, :k] = det["scores"][order].float().cpu().numpy()
+            labels[i, :k] = det["labels"][order].cpu().numpy()
+        return BatchResult([boxes, scores, labels], crops.crop_sets(self.spec.crops, boxes, scores, labels, images))
 
 
 def default_hardware_name(device: str) -> str:
@@ -164,7 +189,8 @@ def _slug(name: str) -> str:
 
 
 class EmulatedExecutor(Executor):
-    """EMULATED DEVICE: batches sleep their profiled latency on `hardware`; outputs are zeros."""
+    """EMULATED DEVICE: batches sleep their profiled latency on `hardware`; outputs are zeros, and a
+    module with crops edges (an emulated detector) gets synthetic detections and blank crops."""
 
     emulated = True
 
@@ -192,13 +218,71 @@ class EmulatedExecutor(Executor):
         return _SleepRunner(spec, (mean + std) * self.slowdown / 1000.0)
 
 
+def _seed(*names: str) -> int:
+    """A seed that is the same in every run and process (unlike `hash`)."""
+    return int.from_bytes(hashlib.sha256("\0".join(names).encode()).digest()[:8], "little")
+
+
 class _SleepRunner(Runner):
     def __init__(self, spec: ModuleSpec, seconds: float):
         super().__init__(spec)
         self.seconds = seconds
+        e = models.entry(spec.model)
+        self.output = e.output if e is not None and e.task == "classify" and e.output else (1,)
+        self.served = {edge.child: 0 for edge in spec.crops}
+        """Items each edge has counted so far (the deterministic rule's f)."""
+        self.draws = {edge.child: np.random.default_rng(_seed(spec.name, edge.child)) for edge in spec.crops}
+        self.boxes = np.random.default_rng(_seed(spec.name))
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray) -> BatchResult:
         # One sleep, no spinning: a GPU does not burn host CPU while it runs a batch, and dozens of
         # emulated workers share a few cores (sleep overshoots by ~0.1 ms; calibration measures it).
         time.sleep(self.seconds)
-        return [np.zeros((x.shape[0], 1), np.float32)]
+        n = x.shape[0]
+        if not self.spec.crops:
+            return BatchResult([np.zeros((n, *self.output), np.float32)])
+        return self._detections(n)
+
+    def _counts(self, edge: CropEdge, n: int) -> np.ndarray:
+        """Detections of the edge's next n items: [n]."""
+        if edge.poisson:
+            c = self.draws[edge.child].poisson(edge.scale, n)
+        else:
+            f = np.arange(self.served[edge.child], self.served[edge.child] + n, dtype=np.float64)
+            c = np.floor((f + 1) * edge.scale) - np.floor(f * edge.scale)
+        self.served[edge.child] += n
+        c = c.astype(np.int64)
+        return np.minimum(c, edge.max_crops) if edge.max_crops > 0 else c
+
+    def _detections(self, n: int) -> BatchResult:
+        """Per item and edge, detections the edge keeps, laid out highest score first as a real
+        detector's; their crops are blank (cutting would spend CPU a GPU would not)."""
+        shape = self.spec.input_shape
+        h, w = shape[-2:] if len(shape) >= 2 else (1, shape[0])
+        scores = np.zeros((n, MAX_DETECTIONS), np.float32)
+        labels = np.full((n, MAX_DETECTIONS), -1, np.int64)
+        counts = {e.child: self._counts(e, n) for e in self.spec.crops}  # every edge counts every item
+        rows = np.zeros(n, np.int64)  # detections laid out so far per item
+        cols = np.arange(MAX_DETECTIONS)
+        sets = {}
+        for e in sorted(self.spec.crops, key=lambda e: -_score(e)):  # stable: rows stay sorted by score
+            c = np.minimum(counts[e.child], MAX_DETECTIONS - rows)
+            mine = (cols >= rows[:, None]) & (cols < (rows + c)[:, None])
+            scores[mine] = _score(e)
+            labels[mine] = e.labels[0] if e.labels else 1
+            detection = np.nonzero(mine)[1].astype(np.int32)  # item-major, as Crops wants
+            sets[e.child] = Crops(c, detection, np.zeros((len(detection), *e.shape), np.uint8))
+            rows += c
+        boxes = np.zeros((n, MAX_DETECTIONS, 4), np.float32)
+        u = self.boxes.random((int(rows.sum()), 4))
+        x1, y1 = u[:, 0] * w / 2, u[:, 1] * h / 2  # inside the image, and never empty
+        boxes[cols < rows[:, None]] = np.stack([x1, y1, x1 + (0.1 + 0.9 * u[:, 2]) * (w - x1),
+                                                y1 + (0.1 + 0.9 * u[:, 3]) * (h - y1)], axis=1)
+        return BatchResult([boxes, scores, labels], {e.child: sets[e.child] for e in self.spec.crops})
+
+
+def _score(edge: CropEdge) -> np.float32:
+    """Synthetic detections' score: one the edge keeps once stored as float32, as outputs are."""
+    want = min(max(edge.min_score, 0.9), 1.0)
+    score = np.float32(want)
+    return np.nextafter(score, np.float32(1.0)) if float(score) < want else score

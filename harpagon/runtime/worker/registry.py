@@ -37,6 +37,8 @@ def build(e: ModelEntry, weights: str | None = None) -> Any:
     import torch
     from torchvision import models
 
+    if e.arch is None:
+        raise ValueError(f"model {e.name!r} has no architecture in the registry: it runs on emulated workers only")
     if e.arch == "mlp":  # a small head over a feature vector (a `features` edge's child)
         if len(e.input) != 1 or not e.output or len(e.output) != 1:
             raise ValueError(f"model {e.name!r}: an mlp takes an [n] input and gives an [k] output")

@@ -88,7 +88,8 @@ class WorkerServicer(rpc.WorkerServicer):
             result = self.plane.infer(request.module, to_numpy(request.input), deadline)
             return pb.InferResponse(id=request.id, outputs=[from_numpy(o) for o in result.outputs],
                                     queue_ms=result.queue_ms, exec_ms=result.exec_ms, batch=result.batch,
-                                    dummies=result.dummies)
+                                    dummies=result.dummies,
+                                    crops=[c.to_proto(child) for child, c in result.crops.items()])
 
     def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext) -> pb.HealthResponse:
         ex = self.plane.executor
