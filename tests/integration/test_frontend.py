@@ -92,12 +92,14 @@ def test_tritonclient_infer_async_and_stream(cluster):
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("traffic")
     assert "statistics" in client.get_server_metadata().extensions
     meta = client.get_model_metadata("traffic")
-    assert [i.name for i in meta.inputs] == ["FRAME"] and [o.name for o in meta.outputs] == ["classify_0"]
+    assert [i.name for i in meta.inputs] == ["FRAME"] and [o.name for o in meta.outputs] == [
+        "classify_0", "classify_top_class", "classify_top_score"]  # a classifier's scores and its best classes
     assert client.get_model_config("traffic").config.max_batch_size == 0
 
     r = client.infer("traffic", [frame_input()], request_id="frame-1")
     assert r.get_response().id == "frame-1"
-    assert r.as_numpy("classify_0").shape == (2, 1)  # scale 2: two requests per frame, one output each
+    assert r.as_numpy("classify_0").shape == (2, 1000)  # scale 2: two requests per frame, 1000 scores each
+    assert r.as_numpy("classify_top_class").shape == (2, 5)
 
     done: queue.Queue = queue.Queue()
     for i in range(6):
@@ -132,7 +134,7 @@ def test_deadlines_drop_frames_and_errors_are_clear(cluster):
     with pytest.raises(InferenceServerException) as info:
         client.infer("traffic", [bad])
     assert "INVALID_ARGUMENT" in str(info.value.status()) and "[H, W, 3]" in info.value.message()
-    assert client.infer("traffic", [frame_input()]).as_numpy("classify_0").shape == (2, 1)
+    assert client.infer("traffic", [frame_input()]).as_numpy("classify_0").shape == (2, 1000)
 
 
 def test_typed_contents_are_accepted_like_raw_bytes(cluster):
@@ -144,7 +146,7 @@ def test_typed_contents_are_accepted_like_raw_bytes(cluster):
     tensor.contents.uint_contents.extend([7] * (48 * 64 * 3))
     reply = stub.ModelInfer(service_pb2.ModelInferRequest(model_name="traffic", id="typed", inputs=[tensor]),
                             timeout=30)
-    assert reply.id == "typed" and [o.name for o in reply.outputs] == ["classify_0"]
+    assert reply.id == "typed" and [o.name for o in reply.outputs][0] == "classify_0"
     short = service_pb2.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8", shape=[48, 64, 3])
     short.contents.uint_contents.extend([7] * 10)
     with pytest.raises(grpc.RpcError) as info:
@@ -224,7 +226,7 @@ def test_garbage_in_a_stream_gets_an_error_response_and_the_stream_goes_on(fake_
     assert [r.error_message == "" for r in got] == [True, False, True]
     assert [r.infer_response.id for r in got] == ["a", "", "b"]
     assert got[1].error_message.startswith("INVALID_ARGUMENT") and "not a valid message" in got[1].error_message
-    assert [o.name for o in got[2].infer_response.outputs] == ["detect_0"]
+    assert [o.name for o in got[2].infer_response.outputs][0] == "detect_0"
 
 
 def test_garbage_in_a_unary_call_is_invalid_argument(fake_frontend):

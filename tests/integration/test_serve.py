@@ -63,7 +63,7 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits(caplog):
             assert plan is not None and [a.name for a in plan.apps] == ["cam"]
             assert sum(plan.workers_by_hardware().values()) == 2  # one T4 per module
             client = triton_aio.InferenceServerClient(f"127.0.0.1:{cluster.port}")
-            assert (await frame(client)).shape == (1, 1)
+            assert (await frame(client)).shape == (1, 1000)
             text = urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_at}/metrics", timeout=10).read().decode()
             assert 'nv_inference_request_success_total{model="cam"} 1.0' in text
             assert 'harpagon_module_batches_total{app="cam",module="classify"} 1.0' in text
@@ -85,7 +85,7 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits(caplog):
             kill_a_busy_worker(cluster)  # 2 left: still enough
             await settle(cluster, 2)
             assert [a.name for a in cluster.controller.plan.apps] == ["cam"]
-            assert (await frame(client)).shape == (1, 1)
+            assert (await frame(client)).shape == (1, 1000)
 
             kill_a_busy_worker(cluster)  # 1 left: the app no longer fits and is refused, by name
             await settle(cluster, 1)
@@ -118,7 +118,7 @@ def test_controller_frontend_and_workers_as_separate_processes(tmp_path, start_s
     x = triton.InferInput("FRAME", [24, 32, 3], "UINT8")
     x.set_data_from_numpy(np.zeros((24, 32, 3), np.uint8))
     result = client.infer("cam", [x], request_id="over-the-wire")
-    assert result.get_response().id == "over-the-wire" and result.as_numpy("classify_0").shape == (1, 1)
+    assert result.get_response().id == "over-the-wire" and result.as_numpy("classify_0").shape == (1, 1000)
     in_force = controller.wait_for_line("apps ['cam'], promise ")  # the controller logs each plan's promise
     assert "apps ['cam'], promise fluid (the version-1 model; not replayed); planned in " in in_force
 
@@ -181,7 +181,7 @@ def test_a_client_started_at_server_ready_finds_every_app(tmp_path, start_servic
     assert early == {"StatusCode.UNAVAILABLE"}  # the test saw the start-up, not only its end
     assert health_status() == health_pb2.HealthCheckResponse.SERVING
     assert client.is_model_ready("cam") and client.get_model_metadata("cam").name == "cam"
-    assert client.infer("cam", [x]).as_numpy("classify_0").shape == (1, 1)
+    assert client.infer("cam", [x]).as_numpy("classify_0").shape == (1, 1000)
     with pytest.raises(InferenceServerException) as info:
         client.infer("nope", [x])
     assert str(info.value.status()) == "StatusCode.NOT_FOUND" and "configured: ['cam']" in info.value.message()
