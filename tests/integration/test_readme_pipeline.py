@@ -22,7 +22,7 @@ SECTION = (REPO / "README.md").read_text().split("### Pipelines", 1)[1].split("\
 
 
 def _block(lang: str) -> str:
-    return re.search(rf"```{lang}\n(.*?)```", SECTION, re.S)[1]
+    return re.search(rf"```{lang}\n(.*?)```", SECTION, re.DOTALL)[1]
 
 
 def test_the_readme_modules_are_a_valid_app(tmp_path):
