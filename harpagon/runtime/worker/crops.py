@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     import torch
 
 #: Bilinear samples per output pixel and axis: fixed, so that the cost of a crop does not grow with
-#: the size of its box (roi_align's adaptive default would).
-SAMPLING_RATIO = 2
+#: the size of its box (roi_align's adaptive default would). One sample is a plain bilinear resize:
+#: `scripts/bench_crops.py` on one CPU thread measured 2.8 ms a 224 x 224 crop at 2, 1.2 ms at 1.
+SAMPLING_RATIO = 1
 
 
 def select(edge: CropEdge, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
