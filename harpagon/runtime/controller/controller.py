@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from harpagon.config.schema import ServeConfig, Workload
 from harpagon.model.latency import Settings
@@ -101,6 +101,16 @@ def _record(reports: dict[str, deque[_Report]], frontend: str, report: _Report, 
             kept.popleft()
         if not kept or kept[-1][0] < now - REPORT_EXPIRY_S:
             del reports[name]
+
+
+def _kept(frontend: str, what: str, report: dict, ok: Callable[[Any, Any], bool], rule: str) -> dict:
+    """The entries of a frontend's report that pass `ok`; the others are logged (naming `rule`) and
+    dropped: a bad report must not crash or steer the planner."""
+    kept = {k: v for k, v in report.items() if ok(k, v)}
+    if len(kept) < len(report):
+        log.warning("frontend %s: %s dropped from its report (%s): %s", frontend, what, rule,
+                    {k: v for k, v in report.items() if k not in kept})
+    return kept
 
 
 def _held(since: dict[_Key, float], key: _Key, out: bool, now: float) -> bool:
@@ -351,17 +361,11 @@ class Controller:
             log.warning("frontend %s: rate report ignored: window %r s is not in (0, 60]", frontend, window_s)
             return None
         configured = {a.name: a.rate for a in self.workload.apps}
-        kept, dropped = {}, {}
-        for app, rate in rates.items():
-            if (app in configured and isinstance(rate, int | float) and math.isfinite(rate)
-                    and 0 <= rate <= MAX_RATE_FACTOR * configured[app]):
-                kept[app] = float(rate)
-            else:
-                dropped[app] = rate
-        if dropped:
-            log.warning("frontend %s: rates dropped from its report (not a configured app, or not a finite rate "
-                        "in [0, %g x the configured one]): %s", frontend, MAX_RATE_FACTOR, dropped)
-        return kept
+        kept = _kept(frontend, "rates", rates, lambda app, rate: (
+            app in configured and isinstance(rate, int | float) and math.isfinite(rate)
+            and 0 <= rate <= MAX_RATE_FACTOR * configured[app]),
+            f"not a configured app, or not a finite rate in [0, {MAX_RATE_FACTOR:g} x the configured one]")
+        return {app: float(rate) for app, rate in kept.items()}
 
     def observe_fanout(self, frontend: str, counts: dict[tuple[str, str], tuple[int, int]]) -> None:
         """Per (app, module), the frames that reached the module at one frontend since its last report
@@ -418,21 +422,16 @@ class Controller:
         over a minute (a report covers a beacon period). What is dropped is logged: a bad report must
         not crash or steer the planner."""
         configured = {(a.name, m.name): a.rate for a in self.workload.apps for m in a.modules}
-        kept, dropped = {}, {}
-        for key, value in counts.items():
-            try:
-                frames, requests = value
-            except (TypeError, ValueError):
-                frames = requests = None
-            if (key in configured and isinstance(frames, int) and isinstance(requests, int)
-                    and 0 <= frames <= MAX_RATE_FACTOR * configured[key] * 60 and 0 <= requests <= MAX_FANOUT * frames):
-                kept[key] = (frames, requests)
-            else:
-                dropped[key] = value
-        if dropped:
-            log.warning("frontend %s: fan-out dropped from its report (not a configured module, or not whole "
-                        "counts >= 0 with at most %d requests per frame): %s", frontend, MAX_FANOUT, dropped)
-        return kept
+
+        def ok(key: tuple[str, str], value: object) -> bool:
+            if key not in configured or not isinstance(value, tuple) or len(value) != 2:
+                return False
+            frames, requests = value
+            return (isinstance(frames, int) and isinstance(requests, int)
+                    and 0 <= frames <= MAX_RATE_FACTOR * configured[key] * 60 and 0 <= requests <= MAX_FANOUT * frames)
+
+        return _kept(frontend, "fan-out", counts, ok, f"not a configured module, or not whole counts >= 0 with at "
+                                                      f"most {MAX_FANOUT} requests per frame")
 
     def _planned_workload(self) -> Workload:
         """The workload with each app at the rate it was last measured at and each module at the scale it
