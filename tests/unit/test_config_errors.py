@@ -98,6 +98,28 @@ CASES = [
     ("missing-field", lambda d: d["apps"][0].pop("slo_ms"), ["apps[0].slo_ms", "missing"]),
     ("unknown-section", _set(("models",), []), ["models", "unknown section"]),
     ("section-not-list", _set(("apps",), {"name": "x"}), ["apps", "must be a list"]),
+    # edges that do not fit what their parent outputs
+    ("crops-of-a-classifier", _modules({"name": "detect", "model": "resnet50"},
+                                       {"name": "cars", "model": "resnet50", "after": ["detect"], "input": "crops"}),
+     ["apps[0].modules[1].input", "crops need a detector parent", "'detect' (model 'resnet50') outputs classify"]),
+    ("crops-of-an-unknown-model", _modules({"name": "detect", "model": "ssd"},
+                                           {"name": "cars", "model": "resnet50", "after": ["detect"], "input": "crops"}),
+     ["apps[0].modules[1].input", "outputs unknown", "`task: detect`"]),
+    ("label-name-without-label-set", _modules(
+        {"name": "detect", "model": "ssd", "task": "detect"},
+        {"name": "cars", "model": "resnet50", "after": ["detect"], "input": "crops", "crops": {"labels": ["car"]}}),
+     ["apps[0].modules[1].crops.labels[0]", "'ssd' has no label names", "give label ids"]),
+    ("filter-without-crops", _modules({"name": "detect", "model": "ssd", "task": "detect"},
+                                      {"name": "cars", "model": "resnet50", "after": ["detect"], "crops": {"max": 2}}),
+     ["apps[0].modules[1].crops", "needs `input: crops`"]),
+    ("features-of-unknown-size", _modules({"name": "detect", "model": "ssd"},
+                                          {"name": "cars", "model": "resnet50", "after": ["detect"],
+                                           "input": "features"}),
+     ["apps[0].modules[1].after[0]", "features of 'detect'", "no known size"]),
+    ("bad-crop-filter", _modules({"name": "detect", "model": "ssd", "task": "detect"},
+                                 {"name": "cars", "model": "resnet50", "after": ["detect"], "input": "crops",
+                                  "crops": {"min_score": 1.5}}),
+     ["apps[0].modules[1].crops.min_score", "less than or equal to 1", "got 1.5"]),
 ]
 
 
