@@ -50,6 +50,7 @@ PLANNERS: dict[str, Planner] = {
     "harpagon-no-dummies": _fluid_only(_harpagon("harpagon-no-dummies", PlannerOptions(dummies=False))),
     "harpagon-greedy-split": _fluid_only(_harpagon("harpagon-greedy-split", PlannerOptions(exact_split=False))),
     "harpagon-even-split": _fluid_only(_harpagon("harpagon-even-split", PlannerOptions(split="even"))),
+    "harpagon-no-sharing": _fluid_only(_harpagon("harpagon-no-sharing", PlannerOptions(sharing=False))),
 }
 
 #: The exhaustive yardstick (apps independent, hardware counts ignored; fluid model).
