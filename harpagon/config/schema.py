@@ -36,14 +36,27 @@ class Hardware(_Strict):
     count: int | None = Field(
         default=None, ge=0, description="How many workers of this kind exist; no limit when absent."
     )
+    memory_gb: PositiveFloat | None = Field(
+        default=None, description=(
+            "Device memory of one worker, GiB, as the spec sheet states it (a T4's 16); absent: unknown, and "
+            "no plan is checked for fitting in it (harpagon/model/memory.py keeps a reserve below this).")
+    )
 
 
 class ProfileRow(_Strict):
-    """One measured batch size: `d(b) = (mean_ms + std_ms) * safety`."""
+    """One measured batch size: `d(b) = (mean_ms + std_ms) * safety`, and what the model holds in memory."""
 
     batch: int = Field(gt=0, description="Batch size b (a positive integer).")
     mean_ms: PositiveFloat = Field(description="Mean latency of one batch, milliseconds.")
     std_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation, ms.")
+    memory_mb: PositiveFloat | None = Field(default=None, description=(
+        "Device memory the model holds at this batch size, MiB: its weights, activations and workspace, as "
+        "the peak of the process while the model runs batches of b (`harpagon profile`: on a GPU the allocator's "
+        "peak, torch.cuda.max_memory_allocated; on a CPU the growth of the process's peak resident set). "
+        "Excludes the CUDA context, which harpagon/model/memory.py reserves once per GPU. Absent: unknown."))
+
+
+_ROW_FIELDS = ("batch", "mean_ms", "std_ms", "memory_mb")
 
 
 class Profile(_Strict):
@@ -51,12 +64,14 @@ class Profile(_Strict):
 
     model: str = Field(min_length=1, description="Model name, referenced by application modules.")
     hardware: str = Field(min_length=1, description="Hardware name; must be declared under `hardware`.")
-    batches: tuple[ProfileRow, ...] = Field(strict=False, description="Rows `[b, mean_ms(, std_ms)]`.")
+    batches: tuple[ProfileRow, ...] = Field(
+        strict=False, description="Rows `[b, mean_ms(, std_ms(, memory_mb))]`, or mappings of those fields.")
 
     @field_validator("batches", mode="before")
     @classmethod
     def _rows_from_lists(cls, rows: object) -> object:
-        """Accept the compact `[b, mean_ms]` / `[b, mean_ms, std_ms]` rows of the interchange format."""
+        """Accept the compact list rows of the interchange format (`[b, mean_ms]` up to
+        `[b, mean_ms, std_ms, memory_mb]`): profiles are tables, and a table row is shortest as a list."""
         if not isinstance(rows, list):
             return rows
         if not rows:
@@ -64,9 +79,10 @@ class Profile(_Strict):
         out: list[object] = []
         for row in rows:
             if isinstance(row, list):
-                if len(row) not in (2, 3):
-                    raise ValueError(f"a row is [batch, mean_ms] or [batch, mean_ms, std_ms], got {row!r}")
-                out.append(dict(zip(("batch", "mean_ms", "std_ms"), row, strict=False)))
+                if not 2 <= len(row) <= 4:
+                    raise ValueError("a row is [batch, mean_ms], [batch, mean_ms, std_ms] or "
+                                     f"[batch, mean_ms, std_ms, memory_mb], got {row!r}")
+                out.append(dict(zip(_ROW_FIELDS, row, strict=False)))
             else:
                 out.append(row)
         return out

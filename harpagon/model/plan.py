@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harpagon.config.schema import App, Workload
+from harpagon.model import memory
 from harpagon.model.latency import (
     REL_TOL,
     Arrivals,
@@ -312,7 +313,8 @@ def _check_shared_tuple(t: TuplePlan, where: str, overhead_ms: float, d: float, 
 
 
 def _check_shared_gpus(plan: Plan, workload: Workload, bad: list[str]) -> None:
-    """Each shared GPU: one hardware kind, one cycle, and its batches fit in the cycle."""
+    """Each shared GPU: one hardware kind, one cycle, its batches fit in the cycle and its models in
+    its memory (when the hardware's memory and the models' rows state it; harpagon/model/memory.py)."""
     members: dict[str, list[tuple[str, TuplePlan]]] = defaultdict(list)
     models = {(a.name, m.name): m.model for a in workload.apps for m in a.modules}
     for ap in plan.apps:
@@ -334,6 +336,10 @@ def _check_shared_gpus(plan: Plan, workload: Workload, bad: list[str]) -> None:
         if not within(busy, cycle * u):
             bad.append(f"shared GPU {gpu!r}: batches take {busy:.6g} ms of a {cycle:.6g} ms cycle"
                        f" (max utilization {u:g})")
+        hardware, loaded = tuples[0][1].hardware, [(model, t.batch) for model, t in tuples]
+        if not memory.fits(workload, hardware, loaded):
+            bad.append(f"shared GPU {gpu!r}: its models do not fit in memory: "
+                       f"{memory.describe(workload, hardware, loaded)}")
 
 
 def _check_module(plan: Plan, workload: Workload, app: App, mp: ModulePlan, bad: list[str]) -> float:

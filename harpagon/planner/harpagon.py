@@ -34,6 +34,7 @@ from typing import Any, Literal
 from harpagon.config.schema import App, Module, Workload
 from harpagon.model.latency import Dispatch, Settings, collection_ms, options_for, real_requests
 from harpagon.model.plan import AppPlan, Plan, Promise, Refusal, Replayed, workers_cost
+from harpagon.planner import sharing
 from harpagon.planner.module_scheduler import Choice, Mode, ModuleScheduler
 from harpagon.planner.queueing import EPSILON_SHARE, Arrival
 from harpagon.planner.reassigner import build_app_plan
@@ -108,10 +109,10 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     settings = settings or Settings()
     options = options or PlannerOptions()
     if settings.fluid:
-        return replace(_plan(workload, settings, options, name, None),
+        return replace(_shared(_plan(workload, settings, options, name, None), workload, settings, options),
                        promise=Promise("fluid", settings.attainment, fanout=settings.fanout))
     if not options.full:  # an ablation: the fluid levels, judged by the replay
-        p = _plan(workload, settings, options, name, None)
+        p = _shared(_plan(workload, settings, options, name, None), workload, settings, options)
         if not options.replay or not p.apps:
             return p
         replays = _Replays(workload, settings, options)
@@ -155,7 +156,7 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
             best = judged
         late = [ap for ap in p.apps if not replays.kept(ap)]
         if not late:
-            return judged
+            return _shared_if_kept(judged, workload, settings, options)
         # Together (hardware counts) an app may fare worse than alone: its next level first, then repair.
         arrivals = dict(arrivals)
         fix = []
@@ -174,6 +175,37 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     log.warning("the replay does not bear out the %s promise for every app after %d repairs", settings.arrivals,
                 REPAIR_ROUNDS)
     return best
+
+
+def _shared(p: Plan, workload: Workload, settings: Settings, options: PlannerOptions) -> Plan:
+    """The plan with light tuples on shared GPUs when that is cheaper (the switch on)."""
+    return sharing.share(p, workload, settings) if options.sharing and p.apps else p
+
+
+def _shared_if_kept(p: Plan, workload: Workload, settings: Settings, options: PlannerOptions) -> Plan:
+    """The judged plan `p` with light tuples on shared GPUs, if that is cheaper and its own replay (all
+    apps at once: a shared GPU's apps meet there) keeps the promise too; else `p`. The apps a replay
+    finds late run as planned in the next try (SHARE_ROUNDS tries)."""
+    if not options.sharing or not options.replay:
+        return p
+    keep: set[tuple[str, str]] = set()
+    for _ in range(SHARE_ROUNDS):
+        q = sharing.share(p, workload, settings, keep=frozenset(keep))
+        if q is p:
+            return p
+        replays = _Replays(workload, settings, options)
+        replays.run(q)
+        late = [ap for ap in q.apps if not replays.kept(ap)]
+        if not late:
+            return replace(q, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(q),
+                                              settings.fanout))
+        log.debug("shared GPUs: %s late in the replay; planned unshared in the next try", [ap.name for ap in late])
+        keep |= {(ap.name, mp.name) for ap in late for mp in ap.modules}
+    return p
+
+
+#: Tries at a plan with shared GPUs that keeps the promise (each leaves the late apps unshared).
+SHARE_ROUNDS = 4
 
 
 #: The last resort for an app that no level keeps: the fluid formulas for a tighter SLO (factor) and
@@ -201,8 +233,8 @@ def _tightened_fallback(app: App, workload: Workload, settings: Settings, option
 
 
 class _Replays:
-    """Replays of app plans, each app plan replayed once (apps do not interact in the replay: a
-    Harpagon plan shares no GPU between apps)."""
+    """Replays of app plans, each app plan replayed once (apps do not interact in the replay while
+    no GPU is shared between them; a plan with shared GPUs is replayed whole, by a fresh instance)."""
 
     def __init__(self, workload: Workload, settings: Settings, options: PlannerOptions):
         self.workload, self.settings, self.options = workload, settings, options

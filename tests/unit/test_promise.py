@@ -36,10 +36,12 @@ def test_fluid_mode_reproduces_the_version_1_plans(name):
     """`--arrivals fluid` gives the very plans of the version-1 planner (recorded before the promise
     work, `tests/data/fluid_plans`), apart from the new fields."""
     w = load_workload([ROOT / "configs" / f"{name}.yaml"])
-    p = plan(w, Settings(arrivals="fluid"))
+    p = plan(w, Settings(arrivals="fluid"), PlannerOptions(sharing=False))  # GPU sharing came after version 1
     recorded = json.loads((ROOT / "tests" / "data" / "fluid_plans" / f"{name}.json").read_text())
     assert _without_promise(json.loads(p.to_json())) == recorded
     assert p.promise is not None and p.promise.arrivals == "fluid" and p.promise.replayed is None
+    shared = plan(w, Settings(arrivals="fluid"))  # sharing on: the same or cheaper, and feasible
+    assert shared.cost_per_hour <= p.cost_per_hour and check_plan(shared, w) == []
 
 
 @pytest.mark.parametrize("name", ("traffic", "face", "pose", "demo"))

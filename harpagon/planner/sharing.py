@@ -1,0 +1,376 @@
+"""GPU sharing in Harpagon's plans: light single-worker tuples, of any modules and apps, packed onto
+shared GPUs, so that a low-rate app or a module's residual load does not pay for a whole GPU.
+
+A shared GPU runs the batches of its tuples first in, first out (MODEL.md, the replay, rule 4). Each
+of its tuples keeps batch-aware collection with the GPU's duty cycle `C` as its flush timer: it ships
+when full or when its oldest request has waited `C`, with a batch `b` that holds a cycle's requests
+(`r C / 1000 <= b`), so it ships at most once a cycle. The GPU is stable when one batch of each
+tuple fits in a cycle: `Σ d(b) <= C × max_utilization`. A request then waits at most `C` for its
+batch and, at the GPU, at most one batch of every tuple ahead of it (its own previous one included):
+its latency is `C + d(b) + overhead` (MODEL.md's shared tuple) plus, under a promise about real
+arrivals, a queue allowance `Σ d(b)` over the GPU's tuples, within its module's latency plus its part
+of the app's slack (its module's budget grows to it). The models on one GPU must fit its memory (:mod:`harpagon.model.memory`, where the
+profiles state it).
+
+Packing is greedy (largest load first, each tuple onto the GPU it leaves most occupied, at the
+longest cycle that still fits every member's budget, as Nexus's squishy bin packing does), and a GPU
+left with one tuple is not shared. The pass only ever removes GPUs: a shared plan costs less than the
+plan it starts from, and the planner keeps it only if its replay keeps the promise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from harpagon.config.schema import App, Workload
+from harpagon.model import memory
+from harpagon.model.latency import Dispatch, Option, Settings, options_for, tuple_latency
+from harpagon.model.plan import AppPlan, ModulePlan, Plan, TuplePlan, path_latency
+from harpagon.planner.module_scheduler import CostCurve
+from harpagon.planner.splitter import split_greedy, split_search, split_tree
+
+#: The duty cycles tried for a GPU, from the longest its members' budgets allow down by this factor...
+CYCLE_STEP = 0.92
+#: ...to this (ms): shorter cycles buy latency with batches too small to share a GPU well.
+MIN_CYCLE_MS = 0.5
+#: The latencies at which a module's ways to run are costed grow by this factor (from its fastest).
+CAP_STEP = 1.08
+#: Under a promise about real arrivals, saturated workers beside a shared residual run at this share
+#: of their capacity (see `main_load`).
+PROMISE_LOAD = 0.8
+#: Relative tolerance of the budget and capacity comparisons (the plan check's is 1e-6).
+TOL = 1e-9
+
+
+@dataclass
+class Member:
+    """A tuple that may move onto a shared GPU: `rate` of one module, within `budget_ms`."""
+
+    app: str
+    module: str
+    model: str
+    index: int  # the tuple's index in its module
+    hardware: str
+    rate: float
+    budget_ms: float
+    """The most latency it may have: its module's, plus its part of its app's slack."""
+    options: list[Option]  # of `hardware`, batches ascending
+    main: TuplePlan | None = None
+    """When the member is a residual: the saturated tuple beside it (None: none, or the member is a
+    whole tuple of the plan)."""
+    whole_module: bool = False
+    """The member and `main` replace all of its module's tuples (a sharing-aware choice for the
+    module), not only the tuple at `index`."""
+
+    burst: int = 1
+    """Requests released together (a parent's batch of frames, times the module's scale per parent
+    request); under a promise a batch holds at least one burst, and a bursty member may ship twice in
+    a cycle (a full batch, then the timer's), so its batches count twice in the GPU's cycle."""
+
+    def batch_for(self, cycle_ms: float, promise: bool = False) -> Option | None:
+        """The smallest profiled batch that holds one cycle's requests, and under a promise one burst
+        (None: none does)."""
+        need = max(1, math.ceil(cycle_ms * self.rate / 1000.0 - 1e-9), self.burst if promise else 1)
+        return next((o for o in self.options if o.batch >= need), None)
+
+    def busy_ms(self, o: Option, promise: bool) -> float:
+        """GPU time the member's batches take in one cycle."""
+        return o.d_ms * (2 if promise and self.burst > 1 else 1)
+
+
+@dataclass
+class Group:
+    """A shared GPU: its members and the duty cycle they run at."""
+
+    hardware: str
+    members: list[Member] = field(default_factory=list)
+    cycle_ms: float = 0.0
+    busy_ms: float = 0.0
+
+
+def fit(members: Sequence[Member], settings: Settings, workload: Workload | None = None) -> tuple[float, float] | None:
+    """The longest duty cycle (ms) at which `members` share one GPU, and its busy time per cycle; None
+    if there is none. Each member's latency `C + d(b) + overhead + Σ d` stays within its budget, one
+    batch of each fits in `C × max_utilization`, and their models fit the GPU's memory."""
+    s = settings
+    top = min(m.budget_ms for m in members) - s.overhead_ms
+    cycle = top
+    while cycle >= MIN_CYCLE_MS:
+        chosen = [m.batch_for(cycle, not s.fluid) for m in members]
+        if all(o is not None for o in chosen):
+            busy = sum(m.busy_ms(o, not s.fluid) for m, o in zip(members, chosen, strict=True))  # type: ignore[arg-type]
+            wait = queue_allowance(busy, s)
+            if (busy <= cycle * s.max_utilization * (1 + TOL)
+                    and all(cycle + o.d_ms + s.overhead_ms + wait <= m.budget_ms * (1 + TOL)  # type: ignore[union-attr]
+                            for m, o in zip(members, chosen, strict=True))
+                    and (workload is None or _fits_memory(workload, members, chosen))):
+                return cycle, busy
+        cycle *= CYCLE_STEP
+    return None
+
+
+def main_load(settings: Settings) -> float:
+    """The load of a saturated worker beside a shared residual: its capacity in the fluid model; under a
+    promise about real arrivals, PROMISE_LOAD of it (a worker at full load queues without bound)."""
+    return settings.max_utilization * (1.0 if settings.fluid else PROMISE_LOAD)
+
+
+def main_allowance(o: Option, settings: Settings) -> float:
+    """Queueing allowance of such a worker: none in the fluid model; under a promise, a batch's worth
+    of waiting per PROMISE_LOAD / (1 - PROMISE_LOAD) batches ahead (the replay has the last word)."""
+    return 0.0 if settings.fluid else o.d_ms * PROMISE_LOAD / (1.0 - PROMISE_LOAD)
+
+
+def queue_allowance(busy_ms: float, settings: Settings) -> float:
+    """A shared tuple's allowance for the batches ahead of its own at the GPU: one of every tuple of the
+    GPU (`busy_ms`) under a promise about real arrivals; none in the fluid model, whose shared tuples
+    take `C + d(b) + overhead` (MODEL.md)."""
+    return 0.0 if settings.fluid else busy_ms
+
+
+def _fits_memory(workload: Workload, members: Sequence[Member], chosen: Sequence[Option | None]) -> bool:
+    return memory.fits(workload, members[0].hardware, [(m.model, o.batch) for m, o in zip(members, chosen,
+                                                                                          strict=True) if o])
+
+
+def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: frozenset[str] = frozenset(),
+               keep: frozenset[tuple[str, str]] = frozenset()) -> list[Member]:
+    """The plan's tuples that could share a GPU, and the latency each may take.
+
+    Per module, two ways to run it, each costed by the GPU time it takes (a shared GPU's part counted
+    as its share): as planned (its single-worker tuples, and the idle part of its multi-worker ones,
+    on a shared GPU), or a fresh choice made for sharing (saturated workers at one (hardware, batch)
+    and the rest on a shared GPU), at any latency. The app's SLO is then split again over these cost
+    curves (the planner's own splitter, :mod:`.splitter`): a module running as planned keeps at least
+    its planned latency, and every path stays within the SLO."""
+    out: list[Member] = []
+    options: dict[str, dict[str, list[Option]]] = {}
+    apps = {a.name: a for a in workload.apps}
+    for ap in plan.apps:
+        app = apps[ap.name]
+        curves: dict[str, CostCurve] = {}
+        ways: dict[str, list[list[Member]]] = {}
+        for mp in ap.modules:
+            if mp.model not in options:
+                per_hw: dict[str, list[Option]] = {}
+                for o in options_for(workload, mp.model, settings):
+                    per_hw.setdefault(o.hardware, []).append(o)
+                options[mp.model] = per_hw
+            budgets, costs, chosen = [], [], []
+            if (ap.name, mp.name) in keep:  # as planned, at its planned latency, nothing shared
+                kept = sum(t.workers * workload.hardware_by_name[t.hardware].price_per_hour for t in mp.tuples)
+                curves[mp.name] = CostCurve(np.array([mp.predicted_latency_ms]), np.array([kept]))
+                ways[mp.name] = [[]]
+                continue
+            for cap in _caps(mp, options[mp.model], app.slo_ms, settings):
+                best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload)
+                fresh = _fresh(ap.name, mp, {h: o for h, o in options[mp.model].items() if h not in fresh_off}, cap,
+                               settings, plan.dispatch, workload)
+                if fresh is not None and (best is None or fresh[0] < best[0] * (1 - 1e-9)):
+                    best = (fresh[0], [fresh[1]])
+                if best is not None and (not costs or best[0] < costs[-1] * (1 - 1e-9)):
+                    budgets.append(cap)
+                    costs.append(best[0])
+                    chosen.append(best[1])
+            curves[mp.name] = CostCurve(np.array(budgets), np.array(costs))
+            ways[mp.name] = chosen
+        split = split_tree(app, curves) if app.is_tree else None
+        if split is None:
+            greedy = split_greedy(app, curves)
+            split = split_search(app, curves, greedy)
+        bursts = _bursts(app, ap)
+        for name, i in split.items():
+            for m in ways[name][i]:
+                m.burst = bursts[name]
+                out.append(m)
+    return out
+
+
+def _bursts(app: App, ap: AppPlan) -> dict[str, int]:
+    """Per module, the requests released at once: `ceil(scale)` per frame at the source; below, a
+    parent's largest batch of requests, each bringing `scale / the parent's scale` of them."""
+    batch = {mp.name: max(t.batch for t in mp.tuples) for mp in ap.modules}
+    out = {}
+    for m in app.modules:
+        if not m.after:
+            out[m.name] = max(1, math.ceil(m.scale - 1e-9))
+        else:
+            out[m.name] = max(max(1, math.ceil(batch[p] * m.scale / app.module(p).scale - 1e-9)) for p in m.after)
+    return out
+
+
+def _caps(mp: ModulePlan, per_hw: dict[str, list[Option]], slo_ms: float, settings: Settings) -> list[float]:
+    """Latencies at which a module's ways to run are costed: its planned latency, and a geometric
+    grid from its fastest option to the SLO."""
+    fastest = min(o.d_ms for opts in per_hw.values() for o in opts) + settings.overhead_ms
+    grid = {mp.predicted_latency_ms}
+    cap = fastest
+    while cap < slo_ms:
+        grid.add(cap)
+        cap *= CAP_STEP
+    grid.add(slo_ms)
+    return sorted(grid)
+
+
+def _as_planned(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float, settings: Settings,
+                dispatch: Dispatch, workload: Workload) -> tuple[float, list[Member]] | None:
+    """The module as planned, its light tuples (and the idle part of its others) shared, at latency
+    `cap` (None below its planned latency): estimated $/h and the members."""
+    if cap < mp.predicted_latency_ms * (1 - TOL):
+        return None
+    mine, kept = [], 0.0
+    for k, t in enumerate(mp.tuples):
+        opts = per_hw[t.hardware]
+        price = workload.hardware_by_name[t.hardware].price_per_hour
+        if t.gpu is None and t.workers == 1:
+            mine.append(Member(app, mp.name, mp.model, k, t.hardware, t.rate, cap, opts))
+        elif t.gpu is None and (main := _split(t, opts, settings, dispatch, cap)) is not None:
+            mine.append(Member(app, mp.name, mp.model, k, t.hardware, t.rate - main.rate, cap, opts, main))
+        else:
+            kept += t.workers * price
+    return kept + sum(_shared_cost(m, settings, workload) for m in mine), mine
+
+
+def _shared_cost(m: Member, settings: Settings, workload: Workload) -> float:
+    """$/h of the GPU time `m` would take on a shared GPU, at its best batch within its budget
+    (a saturated `main` beside it counted whole): `d(b) / C` of a GPU at the longest cycle `C` its
+    latency allows (under a promise, with room for as much of the others' work as its own)."""
+    price = workload.hardware_by_name[m.hardware].price_per_hour
+    best = math.inf
+    for o in m.options:
+        room = m.budget_ms - o.d_ms - settings.overhead_ms - queue_allowance(o.d_ms, settings)
+        cycle = min(1000.0 * o.batch / m.rate, room)
+        if cycle >= o.d_ms:
+            best = min(best, price * o.d_ms / (cycle * settings.max_utilization))
+    return best + (m.main.workers * price if m.main is not None else 0.0)
+
+
+def _fresh(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float, settings: Settings,
+           dispatch: Dispatch, workload: Workload) -> tuple[float, Member] | None:
+    """A sharing-aware choice for the whole module: `n` saturated workers of one (hardware, batch)
+    within `cap`, and the rest of its rate as a member of a shared GPU of that hardware; its
+    estimated $/h and the member (None if no choice fits)."""
+    best: tuple[float, Member] | None = None
+    for hw, opts in per_hw.items():
+        for o in opts:
+            per_worker = o.throughput * main_load(settings)
+            n = math.floor(mp.rate / per_worker * (1 + 1e-12))
+            rest = mp.rate - n * per_worker
+            main = None
+            if n:
+                wait = main_allowance(o, settings)
+                lat = tuple_latency(dispatch, o.batch, o.d_ms, n, n * per_worker, 0.0, settings.overhead_ms) + wait
+                if lat > cap * (1 + TOL):
+                    continue
+                main = TuplePlan(hw, o.batch, n, n * per_worker, 0.0, lat, queue_ms=wait)
+            if rest <= 1e-9 * mp.rate:
+                continue  # nothing to share: the plan's own choice covers whole workers
+            m = Member(app, mp.name, mp.model, 0, hw, rest, cap, opts, main, whole_module=True)
+            cost = _shared_cost(m, settings, workload)
+            if math.isfinite(cost) and (best is None or cost < best[0]) and fit([m], settings, workload) is None:
+                continue  # it must fit a GPU of its own at least: its module's latency is split on it
+            if best is None or cost < best[0]:
+                best = (cost, m)
+    return best
+
+
+def _split(t: TuplePlan, options: list[Option], settings: Settings, dispatch: Dispatch, cap_ms: float
+           ) -> TuplePlan | None:
+    """What stays of a multi-worker tuple whose last worker is partly idle once that worker's share
+    moves to a shared GPU: one worker fewer, each at full capacity (`T(b) × max_utilization`), if its
+    latency stays within `cap_ms` (collection slows at the lower rate); None when nothing is idle."""
+    o = next((x for x in options if x.batch == t.batch), None)
+    if o is None or t.dummy_rate > 0:
+        return None
+    per_worker = o.throughput * main_load(settings)
+    keep = (t.workers - 1) * per_worker
+    if keep <= 0 or t.rate - keep <= 1e-9 * t.rate:
+        return None
+    wait = max(t.queue_ms, main_allowance(o, settings))
+    latency = tuple_latency(dispatch, t.batch, o.d_ms, t.workers - 1, keep, 0.0, settings.overhead_ms) + wait
+    if latency > cap_ms * (1 + TOL):
+        return None
+    return replace(t, workers=t.workers - 1, rate=keep, latency_ms=latency, queue_ms=wait)
+
+
+def pack(members: Sequence[Member], settings: Settings, workload: Workload | None = None) -> list[Group]:
+    """Greedy packing: each member, heaviest first, joins the GPU of its hardware it leaves most
+    occupied (a new one if it fits none)."""
+    groups: list[Group] = []
+
+    def load(m: Member) -> float:
+        o = m.options[0]
+        return m.rate * o.d_ms / o.batch  # ms of GPU time per second at batch 1's efficiency
+
+    for m in sorted(members, key=load, reverse=True):
+        best: tuple[float, Group, float, float] | None = None
+        for g in groups:
+            if g.hardware != m.hardware:
+                continue
+            got = fit([*g.members, m], settings, workload)
+            if got is not None and (best is None or got[1] / got[0] > best[0]):
+                best = (got[1] / got[0], g, *got)
+        if best is not None:
+            _, g, g.cycle_ms, g.busy_ms = best
+            g.members.append(m)
+        elif (got := fit([m], settings, workload)) is not None:
+            groups.append(Group(m.hardware, [m], *got))
+    # a GPU left with one tuple of the plan is no GPU shared (the tuple stays as planned); one left with a
+    # module's fresh choice stays (its module's latency was split on that choice)
+    return [g for g in groups if len(g.members) > 1 or g.members[0].whole_module]
+
+
+def share(plan: Plan, workload: Workload, settings: Settings, prefix: str = "gpu",
+          keep: frozenset[tuple[str, str]] = frozenset()) -> Plan:
+    """The plan with its light tuples packed onto shared GPUs: the cheapest such plan within the
+    hardware counts, or the plan itself unless one is cheaper. Fresh choices may crowd a kind past its
+    count; they are then kept off that kind, and off every kind, in turn. `keep`: (app, module) pairs
+    left as planned."""
+    first = _shared_plan(plan, workload, settings, prefix, frozenset(), keep)
+    tries = [first]
+    over = _over_counts(first, workload)
+    if over:
+        limited = frozenset(h.name for h in workload.hardware if h.count is not None)
+        tries += [_shared_plan(plan, workload, settings, prefix, off, keep) for off in {frozenset(over), limited}]
+    fit = [q for q in tries if not _over_counts(q, workload)]
+    best = min(fit, key=lambda q: q.cost_per_hour, default=plan)
+    return best if best.cost_per_hour < plan.cost_per_hour * (1 - 1e-9) else plan
+
+
+def _over_counts(plan: Plan, workload: Workload) -> set[str]:
+    counts = {h.name: h.count for h in workload.hardware}
+    return {hw for hw, n in plan.workers_by_hardware().items() if counts.get(hw) is not None and n > counts[hw]}
+
+
+def _shared_plan(plan: Plan, workload: Workload, settings: Settings, prefix: str, fresh_off: frozenset[str],
+                 keep: frozenset[tuple[str, str]]) -> Plan:
+    groups = pack(candidates(plan, workload, settings, fresh_off, keep), settings, workload)
+    if not groups:
+        return plan
+    moved: dict[tuple[str, str, int], tuple[TuplePlan, ...]] = {}
+    for i, g in enumerate(groups):
+        for m in g.members:
+            o = m.batch_for(g.cycle_ms, not settings.fluid)
+            assert o is not None
+            wait = queue_allowance(g.busy_ms, settings)
+            shared = TuplePlan(m.hardware, o.batch, 1, m.rate, 0.0, g.cycle_ms + o.d_ms + settings.overhead_ms + wait,
+                               gpu=f"{prefix}-{i}", cycle_ms=g.cycle_ms, queue_ms=wait)
+            moved[(m.app, m.module, -1 if m.whole_module else m.index)] = (
+                (shared,) if m.main is None else (m.main, shared))
+    apps = []
+    apps_by_name = {a.name: a for a in workload.apps}
+    for ap in plan.apps:
+        modules = []
+        for mp in ap.modules:
+            tuples = moved.get((ap.name, mp.name, -1)) or tuple(
+                x for k, t in enumerate(mp.tuples) for x in moved.get((ap.name, mp.name, k), (t,)))
+            latency = max(t.latency_ms for t in tuples)  # within the part of the slack it was given
+            modules.append(replace(mp, tuples=tuples, predicted_latency_ms=latency,
+                                   budget_ms=max(mp.budget_ms, latency)))
+        latency = path_latency(apps_by_name[ap.name], {m.name: m.predicted_latency_ms for m in modules})
+        apps.append(AppPlan(ap.name, ap.rate, ap.slo_ms, latency, tuple(modules)))
+    return Plan.build(plan.planner, plan.dispatch, plan.settings, tuple(apps), plan.refused, workload)
