@@ -1,8 +1,9 @@
 """Turn a plan into per-worker configurations and a frontend routing table (pure).
 
 Each tuple of `n` workers of hardware `h` gets `n` distinct live workers of that kind; a worker runs
-one tuple. Workers are taken in a stable order (by id), and a worker that already ran the same
-module keeps it, so re-plans move as little as possible.
+one tuple, or every tuple of one shared GPU (the plan's `gpu` id), whose modules it hosts side by side
+and runs first in, first out. Workers are taken in a stable order (by id), and a worker that already
+ran the same module keeps it, so re-plans move as little as possible.
 """
 
 from __future__ import annotations
@@ -52,34 +53,50 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
     ran = {w.id: {s.name for s in previous.get(w.id, ())} for w in workers}
     tuples = [(ap, mp, t, worker_module_name(f"{ap.name}/{mp.name}", t.batch))
               for ap in plan.apps for mp in ap.modules for t in mp.tuples]
+    # what takes workers: a tuple of its own, or the tuples of one shared GPU together (one worker)
+    units: list[list[int]] = []
+    shared: dict[str, list[int]] = {}
+    for i, (_, _, t, _) in enumerate(tuples):
+        if t.gpu is None:
+            units.append([i])
+        elif t.gpu in shared:
+            shared[t.gpu].append(i)
+        else:
+            units.append(shared.setdefault(t.gpu, [i]))
     free: dict[str, list[WorkerInfo]] = defaultdict(list)
     for w in sorted(workers, key=lambda w: w.id):
         free[w.hardware].append(w)
     chosen: list[list[WorkerInfo]] = []
-    for _, _, t, name in tuples:  # 1. workers that already run the module keep it
-        keep = [w for w in free[t.hardware] if name in ran[w.id]][: t.workers]
+    for unit in units:  # 1. workers that already run the unit's module (one of them, on a shared GPU) keep it
+        t = tuples[unit[0]][2]
+        names = {tuples[i][3] for i in unit}
+        keep = [w for w in free[t.hardware] if names & ran[w.id]][: t.workers]
         free[t.hardware] = [w for w in free[t.hardware] if w not in keep]
         chosen.append(keep)
-    for i, (ap, mp, t, _) in enumerate(tuples):  # 2. the rest: idle workers first, by id
+    for u, unit in enumerate(units):  # 2. the rest: idle workers first, by id
+        ap, mp, t, _ = tuples[unit[0]]
         pool = sorted(free[t.hardware], key=lambda w: (bool(ran[w.id]), w.id))
-        need = t.workers - len(chosen[i])
+        need = t.workers - len(chosen[u])
         if len(pool) < need:
-            raise ValueError(f"plan needs {t.workers} {t.hardware} workers for {ap.name}/{mp.name}, "
-                             f"{len(chosen[i]) + len(pool)} left")
-        chosen[i] += pool[:need]
+            what = f"shared GPU {t.gpu}" if t.gpu is not None else f"{ap.name}/{mp.name}"
+            raise ValueError(f"plan needs {t.workers} {t.hardware} workers for {what}, "
+                             f"{len(chosen[u]) + len(pool)} left")
+        chosen[u] += pool[:need]
         free[t.hardware] = pool[need:]
+    workers_of = {i: chosen[u] for u, unit in enumerate(units) for i in unit}
     modules: dict[str, tuple[ModuleSpec, ...]] = {w.id: () for w in workers}
     apps = {a.name: a for a in workload.apps}
     parts: dict[tuple[str, str], list[tuple[TuplePlan, tuple[WorkerInfo, ...], str]]] = defaultdict(list)
     world = {a.name: a for a in (configured or workload).apps}
-    for (ap, mp, t, name), ws in zip(tuples, chosen, strict=True):
+    for i, (ap, mp, t, name) in enumerate(tuples):
+        ws = workers_of[i]
         app = apps[ap.name]
         weights = app.module(mp.name).weights  # relative to the worker's weights folder
         spec = ModuleSpec(name, mp.model, t.batch, pipeline.input_shape(app, mp.name, tuple(input_shape)), weights,
                           budget_ms=mp.budget_ms,
                           crops=crop_edges(world.get(ap.name, app), mp.name, tuple(input_shape), fanout))
-        for w in ws:
-            modules[w.id] = (spec,)
+        for w in ws:  # a shared GPU's worker hosts its tuples' modules side by side
+            modules[w.id] = (*modules[w.id], spec) if t.gpu is not None else (spec,)
         parts[(ap.name, mp.name)].append((t, tuple(sorted(ws, key=lambda w: w.id)), name))
     routes = {key: ModuleRoute(key[1], pipeline.input_shape(apps[key[0]], key[1], tuple(input_shape)),
                                tuple(TupleSpec.of(t) for t, _, _ in ts),
