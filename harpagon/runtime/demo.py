@@ -218,12 +218,13 @@ def verdict(ld: AppLoad, plan: Plan | None, arrivals: DemoArrivals) -> str:
 
 def _modules_table(cluster: LocalCluster, plan) -> Table:
     """Per module, over the whole run (across re-plans): the planned scale (requests per frame) against
-    the measured one, and the plan's predicted latency against what the frontend measured (dispatch to result, so it includes collection, the hop and the worker's queue as
+    the measured one, and the plan's predicted latency against what the frontend measured (GPU: the
+    shared GPUs the module runs on, `own` when its workers are its own) (dispatch to result, so it includes collection, the hop and the worker's queue as
     well as execution), with the worker's execution and the hop's overhead apart."""
     t = Table(title="per module, whole run: measured against predicted", title_justify="left")
-    for col in ("app", "module", "scale", "measured", "requests", "batches", "P50 ms", "P99 ms", "max ms",
+    for col in ("app", "module", "GPU", "scale", "measured", "requests", "batches", "P50 ms", "P99 ms", "max ms",
                 "predicted ms", "budget ms", "exec ms", "hop P99 ms"):
-        t.add_column(col, justify="left" if col in ("app", "module") else "right")
+        t.add_column(col, justify="left" if col in ("app", "module", "GPU") else "right")
     stats = cluster.plane.stats()
     for ap in plan.apps:
         for mp in ap.modules:
@@ -236,7 +237,8 @@ def _modules_table(cluster: LocalCluster, plan) -> Table:
                 return "-" if not samples else f"{ModuleStats.percentile(samples, q):.1f}"
 
             measured = f"{st.requests / st.frames:.2f}" if st.frames else "-"
-            t.add_row(ap.name, mp.name, f"{mp.rate / ap.rate:.2f}", measured, str(st.requests), str(st.batches),
+            gpus = ", ".join(sorted({x.gpu for x in mp.tuples if x.gpu is not None})) or "own"
+            t.add_row(ap.name, mp.name, gpus, f"{mp.rate / ap.rate:.2f}", measured, str(st.requests), str(st.batches),
                       ms(lat, 50), ms(lat, 99), ms(lat, 100),
                       f"{mp.predicted_latency_ms:.1f}", f"{mp.budget_ms:.1f}", ms(st.exec_ms, 50),
                       ms(st.transport_ms, 99))

@@ -452,6 +452,11 @@ class Controller:
         """A snapshot (list() copies the dict in one step: safe to read from another thread)."""
         return [w.info for w in list(self._workers.values())]
 
+    @property
+    def running(self) -> dict[str, tuple[str, ...]]:
+        """What each worker runs, by worker id (its modules' names; a shared GPU's worker hosts several)."""
+        return {w.info.id: tuple(s.name for s in w.modules) for w in list(self._workers.values())}
+
     # --- the loop ----------------------------------------------------------------------------
 
     def start(self) -> None:
