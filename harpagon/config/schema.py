@@ -239,6 +239,8 @@ class ServeConfig(_Strict):
     weights_dir: str | None = Field(default=None, description="Folder local workers read modules' `weights` "
                                     "from (relative to the file holding this section; default: that file's "
                                     "folder); nothing outside it is read.")
+    sharing: bool = Field(default=True, description="Planner setting: light tuples of any modules and apps may "
+                          "share a GPU (one worker hosting their modules); off: every tuple has workers of its own.")
     dispatch: Literal["batch-aware", "request-level"] = Field(
         default="batch-aware", description="batch-aware (Harpagon), or request-level round-robin for comparison "
                                            "(planned with the request-level latency formula).")

@@ -22,9 +22,11 @@ from tests.fakes import Apply, FakeWorkers, Mark
 FLUID = Settings(arrivals="fluid")
 SHAPE = (3, 16, 16)
 # resnet50 on t4: d(1) 3.52, d(2) 5.21, d(4) 9.37 ms. At 100 frames/s the plan is d@b1 + c@b1 on two
-# t4 workers; at 300/s it is d@b2 on one and c@b2 on two.
+# t4 workers; at 300/s it is d@b2 on one and c@b2 on two (GPUs unshared: these tests are about moving
+# modules between workers; tests/unit/test_sharing.py and tests/integration/test_shared_gpu.py share).
 W = Workload.model_validate({**BASE, "apps": [{"name": "cam", "rate": 100, "slo_ms": 200, "modules": [
-    {"name": "d", "model": "resnet50"}, {"name": "c", "model": "resnet50", "after": ["d"], "scale": 2}]}]})
+    {"name": "d", "model": "resnet50"}, {"name": "c", "model": "resnet50", "after": ["d"], "scale": 2}]}],
+    "serve": {"sharing": False}})
 T4 = {r.batch: r for r in W.profile_rows[("resnet50", "t4")].values()}
 
 

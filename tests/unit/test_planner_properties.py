@@ -12,10 +12,17 @@ from hypothesis import strategies as st
 
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings, capacity, group_threshold, min_workers, options_for
-from harpagon.model.plan import check_plan, workers_cost
-from harpagon.planner.harpagon import plan
+from harpagon.model.plan import Plan, check_plan, workers_cost
+from harpagon.planner.harpagon import PlannerOptions
+from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.planner.optimum import optimum
 from tests.strategies import settings, workloads
+
+
+def plan(w: Workload, s: Settings) -> Plan:
+    """Harpagon without GPU sharing: the optimum and the single-tuple yardsticks cover plans whose
+    tuples have workers of their own (tests/unit/test_sharing.py covers sharing, never dearer)."""
+    return harpagon_plan(w, s, PlannerOptions(sharing=False))
 
 PROPERTY = hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

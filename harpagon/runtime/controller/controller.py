@@ -556,7 +556,8 @@ class Controller:
         dispatch = self.workload.serve.dispatch if self.workload.serve else "batch-aware"
         # always replayed (and repaired) before it is pushed: the plan carries what its replay measured
         started = time.perf_counter()
-        plan = await self._make_plan(live, PlannerOptions(dispatch=dispatch, replay=True), settings)
+        sharing = self.workload.serve.sharing if self.workload.serve else True
+        plan = await self._make_plan(live, PlannerOptions(dispatch=dispatch, replay=True, sharing=sharing), settings)
         planning_s = time.perf_counter() - started
         self.plans += 1
         refused = {r.app: r.reason for r in plan.refused}
