@@ -65,8 +65,9 @@ def _build_parser() -> argparse.ArgumentParser:
                                                                        parser_class=_Parser)
     b = bench.add_parser("planner", help="every planner at equal attainment: plans replayed for their promise, "
                                          "one-app and multi-app workloads")
-    b.add_argument("--workloads", type=_positive_int, default=None,
-                   help="a seeded sample of this many one-app workloads (default 30; 525 or more: the whole grid)")
+    b.add_argument("--workloads", type=int, default=None,
+                   help="a seeded sample of this many one-app workloads (default 30; 0: none; 525 or more: the whole "
+                        "grid)")
     b.add_argument("--multi-apps", type=int, default=None,
                    help="seeded multi-app workloads of 2 to 5 apps (default 30)")
     b.add_argument("--seed", type=int, default=1,
@@ -74,6 +75,12 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="report folder (default docs/benchmarks)")
     b.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
     b.add_argument("--max-utilization", type=float, default=1.0, help="planner setting for every planner (default 1)")
+    b.add_argument("--configs", nargs="*", default=None, metavar="FILE",
+                   help="also run these config files as written, one workload each (apps, hardware and counts); "
+                        "the flag alone: every example config, configs/*.yaml")
+    b.add_argument("--planners", nargs="+", default=None, metavar="NAME",
+                   help="planners to run (default: harpagon, harpagon-fluid, the baselines and the ablations; the "
+                        "optimum always runs)")
     b.set_defaults(func=_cmd_bench_planner)
     bl = bench.add_parser("live", help="the live system on EMULATED workers: attainment against the promise, "
                                        "per-module latency and hop split, frontend CPU, dispatch policies, the "
@@ -423,7 +430,7 @@ def load_profile_rows(files) -> dict[tuple[str, str], dict[int, tuple[float, flo
 def _cmd_profile(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harpagon.profiler import profile, write_profiles
+    from harpagon.profiler import memory_label, profile, write_profiles
     from harpagon.runtime.wire.errors import RuntimeFault
     from harpagon.runtime.worker.registry import entries
 
@@ -444,13 +451,17 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         task = bar.add_task("runs", total=len(args.batches) * args.repeats)
         try:
             hardware, rows = profile(args.model, args.device, args.batches, args.input_size, args.repeats,
-                                     args.warmup, args.threads, args.hardware, lambda n: bar.advance(task, n))
+                                     args.warmup, args.threads, args.hardware, lambda n: bar.advance(task, n),
+                                     memory=True)
         except RuntimeFault as exc:
             print(f"harpagon profile: {exc}", file=sys.stderr)
             return EXIT_INVALID
-    write_profiles(args.out, args.model, hardware, rows, command)
-    for b, mean, std in rows:
-        print(f"{args.model} on {hardware}: batch {b}: {mean:.3f} ± {std:.3f} ms")
+    label = memory_label(args.device)
+    write_profiles(args.out, args.model, hardware, rows, command, label)
+    for b, mean, std, *mb in rows:
+        memory = f", {mb[0]:.1f} MiB" if mb else ", memory not measured"
+        print(f"{args.model} on {hardware}: batch {b}: {mean:.3f} ± {std:.3f} ms{memory}")
+    print(f"memory: {label}")
     print(f"written: {args.out}")
     return 0
 
@@ -466,16 +477,29 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_bench_planner(args: argparse.Namespace) -> int:
-    from harpagon.bench.planner import DEFAULT_MULTI_APP, DEFAULT_ONE_APP
+    from harpagon.bench.planner import DEFAULT_MULTI_APP, DEFAULT_ONE_APP, DEFAULT_PLANNERS, example_configs
     from harpagon.bench.planner import main as bench_main
+    from harpagon.planner.registry import PLANNERS
 
     try:
         settings = Settings(max_utilization=args.max_utilization)
     except ValueError as exc:
         print(f"harpagon bench planner: --{exc}".replace("max_utilization", "max-utilization", 1), file=sys.stderr)
         return EXIT_INVALID
-    if args.multi_apps is not None and args.multi_apps < 0:
-        print(f"harpagon bench planner: --multi-apps must be >= 0, got {args.multi_apps}", file=sys.stderr)
+    for flag, value in (("workloads", args.workloads), ("multi-apps", args.multi_apps)):
+        if value is not None and value < 0:
+            print(f"harpagon bench planner: --{flag} must be >= 0, got {value}", file=sys.stderr)
+            return EXIT_INVALID
+    configs = [] if args.configs is None else [Path(c) for c in args.configs] or example_configs()
+    for c in configs:
+        if not c.is_file():
+            print(f"harpagon bench planner: --configs {str(c)!r}: no such file", file=sys.stderr)
+            return EXIT_INVALID
+    planners = tuple(args.planners or DEFAULT_PLANNERS)
+    unknown = [n for n in planners if n not in PLANNERS]
+    if unknown:
+        print(f"harpagon bench planner: --planners: unknown {', '.join(unknown)} (known: {', '.join(PLANNERS)})",
+              file=sys.stderr)
         return EXIT_INVALID
     workloads = DEFAULT_ONE_APP if args.workloads is None else args.workloads
     multi = DEFAULT_MULTI_APP if args.multi_apps is None else args.multi_apps
@@ -483,7 +507,16 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
         f" --{k} {v}" for k, v in (("workloads", workloads), ("multi-apps", multi), ("seed", args.seed),
                                    ("out", args.out), ("jobs", args.jobs),
                                    ("max-utilization", args.max_utilization)))
-    path = bench_main(workloads, args.seed, args.out, args.jobs, command, multi_apps=multi, settings=settings)
+    if args.configs is not None:
+        command += " --configs" + "".join(f" {c}" for c in args.configs)
+    if args.planners:
+        command += " --planners " + " ".join(planners)
+    try:
+        path = bench_main(workloads, args.seed, args.out, args.jobs, command, multi_apps=multi, settings=settings,
+                          planners=planners, configs=configs)
+    except ConfigError as exc:
+        print(f"harpagon bench planner: --configs: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     print(f"report: {path}")
     return 0
 

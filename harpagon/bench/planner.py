@@ -5,11 +5,13 @@ with Poisson arrivals, on the bench's seed (not the planner's own seed 0, so tha
 is checked on arrivals it has not seen). Per (workload, planner) the row records the cost, fluid
 feasibility (`check_plan`), planning time (for Harpagon's default also its model part alone, without
 its internal replays), whether the plan keeps the `constant` and the `poisson` promise, and the cost
-at equal attainment (:mod:`harpagon.bench.attainment`: the same wrapper for every planner).
+at equal attainment (:mod:`harpagon.bench.attainment`: the same wrapper for every planner), and the
+workload's lower bound on the cost of any plan (:mod:`harpagon.planner.bound`, GPU sharing included).
 
 The report compares planners at equal attainment, because a plan that misses its SLO on real
 arrivals is not cheaper, only wrong; it also gives the premium Harpagon's default pays for its promise
-over its fluid plan, the share of fluid plans at the exhaustive optimum, and planning times.
+over its fluid plan, the share of fluid plans at the exhaustive optimum, how far every planner is from
+the lower bound, whether Harpagon is ever dearer than a baseline, and planning times.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from harpagon.bench.attainment import (
     SLO_FACTORS,
     UTILIZATIONS,
     at_equal_attainment,
-    optimum_floor,
     replay_key,
-    whole_worker_floor,
 )
-from harpagon.bench.workloads import Case, grid, many_apps, multi_app_grid
+from harpagon.bench.workloads import ROOT, Case, grid, many_apps, multi_app_grid
+from harpagon.config import load_workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import check_plan
+from harpagon.planner.bound import lower_bound
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.planner.registry import ABLATIONS, BASELINES, OPTIMUM, PLANNERS
@@ -43,11 +45,14 @@ from harpagon.sim import PROMISE_FRAMES, simulate
 REFERENCE = "harpagon"
 FLUID = "harpagon-fluid"
 DEFAULT_PLANNERS = (REFERENCE, FLUID, *BASELINES, *ABLATIONS)
-#: Planners whose plans are whole workers passing the fluid check, so that the wrapper may skip grid
-#: points by `FLOORS` (it saves planning time, which only Harpagon's default spends much of; the cost
-#: found is the same).
+#: Planners whose plans pass the fluid check, so that the wrapper may skip grid points by `FLOORS` (it
+#: saves planning time, which only Harpagon's default spends much of; the cost found is the same).
 FLOORED = (REFERENCE,)
-FLOORS = (whole_worker_floor, optimum_floor)
+#: Harpagon's default shares GPUs, so the whole-worker floors (`whole_worker_floor`, `optimum_floor`)
+#: are no bounds for it; the lower bound of :mod:`harpagon.planner.bound` is (GPU sharing included).
+FLOORS = (lower_bound,)
+#: The example configs `--configs` with no file runs: every config of the repository.
+CONFIGS_DIR = ROOT / "configs"
 #: Default size of a run: with `--jobs 2` on a 2-core machine about 35 minutes (measured: some 40 s of
 #: CPU per one-app workload and 100 s per multi-app one, every planner and its wrapper included).
 DEFAULT_ONE_APP = 30
@@ -84,19 +89,26 @@ class Row:
     eq_replays: int
     eq_plan_s: float
     eq_replay_s: float
+    # Columns added later have defaults, so that older CSVs read back.
+    bound: float = math.nan  # the workload's lower bound on any plan's cost (inf: some app cannot be served)
+    distance: float = math.nan  # cost / bound, as planned (nan: refused, or no finite bound)
+    eq_distance: float = math.nan  # eq_cost / bound
 
     @staticmethod
     def from_dict(d: dict[str, str]) -> Row:
-        """A row read back from the CSV."""
+        """A row read back from the CSV (columns it lacks take their defaults)."""
         conv = {"int": int, "float": float, "str": str, "bool": lambda s: s == "True"}
-        return Row(**{f.name: conv[str(f.type)](d[f.name]) for f in fields(Row)})
+        return Row(**{f.name: conv[str(f.type)](d[f.name]) for f in fields(Row) if f.name in d})
 
 
 def evaluate(case: Case, planner: str, settings: Settings, seed: int, *, frames: int = PROMISE_FRAMES,
-             wrapper: bool = True) -> Row:
+             wrapper: bool = True, bound: float | None = None) -> Row:
     """One planner on one workload: plan, check, replay, and (with `wrapper`) the cost at equal attainment.
-    `planner` may be "optimum" (the exhaustive fluid yardstick: planned and checked only)."""
+    `planner` may be "optimum" (the exhaustive fluid yardstick: planned and checked only). `bound`: the
+    workload's lower bound, when the caller computed it once for all planners."""
     w = case.workload
+    if bound is None:
+        bound = lower_bound(w, settings)
     fn = OPTIMUM if planner == "optimum" else PLANNERS[planner]
     t0 = time.perf_counter()
     p = fn(w, settings)
@@ -134,11 +146,18 @@ def evaluate(case: Case, planner: str, settings: Settings, seed: int, *, frames:
         eq.cost if eq else nan, eq.point[0] if eq and eq.point else nan, eq.point[1] if eq and eq.point else nan,
         eq.candidates if eq else 0, eq.screens if eq else 0, eq.replays if eq else 0,
         eq.plan_s if eq else 0.0, eq.replay_s if eq else 0.0,
+        bound, _ratio(nan if refused else p.cost_per_hour, bound), _ratio(eq.cost if eq else nan, bound),
     )
 
 
-def _evaluate_args(args: tuple[Case, str, Settings, int]) -> Row:
-    return evaluate(*args)
+def _ratio(cost: float, bound: float) -> float:
+    """cost / bound; nan unless both are finite and the bound positive."""
+    return cost / bound if math.isfinite(cost) and math.isfinite(bound) and bound > 0 else math.nan
+
+
+def _evaluate_args(args: tuple[Case, str, Settings, int, float]) -> Row:
+    case, planner, settings, seed, bound = args
+    return evaluate(case, planner, settings, seed, bound=bound)
 
 
 def _weight(case: Case, planner: str) -> float:
@@ -151,7 +170,9 @@ def run(cases: Sequence[Case], planners: Sequence[str], settings: Settings, seed
         progress: Callable[[int], None]) -> list[Row]:
     """Every planner and the optimum on every case, `jobs` processes; rows in (case, planner) order."""
     names = (*planners, "optimum")
-    work = sorted(((c, n, settings, seed) for c in cases for n in names), key=lambda a: -_weight(a[0], a[1]))
+    bounds = {c.id: lower_bound(c.workload, settings) for c in cases}  # once per workload
+    work = sorted(((c, n, settings, seed, bounds[c.id]) for c in cases for n in names),
+                  key=lambda a: -_weight(a[0], a[1]))
     rows: list[Row] = []
     if jobs <= 1:
         for w in work:
@@ -278,6 +299,94 @@ def summarise(rows: Sequence[Row], reference: str = REFERENCE) -> list[dict[str,
     return out
 
 
+def distances(rows: Sequence[Row]) -> list[dict[str, float | str | int]]:
+    """Per planner (the optimum included), how far its cost is from the workload's lower bound:
+
+    - `n`, `geo`, `max`, `worst`: over the workloads it planned whose plan passes the fluid check (the
+      bound holds for those only), geo-mean and largest of cost / bound, and the workload of the largest;
+    - `eq_n`, `eq_geo`, `eq_max`, `eq_worst`: the same for the cost at equal attainment;
+    - `infeasible`: planned workloads left out because the plan fails the fluid check;
+    - `below`: distances below 1 (by more than `COST_TOL`): a plan cheaper than the bound, i.e. a bug.
+    """
+    out: list[dict[str, float | str | int]] = []
+    for name in dict.fromkeys(r.planner for r in rows):
+        mine = [r for r in rows if r.planner == name]
+        planned = [r for r in mine if _finite(r.distance) and r.feasible]
+        eq = [r for r in mine if _finite(r.eq_distance)]
+        worst = max(planned, key=lambda r: r.distance, default=None)
+        eq_worst = max(eq, key=lambda r: r.eq_distance, default=None)
+        out.append({
+            "planner": name,
+            "n": len(planned),
+            "geo": geomean(r.distance for r in planned),
+            "max": worst.distance if worst else math.nan,
+            "worst": worst.case if worst else "",
+            "eq_n": len(eq),
+            "eq_geo": geomean(r.eq_distance for r in eq),
+            "eq_max": eq_worst.eq_distance if eq_worst else math.nan,
+            "eq_worst": eq_worst.case if eq_worst else "",
+            "infeasible": sum(not r.refused and not r.feasible for r in mine),
+            "below": sum(d < 1 - COST_TOL for d in [*(r.distance for r in planned), *(r.eq_distance for r in eq)]),
+        })
+    return out
+
+
+@dataclass(frozen=True)
+class VsBaseline:
+    """Harpagon's cost at equal attainment against one baseline's, on the workloads both served."""
+
+    baseline: str
+    compared: int
+    dearer: list[tuple[str, float, float]]  # (workload, Harpagon's cost, the baseline's)
+    equal: int
+    cheaper: int
+    only_baseline: list[str]  # workloads the baseline's wrapper served and Harpagon's did not
+
+
+def never_dearer(rows: Sequence[Row], reference: str = REFERENCE,
+                 baselines: Sequence[str] = BASELINES) -> tuple[list[VsBaseline], dict[str, tuple[float, int]]]:
+    """Per baseline present in `rows`, where `reference` costs more at equal attainment (`COST_TOL` apart);
+    and, per group of workloads (`GROUPS`), the geo-mean over the workloads where the reference
+    and some baseline found a plan of (the cheapest baseline's cost at equal attainment / the
+    reference's), with the number of those workloads."""
+    by = {(r.case, r.planner): r for r in rows}
+    cases = list(dict.fromkeys(r.case for r in rows))
+    present = [b for b in baselines if any(r.planner == b for r in rows)]
+    per: list[VsBaseline] = []
+    for b in present:
+        dearer, equal, cheaper, only = [], 0, 0, []
+        for c in cases:
+            h, x = by.get((c, reference)), by.get((c, b))
+            if h is None or x is None or not _finite(x.eq_cost):
+                continue
+            if not _finite(h.eq_cost):
+                only.append(c)
+                continue
+            sign = _compare(h.eq_cost, x.eq_cost)
+            if sign > 0:
+                dearer.append((c, h.eq_cost, x.eq_cost))
+            equal += sign == 0
+            cheaper += sign < 0
+        per.append(VsBaseline(b, len(dearer) + equal + cheaper, dearer, equal, cheaper, only))
+    best: dict[str, list[float]] = {g: [] for g in GROUPS}
+    for c in cases:
+        h = by.get((c, reference))
+        costs = [x.eq_cost for b in present if (x := by.get((c, b))) is not None and _finite(x.eq_cost)]
+        if h is None or not _finite(h.eq_cost) or not costs:
+            continue
+        best[_group(h)].append(min(costs) / h.eq_cost)
+        best["all"].append(min(costs) / h.eq_cost)
+    return per, {k: (geomean(v), len(v)) for k, v in best.items()}
+
+
+#: How the report groups workloads: the multi-app grid, the one-app grid, the example configs, all.
+GROUPS = ("multi-app", "one-app", "example configs", "all")
+
+
+def _group(r: Row) -> str:
+    return "example configs" if r.catalog == "config" else r.kind
+
+
 def _compare(a: float, b: float) -> int:
     """-1, 0, 1 as `a` is below, equal to (within `COST_TOL`), above `b`."""
     if math.isclose(a, b, rel_tol=COST_TOL):
@@ -323,17 +432,21 @@ def write_report(rows: Sequence[Row], out: Path, command: str, scale_rows: Seque
     _plots(rows, out)
     cases = list(dict.fromkeys(r.case for r in rows))
     kinds = {r.case: r.kind for r in rows}
-    n_multi = sum(kinds[c] == "multi-app" for c in cases)
-    apps_multi = [r.apps for r in rows if r.planner == REFERENCE and r.kind == "multi-app"]
+    configs = [c for c in cases if _group(next(r for r in rows if r.case == c)) == "example configs"]
+    n_multi = sum(kinds[c] == "multi-app" for c in cases if c not in configs)
+    apps_multi = [r.apps for r in rows if r.planner == REFERENCE and r.kind == "multi-app" and r.catalog != "config"]
     lines = [
         "# Planner benchmark: cost at equal attainment",
         "",
         f"Command: `{command}`" + (f" ({elapsed_s / 60:.0f} min)" if elapsed_s else ""),
         "",
-        f"{len(cases)} workloads: {len(cases) - n_multi} one-app (a seeded sample of the grid of apps x rates x "
-        f"SLO factors x price lists) and {n_multi} multi-app ({min(apps_multi, default=0)} to "
+        f"{len(cases)} workloads: {len(cases) - n_multi - len(configs)} one-app (a seeded sample of the grid of "
+        f"apps x rates x SLO factors x price lists) and {n_multi} multi-app ({min(apps_multi, default=0)} to "
         f"{max(apps_multi, default=0)} apps each, every app at its own rate and SLO factor), see "
-        "`harpagon/bench/workloads.py`. Every plan is replayed (MODEL.md, \"the replay\") for "
+        "`harpagon/bench/workloads.py`"
+        + (f"; and {len(configs)} example configs as written ({', '.join(configs)}; hardware counts included)"
+           if configs else "")
+        + ". Every plan is replayed (MODEL.md, \"the replay\") for "
         f"{PROMISE_FRAMES:,} frames per app with constant and with Poisson arrivals, seed {seed}"
         + (" (Harpagon's own replays use seed 0)." if seed != 0 else " (the seed Harpagon's own replays use).")
         ,
@@ -345,8 +458,9 @@ def write_report(rows: Sequence[Row], out: Path, command: str, scale_rows: Seque
         f"planned at every app's SLO x {', '.join(f'{f:g}' for f in SLO_FACTORS)} and max_utilization x "
         f"{', '.join(f'{u:g}' for u in UTILIZATIONS)}, candidates replayed against the real SLO in order of "
         f"cost (a {SCREEN_FRAMES:,}-frame screen, then the full replay), the cheapest that keeps the Poisson "
-        "promise kept. For Harpagon's default, grid points that lower bounds on cost (MODEL.md's optimum) show "
-        "cannot beat a candidate already found are not planned; the cost found is the same."),
+        "promise kept. For Harpagon's default, grid points that the lower bound on cost "
+        "(`harpagon/planner/bound.py`, GPU sharing included) shows cannot beat a candidate already found are not "
+        "planned; the cost found is the same."),
         ("- *vs Harpagon, as planned*: geo-mean of cost / Harpagon's default cost, where both plans keep the "
         "Poisson promise as made (n workloads). *at equal attainment*: both through the wrapper. "
         "*vs Harpagon as planned*: the planner through the wrapper against Harpagon's default plan as made "
@@ -373,6 +487,8 @@ def write_report(rows: Sequence[Row], out: Path, command: str, scale_rows: Seque
             f"{s['eq_none']:.1%} | {_f(s['eq_vs_planned_ratio'], '.3f')} ({s['eq_vs_planned_n']}) | "
             f"{_f(s['at_optimum'], '.1%')} |")
     lines += _kind_table(rows)
+    lines += _bound_section(rows)
+    lines += _never_dearer_section(rows)
     lines += _premium_section(rows)
     lines += _broken_section(rows)
     lines += [
@@ -416,6 +532,63 @@ def _kind_table(rows: Sequence[Row]) -> list[str]:
             lines.append(f"| {s['planner']} | {kind} | {s['keeps_poisson']:.1%} | {_f(s['eq_ratio'], '.3f')} "
                          f"({s['eq_n']}) | {_f(s['ref_cheaper'], '.0%')} / {_f(s['ref_equal'], '.0%')} / "
                          f"{_f(s['ref_dearer'], '.0%')} | {s['eq_none']:.1%} |")
+    return lines
+
+
+def _bound_section(rows: Sequence[Row]) -> list[str]:
+    lines = ["", "## Distance from the lower bound", "",
+             ("cost / the workload's lower bound on the cost of any plan, GPU sharing included "
+              "(`harpagon/planner/bound.py`: every request served at the cheapest price per request of an option "
+              "whose batch latency fits its share of the SLO, along every path; hardware counts and whole "
+              "workers ignored). At least 1 for any plan that passes the fluid check; the bound is not "
+              "reachable in general (it charges fractions of workers), so it measures the room left, not a "
+              "target. *As planned*: over fluid-feasible plans; *at equal attainment*: the wrapper's plan. "
+              "The optimum is the exhaustive fluid optimum without sharing; it ignores hardware counts, so on "
+              "configs with counts its plan may fail the check (*not fluid-feasible*)."), "",
+             ("| planner | as planned: n | geo-mean | max (workload) | at equal attainment: n | geo-mean "
+              "| max (workload) | not fluid-feasible |"), "|---|---|---|---|---|---|---|---|"]
+    below = 0
+    for d in distances(rows):
+        lines.append(f"| {d['planner']} | {d['n']} | {_f(d['geo'], '.3f')} | {_f(d['max'], '.3f')}"
+                     + (f" ({d['worst']})" if d["worst"] else "") + f" | {d['eq_n']} | {_f(d['eq_geo'], '.3f')} | "
+                     f"{_f(d['eq_max'], '.3f')}" + (f" ({d['eq_worst']})" if d["eq_worst"] else "")
+                     + f" | {d['infeasible']} |")
+        below += int(d["below"])
+    if below:
+        lines += ["", f"**{below} distances below 1**: plans cheaper than the bound (a bug in the bound or the plans)."]
+    return lines
+
+
+def _never_dearer_section(rows: Sequence[Row]) -> list[str]:
+    per, best = never_dearer(rows)
+    lines = ["", "## Is Harpagon ever dearer than a baseline?", ""]
+    if not per:
+        return [*lines, "No baseline in this run."]
+    lines += [("Harpagon's default against each baseline at equal attainment (both through the wrapper, costs "
+               f"within {COST_TOL:g} relative count as equal), on the workloads both served. *baseline only*: "
+               "workloads the baseline's wrapper served and Harpagon's did not."), "",
+              "| baseline | compared | Harpagon dearer | equal | Harpagon cheaper | baseline only |",
+              "|---|---|---|---|---|---|"]
+    for v in per:
+        lines.append(f"| {v.baseline} | {v.compared} | {len(v.dearer)} | {v.equal} | {v.cheaper} | "
+                     f"{len(v.only_baseline)} |")
+    dearer = [(v.baseline, *d) for v in per for d in v.dearer]
+    if dearer:
+        lines += ["", "Where Harpagon is dearer:", "", "| baseline | workload | Harpagon $/h | baseline $/h | ratio |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {b} | {c} | {h:.3f} | {x:.3f} | {h / x:.3f} |" for b, c, h, x in sorted(dearer, key=lambda t: t[1])]
+    else:
+        lines += ["", "Nowhere: Harpagon's cost at equal attainment is never above a baseline's."]
+    only = sorted({c for v in per for c in v.only_baseline})
+    if only:
+        lines += ["", f"Served by some baseline's wrapper but not Harpagon's: {', '.join(only)}."]
+    lines += ["", ("*vs the best baseline*: geo-mean over workloads of (the cheapest baseline's cost at equal "
+                   "attainment / Harpagon's); above 1: Harpagon is cheaper than the best baseline of each workload."),
+              "", "| workloads | vs the best baseline | n |", "|---|---|---|"]
+    for group in GROUPS:
+        g, n = best[group]
+        if n:
+            lines.append(f"| {group} | {g:.3f} | {n} |")
     return lines
 
 
@@ -504,15 +677,34 @@ def _plots(rows: Sequence[Row], out: Path) -> None:
     plt.close(fig)
 
 
-def cases_for(workloads: int | None, multi_apps: int, seed: int, settings: Settings) -> list[Case]:
-    """The run's workloads: a seeded sample of `workloads` one-app cases (None: all of them) and
-    `multi_apps` seeded multi-app cases."""
-    return [*grid(settings, workloads, seed), *multi_app_grid(multi_apps, settings, seed)]
+def example_configs() -> list[Path]:
+    """Every example config of the repository (`configs/*.yaml`)."""
+    return sorted(CONFIGS_DIR.glob("*.yaml"))
+
+
+def config_cases(paths: Sequence[Path | str]) -> list[Case]:
+    """One case per config file, as written (its apps, rates, SLOs, hardware and counts): the
+    workloads people run, beside the synthetic grid. Its id is `config/<file stem>`, its `app` the app
+    names joined with "+", its `rate` their sum, its `slo_factor` nan and its catalog "config"."""
+    cases = []
+    for path in paths:
+        w = load_workload([path])
+        w = w.model_copy(update={"serve": None})  # planners ignore it; keeps pickling to workers light
+        cases.append(Case(f"config/{Path(path).stem}", "+".join(a.name for a in w.apps), sum(a.rate for a in w.apps),
+                          math.nan, "config", w))
+    return cases
+
+
+def cases_for(workloads: int | None, multi_apps: int, seed: int, settings: Settings,
+              configs: Sequence[Path | str] = ()) -> list[Case]:
+    """The run's workloads: a seeded sample of `workloads` one-app cases (None: all of them),
+    `multi_apps` seeded multi-app cases, and one case per file of `configs`."""
+    return [*grid(settings, workloads, seed), *multi_app_grid(multi_apps, settings, seed), *config_cases(configs)]
 
 
 def main(workloads: int | None, seed: int, out: Path, jobs: int, command: str, *, multi_apps: int = DEFAULT_MULTI_APP,
          planners: Sequence[str] = DEFAULT_PLANNERS, settings: Settings | None = None,
-         scale_counts: Sequence[int] = (100, 1000)) -> Path:
+         scale_counts: Sequence[int] = (100, 1000), configs: Sequence[Path | str] = ()) -> Path:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -523,7 +715,7 @@ def main(workloads: int | None, seed: int, out: Path, jobs: int, command: str, *
     )
 
     settings = settings or Settings()
-    cases = cases_for(workloads, multi_apps, seed, settings)
+    cases = cases_for(workloads, multi_apps, seed, settings, configs)
     t0 = time.perf_counter()
     with Progress(TextColumn("planner bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn()) as bar:

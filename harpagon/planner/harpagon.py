@@ -156,7 +156,8 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
             best = judged
         late = [ap for ap in p.apps if not replays.kept(ap)]
         if not late:
-            return _shared_if_kept(judged, workload, settings, options)
+            return _cheapest_shared(_shared_if_kept(judged, workload, settings, options), workload, settings,
+                                    options, name)
         # Together (hardware counts) an app may fare worse than alone: its next level first, then repair.
         arrivals = dict(arrivals)
         fix = []
@@ -206,6 +207,69 @@ def _shared_if_kept(p: Plan, workload: Workload, settings: Settings, options: Pl
 
 #: Tries at a plan with shared GPUs that keeps the promise (each leaves the late apps unshared).
 SHARE_ROUNDS = 4
+#: Shared plans also tried under a promise: every app planned by the fluid formulas for its SLO times
+#: the first factor with the second on `max_utilization`, then shared, as the levels above do for one
+#: app; each replayed (a short screen first), cheapest first, the first kept taken if it is cheaper.
+SHARE_LEVELS: tuple[tuple[float, float], ...] = tuple((f, u) for f in (1.0, 0.85, 0.7)
+                                                      for u in (1.0, 0.95, 0.9, 0.85, 0.8, 0.7))
+#: Frames per app of the screening replay of a shared level.
+SCREEN_FRAMES = 2000
+
+
+def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: PlannerOptions, name: str) -> Plan:
+    """`p` (kept), or a cheaper plan with shared GPUs whose replay (all apps at once) keeps the promise
+    too: made with every app at one of SHARE_LEVELS, or with each app at the cheapest level at which it
+    kept its promise in those levels' screening replays."""
+    if not options.sharing or not options.replay or not p.apps or p.refused:
+        return p
+    screen = replace(options, replay_frames=min(SCREEN_FRAMES, options.replay_frames))
+    found: dict[tuple[AppPlan, ...], Plan] = {}  # the same plan from several levels is replayed once
+    kept_at: dict[str, list[tuple[float, tuple[float, float]]]] = {a.name: [] for a in workload.apps}
+    for level in SHARE_LEVELS:
+        q, base = _shared_at({a.name: level for a in workload.apps}, workload, settings, options, name)
+        if q is None:
+            continue
+        replays = _Replays(workload, settings, screen)
+        replays.run(q)
+        for ap, mine in zip(q.apps, base.apps, strict=True):
+            if replays.kept(ap):
+                kept_at[ap.name].append((workers_cost([mine], workload), level))
+        if q.cost_per_hour < p.cost_per_hour * (1 - 1e-9) and all(replays.kept(ap) for ap in q.apps):
+            found.setdefault(q.apps, q)
+    if all(kept_at.values()):  # each app at its own cheapest level that kept it
+        mixed = {a: min(levels)[1] for a, levels in kept_at.items()}
+        q, _ = _shared_at(mixed, workload, settings, options, name)
+        if q is not None and q.cost_per_hour < p.cost_per_hour * (1 - 1e-9):
+            found.setdefault(q.apps, q)
+    for q in sorted(found.values(), key=lambda q: q.cost_per_hour):  # stable: the levels' order on ties
+        for opts in (screen, options):
+            replays = _Replays(workload, settings, opts)
+            replays.run(q)
+            if not all(replays.kept(ap) for ap in q.apps):
+                break
+        else:
+            log.info("shared GPUs at fluid levels: $%.3f/h instead of $%.3f/h, kept by the replay",
+                     q.cost_per_hour, p.cost_per_hour)
+            return replace(q, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(q),
+                                              settings.fanout))
+    return p
+
+
+def _shared_at(levels: Mapping[str, tuple[float, float]], workload: Workload, settings: Settings,
+               options: PlannerOptions, name: str) -> tuple[Plan | None, Plan]:
+    """Every app planned by the fluid formulas at its level (SLO factor, utilisation factor), then its
+    light tuples shared within the tightened SLOs (at the least utilisation of the levels); the shared
+    plan (None if an app is refused) and the unshared one."""
+    base = _plan(workload, settings, options, name, dict(levels))
+    if base.refused:
+        return None, base
+    factor = {a: f for a, (f, _) in levels.items()}
+    fluid = replace(settings, arrivals="fluid", max_utilization=settings.max_utilization * min(u for _, u in levels.values()))
+    tight = workload.model_copy(update={"apps": tuple(a.model_copy(update={"slo_ms": a.slo_ms * factor[a.name]})
+                                                      for a in workload.apps)})
+    q = sharing.share(replace(base, apps=tuple(replace(ap, slo_ms=ap.slo_ms * factor[ap.name]) for ap in base.apps)),
+                      tight, fluid)
+    return replace(q, apps=tuple(replace(ap, slo_ms=ap.slo_ms / factor[ap.name]) for ap in q.apps)), base
 
 
 #: The last resort for an app that no level keeps: the fluid formulas for a tighter SLO (factor) and

@@ -275,3 +275,111 @@ def test_evaluate_records_promises_and_the_wrapper():
     h = evaluate(case, "harpagon", Settings(), seed=1, frames=FRAMES, wrapper=False)
     assert 0 < h.model_ms < h.plan_ms and h.replay_ms > 0 and math.isnan(h.eq_cost)
     assert h.keeps_poisson == _kept(PLANNERS["harpagon"](w, Settings()), w, FRAMES)
+
+
+# --- the lower bound and "never dearer" ---------------------------------------------------------
+
+
+def bounded() -> list[Row]:
+    """Two multi-app workloads and one example config, bound 2 each: Harpagon, two baselines, the optimum."""
+    nan = math.nan
+
+    def r(case: str, planner: str, cost: float, eq: float, **kw) -> Row:
+        kw = {"kind": "multi-app", "apps": 2, **kw}
+        return row(case, planner, cost=cost, eq_cost=eq, bound=2.0, distance=cost / 2.0,
+                   eq_distance=eq / 2.0 if not math.isnan(eq) else nan, **kw)
+
+    return [
+        r("m1", "harpagon", 3.0, 4.0),
+        r("m1", "nexus", 2.5, 5.0),
+        r("m1", "scrooge", 2.2, 8.0),
+        r("m1", "optimum", 2.0, nan),
+        r("m2", "harpagon", 4.0, 6.0),
+        r("m2", "nexus", 3.0, 3.0),  # Harpagon dearer than Nexus here
+        r("m2", "scrooge", 1.0, 12.0, feasible=False),  # below the bound: not fluid-feasible, left out
+        r("m2", "optimum", 4.0, nan),
+        r("config/city", "harpagon", 2.0, 2.0, catalog="config", apps=20),
+        r("config/city", "nexus", 4.0, 4.0, catalog="config", apps=20),
+        r("config/city", "scrooge", 2.0, 2.0, catalog="config", apps=20),
+        r("config/city", "optimum", 2.0, nan, catalog="config", apps=20),
+    ]
+
+
+def test_distances_from_the_bound_and_never_dearer():
+    from harpagon.bench.planner import distances, never_dearer
+
+    d = {x["planner"]: x for x in distances(bounded())}
+    h, s, o = d["harpagon"], d["scrooge"], d["optimum"]
+    assert h["n"] == 3 and h["geo"] == pytest.approx(geomean([1.5, 2.0, 1.0])) and h["max"] == 2.0
+    assert h["worst"] == "m2" and h["eq_n"] == 3 and h["eq_max"] == 3.0 and h["eq_worst"] == "m2"
+    assert s["n"] == 2 and s["infeasible"] == 1 and s["below"] == 0 and s["max"] == 1.1
+    assert o["eq_n"] == 0 and math.isnan(o["eq_geo"]) and o["geo"] == pytest.approx(geomean([1.0, 2.0, 1.0]))
+    per, best = never_dearer(bounded())
+    v = {x.baseline: x for x in per}
+    assert [x.baseline for x in per] == ["nexus", "scrooge"]  # baselines absent from the rows are skipped
+    assert v["nexus"].dearer == [("m2", 6.0, 3.0)] and (v["nexus"].equal, v["nexus"].cheaper) == (0, 2)
+    assert v["scrooge"].dearer == [] and (v["scrooge"].equal, v["scrooge"].cheaper) == (1, 2)
+    # Cheapest baseline / Harpagon: m1 5/4, m2 3/6 (the multi-app grid); city 2/2 (a config).
+    assert best["multi-app"] == (pytest.approx(geomean([1.25, 0.5])), 2)
+    assert best["example configs"] == (1.0, 1) and best["all"][1] == 3 and best["one-app"][1] == 0
+
+
+def test_report_has_the_bound_and_never_dearer_sections(tmp_path):
+    text = write_report(bounded(), tmp_path, "harpagon bench planner --test", [], seed=1).read_text()
+    assert "## Distance from the lower bound" in text and "## Is Harpagon ever dearer than a baseline?" in text
+    assert "| harpagon | 3 | 1.442 | 2.000 (m2) | 3 | 1.817 | 3.000 (m2) | 0 |" in text
+    assert "| scrooge | 2 | 1.049 | 1.100 (m1) |" in text and "| optimum | 3 |" in text
+    assert "| nexus | 3 | 1 | 0 | 2 | 0 |" in text
+    assert "| nexus | m2 | 6.000 | 3.000 | 2.000 |" in text
+    assert "| multi-app | 0.791 | 2 |" in text and "| example configs | 1.000 | 1 |" in text
+    assert "distances below 1" not in text and "1 example configs as written (config/city" in text
+
+
+def test_csv_without_the_bound_columns_reads_back(tmp_path):
+    import csv
+
+    path = tmp_path / "old.csv"
+    old = [f.name for f in fields(Row) if f.name not in ("bound", "distance", "eq_distance")]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=old, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({k: getattr(r, k) for k in old} for r in synthetic())
+    back = read_csv(path)
+    assert len(back) == len(synthetic()) and all(math.isnan(r.bound) and math.isnan(r.distance) for r in back)
+
+
+def test_config_cases_and_evaluate_record_the_bound():
+    from harpagon.bench.planner import config_cases, example_configs
+    from harpagon.planner.bound import lower_bound
+
+    paths = example_configs()
+    assert {p.stem for p in paths} >= {"city", "multi", "demo"}
+    cases = config_cases([ROOT / "configs" / "city.yaml", ROOT / "configs" / "face.yaml"])
+    assert [c.id for c in cases] == ["config/city", "config/face"]
+    city = cases[0]
+    assert len(city.workload.apps) == 20 and city.catalog == "config" and math.isnan(city.slo_factor)
+    r = evaluate(cases[1], "nexus", Settings(), seed=1, frames=500, wrapper=False)
+    assert r.bound == lower_bound(cases[1].workload, Settings()) > 0
+    assert r.distance == pytest.approx(r.cost / r.bound) and r.distance >= 1 and math.isnan(r.eq_distance)
+
+
+def test_bench_planner_flags_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    import harpagon.bench.planner as bench
+    from harpagon.cli import EXIT_INVALID, main
+
+    seen = {}
+
+    def fake_main(workloads, seed, out, jobs, command, **kw):
+        seen.update(workloads=workloads, command=command, **kw)
+        return out / "planner.md"
+
+    monkeypatch.setattr(bench, "main", fake_main)
+    assert main(["bench", "planner", "--planners", "harpagon", "nope"]) == EXIT_INVALID
+    assert "unknown nope" in capsys.readouterr().err
+    assert main(["bench", "planner", "--configs", str(tmp_path / "missing.yaml")]) == EXIT_INVALID
+    assert main(["bench", "planner", "--workloads", "-1"]) == EXIT_INVALID
+    assert main(["bench", "planner", "--workloads", "0", "--multi-apps", "2", "--configs", "--planners", "harpagon",
+                 "nexus", "--out", str(tmp_path)]) == 0
+    assert seen["workloads"] == 0 and seen["planners"] == ("harpagon", "nexus")
+    assert [p.stem for p in seen["configs"]] == [p.stem for p in bench.example_configs()]
+    assert seen["command"].endswith("--configs --planners harpagon nexus")
