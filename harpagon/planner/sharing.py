@@ -1,21 +1,22 @@
-"""GPU sharing in Harpagon's plans: light single-worker tuples, of any modules and apps, packed onto
-shared GPUs, so that a low-rate app or a module's residual load does not pay for a whole GPU.
+"""GPU sharing in Harpagon's plans: light tuples, of any modules and apps, packed onto shared GPUs,
+so that a low-rate app or a module's residual load does not pay for a whole GPU.
 
 A shared GPU runs the batches of its tuples first in, first out (MODEL.md, the replay, rule 4). Each
 of its tuples keeps batch-aware collection with the GPU's duty cycle `C` as its flush timer: it ships
 when full or when its oldest request has waited `C`, with a batch `b` that holds a cycle's requests
-(`r C / 1000 <= b`), so it ships at most once a cycle. The GPU is stable when one batch of each
-tuple fits in a cycle: `Σ d(b) <= C × max_utilization`. A request then waits at most `C` for its
-batch and, at the GPU, at most one batch of every tuple ahead of it (its own previous one included):
-its latency is `C + d(b) + overhead` (MODEL.md's shared tuple) plus, under a promise about real
-arrivals, a queue allowance `Σ d(b)` over the GPU's tuples, within its module's latency plus its part
-of the app's slack (its module's budget grows to it). The models on one GPU must fit its memory (:mod:`harpagon.model.memory`, where the
-profiles state it).
+(`r C / 1000 <= b`), so it ships once a cycle. The GPU keeps up when one batch of each tuple fits in
+a cycle: `Σ d(b) <= C × max_utilization`. A tuple's latency is `C + d(b) + overhead` (MODEL.md's
+shared tuple) plus, under a promise about real arrivals, a queue allowance `Σ d(b)` (one batch of
+every tuple ahead of its own); there, a batch also holds one burst of its requests (a parent's batch
+of frames), and a bursty tuple's batches count twice in the cycle (a full batch, then the timer's).
+The models on one GPU must fit its memory (:mod:`harpagon.model.memory`, where profiles state it).
 
-Packing is greedy (largest load first, each tuple onto the GPU it leaves most occupied, at the
-longest cycle that still fits every member's budget, as Nexus's squishy bin packing does), and a GPU
-left with one tuple is not shared. The pass only ever removes GPUs: a shared plan costs less than the
-plan it starts from, and the planner keeps it only if its replay keeps the promise.
+Which tuples share is the SLO split again: per module, the GPU time of its ways to run (as planned,
+or a fresh choice made for sharing) at every latency, over which the planner's own splitter picks
+each module's latency (:func:`candidates`). Packing is greedy (largest load first, each tuple onto
+the GPU it leaves most occupied, at the longest cycle that fits every member's latency, as Nexus's
+squishy bin packing does). The result is kept only if it is cheaper than the plan it starts from and
+within the hardware counts; under a promise the planner keeps it only if its replay keeps the promise.
 """
 
 from __future__ import annotations
