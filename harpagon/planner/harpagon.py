@@ -64,7 +64,7 @@ class PlannerOptions:
     dummies: bool = True
     """Pad slow tuples with dummy requests (else a tuple collects at its real rate only)."""
     sharing: bool = True
-    """Let light single-worker tuples (of any modules and apps) share a GPU (:mod:`.sharing`)."""
+    """Let light tuples (and the idle part of others), of any modules and apps, share GPUs (:mod:`.sharing`)."""
     replay: bool = True
     """Under a `constant` or `poisson` promise, replay the plan and repair it until the replay bears
     the promise out (`harpagon plan --no-replay` turns this off: the model part only)."""
