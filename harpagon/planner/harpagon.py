@@ -269,7 +269,8 @@ def _shared_at(levels: Mapping[str, tuple[float, float]], workload: Workload, se
                                                       for a in workload.apps)})
     q = sharing.share(replace(base, apps=tuple(replace(ap, slo_ms=ap.slo_ms * factor[ap.name]) for ap in base.apps)),
                       tight, fluid)
-    return replace(q, apps=tuple(replace(ap, slo_ms=ap.slo_ms / factor[ap.name]) for ap in q.apps)), base
+    slo = {a.name: a.slo_ms for a in workload.apps}  # each app's own, exactly (not divided back)
+    return replace(q, apps=tuple(replace(ap, slo_ms=slo[ap.name]) for ap in q.apps)), base
 
 
 #: The last resort for an app that no level keeps: the fluid formulas for a tighter SLO (factor) and

@@ -27,6 +27,9 @@ from tests.conftest import cam_workload
 pytestmark = pytest.mark.integration
 
 WORKLOAD = cam_workload(3)
+#: GPUs unshared: one T4 per module, so that losing workers leaves the app short (with sharing, one
+#: worker serves both modules: tests/integration/test_shared_gpu.py).
+UNSHARED = WORKLOAD.model_copy(update={"serve": WORKLOAD.serve.model_copy(update={"sharing": False})})
 #: For tests that do not look at the promise: planned by the fluid model, without the replay.
 FLUID = WORKLOAD.model_copy(update={"serve": WORKLOAD.serve.model_copy(update={"arrivals": "fluid"})})
 
@@ -55,7 +58,7 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits(caplog):
     caplog.set_level(logging.INFO, "harpagon.controller")
 
     async def scenario() -> None:
-        cluster = LocalCluster(WORKLOAD, grpc_port=0, metrics_port=0)
+        cluster = LocalCluster(UNSHARED, grpc_port=0, metrics_port=0)
         await cluster.start()
         try:
             await cluster.ready(timeout_s=60)
