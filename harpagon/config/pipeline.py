@@ -39,11 +39,6 @@ def output_size(m: Module) -> int | None:
     return math.prod(e.output) if e and e.output and task_of(m) == "classify" else None
 
 
-def objects_of(app: App) -> dict[str, str | None]:
-    """Per module, the detector whose objects its requests follow (None: frame-level requests)."""
-    return app.objects
-
-
 def input_shape(app: App, module: str, image: tuple[int, ...]) -> tuple[int, ...]:
     """A module's input item: the image shape for frames and crops, its parents' joined outputs for
     features (the loader ensures their sizes are known)."""
@@ -71,7 +66,7 @@ def crop_labels(app: App, module: str) -> tuple[int, ...]:
 def check(app: App) -> list[tuple[int, tuple[str | int, ...], str]]:
     """Problems with the app's edges, as (module index, field path within the module, message)."""
     issues: list[tuple[int, tuple[str | int, ...], str]] = []
-    objects = objects_of(app)
+    objects = app.objects
     for j, m in enumerate(app.modules):
         e = models.entry(m.model)
         if m.task is not None and e is not None and m.task != e.task:
