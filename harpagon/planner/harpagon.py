@@ -223,14 +223,22 @@ def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: P
     if not options.sharing or not options.replay or not p.apps or p.refused:
         return p
     screen = replace(options, replay_frames=min(SCREEN_FRAMES, options.replay_frames))
-    found: dict[tuple[AppPlan, ...], Plan] = {}  # the same plan from several levels is replayed once
+    done: dict[tuple, _Replays] = {}  # levels often make the same plan: each is replayed once
+
+    def replayed(q: Plan, opts: PlannerOptions) -> _Replays:
+        key = (q.apps, q.settings, q.dispatch, opts.replay_frames)  # all that the replay reads
+        if key not in done:
+            done[key] = _Replays(workload, settings, opts)
+            done[key].run(q)
+        return done[key]
+
+    found: dict[tuple[AppPlan, ...], Plan] = {}
     kept_at: dict[str, list[tuple[float, tuple[float, float]]]] = {a.name: [] for a in workload.apps}
     for level in SHARE_LEVELS:
         q, base = _shared_at({a.name: level for a in workload.apps}, workload, settings, options, name)
         if q is None:
             continue
-        replays = _Replays(workload, settings, screen)
-        replays.run(q)
+        replays = replayed(q, screen)
         for ap, mine in zip(q.apps, base.apps, strict=True):
             if replays.kept(ap):
                 kept_at[ap.name].append((workers_cost([mine], workload), level))
@@ -243,8 +251,7 @@ def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: P
             found.setdefault(q.apps, q)
     for q in sorted(found.values(), key=lambda q: q.cost_per_hour):  # stable: the levels' order on ties
         for opts in (screen, options):
-            replays = _Replays(workload, settings, opts)
-            replays.run(q)
+            replays = replayed(q, opts)
             if not all(replays.kept(ap) for ap in q.apps):
                 break
         else:
