@@ -7,7 +7,9 @@ footing, Harpagon's default included, and treats them all alike:
 
 1. plan at a grid of tightened inputs: every app's SLO times a factor (`SLO_FACTORS`) and the
    planner setting `max_utilization` times a cap (`UTILIZATIONS`); refused (any app) or failed
-   plans are dropped, and plans the replay cannot tell apart are kept once;
+   plans are dropped, and so are plans that cannot be deployed (more GPUs of a kind than its
+   `count`, or a shared GPU's models over its memory: `check_resources`; a planner that ignores
+   counts gets no extra GPUs from the wrapper), and plans the replay cannot tell apart are kept once;
 2. give every candidate the real SLOs (the replay judges an app against its `AppPlan.slo_ms`), sort
    them by cost, and replay them in that order: a short screen (`SCREEN_FRAMES` per app), then the
    full replay (`PROMISE_FRAMES` per app, constant and Poisson arrivals, the bench's seed);
@@ -29,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from harpagon.config.schema import Workload
 from harpagon.model.latency import REL_TOL, Settings, options_for
-from harpagon.model.plan import Plan
+from harpagon.model.plan import Plan, check_resources
 from harpagon.sim import PROMISE_FRAMES, simulate
 
 SLO_FACTORS = (1.0, 0.85, 0.7, 0.55, 0.4, 0.3)
@@ -65,6 +67,8 @@ class Attained:
     """Candidates replayed in full (not counting verdicts the caller already knew)."""
     plan_s: float
     replay_s: float
+    unfit: int = 0
+    """Plans dropped because they cannot be deployed (hardware counts, GPU memory)."""
 
 
 def tightened(workload: Workload, factor: float) -> Workload:
@@ -189,7 +193,7 @@ def at_equal_attainment(planner: Planner, workload: Workload, settings: Settings
     judged: set[Hashable] = set()
     suspects: list[str] = []  # apps that failed a replay, replayed first next time
     plan_s = replay_s = 0.0
-    planned = screens = replays = 0
+    planned = screens = replays = unfit = 0
     while True:
         waiting = [(v[:2], k) for k, v in pool.items() if k not in judged]
         nxt = bound[pending[0]] if pending else math.inf
@@ -209,10 +213,10 @@ def at_equal_attainment(planner: Planner, workload: Workload, settings: Settings
                 replay_s += time.perf_counter() - t0
             if kept:
                 return Attained(real.cost_per_hour, real, point, planned, len(pool), screens, replays, plan_s,
-                                replay_s)
+                                replay_s, unfit)
             continue
         if not pending or nxt == math.inf:
-            return Attained(math.nan, None, None, planned, len(pool), screens, replays, plan_s, replay_s)
+            return Attained(math.nan, None, None, planned, len(pool), screens, replays, plan_s, replay_s, unfit)
         point = pending[0]
         if point not in given and level[point] + 1 < len(floors) and bound[point] > -math.inf:
             level[point] += 1
@@ -231,6 +235,10 @@ def at_equal_attainment(planner: Planner, workload: Workload, settings: Settings
                 p = None
             plan_s += time.perf_counter() - t0
         if p is None or p.refused or {ap.name for ap in p.apps} != apps:
+            continue
+        if problems := check_resources(p, workload):
+            unfit += 1
+            log.info("SLO x %g, max_utilization x %g: cannot be deployed (%s)", *point, "; ".join(problems))
             continue
         if p.cost_per_hour < bound[point] * (1 - REL_TOL):
             log.warning("cost %g below its floor %g at %s: floors disabled", p.cost_per_hour, bound[point], point)

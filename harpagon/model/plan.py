@@ -289,15 +289,49 @@ def check_plan(plan: Plan, workload: Workload) -> list[str]:
             bad.append(f"{where}: reports predicted_latency_ms {ap.predicted_latency_ms}, recomputed {worst}")
 
     _check_shared_gpus(plan, workload, bad)
-    for hw, used in workers_by_hardware(plan.apps).items():
-        h = workload.hardware_by_name.get(hw)
-        if h is not None and h.count is not None and used > h.count:
-            bad.append(f"hardware {hw!r}: plan uses {used} workers, only {h.count} exist")
+    bad += check_resources(plan, workload)
     if all(t.hardware in workload.hardware_by_name for a in plan.apps for m in a.modules for t in m.tuples):
         cost = workers_cost(plan.apps, workload)
         if not math.isclose(cost, plan.cost_per_hour, rel_tol=REL_TOL, abs_tol=1e-9):
             bad.append(f"cost_per_hour {plan.cost_per_hour} differs from the workers' prices, {cost}")
     return bad
+
+
+def check_resources(plan: Plan, workload: Workload) -> list[str]:
+    """The part of :func:`check_plan` that no replay can stand in for: the plan uses no more GPUs of a
+    kind than its `count`, and each shared GPU's models fit in its memory; empty when it can be deployed."""
+    return _count_problems(plan, workload) + _memory_problems(plan, workload)
+
+
+def _count_problems(plan: Plan, workload: Workload) -> list[str]:
+    bad = []
+    for hw, used in workers_by_hardware(plan.apps).items():
+        h = workload.hardware_by_name.get(hw)
+        if h is not None and h.count is not None and used > h.count:
+            bad.append(f"hardware {hw!r}: plan uses {used} workers, only {h.count} exist")
+    return bad
+
+
+def _memory_problems(plan: Plan, workload: Workload) -> list[str]:
+    """Shared GPUs whose models do not fit in the memory of their (first tuple's) hardware."""
+    bad = []
+    for gpu, tuples in _shared_members(plan, workload).items():
+        hardware, loaded = tuples[0][1].hardware, [(model, t.batch) for model, t in tuples]
+        if not memory.fits(workload, hardware, loaded):
+            bad.append(f"shared GPU {gpu!r}: its models do not fit in memory: "
+                       f"{memory.describe(workload, hardware, loaded)}")
+    return bad
+
+
+def _shared_members(plan: Plan, workload: Workload) -> dict[str, list[tuple[str, TuplePlan]]]:
+    members: dict[str, list[tuple[str, TuplePlan]]] = defaultdict(list)
+    models = {(a.name, m.name): m.model for a in workload.apps for m in a.modules}
+    for ap in plan.apps:
+        for mp in ap.modules:
+            for t in mp.tuples:
+                if t.gpu is not None:
+                    members[t.gpu].append((models.get((ap.name, mp.name), mp.model), t))
+    return members
 
 
 def _check_shared_tuple(t: TuplePlan, where: str, overhead_ms: float, d: float, bad: list[str]) -> float:
@@ -313,17 +347,10 @@ def _check_shared_tuple(t: TuplePlan, where: str, overhead_ms: float, d: float, 
 
 
 def _check_shared_gpus(plan: Plan, workload: Workload, bad: list[str]) -> None:
-    """Each shared GPU: one hardware kind, one cycle, its batches fit in the cycle and its models in
-    its memory (when the hardware's memory and the models' rows state it; harpagon/model/memory.py)."""
-    members: dict[str, list[tuple[str, TuplePlan]]] = defaultdict(list)
-    models = {(a.name, m.name): m.model for a in workload.apps for m in a.modules}
-    for ap in plan.apps:
-        for mp in ap.modules:
-            for t in mp.tuples:
-                if t.gpu is not None:
-                    members[t.gpu].append((models.get((ap.name, mp.name), mp.model), t))
+    """Each shared GPU: one hardware kind, one cycle, and its batches fit in the cycle (its memory:
+    :func:`check_resources`)."""
     u = plan.settings.max_utilization
-    for gpu, tuples in members.items():
+    for gpu, tuples in _shared_members(plan, workload).items():
         if len({t.hardware for _, t in tuples}) != 1 or len({t.cycle_ms for _, t in tuples}) != 1:
             bad.append(f"shared GPU {gpu!r}: its tuples disagree on hardware or cycle")
             continue
@@ -336,10 +363,6 @@ def _check_shared_gpus(plan: Plan, workload: Workload, bad: list[str]) -> None:
         if not within(busy, cycle * u):
             bad.append(f"shared GPU {gpu!r}: batches take {busy:.6g} ms of a {cycle:.6g} ms cycle"
                        f" (max utilization {u:g})")
-        hardware, loaded = tuples[0][1].hardware, [(model, t.batch) for model, t in tuples]
-        if not memory.fits(workload, hardware, loaded):
-            bad.append(f"shared GPU {gpu!r}: its models do not fit in memory: "
-                       f"{memory.describe(workload, hardware, loaded)}")
 
 
 def _check_module(plan: Plan, workload: Workload, app: App, mp: ModulePlan, bad: list[str]) -> float:

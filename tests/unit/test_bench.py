@@ -32,7 +32,7 @@ from harpagon.bench.workloads import SLO_FACTORS as GRID_SLO_FACTORS
 from harpagon.config import load_workload
 from harpagon.config.schema import App, Hardware, Module, Profile, Workload
 from harpagon.model.latency import Settings
-from harpagon.model.plan import AppPlan, ModulePlan, Plan, TuplePlan
+from harpagon.model.plan import AppPlan, ModulePlan, Plan, TuplePlan, check_resources
 from harpagon.planner.registry import OPTIMUM, PLANNERS
 from harpagon.sim import simulate
 
@@ -122,6 +122,24 @@ def test_wrapper_yields_nan_when_no_candidate_keeps_the_promise():
 
     none = at_equal_attainment(refuses, w, Settings(), seed=1, frames=FRAMES, screen_frames=SCREEN)
     assert math.isnan(none.cost) and none.candidates == 0 and none.screens == 0
+
+
+def test_wrapper_gives_no_planner_more_gpus_than_exist():
+    """The baselines ignore hardware counts: a candidate that uses more GPUs of a kind than its count
+    cannot be deployed, so the wrapper drops it however well it replays."""
+    w = tiny(rate=400.0)
+    nexus = PLANNERS["nexus"]
+    free = at_equal_attainment(nexus, w, Settings(), seed=1, frames=FRAMES, screen_frames=SCREEN)
+    assert free.plan is not None and free.plan.workers_by_hardware() == {"big": 2} and free.unfit == 0
+    one_big = w.model_copy(update={"hardware": tuple(h.model_copy(update={"count": 1}) if h.name == "big" else h
+                                                     for h in w.hardware)})
+    over = [pt for pt in ((f, u) for f in SLO_FACTORS for u in UTILIZATIONS)
+            if check_resources(nexus(tightened(one_big, pt[0]), Settings(max_utilization=pt[1])), one_big)]
+    assert over
+    got = at_equal_attainment(nexus, one_big, Settings(), seed=1, frames=FRAMES, screen_frames=SCREEN)
+    assert got.unfit == len(over)
+    assert got.plan is None or check_resources(got.plan, one_big) == []
+    assert got.plan is None or got.cost > free.cost
 
 
 def test_floor_is_a_lower_bound_and_changes_no_result():
