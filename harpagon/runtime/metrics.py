@@ -5,6 +5,8 @@ histograms, not summaries, so they aggregate across processes.
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
@@ -110,7 +112,8 @@ class ControllerMetrics:
                                       registry=registry)
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> int:
-    """Expose a registry at http://host:port/metrics; returns the port (0 picks a free one)."""
+def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> WSGIServer:
+    """Expose a registry at http://host:port/metrics (port 0 picks a free one: `server_port` says which)
+    from a daemon thread; `shutdown()` then `server_close()` stop it."""
     server, _ = start_http_server(port, addr=host, registry=registry)
-    return server.server_port
+    return server

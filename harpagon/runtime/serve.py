@@ -16,16 +16,18 @@ batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIServer
 
 import yaml
 from grpc_health.v1 import health, health_pb2_grpc
@@ -82,6 +84,16 @@ class LocalCluster:
     unix_sockets: bool = True  # local workers listen on Unix sockets (False: loopback TCP, for comparison)
     tls: bool = True  # mutual TLS on the control plane with throwaway certificates (False: plaintext, to compare)
     processes: list[subprocess.Popen] = field(default_factory=list)
+    # What `start` has started so far (None: not yet), so that `stop` undoes a start that failed midway.
+    _certs: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    frontend: Any = field(default=None, init=False, repr=False)
+    plane: FrontendDataPlane | None = field(default=None, init=False, repr=False)
+    control: LoopThread | None = field(default=None, init=False, repr=False)
+    control_server: Any = field(default=None, init=False, repr=False)
+    _beacon: asyncio.Future | None = field(default=None, init=False, repr=False)
+    _profiles: Any = field(default=None, init=False, repr=False)
+    _sockets: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    _metrics: WSGIServer | None = field(default=None, init=False, repr=False)
 
     @property
     def serve(self) -> ServeConfig:
@@ -122,11 +134,30 @@ class LocalCluster:
                     raise ValueError(f"app {app.name!r}, module {m.name!r}: weights {m.weights!r}: no such file in "
                                      f"{str(folder)!r} (serve.weights_dir)")
 
+    @contextlib.asynccontextmanager
+    async def running(self, timeout_s: float = 120.0) -> AsyncIterator[LocalCluster]:
+        """The cluster started and ready inside (:meth:`ready`), drained and stopped after, however the
+        block ends."""
+        await self.start()
+        try:
+            await self.ready(timeout_s)
+            yield self
+        finally:
+            await self.stop()
+
     async def start(self) -> None:
+        """Start the frontend, the controller and the configured workers; on failure, stop what started."""
         s = self.serve
         groups = self.worker_groups  # fail before starting anything
         self.check_weights()
         self.settings = settings_of(s)
+        try:
+            await self._start(s, groups)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, s: ServeConfig, groups: tuple[WorkerGroup, ...]) -> None:
         self._certs = tempfile.TemporaryDirectory(prefix="harpagon-certs-")
         if self.tls:
             make_certs(self._certs.name, days=30)
@@ -136,8 +167,9 @@ class LocalCluster:
         self.plane = FrontendDataPlane(None, tuple(s.frame_shape), FrontendMetrics(registry),
                                        client=GrpcWorkerClient(frontend_tls),
                                        configured={a.name: a for a in self.workload.apps})
-        self.metrics_at = serve_metrics(registry, s.metrics_port if self.metrics_port is None else self.metrics_port,
-                                        self.host)
+        self._metrics = serve_metrics(registry, s.metrics_port if self.metrics_port is None else self.metrics_port,
+                                      self.host)
+        self.metrics_at = self._metrics.server_port
         port = s.grpc_port if self.grpc_port is None else self.grpc_port
         self.frontend, self.port = await start_frontend(self.plane, port, self.host)
         frontend_loop = asyncio.get_running_loop()
@@ -218,17 +250,27 @@ class LocalCluster:
         raise TimeoutError(f"{want} workers did not register and get a plan within {timeout_s:g} s")
 
     async def stop(self) -> None:
-        """Drain: stop re-planning, stop taking frames, let open batches finish, stop workers."""
-        self._beacon.cancel()
+        """Drain: stop re-planning, stop taking frames, let open batches finish, stop workers (only
+        what `start` got to, when it failed midway)."""
+        if self._beacon is not None:
+            self._beacon.cancel()
 
         async def stop_control() -> None:  # first: a re-plan in flight must not route a closed plane
             await self.controller.stop()
-            await self.control_server.stop(1)
+            if self.control_server is not None:
+                await self.control_server.stop(1)
 
-        await self.control.run(stop_control())
-        self.control.close()
-        await self.frontend.stop(5)
-        await self.plane.close()
+        if self.control is not None:
+            if hasattr(self, "controller"):
+                await self.control.run(stop_control())
+            self.control.close()
+        if self.frontend is not None:
+            await self.frontend.stop(5)
+        if self.plane is not None:
+            await self.plane.close()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
         for p in self.processes:
             p.terminate()
         for p in self.processes:
@@ -236,9 +278,11 @@ class LocalCluster:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        Path(self._profiles.name).unlink(missing_ok=True)
-        self._sockets.cleanup()
-        self._certs.cleanup()
+        if self._profiles is not None:
+            Path(self._profiles.name).unlink(missing_ok=True)
+        for folder in (self._sockets, self._certs):
+            if folder is not None:
+                folder.cleanup()
 
 
 async def serve_forever(workload: Workload, grpc_port: int | None = None, metrics_port: int | None = None) -> None:

@@ -63,10 +63,7 @@ def test_a_slow_device_is_measured_and_replanned_for(caplog):
     caplog.set_level(logging.INFO, logger="harpagon.controller")
 
     async def scenario():
-        cluster = LocalCluster(workload(), grpc_port=0, metrics_port=0)
-        await cluster.start()
-        try:
-            await cluster.ready()
+        async with LocalCluster(workload(), grpc_port=0, metrics_port=0).running() as cluster:
             controller = cluster.controller
             first = controller.plan
             client = triton_aio.InferenceServerClient(f"127.0.0.1:{cluster.port}")
@@ -81,8 +78,6 @@ def test_a_slow_device_is_measured_and_replanned_for(caplog):
             after = await send(client, 250.0, 8.0, 80.0, seed=3)
             await client.close()
             return first, controller.plan, controller.calibrator, before, after
-        finally:
-            await cluster.stop()
 
     first, second, calibrator, before, after = asyncio.run(scenario())
     assert any("drifted" in r.getMessage() and "resnet50 on t4" in r.getMessage() for r in caplog.records)

@@ -30,10 +30,7 @@ def test_ten_times_the_planned_rate_is_refused_with_a_status_and_evicts_no_worke
     workload = load_workload([REPO / "configs" / "demo.yaml"])
 
     async def scenario():
-        cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, follow_rates=False)
-        await cluster.start()
-        try:
-            await cluster.ready()
+        async with LocalCluster(workload, grpc_port=0, metrics_port=0, follow_rates=False).running() as cluster:
             workers = len(cluster.controller.workers)
             served = [a for a in workload.apps if a.name in {p.name for p in cluster.controller.plan.apps}]
             address = f"127.0.0.1:{cluster.port}"
@@ -44,8 +41,6 @@ def test_ten_times_the_planned_rate_is_refused_with_a_status_and_evicts_no_worke
             counters = {a: (c.success, c.refused) for a, c in cluster.plane.counters.items()}
             return [x for o in outs for x in o["apps"]], workers, cluster.controller.evicted, \
                 len(cluster.controller.workers), counters
-        finally:
-            await cluster.stop()
 
     apps, workers, evicted, after, counters = asyncio.run(asyncio.wait_for(scenario(), 240))
     slo = {a.name: a.slo_ms for a in workload.apps}

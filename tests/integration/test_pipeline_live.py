@@ -44,10 +44,7 @@ def test_a_measured_fanout_out_of_its_band_replans_with_it(tmp_path, caplog):
     workload = load_workload([config])
 
     async def scenario():
-        cluster = LocalCluster(workload, grpc_port=0, metrics_port=0)
-        await cluster.start()
-        try:
-            await cluster.ready()
+        async with LocalCluster(workload, grpc_port=0, metrics_port=0).running() as cluster:
             controller = cluster.controller
             first = controller.plan
             plans = controller.plans
@@ -83,8 +80,6 @@ def test_a_measured_fanout_out_of_its_band_replans_with_it(tmp_path, caplog):
             url = f"http://127.0.0.1:{cluster.metrics_at}/metrics"
             metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
             return first, controller.plan, controller.plans - plans, counts, metrics
-        finally:
-            await cluster.stop()
 
     with caplog.at_level("INFO", logger="harpagon.controller"):
         first, last, replans, counts, metrics = asyncio.run(asyncio.wait_for(scenario(), 240))

@@ -8,6 +8,8 @@ import logging
 import os
 import re
 import signal
+import socket
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -58,10 +60,7 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits(caplog):
     caplog.set_level(logging.INFO, "harpagon.controller")
 
     async def scenario() -> None:
-        cluster = LocalCluster(UNSHARED, grpc_port=0, metrics_port=0)
-        await cluster.start()
-        try:
-            await cluster.ready(timeout_s=60)
+        async with LocalCluster(UNSHARED, grpc_port=0, metrics_port=0).running(timeout_s=60) as cluster:
             plan = cluster.controller.plan
             assert plan is not None and [a.name for a in plan.apps] == ["cam"]
             assert sum(plan.workers_by_hardware().values()) == 2  # one T4 per module
@@ -97,8 +96,6 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits(caplog):
                 await frame(client)
             assert "UNAVAILABLE" in str(info.value.status()) and "cannot be served" in info.value.message()
             await client.close()
-        finally:
-            await cluster.stop()
 
     asyncio.run(scenario())
 
@@ -133,10 +130,7 @@ PERF_ANALYZER = Path(__file__).resolve().parents[2] / ".tools" / "perf_analyzer"
 @pytest.mark.parametrize("mode", [[], ["--streaming", "--async"]], ids=["sync", "streaming"])
 def test_perf_analyzer_measures_an_app(mode):
     async def scenario() -> str:
-        cluster = LocalCluster(FLUID, grpc_port=0, metrics_port=0)
-        await cluster.start()
-        try:
-            await cluster.ready(timeout_s=60)
+        async with LocalCluster(FLUID, grpc_port=0, metrics_port=0).running(timeout_s=60) as cluster:
             proc = await asyncio.create_subprocess_exec(
                 str(PERF_ANALYZER), "-m", "cam", "-u", f"127.0.0.1:{cluster.port}", "-i", "grpc", "-p", "1000",
                 "-r", "10", "-s", "100", "--request-rate-range", "20", *mode,
@@ -144,8 +138,6 @@ def test_perf_analyzer_measures_an_app(mode):
             out, _ = await asyncio.wait_for(proc.communicate(), 120)
             assert proc.returncode == 0, out.decode()[-2000:]
             return out.decode()
-        finally:
-            await cluster.stop()
 
     out = asyncio.run(scenario())
     assert "Request Rate: 20 inference requests per seconds" in out and "Successful request count" in out
@@ -198,3 +190,22 @@ def test_a_client_started_at_server_ready_finds_every_app(tmp_path, start_servic
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     plans = [line for line in serve.lines if " in force: $" in line]
     assert len(plans) == 1, "".join(plans)
+
+
+def test_a_start_that_fails_midway_leaves_nothing_running():
+    """The frontend's port is taken: `start` fails after it made certificates and the metrics server,
+    and stops what it started (no thread of its own, no worker, no secret left on disk)."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    before = set(threading.enumerate())
+    cluster = LocalCluster(FLUID, grpc_port=taken.getsockname()[1], metrics_port=0)
+    try:
+        with pytest.raises(Exception, match="127.0.0.1"):
+            asyncio.run(cluster.start())
+    finally:
+        taken.close()
+    assert cluster.processes == [] and cluster.control is None
+    assert cluster._certs is not None and not Path(cluster._certs.name).exists()
+    left = {t.name for t in set(threading.enumerate()) - before}
+    assert {name for name in left if "_poll_wrapper" not in name} == set()  # gRPC's poller lives on

@@ -51,10 +51,7 @@ def test_one_worker_hosts_two_apps_modules_through_a_replan(tmp_path):
             await asyncio.sleep(0.1)
 
     async def scenario():
-        cluster = LocalCluster(workload, grpc_port=0, metrics_port=0)
-        await cluster.start()
-        try:
-            await cluster.ready()
+        async with LocalCluster(workload, grpc_port=0, metrics_port=0).running() as cluster:
             controller = cluster.controller
             before = controller.plan
             hosting_before = {w: m for w, m in controller.running.items() if len(m) == 2}
@@ -73,8 +70,6 @@ def test_one_worker_hosts_two_apps_modules_through_a_replan(tmp_path):
             hosting_after = {w: m for w, m in controller.running.items() if len(m) == 2}
             stats = cluster.plane.stats()
             return before, controller.plan, controller.plans - plans, hosting_before, hosting_after, results, stats
-        finally:
-            await cluster.stop()
 
     before, after, replans, hosting_before, hosting_after, results, stats = asyncio.run(
         asyncio.wait_for(scenario(), 240))

@@ -49,18 +49,13 @@ def test_a_modules_weights_file_reaches_its_worker(tmp_path):
     assert workload.serve.weights_dir == str((tmp_path / "weights").resolve())  # relative to the config file
 
     async def scenario():
-        cluster = LocalCluster(workload, grpc_port=0, metrics_port=0)
-        await cluster.start()
-        try:
-            await cluster.ready()
+        async with LocalCluster(workload, grpc_port=0, metrics_port=0).running() as cluster:
             client = triton_aio.InferenceServerClient(f"127.0.0.1:{cluster.port}")
             frame = InferInput("FRAME", [24, 32, 3], "UINT8")
             frame.set_data_from_numpy(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8))
             result = await client.infer("cam", [frame], client_timeout=30)
             await client.close()
             return result.as_numpy("cls_0")
-        finally:
-            await cluster.stop()
 
     logits = asyncio.run(asyncio.wait_for(scenario(), 240))
     assert logits.shape == (1, 1000) and np.allclose(logits, 0.5)

@@ -38,7 +38,7 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
     if health_port is not None:
         probes, health_at = health_server(host, health_port, checker)
         await probes.start()
-    at = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
+    at = serve_metrics(registry, metrics_port, host).server_port if metrics_port is not None else None
     controller.start()
     print(f"controller listening on {host}:{bound}{' (mutual TLS)' if tls else ''}"
           + (f", metrics on http://{host}:{at}/metrics" if at is not None else "")

@@ -69,7 +69,7 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
     if health_port is not None:
         probes, health_at = health_server(host, health_port, checker)
         await probes.start()
-    at = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
+    at = serve_metrics(registry, metrics_port, host).server_port if metrics_port is not None else None
     me = f"frontend-{uuid.uuid4().hex[:6]}"
     channel = aio_channel(controller, tls, "controller")
     stub = rpc.ControllerStub(channel)

@@ -191,7 +191,7 @@ def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, 
         probes.start()
         log.info("health (plaintext, for probes) on %s:%d", host, at)
     if metrics_port is not None and plane.metrics is not None:
-        at = serve_metrics(plane.metrics.registry, metrics_port, host)
+        at = serve_metrics(plane.metrics.registry, metrics_port, host).server_port
         plane.metrics.emulated.set(1 if plane.executor.emulated else 0)
         gpu = GpuMetrics(plane.executor.device)
         if gpu.handle is not None:
