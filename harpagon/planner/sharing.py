@@ -13,7 +13,8 @@ The models on one GPU must fit its memory (:mod:`harpagon.model.memory`, where p
 
 Which tuples share is the SLO split again: per module, the GPU time of its ways to run (as planned,
 or a fresh choice made for sharing) at every latency, over which the planner's own splitter picks
-each module's latency (:func:`candidates`). Packing is greedy (largest load first, each tuple onto
+each module's latency (:func:`candidates`), costed alone and with room for others' work in its cycle
+(`ROOM_FOR_OTHERS`: costed alone, members get latencies that a packing can just miss). Packing is greedy (largest load first, each tuple onto
 the GPU it leaves most occupied, at the longest cycle that fits every member's latency, as Nexus's
 squishy bin packing does). The result is kept only if it is cheaper than the plan it starts from and
 within the hardware counts; under a promise the planner keeps it only if its replay keeps the promise.
@@ -45,6 +46,11 @@ CAP_STEP = 1.08
 PROMISE_LOAD = 0.8
 #: Relative tolerance of the budget and capacity comparisons (the plan check's is 1e-6).
 TOL = 1e-9
+#: The split costs each member as if its cycle held, beside its own batch, this many times its batch
+#: time of the others' work (at least the queue allowance); `share` tries each and keeps the cheapest
+#: plan. Costed alone (0), members are given latencies from which a packing can miss by a percent
+#: (multi-app grid, multi/05: detect and people need a 7.72 ms cycle; their latencies allow 7.6 ms).
+ROOM_FOR_OTHERS = (0.0, 0.5, 1.0)
 
 
 @dataclass
@@ -139,7 +145,7 @@ def _fits_memory(workload: Workload, members: Sequence[Member], chosen: Sequence
 
 
 def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: frozenset[str] = frozenset(),
-               keep: frozenset[tuple[str, str]] = frozenset()) -> list[Member]:
+               keep: frozenset[tuple[str, str]] = frozenset(), others: float = 0.0) -> list[Member]:
     """The plan's tuples that could share a GPU, and the latency each may take.
 
     Per module, two ways to run it, each costed by the GPU time it takes (a shared GPU's part counted
@@ -147,7 +153,7 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
     on a shared GPU), or a fresh choice made for sharing (saturated workers at one (hardware, batch)
     and the rest on a shared GPU), at any latency. The app's SLO is then split again over these cost
     curves (the planner's own splitter, :mod:`.splitter`): a module running as planned keeps at least
-    its planned latency, and every path stays within the SLO."""
+    its planned latency, and every path stays within the SLO. `others`: see ROOM_FOR_OTHERS."""
     out: list[Member] = []
     options: dict[str, dict[str, list[Option]]] = {}
     apps = {a.name: a for a in workload.apps}
@@ -168,9 +174,9 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
                 ways[mp.name] = [[]]
                 continue
             for cap in _caps(mp, options[mp.model], app.slo_ms, settings):
-                best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload)
+                best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload, others)
                 fresh = _fresh(ap.name, mp, {h: o for h, o in options[mp.model].items() if h not in fresh_off}, cap,
-                               settings, plan.dispatch, workload)
+                               settings, plan.dispatch, workload, others)
                 if fresh is not None and (best is None or fresh[0] < best[0] * (1 - 1e-9)):
                     best = (fresh[0], [fresh[1]])
                 if best is not None and (not costs or best[0] < costs[-1] * (1 - 1e-9)):
@@ -218,7 +224,7 @@ def _caps(mp: ModulePlan, per_hw: dict[str, list[Option]], slo_ms: float, settin
 
 
 def _as_planned(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float, settings: Settings,
-                dispatch: Dispatch, workload: Workload) -> tuple[float, list[Member]] | None:
+                dispatch: Dispatch, workload: Workload, others: float = 0.0) -> tuple[float, list[Member]] | None:
     """The module as planned, its light tuples (and the idle part of its others) shared, at latency
     `cap` (None below its planned latency): estimated $/h and the members."""
     if cap < mp.predicted_latency_ms * (1 - TOL):
@@ -233,17 +239,18 @@ def _as_planned(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: 
             mine.append(Member(app, mp.name, mp.model, k, t.hardware, t.rate - main.rate, cap, opts, main))
         else:
             kept += t.workers * price
-    return kept + sum(_shared_cost(m, settings, workload) for m in mine), mine
+    return kept + sum(_shared_cost(m, settings, workload, others) for m in mine), mine
 
 
-def _shared_cost(m: Member, settings: Settings, workload: Workload) -> float:
+def _shared_cost(m: Member, settings: Settings, workload: Workload, others: float = 0.0) -> float:
     """$/h of the GPU time `m` would take on a shared GPU, at its best batch within its budget
     (a saturated `main` beside it counted whole): `d(b) / C` of a GPU at the longest cycle `C` its
-    latency allows (under a promise, with room for as much of the others' work as its own)."""
+    latency allows, with room for `others` times its own batch time of the others' work (under a
+    promise, at least its queue allowance)."""
     price = workload.hardware_by_name[m.hardware].price_per_hour
     best = math.inf
     for o in m.options:
-        room = m.budget_ms - o.d_ms - settings.overhead_ms - queue_allowance(o.d_ms, settings)
+        room = m.budget_ms - o.d_ms - settings.overhead_ms - max(queue_allowance(o.d_ms, settings), others * o.d_ms)
         cycle = min(1000.0 * o.batch / m.rate, room)
         if cycle >= o.d_ms:
             best = min(best, price * o.d_ms / (cycle * settings.max_utilization))
@@ -251,7 +258,7 @@ def _shared_cost(m: Member, settings: Settings, workload: Workload) -> float:
 
 
 def _fresh(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float, settings: Settings,
-           dispatch: Dispatch, workload: Workload) -> tuple[float, Member] | None:
+           dispatch: Dispatch, workload: Workload, others: float = 0.0) -> tuple[float, Member] | None:
     """A sharing-aware choice for the whole module: `n` saturated workers of one (hardware, batch)
     within `cap`, and the rest of its rate as a member of a shared GPU of that hardware; its
     estimated $/h and the member (None if no choice fits)."""
@@ -271,7 +278,7 @@ def _fresh(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float
             if rest <= 1e-9 * mp.rate:
                 continue  # nothing to share: the plan's own choice covers whole workers
             m = Member(app, mp.name, mp.model, 0, hw, rest, cap, opts, main, whole_module=True)
-            cost = _shared_cost(m, settings, workload)
+            cost = _shared_cost(m, settings, workload, others)
             if math.isfinite(cost) and (best is None or cost < best[0]) and fit([m], settings, workload) is None:
                 continue  # it must fit a GPU of its own at least: its module's latency is split on it
             if best is None or cost < best[0]:
@@ -328,15 +335,19 @@ def pack(members: Sequence[Member], settings: Settings, workload: Workload | Non
 def share(plan: Plan, workload: Workload, settings: Settings, prefix: str = "gpu",
           keep: frozenset[tuple[str, str]] = frozenset()) -> Plan:
     """The plan with its light tuples packed onto shared GPUs: the cheapest such plan within the
-    hardware counts, or the plan itself unless one is cheaper. Fresh choices may crowd a kind past its
-    count; they are then kept off that kind, and off every kind, in turn. `keep`: (app, module) pairs
-    left as planned."""
-    first = _shared_plan(plan, workload, settings, prefix, frozenset(), keep)
-    tries = [first]
-    over = _over_counts(first, workload)
-    if over:
-        limited = frozenset(h.name for h in workload.hardware if h.count is not None)
-        tries += [_shared_plan(plan, workload, settings, prefix, off, keep) for off in {frozenset(over), limited}]
+    hardware counts, or the plan itself unless one is cheaper. It is made for every ROOM_FOR_OTHERS
+    (those at most the queue allowance's are one). Fresh choices may crowd a kind past its count; they
+    are then kept off that kind, and off every kind, in turn. `keep`: (app, module) pairs left as
+    planned."""
+    tries = []
+    for others in sorted({max(k, 0.0 if settings.fluid else 1.0) for k in ROOM_FOR_OTHERS}):
+        first = _shared_plan(plan, workload, settings, prefix, frozenset(), keep, others)
+        tries.append(first)
+        over = _over_counts(first, workload)
+        if over:
+            limited = frozenset(h.name for h in workload.hardware if h.count is not None)
+            tries += [_shared_plan(plan, workload, settings, prefix, off, keep, others)
+                      for off in {frozenset(over), limited}]
     fit = [q for q in tries if not _over_counts(q, workload)]
     best = min(fit, key=lambda q: q.cost_per_hour, default=plan)
     return best if best.cost_per_hour < plan.cost_per_hour * (1 - 1e-9) else plan
@@ -348,8 +359,8 @@ def _over_counts(plan: Plan, workload: Workload) -> set[str]:
 
 
 def _shared_plan(plan: Plan, workload: Workload, settings: Settings, prefix: str, fresh_off: frozenset[str],
-                 keep: frozenset[tuple[str, str]]) -> Plan:
-    groups = pack(candidates(plan, workload, settings, fresh_off, keep), settings, workload)
+                 keep: frozenset[tuple[str, str]], others: float = 0.0) -> Plan:
+    groups = pack(candidates(plan, workload, settings, fresh_off, keep, others), settings, workload)
     if not groups:
         return plan
     moved: dict[tuple[str, str, int], tuple[TuplePlan, ...]] = {}

@@ -62,6 +62,26 @@ def test_two_light_modules_of_two_apps_share_one_gpu():
     assert t.latency_ms <= 200
 
 
+def test_latencies_split_with_room_for_others_let_a_packing_that_alone_just_misses(monkeypatch):
+    """multi/05 of the bench's multi-app grid: costed alone, activity's modules are given latencies
+    whose cycles are a little short for any two (detect and people: 7.72 ms of batches, 7.6 ms of
+    cycle); costed with room for others' work, two of them share a GPU."""
+    from harpagon.bench.workloads import multi_app_grid
+    from harpagon.planner import sharing
+
+    case = next(c for c in multi_app_grid(12, Settings(max_utilization=1.0), seed=1) if c.id.startswith("multi/05"))
+    w, s = case.workload, Settings(max_utilization=1.0, arrivals="fluid")
+    unshared = plan(w, s, PlannerOptions(sharing=False))
+    monkeypatch.setattr(sharing, "ROOM_FOR_OTHERS", (0.0,))
+    assert plan(w, s).cost_per_hour == pytest.approx(unshared.cost_per_hour)  # alone: no packing found
+    monkeypatch.undo()
+    p = plan(w, s)
+    assert check_plan(p, w) == []
+    assert p.cost_per_hour == pytest.approx(unshared.cost_per_hour - 0.526)  # one T4 fewer
+    (members,) = shared_gpus(p).values()
+    assert len(members) == 2 and {a for a, _ in members} == {"activity"}
+
+
 def test_models_that_do_not_fit_one_gpu_are_not_shared():
     # each model takes 9 GiB: one fits a 16 GB T4, two do not (the reserve aside)
     w = light_apps(memory_gb=16, rows_memory=9 * 1024)
