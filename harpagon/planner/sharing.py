@@ -14,9 +14,9 @@ The models on one GPU must fit its memory (:mod:`harpagon.model.memory`, where p
 Which tuples share is the SLO split again: per module, the GPU time of its ways to run (as planned,
 or a fresh choice made for sharing) at every latency, over which the planner's own splitter picks
 each module's latency (:func:`candidates`), costed alone and with room for others' work in its cycle
-(`ROOM_FOR_OTHERS`: costed alone, members get latencies that a packing can just miss). Packing is greedy (largest load first, each tuple onto
-the GPU it leaves most occupied, at the longest cycle that fits every member's latency, as Nexus's
-squishy bin packing does). The result is kept only if it is cheaper than the plan it starts from and
+(`ROOM_FOR_OTHERS`: costed alone, members get latencies that a packing can just miss). Packing is
+greedy (largest load first, each tuple onto the GPU it leaves most occupied, at the longest cycle
+that fits every member's latency, as Nexus's squishy bin packing does). The result is kept only if it is cheaper than the plan it starts from and
 within the hardware counts; under a promise the planner keeps it only if its replay keeps the promise.
 """
 
