@@ -16,6 +16,7 @@ from tritonclient.utils import InferenceServerException
 from harpagon.config.loader import load_workload
 from harpagon.config.schema import Workload
 from harpagon.runtime.controller.controller import MIN_EPOCH_S
+from harpagon.runtime.frontend.data_plane import SUSPECT_S
 from harpagon.runtime.serve import LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -73,8 +74,10 @@ def test_a_slow_device_is_measured_and_replanned_for(caplog):
             sender = asyncio.ensure_future(send(client, 250.0, 60.0, 80.0, seed=2))  # keeps the load on
             while controller.plans == plans and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
+            # the load stays on while the old routes drain and the switch settles (a worker that stalled in
+            # it is suspect for SUSPECT_S); then the new plan's steady state is measured
+            await asyncio.sleep(SUSPECT_S + 1.0)
             sender.cancel()
-            await asyncio.sleep(1.0)  # the old routes drain
             after = await send(client, 250.0, 8.0, 80.0, seed=3)
             await client.close()
             return first, controller.plan, controller.calibrator, before, after
