@@ -303,13 +303,19 @@ def check_resources(plan: Plan, workload: Workload) -> list[str]:
     return _count_problems(plan, workload) + _memory_problems(plan, workload)
 
 
-def _count_problems(plan: Plan, workload: Workload) -> list[str]:
-    bad = []
+def over_counts(plan: Plan, workload: Workload) -> dict[str, tuple[int, int]]:
+    """Hardware kinds the plan uses more workers of than their `count`: kind -> (used, count)."""
+    out = {}
     for hw, used in workers_by_hardware(plan.apps).items():
         h = workload.hardware_by_name.get(hw)
         if h is not None and h.count is not None and used > h.count:
-            bad.append(f"hardware {hw!r}: plan uses {used} workers, only {h.count} exist")
-    return bad
+            out[hw] = (used, h.count)
+    return out
+
+
+def _count_problems(plan: Plan, workload: Workload) -> list[str]:
+    return [f"hardware {hw!r}: plan uses {used} workers, only {count} exist"
+            for hw, (used, count) in over_counts(plan, workload).items()]
 
 
 def _memory_problems(plan: Plan, workload: Workload) -> list[str]:

@@ -31,7 +31,7 @@ import numpy as np
 from harpagon.config.schema import App, Workload
 from harpagon.model import memory
 from harpagon.model.latency import Dispatch, Option, Settings, options_for, tuple_latency
-from harpagon.model.plan import AppPlan, ModulePlan, Plan, TuplePlan, path_latency
+from harpagon.model.plan import AppPlan, ModulePlan, Plan, TuplePlan, over_counts, path_latency
 from harpagon.planner.module_scheduler import CostCurve
 from harpagon.planner.splitter import split_greedy, split_search, split_tree
 
@@ -343,19 +343,14 @@ def share(plan: Plan, workload: Workload, settings: Settings, prefix: str = "gpu
     for others in sorted({max(k, 0.0 if settings.fluid else 1.0) for k in ROOM_FOR_OTHERS}):
         first = _shared_plan(plan, workload, settings, prefix, frozenset(), keep, others)
         tries.append(first)
-        over = _over_counts(first, workload)
+        over = over_counts(first, workload)
         if over:
             limited = frozenset(h.name for h in workload.hardware if h.count is not None)
             tries += [_shared_plan(plan, workload, settings, prefix, off, keep, others)
                       for off in {frozenset(over), limited}]
-    fit = [q for q in tries if not _over_counts(q, workload)]
+    fit = [q for q in tries if not over_counts(q, workload)]
     best = min(fit, key=lambda q: q.cost_per_hour, default=plan)
     return best if best.cost_per_hour < plan.cost_per_hour * (1 - 1e-9) else plan
-
-
-def _over_counts(plan: Plan, workload: Workload) -> set[str]:
-    counts = {h.name: h.count for h in workload.hardware}
-    return {hw for hw, n in plan.workers_by_hardware().items() if counts.get(hw) is not None and n > counts[hw]}
 
 
 def _shared_plan(plan: Plan, workload: Workload, settings: Settings, prefix: str, fresh_off: frozenset[str],
