@@ -12,7 +12,15 @@ import pytest
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
-from harpagon.runtime.frontend.data_plane import FrontendDataPlane, admission_limit, resize, stall_limit_s
+from harpagon.runtime.frontend.data_plane import (
+    SUSPECT_FIRST_S,
+    SUSPECT_S,
+    FrontendDataPlane,
+    Suspects,
+    admission_limit,
+    resize,
+    stall_limit_s,
+)
 from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.wire.errors import (
     DeadlineExceeded,
@@ -542,6 +550,22 @@ def test_a_suspect_worker_is_used_again_after_its_hold_and_a_good_answer_clears_
     plane = run_clean(scenario())
     assert [c.address for c in fake.calls] == ["w1", "w2", "w2", "w1"]
     assert plane.stats()[("h", "m")].retries == 1 and plane.counters["h"].success == 3
+
+
+def test_a_suspects_hold_doubles_while_it_keeps_failing_and_starts_afresh_after_a_good_answer():
+    """A hiccup costs its tuple a worker for half a second; a dead worker is tried ever more rarely."""
+    s = Suspects()
+    assert (s.first_s, s.hold_s) == (SUSPECT_FIRST_S, SUSPECT_S) == (0.5, 3.0)
+    t, holds = 0.0, []
+    for _ in range(5):  # fails each time its hold is over
+        holds.append(s.mark("w1", t))
+        assert s.suspect("w1", t + holds[-1] - 1e-6) and not s.suspect("w1", t + holds[-1])
+        t += holds[-1]
+    assert holds == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert s.mark("w1", t) == 3.0 and s.mark("w1", t + 1.0) is None  # already suspect: not a fresh hold
+    assert s.suspect("w1", t + 3.9) and not s.suspect("w2", t)  # ...but the hold runs from the latest failure
+    s.clear("w1")  # it answered
+    assert "w1" not in s and s.mark("w1", t + 10.0) == 0.5
 
 
 def test_frames_past_their_deadline_are_not_retried_and_get_deadline_exceeded():

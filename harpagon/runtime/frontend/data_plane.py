@@ -19,8 +19,9 @@ Failures and stalls. A worker call that fails with UNAVAILABLE (the worker died,
 connection, answered a malformed reply) or that takes longer than its tuple's stall limit
 (:func:`stall_limit_s`, from the tuple's planned latency) is sent again to another worker of the
 same tuple, at most once per worker, with the batch's frames still before their deadline (the others
-are answered DEADLINE_EXCEEDED). Such a worker is *suspect* for :data:`SUSPECT_S` seconds
-(:class:`Suspects`, shared by every module of the plane; a good answer clears it): batches the
+are answered DEADLINE_EXCEEDED). Such a worker is *suspect* for a while, 0.5 s at first and longer
+each time it fails again, up to :data:`SUSPECT_S` (:class:`Suspects`, shared by every module of the
+plane; a good answer clears it): batches the
 dispatcher sends it meanwhile go to the tuple's next worker that is not suspect. The dispatcher itself
 (shared with the simulator) never learns of it. Faults that are the request's (INVALID_ARGUMENT,
 NOT_FOUND, FAILED_PRECONDITION) are answered at once, never retried.
@@ -78,8 +79,13 @@ STALL_MARGIN_MS = 100.0
 #: A frame done later than its deadline less this is answered DEADLINE_EXCEEDED, not OK.
 ANSWER_MARGIN_S = 0.005
 #: How long a worker that failed or stalled stays suspect (no batches while its tuple has another
-#: worker): long enough not to feed a dead worker a batch per flush timer until the controller's
-#: heartbeats notice it (and re-plan), short enough that a worker that only hiccuped is back soon.
+#: worker): :data:`SUSPECT_FIRST_S` the first time, doubled at each failure that follows without a good
+#: answer in between, up to :data:`SUSPECT_S`. A worker that only hiccuped (a busy host, a GC pause) is
+#: back after half a second, so its tuple runs short of a worker that long rather than 3 s (a 2-worker
+#: tuple at 60% load would queue for seconds after that); a dead or stopped worker is tried again after
+#: 0.5, 1, 2, 3, 3... s, each try one batch retried elsewhere or lost, until the controller's heartbeats
+#: notice it and re-plan.
+SUSPECT_FIRST_S = 0.5
 SUSPECT_S = 3.0
 #: The most frames of an app in flight: `max(ADMIT_FLOOR, ceil(ADMIT_FACTOR × rate × SLO))`. At the
 #: planned rate Little's law puts `rate × latency <= rate × SLO` frames in flight; 4 times that absorbs
@@ -106,23 +112,30 @@ def admission_limit(app: App, factor: float = ADMIT_FACTOR, floor: int = ADMIT_F
 
 
 class Suspects:
-    """Worker addresses that failed or stalled in the last `hold_s` seconds (a small circuit breaker,
-    shared by every module that routes to them). Times are the event loop's."""
+    """Worker addresses that failed or stalled lately (a small circuit breaker with exponential
+    back-off, shared by every module that routes to them). Times are the event loop's."""
 
-    def __init__(self, hold_s: float = SUSPECT_S):
+    def __init__(self, hold_s: float = SUSPECT_S, first_s: float = SUSPECT_FIRST_S):
         self.hold_s = hold_s
+        """The longest hold."""
+        self.first_s = min(first_s, hold_s)
         self._until: dict[str, float] = {}
+        self._strikes: dict[str, int] = {}  # failures since the address last answered well
 
-    def mark(self, address: str, now: float) -> bool:
-        """Suspect `address` until `now + hold_s`; True if it was not suspect already."""
+    def mark(self, address: str, now: float) -> float | None:
+        """Suspect `address` for its next hold from `now`: that hold (s) if it was not suspect already,
+        else None."""
         fresh = not self.suspect(address, now)
-        self._until[address] = now + self.hold_s
-        return fresh
+        strikes = self._strikes[address] = self._strikes.get(address, 0) + 1
+        hold = min(self.hold_s, self.first_s * 2.0 ** (strikes - 1))
+        self._until[address] = now + hold
+        return hold if fresh else None
 
     def clear(self, address: str) -> None:
-        """It answered: trust it again."""
-        if self._until:
+        """It answered: trust it again, and start its back-off afresh."""
+        if self._strikes:
             self._until.pop(address, None)
+            self._strikes.pop(address, None)
 
     def suspect(self, address: str, now: float) -> bool:
         until = self._until.get(address)
@@ -354,8 +367,8 @@ class LiveModule:
                     error = Unavailable(f"worker {address} stalled: no answer within its stall limit of "
                                         f"{stall_s * 1000:.0f} ms")
                 retry = stalled or isinstance(error, Unavailable)
-                if retry and self.suspects.mark(address, now):
-                    log.warning("worker %s is suspect for %g s: %s", address, self.suspects.hold_s, error)
+                if retry and (hold := self.suspects.mark(address, now)) is not None:
+                    log.warning("worker %s is suspect for %g s: %s", address, hold, error)
                 nxt = self._pick(ring, tried, now) if retry else None
                 if nxt is not None:
                     live = []
@@ -419,7 +432,7 @@ class FrontendDataPlane:
     (retry), not NOT_FOUND. A remote frontend learns them from its first routing table.
 
     `admit_factor` and `admit_floor` set each app's bound on frames in flight (:func:`admission_limit`);
-    `suspect_s` how long a worker that failed or stalled is avoided (:class:`Suspects`)."""
+    `suspect_s` the longest a worker that failed or stalled is avoided (:class:`Suspects`)."""
 
     def __init__(self, table: RoutingTable | None = None, frame_shape: tuple[int, int, int] = (480, 640, 3),
                  metrics: FrontendMetrics | None = None, client: WorkerClient | None = None,
