@@ -161,6 +161,7 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
         app = apps[ap.name]
         curves: dict[str, CostCurve] = {}
         ways: dict[str, list[list[Member]]] = {}
+        bursts = _bursts(app, ap)
         for mp in ap.modules:
             if mp.model not in options:
                 per_hw: dict[str, list[Option]] = {}
@@ -176,7 +177,7 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
             for cap in _caps(mp, options[mp.model], app.slo_ms, settings):
                 best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload, others)
                 fresh = _fresh(ap.name, mp, {h: o for h, o in options[mp.model].items() if h not in fresh_off}, cap,
-                               settings, plan.dispatch, workload, others)
+                               settings, plan.dispatch, workload, others, bursts[mp.name])
                 if fresh is not None and (best is None or fresh[0] < best[0] * (1 - 1e-9)):
                     best = (fresh[0], [fresh[1]])
                 if best is not None and (not costs or best[0] < costs[-1] * (1 - 1e-9)):
@@ -189,7 +190,6 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
         if split is None:
             greedy = split_greedy(app, curves)
             split = split_search(app, curves, greedy)
-        bursts = _bursts(app, ap)
         for name, i in split.items():
             for m in ways[name][i]:
                 m.burst = bursts[name]
@@ -258,10 +258,13 @@ def _shared_cost(m: Member, settings: Settings, workload: Workload, others: floa
 
 
 def _fresh(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float, settings: Settings,
-           dispatch: Dispatch, workload: Workload, others: float = 0.0) -> tuple[float, Member] | None:
+           dispatch: Dispatch, workload: Workload, others: float = 0.0, burst: int = 1
+           ) -> tuple[float, Member] | None:
     """A sharing-aware choice for the whole module: `n` saturated workers of one (hardware, batch)
     within `cap`, and the rest of its rate as a member of a shared GPU of that hardware; its
-    estimated $/h and the member (None if no choice fits)."""
+    estimated $/h and the member (None if no choice fits a GPU alone, with its `burst`: a choice that
+    does not would be dropped by the packing, its module left as planned beyond the latency the split
+    gave it)."""
     best: tuple[float, Member] | None = None
     for hw, opts in per_hw.items():
         for o in opts:
@@ -277,7 +280,7 @@ def _fresh(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float
                 main = TuplePlan(hw, o.batch, n, n * per_worker, 0.0, lat, queue_ms=wait)
             if rest <= 1e-9 * mp.rate:
                 continue  # nothing to share: the plan's own choice covers whole workers
-            m = Member(app, mp.name, mp.model, 0, hw, rest, cap, opts, main, whole_module=True)
+            m = Member(app, mp.name, mp.model, 0, hw, rest, cap, opts, main, whole_module=True, burst=burst)
             cost = _shared_cost(m, settings, workload, others)
             if math.isfinite(cost) and (best is None or cost < best[0]) and fit([m], settings, workload) is None:
                 continue  # it must fit a GPU of its own at least: its module's latency is split on it

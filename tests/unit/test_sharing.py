@@ -82,6 +82,24 @@ def test_latencies_split_with_room_for_others_let_a_packing_that_alone_just_miss
     assert len(members) == 2 and {a for a, _ in members} == {"activity"}
 
 
+def test_a_fresh_choice_for_sharing_fits_a_gpu_alone_with_its_burst():
+    """Under a promise a batch holds a burst (a parent's batch of requests) and a bursty tuple's batches
+    count twice in its cycle: x's rest fits a GPU alone one request at a time, not in bursts of 2. A
+    choice the packing cannot place would leave its module as planned, beyond the latency the split
+    gave it (a shared plan of configs/multi.yaml ran face's path at 323 ms against its 300 ms SLO)."""
+    from harpagon.model.latency import options_for
+    from harpagon.model.plan import ModulePlan
+    from harpagon.planner.sharing import _fresh, fit
+
+    w = light_apps()
+    s = Settings(arrivals="poisson")
+    x = ModulePlan("x", "a", 10.0, 45.0, 10.0, ())
+    per_hw = {"t4": [o for o in options_for(w, "a", s) if o.hardware == "t4"]}
+    one = _fresh("one", x, per_hw, 45.0, s, "batch-aware", w, burst=1)
+    assert one is not None and one[1].burst == 1 and fit([one[1]], s, w) is not None
+    assert _fresh("one", x, per_hw, 45.0, s, "batch-aware", w, burst=2) is None
+
+
 def test_models_that_do_not_fit_one_gpu_are_not_shared():
     # each model takes 9 GiB: one fits a 16 GB T4, two do not (the reserve aside)
     w = light_apps(memory_gb=16, rows_memory=9 * 1024)
