@@ -175,7 +175,8 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
                 ways[mp.name] = [[]]
                 continue
             for cap in _caps(mp, options[mp.model], app.slo_ms, settings):
-                best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload, others)
+                best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload, others,
+                                   bursts[mp.name])
                 fresh = _fresh(ap.name, mp, {h: o for h, o in options[mp.model].items() if h not in fresh_off}, cap,
                                settings, plan.dispatch, workload, others, bursts[mp.name])
                 if fresh is not None and (best is None or fresh[0] < best[0] * (1 - 1e-9)):
@@ -191,9 +192,7 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
             greedy = split_greedy(app, curves)
             split = split_search(app, curves, greedy)
         for name, i in split.items():
-            for m in ways[name][i]:
-                m.burst = bursts[name]
-                out.append(m)
+            out += ways[name][i]
     return out
 
 
@@ -224,9 +223,10 @@ def _caps(mp: ModulePlan, per_hw: dict[str, list[Option]], slo_ms: float, settin
 
 
 def _as_planned(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float, settings: Settings,
-                dispatch: Dispatch, workload: Workload, others: float = 0.0) -> tuple[float, list[Member]] | None:
+                dispatch: Dispatch, workload: Workload, others: float = 0.0, burst: int = 1
+                ) -> tuple[float, list[Member]] | None:
     """The module as planned, its light tuples (and the idle part of its others) shared, at latency
-    `cap` (None below its planned latency): estimated $/h and the members."""
+    `cap` (None below its planned latency): estimated $/h and the members (of `burst`)."""
     if cap < mp.predicted_latency_ms * (1 - TOL):
         return None
     mine, kept = [], 0.0
@@ -234,9 +234,10 @@ def _as_planned(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: 
         opts = per_hw[t.hardware]
         price = workload.hardware_by_name[t.hardware].price_per_hour
         if t.gpu is None and t.workers == 1:
-            mine.append(Member(app, mp.name, mp.model, k, t.hardware, t.rate, cap, opts))
+            mine.append(Member(app, mp.name, mp.model, k, t.hardware, t.rate, cap, opts, burst=burst))
         elif t.gpu is None and (main := _split(t, opts, settings, dispatch, cap)) is not None:
-            mine.append(Member(app, mp.name, mp.model, k, t.hardware, t.rate - main.rate, cap, opts, main))
+            mine.append(Member(app, mp.name, mp.model, k, t.hardware, t.rate - main.rate, cap, opts, main,
+                               burst=burst))
         else:
             kept += t.workers * price
     return kept + sum(_shared_cost(m, settings, workload, others) for m in mine), mine
