@@ -1,6 +1,8 @@
 """The frontend charges frames the time its event loop was stalled (a frame that waited unseen in
 gRPC's queue during a stall must not look fresh)."""
 
+# ruff: noqa: ASYNC251 - blocking the event loop with time.sleep is how these tests stall it
+
 from __future__ import annotations
 
 import asyncio
@@ -43,6 +45,52 @@ def test_after_a_stall_frames_are_charged_from_its_start_until_the_backlog_drain
         time.sleep(0.06)  # a busy loop, short of a stall: a frame taken now is charged the lag
         now = loop.time()
         assert now - 0.07 <= watch.arrival(now) <= now - 0.03
+        watch.stop()
+
+    asyncio.run(scenario())
+
+
+async def _watching(loop: asyncio.AbstractEventLoop) -> LoopWatch:
+    """A watch on `loop` that has ticked for a while on an idle loop."""
+    watch = LoopWatch()
+    watch.start(loop)
+    await asyncio.sleep(0.05)
+    return watch
+
+
+def test_a_backlog_left_by_a_delay_short_of_a_stall_is_charged_from_before_the_delay_until_it_drains():
+    """The loop did not run for 70 ms (a starved CPU): gRPC hands the calls that queued meanwhile over
+    one at a time, so some are taken after the next ticks ran on time; they are still charged from
+    before the delay (a frame that waited 54 ms unseen was once charged 2 ms and answered late)."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        watch = await _watching(loop)
+        before = loop.time()
+        time.sleep(0.07)
+        await asyncio.sleep(0.02)  # ticks on time again; the backlog is still draining
+        now = loop.time()
+        assert watch.lag(now) < 0.07 - 0.03 and watch.stalls == 0  # the loop no longer looks late...
+        assert watch.arrival(now) <= before  # ...but frames taken now may have waited since then
+        await asyncio.sleep(0.1)
+        now = loop.time()
+        assert now - 0.02 <= watch.arrival(now) <= now  # drained: fresh again
+        watch.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_shorter_delay_in_the_drain_of_a_longer_one_does_not_shorten_its_charge():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        watch = await _watching(loop)
+        before = loop.time()
+        time.sleep(0.3)
+        await asyncio.sleep(0.02)
+        time.sleep(0.03)  # a second, shorter delay while the first one's backlog drains
+        await asyncio.sleep(0.02)
+        now = loop.time()
+        assert watch.arrival(now) <= before
+        assert watch.stalls == 1
         watch.stop()
 
     asyncio.run(scenario())
