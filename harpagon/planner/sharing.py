@@ -13,11 +13,13 @@ The models on one GPU must fit its memory (:mod:`harpagon.model.memory`, where p
 
 Which tuples share is the SLO split again: per module, the GPU time of its ways to run (as planned,
 or a fresh choice made for sharing) at every latency, over which the planner's own splitter picks
-each module's latency (:func:`candidates`), costed alone and with room for others' work in its cycle
-(`ROOM_FOR_OTHERS`: costed alone, members get latencies that a packing can just miss). Packing is
-greedy (largest load first, each tuple onto the GPU it leaves most occupied, at the longest cycle
-that fits every member's latency, as Nexus's squishy bin packing does). The result is kept only if it is cheaper than the plan it starts from and
-within the hardware counts; under a promise the planner keeps it only if its replay keeps the promise.
+each module's latency (:func:`candidates`). Packing is greedy (largest load first, each tuple onto
+the GPU it leaves most occupied, at the longest cycle that fits every member's latency, as Nexus's
+squishy bin packing does); the tuples it leaves alone are then paired where their apps' paths have
+the latency to spare (:func:`repair`: the split costs each tuple alone, so it may give two tuples
+latencies whose cycles just miss each other). The result is kept only if it is cheaper than the plan
+it starts from and within the hardware counts; under a promise the planner keeps it only if its
+replay keeps the promise.
 """
 
 from __future__ import annotations
@@ -46,11 +48,6 @@ CAP_STEP = 1.08
 PROMISE_LOAD = 0.8
 #: Relative tolerance of the budget and capacity comparisons (the plan check's is 1e-6).
 TOL = 1e-9
-#: The split costs each member as if its cycle held, beside its own batch, this many times its batch
-#: time of the others' work (at least the queue allowance); `share` tries each and keeps the cheapest
-#: plan. Costed alone (0), members are given latencies from which a packing can miss by a percent
-#: (multi-app grid, multi/05: detect and people need a 7.72 ms cycle; their latencies allow 7.6 ms).
-ROOM_FOR_OTHERS = (0.0, 0.5, 1.0)
 
 
 @dataclass
@@ -104,9 +101,7 @@ def fit(members: Sequence[Member], settings: Settings, workload: Workload | None
     if there is none. Each member's latency `C + d(b) + overhead + Σ d` stays within its budget, one
     batch of each fits in `C × max_utilization`, and their models fit the GPU's memory."""
     s = settings
-    top = min(m.budget_ms for m in members) - s.overhead_ms
-    cycle = top
-    while cycle >= MIN_CYCLE_MS:
+    for cycle in _cycles(members, min(m.budget_ms for m in members) - s.overhead_ms):
         chosen = [m.batch_for(cycle, not s.fluid) for m in members]
         if all(o is not None for o in chosen):
             busy = sum(m.busy_ms(o, not s.fluid) for m, o in zip(members, chosen, strict=True))  # type: ignore[arg-type]
@@ -116,8 +111,22 @@ def fit(members: Sequence[Member], settings: Settings, workload: Workload | None
                             for m, o in zip(members, chosen, strict=True))
                     and (workload is None or _fits_memory(workload, members, chosen))):
                 return cycle, busy
-        cycle *= CYCLE_STEP
     return None
+
+
+def _cycles(members: Sequence[Member], top: float) -> list[float]:
+    """The duty cycles worth trying, longest first, from `top` down to MIN_CYCLE_MS: a geometric grid
+    (CYCLE_STEP), and each cycle at which a member's batch just holds a cycle's requests (`1000 b / r`),
+    the longest at that batch (the grid alone may miss a window of a percent in which the members'
+    batches fit a cycle: at 300 frames/s, batches of 2 at 6.62 to 6.67 ms)."""
+    grid = set()
+    cycle = top
+    while cycle >= MIN_CYCLE_MS:
+        grid.add(cycle)
+        cycle *= CYCLE_STEP
+    grid.update(c for m in members if m.rate > 0 for o in m.options
+                if MIN_CYCLE_MS <= (c := 1000.0 * o.batch / m.rate) <= top)
+    return sorted(grid, reverse=True)
 
 
 def main_load(settings: Settings) -> float:
@@ -145,7 +154,7 @@ def _fits_memory(workload: Workload, members: Sequence[Member], chosen: Sequence
 
 
 def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: frozenset[str] = frozenset(),
-               keep: frozenset[tuple[str, str]] = frozenset(), others: float = 0.0) -> list[Member]:
+               keep: frozenset[tuple[str, str]] = frozenset()) -> list[Member]:
     """The plan's tuples that could share a GPU, and the latency each may take.
 
     Per module, two ways to run it, each costed by the GPU time it takes (a shared GPU's part counted
@@ -153,7 +162,7 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
     on a shared GPU), or a fresh choice made for sharing (saturated workers at one (hardware, batch)
     and the rest on a shared GPU), at any latency. The app's SLO is then split again over these cost
     curves (the planner's own splitter, :mod:`.splitter`): a module running as planned keeps at least
-    its planned latency, and every path stays within the SLO. `others`: see ROOM_FOR_OTHERS."""
+    its planned latency, and every path stays within the SLO."""
     out: list[Member] = []
     options: dict[str, dict[str, list[Option]]] = {}
     apps = {a.name: a for a in workload.apps}
@@ -175,10 +184,10 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
                 ways[mp.name] = [[]]
                 continue
             for cap in _caps(mp, options[mp.model], app.slo_ms, settings):
-                best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload, others,
+                best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload,
                                    bursts[mp.name])
                 fresh = _fresh(ap.name, mp, {h: o for h, o in options[mp.model].items() if h not in fresh_off}, cap,
-                               settings, plan.dispatch, workload, others, bursts[mp.name])
+                               settings, plan.dispatch, workload, bursts[mp.name])
                 if fresh is not None and (best is None or fresh[0] < best[0] * (1 - 1e-9)):
                     best = (fresh[0], [fresh[1]])
                 if best is not None and (not costs or best[0] < costs[-1] * (1 - 1e-9)):
@@ -223,8 +232,7 @@ def _caps(mp: ModulePlan, per_hw: dict[str, list[Option]], slo_ms: float, settin
 
 
 def _as_planned(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float, settings: Settings,
-                dispatch: Dispatch, workload: Workload, others: float = 0.0, burst: int = 1
-                ) -> tuple[float, list[Member]] | None:
+                dispatch: Dispatch, workload: Workload, burst: int = 1) -> tuple[float, list[Member]] | None:
     """The module as planned, its light tuples (and the idle part of its others) shared, at latency
     `cap` (None below its planned latency): estimated $/h and the members (of `burst`)."""
     if cap < mp.predicted_latency_ms * (1 - TOL):
@@ -240,18 +248,17 @@ def _as_planned(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: 
                                burst=burst))
         else:
             kept += t.workers * price
-    return kept + sum(_shared_cost(m, settings, workload, others) for m in mine), mine
+    return kept + sum(_shared_cost(m, settings, workload) for m in mine), mine
 
 
-def _shared_cost(m: Member, settings: Settings, workload: Workload, others: float = 0.0) -> float:
+def _shared_cost(m: Member, settings: Settings, workload: Workload) -> float:
     """$/h of the GPU time `m` would take on a shared GPU, at its best batch within its budget
     (a saturated `main` beside it counted whole): `d(b) / C` of a GPU at the longest cycle `C` its
-    latency allows, with room for `others` times its own batch time of the others' work (under a
-    promise, at least its queue allowance)."""
+    latency allows (under a promise, less its queue allowance)."""
     price = workload.hardware_by_name[m.hardware].price_per_hour
     best = math.inf
     for o in m.options:
-        room = m.budget_ms - o.d_ms - settings.overhead_ms - max(queue_allowance(o.d_ms, settings), others * o.d_ms)
+        room = m.budget_ms - o.d_ms - settings.overhead_ms - queue_allowance(o.d_ms, settings)
         cycle = min(1000.0 * o.batch / m.rate, room)
         if cycle >= o.d_ms:
             best = min(best, price * o.d_ms / (cycle * settings.max_utilization))
@@ -259,8 +266,7 @@ def _shared_cost(m: Member, settings: Settings, workload: Workload, others: floa
 
 
 def _fresh(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float, settings: Settings,
-           dispatch: Dispatch, workload: Workload, others: float = 0.0, burst: int = 1
-           ) -> tuple[float, Member] | None:
+           dispatch: Dispatch, workload: Workload, burst: int = 1) -> tuple[float, Member] | None:
     """A sharing-aware choice for the whole module: `n` saturated workers of one (hardware, batch)
     within `cap`, and the rest of its rate as a member of a shared GPU of that hardware; its
     estimated $/h and the member (None if no choice fits a GPU alone, with its `burst`: a choice that
@@ -282,7 +288,7 @@ def _fresh(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float
             if rest <= 1e-9 * mp.rate:
                 continue  # nothing to share: the plan's own choice covers whole workers
             m = Member(app, mp.name, mp.model, 0, hw, rest, cap, opts, main, whole_module=True, burst=burst)
-            cost = _shared_cost(m, settings, workload, others)
+            cost = _shared_cost(m, settings, workload)
             if math.isfinite(cost) and (best is None or cost < best[0]) and fit([m], settings, workload) is None:
                 continue  # it must fit a GPU of its own at least: its module's latency is split on it
             if best is None or cost < best[0]:
@@ -309,16 +315,16 @@ def _split(t: TuplePlan, options: list[Option], settings: Settings, dispatch: Di
     return replace(t, workers=t.workers - 1, rate=keep, latency_ms=latency, queue_ms=wait)
 
 
+def _load(m: Member) -> float:
+    o = m.options[0]
+    return m.rate * o.d_ms / o.batch  # ms of GPU time per second at batch 1's efficiency
+
+
 def pack(members: Sequence[Member], settings: Settings, workload: Workload | None = None) -> list[Group]:
     """Greedy packing: each member, heaviest first, joins the GPU of its hardware it leaves most
     occupied (a new one if it fits none)."""
     groups: list[Group] = []
-
-    def load(m: Member) -> float:
-        o = m.options[0]
-        return m.rate * o.d_ms / o.batch  # ms of GPU time per second at batch 1's efficiency
-
-    for m in sorted(members, key=load, reverse=True):
+    for m in sorted(members, key=_load, reverse=True):
         best: tuple[float, Group, float, float] | None = None
         for g in groups:
             if g.hardware != m.hardware:
@@ -336,30 +342,114 @@ def pack(members: Sequence[Member], settings: Settings, workload: Workload | Non
     return [g for g in groups if len(g.members) > 1 or g.members[0].whole_module]
 
 
+Slots = dict[tuple[str, str], dict[int, float]]
+"""Per (app, module), the latency of each of its tuples (by index in the plan; -1: a module's fresh
+choice, which replaces them all)."""
+
+
+def _latencies(plan: Plan, groups: Sequence[Group], settings: Settings) -> Slots:
+    """Each module's tuple latencies once `groups` are in place."""
+    slots = {(ap.name, mp.name): {k: t.latency_ms for k, t in enumerate(mp.tuples)} for ap in plan.apps
+             for mp in ap.modules}
+    for g in groups:
+        _place(slots, g.members, g.cycle_ms, g.busy_ms, settings)
+    return slots
+
+
+def _place(slots: Slots, members: Sequence[Member], cycle_ms: float, busy_ms: float, settings: Settings) -> None:
+    wait = queue_allowance(busy_ms, settings)
+    for m in members:
+        o = m.batch_for(cycle_ms, not settings.fluid)
+        assert o is not None
+        latency = max(cycle_ms + o.d_ms + settings.overhead_ms + wait, m.main.latency_ms if m.main else 0.0)
+        mine = slots[(m.app, m.module)]
+        if m.whole_module:
+            mine.clear()
+        mine[-1 if m.whole_module else m.index] = latency
+
+
+def fit_paths(members: Sequence[Member], slots: Slots, apps: dict[str, App], settings: Settings,
+              workload: Workload | None = None) -> tuple[float, float] | None:
+    """As :func:`fit`, with each member's latency bounded by its app's paths (the other modules at their
+    latencies in `slots`) instead of by the budget the split gave it."""
+    promise = not settings.fluid
+    touched = {m.app for m in members}
+    for cycle in _cycles(members, max(apps[a].slo_ms for a in touched) - settings.overhead_ms):
+        chosen = [m.batch_for(cycle, promise) for m in members]
+        if all(o is not None for o in chosen):
+            busy = sum(m.busy_ms(o, promise) for m, o in zip(members, chosen, strict=True))  # type: ignore[arg-type]
+            if busy <= cycle * settings.max_utilization * (1 + TOL):
+                trial = {k: dict(slots[k]) for k in {(m.app, m.module) for m in members}}
+                _place(trial, members, cycle, busy, settings)
+                if (all(path_latency(apps[a], {mod: max((trial.get((a, mod)) or slots[(a, mod)]).values())
+                                               for mod in (x.name for x in apps[a].modules)}) <= apps[a].slo_ms * (1 + TOL)
+                        for a in touched)
+                        and (workload is None or _fits_memory(workload, members, chosen))):
+                    return cycle, busy
+    return None
+
+
+def repair(groups: list[Group], leftovers: Sequence[Member], plan: Plan, workload: Workload,
+           settings: Settings) -> list[Group]:
+    """The tuples the packing left on GPUs of their own, moved onto shared GPUs where their apps' paths
+    allow it: each onto the group it leaves most occupied, or beside another such tuple, one GPU saved
+    each time. The split's budgets are estimates made for each tuple alone; an app's slack left over
+    (multi-app grid, multi/10: `fuse` at 300 frames/s got 3 ms, too little to share a cycle with
+    `people`, on a path 16 ms short of its SLO) may let two of them meet after all."""
+    apps = {a.name: a for a in workload.apps}
+    slots = _latencies(plan, groups, settings)
+    alone = [m for m in sorted(leftovers, key=_load, reverse=True) if not m.whole_module]
+    while alone:
+        m = alone.pop(0)
+        best: tuple[float, Group | Member, float, float] | None = None
+        for other in [*groups, *alone]:
+            if other.hardware != m.hardware:
+                continue
+            got = fit_paths([*other.members, m] if isinstance(other, Group) else [other, m], slots, apps, settings,
+                            workload)
+            if got is not None and (best is None or got[1] / got[0] > best[0]):
+                best = (got[1] / got[0], other, *got)
+        if best is None:
+            continue
+        _, other, cycle, busy = best
+        if isinstance(other, Group):
+            other.members.append(m)
+            other.cycle_ms, other.busy_ms = cycle, busy
+        else:
+            alone.remove(other)
+            groups.append(Group(m.hardware, [other, m], cycle, busy))
+        slots = _latencies(plan, groups, settings)
+    return groups
+
+
 def share(plan: Plan, workload: Workload, settings: Settings, prefix: str = "gpu",
           keep: frozenset[tuple[str, str]] = frozenset()) -> Plan:
     """The plan with its light tuples packed onto shared GPUs: the cheapest such plan within the
-    hardware counts, or the plan itself unless one is cheaper. It is made for every ROOM_FOR_OTHERS
-    (those at most the queue allowance's are one). Fresh choices may crowd a kind past its count; they
-    are then kept off that kind, and off every kind, in turn. `keep`: (app, module) pairs left as
-    planned."""
-    tries = []
-    for others in sorted({max(k, 0.0 if settings.fluid else 1.0) for k in ROOM_FOR_OTHERS}):
-        first = _shared_plan(plan, workload, settings, prefix, frozenset(), keep, others)
-        tries.append(first)
-        over = over_counts(first, workload)
-        if over:
-            limited = frozenset(h.name for h in workload.hardware if h.count is not None)
-            tries += [_shared_plan(plan, workload, settings, prefix, off, keep, others)
-                      for off in {frozenset(over), limited}]
-    fit = [q for q in tries if not over_counts(q, workload)]
+    hardware counts, or the plan itself unless one is cheaper. Fresh choices may crowd a kind past its
+    count; they are then kept off that kind, and off every kind, in turn. A shared plan with an app's
+    path over its SLO is never returned, whatever packing step made it. `keep`: (app, module) pairs
+    left as planned."""
+    tries = [_shared_plan(plan, workload, settings, prefix, frozenset(), keep)]
+    over = over_counts(tries[0], workload)
+    if over:
+        limited = frozenset(h.name for h in workload.hardware if h.count is not None)
+        tries += [_shared_plan(plan, workload, settings, prefix, off, keep) for off in {frozenset(over), limited}]
+    fit = [q for q in tries if not over_counts(q, workload) and within_slos(q)]
     best = min(fit, key=lambda q: q.cost_per_hour, default=plan)
     return best if best.cost_per_hour < plan.cost_per_hour * (1 - 1e-9) else plan
 
 
+def within_slos(plan: Plan) -> bool:
+    """Every app's predicted latency (its slowest path) within its SLO."""
+    return all(ap.predicted_latency_ms <= ap.slo_ms * (1 + TOL) for ap in plan.apps)
+
+
 def _shared_plan(plan: Plan, workload: Workload, settings: Settings, prefix: str, fresh_off: frozenset[str],
-                 keep: frozenset[tuple[str, str]], others: float = 0.0) -> Plan:
-    groups = pack(candidates(plan, workload, settings, fresh_off, keep, others), settings, workload)
+                 keep: frozenset[tuple[str, str]]) -> Plan:
+    members = candidates(plan, workload, settings, fresh_off, keep)
+    groups = pack(members, settings, workload)
+    packed = {id(m) for g in groups for m in g.members}
+    groups = repair(groups, [m for m in members if id(m) not in packed], plan, workload, settings)
     if not groups:
         return plan
     moved: dict[tuple[str, str, int], tuple[TuplePlan, ...]] = {}
