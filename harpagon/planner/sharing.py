@@ -25,7 +25,7 @@ replay keeps the promise.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -96,22 +96,43 @@ class Group:
     busy_ms: float = 0.0
 
 
+def shared_latency(cycle_ms: float, o: Option, busy_ms: float, settings: Settings) -> float:
+    """A shared tuple's latency: a cycle's collection, its batch, the hop, and under a promise the wait
+    for the GPU's other batches of the cycle (its queue allowance)."""
+    return cycle_ms + o.d_ms + settings.overhead_ms + queue_allowance(busy_ms, settings)
+
+
+Fits = Callable[[float, float, list[Option]], bool]
+"""Whether members' latencies hold at a (cycle, busy time, batch of each member)."""
+
+
+def _first_fit(members: Sequence[Member], top: float, settings: Settings, workload: Workload | None,
+               latencies_hold: Fits) -> tuple[float, float] | None:
+    """The longest cycle up to `top` at which one batch of each member fits in `C × max_utilization`,
+    their latencies hold and their models fit the GPU's memory; and its busy time per cycle."""
+    promise = not settings.fluid
+    for cycle in _cycles(members, top):
+        chosen = [m.batch_for(cycle, promise) for m in members]
+        if any(o is None for o in chosen):
+            continue
+        picked: list[Option] = chosen  # type: ignore[assignment]
+        busy = sum(m.busy_ms(o, promise) for m, o in zip(members, picked, strict=True))
+        if (busy <= cycle * settings.max_utilization * (1 + TOL) and latencies_hold(cycle, busy, picked)
+                and (workload is None or _fits_memory(workload, members, picked))):
+            return cycle, busy
+    return None
+
+
 def fit(members: Sequence[Member], settings: Settings, workload: Workload | None = None) -> tuple[float, float] | None:
     """The longest duty cycle (ms) at which `members` share one GPU, and its busy time per cycle; None
-    if there is none. Each member's latency `C + d(b) + overhead + Σ d` stays within its budget, one
-    batch of each fits in `C × max_utilization`, and their models fit the GPU's memory."""
-    s = settings
-    for cycle in _cycles(members, min(m.budget_ms for m in members) - s.overhead_ms):
-        chosen = [m.batch_for(cycle, not s.fluid) for m in members]
-        if all(o is not None for o in chosen):
-            busy = sum(m.busy_ms(o, not s.fluid) for m, o in zip(members, chosen, strict=True))  # type: ignore[arg-type]
-            wait = queue_allowance(busy, s)
-            if (busy <= cycle * s.max_utilization * (1 + TOL)
-                    and all(cycle + o.d_ms + s.overhead_ms + wait <= m.budget_ms * (1 + TOL)  # type: ignore[union-attr]
-                            for m, o in zip(members, chosen, strict=True))
-                    and (workload is None or _fits_memory(workload, members, chosen))):
-                return cycle, busy
-    return None
+    if there is none. Each member's latency (`shared_latency`) stays within its budget, one batch of
+    each fits in `C × max_utilization`, and their models fit the GPU's memory."""
+    def within_budgets(cycle: float, busy: float, chosen: list[Option]) -> bool:
+        return all(shared_latency(cycle, o, busy, settings) <= m.budget_ms * (1 + TOL)
+                   for m, o in zip(members, chosen, strict=True))
+
+    return _first_fit(members, min(m.budget_ms for m in members) - settings.overhead_ms, settings, workload,
+                      within_budgets)
 
 
 def _cycles(members: Sequence[Member], top: float) -> list[float]:
@@ -357,11 +378,11 @@ def _latencies(plan: Plan, groups: Sequence[Group], settings: Settings) -> Slots
 
 
 def _place(slots: Slots, members: Sequence[Member], cycle_ms: float, busy_ms: float, settings: Settings) -> None:
-    wait = queue_allowance(busy_ms, settings)
+    """Set the latencies of `members` in `slots`, sharing a GPU at `cycle_ms`."""
     for m in members:
         o = m.batch_for(cycle_ms, not settings.fluid)
         assert o is not None
-        latency = max(cycle_ms + o.d_ms + settings.overhead_ms + wait, m.main.latency_ms if m.main else 0.0)
+        latency = max(shared_latency(cycle_ms, o, busy_ms, settings), m.main.latency_ms if m.main else 0.0)
         mine = slots[(m.app, m.module)]
         if m.whole_module:
             mine.clear()
@@ -372,21 +393,17 @@ def fit_paths(members: Sequence[Member], slots: Slots, apps: dict[str, App], set
               workload: Workload | None = None) -> tuple[float, float] | None:
     """As :func:`fit`, with each member's latency bounded by its app's paths (the other modules at their
     latencies in `slots`) instead of by the budget the split gave it."""
-    promise = not settings.fluid
     touched = {m.app for m in members}
-    for cycle in _cycles(members, max(apps[a].slo_ms for a in touched) - settings.overhead_ms):
-        chosen = [m.batch_for(cycle, promise) for m in members]
-        if all(o is not None for o in chosen):
-            busy = sum(m.busy_ms(o, promise) for m, o in zip(members, chosen, strict=True))  # type: ignore[arg-type]
-            if busy <= cycle * settings.max_utilization * (1 + TOL):
-                trial = {k: dict(slots[k]) for k in {(m.app, m.module) for m in members}}
-                _place(trial, members, cycle, busy, settings)
-                if (all(path_latency(apps[a], {mod: max((trial.get((a, mod)) or slots[(a, mod)]).values())
-                                               for mod in (x.name for x in apps[a].modules)}) <= apps[a].slo_ms * (1 + TOL)
-                        for a in touched)
-                        and (workload is None or _fits_memory(workload, members, chosen))):
-                    return cycle, busy
-    return None
+
+    def paths_hold(cycle: float, busy: float, chosen: list[Option]) -> bool:
+        trial = {k: dict(slots[k]) for k in {(m.app, m.module) for m in members}}
+        _place(trial, members, cycle, busy, settings)
+        return all(path_latency(apps[a], {x.name: max((trial.get((a, x.name)) or slots[(a, x.name)]).values())
+                                          for x in apps[a].modules}) <= apps[a].slo_ms * (1 + TOL)
+                   for a in touched)
+
+    return _first_fit(members, max(apps[a].slo_ms for a in touched) - settings.overhead_ms, settings, workload,
+                      paths_hold)
 
 
 def repair(groups: list[Group], leftovers: Sequence[Member], plan: Plan, workload: Workload,
@@ -415,10 +432,12 @@ def repair(groups: list[Group], leftovers: Sequence[Member], plan: Plan, workloa
         if isinstance(other, Group):
             other.members.append(m)
             other.cycle_ms, other.busy_ms = cycle, busy
+            group = other
         else:
             alone.remove(other)
-            groups.append(Group(m.hardware, [other, m], cycle, busy))
-        slots = _latencies(plan, groups, settings)
+            group = Group(m.hardware, [other, m], cycle, busy)
+            groups.append(group)
+        _place(slots, group.members, cycle, busy, settings)  # only this group's latencies changed
     return groups
 
 
@@ -457,9 +476,8 @@ def _shared_plan(plan: Plan, workload: Workload, settings: Settings, prefix: str
         for m in g.members:
             o = m.batch_for(g.cycle_ms, not settings.fluid)
             assert o is not None
-            wait = queue_allowance(g.busy_ms, settings)
-            shared = TuplePlan(m.hardware, o.batch, 1, m.rate, 0.0, g.cycle_ms + o.d_ms + settings.overhead_ms + wait,
-                               gpu=f"{prefix}-{i}", cycle_ms=g.cycle_ms, queue_ms=wait)
+            shared = TuplePlan(m.hardware, o.batch, 1, m.rate, 0.0, shared_latency(g.cycle_ms, o, g.busy_ms, settings),
+                               gpu=f"{prefix}-{i}", cycle_ms=g.cycle_ms, queue_ms=queue_allowance(g.busy_ms, settings))
             moved[(m.app, m.module, -1 if m.whole_module else m.index)] = (
                 (shared,) if m.main is None else (m.main, shared))
     apps = []

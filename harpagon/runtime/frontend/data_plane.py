@@ -22,8 +22,9 @@ same tuple, at most once per worker, with the batch's frames still before their 
 are answered DEADLINE_EXCEEDED). Such a worker is *suspect* for a while, 0.5 s at first and longer
 each time it fails again, up to :data:`SUSPECT_S` (:class:`Suspects`, shared by every module of the
 plane; a good answer clears it): batches the dispatcher sends it meanwhile go to the tuple's next
-worker that is not suspect. The dispatcher itself (shared with the simulator) never learns of it. Faults that are the request's (INVALID_ARGUMENT,
-NOT_FOUND, FAILED_PRECONDITION) are answered at once, never retried.
+worker that is not suspect. The dispatcher itself (shared with the simulator) never learns of it.
+Faults that are the request's (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION) are answered at
+once, never retried.
 
 Admission. Each app holds at most :func:`admission_limit` frames in flight; a frame beyond it is
 refused at once with RESOURCE_EXHAUSTED, before anything is decoded or dispatched, so that an
