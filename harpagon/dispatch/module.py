@@ -67,6 +67,7 @@ class ModuleDispatcher(Generic[T]):
             else:
                 self._collectors.append([BatchCollector(t.batch, wait, 1) for _ in range(t.workers)])
             self._turn.append(0)
+        self._single = len(self._collectors) == 1 and len(self._collectors[0]) == 1
 
     def add(self, item: T, now: float) -> list[Shipped[T]]:
         """Route one request; returns what ships now (its batch if full, and any batch now due)."""
@@ -79,6 +80,8 @@ class ModuleDispatcher(Generic[T]):
         # Add first: a request that arrives at its batch's very deadline still joins it.
         batch = group[j].add(item, now)
         out = [self._shipped(k, j, batch)] if batch is not None else []
+        if self._single:  # the collector's own add has polled its timer: there is no other
+            return out
         return out + self.poll(now)
 
     def poll(self, now: float) -> list[Shipped[T]]:

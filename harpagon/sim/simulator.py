@@ -29,6 +29,7 @@ from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
 from harpagon.model.latency import Fanout, effective_latency, poisson_requests, requests_for
 from harpagon.model.plan import Plan
+from harpagon.sim.sweep import sweep, sweepable
 
 Arrivals = Literal["constant", "poisson"]
 
@@ -154,7 +155,7 @@ class Simulator:
         self.pending_requests: dict[tuple[str, int, str], int] = {}
         self.ready_at: dict[tuple[str, int, str], float] = {}
         self.done_modules: dict[tuple[str, int], int] = defaultdict(int)
-        self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.latencies: dict[str, list[tuple[float, int, float]]] = defaultdict(list)  # (done, frame, latency)
         self.module_latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
         self.scale = {(a.name, m.name): m.scale for a in workload.apps for m in a.modules}
         self.module_requests: dict[tuple[str, str], int] = defaultdict(int)
@@ -271,7 +272,7 @@ class Simulator:
         a = self.apps[app]
         self.done_modules[(app, frame)] += 1
         if self.done_modules[(app, frame)] == len(a.modules):
-            self.latencies[app].append(now - self.arrival[app][frame])
+            self.latencies[app].append((now, frame, now - self.arrival[app][frame]))
             del self.done_modules[(app, frame)]
             del self.pending_parents[(app, frame)]
             return
@@ -284,7 +285,9 @@ class Simulator:
     def _result(self) -> SimResult:
         apps = []
         for ap in self.plan.apps:
-            lat = np.array(self.latencies[ap.name]) if self.latencies[ap.name] else np.array([math.nan])
+            # In the order frames finish, those finishing at one instant by frame (the sweep's order).
+            done = sorted(self.latencies[ap.name])
+            lat = np.array([x for _, _, x in done]) if done else np.array([math.nan])
             late = lat > ap.slo_ms * (1 + 1e-6)
             modules = []
             for mp in ap.modules:
@@ -310,14 +313,25 @@ def _batch_means_se(late: np.ndarray, batches: int = 20) -> float:
     return float(means.std(ddof=1) / math.sqrt(batches))
 
 
+Engine = Literal["auto", "events", "sweep"]
+
+
 def simulate(plan: Plan, workload: Workload, arrivals: Arrivals = "constant", *, duration_s: float = 10.0,
              max_frames: int = 20_000, seed: int = 0, frames: int | None = None,
-             fanout: Fanout | None = None) -> SimResult:
+             fanout: Fanout | None = None, seconds: float = 0.0, engine: Engine = "auto") -> SimResult:
     """Replay a plan at its planned rates for `duration_s` (at most `max_frames` frames per app), or for
-    exactly `frames` frames per app when given. `fanout`: requests per frame of the modules below the
-    source, the planned counts or Poisson draws of the seed (default: the plan's `settings.fanout`)."""
+    `frames` frames per app when given (and at least `seconds` of each app's frames: MODEL.md's
+    steady-state horizon is `frames=10_000, seconds=60`). `fanout`: requests per frame of the modules
+    below the source, the planned counts or Poisson draws of the seed (default: the plan's
+    `settings.fanout`). `engine`: the event simulator, the module-by-module sweep
+    (:mod:`harpagon.sim.sweep`, no shared GPUs), or the sweep wherever it applies (the two agree)."""
     if frames is not None:
-        counts = {ap.name: frames for ap in plan.apps}
+        counts = {ap.name: max(frames, math.ceil(ap.rate * seconds - 1e-9)) for ap in plan.apps}
     else:
         counts = {ap.name: max(1, min(max_frames, math.ceil(ap.rate * duration_s))) for ap in plan.apps}
-    return Simulator(plan, workload, arrivals, counts, seed, fanout or plan.settings.fanout).run()
+    fan = fanout or plan.settings.fanout
+    if engine == "sweep" or (engine == "auto" and sweepable(plan)):
+        if not sweepable(plan):
+            raise ValueError("the sweep replays plans without shared GPUs only")
+        return sweep(plan, workload, arrivals, counts, seed, fan)
+    return Simulator(plan, workload, arrivals, counts, seed, fan).run()
