@@ -92,6 +92,8 @@ class Replayed:
     """Every frame of every app within its SLO under constant arrivals."""
     apps: tuple[tuple[str, float], ...] = ()
     """Each app's attainment under Poisson arrivals."""
+    seconds: float = 0.0
+    """The horizon asked for besides `frames`: at least this many seconds of each app's frames."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +128,16 @@ class Promise:
             out["replayed"] = {"frames": r.frames, "seed": r.seed, "min_app_attainment": r.min_app_attainment,
                                "constant_all_within": r.constant_all_within,
                                "apps": {name: a for name, a in r.apps}}
+            if r.seconds:
+                out["replayed"]["seconds"] = r.seconds
         return out
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Promise:
         r = data.get("replayed")
         replayed = None if r is None else Replayed(r["frames"], r["seed"], r["min_app_attainment"],
-                                                   r["constant_all_within"], tuple(r.get("apps", {}).items()))
+                                                   r["constant_all_within"], tuple(r.get("apps", {}).items()),
+                                                   r.get("seconds", 0.0))
         return Promise(data["arrivals"], data.get("attainment", 0.99), replayed,
                        data.get("fanout", "deterministic"))
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from harpagon.config.schema import App, Module, Workload
 from harpagon.model.latency import Dispatch, Settings, collection_ms, options_for, real_requests
 from harpagon.model.plan import AppPlan, Plan, Promise, Refusal, Replayed, workers_cost
-from harpagon.planner import sharing
+from harpagon.planner import queueing, sharing
 from harpagon.planner.module_scheduler import Choice, Mode, ModuleScheduler
 from harpagon.planner.queueing import EPSILON_SHARE, Arrival
 from harpagon.planner.reassigner import build_app_plan
@@ -69,7 +69,11 @@ class PlannerOptions:
     """Under a `constant` or `poisson` promise, replay the plan and repair it until the replay bears
     the promise out (`harpagon plan --no-replay` turns this off: the model part only)."""
     replay_frames: int = 10_000
-    """Frames per app of each replay."""
+    """Frames per app of each replay (at least)."""
+    replay_seconds: float = 60.0
+    """Seconds of each app's frames in a judging replay, when that is more frames than `replay_frames`
+    (MODEL.md's steady state: a tuple loaded just past its capacity looks fine for a second). The
+    levels are screened on `replay_frames` alone; the plan returned is judged on both."""
     seed: int = 0
     """Seed of the Poisson replay."""
 
@@ -123,9 +127,10 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     if not options.replay:
         p, _ = _settled(workload, settings, options, name, base, memo)
         return replace(p, promise=Promise(settings.arrivals, settings.attainment, fanout=settings.fanout))
-    # Each level planned and its apps replayed (an app planned as at a cheaper level is not replayed
-    # again); each app takes the cheapest level that keeps its promise.
-    replays = _Replays(workload, settings, options)
+    # Each level planned and its apps screened, then replayed for `replay_frames` (an app planned as at
+    # a cheaper level is not replayed again); each app takes the cheapest level that keeps its promise
+    # there, then the plan of all apps is judged at the steady-state horizon.
+    replays = _Replays(workload, settings, options, steady=False)
     tried = []
     cheapest: dict[str, float] = {}  # per app, the cheapest plan kept so far: dearer ones need no replay
     for level in LEVELS:
@@ -135,29 +140,30 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
         replays.run(replace(p, apps=tuple(ap for ap in p.apps
                                           if workers_cost([ap], workload) < cheapest.get(ap.name, math.inf))))
         for ap in p.apps:
-            if replays.stats.get(ap) is not None and replays.kept(ap):
+            if replays.kept(ap):
                 cheapest[ap.name] = min(cheapest.get(ap.name, math.inf), workers_cost([ap], workload))
         tried.append((p, arrivals))
     # Per app, the levels whose replay kept its promise, cheapest first (the default level last).
     ranked: dict[str, list] = {}
     for app in workload.apps:
         fits = sorted((workers_cost([ap], workload), i) for i, (p, _) in enumerate(tried)
-                      for ap in p.apps if ap.name == app.name and ap in replays.stats and replays.kept(ap))
+                      for ap in p.apps if ap.name == app.name and replays.kept(ap))
         ranked[app.name] = [tried[i][1][app.name] for _, i in fits] or \
             _tightened_fallback(app, workload, settings, options, name, replays) or [tried[-1][1][app.name]]
     chosen = {a: models.pop(0) for a, models in ranked.items()}
     p, arrivals = _settled(workload, settings, options, name, chosen, memo)
     best = None
+    replays = _Replays(workload, settings, options)
     for _ in range(REPAIR_ROUNDS):
-        replays.run(p)
+        replays.run(p, screen=False)  # a late app's repair reads its replay
         judged = replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p),
                                             settings.fanout))
         if best is None or _better(judged, best):
             best = judged
         late = [ap for ap in p.apps if not replays.kept(ap)]
         if not late:
-            return _cheapest_shared(_shared_if_kept(judged, workload, settings, options), workload, settings,
-                                    options, name)
+            return _cheapest_shared(_shared_if_kept(judged, workload, settings, options, replays), workload,
+                                    settings, options, name, replays)
         # Together (hardware counts) an app may fare worse than alone: its next level first, then repair.
         arrivals = dict(arrivals)
         fix = []
@@ -170,7 +176,7 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
                     arrivals[ap.name] = base[ap.name]
         if fix:
             arrivals.update(repair({ap.name: arrivals[ap.name] for ap in fix},
-                                   [(ap, *replays.stats[ap]) for ap in fix], workload, settings))
+                                   [(ap, *replays.stats(ap)) for ap in fix], workload, settings))
         p, arrivals = _settled(workload, settings, options, name, arrivals, memo)
     assert best is not None
     log.warning("the replay does not bear out the %s promise for every app after %d repairs", settings.arrivals,
@@ -183,7 +189,8 @@ def _shared(p: Plan, workload: Workload, settings: Settings, options: PlannerOpt
     return sharing.share(p, workload, settings) if options.sharing and p.apps else p
 
 
-def _shared_if_kept(p: Plan, workload: Workload, settings: Settings, options: PlannerOptions) -> Plan:
+def _shared_if_kept(p: Plan, workload: Workload, settings: Settings, options: PlannerOptions,
+                    replays: _Replays) -> Plan:
     """The judged plan `p` with light tuples on shared GPUs, if that is cheaper and its own replay (all
     apps at once: a shared GPU's apps meet there) keeps the promise too; else `p`. The apps a replay
     finds late run as planned in the next try (SHARE_ROUNDS tries)."""
@@ -194,7 +201,6 @@ def _shared_if_kept(p: Plan, workload: Workload, settings: Settings, options: Pl
         q = sharing.share(p, workload, settings, keep=frozenset(keep))
         if q is p:
             return p
-        replays = _Replays(workload, settings, options)
         replays.run(q)
         late = [ap for ap in q.apps if not replays.kept(ap)]
         if not late:
@@ -216,21 +222,20 @@ SHARE_LEVELS: tuple[tuple[float, float], ...] = tuple((f, u) for f in (1.0, 0.85
 SCREEN_FRAMES = 2000
 
 
-def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: PlannerOptions, name: str) -> Plan:
+def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: PlannerOptions, name: str,
+                     steady: _Replays) -> Plan:
     """`p` (kept), or a cheaper plan with shared GPUs whose replay (all apps at once) keeps the promise
     too: made with every app at one of SHARE_LEVELS, or with each app at the cheapest level at which it
     kept its promise in those levels' screening replays."""
     if not options.sharing or not options.replay or not p.apps or p.refused:
         return p
-    screen = replace(options, replay_frames=min(SCREEN_FRAMES, options.replay_frames))
-    done: dict[tuple, _Replays] = {}  # levels often make the same plan: each is replayed once
+    # Levels often make the same app plans: each is replayed once per horizon.
+    short = _Replays(workload, settings, replace(options, replay_frames=min(SCREEN_FRAMES, options.replay_frames)),
+                     steady=False)
 
-    def replayed(q: Plan, opts: PlannerOptions) -> _Replays:
-        key = (q.apps, q.settings, q.dispatch, opts.replay_frames)  # all that the replay reads
-        if key not in done:
-            done[key] = _Replays(workload, settings, opts)
-            done[key].run(q)
-        return done[key]
+    def replayed(q: Plan, replays: _Replays) -> _Replays:
+        replays.run(q)
+        return replays
 
     found: dict[tuple[AppPlan, ...], Plan] = {}
     kept_at: dict[str, list[tuple[float, tuple[float, float]]]] = {a.name: [] for a in workload.apps}
@@ -238,7 +243,7 @@ def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: P
         q, base = _shared_at({a.name: level for a in workload.apps}, workload, settings, options, name)
         if q is None:
             continue
-        replays = replayed(q, screen)
+        replays = replayed(q, short)
         for ap, mine in zip(q.apps, base.apps, strict=True):
             if replays.kept(ap):
                 kept_at[ap.name].append((workers_cost([mine], workload), level))
@@ -250,8 +255,8 @@ def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: P
         if q is not None and q.cost_per_hour < p.cost_per_hour * (1 - 1e-9):
             found.setdefault(q.apps, q)
     for q in sorted(found.values(), key=lambda q: q.cost_per_hour):  # stable: the levels' order on ties
-        for opts in (screen, options):
-            replays = replayed(q, opts)
+        for replays in (short, steady):
+            replayed(q, replays)
             if not all(replays.kept(ap) for ap in q.apps):
                 break
         else:
@@ -305,39 +310,70 @@ def _tightened_fallback(app: App, workload: Workload, settings: Settings, option
 
 
 class _Replays:
-    """Replays of app plans, each app plan replayed once (apps do not interact in the replay while
-    no GPU is shared between them; a plan with shared GPUs is replayed whole, by a fresh instance)."""
+    """Replays of app plans, each replayed once: an app that shares no GPU alone (apps meet only on
+    shared GPUs), an app on shared GPUs together with the apps it meets there (keyed by all of them).
 
-    def __init__(self, workload: Workload, settings: Settings, options: PlannerOptions):
+    `steady`: at least `replay_seconds` of each app's frames (the judging horizon); else
+    `replay_frames` only (screening the levels). Before any replay, an app with a worker group whose
+    expected load is full or more (:func:`queueing.overloaded`) is not kept, and not replayed."""
+
+    def __init__(self, workload: Workload, settings: Settings, options: PlannerOptions, steady: bool = True):
         self.workload, self.settings, self.options = workload, settings, options
-        self.stats: dict[AppPlan, tuple] = {}  # app plan -> (constant AppStats, Poisson AppStats or None)
+        self.seconds = options.replay_seconds if steady else 0.0
+        self._stats: dict[tuple, tuple] = {}  # key -> (constant AppStats, Poisson AppStats or None)
+        self._screened: dict[tuple, str] = {}  # key -> why it cannot keep its promise
+        self._key: dict[AppPlan, tuple] = {}  # each app plan's key in the plan last run: it, and whom it meets
 
-    def run(self, p: Plan) -> None:
-        from harpagon.sim import simulate  # the replay is a layer above the model, below the planner
+    def run(self, p: Plan, screen: bool = True) -> None:
+        from harpagon.sim.sweep import linked  # the replay is a layer above the model, below the planner
 
-        fresh = tuple(ap for ap in p.apps if ap not in self.stats)
-        if not fresh:
-            return
-        frames, seed = self.options.replay_frames, self.options.seed
-        const = simulate(replace(p, apps=fresh), self.workload, "constant", frames=frames, seed=seed,
-                         fanout="deterministic")
+        together = linked(p)
+        for ap in p.apps:
+            self._key[ap] = (ap, together[ap.name])
+        fresh = [ap for ap in p.apps if self._key[ap] not in self._stats
+                 and not (screen and self._key[ap] in self._screened)]
+        if screen and fresh:
+            part = replace(p, apps=tuple(fresh))
+            why = {**queueing.overloaded(part, self.workload, poisson=False),
+                   **(queueing.overloaded(part, self.workload, poisson=True) if self.settings.arrivals == "poisson"
+                      else {})}
+            for ap in fresh:
+                if ap.name in why:
+                    self._screened[self._key[ap]] = why[ap.name]
+            fresh = [ap for ap in fresh if self._key[ap] not in self._screened]
+        if fresh:
+            self._replay(replace(p, apps=tuple(x for x in p.apps if any(x in self._key[ap][1] for ap in fresh))))
+
+    def _replay(self, p: Plan) -> None:
+        from harpagon.sim import simulate
+
+        frames, seed, seconds = self.options.replay_frames, self.options.seed, self.seconds
+        const = simulate(p, self.workload, "constant", frames=frames, seed=seed, fanout="deterministic",
+                         seconds=seconds)
         # Poisson on two seeds, the worse counting: one 10,000-frame run of a heavily loaded app can
         # land a percent away from another. These replays have the settings' fan-out (MODEL.md v2's
         # planned counts by default, or Poisson draws: `Settings.fanout`).
-        pois = [simulate(replace(p, apps=fresh), self.workload, "poisson", frames=frames, seed=x,
-                         fanout=self.settings.fanout)
+        pois = [simulate(p, self.workload, "poisson", frames=frames, seed=x, fanout=self.settings.fanout,
+                         seconds=seconds)
                 for x in (seed, seed + POISSON_SECOND_SEED)] if self.settings.arrivals == "poisson" else []
-        for ap in fresh:
+        for ap in p.apps:
             worst = min((r.app(ap.name) for r in pois), key=lambda a: a.attainment) if pois else None
-            self.stats[ap] = (const.app(ap.name), worst)
+            self._stats[self._key[ap]] = (const.app(ap.name), worst)
+
+    def stats(self, ap: AppPlan) -> tuple | None:
+        """(constant AppStats, Poisson AppStats or None) of `ap` in the plan last run; None if screened."""
+        return self._stats.get(self._key[ap], None) if ap in self._key else None
 
     def kept(self, ap: AppPlan) -> bool:
-        return _app_kept(*self.stats[ap], self.settings)
+        got = self.stats(ap)
+        return got is not None and _app_kept(*got, self.settings)
 
     def replayed(self, p: Plan) -> Replayed:
-        apps = tuple((ap.name, (self.stats[ap][1] or self.stats[ap][0]).attainment) for ap in p.apps)
-        return Replayed(self.options.replay_frames, self.options.seed, min((a for _, a in apps), default=1.0),
-                        all(self.stats[ap][0].over_slo == 0 for ap in p.apps), apps)
+        stats = [self._stats[self._key[ap]] for ap in p.apps]
+        apps = tuple((ap.name, (pois or const).attainment) for ap, (const, pois) in zip(p.apps, stats, strict=True))
+        frames = min((const.frames for const, _ in stats), default=self.options.replay_frames)
+        return Replayed(frames, self.options.seed, min((a for _, a in apps), default=1.0),
+                        all(const.over_slo == 0 for const, _ in stats), apps, self.seconds)
 
 
 #: The model's levels: the fluid formulas (None), the fluid formulas with a lower utilisation cap

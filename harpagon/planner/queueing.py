@@ -5,10 +5,13 @@ planned rate. Under the `constant` and `poisson` promises (MODEL.md v2) a tuple'
 collection time `τ`, plus the wait for a busy worker, plus `d(b)` and the overhead. The planner
 bounds that wait with an allowance `q` that it adds to the tuple's latency (`queue_ms` in the plan):
 
-- **Timer padding.** A batch holds `k = min(b, 1 + floor(r τ))` real requests (MODEL.md), one fewer
-  when the stream is not perfectly even (a split between tuples, a burst, a random arrival can make
-  the `b`-th request miss the timer). The worker's load is `ρ = (r / k) d(b) / (1000 n)`; it must
-  stay within `max_utilization` (times the module's repair headroom).
+- **Timer padding.** With evenly spaced frames a batch holds `k = min(b, 1 + floor(r τ))` real
+  requests (MODEL.md), one fewer when the stream is not perfectly even (a split between tuples, a
+  burst can make the `b`-th request miss the timer). Under Poisson arrivals it holds
+  `E[k] = E[min(b, 1 + N)]` on average, `N ~ Poisson(r τ)` (:func:`expected_fill`, the exact sum):
+  at `r τ = 31` and `b = 32` that is 29.8, not 31. The worker's load is `ρ = (r / k) d(b) / (1000 n)`;
+  it must stay within `max_utilization` (times the module's repair headroom), and the allowance
+  below grows without bound as `ρ` nears 1.
 - **Bursts.** A module gets each frame's `s` requests at once, and a batched parent releases its
   frames together: `g` requests at one instant fill up to `ceil(g / b)` batches at once, which wait
   `(ceil(ceil(g / b) / n) - 1) d(b)` for the `n` workers.
@@ -31,7 +34,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harpagon.model.latency import real_requests
+from harpagon.config.schema import Workload
+from harpagon.model.latency import collection_ms, effective_latency, real_requests
+from harpagon.model.plan import Plan
 
 #: Share of an app's allowed late fraction the allowance plans for (the rest is margin for noise).
 EPSILON_SHARE = 0.5
@@ -79,10 +84,39 @@ def allowance(b, d, n, k, rho, a: Arrival):
     return a.kappa * q
 
 
+def expected_fill(b, mean, clump: int = 1):
+    """`E[min(b, g (1 + N))]` with `N ~ Poisson(mean / g)`: the real requests a timer-padded batch holds
+    on average when requests arrive as a Poisson process in clumps of `g` and `mean` of them are
+    expected while it collects (`r τ / 1000`). A batch opens with a clump and ships after `τ` or when
+    full, so the tuple runs `r / E[k]` batches a second. The exact sum
+    `Σ_{j<b} P(N ≥ floor(j / g))`, numpy-broadcast over `b` and `mean`."""
+    b, mean = np.broadcast_arrays(np.asarray(b, dtype=float), np.asarray(mean, dtype=float))
+    lam = np.maximum(mean, 0.0) / clump
+    pmf = np.exp(-lam)  # P(N = 0)
+    tail = np.ones_like(lam)  # P(N ≥ m), m = floor(j / g)
+    total = np.zeros_like(lam)
+    top = int(b.max()) if b.size else 0
+    for j in range(top):
+        m = j // clump
+        if j and m != (j - 1) // clump:  # step the tail to the next m
+            tail = np.maximum(tail - pmf, 0.0)
+            pmf = pmf * lam / m
+        total = total + np.where(j < b, tail, 0.0)
+    return total
+
+
 def real_per_batch(b, r, tau, a: Arrival, split: bool):
-    """Real requests a batch can be counted on to hold: `min(b, 1 + floor(r τ))`, less one unless the
-    stream is even and unsplit."""
-    return np.maximum(1.0, real_requests(b, r, tau) - jitter_of(a, split))
+    """Real requests a batch can be counted on to hold. Even streams: `min(b, 1 + floor(r τ))`, less
+    one unless the stream is even and unsplit. Poisson arrivals: the expected fill (the worker's
+    long-run load is `r d / E[k]` exactly), and for clumped streams the lesser of that and the fill
+    with the clumps' own Poisson count (a clump of `g` lands whole or not at all)."""
+    if not a.poisson:
+        return np.maximum(1.0, real_requests(b, r, tau) - jitter_of(a, split))
+    mean = np.asarray(r) * tau / 1000.0
+    fill = expected_fill(b, mean)
+    if a.clump > 1:
+        fill = np.minimum(fill, expected_fill(b, mean, a.clump))
+    return np.maximum(1.0, fill)
 
 
 def jitter_of(a: Arrival, split: bool) -> float:
@@ -112,8 +146,10 @@ def least_latency(b, d, n, r, a: Arrival, u: float, overhead_ms: float, split: b
     tau_hi = np.where(b > 1, 1000.0 * (b - 1) / r, 0.0)  # no dummies at all
     jitter = jitter_of(a, split)
     need = np.ceil(r * d / (1000.0 * n * u * a.headroom) * (1 - 1e-9)) + jitter  # real requests per batch
+    # Under Poisson arrivals the expected fill reaches `need` only if more are expected while collecting.
+    extras = (0, 1, 2) if not a.poisson else (0, 1, 2, *(c * np.sqrt(need) for c in (1.0, 2.0, 3.0)))
     best = np.full(b.shape, math.inf)
-    for tau in (tau_lo, *(1000.0 * (need - 1 + extra) / r for extra in (0, 1, 2)), tau_hi):
+    for tau in (tau_lo, *(1000.0 * (need - 1 + extra) / r for extra in extras), tau_hi):
         tau = np.minimum(np.maximum(tau_lo, tau), tau_hi)
         lat, _ = evaluate(b, d, n, r, tau, a, u, overhead_ms, split)
         best = np.minimum(best, lat)
@@ -135,3 +171,43 @@ def collection_for(b: int, d: float, n: int, r: float, budget: float, a: Arrival
         if lat <= budget * (1 + 1e-9):
             return tau, float(q)
     return None
+
+
+def expected_loads(plan: Plan, workload: Workload, poisson: bool) -> dict[str, tuple[float, frozenset[str]]]:
+    """Each worker group's expected long-run load (busy time per second) in a replay of `plan`, with
+    the apps it serves, keyed `app/module[tuple]` (or `gpu ID` for a shared GPU): batches a second,
+    `Σ r_c / E[k_c]` over its collectors, times `d(b)`, over its workers. `E[k]` is the Poisson fill
+    (:func:`expected_fill`), or the even-stream count with constant arrivals. A group at a load of 1 or
+    more grows its queue without bound, however long the stream is judged."""
+    safety = plan.settings.safety
+    load: dict[str, float] = {}
+    apps: dict[str, set[str]] = {}
+    for ap in plan.apps:
+        for mp in ap.modules:
+            for i, t in enumerate(mp.tuples):
+                row = workload.profile_rows[(mp.model, t.hardware)][t.batch]
+                d = effective_latency(row.mean_ms, row.std_ms, safety)
+                per = t.workers if plan.dispatch == "request-level" and t.gpu is None else 1
+                rate = t.rate / per  # each collector's real rate
+                tau = t.cycle_ms if t.gpu is not None and t.cycle_ms is not None else \
+                    collection_ms(plan.dispatch, t.batch, t.workers, t.rate + t.dummy_rate)
+                fill = expected_fill(t.batch, rate * tau / 1000.0) if poisson else real_requests(t.batch, rate, tau)
+                busy = per * rate / max(1.0, float(fill)) * d / 1000.0
+                key = f"gpu {t.gpu}" if t.gpu is not None else f"{ap.name}/{mp.name}[{i}]"
+                load[key] = load.get(key, 0.0) + busy / (1 if t.gpu is not None else t.workers)
+                apps.setdefault(key, set()).add(ap.name)
+    return {k: (v, frozenset(apps[k])) for k, v in load.items()}
+
+
+def overloaded(plan: Plan, workload: Workload, poisson: bool) -> dict[str, str]:
+    """The apps of `plan` that cannot keep a promise in a steady-state replay, each with why (its most
+    loaded group expected at full load or more): the planner's screen before any replay."""
+    out: dict[str, tuple[float, str]] = {}
+    for key, (load, apps) in expected_loads(plan, workload, poisson).items():
+        if load < 1.0:
+            continue
+        for app in apps:
+            if load > out.get(app, (0.0, ""))[0]:
+                out[app] = (load, f"{key} expected at {load:.1%} load under {'Poisson' if poisson else 'constant'} "
+                                  "arrivals")
+    return {a: why for a, (_, why) in out.items()}

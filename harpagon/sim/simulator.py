@@ -19,7 +19,7 @@ import math
 import random
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -29,7 +29,7 @@ from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
 from harpagon.model.latency import Fanout, effective_latency, poisson_requests, requests_for
 from harpagon.model.plan import Plan
-from harpagon.sim.sweep import sweep, sweepable
+from harpagon.sim.sweep import shared_apps, sweep, sweepable
 
 Arrivals = Literal["constant", "poisson"]
 
@@ -330,8 +330,17 @@ def simulate(plan: Plan, workload: Workload, arrivals: Arrivals = "constant", *,
     else:
         counts = {ap.name: max(1, min(max_frames, math.ceil(ap.rate * duration_s))) for ap in plan.apps}
     fan = fanout or plan.settings.fanout
-    if engine == "sweep" or (engine == "auto" and sweepable(plan)):
-        if not sweepable(plan):
-            raise ValueError("the sweep replays plans without shared GPUs only")
-        return sweep(plan, workload, arrivals, counts, seed, fan)
-    return Simulator(plan, workload, arrivals, counts, seed, fan).run()
+    if engine == "events":
+        return Simulator(plan, workload, arrivals, counts, seed, fan).run()
+    if engine == "sweep" and not sweepable(plan):
+        raise ValueError("the sweep replays plans without shared GPUs only")
+    # Apps meet only on shared GPUs (and each app's arrivals come from its own seed): the apps that
+    # share none are swept, the others replayed by events, and the results are the same as one run.
+    shared, alone = shared_apps(plan)
+    stats = {}
+    if alone:
+        stats.update((a.name, a) for a in sweep(replace(plan, apps=alone), workload, arrivals, counts, seed, fan).apps)
+    if shared:
+        part = replace(plan, apps=shared)
+        stats.update((a.name, a) for a in Simulator(part, workload, arrivals, counts, seed, fan).run().apps)
+    return SimResult(arrivals, tuple(stats[ap.name] for ap in plan.apps), fan)

@@ -25,12 +25,33 @@ from harpagon.config.schema import App, Workload
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
 from harpagon.model.latency import Fanout, effective_latency, poisson_requests
-from harpagon.model.plan import ModulePlan, Plan
+from harpagon.model.plan import AppPlan, ModulePlan, Plan
 
 
 def sweepable(plan: Plan) -> bool:
     """Whether the module-by-module replay applies: no tuple on a shared GPU."""
     return all(t.gpu is None for ap in plan.apps for mp in ap.modules for t in mp.tuples)
+
+
+def shared_apps(plan: Plan) -> tuple[tuple[AppPlan, ...], tuple[AppPlan, ...]]:
+    """The plan's apps with a tuple on a shared GPU, and the others (in plan order)."""
+    shared = tuple(ap for ap in plan.apps if any(t.gpu is not None for mp in ap.modules for t in mp.tuples))
+    return shared, tuple(ap for ap in plan.apps if ap not in shared)
+
+
+def linked(plan: Plan) -> dict[str, tuple[AppPlan, ...]]:
+    """Per app, the apps it meets on shared GPUs, directly or through others, itself included (in plan
+    order): the apps that must be replayed together."""
+    group = {ap.name: {ap.name} for ap in plan.apps}
+    owner: dict[str, str] = {}
+    for ap in plan.apps:
+        for gpu in {t.gpu for mp in ap.modules for t in mp.tuples if t.gpu is not None}:
+            if gpu in owner and group[owner[gpu]] is not group[ap.name]:
+                merged = group[owner[gpu]] | group[ap.name]
+                for name in merged:
+                    group[name] = merged
+            owner.setdefault(gpu, ap.name)
+    return {ap.name: tuple(x for x in plan.apps if x.name in group[ap.name]) for ap in plan.apps}
 
 
 def frame_counts(scale: float, frames: int) -> np.ndarray:

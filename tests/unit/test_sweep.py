@@ -65,3 +65,14 @@ def test_seconds_set_the_steady_state_horizon():
     assert simulate(p, w, frames=3000, seconds=4.0).app("a0").frames == 3000
     assert simulate(p, w, frames=1000).app("a0").frames == 1000
     assert Settings().arrivals == "poisson"
+
+
+def test_apps_on_shared_gpus_replay_by_events_and_the_rest_by_the_sweep_with_one_result():
+    """Apps meet only on shared GPUs: replaying the others apart changes nothing."""
+    w = workload(50.0, CHAIN, apps=3)
+    tuples = {"x": tup(50.0, gpu="g0", cycle_ms=10.0), "y": tup(50.0, batch=2, workers=2)}
+    p = hand_plan(w, tuples)
+    alone = hand_plan(w, {"x": tup(50.0, batch=2, workers=1), "y": tup(50.0, batch=2, workers=2)})
+    p = replace(p, apps=(p.apps[0], alone.apps[1], p.apps[2]))
+    for arrivals in ("constant", "poisson"):
+        same(simulate(p, w, arrivals, frames=300, seed=2), simulate(p, w, arrivals, frames=300, seed=2, engine="events"))
