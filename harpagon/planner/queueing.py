@@ -137,20 +137,25 @@ def evaluate(b, d, n, r, tau, a: Arrival, u: float, overhead_ms: float, split: b
     return np.where(ok, lat, math.inf), q
 
 
-def least_latency(b, d, n, r, a: Arrival, u: float, overhead_ms: float, split: bool):
-    """Least latency of groups of `n` workers at real rate `r` (inf where none), over the collection
-    times worth trying: the least the fluid capacity allows, the least that gives the timer-padding
-    load its whole number of real requests per batch (MODEL.md) and the next two, and no dummies."""
-    b, d, n, r = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (b, d, n, r)))
+def _taus(b, d, n, r, a: Arrival, u: float, split: bool) -> list:
+    """Collection times worth trying (each clipped to what the fluid capacity allows and to no
+    dummies at all): the least, the least that gives the timer-padding load its whole number of real
+    requests per batch (MODEL.md) and the next two, and under Poisson arrivals those plus one to three
+    standard deviations of the count (the expected fill reaches `need` only if more are expected)."""
     tau_lo = np.where(b > 1, (b - 1) * d / (n * b * u), 0.0)
     tau_hi = np.where(b > 1, 1000.0 * (b - 1) / r, 0.0)  # no dummies at all
-    jitter = jitter_of(a, split)
-    need = np.ceil(r * d / (1000.0 * n * u * a.headroom) * (1 - 1e-9)) + jitter  # real requests per batch
-    # Under Poisson arrivals the expected fill reaches `need` only if more are expected while collecting.
+    need = np.ceil(r * d / (1000.0 * n * u * a.headroom) * (1 - 1e-9)) + jitter_of(a, split)
     extras = (0, 1, 2) if not a.poisson else (0, 1, 2, *(c * np.sqrt(need) for c in (1.0, 2.0, 3.0)))
+    raw = (tau_lo, *(1000.0 * (need - 1 + extra) / r for extra in extras), tau_hi)
+    return [np.minimum(np.maximum(tau_lo, tau), tau_hi) for tau in raw]
+
+
+def least_latency(b, d, n, r, a: Arrival, u: float, overhead_ms: float, split: bool):
+    """Least latency of groups of `n` workers at real rate `r` (inf where none), over the collection
+    times worth trying (:func:`_taus`)."""
+    b, d, n, r = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (b, d, n, r)))
     best = np.full(b.shape, math.inf)
-    for tau in (tau_lo, *(1000.0 * (need - 1 + extra) / r for extra in extras), tau_hi):
-        tau = np.minimum(np.maximum(tau_lo, tau), tau_hi)
+    for tau in _taus(b, d, n, r, a, u, split):
         lat, _ = evaluate(b, d, n, r, tau, a, u, overhead_ms, split)
         best = np.minimum(best, lat)
     return best
@@ -158,15 +163,17 @@ def least_latency(b, d, n, r, a: Arrival, u: float, overhead_ms: float, split: b
 
 def collection_for(b: int, d: float, n: int, r: float, budget: float, a: Arrival, u: float, overhead_ms: float,
                    split: bool) -> tuple[float, float] | None:
-    """The collection time `τ` and allowance `q` a tuple uses at a budget: the largest whole number of
-    real requests per batch whose latency fits (fewest dummies, smallest allowance); None if none fits."""
+    """The collection time `τ` and allowance `q` a tuple uses at a budget: the longest that fits (the
+    fewest dummies, the smallest allowance), of every whole number of real requests per batch and
+    the times :func:`least_latency` tries; None if none fits."""
     if b == 1:
         lat, q = evaluate(np.float64(1), d, n, r, np.float64(0.0), a, u, overhead_ms, split)
         return (0.0, float(q)) if lat <= budget * (1 + 1e-9) else None
     tau_lo = (b - 1) * d / (n * b * u)
     tau_hi = 1000.0 * (b - 1) / r
-    for kk in range(b, 0, -1):
-        tau = min(max(tau_lo, 1000.0 * (kk - 1) / r), tau_hi)
+    grid = [min(max(tau_lo, 1000.0 * (kk - 1) / r), tau_hi) for kk in range(b, 0, -1)]
+    tried = [float(t) for t in _taus(np.float64(b), np.float64(d), np.float64(n), np.float64(r), a, u, split)]
+    for tau in sorted(set(grid + tried), reverse=True):
         lat, q = evaluate(np.float64(b), d, n, r, np.float64(tau), a, u, overhead_ms, split)
         if lat <= budget * (1 + 1e-9):
             return tau, float(q)

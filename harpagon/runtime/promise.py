@@ -64,7 +64,8 @@ def describe(promise: Promise | None) -> str:
     r = promise.replayed
     if r is None:
         return f"{head}: not replayed"
-    parts = [f"replayed {r.frames} frames (seed {r.seed})"]
+    horizon = f" or {r.seconds:g} s of each app" if r.seconds else ""
+    parts = [f"replayed {r.frames} frames{horizon} (seed {r.seed})"]
     if promise.arrivals == "poisson":
         apps = ", ".join(f"{name} {a:.1%}" for name, a in r.apps)
         parts.append(f"min attainment {r.min_app_attainment:.1%}" + (f" ({apps})" if len(r.apps) > 1 else ""))

@@ -18,8 +18,10 @@ from harpagon.model.latency import Arrivals, Fanout
 from harpagon.model.plan import Plan, Replayed
 from harpagon.sim.simulator import SimResult, simulate
 
-#: Frames per app of a judging replay. MODEL.md asks for at least 10,000 frames per app.
+#: The horizon of a judging replay (MODEL.md): at least 10,000 frames per app, or 60 s of the app's
+#: frames, whichever is longer (a queue that grows slowly shows only in steady state).
 PROMISE_FRAMES = 10_000
+PROMISE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -37,17 +39,19 @@ class Verdict:
 
 
 def judge(plan: Plan, workload: Workload, arrivals: Arrivals = "poisson", *, frames: int = PROMISE_FRAMES,
-          seed: int = 0, fanout: Fanout | None = None) -> Verdict:
+          seconds: float = PROMISE_SECONDS, seed: int = 0, fanout: Fanout | None = None) -> Verdict:
     """Replay `plan` with constant arrivals and, for the `poisson` promise (or `fluid`, to report it),
-    with Poisson arrivals of the given seed; `frames` per app. The Poisson replay has the fan-out
-    `fanout` (default: the plan's `settings.fanout`); the constant one the planned counts."""
-    constant = simulate(plan, workload, "constant", frames=frames, seed=seed, fanout="deterministic")
-    poisson = simulate(plan, workload, "poisson", frames=frames, seed=seed, fanout=fanout) \
+    with Poisson arrivals of the given seed; `frames` per app or `seconds` of its frames, whichever is
+    more. The Poisson replay has the fan-out `fanout` (default: the plan's `settings.fanout`); the
+    constant one the planned counts."""
+    constant = simulate(plan, workload, "constant", frames=frames, seed=seed, fanout="deterministic",
+                        seconds=seconds)
+    poisson = simulate(plan, workload, "poisson", frames=frames, seed=seed, fanout=fanout, seconds=seconds) \
         if arrivals != "constant" else None
     shown = poisson or constant
     apps = tuple((a.name, a.attainment) for a in shown.apps)
     replayed = Replayed(
-        frames=frames, seed=seed,
+        frames=min(a.frames for a in constant.apps) if constant.apps else frames, seed=seed, seconds=seconds,
         min_app_attainment=min((a for _, a in apps), default=1.0),
         constant_all_within=all(a.over_slo == 0.0 for a in constant.apps),
         apps=apps,

@@ -28,7 +28,9 @@ def test_json_output_passes_the_feasibility_check(write_yaml, capsys):
     assert data["planner"] == "harpagon" and data["dispatch"] == "batch-aware"
     assert data["settings"] == {"safety": 1.1, "overhead_ms": 2.0, "max_utilization": 0.9, "arrivals": "poisson",
                                 "attainment": 0.99}
-    assert data["promise"]["arrivals"] == "poisson" and data["promise"]["replayed"]["frames"] == 10_000
+    replayed = data["promise"]["replayed"]
+    assert data["promise"]["arrivals"] == "poisson" and replayed["seconds"] == 60.0
+    assert replayed["frames"] == max(10_000, 60 * min(a["rate"] for a in data["apps"]))
     assert "refused" not in data
     module = data["apps"][0]["modules"][0]
     assert set(module) == {"name", "model", "rate", "budget_ms", "predicted_latency_ms", "tuples"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +18,7 @@ from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan, check_plan
 from harpagon.planner.harpagon import PlannerOptions, initial_arrivals, plan, repair
-from harpagon.planner.queueing import Arrival, allowance
+from harpagon.planner.queueing import Arrival, allowance, overloaded
 from harpagon.sim import judge, simulate
 from tests.strategies import workloads
 
@@ -50,15 +52,16 @@ def test_default_plans_of_the_examples_keep_their_promise_on_another_seed(name):
     p = plan(w)
     assert check_plan(p, w) == []
     assert p.promise is not None and p.promise.arrivals == "poisson" and p.promise.kept
-    assert p.promise.replayed is not None and p.promise.replayed.frames == 10_000
-    v = judge(p, w, "poisson", frames=10_000, seed=7)
+    assert p.promise.replayed is not None and p.promise.replayed.seconds == 60.0
+    assert p.promise.replayed.frames == min(max(10_000, math.ceil(60 * a.rate)) for a in w.apps)
+    v = judge(p, w, "poisson", seed=7)  # 60 s of each app, or 10,000 frames
     assert v.replayed.constant_all_within and v.replayed.min_app_attainment >= 0.99
     # the JSON says what the replay measured, and reads back
     again = Plan.from_json(p.to_json())
     assert again.promise == p.promise and again == p
 
 
-@hsettings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(w=workloads(max_modules=3))
 def test_every_default_plan_is_feasible_and_keeps_its_promise(w: Workload):
     p = plan(w, Settings())
@@ -67,7 +70,7 @@ def test_every_default_plan_is_feasible_and_keeps_its_promise(w: Workload):
         return
     assert p.promise is not None and p.promise.kept, p.promise
     # Another seed: the margin covers the sampling noise of the planner's own replay.
-    v = judge(p, w, "poisson", frames=10_000, seed=11)
+    v = judge(p, w, "poisson", seed=11)
     assert v.replayed.constant_all_within
     assert v.replayed.min_app_attainment >= 0.99
 
@@ -126,3 +129,17 @@ def test_repair_gives_a_late_module_more_headroom_and_a_larger_allowance():
     x0, x1 = before["x"], after["a"]["x"]
     assert x1.headroom < x0.headroom and x1.kappa > x0.kappa
     assert replace(x1, headroom=x0.headroom, kappa=x0.kappa) == x0
+
+
+def test_city_products_keeps_its_promise_in_steady_state():
+    """configs/city.yaml's products-1: 10,000 frames/s, SLO 75 ms. Its 10,000-frame replay once said
+    100% for 7 T4s at batch 32 whose Poisson batches fill to 29.8 of 32 on average (101% load): 60 s
+    on a seed the planner never used kept 0.73-7.8% of its frames. Planned now, it holds for 60 s."""
+    city = load_workload([ROOT / "configs" / "city.yaml"])
+    w = city.model_copy(update={"apps": tuple(a for a in city.apps if a.name == "products-1")})
+    p = plan(w)
+    assert p.promise is not None and p.promise.kept and p.promise.replayed.frames == 600_000
+    assert not overloaded(p, w, poisson=True)
+    for seed in (23, 101):
+        v = judge(p, w, "poisson", seed=seed)
+        assert v.replayed.constant_all_within and v.replayed.min_app_attainment >= 0.99, (seed, v.replayed)
