@@ -74,6 +74,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="sample and replay seed (default 1; Harpagon's own replays use 0)")
     b.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="report folder (default docs/benchmarks)")
     b.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    b.add_argument("--quick", action="store_true",
+                   help="a small grid (6 one-app and 2 multi-app workloads, the scale test at 100 apps only; "
+                        "minutes on 2 cores) unless --workloads or --multi-apps say otherwise")
     b.add_argument("--max-utilization", type=float, default=1.0, help="planner setting for every planner (default 1)")
     b.add_argument("--configs", nargs="*", default=None, metavar="FILE",
                    help="also run these config files as written, one workload each (apps, hardware and counts); "
@@ -477,7 +480,15 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_bench_planner(args: argparse.Namespace) -> int:
-    from harpagon.bench.planner import DEFAULT_MULTI_APP, DEFAULT_ONE_APP, DEFAULT_PLANNERS, example_configs
+    from harpagon.bench.planner import (
+        DEFAULT_MULTI_APP,
+        DEFAULT_ONE_APP,
+        DEFAULT_PLANNERS,
+        QUICK_MULTI_APP,
+        QUICK_ONE_APP,
+        QUICK_SCALE,
+        example_configs,
+    )
     from harpagon.bench.planner import main as bench_main
     from harpagon.planner.registry import PLANNERS
 
@@ -501,8 +512,9 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
         print(f"harpagon bench planner: --planners: unknown {', '.join(unknown)} (known: {', '.join(PLANNERS)})",
               file=sys.stderr)
         return EXIT_INVALID
-    workloads = DEFAULT_ONE_APP if args.workloads is None else args.workloads
-    multi = DEFAULT_MULTI_APP if args.multi_apps is None else args.multi_apps
+    one, many = (QUICK_ONE_APP, QUICK_MULTI_APP) if args.quick else (DEFAULT_ONE_APP, DEFAULT_MULTI_APP)
+    workloads = one if args.workloads is None else args.workloads
+    multi = many if args.multi_apps is None else args.multi_apps
     command = "harpagon bench planner" + "".join(
         f" --{k} {v}" for k, v in (("workloads", workloads), ("multi-apps", multi), ("seed", args.seed),
                                    ("out", args.out), ("jobs", args.jobs),
@@ -511,9 +523,12 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
         command += " --configs" + "".join(f" {c}" for c in args.configs)
     if args.planners:
         command += " --planners " + " ".join(planners)
+    if args.quick:
+        command += " --quick"
+    scale = {"scale_counts": QUICK_SCALE} if args.quick else {}
     try:
         path = bench_main(workloads, args.seed, args.out, args.jobs, command, multi_apps=multi, settings=settings,
-                          planners=planners, configs=configs)
+                          planners=planners, configs=configs, **scale)
     except ConfigError as exc:
         print(f"harpagon bench planner: --configs: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -12,7 +12,8 @@ footing, Harpagon's default included, and treats them all alike:
    counts gets no extra GPUs from the wrapper), and plans the replay cannot tell apart are kept once;
 2. give every candidate the real SLOs (the replay judges an app against its `AppPlan.slo_ms`), sort
    them by cost, and replay them in that order: a short screen (`SCREEN_FRAMES` per app), then the
-   full replay (`PROMISE_FRAMES` per app, constant and Poisson arrivals, the bench's seed);
+   full replay (`PROMISE_FRAMES` per app or `PROMISE_SECONDS` of its frames, whichever is more,
+   constant and Poisson arrivals, the bench's seed);
 3. keep the first, i.e. the cheapest, candidate that keeps the promise: every frame within the SLO
    under constant arrivals and each app's Poisson attainment at least `settings.attainment`.
 
@@ -32,7 +33,7 @@ from dataclasses import dataclass, replace
 from harpagon.config.schema import Workload
 from harpagon.model.latency import REL_TOL, Settings, options_for
 from harpagon.model.plan import Plan, check_resources
-from harpagon.sim import PROMISE_FRAMES, simulate
+from harpagon.sim import PROMISE_FRAMES, PROMISE_SECONDS, simulate
 
 SLO_FACTORS = (1.0, 0.85, 0.7, 0.55, 0.4, 0.3)
 UTILIZATIONS = (1.0, 0.85, 0.7, 0.5, 0.35, 0.25)
@@ -108,7 +109,7 @@ def _independent(plan: Plan) -> list[Plan]:
 
 
 def keeps_promise(plan: Plan, workload: Workload, *, frames: int, seed: int, attainment: float,
-                  suspects: list[str] | None = None) -> bool:
+                  suspects: list[str] | None = None, seconds: float = 0.0) -> bool:
     """Every frame within the SLO with constant arrivals and each app's Poisson attainment at least
     `attainment`. Apps that share no GPU are replayed one by one, `suspects` (app names, e.g. those that
     failed before; updated) first, and the replay stops at the first app that fails; the constant
@@ -117,10 +118,10 @@ def keeps_promise(plan: Plan, workload: Workload, *, frames: int, seed: int, att
     parts = sorted(_independent(plan), key=lambda p: min(
         (suspects.index(ap.name) for ap in p.apps if ap.name in suspects), default=len(suspects)))
     for part in parts:
-        constant = simulate(part, workload, "constant", frames=frames, seed=seed)
+        constant = simulate(part, workload, "constant", frames=frames, seed=seed, seconds=seconds)
         bad = [a.name for a in constant.apps if a.over_slo > 0.0]
         if not bad:
-            bad = [a.name for a in simulate(part, workload, "poisson", frames=frames, seed=seed).apps
+            bad = [a.name for a in simulate(part, workload, "poisson", frames=frames, seed=seed, seconds=seconds).apps
                    if a.attainment < attainment]
         if bad:
             suspects[:0] = [n for n in bad if n not in suspects]
@@ -162,7 +163,8 @@ def optimum_floor(workload: Workload, settings: Settings) -> float:
 
 
 def at_equal_attainment(planner: Planner, workload: Workload, settings: Settings, *, seed: int = 1,
-                        frames: int = PROMISE_FRAMES, screen_frames: int = SCREEN_FRAMES,
+                        frames: int = PROMISE_FRAMES, seconds: float = PROMISE_SECONDS,
+                        screen_frames: int = SCREEN_FRAMES,
                         slo_factors: Sequence[float] = SLO_FACTORS, utilizations: Sequence[float] = UTILIZATIONS,
                         given: Mapping[Point, Plan] | None = None,
                         verdicts: MutableMapping[Hashable, bool] | None = None,
@@ -208,7 +210,7 @@ def at_equal_attainment(planner: Planner, workload: Workload, settings: Settings
                 if keeps_promise(real, workload, frames=screen_frames, seed=seed, attainment=settings.attainment,
                                  suspects=suspects):
                     replays += 1
-                    kept = verdicts[key] = keeps_promise(real, workload, frames=frames, seed=seed,
+                    kept = verdicts[key] = keeps_promise(real, workload, frames=frames, seed=seed, seconds=seconds,
                                                          attainment=settings.attainment, suspects=suspects)
                 replay_s += time.perf_counter() - t0
             if kept:

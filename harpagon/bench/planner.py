@@ -1,7 +1,7 @@
 """`harpagon bench planner`: every planner on one-app and multi-app workloads, judged by the replay.
 
-Each plan is replayed (MODEL.md, "the replay") for `PROMISE_FRAMES` frames per app with constant and
-with Poisson arrivals, on the bench's seed (not the planner's own seed 0, so that Harpagon's promise
+Each plan is replayed (MODEL.md, "the replay") for `PROMISE_FRAMES` frames or `PROMISE_SECONDS` of each
+app's frames, whichever is more (the steady state), with constant and with Poisson arrivals, on the bench's seed (not the planner's own seed 0, so that Harpagon's promise
 is checked on arrivals it has not seen). Per (workload, planner) the row records the cost, fluid
 feasibility (`check_plan`), planning time (for Harpagon's default also its model part alone, without
 its internal replays), whether the plan keeps the `constant` and the `poisson` promise, and the cost
@@ -20,7 +20,7 @@ import csv
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -32,6 +32,7 @@ from harpagon.bench.attainment import (
     at_equal_attainment,
     replay_key,
 )
+from harpagon.bench.progress import Phases, phases
 from harpagon.bench.workloads import ROOT, Case, grid, many_apps, multi_app_grid
 from harpagon.config import load_workload
 from harpagon.model.latency import Settings
@@ -40,7 +41,7 @@ from harpagon.planner.bound import lower_bound
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.planner.registry import ABLATIONS, BASELINES, OPTIMUM, PLANNERS
-from harpagon.sim import PROMISE_FRAMES, simulate
+from harpagon.sim import PROMISE_FRAMES, PROMISE_SECONDS, simulate
 
 REFERENCE = "harpagon"
 FLUID = "harpagon-fluid"
@@ -126,8 +127,8 @@ def evaluate(case: Case, planner: str, settings: Settings, seed: int, *, frames:
     verdicts: dict = {}
     if not refused and planner != "optimum":
         t0 = time.perf_counter()
-        const = simulate(p, w, "constant", frames=frames, seed=seed)
-        pois = simulate(p, w, "poisson", frames=frames, seed=seed)
+        const = simulate(p, w, "constant", frames=frames, seed=seed, seconds=PROMISE_SECONDS)
+        pois = simulate(p, w, "poisson", frames=frames, seed=seed, seconds=PROMISE_SECONDS)
         replay_ms = (time.perf_counter() - t0) * 1000
         over = max(a.over_slo for a in const.apps)
         attained = min(a.attainment for a in pois.apps)
@@ -167,32 +168,48 @@ def _weight(case: Case, planner: str) -> float:
 
 
 def run(cases: Sequence[Case], planners: Sequence[str], settings: Settings, seed: int, jobs: int,
-        progress: Callable[[int], None]) -> list[Row]:
-    """Every planner and the optimum on every case, `jobs` processes; rows in (case, planner) order."""
+        progress: Phases | None = None) -> list[Row]:
+    """Every planner and the optimum on every case, `jobs` processes; rows in (case, planner) order.
+    `progress`: phases "bounds" (a lower bound per workload) and "plans" (per workload and planner)."""
     names = (*planners, "optimum")
-    bounds = {c.id: lower_bound(c.workload, settings) for c in cases}  # once per workload
+    bounds = {}
+    if progress:
+        progress.phase("bounds", len(cases))
+    for c in cases:  # once per workload
+        bounds[c.id] = lower_bound(c.workload, settings)
+        if progress:
+            progress.done("bounds", c.id)
     work = sorted(((c, n, settings, seed, bounds[c.id]) for c in cases for n in names),
                   key=lambda a: -_weight(a[0], a[1]))
     rows: list[Row] = []
+    if progress:
+        progress.phase("plans", len(work))
+
+    def finished(row: Row) -> None:
+        rows.append(row)
+        if progress:
+            progress.done("plans", f"{row.case} {row.planner}: "
+                                   + ("refused" if row.refused else f"${row.cost:.3f}/h") + f" in {row.plan_ms / 1000:.1f} s")
+
     if jobs <= 1:
         for w in work:
-            rows.append(_evaluate_args(w))
-            progress(1)
+            finished(_evaluate_args(w))
     else:
         with ProcessPoolExecutor(jobs) as pool:
             for future in as_completed([pool.submit(_evaluate_args, w) for w in work]):
-                rows.append(future.result())
-                progress(1)
+                finished(future.result())
     order = {(c.id, n): i for i, (c, n) in enumerate((c, n) for c in cases for n in names)}
     return sorted(rows, key=lambda r: order[(r.case, r.planner)])
 
 
 def scale(counts: Sequence[int] = (100, 1000), replay_upto: int = 100, seed: int = 0,
-          frames: int = PROMISE_FRAMES) -> list[tuple[int, float, float, float]]:
+          frames: int = PROMISE_FRAMES, progress: Phases | None = None) -> list[tuple[int, float, float, float]]:
     """Harpagon's model part (replay=False) on many apps in one call, and one replay of that plan
     (constant and Poisson, `frames` per app) for counts up to `replay_upto`:
     (apps, model seconds, model ms per app, replay seconds or nan)."""
     out = []
+    if progress:
+        progress.phase("scale", len(counts))
     for n in counts:
         w = many_apps(n, seed)
         t0 = time.perf_counter()
@@ -205,6 +222,8 @@ def scale(counts: Sequence[int] = (100, 1000), replay_upto: int = 100, seed: int
             simulate(p, w, "poisson", frames=frames, seed=seed + 1)
             r = time.perf_counter() - t0
         out.append((n, s, 1000 * s / n, r))
+        if progress:
+            progress.done("scale", f"{n} apps")
     return out
 
 
@@ -447,7 +466,8 @@ def write_report(rows: Sequence[Row], out: Path, command: str, scale_rows: Seque
         + (f"; and {len(configs)} example configs as written ({', '.join(configs)}; hardware counts included)"
            if configs else "")
         + ". Every plan is replayed (MODEL.md, \"the replay\") for "
-        f"{PROMISE_FRAMES:,} frames per app with constant and with Poisson arrivals, seed {seed}"
+        f"{PROMISE_FRAMES:,} frames or {PROMISE_SECONDS:g} s of each app's frames, whichever is more, with constant "
+        f"and with Poisson arrivals, seed {seed}"
         + (" (Harpagon's own replays use seed 0)." if seed != 0 else " (the seed Harpagon's own replays use).")
         ,
         "",
@@ -498,7 +518,7 @@ def write_report(rows: Sequence[Row], out: Path, command: str, scale_rows: Seque
         ("Per app (a workload's time / its apps), over planned workloads. *model*: the planner without any "
         "replay (Harpagon's default: `PlannerOptions(replay=False)`); *planner call*: everything the planner "
         f"does (Harpagon's default replays and repairs its own plans); *bench replay*: the bench's replay of "
-        f"the plan ({PROMISE_FRAMES:,} frames per app, constant and Poisson)."),
+        f"the plan ({PROMISE_FRAMES:,} frames or {PROMISE_SECONDS:g} s per app, constant and Poisson)."),
         "",
         ("| planner | model P50 ms | model P99 ms | planner call P50 ms | P99 ms | bench replay P50 ms | P99 ms "
          "| wrapper: candidates / screens / full replays (mean) | wrapper s (mean) |"),
@@ -702,24 +722,17 @@ def cases_for(workloads: int | None, multi_apps: int, seed: int, settings: Setti
     return [*grid(settings, workloads, seed), *multi_app_grid(multi_apps, settings, seed), *config_cases(configs)]
 
 
+#: `harpagon bench planner --quick`: a small grid that runs in minutes on a 2-core machine.
+QUICK_ONE_APP, QUICK_MULTI_APP, QUICK_SCALE = 6, 2, (100,)
+
+
 def main(workloads: int | None, seed: int, out: Path, jobs: int, command: str, *, multi_apps: int = DEFAULT_MULTI_APP,
          planners: Sequence[str] = DEFAULT_PLANNERS, settings: Settings | None = None,
          scale_counts: Sequence[int] = (100, 1000), configs: Sequence[Path | str] = ()) -> Path:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     settings = settings or Settings()
     cases = cases_for(workloads, multi_apps, seed, settings, configs)
     t0 = time.perf_counter()
-    with Progress(TextColumn("planner bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn()) as bar:
-        task = bar.add_task("plans", total=len(cases) * (len(planners) + 1))
-        rows = run(cases, planners, settings, seed, jobs, lambda n: bar.advance(task, n))
-    scale_rows = scale(scale_counts)
+    with phases("harpagon bench planner") as progress:
+        rows = run(cases, planners, settings, seed, jobs, progress)
+        scale_rows = scale(scale_counts, progress=progress)
     return write_report(rows, out, command, scale_rows, seed, time.perf_counter() - t0)

@@ -145,11 +145,13 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
         tried.append((p, arrivals))
     # Per app, the levels whose replay kept its promise, cheapest first (the default level last).
     ranked: dict[str, list] = {}
+    why_not: dict[str, str] = {}  # per app that no level keeps, what the fastest plans tried kept
     for app in workload.apps:
         fits = sorted((workers_cost([ap], workload), i) for i, (p, _) in enumerate(tried)
                       for ap in p.apps if ap.name == app.name and replays.kept(ap))
         ranked[app.name] = [tried[i][1][app.name] for _, i in fits] or \
-            _tightened_fallback(app, workload, settings, options, name, replays) or [tried[-1][1][app.name]]
+            _tightened_fallback(app, workload, settings, options, name, replays, why_not) or \
+            [tried[-1][1][app.name]]
     chosen = {a: models.pop(0) for a, models in ranked.items()}
     p, arrivals = _settled(workload, settings, options, name, chosen, memo)
     best = None
@@ -162,8 +164,8 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
             best = judged
         late = [ap for ap in p.apps if not replays.kept(ap)]
         if not late:
-            return _cheapest_shared(_shared_if_kept(judged, workload, settings, options, replays), workload,
-                                    settings, options, name, replays)
+            return _said(_cheapest_shared(_shared_if_kept(judged, workload, settings, options, replays), workload,
+                                          settings, options, name, replays), why_not)
         # Together (hardware counts) an app may fare worse than alone: its next level first, then repair.
         arrivals = dict(arrivals)
         fix = []
@@ -181,7 +183,15 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     assert best is not None
     log.warning("the replay does not bear out the %s promise for every app after %d repairs", settings.arrivals,
                 REPAIR_ROUNDS)
-    return best
+    return _said(best, why_not)
+
+
+def _said(p: Plan, why_not: Mapping[str, str]) -> Plan:
+    """`p` with each refusal that the replay decided saying what the fastest plans tried kept."""
+    if not any(r.app in why_not and why_not[r.app] for r in p.refused):
+        return p
+    return replace(p, refused=tuple(Refusal(r.app, f"{r.reason}; {why_not[r.app]}") if why_not.get(r.app) else r
+                                    for r in p.refused))
 
 
 def _shared(p: Plan, workload: Workload, settings: Settings, options: PlannerOptions) -> Plan:
@@ -288,13 +298,15 @@ def _shared_at(levels: Mapping[str, tuple[float, float]], workload: Workload, se
 #: The last resort for an app that no level keeps: the fluid formulas for a tighter SLO (factor) and
 #: with less of each worker (factor on `max_utilization`), tried in order of cost.
 FALLBACK_SLO = (1.0, 0.85, 0.7, 0.55, 0.4, 0.3)
-FALLBACK_UTILIZATION = (1.0, 0.7, 0.5, 0.35, 0.25)
+FALLBACK_UTILIZATION = (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1)
 
 
 def _tightened_fallback(app: App, workload: Workload, settings: Settings, options: PlannerOptions, name: str,
-                        replays: _Replays) -> list[tuple[float, float]]:
+                        replays: _Replays, why_not: dict[str, str]) -> list[tuple[float, float]]:
     """Models (SLO factor, utilisation factor) under which the app alone keeps its promise, cheapest
-    first: plans at every tightened point, replayed in order of cost until one keeps the promise."""
+    first: plans at every tightened point (down to a tenth of each worker: more workers at smaller
+    batches, the fastest plans the formulas make), replayed in order of cost until one keeps the
+    promise. When none does, `why_not[app]` says what the best of them kept."""
     alone = workload.model_copy(update={"apps": (app,)})
     found: dict[AppPlan, tuple[float, tuple[float, float]]] = {}
     for f in FALLBACK_SLO:
@@ -302,10 +314,29 @@ def _tightened_fallback(app: App, workload: Workload, settings: Settings, option
             p = _plan(alone, settings, options, name, {app.name: (f, u)})
             if p.apps and p.apps[0] not in found:
                 found[p.apps[0]] = (p.cost_per_hour, (f, u))
-    for ap, (_, model) in sorted(found.items(), key=lambda x: x[1][0]):
+    best: tuple | None = None
+    for ap, (cost, model) in sorted(found.items(), key=lambda x: x[1][0]):
         replays.run(replace(Plan.build(name, options.dispatch, settings, (ap,), (), alone), apps=(ap,)))
         if replays.kept(ap):
             return [model]
+        got = replays.stats(ap)
+        if got is not None:
+            const, pois = got
+            score = (const.over_slo == 0, (pois or const).attainment, -cost)
+            if best is None or score > best[0]:
+                best = (score, model, cost, const, pois)
+    if best is None:
+        why_not[app.name] = (f"none of the {len(found)} plans tried (fluid formulas for SLO x1 to x0.3, utilisation "
+                             "x1 to x0.1) passes the steady-state screen" if found else "")
+    else:
+        _, (f, u), cost, const, pois = best
+        what = [f"{pois.attainment:.2%} within the SLO under Poisson arrivals (promised {settings.attainment:.0%})"
+                if pois is not None else "",
+                "every frame within it with constant arrivals" if const.over_slo == 0 else
+                f"{const.over_slo:.2%} of frames late with constant arrivals"]
+        why_not[app.name] = (f"the best of {len(found)} plans tried (the fluid formulas for SLO x{f:g} at utilisation "
+                             f"x{u:g}, ${cost:.3f}/h, P99 {(pois or const).p99_ms:.1f} ms) keeps "
+                             + ", ".join(w for w in what if w) + " in the replay")
     return []
 
 
@@ -379,7 +410,7 @@ class _Replays:
 #: The model's levels: the fluid formulas (None), the fluid formulas with a lower utilisation cap
 #: (the factor on `max_utilization`), and arrival models (overrides of :class:`Arrival`'s defaults):
 #: optimistic (no jitter, half the allowance) and the default (last: the start of any repair).
-LEVELS: tuple[dict | float | None, ...] = (None, 0.9, 0.8, {"jitter": False, "kappa": 0.5}, 0.7, {})
+LEVELS: tuple[dict | float | None, ...] = (None, 0.9, 0.8, {"jitter": False, "kappa": 0.5}, 0.7, 0.5, 0.35, 0.25, {})
 #: The planner's own replay must show this much more than the promised attainment (sampling noise),
 #: and at least `SE_MARGIN` standard errors of its late fraction (by batch means) more.
 PROMISE_MARGIN = 0.004

@@ -143,3 +143,21 @@ def test_city_products_keeps_its_promise_in_steady_state():
     for seed in (23, 101):
         v = judge(p, w, "poisson", seed=seed)
         assert v.replayed.constant_all_within and v.replayed.min_app_attainment >= 0.99, (seed, v.replayed)
+
+
+def test_a_refusal_under_a_promise_says_what_the_fastest_plans_kept():
+    """SLO 10.5 ms against d(1) = 10 ms, 90 frames/s, two GPUs in all: fluid serves it on one GPU, but
+    any Poisson wait at a worker (two frames within 10 ms at the same one) makes a frame late, and two
+    workers leave ~20% of frames late. The refusal says so, with the replay's figure."""
+    w = Workload.model_validate({
+        "hardware": [{"name": "g", "price_per_hour": 1.0, "count": 2}],
+        "profiles": [{"model": "m", "hardware": "g", "batches": [[1, 10.0], [2, 15.0]]}],
+        "apps": [{"name": "tight", "rate": 90, "slo_ms": 10.5, "modules": [{"name": "x", "model": "m"}]}],
+    })
+    assert plan(w, Settings(arrivals="fluid")).apps
+    p = plan(w, Settings(), PlannerOptions(replay_frames=2000, replay_seconds=0))
+    assert not p.apps and [r.app for r in p.refused] == ["tight"]
+    reason = p.refused[0].reason
+    assert "plans tried" in reason and "within the SLO under Poisson arrivals (promised 99%)" in reason, reason
+    figure = float(reason.rsplit("keeps ", 1)[1].split("%")[0])
+    assert 50 < figure < 99, reason
