@@ -7,6 +7,7 @@ others are still planned and printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,10 +74,10 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=1,
                    help="sample and replay seed (default 1; Harpagon's own replays use 0)")
     b.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="report folder (default docs/benchmarks)")
-    b.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    b.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default 1; 2 with --quick)")
     b.add_argument("--quick", action="store_true",
-                   help="a small grid (6 one-app and 2 multi-app workloads, the scale test at 100 apps only; "
-                        "minutes on 2 cores) unless --workloads or --multi-apps say otherwise")
+                   help="a small grid (6 one-app workloads of at most 1,000 frames/s, no multi-app, the scale test at "
+                        "100 apps only, 2 jobs unless flags say otherwise; under 10 minutes on 2 cores)")
     b.add_argument("--max-utilization", type=float, default=1.0, help="planner setting for every planner (default 1)")
     b.add_argument("--configs", nargs="*", default=None, metavar="FILE",
                    help="also run these config files as written, one workload each (apps, hardware and counts); "
@@ -484,6 +485,7 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
         DEFAULT_MULTI_APP,
         DEFAULT_ONE_APP,
         DEFAULT_PLANNERS,
+        QUICK_MAX_RATE,
         QUICK_MULTI_APP,
         QUICK_ONE_APP,
         QUICK_SCALE,
@@ -513,6 +515,7 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_INVALID
     one, many = (QUICK_ONE_APP, QUICK_MULTI_APP) if args.quick else (DEFAULT_ONE_APP, DEFAULT_MULTI_APP)
+    args.jobs = args.jobs or (2 if args.quick else 1)
     workloads = one if args.workloads is None else args.workloads
     multi = many if args.multi_apps is None else args.multi_apps
     command = "harpagon bench planner" + "".join(
@@ -525,7 +528,7 @@ def _cmd_bench_planner(args: argparse.Namespace) -> int:
         command += " --planners " + " ".join(planners)
     if args.quick:
         command += " --quick"
-    scale = {"scale_counts": QUICK_SCALE} if args.quick else {}
+    scale = {"scale_counts": QUICK_SCALE, "max_rate": QUICK_MAX_RATE} if args.quick else {}
     try:
         path = bench_main(workloads, args.seed, args.out, args.jobs, command, multi_apps=multi, settings=settings,
                           planners=planners, configs=configs, **scale)
@@ -586,6 +589,18 @@ def _planner_names() -> list[str]:
     return [*PLANNERS, "optimum"]
 
 
+@contextlib.contextmanager
+def _working(what: str):
+    """A spinner on stderr while long work runs, when stderr is a terminal (stdout may be JSON)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(what + "..."):
+        yield
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from harpagon.planner.registry import plan_with
 
@@ -604,8 +619,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     workload = _load(args.files)
     if workload is None:
         return EXIT_INVALID
-    result = plan_with(args.planner, workload, settings, replay=not args.no_replay, frames=args.replay_frames,
-                       seed=args.seed)
+    replaying = not args.no_replay and not settings.fluid
+    with _working(f"planning {len(workload.apps)} app(s)" + (", replaying each for 60 s or 10,000 frames"
+                                                              if replaying else "")):
+        result = plan_with(args.planner, workload, settings, replay=not args.no_replay, frames=args.replay_frames,
+                           seed=args.seed)
     if args.json:
         print(result.to_json())
     else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 import statistics
 import time
 from collections.abc import Iterable, Sequence
@@ -716,21 +717,29 @@ def config_cases(paths: Sequence[Path | str]) -> list[Case]:
 
 
 def cases_for(workloads: int | None, multi_apps: int, seed: int, settings: Settings,
-              configs: Sequence[Path | str] = ()) -> list[Case]:
-    """The run's workloads: a seeded sample of `workloads` one-app cases (None: all of them),
-    `multi_apps` seeded multi-app cases, and one case per file of `configs`."""
-    return [*grid(settings, workloads, seed), *multi_app_grid(multi_apps, settings, seed), *config_cases(configs)]
+              configs: Sequence[Path | str] = (), max_rate: float | None = None) -> list[Case]:
+    """The run's workloads: a seeded sample of `workloads` one-app cases (None: all of them; only
+    those of at most `max_rate` frames/s when given), `multi_apps` seeded multi-app cases, and one
+    case per file of `configs`."""
+    if max_rate is None:
+        one = grid(settings, workloads, seed)
+    else:
+        low = [c for c in grid(settings) if c.rate <= max_rate]
+        one = low if workloads is None or workloads >= len(low) else random.Random(seed).sample(low, workloads)
+    return [*one, *multi_app_grid(multi_apps, settings, seed), *config_cases(configs)]
 
 
-#: `harpagon bench planner --quick`: a small grid that runs in minutes on a 2-core machine.
-QUICK_ONE_APP, QUICK_MULTI_APP, QUICK_SCALE = 6, 2, (100,)
+#: `harpagon bench planner --quick`: a small grid that runs in minutes on a 2-core machine: one-app
+#: workloads of at most 1,000 frames/s (60 s of 10,000 frames/s is 600,000 frames per replay).
+QUICK_ONE_APP, QUICK_MULTI_APP, QUICK_MAX_RATE, QUICK_SCALE = 6, 0, 1000.0, (100,)
 
 
 def main(workloads: int | None, seed: int, out: Path, jobs: int, command: str, *, multi_apps: int = DEFAULT_MULTI_APP,
          planners: Sequence[str] = DEFAULT_PLANNERS, settings: Settings | None = None,
-         scale_counts: Sequence[int] = (100, 1000), configs: Sequence[Path | str] = ()) -> Path:
+         scale_counts: Sequence[int] = (100, 1000), configs: Sequence[Path | str] = (),
+         max_rate: float | None = None) -> Path:
     settings = settings or Settings()
-    cases = cases_for(workloads, multi_apps, seed, settings, configs)
+    cases = cases_for(workloads, multi_apps, seed, settings, configs, max_rate)
     t0 = time.perf_counter()
     with phases("harpagon bench planner") as progress:
         rows = run(cases, planners, settings, seed, jobs, progress)

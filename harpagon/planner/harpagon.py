@@ -409,7 +409,9 @@ class _Replays:
 
 #: The model's levels: the fluid formulas (None), the fluid formulas with a lower utilisation cap
 #: (the factor on `max_utilization`), and arrival models (overrides of :class:`Arrival`'s defaults):
-#: optimistic (no jitter, half the allowance) and the default (last: the start of any repair).
+#: optimistic (no jitter, half the allowance), and the default (last: the start of any repair). Each
+#: app keeps the cheapest level its replay bears out; a level's plan is replayed only if it is cheaper
+#: than the cheapest kept.
 LEVELS: tuple[dict | float | None, ...] = (None, 0.9, 0.8, {"jitter": False, "kappa": 0.5}, 0.7, 0.5, 0.35, 0.25, {})
 #: The planner's own replay must show this much more than the promised attainment (sampling noise),
 #: and at least `SE_MARGIN` standard errors of its late fraction (by batch means) more.

@@ -401,3 +401,50 @@ def test_bench_planner_flags_are_checked_before_any_work(tmp_path, capsys, monke
     assert seen["workloads"] == 0 and seen["planners"] == ("harpagon", "nexus")
     assert [p.stem for p in seen["configs"]] == [p.stem for p in bench.example_configs()]
     assert seen["command"].endswith("--configs --planners harpagon nexus")
+
+
+def test_bench_planner_quick_is_a_stated_small_grid_on_two_jobs(tmp_path, monkeypatch):
+    import harpagon.bench.planner as bench
+    from harpagon.cli import main
+
+    seen = {}
+
+    def fake_main(workloads, seed, out, jobs, command, **kw):
+        seen.clear()
+        seen.update(workloads=workloads, jobs=jobs, command=command, **kw)
+        return out / "planner.md"
+
+    monkeypatch.setattr(bench, "main", fake_main)
+    assert main(["bench", "planner", "--quick", "--out", str(tmp_path)]) == 0
+    assert (seen["workloads"], seen["multi_apps"], seen["jobs"]) == (bench.QUICK_ONE_APP, bench.QUICK_MULTI_APP, 2)
+    assert seen["scale_counts"] == bench.QUICK_SCALE and seen["command"].endswith("--quick")
+    assert seen["max_rate"] == bench.QUICK_MAX_RATE
+    quick = bench.cases_for(6, 0, 1, Settings(), max_rate=1000.0)
+    assert len(quick) == 6 and all(c.rate <= 1000 and len(c.workload.apps) == 1 for c in quick)
+    assert quick == bench.cases_for(6, 0, 1, Settings(), max_rate=1000.0)  # seeded
+    assert main(["bench", "planner", "--quick", "--workloads", "1", "--jobs", "1", "--out", str(tmp_path)]) == 0
+    assert (seen["workloads"], seen["jobs"]) == (1, 1)
+    assert main(["bench", "planner", "--out", str(tmp_path)]) == 0
+    assert (seen["workloads"], seen["multi_apps"], seen["jobs"]) == (bench.DEFAULT_ONE_APP, bench.DEFAULT_MULTI_APP, 1)
+    assert "scale_counts" not in seen and "--quick" not in seen["command"]
+
+
+def test_long_work_prints_a_line_per_finished_item_when_not_on_a_terminal():
+    import io
+
+    from harpagon.bench.progress import phases
+
+    out = io.StringIO()
+    with phases("bench x", stream=out) as p:
+        p.phase("plans", 2)
+        p.done("plans", "a harpagon: $1.000/h")
+        p.done("plans", "b nexus: refused")
+    lines = out.getvalue().splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == ["bench x: plans: 2 to do", "bench x: plans 1/2 a harpagon: $1.000/h",
+                                                   "bench x: plans 2/2 b nexus: refused"]
+    assert all(ln.endswith(" s)") for ln in lines)
+    bars = io.StringIO()
+    with phases("bench x", stream=bars, bars=True) as p:  # a terminal: rich bars, no per-item lines
+        p.phase("plans", 1)
+        p.done("plans", "a")
+    assert "plans 1/1 a" not in bars.getvalue()
