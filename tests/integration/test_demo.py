@@ -34,7 +34,7 @@ def test_demo_streams_a_video_through_the_demo_apps_and_summarises(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "streaming 10 frames of" in out and "[EMULATED workers]" in out
-    assert "plan promise poisson ≥99%: replayed 10000 frames (seed 0), min attainment " in out
+    assert "plan promise poisson ≥99%: replayed 10000 frames or 60 s of each app (seed 0), min attainment " in out
     assert "sending each app's frames at its rate, Poisson arrivals, seed 3" in out
     assert "summary: plan $" in out and "per module, whole run: measured against predicted" in out
     for app, slo in (("traffic", 250), ("face", 150)):

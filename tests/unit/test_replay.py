@@ -129,10 +129,14 @@ def test_judge_reports_both_promises():
     w = workload(500.0, [{"name": "x", "model": "m"}], slo=50.0)
     # b = 4 at 500/s on one worker: exactly saturated. Constant arrivals never queue; Poisson ones do.
     p = hand_plan(w, {"x": tup(500.0, 4)})
-    v = judge(p, w, "poisson", frames=5000, seed=3)
+    v = judge(p, w, "poisson", frames=5000, seconds=0, seed=3)
     assert v.replayed.constant_all_within and v.replayed.frames == 5000 and v.replayed.seed == 3
     assert v.replayed.min_app_attainment < 0.99 and not v.kept("poisson", 0.99) and v.kept("constant", 0.99)
     assert v.replayed.apps == (("a0", v.replayed.min_app_attainment),)
+    # By default 60 s of the app (30,000 frames): the saturated queue has longer to grow.
+    steady = judge(p, w, "poisson", frames=5000, seed=3)
+    assert steady.replayed.frames == 30_000 and steady.replayed.seconds == 60.0
+    assert steady.replayed.min_app_attainment < v.replayed.min_app_attainment
 
 
 def test_an_apps_poisson_arrivals_do_not_depend_on_the_other_apps_replayed():
