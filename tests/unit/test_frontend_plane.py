@@ -716,3 +716,35 @@ def test_frames_that_fail_or_are_cancelled_leave_the_bound():
 
     plane = run(scenario())
     assert plane.counters["lv"].refused == 0
+
+
+def test_a_suspects_hold_never_overflows_however_often_it_fails():
+    """1,025 failures without a good answer once raised OverflowError (2.0 ** 1024) inside the send."""
+    s = Suspects()
+    for i in range(5000):
+        s.mark("w1", float(i))
+    assert s.mark("w1", 5000.0) is None and s.suspect("w1", 5002.9) and not s.suspect("w1", 5003.0)
+
+
+def test_a_bug_while_sending_a_batch_still_answers_every_frame(monkeypatch):
+    """Whatever raises in the send (here the circuit breaker itself), the frames get INTERNAL, nothing
+    stays in flight, and the next frame is served."""
+    app = make_app("bug", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={"w1": Unavailable("down")})
+
+    def broken(self, address, now):
+        raise OverflowError("(34, 'Numerical result out of range')")
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1",))}), frame_shape=FRAME, client=fake)
+        with monkeypatch.context() as m:
+            m.setattr(Suspects, "mark", broken)
+            with pytest.raises(Internal, match="its batch was lost .OverflowError"):
+                await asyncio.wait_for(plane.infer("bug", frame()), 5.0)
+        del fake.failing["w1"]
+        await plane.infer("bug", frame())
+        return plane
+
+    plane = run_clean(scenario())
+    assert_each_frame_answered_once(plane, "bug", 2)
+    assert (plane.counters["bug"].failed, plane.counters["bug"].success) == (1, 1)

@@ -55,6 +55,7 @@ from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient, WorkerReply
 from harpagon.runtime.wire.errors import (
     DeadlineExceeded,
+    Internal,
     NotFound,
     ResourceExhausted,
     RuntimeFault,
@@ -127,7 +128,8 @@ class Suspects:
         else None."""
         fresh = not self.suspect(address, now)
         strikes = self._strikes[address] = self._strikes.get(address, 0) + 1
-        hold = min(self.hold_s, self.first_s * 2.0 ** (strikes - 1))
+        # the exponent capped: 2.0 ** 1024 overflows, and a dead worker fails ~100 batches a second
+        hold = min(self.hold_s, self.first_s * 2.0 ** min(strikes - 1, 60))
         self._until[address] = now + hold
         return hold if fresh else None
 
@@ -319,6 +321,22 @@ class LiveModule:
             return await self.client.infer(address, name, batch, timeout_s=timeout_s)
 
     async def _send(self, s: Shipped[_Request], late_ms: float = 0.0) -> None:
+        """Send a batch (with failover); whatever happens, every frame of it gets an answer: a bug or a
+        cancellation here must not leave futures unresolved (their frames would hold admission slots
+        and never be answered)."""
+        why = "cancelled"
+        try:
+            await self._send_batch(s, late_ms)
+            why = ""
+        except Exception as exc:  # noqa: BLE001 - logged, and every frame answered below
+            why = f"{type(exc).__name__}: {exc}"
+            log.exception("module %r: sending a batch failed", self.route.module)
+        finally:
+            left = [r for r in s.batch.items if not r.future.done()]
+            if left:
+                self._answer(left, Internal(f"module {self.route.module!r}: its batch was lost ({why or 'no answer'})"))
+
+    async def _send_batch(self, s: Shipped[_Request], late_ms: float) -> None:
         k = s.tuple_index
         addrs = self.route.workers[k]
         name = self.route.names[k]
