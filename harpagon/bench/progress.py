@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Self, TextIO
 
 
 class Phases:
@@ -27,7 +27,7 @@ class Phases:
         self._done: dict[str, int] = {}
         self._t0 = time.perf_counter()
 
-    def __enter__(self) -> Phases:
+    def __enter__(self) -> Self:
         if self.bars:
             from rich.console import Console
             from rich.progress import (

@@ -215,6 +215,6 @@ def overloaded(plan: Plan, workload: Workload, poisson: bool) -> dict[str, str]:
             continue
         for app in apps:
             if load > out.get(app, (0.0, ""))[0]:
-                out[app] = (load, f"{key} expected at {load:.1%} load under {'Poisson' if poisson else 'constant'} "
-                                  "arrivals")
+                out[app] = (load, (f"{key} expected at {load:.1%} load under {'Poisson' if poisson else 'constant'} "
+                                  "arrivals"))
     return {a: why for a, (_, why) in out.items()}

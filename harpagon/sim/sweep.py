@@ -125,8 +125,7 @@ class ModuleRun:
             result = finish + self.overhead if self.overhead > 0 else finish
             for f in b.items:
                 left[f] -= 1
-                if result > done[f]:
-                    done[f] = result
+                done[f] = max(done[f], result)
 
 
 def sweep(plan: Plan, workload: Workload, arrivals: str, frames: dict[str, int], seed: int,

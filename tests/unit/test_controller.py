@@ -236,7 +236,7 @@ def test_serve_defaults_to_one_worker_per_gpu_and_says_so_when_there_is_none():
     w = Workload.model_validate({**W.model_dump(exclude={"serve"}), "serve": {}})
     cluster = LocalCluster(w)
     if torch.cuda.is_available():
-        assert [g.device for g in cluster.worker_groups][0] == "cuda:0"
+        assert next(g.device for g in cluster.worker_groups) == "cuda:0"
     else:
         with pytest.raises(ValueError, match="no GPU is visible"):
             _ = cluster.worker_groups

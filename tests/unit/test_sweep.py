@@ -16,7 +16,7 @@ from harpagon.planner.baselines.nexus import plan as nexus_plan
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.sim import simulate
-from harpagon.sim.sweep import frame_counts, sweepable
+from harpagon.sim.sweep import frame_counts, linked, sweepable
 from tests.strategies import settings, workloads
 from tests.unit.test_replay import CHAIN, hand_plan, tup, workload
 
@@ -39,7 +39,7 @@ def test_the_sweep_replays_exactly_what_the_events_replay(w, s, arrivals, fanout
     p = replace(p, apps=tuple(ap for ap in p.apps if sweepable(replace(p, apps=(ap,)))))  # Nexus packs GPUs
     if not p.apps:
         return
-    kw = dict(frames=400, seed=11, fanout=fanout)
+    kw = {"frames": 400, "seed": 11, "fanout": fanout}
     same(simulate(p, w, arrivals, engine="events", **kw), simulate(p, w, arrivals, engine="sweep", **kw))
 
 
@@ -76,3 +76,24 @@ def test_apps_on_shared_gpus_replay_by_events_and_the_rest_by_the_sweep_with_one
     p = replace(p, apps=(p.apps[0], alone.apps[1], p.apps[2]))
     for arrivals in ("constant", "poisson"):
         same(simulate(p, w, arrivals, frames=300, seed=2), simulate(p, w, arrivals, frames=300, seed=2, engine="events"))
+
+
+def test_linked_groups_the_apps_that_meet_on_shared_gpus_directly_or_through_others():
+    w = workload(50.0, CHAIN, apps=4)
+
+    def placed(gpus: dict[str, tuple[str | None, str | None]]):
+        p = hand_plan(w, {"x": tup(50.0), "y": tup(50.0)})
+        return replace(p, apps=tuple(
+            replace(ap, modules=tuple(replace(mp, tuples=tuple(replace(t, gpu=g, cycle_ms=10.0 if g else None)
+                                                               for t in mp.tuples))
+                                      for mp, g in zip(ap.modules, gpus[ap.name], strict=True)))
+            for ap in p.apps))
+
+    def names(p):
+        return {name: [x.name for x in g] for name, g in linked(p).items()}
+
+    p = placed({"a0": ("g0", None), "a1": (None, None), "a2": (None, "g1"), "a3": ("g0", "g0")})
+    assert names(p) == {"a0": ["a0", "a3"], "a1": ["a1"], "a2": ["a2"], "a3": ["a0", "a3"]}
+    # a1 bridges g0 and g1: a0, a1, a2 and a3 all meet, through it
+    p = placed({"a0": ("g0", None), "a1": ("g0", "g1"), "a2": (None, "g1"), "a3": ("g0", "g0")})
+    assert all(v == ["a0", "a1", "a2", "a3"] for v in names(p).values())

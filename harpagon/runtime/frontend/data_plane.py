@@ -328,7 +328,7 @@ class LiveModule:
         try:
             await self._send_batch(s, late_ms)
             why = ""
-        except Exception as exc:  # noqa: BLE001 - logged, and every frame answered below
+        except Exception as exc:
             why = f"{type(exc).__name__}: {exc}"
             log.exception("module %r: sending a batch failed", self.route.module)
         finally:
