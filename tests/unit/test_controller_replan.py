@@ -12,7 +12,7 @@ import pytest
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings, collection_ms, effective_latency
 from harpagon.runtime.controller.assignment import WorkerInfo
-from harpagon.runtime.controller.controller import MIN_EPOCH_S, Controller
+from harpagon.runtime.controller.controller import MIN_EPOCH_S, Controller, epoch_version
 from harpagon.runtime.wire.errors import FailedPrecondition, Unavailable
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable
@@ -273,6 +273,18 @@ def test_a_restarted_controller_never_pushes_a_version_older_than_a_worker_runs(
     h.c.version = 5 << 32
     h.c.register(t4(1)[0], (), running_version=(9 << 32) + 3)
     assert h.c.version == (9 << 32) + 3
+
+
+def test_a_worker_cannot_claim_a_version_from_beyond_any_epoch():
+    """A running version of 2^64 - 1 once became the controller's, and every later push overflowed
+    ("Value out of range"): no worker was ever configured again."""
+    h = Harness()
+    before = h.c.version
+    h.c.register(t4(1)[0], (), running_version=2**64 - 1)
+    assert h.c.version == before
+    ahead = epoch_version(time.time() + 3600) + 7  # a predecessor's clock an hour ahead: believed
+    h.c.register(t4(2)[1], (), running_version=ahead)
+    assert h.c.version == ahead and h.c.version + 2 < 2**64
 
 
 def test_a_live_workers_id_cannot_be_taken_from_another_address():

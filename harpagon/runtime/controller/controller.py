@@ -92,6 +92,16 @@ def epoch_version(now: float | None = None) -> int:
     return int(time.time() if now is None else now) << 32
 
 
+#: How far ahead of this controller's clock another controller's may have been.
+MAX_CLOCK_AHEAD_S = 86_400.0
+
+
+def latest_version(now: float | None = None) -> int:
+    """The newest configuration version any controller could have pushed by now (a clock up to
+    MAX_CLOCK_AHEAD_S ahead, every version of its epoch): what a worker may claim to run."""
+    return epoch_version((time.time() if now is None else now) + MAX_CLOCK_AHEAD_S) + (1 << 32) - 1
+
+
 def _record(reports: dict[str, deque[_Report]], frontend: str, report: _Report, now: float) -> None:
     """Keep a frontend's report (a tuple, its time first) with its latest ones: at most RATE_WINDOW_S
     of them, and none of a frontend gone quiet for REPORT_EXPIRY_S (what it measured goes with it)."""
@@ -233,8 +243,13 @@ class Controller:
             if wid != info.id and w.info.address == info.address:
                 self._evict(w, f"replaced by worker {info.id} registering at its address")
         # versions only grow at a worker: never push one older than what it runs (a clock behind the
-        # previous controller's, or a restart within the same second)
-        self.version = max(self.version, running_version)
+        # previous controller's, or a restart within the same second); but a version from further in
+        # the future than any clock skew is a lie or a bug (2^64 - 1 made every later push overflow)
+        if running_version > latest_version():
+            log.warning("worker %s reports running configuration %d, beyond any controller's epoch (%d): "
+                        "ignored", info.id, running_version, latest_version())
+        else:
+            self.version = max(self.version, running_version)
         if old is not None and old.info == info and old.modules == running:
             old.last_seen = now  # registered again after a missed heartbeat: nothing changed, nothing to plan
             log.info("worker %s registered again; unchanged", info.id)
