@@ -130,7 +130,8 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     # Each level planned and its apps screened, then replayed for `replay_frames` (an app planned as at
     # a cheaper level is not replayed again); each app takes the cheapest level that keeps its promise
     # there, then the plan of all apps is judged at the steady-state horizon.
-    replays = _Replays(workload, settings, options, steady=False)
+    runs: dict = {}  # every replay run, by what it reads: the judging reuses the screening where it can
+    replays = _Replays(workload, settings, options, steady=False, runs=runs)
     tried = []
     cheapest: dict[str, float] = {}  # per app, the cheapest plan kept so far: dearer ones need no replay
     for level in LEVELS:
@@ -155,7 +156,7 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     chosen = {a: models.pop(0) for a, models in ranked.items()}
     p, arrivals = _settled(workload, settings, options, name, chosen, memo)
     best = None
-    replays = _Replays(workload, settings, options)
+    replays = _Replays(workload, settings, options, runs=runs)
     for _ in range(REPAIR_ROUNDS):
         replays.run(p, screen=False)  # a late app's repair reads its replay
         judged = replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p),
@@ -241,7 +242,7 @@ def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: P
         return p
     # Levels often make the same app plans: each is replayed once per horizon.
     short = _Replays(workload, settings, replace(options, replay_frames=min(SCREEN_FRAMES, options.replay_frames)),
-                     steady=False)
+                     steady=False, runs=steady.runs)
 
     def replayed(q: Plan, replays: _Replays) -> _Replays:
         replays.run(q)
@@ -348,10 +349,14 @@ class _Replays:
     `replay_frames` only (screening the levels). Before any replay, an app with a worker group whose
     expected load is full or more (:func:`queueing.overloaded`) is not kept, and not replayed."""
 
-    def __init__(self, workload: Workload, settings: Settings, options: PlannerOptions, steady: bool = True):
+    def __init__(self, workload: Workload, settings: Settings, options: PlannerOptions, steady: bool = True,
+                 runs: dict | None = None):
         self.workload, self.settings, self.options = workload, settings, options
         self.seconds = options.replay_seconds if steady else 0.0
         self.seeds = JUDGE_SEEDS if steady else SCREEN_SEEDS
+        self.runs = {} if runs is None else runs
+        """Replays of `replay_frames` per app already run, shared between instances: where 60 s of an
+        app is fewer frames than that, the judging replay of a screened plan is the screening one."""
         self._stats: dict[tuple, tuple] = {}  # key -> (constant AppStats, Poisson AppStats or None)
         self._screened: dict[tuple, str] = {}  # key -> why it cannot keep its promise
         self._key: dict[AppPlan, tuple] = {}  # each app plan's key in the plan last run: it, and whom it meets
@@ -376,17 +381,26 @@ class _Replays:
         if fresh:
             self._replay(replace(p, apps=tuple(x for x in p.apps if any(x in self._key[ap][1] for ap in fresh))))
 
-    def _replay(self, p: Plan) -> None:
+    def _simulate(self, p: Plan, arrivals: str, seed: int, fanout: str):
         from harpagon.sim import simulate
 
-        frames, seed, seconds = self.options.replay_frames, self.options.seed, self.seconds
-        const = simulate(p, self.workload, "constant", frames=frames, seed=seed, fanout="deterministic",
-                         seconds=seconds)
+        frames, seconds = self.options.replay_frames, self.seconds
+        counts = tuple(max(frames, math.ceil(ap.rate * seconds - 1e-9)) for ap in p.apps)
+        key = (p.apps, arrivals, seed, fanout, counts)  # all the replay reads (settings are the planner's)
+        if key in self.runs:
+            return self.runs[key]
+        got = simulate(p, self.workload, arrivals, frames=frames, seed=seed, fanout=fanout, seconds=seconds)
+        if all(c == frames for c in counts):  # only these can be asked for again, by the other horizon
+            self.runs[key] = got
+        return got
+
+    def _replay(self, p: Plan) -> None:
+        seed = self.options.seed
+        const = self._simulate(p, "constant", seed, "deterministic")
         # Poisson on several seeds, the worst counting: a heavily loaded app has rare long queues, which
         # one run may miss entirely (and then shows a tiny standard error). These replays have the
         # settings' fan-out (MODEL.md v2's planned counts by default, or Poisson draws: `Settings.fanout`).
-        pois = [simulate(p, self.workload, "poisson", frames=frames, seed=seed + i * POISSON_SECOND_SEED,
-                         fanout=self.settings.fanout, seconds=seconds)
+        pois = [self._simulate(p, "poisson", seed + i * POISSON_SECOND_SEED, self.settings.fanout)
                 for i in range(self.seeds)] if self.settings.arrivals == "poisson" else []
         for ap in p.apps:
             worst = min((r.app(ap.name) for r in pois), key=lambda a: a.attainment) if pois else None
