@@ -82,15 +82,21 @@ def thread_server(host: str, port: int, threads: int, unix_socket: str | None = 
 
 
 def health_server(host: str, port: int, servicer, asynchronous: bool = True) -> tuple[grpc.Server | grpc.aio.Server, int]:
-    """A plaintext server holding only the standard health service (Kubernetes' gRPC probes do not
-    speak TLS); it changes nothing, so it needs no credentials. Start it after adding nothing."""
-    from grpc_health.v1 import health_pb2_grpc
+    """A plaintext server holding only the standard health service's `Check` (Kubernetes' gRPC probes
+    do not speak TLS, and use nothing else); it changes nothing, so it needs no credentials. `Watch`
+    is not served (UNIMPLEMENTED): its streams stay open, and 16 idle ones took every slot of the
+    port, so that every probe failed. Start it after adding nothing."""
+    from grpc_health.v1 import health_pb2
 
     server: grpc.Server | grpc.aio.Server = (
         grpc.aio.server(options=HEALTH_OPTIONS, maximum_concurrent_rpcs=16) if asynchronous
         else grpc.server(futures.ThreadPoolExecutor(2, thread_name_prefix="health"), options=HEALTH_OPTIONS,
                          maximum_concurrent_rpcs=16))
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    check = grpc.unary_unary_rpc_method_handler(servicer.Check,
+                                                request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                                                response_serializer=health_pb2.HealthCheckResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("grpc.health.v1.Health",
+                                                                          {"Check": check}),))
     return server, _bind(server, f"{host}:{port}", None)
 
 
