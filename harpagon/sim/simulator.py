@@ -181,8 +181,12 @@ class Simulator:
     # --- event loop ---------------------------------------------------------------------------
 
     def push(self, t: float, order: int, kind: str, payload: tuple) -> None:
+        """Events run in time order, then in MODEL.md's order of kinds; requests that become ready at
+        one instant in frame order (MODEL.md leaves it open; the sweep takes the same), the rest in
+        the order they were pushed."""
         self.seq += 1
-        heapq.heappush(self.events, (t, order, self.seq, kind, payload))
+        tie = payload[1] if kind == "ready" else 0  # (app, frame, module)
+        heapq.heappush(self.events, (t, order, tie, self.seq, kind, payload))
 
     def run(self) -> SimResult:
         for ap in self.plan.apps:
@@ -198,7 +202,7 @@ class Simulator:
         handlers = {"ready": self._ready, "timer": self._timer, "finish": self._finish, "results": self._results}
         events = self.events
         while events:
-            t, _, _, kind, payload = heapq.heappop(events)
+            t, _, _, _, kind, payload = heapq.heappop(events)
             handlers[kind](t, *payload)
         return self._result()
 
