@@ -34,6 +34,7 @@ from harpagon.config.schema import Workload
 from harpagon.model.latency import REL_TOL, Settings, options_for
 from harpagon.model.plan import Plan, check_resources
 from harpagon.sim import PROMISE_FRAMES, PROMISE_SECONDS, simulate
+from harpagon.sim.sweep import linked
 
 SLO_FACTORS = (1.0, 0.85, 0.7, 0.55, 0.4, 0.3)
 UTILIZATIONS = (1.0, 0.85, 0.7, 0.5, 0.35, 0.25)
@@ -97,15 +98,10 @@ def replay_key(plan: Plan) -> Hashable:
 
 
 def _independent(plan: Plan) -> list[Plan]:
-    """The plan cut into one plan per app when no GPU is shared between apps (then each app replays
-    alike alone or with the others: its own workers and its own Poisson stream); else the whole plan."""
-    owner: dict[str, str] = {}
-    for ap in plan.apps:
-        for mp in ap.modules:
-            for t in mp.tuples:
-                if t.gpu is not None and owner.setdefault(t.gpu, ap.name) != ap.name:
-                    return [plan]
-    return [replace(plan, apps=(ap,)) for ap in plan.apps]
+    """The plan cut into one plan per group of apps that meet on shared GPUs (:func:`linked`): each
+    replays alike alone or with the others (its own workers and its own Poisson streams)."""
+    groups = dict.fromkeys(linked(plan).values())  # distinct, in plan order
+    return [replace(plan, apps=apps) for apps in groups]
 
 
 def keeps_promise(plan: Plan, workload: Workload, *, frames: int, seed: int, attainment: float,

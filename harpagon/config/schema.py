@@ -150,6 +150,22 @@ class App(_Strict):
         return {k: tuple(v) for k, v in kids.items()}
 
     @cached_property
+    def topological(self) -> tuple[str, ...]:
+        """Module names, every parent before its children (the order a frame's work can run in)."""
+        order: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in order:
+                return
+            for p in self.module(name).after:
+                visit(p)
+            order.append(name)
+
+        for m in self.modules:
+            visit(m.name)
+        return tuple(order)
+
+    @cached_property
     def source(self) -> str:
         return next(m.name for m in self.modules if not m.after)
 

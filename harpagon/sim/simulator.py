@@ -27,9 +27,9 @@ import numpy as np
 from harpagon.config.schema import Workload
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
-from harpagon.model.latency import Fanout, effective_latency, poisson_requests, requests_for
+from harpagon.model.latency import Fanout, poisson_requests, requests_for
 from harpagon.model.plan import Plan
-from harpagon.sim.sweep import shared_apps, sweep, sweepable
+from harpagon.sim.sweep import batch_latencies, shared_apps, sweep, sweepable
 
 Arrivals = Literal["constant", "poisson"]
 
@@ -174,9 +174,7 @@ class Simulator:
         """Set to a list to record every shipped batch: (time, app, module, tuple, worker, frames, size)."""
 
     def _d(self, model: str, hardware: str) -> Callable[[int], float]:
-        rows = self.workload.profile_rows[(model, hardware)]
-        safety = self.plan.settings.safety
-        return {b: effective_latency(r.mean_ms, r.std_ms, safety) for b, r in rows.items()}.__getitem__
+        return batch_latencies(self.workload, self.plan, model, hardware).__getitem__
 
     # --- event loop ---------------------------------------------------------------------------
 

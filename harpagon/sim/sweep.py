@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harpagon.config.schema import App, Workload
+from harpagon.config.schema import Workload
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
 from harpagon.model.latency import Fanout, effective_latency, poisson_requests
@@ -30,7 +30,7 @@ from harpagon.model.plan import AppPlan, ModulePlan, Plan
 
 def sweepable(plan: Plan) -> bool:
     """Whether the module-by-module replay applies: no tuple on a shared GPU."""
-    return all(t.gpu is None for ap in plan.apps for mp in ap.modules for t in mp.tuples)
+    return not shared_apps(plan)[0]
 
 
 def shared_apps(plan: Plan) -> tuple[tuple[AppPlan, ...], tuple[AppPlan, ...]]:
@@ -59,19 +59,6 @@ def frame_counts(scale: float, frames: int) -> np.ndarray:
     f = np.arange(frames + 1, dtype=float)
     edges = np.floor(f * scale + 1e-9)
     return (edges[1:] - edges[:-1]).astype(np.int64)
-
-
-def topological(app: App) -> list[str]:
-    order: list[str] = []
-    left = {m.name: set(m.after) for m in app.modules}
-    while left:
-        ready = [m.name for m in app.modules if m.name in left and not left[m.name]]
-        for name in ready:
-            del left[name]
-            order.append(name)
-            for rest in left.values():
-                rest.discard(name)
-    return order
 
 
 class ModuleRun:
@@ -142,7 +129,7 @@ def sweep(plan: Plan, workload: Workload, arrivals: str, frames: dict[str, int],
         arrival = np.array(arrival_times(ap.rate, n, arrivals, rng), dtype=float)
         done: dict[str, np.ndarray] = {}
         stats: dict[str, tuple] = {}
-        for name in topological(app):
+        for name in app.topological:
             module = app.module(name)
             mp = ap.module(name)
             ready = arrival if not module.after else np.maximum.reduce([done[p] for p in module.after])
@@ -169,10 +156,15 @@ def sweep(plan: Plan, workload: Workload, arrivals: str, frames: dict[str, int],
     return SimResult(arrivals, tuple(out), fanout)  # type: ignore[arg-type]
 
 
+def batch_latencies(workload: Workload, plan: Plan, model: str, hardware: str) -> dict[int, float]:
+    """`d(b)` of a model on a kind of hardware, by batch size, under the plan's safety (MODEL.md)."""
+    safety = plan.settings.safety
+    return {b: effective_latency(r.mean_ms, r.std_ms, safety)
+            for b, r in workload.profile_rows[(model, hardware)].items()}
+
+
 def _latencies(workload: Workload, plan: Plan, model: str, mp: ModulePlan) -> Callable[[int, int], float]:
     """`d(b)` of each tuple, by tuple index and batch size."""
-    safety = plan.settings.safety
-    rows = [{b: effective_latency(r.mean_ms, r.std_ms, safety)
-             for b, r in workload.profile_rows[(model, t.hardware)].items()} for t in mp.tuples]
+    rows = [batch_latencies(workload, plan, model, t.hardware) for t in mp.tuples]
     return lambda k, b: rows[k][b]
 

@@ -626,7 +626,7 @@ class FrontendDataPlane:
                         await asyncio.gather(*(tasks[p] for p in parents))
                     await self._hop(f, module)
 
-                for module in _topological(app):
+                for module in app.topological:
                     tasks[module] = loop.create_task(run(module))
                 await asyncio.gather(*tasks.values())
         except DeadlineExceeded:
@@ -753,18 +753,3 @@ def _to_frame(boxes: np.ndarray, input_shape: tuple[int, ...], frame_shape: tupl
     sy, sx = frame_shape[0] / input_shape[1], frame_shape[1] / input_shape[2]
     return (np.asarray(boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
 
-
-def _topological(app: App) -> list[str]:
-    order, seen = [], set()
-
-    def visit(name: str) -> None:
-        if name in seen:
-            return
-        seen.add(name)
-        for p in app.module(name).after:
-            visit(p)
-        order.append(name)
-
-    for m in app.modules:
-        visit(m.name)
-    return order
