@@ -646,7 +646,8 @@ def _replayed_line(plan: Plan) -> str:
         return "not replayed"
     r = p.replayed
     apps = ", ".join(f"{name} {a:.2%}" for name, a in r.apps)
-    return (f"{r.frames} frames per app, seed {r.seed}: constant arrivals "
+    horizon = f" (or {r.seconds:g} s of each app, whichever is more)" if r.seconds else " per app"
+    return (f"{r.frames} frames{horizon}, seed {r.seed}: constant arrivals "
             f"{'every frame within the SLO' if r.constant_all_within else 'SOME FRAMES LATE'}; "
             f"{'Poisson' if p.arrivals != 'constant' else 'constant'} attainment {apps}")
 
