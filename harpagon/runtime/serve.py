@@ -10,7 +10,11 @@ workers to start.
 The control plane is authenticated even on one host: at start, `serve` makes a throwaway CA and
 certificates for its controller, frontend and workers (mutual TLS), in a folder only its user can
 read, so another user's process can neither register as a worker, nor configure one, nor send it
-batches.
+batches. Only the workers' certificate and key stay on disk: the CA's key is deleted once it has
+signed, the controller's and frontend's once loaded, so that a `serve` killed with `kill -9` leaves
+no key that could sign a certificate its successors trust. The run's folder (certificates, sockets,
+profiles) is removed at stop, or, after a `kill -9`, at the next start (:class:`RunFolder`); the
+workers and the planner process die with `serve` (:func:`die_with_parent`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,7 +44,7 @@ from harpagon.runtime.controller.servicer import ControllerServicer
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.main import Fanout, rate_beacon
 from harpagon.runtime.frontend.servicer import start as start_frontend
-from harpagon.runtime.lifecycle import until_stopped
+from harpagon.runtime.lifecycle import RunFolder, child_env, until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server
@@ -85,14 +90,14 @@ class LocalCluster:
     tls: bool = True  # mutual TLS on the control plane with throwaway certificates (False: plaintext, to compare)
     processes: list[subprocess.Popen] = field(default_factory=list)
     # What `start` has started so far (None: not yet), so that `stop` undoes a start that failed midway.
+    _run: RunFolder | None = field(default=None, init=False, repr=False)  # _certs, sockets, _profiles
     _certs: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     frontend: Any = field(default=None, init=False, repr=False)
     plane: FrontendDataPlane | None = field(default=None, init=False, repr=False)
     control: LoopThread | None = field(default=None, init=False, repr=False)
     control_server: Any = field(default=None, init=False, repr=False)
     _beacon: asyncio.Future | None = field(default=None, init=False, repr=False)
-    _profiles: Any = field(default=None, init=False, repr=False)
-    _sockets: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    _profiles: Path | None = field(default=None, init=False, repr=False)
     _metrics: WSGIServer | None = field(default=None, init=False, repr=False)
 
     @property
@@ -158,11 +163,16 @@ class LocalCluster:
             raise
 
     async def _start(self, s: ServeConfig, groups: tuple[WorkerGroup, ...]) -> None:
-        self._certs = tempfile.TemporaryDirectory(prefix="harpagon-certs-")
+        self._run = RunFolder(prefix="harpagon-serve-")
+        self._certs = tempfile.TemporaryDirectory(prefix="certs-", dir=self._run.name)
+        certs = Path(self._certs.name)
+        controller_tls = frontend_tls = None
         if self.tls:
-            make_certs(self._certs.name, days=30)
-        controller_tls, frontend_tls = (TlsFiles.load(Path(self._certs.name) / role) if self.tls else None
-                                        for role in ("controller", "frontend"))
+            make_certs(certs, days=30)
+            (certs / "ca.key").unlink()  # nothing signs after this
+            controller_tls, frontend_tls = (TlsFiles.load(certs / role) for role in ("controller", "frontend"))
+            for role in ("controller", "frontend"):  # both run in this process: no child reads them
+                shutil.rmtree(certs / role)
         registry = CollectorRegistry()
         self.plane = FrontendDataPlane(None, tuple(s.frame_shape), FrontendMetrics(registry),
                                        client=GrpcWorkerClient(frontend_tls),
@@ -204,10 +214,8 @@ class LocalCluster:
             self.control.call(observe, rates, window, hops, fanout)
 
         self._beacon = asyncio.ensure_future(rate_beacon(self.plane, report))
-        self._profiles = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-        yaml.safe_dump({"profiles": [p.model_dump() for p in self.workload.profiles]}, self._profiles)
-        self._profiles.close()
-        self._sockets = tempfile.TemporaryDirectory(prefix="harpagon-")
+        self._profiles = Path(self._run.name) / "profiles.yaml"
+        self._profiles.write_text(yaml.safe_dump({"profiles": [p.model_dump() for p in self.workload.profiles]}))
         for group in groups:
             for _ in range(group.count):
                 self.start_worker(group.device, group.hardware, group.threads, group.slowdown)
@@ -217,10 +225,10 @@ class LocalCluster:
     def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None,
                      slowdown: float = 1.0) -> subprocess.Popen:
         # local workers listen on Unix sockets: a hop is faster than over loopback TCP (docs/benchmarks/live.md)
-        socket = Path(self._sockets.name) / f"worker-{len(self.processes)}.sock"
+        socket = Path(self._run.name) / f"worker-{len(self.processes)}.sock"
         listen = ["--unix-socket", str(socket)] if self.unix_sockets else ["--port", "0"]
         args = [sys.executable, "-m", "harpagon.cli", "worker", "--device", device, *listen,
-                "--controller", f"{self.host}:{self.control_port}", "--profiles", self._profiles.name]
+                "--controller", f"{self.host}:{self.control_port}", "--profiles", str(self._profiles)]
         if self.tls:
             args += ["--tls-dir", str(Path(self._certs.name) / "worker")]
         if any(m.weights for a in self.workload.apps for m in a.modules):
@@ -231,8 +239,9 @@ class LocalCluster:
             args += ["--threads", str(threads)]
         if slowdown != 1.0:
             args += ["--slowdown", repr(slowdown)]
+        # it dies with this process (see die_with_parent: start workers from a thread that lives as long)
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
         self.processes.append(proc)
         return proc
 
@@ -278,9 +287,7 @@ class LocalCluster:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        if self._profiles is not None:
-            Path(self._profiles.name).unlink(missing_ok=True)
-        for folder in (self._sockets, self._certs):
+        for folder in (self._certs, self._run):
             if folder is not None:
                 folder.cleanup()
 

@@ -15,7 +15,14 @@ from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings
 from harpagon.planner.harpagon import PlannerOptions, plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
-from harpagon.runtime.controller.controller import MIN_EPOCH_S, Controller
+from harpagon.runtime.controller.controller import (
+    IDLE_RESET_S,
+    MIN_EPOCH_S,
+    MIN_RATE_FRACTION,
+    RATE_RECENT_S,
+    SURGE_HOLD_S,
+    Controller,
+)
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe
 from harpagon.runtime.wire.routes import from_proto, to_proto
@@ -268,3 +275,97 @@ def test_bad_rate_reports_are_dropped_not_planned_for(caplog):
     assert set(c._reports) == {"f1", "f2", "f3", "f5"} and all(r == {} for _, r, _ in c._reports["f1"])
     assert any("rates dropped" in r.getMessage() and "ghost" in r.getMessage() for r in caplog.records)
     assert any("window nan s is not in (0, 60]" in r.getMessage() for r in caplog.records)
+
+
+def _served(w: Workload, now: list[float]) -> Controller:
+    c = Controller(w, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
+    c.plan = plan(w, FLUID)
+    c.planned_at = 0.0
+    return c
+
+
+def _new_plan(c: Controller, at: float) -> None:
+    """What `reconcile` does to the rate judges when a plan goes in force."""
+    c.planned_at = at
+    c._out_of_band.clear()
+    c._surging.clear()
+
+
+def test_after_a_lull_the_plan_keeps_a_floor_and_a_surge_back_re_plans_within_seconds():
+    """45 s at 1 of 40 frames/s shrank a plan to one worker; back at 40, judged over the reports since
+    that plan, the rate climbed 5 -> 10 -> 37 over three re-plans 10 s apart while 96% of frames failed."""
+    now = [0.0]
+    w = W.model_copy(update={"apps": (W.apps[0].model_copy(update={"rate": 40.0}),)})
+
+    async def scenario():
+        c = _served(w, now)
+        for t in range(1, 46):  # the lull
+            now[0] = t
+            c.observe_rates("f1", {"cam": 1.0})
+        assert c.dirty
+        assert c._planned_workload().apps[0].rate == pytest.approx(MIN_RATE_FRACTION * 40.0)  # the floor, not 1
+        c._dirty.clear()
+        _new_plan(c, 46.0)
+        for t in range(47, 50):  # still quiet: the floor is not re-planned for again
+            now[0] = t
+            c.observe_rates("f1", {"cam": 1.0})
+        assert not c.dirty
+        back = 50
+        for t in range(back, back + 30):  # back at the configured rate, well within MIN_EPOCH_S of the plan
+            now[0] = t
+            c.observe_rates("f1", {"cam": 40.0})
+            if c.dirty:
+                break
+        assert c.dirty and now[0] - back <= RATE_RECENT_S + SURGE_HOLD_S
+        assert c._planned_workload().apps[0].rate == pytest.approx(40.0)  # in one step
+
+    asyncio.run(scenario())
+
+
+def test_a_burst_is_not_a_surge_and_a_modest_rise_waits_for_the_band():
+    """A 1 s burst at 3x and a rise to 1.3x do not re-plan within MIN_EPOCH_S (the surge rule wants
+    SURGE_FACTOR over RATE_RECENT_S, held SURGE_HOLD_S)."""
+    now = [0.0]
+
+    async def scenario():
+        c = _served(W, now)  # 300 frames/s
+        for t in range(1, 9):
+            now[0] = t
+            c.observe_rates("f1", {"cam": 900.0 if t == 4 else 300.0})
+            assert not c.dirty, t
+        for t in range(9, int(MIN_EPOCH_S)):
+            now[0] = t
+            c.observe_rates("f1", {"cam": 390.0})
+            assert not c.dirty, t
+
+    asyncio.run(scenario())
+
+
+def test_an_app_planned_above_its_rate_that_gets_no_frames_is_planned_at_its_configured_rate_again():
+    """Rates at 99x for 3 s can make the controller refuse an app; once its clients are gone it must not
+    stay refused (nor hold the burst's GPUs) for good."""
+    now = [0.0]
+
+    async def scenario():
+        c = _served(W, now)
+        for t in range(1, 6):
+            now[0] = t
+            c.observe_rates("f1", {"cam": 99 * 300.0})
+        assert c.dirty and c._planned_workload().apps[0].rate == pytest.approx(99 * 300.0)
+        c._dirty.clear()
+        _new_plan(c, 6.0)
+        for t in range(7, 7 + int(IDLE_RESET_S)):  # nothing offered
+            now[0] = t
+            c.observe_rates("f1", {})
+            assert not c.dirty, t
+        now[0] = 7 + IDLE_RESET_S
+        c.observe_rates("f1", {})
+        assert c.dirty and c._planned_workload().apps[0].rate == pytest.approx(300.0)
+        c._dirty.clear()
+        _new_plan(c, now[0])
+        for t in range(int(now[0]) + 1, int(now[0]) + 2 * int(IDLE_RESET_S)):  # at its configured rate: idle stays
+            now[0] = t
+            c.observe_rates("f1", {})
+        assert not c.dirty
+
+    asyncio.run(scenario())

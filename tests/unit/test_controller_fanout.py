@@ -238,7 +238,7 @@ def test_the_servicer_passes_a_reports_fanout_after_its_rates():
 
 def test_rate_beacon_reports_each_periods_fanout():
     class Counters:
-        frames = 0
+        offered = 0
 
     class Plane:
         def __init__(self):

@@ -12,7 +12,13 @@ import pytest
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings, collection_ms, effective_latency
 from harpagon.runtime.controller.assignment import WorkerInfo
-from harpagon.runtime.controller.controller import MIN_EPOCH_S, Controller, epoch_version
+from harpagon.runtime.controller.controller import (
+    MAX_REFUSALS,
+    MIN_EPOCH_S,
+    Controller,
+    RegistrationRefused,
+    epoch_version,
+)
 from harpagon.runtime.wire.errors import FailedPrecondition, Unavailable
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable
@@ -287,13 +293,45 @@ def test_a_worker_cannot_claim_a_version_from_beyond_any_epoch():
     assert h.c.version == ahead and h.c.version + 2 < 2**64
 
 
-def test_a_live_workers_id_cannot_be_taken_from_another_address():
+def test_a_live_workers_id_and_address_cannot_be_taken_over():
+    """Any holder of the worker certificate registering at another worker's address evicted it (21
+    re-plans in 20 s as the two took turns): an address is bound to the live worker that holds it."""
     h = Harness()
     h.c.register(t4(1)[0])
     with pytest.raises(ValueError, match="held by a live worker"):
         h.c.register(WorkerInfo("t0", "10.9.9.9:7000", "t4", "emulated:t4", True))
-    h.c.register(WorkerInfo("t0-restarted", t4(1)[0].address, "t4", "emulated:t4", True))  # same address: replaces
+    with pytest.raises(ValueError, match="held by live worker 't0'"):
+        h.c.register(WorkerInfo("intruder", t4(1)[0].address, "t4", "emulated:t4", True))
+    assert [w.id for w in h.c.workers] == ["t0"] and h.c.evicted == 0
+    h.c._workers["t0"].last_seen -= h.c._heartbeat_timeout_s  # it died: missed its heartbeats
+    h.c.register(WorkerInfo("t0-restarted", t4(1)[0].address, "t4", "emulated:t4", True))  # its successor
     assert [w.id for w in h.c.workers] == ["t0-restarted"]
+
+
+def test_a_worker_that_keeps_refusing_its_configuration_is_removed_and_kept_out_for_a_while():
+    """A worker that answers every push with an error kept each re-plan failing (its retries forever),
+    so a dead worker next to it was never replaced although spares stood idle."""
+    h = Harness()
+
+    async def scenario():
+        await h.planned(4)
+        bad = t4(4)[0]
+        h.fake.failing_apply[bad.address] = FailedPrecondition("cannot hold it")
+        h.c._measured["cam"] = 150.0  # any change: every worker gets a push
+        for attempt in range(1, MAX_REFUSALS + 1):
+            with pytest.raises(RuntimeError, match="did not take their configuration"):
+                await h.c.reconcile()
+            assert (bad.id in {w.id for w in h.c.workers}) == (attempt < MAX_REFUSALS), attempt
+        await h.c.reconcile()  # without it: in force
+        assert h.c.plan is not None and bad.address not in routed(h.tables[-1][0])
+        with pytest.raises(RegistrationRefused, match="refused 3 configurations"):
+            h.c.register(bad)
+        h.c._quarantined[bad.id] = time.monotonic()  # the quarantine is over
+        del h.fake.failing_apply[bad.address]
+        h.c.register(bad)
+        assert bad.id in {w.id for w in h.c.workers}
+
+    asyncio.run(scenario())
 
 
 def test_the_reconcile_loop_retries_a_failed_replan():

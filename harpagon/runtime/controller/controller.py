@@ -8,8 +8,9 @@ switches routes and drains batches opened under the old ones, and only then do w
 they no longer run.
 
 It cannot be wedged by its peers: every push has a deadline, a worker that does not answer one (or
-stops heartbeating) is dropped and the plan is made without it, failed re-plans retry with bounded
-backoff, and a starved event loop is not blamed on the workers. Configuration versions carry the
+stops heartbeating, or refuses MAX_REFUSALS pushes in a row) is dropped and the plan is made without
+it, failed re-plans retry with bounded backoff, a live worker's id and address cannot be taken over,
+and a starved event loop is not blamed on the workers. Configuration versions carry the
 controller's epoch (its start time), and a worker's registration says what it runs, so a restarted
 controller adopts the running state instead of unloading modules that frontends still route to.
 """
@@ -20,6 +21,7 @@ import asyncio
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -35,6 +37,7 @@ from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
 from harpagon.runtime.controller.calibration import CalibrationSettings, Calibrator
+from harpagon.runtime.lifecycle import die_with_parent
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe, target
 from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient
@@ -57,6 +60,23 @@ RATE_WINDOW_S = 30.0
 #: A reported rate above this multiple of the app's configured rate is dropped as bogus (a typo, an
 #: attack or a unit error would otherwise re-plan, or crash the planner with `inf`).
 MAX_RATE_FACTOR = 100.0
+#: A rate past this multiple of the planned one over the last RATE_RECENT_S (and past Poisson noise)
+#: is a surge: it re-plans after SURGE_HOLD_S, even within MIN_EPOCH_S of the plan in force, at the
+#: recent rate. At that excess the plan is overloaded and admission refuses frames within seconds;
+#: judged over the reports since the plan (up to RATE_WINDOW_S), a rate back from a 45 s lull at 1 of
+#: 40 frames/s climbed 5 -> 10 -> 37 frames/s over three re-plans 10 s apart, 96% of frames failing.
+SURGE_FACTOR = 1.5
+RATE_RECENT_S = 2.0
+SURGE_HOLD_S = 2.0  # as long as the window: one second's burst (one report) passes without a re-plan
+#: An app is planned for at least this fraction of its configured rate, whatever was measured: after
+#: a lull the plan still holds a quarter of the configured capacity (and admission a quarter of the
+#: configured frames in flight) while a surge re-plans.
+MIN_RATE_FRACTION = 0.25
+#: An app planned above its configured rate that got no frame at any frontend for this long since the
+#: plan in force is planned at its configured rate again: an app refused at a rate measured in a burst
+#: (its frames refused, its clients gone) would otherwise stay refused for good, and an idle one would
+#: hold the burst's GPUs.
+IDLE_RESET_S = 30.0
 #: How often drift of the measured batch latencies and hop overheads is judged (seconds).
 CALIBRATION_CHECK_S = 1.0
 #: ...and only a move beyond this many standard deviations of a Poisson count at the planned rate
@@ -68,6 +88,11 @@ RATE_NOISE_Z = 4.0
 #: Deadline of one ApplyConfig: loading and warming up a module on a GPU takes seconds, not minutes.
 #: A worker that stops heartbeating meanwhile is dropped at once, without waiting for it.
 APPLY_TIMEOUT_S = 120.0
+#: A worker that refuses this many configurations in a row (it answers, with an error) is removed...
+MAX_REFUSALS = 3
+#: ...and its registrations are refused for this long: a worker that cannot take what it is given (a
+#: full GPU, a version it cannot hold) must not keep every re-plan failing while spares stand idle.
+QUARANTINE_S = 60.0
 #: A frontend whose latest rate report is older than this is gone: its rates no longer count.
 REPORT_EXPIRY_S = 5.0
 #: An app's rate must stay out of the band this long before it re-plans (hysteresis: one burst is not a trend).
@@ -123,12 +148,12 @@ def _kept(frontend: str, what: str, report: dict, ok: Callable[[Any, Any], bool]
     return kept
 
 
-def _held(since: dict[_Key, float], key: _Key, out: bool, now: float) -> bool:
-    """Whether `key` has been out of its band for RATE_HOLD_S (hysteresis: one burst is not a trend)."""
+def _held(since: dict[_Key, float], key: _Key, out: bool, now: float, hold_s: float = RATE_HOLD_S) -> bool:
+    """Whether `key` has been out of its band for `hold_s` (hysteresis: one burst is not a trend)."""
     if not out:
         since.pop(key, None)
         return False
-    return now - since.setdefault(key, now) >= RATE_HOLD_S
+    return now - since.setdefault(key, now) >= hold_s
 
 
 def _warm_up() -> None:
@@ -142,11 +167,17 @@ def settings_of(serve: ServeConfig) -> Settings:
                     serve.fanout)
 
 
+class RegistrationRefused(ValueError):
+    """A registration the controller will not take now (the servicer answers FAILED_PRECONDITION)."""
+
+
 @dataclass
 class _Worker:
     info: WorkerInfo
     last_seen: float
     modules: tuple[ModuleSpec, ...] = ()
+    refusals: int = 0
+    """Configurations refused in a row."""
 
 
 @dataclass
@@ -211,7 +242,9 @@ class Controller:
     _reconciling: bool = field(init=False, default=False)
     _registered_at: float = field(init=False, default=float("-inf"))
     _out_of_band: dict[str, float] = field(init=False, default_factory=dict)  # app -> since when (clock)
+    _surging: dict[str, float] = field(init=False, default_factory=dict)  # app -> since when (clock)
     _scale_out_of_band: dict[tuple[str, str], float] = field(init=False, default_factory=dict)  # same, per module
+    _quarantined: dict[str, float] = field(init=False, default_factory=dict)  # worker id -> until (monotonic)
     evicted: int = field(init=False, default=0)
     """Workers dropped so far (missed heartbeats, or no answer to a push)."""
 
@@ -234,13 +267,25 @@ class Controller:
     def register(self, info: WorkerInfo, running: tuple[ModuleSpec, ...] = (), running_version: int = 0) -> None:
         """A worker joins (or rejoins); `running` is what it serves now, which is kept where the next
         plan keeps it (a restarted controller adopts the running state). Raises ValueError for an id
-        that a live worker at another address holds: nobody takes over a live worker's frames."""
+        that a live worker at another address holds, or an address a live worker of another id holds:
+        nobody takes over a live worker's frames (any holder of the worker certificate could otherwise
+        evict any worker, again and again). A worker restarted at its address replaces its old self
+        once that one has missed its heartbeats. Raises RegistrationRefused for a worker removed for
+        refusing its configurations, for QUARANTINE_S."""
         now = time.monotonic()
+        until = self._quarantined.get(info.id)
+        if until is not None:
+            if now < until:
+                raise RegistrationRefused(f"worker {info.id!r} refused {MAX_REFUSALS} configurations in a row: "
+                                          f"not taken back for another {until - now:.0f} s")
+            del self._quarantined[info.id]
         old = self._workers.get(info.id)
         if old is not None and old.info.address != info.address and now - old.last_seen < self._heartbeat_timeout_s:
             raise ValueError(f"worker id {info.id!r} is held by a live worker at {old.info.address}")
-        for wid, w in list(self._workers.items()):  # a worker restarted at the same address replaces its old self
+        for wid, w in list(self._workers.items()):
             if wid != info.id and w.info.address == info.address:
+                if now - w.last_seen < self._heartbeat_timeout_s:
+                    raise ValueError(f"address {info.address} is held by live worker {wid!r}")
                 self._evict(w, f"replaced by worker {info.id} registering at its address")
         # versions only grow at a worker: never push one older than what it runs (a clock behind the
         # previous controller's, or a restart within the same second); but a version from further in
@@ -327,46 +372,81 @@ class Controller:
             self._dirty.set()
 
     def observe_rates(self, frontend: str, rates: dict[str, float], window_s: float = 1.0) -> None:
-        """Frames per second each app got at one frontend over the last `window_s`; re-plan when an
-        app's total, over the reports since the plan in force (at most RATE_WINDOW_S of them, and from
-        the app's first frame on), leaves the band around the rate its plan was made for by more than
-        Poisson noise (at most once per MIN_EPOCH_S)."""
+        """Frames per second each app was offered at one frontend over the last `window_s`. Re-plan
+        when an app's total, over the reports since the plan in force (at most RATE_WINDOW_S of them,
+        and from the app's first frame on), leaves the band around the rate its plan was made for by
+        more than Poisson noise (held RATE_HOLD_S, at most once per MIN_EPOCH_S); at once (held
+        SURGE_HOLD_S) when the last RATE_RECENT_S surge past SURGE_FACTOR times it; and at the
+        configured rate when an app planned above it got no frame for IDLE_RESET_S. Every app is planned for at least
+        MIN_RATE_FRACTION of its configured rate."""
         now = self.clock()
         kept = self._valid_rates(frontend, rates, window_s)
         if kept is None:
             return
         _record(self._reports, frontend, (now, kept, window_s), now)
-        if not self.follow_rates or self.plan is None or now - self.planned_at < MIN_EPOCH_S:
+        if not self.follow_rates or self.plan is None:
             return
+        settled = now - self.planned_at >= MIN_EPOCH_S
+        total, span = self._rates_since(self.planned_at)
+        recent, recent_span = self._rates_since(max(self.planned_at, now - RATE_RECENT_S))
+        # reports that cover IDLE_RESET_S since the plan: enough to call an app without frames idle
+        covered = any(t <= now - IDLE_RESET_S for reports in self._reports.values()
+                      for t, _, _ in reports if t > self.planned_at)
+        moved: dict[str, float] = {}
+        idle = []
+        for a in self.workload.apps:
+            planned = self._measured.get(a.name, a.rate)
+            floor = MIN_RATE_FRACTION * a.rate
+            if a.name in recent:
+                got = max(recent[a.name], floor)
+                surge = (got > SURGE_FACTOR * planned
+                         and got - planned > RATE_NOISE_Z * math.sqrt(planned / recent_span[a.name]))
+                if _held(self._surging, a.name, surge, now, SURGE_HOLD_S):
+                    moved[a.name] = got
+                    continue
+            else:
+                self._surging.pop(a.name, None)
+            if a.name not in total:
+                if covered and self._measured.get(a.name, a.rate) > a.rate:
+                    idle.append(a.name)
+                continue
+            if not settled:
+                continue
+            got = max(total[a.name], floor)
+            noise = RATE_NOISE_Z * math.sqrt(planned / span[a.name])  # std of a Poisson count at the planned rate, per s
+            out = not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise
+            if _held(self._out_of_band, a.name, out, now):
+                moved[a.name] = got
+        if moved:
+            log.info("measured rates left the band around the planned ones: %s",
+                     {k: round(v, 1) for k, v in moved.items()})
+            self._measured.update(moved)
+            for app in moved:
+                self._out_of_band.pop(app, None)
+                self._surging.pop(app, None)
+            self._dirty.set()
+        if idle:
+            log.info("apps %s got no frame for %g s: planned at their configured rates again", idle, IDLE_RESET_S)
+            for app in idle:
+                del self._measured[app]
+            self._dirty.set()
+
+    def _rates_since(self, cutoff: float) -> tuple[dict[str, float], dict[str, float]]:
+        """Per app, its rate summed over the frontends' reports after `cutoff`, each frontend's judged
+        from the app's first frame there (a stream that starts late is not slow), and the seconds of
+        reports behind it (the least over the frontends)."""
         total: dict[str, float] = {}
-        span: dict[str, float] = {}  # per app, seconds of reports behind its total (the least over the frontends)
+        span: dict[str, float] = {}
         for reports in self._reports.values():
-            recent = [(r, w) for t, r, w in reports if t > self.planned_at]
+            recent = [(r, w) for t, r, w in reports if t > cutoff]
             for app in {app for r, _ in recent for app in r}:
-                # judged from the app's first frame here since the plan: a stream that starts late is not slow
                 first = next((i for i, (r, _) in enumerate(recent) if r.get(app, 0.0) > 0), None)
                 if first is None:
                     continue
                 seconds = sum(w for _, w in recent[first:])
                 span[app] = min(span.get(app, math.inf), seconds)
                 total[app] = total.get(app, 0.0) + sum(r.get(app, 0.0) * w for r, w in recent[first:]) / seconds
-        moved = {}
-        for a in self.workload.apps:
-            if a.name not in total:
-                continue
-            planned = self._measured.get(a.name, a.rate)
-            got = total[a.name]
-            noise = RATE_NOISE_Z * math.sqrt(planned / span[a.name])  # std of a Poisson count at the planned rate, per s
-            out = got > 0 and not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise
-            if _held(self._out_of_band, a.name, out, now):
-                moved[a.name] = got
-        if moved:
-            log.info("measured rates left the band around the planned ones for %g s: %s", RATE_HOLD_S,
-                     {k: round(v, 1) for k, v in moved.items()})
-            self._measured.update(moved)
-            for app in moved:
-                self._out_of_band.pop(app, None)
-            self._dirty.set()
+        return total, span
 
     def _valid_rates(self, frontend: str, rates: dict[str, float], window_s: float) -> dict[str, float] | None:
         """The report's rates of configured apps that are finite, >= 0 and at most MAX_RATE_FACTOR times
@@ -502,7 +582,11 @@ class Controller:
 
     def _planner(self) -> ProcessPoolExecutor:
         if self._pool is None:  # spawn, not fork: the gRPC runtime of this process does not survive a fork
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            # The planner process dies with this one, kill -9 included (and so does multiprocessing's
+            # resource tracker, which exits once the planner, the last holder of its pipe, is gone). It
+            # is started by the thread that submits, this loop's: it lives as long as the pool.
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=die_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     async def _watch(self) -> None:
@@ -597,6 +681,7 @@ class Controller:
         self.planned_workers = len(workers)
         self.planned_at = self.clock()
         self._out_of_band.clear()  # rates and fan-out are judged afresh against this plan
+        self._surging.clear()
         self._scale_out_of_band.clear()
         if self.calibrator is not None:  # judge the figures in force over what this plan serves from now on
             self.calibrator.adopt(self.calibrator.planned, self.planned_at)
@@ -654,8 +739,15 @@ class Controller:
                 failed.append(f"{w.info.id}: {result}")
                 if isinstance(result, Unavailable | DeadlineExceeded | asyncio.TimeoutError):
                     self._evict(w, f"no answer to configuration {self.version}: {result}")
+                else:
+                    w.refusals += 1
+                    if w.refusals >= MAX_REFUSALS:
+                        self._quarantined[w.info.id] = time.monotonic() + QUARANTINE_S
+                        self._evict(w, f"refused {w.refusals} configurations in a row (the latest: {result}); "
+                                       f"its registrations are refused for {QUARANTINE_S:g} s")
             else:  # what a worker runs is what it accepted
                 w.modules = specs
+                w.refusals = 0
         if failed:
             raise RuntimeError(f"workers did not take their configuration: {'; '.join(failed)}")
 

@@ -9,7 +9,7 @@ import logging
 import grpc
 
 from harpagon.runtime.controller.assignment import WorkerInfo
-from harpagon.runtime.controller.controller import Controller
+from harpagon.runtime.controller.controller import Controller, RegistrationRefused
 from harpagon.runtime.wire.errors import RuntimeFault
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable, to_proto
@@ -79,6 +79,8 @@ class ControllerServicer(rpc.ControllerServicer):
             self.controller.register(WorkerInfo(request.worker_id, request.address, request.hardware,
                                                 request.device, request.emulated), running,
                                      int(request.running.version))
+        except RegistrationRefused as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         return pb.RegisterResponse(heartbeat_ms=self.controller.heartbeat_ms)
