@@ -1,13 +1,24 @@
 """Prometheus metrics of every component. Names follow Triton's `nv_inference_*` where the meaning
 matches (per app on the frontend, per module on workers); the rest are `harpagon_*`. Latencies are
 histograms, not summaries, so they aggregate across processes.
+
+The metrics port is served by :class:`MetricsServer`: a fixed few threads whatever the number of
+connections (prometheus_client's own server starts a thread per connection, so a flood of idle
+connections would start thousands).
 """
 
 from __future__ import annotations
 
-from wsgiref.simple_server import WSGIServer
+import contextlib
+import logging
+import queue
+import selectors
+import socket
+import threading
+import time
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
@@ -38,12 +49,20 @@ class FrontendMetrics:
                                "Frames refused at once (RESOURCE_EXHAUSTED): the app's frames in flight were at "
                                "their bound", ["app"], registry=registry)
         self.retries = Counter("harpagon_frontend_retries",
-                               "Batches sent again to another worker of their tuple after a worker failed or "
-                               "stalled", ["app", "module"], registry=registry)
+                               "Batches sent again to another worker of their tuple after a worker failed, "
+                               "stalled or answered INTERNAL", ["app", "module"], registry=registry)
         self.suspect_skips = Counter("harpagon_frontend_suspect_skips",
                                      "Batches sent to another worker of their tuple because the dispatcher's choice "
                                      "was suspect (it failed or stalled in the last seconds)", ["app", "module"],
                                      registry=registry)
+        self.worker_internal_errors = Counter(
+            "harpagon_frontend_worker_internal_errors",
+            "Batches a worker answered INTERNAL (a model that raised, or a broken device), per worker address",
+            ["worker"], registry=registry)
+        self.worker_internal_suspects = Counter(
+            "harpagon_frontend_worker_internal_suspects",
+            "Times a worker was made suspect for answering INTERNAL to batches its tuple's other workers answered "
+            "well, several in a row (a broken device), per worker address", ["worker"], registry=registry)
 
 
 class WorkerMetrics:
@@ -112,8 +131,140 @@ class ControllerMetrics:
                                       registry=registry)
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> WSGIServer:
+log = logging.getLogger("harpagon.metrics")
+
+#: Threads that answer scrapes. A scrape takes milliseconds; a few threads serve many scrapers.
+METRICS_THREADS = 4
+#: Connections whose request has arrived and wait for a thread; one more is closed at once (its scraper
+#: retries at its next interval) rather than queued without bound.
+METRICS_QUEUE = 64
+#: Connections held open with no request yet; the oldest is closed to take a new one, so a flood of idle
+#: connections can neither exhaust file descriptors nor lock a scraper out.
+METRICS_IDLE_MAX = 128
+#: Seconds a connection may stay idle before its request, and the socket timeout while a thread reads the
+#: request and writes the answer: a slow or silent client holds a thread at most this long per read.
+METRICS_IDLE_S = 10.0
+
+
+class _Handler(WSGIRequestHandler):
+    """One request per connection (wsgiref's handler answers HTTP/1.0), no access log."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class MetricsServer(WSGIServer):
+    """A WSGI server on a bounded number of threads: one thread (`serve_forever`) accepts connections and
+    waits, with a selector, for each one's request; only a connection whose request has arrived goes to one
+    of `threads` worker threads, through a queue of at most `backlog`. So idle connections hold no thread
+    (they are closed after `idle_s`, or when `idle_max` others are newer), and a scrape is answered while
+    any number of them are open. `shutdown()` then `server_close()` stop it, as for socketserver's."""
+
+    request_queue_size = 128  # the listen backlog: connections the kernel holds until the loop accepts them
+
+    def __init__(self, address: tuple[str, int], threads: int = METRICS_THREADS, backlog: int = METRICS_QUEUE,
+                 idle_max: int = METRICS_IDLE_MAX, idle_s: float = METRICS_IDLE_S):
+        infos = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        self.address_family = infos[0][0]  # an IPv6 host works too
+        super().__init__(address, _Handler)
+        self.idle_max = idle_max
+        self.idle_s = idle_s
+        self._ready: queue.Queue[tuple[socket.socket, object] | None] = queue.Queue(backlog)
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()  # until serve_forever runs
+        self._workers = [threading.Thread(target=self._work, name=f"metrics-{i}", daemon=True)
+                         for i in range(threads)]
+        for t in self._workers:
+            t.start()
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stopped.clear()
+        idle: dict[socket.socket, tuple[float, object]] = {}  # connection -> (deadline, client address), oldest first
+        sel = selectors.DefaultSelector()
+        self.socket.setblocking(False)
+        sel.register(self.socket, selectors.EVENT_READ)
+        try:
+            while not self._stop.is_set():
+                oldest = next(iter(idle.values()), None)
+                wait = poll_interval if oldest is None else min(poll_interval, max(0.0, oldest[0] - time.monotonic()))
+                for key, _ in sel.select(wait):
+                    conn = key.fileobj
+                    if conn is self.socket:
+                        self._accept(sel, idle)
+                    elif conn in idle:  # its request is here (or it closed): a worker thread takes it
+                        sel.unregister(conn)
+                        _, client = idle.pop(conn)
+                        try:
+                            self._ready.put_nowait((conn, client))
+                        except queue.Full:
+                            self.shutdown_request(conn)
+                now = time.monotonic()
+                while idle and next(iter(idle.values()))[0] <= now:  # idle too long
+                    self._drop(sel, idle, next(iter(idle)))
+        finally:
+            for conn in list(idle):
+                self._drop(sel, idle, conn)
+            sel.close()
+            self._stopped.set()
+
+    def _accept(self, sel: selectors.BaseSelector, idle: dict) -> None:
+        try:
+            conn, client = self.socket.accept()
+        except (BlockingIOError, InterruptedError):  # another accept took it, or none after all
+            return
+        except OSError as exc:  # out of file descriptors, say: the next loop tries again
+            log.warning("metrics: accept failed: %s", exc)
+            return
+        if len(idle) >= self.idle_max:  # make room: the oldest idle connection goes
+            self._drop(sel, idle, next(iter(idle)))
+        conn.setblocking(False)
+        sel.register(conn, selectors.EVENT_READ)
+        idle[conn] = (time.monotonic() + self.idle_s, client)
+
+    def _drop(self, sel: selectors.BaseSelector, idle: dict, conn: socket.socket) -> None:
+        sel.unregister(conn)
+        del idle[conn]
+        self.shutdown_request(conn)
+
+    def _work(self) -> None:
+        while (item := self._ready.get()) is not None:
+            conn, client = item
+            try:
+                conn.settimeout(self.idle_s)
+                self.finish_request(conn, client)
+            except Exception as exc:  # noqa: BLE001 - a client that went away or timed out: its connection only
+                log.debug("metrics: a request from %s failed: %s", client, exc)
+            finally:
+                self.shutdown_request(conn)
+
+    def shutdown(self) -> None:
+        """Stop `serve_forever` (from another thread) and wait until it has."""
+        self._stop.set()
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        """Close the port, the connections still waiting for a thread, and end the worker threads."""
+        super().server_close()
+        while True:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.shutdown_request(item[0])
+        for _ in self._workers:  # each ends at its None (room now: nothing else puts once serving stopped)
+            with contextlib.suppress(queue.Full):
+                self._ready.put_nowait(None)
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1", *,
+                  threads: int = METRICS_THREADS, backlog: int = METRICS_QUEUE, idle_max: int = METRICS_IDLE_MAX,
+                  idle_s: float = METRICS_IDLE_S) -> MetricsServer:
     """Expose a registry at http://host:port/metrics (port 0 picks a free one: `server_port` says which)
-    from a daemon thread; `shutdown()` then `server_close()` stop it."""
-    server, _ = start_http_server(port, addr=host, registry=registry)
+    from daemon threads, as many whatever the connections (:class:`MetricsServer`);
+    `shutdown()` then `server_close()` stop it."""
+    server = MetricsServer((host, port), threads, backlog, idle_max, idle_s)
+    server.set_app(make_wsgi_app(registry))
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

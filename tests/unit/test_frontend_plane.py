@@ -5,6 +5,7 @@ re-plans and hop overheads, without a network."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
 from harpagon.runtime.frontend.data_plane import (
+    INTERNAL_STRIKES,
     SUSPECT_FIRST_S,
     SUSPECT_S,
     FrontendDataPlane,
@@ -592,9 +594,8 @@ def test_frames_past_their_deadline_are_not_retried_and_get_deadline_exceeded():
     assert_each_frame_answered_once(plane, "dl", 2)
 
 
-@pytest.mark.parametrize("fault", [InvalidArgument, NotFound, FailedPrecondition, Internal])
+@pytest.mark.parametrize("fault", [InvalidArgument, NotFound, FailedPrecondition])
 def test_faults_that_are_the_requests_are_not_retried(fault):
-    """Nor a model that raised (Internal: the same batch would fail on the tuple's other workers)."""
     app = make_app("nr", [{"name": "m", "model": "m"}])
     fake = FakeWorkers(failing={"w1": fault("bad batch")})
 
@@ -608,6 +609,97 @@ def test_faults_that_are_the_requests_are_not_retried(fault):
     assert [c.address for c in fake.calls] == ["w1"]
     assert "w1" not in plane.suspects and plane.stats()[("nr", "m")].retries == 0
     assert_each_frame_answered_once(plane, "nr", 1)
+
+
+def test_a_worker_that_always_answers_internal_is_retried_elsewhere_then_made_suspect_and_cleared_by_a_good_answer():
+    """A broken device answers INTERNAL to everything: each of its batches is answered by the tuple's
+    other worker, and after INTERNAL_STRIKES of them it gets no batches while suspect."""
+    app = make_app("bg", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={"w1": Internal("CUDA error: an illegal memory access was encountered")})
+    metrics = FrontendMetrics()
+    frames = [frame() for _ in range(12)]
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2"))}), frame_shape=FRAME, client=fake,
+                                  metrics=metrics)
+        out = [await plane.infer("bg", f) for f in frames]  # at once: well within w1's first hold
+        assert "w1" in plane.suspects
+        await asyncio.sleep(SUSPECT_FIRST_S + 0.05)
+        del fake.failing["w1"]  # repaired
+        while not fake.calls_to(address="w1")[3:]:  # w1's turn comes again past its hold: it answers
+            out.append(await plane.infer("bg", frame()))
+        assert "w1" not in plane.suspects
+        return plane, out
+
+    plane, out = run_clean(scenario())
+    for f, reply in zip(frames, out, strict=False):
+        assert float(reply["m"][0][0][0]) == pytest.approx(want(f), rel=1e-5)
+    # the dispatcher alternates w1, w2: w1's first INTERNAL_STRIKES turns failed (each batch retried on
+    # w2, the same items), then w1 was skipped until its hold ran out; its next turn answered
+    w1 = fake.calls_to(address="w1")
+    assert len(w1) == INTERNAL_STRIKES + 1 == 4
+    assert [fake.reply_to(c).error for c in w1] == ["Internal"] * 3 + [None]
+    w2_items = [c.items for c in fake.calls_to(address="w2")]
+    assert all(c.items in w2_items for c in w1[:3])
+    s = plane.stats()[("bg", "m")]
+    assert (s.internal_errors, s.internal_suspects, s.retries, s.failed) == (3, 1, 3, 0)
+    assert s.suspect_skips == 3  # w1's other 3 turns among the 12 frames
+    assert metrics.registry.get_sample_value("harpagon_frontend_worker_internal_errors_total", {"worker": "w1"}) == 3
+    assert metrics.registry.get_sample_value("harpagon_frontend_worker_internal_suspects_total",
+                                             {"worker": "w1"}) == 1
+    assert plane.counters["bg"].success == len(out) and plane.counters["bg"].failed == 0
+    assert_each_frame_answered_once(plane, "bg", len(out))
+
+
+def test_a_model_that_answers_internal_everywhere_fails_its_frames_after_one_retry_and_blames_no_worker():
+    """A second INTERNAL is the model's: the frames get it (not lost, not tried on every worker), and
+    no worker is made suspect for it."""
+    app = make_app("bm", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={w: Internal("the model raised") for w in ("w1", "w2", "w3")})
+    metrics = FrontendMetrics()
+    n = 2 * INTERNAL_STRIKES
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2", "w3"))}), frame_shape=FRAME,
+                                  client=fake, metrics=metrics)
+        return plane, [await asyncio.gather(plane.infer("bm", frame()), return_exceptions=True) for _ in range(n)]
+
+    plane, out = run_clean(scenario())
+    assert all(isinstance(r, Internal) and "module 'm'" in str(r) and "tried 2 workers" in str(r)
+               for (r,) in out), out
+    assert len(fake.calls) == 2 * n  # each batch: its worker, then one other
+    assert not any(w in plane.suspects for w in ("w1", "w2", "w3"))
+    s = plane.stats()[("bm", "m")]
+    assert (s.internal_errors, s.internal_suspects, s.retries, s.failed) == (2 * n, 0, n, n)
+    assert metrics.registry.get_sample_value("harpagon_frontend_worker_internal_suspects_total",
+                                             {"worker": "w1"}) is None
+    assert_each_frame_answered_once(plane, "bm", n)
+
+
+def test_a_single_worker_tuple_answers_internal_without_a_retry():
+    app = make_app("b1", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers(failing={"w1": Internal("the model raised")})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1")}), frame_shape=FRAME, client=fake)
+        return plane, await asyncio.gather(plane.infer("b1", frame()), return_exceptions=True)
+
+    plane, (result,) = run_clean(scenario())
+    assert isinstance(result, Internal) and "module 'm'" in str(result)
+    assert [c.address for c in fake.calls] == ["w1"] and plane.stats()[("b1", "m")].retries == 0
+    assert_each_frame_answered_once(plane, "b1", 1)
+
+
+def test_internal_strikes_make_a_worker_suspect_only_in_a_row_and_a_good_answer_starts_them_afresh():
+    s = Suspects()
+    assert s.blame("w1", 0.0) == (1, None) and s.blame("w1", 0.0) == (2, None) and "w1" not in s
+    s.clear("w1")  # it answered a batch well
+    assert s.blame("w1", 0.0) == (1, None) and s.blame("w1", 0.0) == (2, None)
+    assert s.blame("w1", 0.0) == (3, SUSPECT_FIRST_S) and s.suspect("w1", 0.1)
+    assert s.blame("w1", 0.1) == (4, None)  # already suspect: no fresh hold, the hold runs from now
+    assert s.blame("w1", 2.0) == (5, 2 * 2 * SUSPECT_FIRST_S)  # back-off as for any failure
+    s.clear("w1")
+    assert "w1" not in s and s.blame("w1", 3.0) == (1, None)
 
 
 def test_a_batch_is_tried_once_per_worker_then_fails_with_unavailable():
@@ -748,3 +840,35 @@ def test_a_bug_while_sending_a_batch_still_answers_every_frame(monkeypatch):
     plane = run_clean(scenario())
     assert_each_frame_answered_once(plane, "bug", 2)
     assert (plane.counters["bug"].failed, plane.counters["bug"].success) == (1, 1)
+
+
+def test_every_frame_a_client_offers_a_configured_app_counts_toward_its_rate_admitted_or_not():
+    """The rate beacon reports offered frames: counting only the admitted ones, a plan shrunk in a lull
+    (or an app refused after a burst) measured no more than it let in and never grew back."""
+    a = make_app("a", [{"name": "m", "model": "m"}], rate=1.0)
+    b = make_app("b", [{"name": "m", "model": "m"}])
+
+    async def scenario():
+        plane = FrontendDataPlane(frame_shape=FRAME, client=FakeWorkers(latency={"w1": 0.05}),
+                                  configured={"a": a, "b": b})
+        with pytest.raises(Unavailable):  # not routed yet
+            await plane.infer("a", frame())
+        await plane.update(table(a, {"m": route("m", "w1")}), refused={"b": "hardware counts run out"})
+        for _ in range(3):
+            with pytest.raises(Unavailable):  # refused by the controller
+                await plane.infer("b", frame())
+        out = await asyncio.gather(*(plane.infer("a", frame()) for _ in range(plane.limit(a) + 4)),
+                                   return_exceptions=True)
+        for name in ("zzz", "a", "b"):  # metadata asks and unknown names are not frames offered
+            with contextlib.suppress(NotFound, Unavailable):
+                plane.check(name)
+        with pytest.raises(NotFound):
+            await plane.infer("zzz", frame())
+        return plane, out
+
+    plane, out = run(scenario())
+    assert sum(isinstance(r, ResourceExhausted) for r in out) == 4
+    a_, b_ = plane.counters["a"], plane.counters["b"]
+    assert (a_.frames, a_.refused, a_.unserved, a_.offered) == (8, 4, 1, 13)
+    assert (b_.frames, b_.unserved, b_.offered) == (0, 3, 3)
+    assert "zzz" not in plane.counters

@@ -24,7 +24,7 @@ from harpagon.runtime.wire.rpc import fault_of
     (grpc.StatusCode.NOT_FOUND, NotFound),
     (grpc.StatusCode.FAILED_PRECONDITION, FailedPrecondition),
     (grpc.StatusCode.RESOURCE_EXHAUSTED, ResourceExhausted),
-    (grpc.StatusCode.INTERNAL, Internal),  # a model that raised: answered, not retried elsewhere
+    (grpc.StatusCode.INTERNAL, Internal),  # a model that raised or a broken device: tried once elsewhere
     (grpc.StatusCode.UNKNOWN, Internal),
     (grpc.StatusCode.PERMISSION_DENIED, Unavailable),  # this peer will not take it: another may
     (grpc.StatusCode.CANCELLED, Unavailable),

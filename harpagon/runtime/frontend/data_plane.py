@@ -26,9 +26,20 @@ worker that is not suspect. The dispatcher itself (shared with the simulator) ne
 Faults that are the request's (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION) are answered at
 once, never retried.
 
+INTERNAL (a model that raised) is ambiguous: the model fails on these frames, or the worker's device
+is broken and fails everything. So a batch answered INTERNAL is sent once more to another worker of
+its tuple (untried, with the frames still before their deadline, as above); a second INTERNAL is the
+model's and is the frames' answer. When the other worker answers the same frames well, the first one
+gets an INTERNAL strike; :data:`INTERNAL_STRIKES` of them without a good answer in between make it
+suspect (the same back-off), logged once per hold and counted per worker
+(`harpagon_frontend_worker_internal_errors`, `harpagon_frontend_worker_internal_suspects`). The
+controller is not told: the frontend's reports carry no per-worker health.
+
 Admission. Each app holds at most :func:`admission_limit` frames in flight; a frame beyond it is
 refused at once with RESOURCE_EXHAUSTED, before anything is decoded or dispatched, so that an
-overloaded frontend spends next to nothing on the frames it cannot serve in time.
+overloaded frontend spends next to nothing on the frames it cannot serve in time. Refused frames
+still count as offered (:attr:`AppCounters.offered`, what the rate reports say): the controller plans
+for the rate clients send, not the rate a shrunken plan lets in.
 """
 
 from __future__ import annotations
@@ -88,6 +99,11 @@ ANSWER_MARGIN_S = 0.005
 #: notice it and re-plan.
 SUSPECT_FIRST_S = 0.5
 SUSPECT_S = 3.0
+#: A worker is suspect after this many INTERNAL answers, each to frames another worker of its tuple then
+#: answered well, without a good answer of its own in between. One such answer may be a model's rare,
+#: non-deterministic failure; three in a row is its device (a broken GPU fails every batch), and costs
+#: the tuple only three retries before the worker's back-off starts.
+INTERNAL_STRIKES = 3
 #: The most frames of an app in flight: `max(ADMIT_FLOOR, ceil(ADMIT_FACTOR × rate × SLO))`. At the
 #: planned rate Little's law puts `rate × latency <= rate × SLO` frames in flight; 4 times that absorbs
 #: bursts (Poisson arrivals, a client's catch-up) and a worker retry, while a frame admitted beyond it
@@ -113,8 +129,8 @@ def admission_limit(app: App, factor: float = ADMIT_FACTOR, floor: int = ADMIT_F
 
 
 class Suspects:
-    """Worker addresses that failed or stalled lately (a small circuit breaker with exponential
-    back-off, shared by every module that routes to them). Times are the event loop's."""
+    """Worker addresses that failed, stalled or kept answering INTERNAL lately (a small circuit breaker
+    with exponential back-off, shared by every module that routes to them). Times are the event loop's."""
 
     def __init__(self, hold_s: float = SUSPECT_S, first_s: float = SUSPECT_FIRST_S):
         self.hold_s = hold_s
@@ -122,6 +138,7 @@ class Suspects:
         self.first_s = min(first_s, hold_s)
         self._until: dict[str, float] = {}
         self._strikes: dict[str, int] = {}  # failures since the address last answered well
+        self._internal: dict[str, int] = {}  # INTERNAL strikes (see `blame`) since it last answered well
 
     def mark(self, address: str, now: float) -> float | None:
         """Suspect `address` for its next hold from `now`: that hold (s) if it was not suspect already,
@@ -133,11 +150,19 @@ class Suspects:
         self._until[address] = now + hold
         return hold if fresh else None
 
+    def blame(self, address: str, now: float) -> tuple[int, float | None]:
+        """`address` answered INTERNAL to frames another worker then answered well: its INTERNAL strikes
+        since it last answered well, and its hold if they reach INTERNAL_STRIKES and it was not suspect
+        already (else None)."""
+        n = self._internal[address] = self._internal.get(address, 0) + 1
+        return n, self.mark(address, now) if n >= INTERNAL_STRIKES else None
+
     def clear(self, address: str) -> None:
-        """It answered: trust it again, and start its back-off afresh."""
-        if self._strikes:
+        """It answered: trust it again, and start its back-off and its INTERNAL strikes afresh."""
+        if self._strikes or self._internal:
             self._until.pop(address, None)
             self._strikes.pop(address, None)
+            self._internal.pop(address, None)
 
     def suspect(self, address: str, now: float) -> bool:
         until = self._until.get(address)
@@ -352,6 +377,7 @@ class LiveModule:
                 self.metrics.suspect_skips.labels(*self.labels).inc()
         requests = s.batch.items
         tried: set[str] = set()
+        internal_at: str | None = None  # the worker that answered INTERNAL, its batch retried elsewhere
         while True:
             tried.add(address)
             sent = self.loop.time()
@@ -384,9 +410,17 @@ class LiveModule:
                 if stalled and capped:  # the frames still have time: the worker failed them, not the clock
                     error = Unavailable(f"worker {address} stalled: no answer within its stall limit of "
                                         f"{stall_s * 1000:.0f} ms")
-                retry = stalled or isinstance(error, Unavailable)
-                if retry and (hold := self.suspects.mark(address, now)) is not None:
+                failed = stalled or isinstance(error, Unavailable)
+                if failed and (hold := self.suspects.mark(address, now)) is not None:
                     log.warning("worker %s is suspect for %g s: %s", address, hold, error)
+                # INTERNAL: the model's or the worker's device's; a second one (internal_at set) is the model's
+                retry = failed
+                if isinstance(error, Internal):
+                    self.stats.internal_errors += 1
+                    if self.metrics:
+                        self.metrics.worker_internal_errors.labels(address).inc()
+                    if internal_at is None:
+                        internal_at, retry = address, True
                 nxt = self._pick(ring, tried, now) if retry else None
                 if nxt is not None:
                     live = []
@@ -411,6 +445,8 @@ class LiveModule:
                 return
             break
         self.suspects.clear(address)
+        if internal_at is not None:  # another worker answered the frames it failed: a strike against it
+            self._blame(internal_at, address)
         rpc_ms = (self.loop.time() - sent) * 1000.0
         transport = max(0.0, rpc_ms - reply.queue_ms - reply.exec_ms)
         self.stats.transport_ms.append(transport)
@@ -423,6 +459,19 @@ class LiveModule:
             if not r.future.done():
                 r.future.set_result(ItemResult([o[i] for o in reply.outputs],
                                                {child: c.of(i) for child, c in reply.crops.items()}))
+
+    def _blame(self, address: str, answered_by: str) -> None:
+        """`address` answered INTERNAL to frames `answered_by` answered well: strike it, and make it suspect
+        (logged once per hold) after INTERNAL_STRIKES in a row."""
+        strikes, hold = self.suspects.blame(address, self.loop.time())
+        if hold is None:
+            return
+        self.stats.internal_suspects += 1
+        if self.metrics:
+            self.metrics.worker_internal_suspects.labels(address).inc()
+        log.warning("worker %s is suspect for %g s: %d INTERNAL answers in a row for module %r, each to frames "
+                    "another worker answered (latest %s); a broken device?", address, hold, strikes,
+                    self.route.module, answered_by)
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -440,6 +489,13 @@ class AppCounters:
     dropped: int = 0
     success_ns: int = 0
     refused: int = 0  # refused at once (RESOURCE_EXHAUSTED): not among `frames`
+    unserved: int = 0  # refused at once because the app is not routed (UNAVAILABLE): not among `frames`
+
+    @property
+    def offered(self) -> int:
+        """Frames clients sent, admitted or not: the rate the controller plans for. Counting only the
+        admitted ones, a plan shrunk in a lull would measure no more than it admits and never grow."""
+        return self.frames + self.refused + self.unserved
 
 
 class FrontendDataPlane:
@@ -576,8 +632,13 @@ class FrontendDataPlane:
         """The app's definition if a frame for it would be admitted now; else the status (NOT_FOUND,
         UNAVAILABLE, or RESOURCE_EXHAUSTED when its frames in flight are at their bound, counted as
         refused). Cheap: callers ask before decoding a frame. `infer` asks again (the same answer when
-        nothing awaited in between)."""
-        app = self.check(app_name)
+        nothing awaited in between). A configured app's frame refused is counted as offered."""
+        try:
+            app = self.check(app_name)
+        except Unavailable:
+            if self.configured is not None and app_name in self.configured:
+                self.counters[app_name].unserved += 1
+            raise
         n = self.in_flight[app_name]
         if n >= self.limit(app):
             self.counters[app_name].refused += 1

@@ -38,16 +38,16 @@ Report = Callable[[dict[str, float], float, list[float], Fanout], Awaitable[None
 
 
 async def rate_beacon(plane: FrontendDataPlane, report: Report, period_s: float = BEACON_S) -> None:
-    """Every period, the frames each app received since the last one, per second, the hop overheads
-    measured since (the controller calibrates plans with them), and each module's fan-out since (the
-    controller re-plans when it leaves the planned scale)."""
-    last = {app: c.frames for app, c in plane.counters.items()}
+    """Every period, the frames each app was offered since the last one (admitted or refused), per
+    second, the hop overheads measured since (the controller calibrates plans with them), and each
+    module's fan-out since (the controller re-plans when it leaves the planned scale)."""
+    last = {app: c.offered for app, c in plane.counters.items()}
     loop = asyncio.get_running_loop()
     then = loop.time()
     while True:
         await asyncio.sleep(period_s)
         now = loop.time()
-        frames = {app: c.frames for app, c in plane.counters.items()}
+        frames = {app: c.offered for app, c in plane.counters.items()}
         rates = {app: (n - last.get(app, 0)) / (now - then) for app, n in frames.items()}
         last, then = frames, now
         try:

@@ -27,6 +27,8 @@ class ModuleStats:
     failed: int = 0  # requests whose batch failed at a worker (after any retry)
     retries: int = 0  # batches sent again to another worker of their tuple (a worker failed or stalled)
     suspect_skips: int = 0  # batches sent to another worker because the dispatcher's choice was suspect
+    internal_errors: int = 0  # batches a worker answered INTERNAL (the first retried on another worker)
+    internal_suspects: int = 0  # times a worker was made suspect for INTERNAL answers others did not give
     latency_ms: deque[float] = field(default_factory=_window)  # per request: submitted -> result
     prepare_ms: deque[float] = field(default_factory=_window)  # per request: runnable -> submitted (resize, queue)
     collect_ms: deque[float] = field(default_factory=_window)  # per batch: first request in -> shipped

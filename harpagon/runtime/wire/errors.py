@@ -39,8 +39,9 @@ class ResourceExhausted(RuntimeFault):
 
 
 class Internal(RuntimeFault):
-    """A peer failed on the request itself (UNKNOWN or INTERNAL from it: a model that raised): answered,
-    not retried elsewhere (the same batch would fail there too) and not held against the peer's health."""
+    """A peer failed on the request (UNKNOWN or INTERNAL from it): a model that raised, or a device that
+    fails everything. The frontend tries the batch once on another worker of its tuple; a worker whose
+    INTERNALs another worker keeps answering well is made suspect (frontend/data_plane.py)."""
 
     code = "INTERNAL"
 

@@ -6,6 +6,7 @@
 - :class:`EmulatedExecutor` is an **emulated device**: a batch "runs" by sleeping the profiled
   `mean + std` of its batch size on the named hardware. It exists to test the control and data
   planes at scale on machines without GPUs, and says so in every health and stats reply.
+  For fault tests only, it can play a broken device (:data:`FAULT_ENV`).
 
 Every runner always runs its configured batch size: a short batch is padded with dummy (zero)
 inputs, so shapes stay fixed (as CUDA graphs and compiled engines need). A detector returns
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sys
 import time
@@ -30,10 +32,22 @@ import numpy as np
 
 from harpagon.config import models
 from harpagon.config.pipeline import MAX_DETECTIONS
-from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument
+from harpagon.runtime.wire.errors import FailedPrecondition, Internal, InvalidArgument
 from harpagon.runtime.wire.modules import CropEdge, ModuleSpec
 from harpagon.runtime.wire.tensors import Crops
 from harpagon.runtime.worker import crops, registry
+
+log = logging.getLogger("harpagon.worker")
+
+#: TEST-ONLY FAULT INJECTION, emulated devices only: `HARPAGON_EMULATED_FAULT=internal` in a worker's
+#: environment makes every batch of its emulated device fail after its sleep, as a broken GPU does (the
+#: worker answers INTERNAL), so fault tests can run a worker the frontend must route around. Unset or
+#: empty: no fault; any other value is refused at startup, so a misspelt fault cannot pass unnoticed.
+FAULT_ENV = "HARPAGON_EMULATED_FAULT"
+FAULTS = ("", "internal")
+#: TEST-ONLY, emulated devices only: the same fault, only while the file this variable names exists (the
+#: fault suite turns a running worker's device broken and healthy again).
+FAULT_FILE_ENV = "HARPAGON_EMULATED_FAULT_FILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +124,7 @@ class TorchExecutor(Executor):
                                          f"cannot be cut from inputs of shape {list(spec.input_shape)}")
         try:
             model = registry.build(entry, str(weights) if weights else None)
-        except Exception as exc:  # a bad weights file, an unknown architecture: reject this config
+        except Exception as exc:  # noqa: BLE001 - a bad weights file, an unknown architecture: reject this config
             raise FailedPrecondition(f"module {spec.name!r}: cannot load {spec.model!r}: {exc}") from None
         runner = _TorchRunner(spec, entry.task, model, self.device)
         runner(np.zeros((spec.batch, *spec.input_shape), dtype=np.float32))  # warm up at the batch size
@@ -195,9 +209,22 @@ class EmulatedExecutor(Executor):
     emulated = True
 
     def __init__(self, hardware: str, profiles: Mapping[tuple[str, str], Mapping[int, tuple[float, float]]],
-                 slowdown: float = 1.0):
+                 slowdown: float = 1.0, fault: str | None = None):
         if not slowdown > 0 or slowdown == float("inf"):
             raise InvalidArgument(f"slowdown must be a finite number > 0, got {slowdown!r}")
+        fault = os.environ.get(FAULT_ENV, "") if fault is None else fault
+        if fault not in FAULTS:
+            raise InvalidArgument(f"{FAULT_ENV} must be one of {', '.join(f for f in FAULTS if f)} or empty, "
+                                  f"got {fault!r}")
+        self.fault = fault
+        """Test-only fault injection (FAULT_ENV): "internal" fails every batch."""
+        self.fault_file = os.environ.get(FAULT_FILE_ENV) or None
+        """Test-only fault injection (FAULT_FILE_ENV): every batch fails while this file exists."""
+        if fault:
+            log.warning("emulated %s: test-only fault injection %s=%s: every batch fails", hardware, FAULT_ENV, fault)
+        if self.fault_file:
+            log.warning("emulated %s: test-only fault injection %s=%s: every batch fails while it exists",
+                        hardware, FAULT_FILE_ENV, self.fault_file)
         self.hardware = hardware
         self.device = f"emulated:{hardware}"
         self.profiles = profiles
@@ -215,7 +242,7 @@ class EmulatedExecutor(Executor):
                 f"module {spec.name!r}: emulated {self.hardware!r} has no profile of {spec.model!r} at batch "
                 f"{spec.batch} (profiled batches: {have or 'none'})")
         mean, std = rows[spec.batch]
-        return _SleepRunner(spec, (mean + std) * self.slowdown / 1000.0)
+        return _SleepRunner(spec, (mean + std) * self.slowdown / 1000.0, self.fault, self.fault_file)
 
 
 def _seed(*names: str) -> int:
@@ -224,9 +251,11 @@ def _seed(*names: str) -> int:
 
 
 class _SleepRunner(Runner):
-    def __init__(self, spec: ModuleSpec, seconds: float):
+    def __init__(self, spec: ModuleSpec, seconds: float, fault: str = "", fault_file: str | None = None):
         super().__init__(spec)
         self.seconds = seconds
+        self.fault = fault
+        self.fault_file = fault_file
         e = models.entry(spec.model)
         self.output = e.output if e is not None and e.task == "classify" and e.output else (1,)
         self.served = {edge.child: 0 for edge in spec.crops}
@@ -238,6 +267,9 @@ class _SleepRunner(Runner):
         # One sleep, no spinning: a GPU does not burn host CPU while it runs a batch, and dozens of
         # emulated workers share a few cores (sleep overshoots by ~0.1 ms; calibration measures it).
         time.sleep(self.seconds)
+        if self.fault == "internal" or (self.fault_file is not None and os.path.exists(self.fault_file)):
+            raise Internal(f"module {self.spec.name!r}: emulated device fault (test-only injection): "
+                           f"the device failed the batch")
         n = x.shape[0]
         if not self.spec.crops:
             return BatchResult([np.zeros((n, *self.output), np.float32)])
