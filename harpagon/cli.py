@@ -361,7 +361,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from harpagon.runtime.lifecycle import die_with_parent
 
+    die_with_parent()  # first: a worker `harpagon serve` started dies with it, even while loading its models
     from harpagon.runtime.wire.errors import RuntimeFault
     from harpagon.runtime.worker.data_plane import WorkerDataPlane
     from harpagon.runtime.worker.server import serve

@@ -12,6 +12,7 @@ import pytest
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings, collection_ms, effective_latency
 from harpagon.runtime.controller.assignment import WorkerInfo
+from harpagon.runtime.controller.calibration import CalibrationSettings
 from harpagon.runtime.controller.controller import (
     MAX_REFUSALS,
     MIN_EPOCH_S,
@@ -38,6 +39,11 @@ T4 = {r.batch: r for r in W.profile_rows[("resnet50", "t4")].values()}
 
 def t4(n: int) -> list[WorkerInfo]:
     return [WorkerInfo(f"t{i}", f"10.0.0.{i}:7000", "t4", "emulated:t4", True) for i in range(n)]
+
+
+#: Drift judged at each check on its own, and followed all the way at once: these tests are about the
+#: controller's part (tests/unit/test_calibration.py tests the wait and the step bound).
+JUDGE_AT_ONCE = CalibrationSettings(sustain_s=0.0, max_step=8.0)
 
 
 class Harness:
@@ -424,7 +430,7 @@ def d_of(t) -> float:
 
 
 def test_heartbeats_30_percent_slower_than_the_profile_replan_with_it_scaled():
-    h = Harness()
+    h = Harness(calibration=JUDGE_AT_ONCE)
 
     async def scenario():
         await h.planned()
@@ -476,7 +482,7 @@ def test_heartbeats_30_percent_slower_than_the_profile_replan_with_it_scaled():
 
 
 def test_hop_overheads_beyond_the_band_replan_with_the_measured_overhead():
-    h = Harness(settings=Settings(arrivals="fluid", overhead_ms=1.0))
+    h = Harness(settings=Settings(arrivals="fluid", overhead_ms=1.0), calibration=JUDGE_AT_ONCE)
 
     async def scenario():
         await h.planned()

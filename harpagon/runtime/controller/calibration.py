@@ -2,9 +2,9 @@
 
 The planner plans with guesses: each profile row's `mean_ms + std_ms` (times the safety) is a
 batch's latency `d(b)`, and `overhead_ms` is added to every request after its batch. Workers report
-each batch's execution time and the frontend each batch's hop overhead; when, over a window, they
-drift beyond a band from the figures the plan in force was made with, the controller re-plans with
-the measured ones.
+each batch's execution time and the frontend each batch's hop overhead; when they drift from the
+figures the plan in force was made with, significantly and for long enough, the controller re-plans
+with the measured ones, a bounded step at a time.
 
 This module is the policy only: pure, clock-injected (every call takes `now`), no asyncio, gRPC or
 logging. It returns reasons as text; the controller logs them, sets its metrics and re-plans:
@@ -12,16 +12,30 @@ logging. It returns reasons as text; the controller logs them, sets its metrics 
     cal = Calibrator(workload, settings)                 # the CONFIGURED inputs
     cal.observe_batches(now, "resnet50", "v100", 8, [9.1, 9.3])
     cal.observe_hops(now, [1.2, 0.9])
-    if reasons := cal.drift(now):                        # against the figures in force
-        cal.adopt(cal.calibrated(now), now)              # measured figures for what drifted
+    calibration = cal.calibrated(now)                    # one check, against the figures in force
+    if calibration.reasons:                              # a drift that lasted `sustain_s`
+        cal.adopt(calibration, now)
     workload, settings = cal.planned.apply(workload, settings)   # what to plan with
 
-Execution times are compared as `mean + std` per batch size, before the safety, with the profile's
-`mean_ms + std_ms` at that size: an emulated device sleeps exactly `mean + std`, so its measured
-mean is about the profile's `mean + std` and its measured std about 0, and it does not drift. The
-sizes of one `(model, hardware)` combine into one factor, weighted by their batch counts, and a
-drifted pair's whole profile (every row, mean and std) is scaled by it. Factors are always relative
-to the configured profile, so calibrating again never compounds.
+What is measured. Per batch size, the P84 of the execution times (the quantile at which a normal
+distribution's `mean + std` lies) against the profile's `mean_ms + std_ms`: a device with normal
+times measures its `mean + std`, and so does an emulated device, which sleeps exactly that. Not a
+`mean + std` over the raw samples: a host starved for a moment adds a few samples 20x the rest, and
+they drag a mean + std to several times the device's (9.5x on a busy 2-core host); the P84 moves only
+once a sixth of the samples are slow. Not the median against the profile's mean either: an emulated
+device's median is its `mean + std`. The sizes of one `(model, hardware)` combine into one factor,
+weighted by their batch counts, and a drifted pair's whole profile (every row, mean and std) is scaled
+by it. The overhead is a high quantile of the hops (`overhead_quantile`) against `overhead_ms`.
+
+When it counts. A figure drifts when, at every check (each `calibrated` call) for `sustain_s`,
+enough samples (`min_batches`, `min_hops`) put the quantile's 95% interval (order statistics around
+its rank, whatever the distribution) wholly beyond the band, the same way (a check with too few
+samples leaves it as it was, and a re-plan that keeps the figure too); and when the samples of
+the newer half of that span alone do too: a stall's samples linger in the window for `window_s`, and
+the P95 of the hops moves once a twentieth of them are slow, but a stall that began the span has left
+its newer half. The figure re-planned with is the one measured over that half, bounded to `max_step`
+times the one in force: a larger drift takes another sustained span after the re-plan.
+Factors are always relative to the configured profile, so calibrating again never compounds.
 """
 
 from __future__ import annotations
@@ -39,16 +53,32 @@ from harpagon.model.latency import Settings
 Pair = tuple[str, str]
 """`(model, hardware)`."""
 
+EXEC_QUANTILE = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
+"""P84.1, where a normal distribution's `mean + std` lies: the execution time figure per batch size."""
+CONFIDENCE_Z = 1.96
+"""A quantile's interval spans this many binomial standard deviations of its rank either way (95%)."""
+_OVERHEAD = "overhead"
+
 
 @dataclass(frozen=True, slots=True)
 class CalibrationSettings:
     """When measured figures replace the planned ones."""
 
     band: float = 0.15
-    """Relative drift that counts: `|measured / planned - 1| > band` (> 0). Live figures jitter: an
-    emulated device on a busy 2-core host measures 1.1x its profile one window and 1.0x the next."""
+    """Relative drift that counts: the measured figure's whole interval beyond `planned * (1 +- band)`
+    (> 0). Live figures jitter: an emulated device on a busy 2-core host measures 1.1x its profile one
+    window and 1.0x the next."""
     window_s: float = 30.0
     """Observations older than this many seconds are forgotten (> 0)."""
+    sustain_s: float = 10.0
+    """Seconds a drift must last before it is re-planned for (>= 0; 0: each check alone decides): beyond
+    the band, the same way, at every check over this span, and over the samples of its newer half alone.
+    A host starved for a few seconds leaves slow samples in the window, but not in that half."""
+    max_step: float = 2.0
+    """Most one re-plan moves a figure (> 1): a factor to within `[1 / max_step, max_step]` times the
+    one in force, the overhead to within `[in force / max_step, max_step * max(in force,
+    overhead_floor_ms)]` (unbounded up from 0 ms with no floor). A larger drift goes further after
+    another sustained span, so one bad minute cannot plan 9.5x the GPUs."""
     min_batches: int = 50
     """Batches of one `(model, hardware)`, over its profiled sizes, before its drift is judged (>= 1)."""
     min_hops: int = 200
@@ -73,6 +103,9 @@ class CalibrationSettings:
         checks = (
             ("band", self.band, real(self.band) and self.band > 0, "must be a finite number > 0"),
             ("window_s", self.window_s, real(self.window_s) and self.window_s > 0, "must be a finite number > 0"),
+            ("sustain_s", self.sustain_s, real(self.sustain_s) and self.sustain_s >= 0,
+             "must be a finite number >= 0"),
+            ("max_step", self.max_step, real(self.max_step) and self.max_step > 1, "must be a finite number > 1"),
             ("min_batches", self.min_batches, positive_int(self.min_batches), "must be an integer >= 1"),
             ("min_hops", self.min_hops, positive_int(self.min_hops), "must be an integer >= 1"),
             ("overhead_quantile", self.overhead_quantile,
@@ -129,12 +162,14 @@ class ExecMeasure:
     """What one `(model, hardware)` measured, over its profiled batch sizes."""
 
     factor: float
-    """Measured `mean + std` over the profile's `mean_ms + std_ms`, per size, weighted by batch counts."""
+    """Measured P84 over the profile's `mean_ms + std_ms`, per size, weighted by batch counts."""
+    interval: tuple[float, float]
+    """The factor's 95% interval: each size's interval, weighted alike."""
     batches: int
     span_s: float
     """Seconds from the oldest batch counted to now."""
-    by_batch: Mapping[int, tuple[int, float, float]]
-    """`batch size -> (batches, mean_ms, std_ms)` measured."""
+    by_batch: Mapping[int, tuple[int, float]]
+    """`batch size -> (batches, P84 ms)` measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +179,8 @@ class Measured:
     exec: Mapping[Pair, ExecMeasure]
     overhead_ms: float | None
     """The `overhead_quantile` of the hop overheads; None without any."""
+    overhead_interval_ms: tuple[float, float] | None
+    """Its 95% interval; None without any."""
     hops: int
     hops_span_s: float
     rejected: int
@@ -195,7 +232,8 @@ class Calibrator:
 
     Drift is judged against `planned` (the identity until `adopt`), so after re-planning with the
     measured figures the same measurements no longer drift, and a return to the profile's figures
-    drifts back. Only observations since the last `adopt` count: those before it were judged already."""
+    drifts back. Only observations since the last `adopt` count: those before it were judged already.
+    Each `calibrated` call is a check: it remembers since when each figure has drifted."""
 
     def __init__(self, workload: Workload, settings: Settings,
                  calibration: CalibrationSettings | None = None) -> None:
@@ -209,6 +247,7 @@ class Calibrator:
         self._since = -math.inf  # observations before this were judged by the last adopt
         self._exec: dict[tuple[str, str, int], _Samples] = {}
         self._hops = _Samples(self.config.max_samples)
+        self._drifting: dict[Pair | str, tuple[float, int]] = {}  # figure -> (since when, +1 above / -1 below)
         self.rejected = 0
         self.unprofiled = 0
 
@@ -257,25 +296,30 @@ class Calibrator:
 
     def measured(self, now: float) -> Measured:
         """The figures judged at `now`, whether or not there are enough of them for a verdict."""
-        start = now - self.config.window_s
-        per_pair: dict[Pair, dict[int, tuple[int, float, float]]] = {}
+        return self._measure(now, now - self.config.window_s)
+
+    def _measure(self, now: float, start: float) -> Measured:
+        """The figures of the observations at `start` or later (and since the last `adopt`)."""
+        per_pair: dict[Pair, dict[int, tuple[int, float, float, float]]] = {}
         oldest: dict[Pair, float] = {}
         for (model, hardware, batch), samples in self._exec.items():
             values, first = samples.between(start, self._since)
             if len(values):
                 pair = (model, hardware)
-                per_pair.setdefault(pair, {})[batch] = (len(values), float(values.mean()), float(values.std()))
+                per_pair.setdefault(pair, {})[batch] = (len(values), *_quantile(values, EXEC_QUANTILE))
                 oldest[pair] = min(oldest.get(pair, math.inf), first)
         exec_: dict[Pair, ExecMeasure] = {}
         for pair, rows in sorted(per_pair.items()):
             profile = self._profile[pair]
-            n = sum(c for c, _, _ in rows.values())
-            factor = sum(c * (mean + std) / profile[b] for b, (c, mean, std) in rows.items()) / n
-            exec_[pair] = ExecMeasure(factor, n, now - oldest[pair], dict(sorted(rows.items())))
+            n = sum(row[0] for row in rows.values())
+            # factor, low, high: each size's figures over its profiled d(b), weighted by batch counts
+            factor, low, high = (sum(row[0] * row[i] / profile[b] for b, row in rows.items()) / n for i in (1, 2, 3))
+            exec_[pair] = ExecMeasure(factor, (low, high), n, now - oldest[pair],
+                                      {b: (row[0], row[1]) for b, row in sorted(rows.items())})
         hops, first = self._hops.between(start, self._since)
-        quantile = float(np.quantile(hops, self.config.overhead_quantile)) if len(hops) else None
-        return Measured(exec_, quantile, len(hops), now - first if len(hops) else 0.0, self.rejected,
-                        self.unprofiled)
+        overhead, low, high = _quantile(hops, self.config.overhead_quantile) if len(hops) else (None, 0.0, 0.0)
+        return Measured(exec_, overhead, None if overhead is None else (low, high), len(hops),
+                        now - first if len(hops) else 0.0, self.rejected, self.unprofiled)
 
     @property
     def planned_overhead_ms(self) -> float:
@@ -283,40 +327,103 @@ class Calibrator:
         return self.configured_overhead_ms if self.planned.overhead_ms is None else self.planned.overhead_ms
 
     def calibrated(self, now: float, measured: Measured | None = None) -> Calibration:
-        """The figures to plan with now: the planned ones, with each that drifted replaced by its
-        measurement; its `reasons` say which and why (empty, and the figures in force, if none).
-        `measured` is `self.measured(now)` when the caller has it already."""
+        """One check: the figures to plan with now, the planned ones with each that drifted for
+        `sustain_s` replaced by its measurement (bounded by `max_step`); its `reasons` say which and why
+        (empty, and the figures in force, if none). `measured` is `self.measured(now)` when the caller
+        has it already."""
         c = self.config
         m = measured if measured is not None else self.measured(now)
         factors = dict(self.planned.factors)
         overhead = self.planned.overhead_ms
         reasons: list[str] = []
-        for (model, hardware), e in m.exec.items():
-            planned = self.planned.factor(model, hardware)
-            if e.batches >= c.min_batches and abs(e.factor / planned - 1) > c.band:
-                factors[(model, hardware)] = e.factor
-                reasons.append(f"{model} on {hardware}: measured d(b) {e.factor:.2f}x the profile's against "
-                               f"{planned:.2f}x planned ({e.batches} batches over {e.span_s:.0f} s)")
+        newer: list[Measured] = [m] if c.sustain_s == 0 else []  # the newer half of the span, once needed
+
+        def newer_half() -> Measured:
+            if not newer:
+                newer.append(self._measure(now, now - min(c.sustain_s / 2, c.window_s)))
+            return newer[0]
+
+        for pair, e in m.exec.items():
+            planned = self.planned.factor(*pair)
+            margin = c.band * planned
+            if e.batches < c.min_batches or not (way := self._drifted(pair, e.interval, planned, margin, now)):
+                continue
+            got = newer_half().exec.get(pair)
+            if got is None or got.batches < c.min_batches or _way(got.interval, planned, margin) != way:
+                continue
+            factors[pair] = min(max(got.factor, planned / c.max_step), planned * c.max_step)
+            reasons.append(f"{pair[0]} on {pair[1]}: measured d(b) {got.factor:.2f}x the profile's against "
+                           f"{planned:.2f}x planned ({got.batches} batches over {got.span_s:.0f} s"
+                           f"{self._lasted(pair, now)})" + self._bounded(got.factor, factors[pair], "x"))
         was = self.planned_overhead_ms
-        if (m.overhead_ms is not None and m.hops >= c.min_hops
-                and abs(m.overhead_ms - was) > max(c.band * was, c.overhead_floor_ms)):
-            overhead = m.overhead_ms
-            reasons.append(f"hop overhead P{c.overhead_quantile * 100:g} {m.overhead_ms:.1f} ms against "
-                           f"{was:.1f} ms planned ({m.hops} hops over {m.hops_span_s:.0f} s)")
+        margin = max(c.band * was, c.overhead_floor_ms)
+        if (m.overhead_interval_ms is not None and m.hops >= c.min_hops
+                and (way := self._drifted(_OVERHEAD, m.overhead_interval_ms, was, margin, now))):
+            got_hops = newer_half()
+            if (got_hops.overhead_ms is not None and got_hops.overhead_interval_ms is not None
+                    and got_hops.hops >= c.min_hops and _way(got_hops.overhead_interval_ms, was, margin) == way):
+                overhead = max(got_hops.overhead_ms, was / c.max_step)
+                if (basis := max(was, c.overhead_floor_ms)) > 0:  # from 0 with no floor there is nothing to scale
+                    overhead = min(overhead, basis * c.max_step)
+                reasons.append(f"hop overhead P{c.overhead_quantile * 100:g} {got_hops.overhead_ms:.1f} ms against "
+                               f"{was:.1f} ms planned ({got_hops.hops} hops over {got_hops.hops_span_s:.0f} s"
+                               f"{self._lasted(_OVERHEAD, now)})" + self._bounded(got_hops.overhead_ms, overhead, " ms"))
         if not reasons:
             return Calibration(factors, overhead)
         return Calibration(factors, overhead, tuple(reasons))
 
+    def _drifted(self, key: Pair | str, interval: tuple[float, float], planned: float, margin: float,
+                 now: float) -> int:
+        """Record this check's verdict on `key`; the way it has drifted (+1 above the band, -1 below) if
+        that way at every check for `sustain_s` or longer, else 0. Checks with too few samples to tell
+        are not made."""
+        if not (way := _way(interval, planned, margin)):
+            self._drifting.pop(key, None)
+            return 0
+        since, before = self._drifting.get(key, (now, way))
+        self._drifting[key] = (since if before == way else now, way)  # turned the other way: a new drift
+        return way if now - self._drifting[key][0] >= self.config.sustain_s else 0
+
+    def _lasted(self, key: Pair | str, now: float) -> str:
+        return f", drifting for {now - self._drifting[key][0]:.0f} s" if self.config.sustain_s > 0 else ""
+
+    def _bounded(self, measured: float, planned: float, unit: str) -> str:
+        if planned == measured:
+            return ""
+        return f"; planning with {planned:.2f}{unit}, a step of at most {self.config.max_step:g}x"
+
     def drift(self, now: float) -> list[str]:
-        """Why the measured figures no longer match those in force, one reason per figure; empty if they
-        match or there are too few measurements to tell."""
+        """One check (as `calibrated`): why the measured figures no longer match those in force, one
+        reason per figure; empty if they match, have not drifted for `sustain_s`, or are too few to tell."""
         return list(self.calibrated(now).reasons)
 
     def adopt(self, calibration: Calibration, now: float) -> None:
         """The plan in force is (being) made with `calibration`: judge against it from now on, over
-        observations after `now` only."""
-        self.planned = calibration
-        self._since = now
+        observations after `now` only. A figure it changes drifts afresh; one it keeps goes on drifting
+        (any re-plan adopts: a re-plan for rates must not restart the calibration's wait)."""
+        old, self.planned, self._since = self.planned, calibration, now
+        kept = {key for key in self._drifting
+                if (calibration.overhead_ms == old.overhead_ms if key == _OVERHEAD
+                    else calibration.factor(*key) == old.factor(*key))}
+        self._drifting = {key: self._drifting[key] for key in kept}
+
+
+def _quantile(values: np.ndarray, p: float) -> tuple[float, float, float]:
+    """The `p` quantile of `values`, and its 95% interval: the order statistics at the ranks `n p -+ z
+    sqrt(n p (1 - p))` bound it whatever the distribution (the count of samples below it is binomial)."""
+    x = np.sort(values)
+    n = len(x)
+    point = float(np.quantile(x, p))
+    half = CONFIDENCE_Z * math.sqrt(n * p * (1 - p))
+    low = float(x[min(max(math.floor(n * p - half) - 1, 0), n - 1)])
+    high = float(x[min(max(math.ceil(n * p + half), 0), n - 1)])
+    return point, min(low, point), max(high, point)
+
+
+def _way(interval: tuple[float, float], planned: float, margin: float) -> int:
+    """+1 when all of `interval` lies above `planned + margin`, -1 when below `planned - margin`, else 0."""
+    low, high = interval
+    return 1 if low > planned + margin else -1 if high < planned - margin else 0
 
 
 def _number(sample: object) -> float:

@@ -76,7 +76,7 @@ MIN_RATE_FRACTION = 0.25
 #: plan in force is planned at its configured rate again: an app refused at a rate measured in a burst
 #: (its frames refused, its clients gone) would otherwise stay refused for good, and an idle one would
 #: hold the burst's GPUs.
-IDLE_RESET_S = 30.0
+IDLE_RESET_S = 20.0  # within RATE_WINDOW_S: the reports that show the idleness are still kept
 #: How often drift of the measured batch latencies and hop overheads is judged (seconds).
 CALIBRATION_CHECK_S = 1.0
 #: ...and only a move beyond this many standard deviations of a Poisson count at the planned rate
