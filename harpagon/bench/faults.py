@@ -18,10 +18,15 @@ The client's stderr goes to a file in the suite's temporary folder (in error mes
 Scenarios, in order (each: steady load, the fault, observation, heal or restart, then a bounded wait until
 the cluster is back: every worker registered, a plan in force since the last join or leave, and the
 latest frames answered OK): baseline; worker kill -9 (then a replacement); worker SIGSTOP; frontend
-kill -9 (then a restart); frontend SIGSTOP; controller kill -9 (then a restart); controller SIGSTOP;
-partition between the controller and one worker; hostile control-plane calls (and an allowed control
-call to each server they go to, which must succeed); overload (10x the planned
-rate; last, because the frontend's rate reports may move the plan to the overload rate for a while).
+kill -9 (then a restart); frontend SIGSTOP; controller kill -9 (then a restart; its planner process
+must die with it); controller SIGSTOP; partition between the controller and one worker; hostile
+control-plane calls (and an allowed control call to each server they go to, which must succeed);
+health-port abuse (Watch streams and idle connections held open while probes Check); a flood of big
+messages (60 MB, 4096x4096 frames) from another client; a routed worker whose device answers INTERNAL
+(test-only injection, HARPAGON_EMULATED_FAULT_FILE); kill -9 of a `harpagon serve` beside the cluster
+(its processes must die with it, its CA key must not be left); a lull (1/20 of the rate, then back:
+the plan follows it down and must grow back); overload (10x the planned rate; last, because the
+frontend's rate reports may move the plan to the overload rate for a while).
 
 Per scenario the report gives frames sent / OK / failed with a status (per code) / vanished / late, the
 disruption (from the fault to the send time of the last frame that was not answered OK within its SLO),
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -54,6 +60,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harpagon.runtime.worker.executor import FAULT_FILE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "configs" / "faults.yaml"
@@ -79,6 +87,21 @@ SETTLE_S = 2.5
 BACK_FRAMES = 10
 #: The configuration version of the hostile ApplyConfig (the largest uint64: newer than any real one).
 HOSTILE_VERSION = (1 << 64) - 1
+#: A lull sends this fraction of every app's rate (1 of 20 frames/s)...
+LULL_FACTOR = 0.05
+#: ...and from this long after the rate is back (s), at least LULL_GOAL of the frames are OK in their SLO.
+LULL_RECOVER_S = 10.0
+LULL_GOAL = 0.99
+#: The big messages: the 60 MB request that stalled every client, and a 4096x4096 RGB frame.
+FLOOD_BYTES = (60_000_000, 4096 * 4096 * 3)
+FLOOD_CONCURRENCY = 2
+#: A big-message flood may cost the other clients at most this fraction of their frames.
+FLOOD_GOAL = 0.01
+#: Health-port abuse: Watch streams and idle connections held open while CHECKS Checks must each answer
+#: SERVING within CHECK_TIMEOUT_S.
+ABUSE_WATCHES, ABUSE_IDLE, ABUSE_CHECKS, CHECK_TIMEOUT_S = 64, 64, 20, 1.0
+#: No process of ours outlives its parent by more than this (s).
+ORPHAN_GOAL_S = 5.0
 #: Status of a frame with no answer within the client's timeout, and of an OK answer.
 VANISHED, OK = "VANISHED", "OK"
 
@@ -88,6 +111,14 @@ GOALS = (
     (f"a restarted controller has a plan in force within {CONVERGE_GOAL_S:g} s of its start and unloads no "
     "routed module"),
     "overload evicts no healthy worker",
+    (f"after a lull, at least {LULL_GOAL:.0%} of frames OK within their SLO from {LULL_RECOVER_S:g} s after the rate "
+     "returns"),
+    f"a flood of big messages costs the other clients at most {FLOOD_GOAL:.0%} of their frames",
+    (f"health checks answer SERVING within {CHECK_TIMEOUT_S:g} s while {ABUSE_WATCHES} Watch streams and "
+     f"{ABUSE_IDLE} idle connections are held open on the health port"),
+    "a worker that answers INTERNAL costs no frame: its batches are retried on its tuple's other worker",
+    (f"no process of ours outlives its parent by more than {ORPHAN_GOAL_S:g} s (kill -9 of `harpagon serve`, and of "
+     "the controller: its planner process), and a killed `serve` leaves no CA key"),
     ("every hostile control-plane call is refused, each with the status that says why (PERMISSION_DENIED for a "
      "certificate of our CA with the wrong role, UNAVAILABLE without a certificate of our CA), the allowed "
      "control calls to the same servers succeed, and the plan stays as it was"),
@@ -111,10 +142,13 @@ class Timing:
     overload_s: float = 6.0
     restart_delay_s: float = 1.0  # a supervisor restarting a dead frontend or controller
     back_timeout_s: float = 45.0  # the most a scenario waits for the cluster to be back
+    lull_s: float = 20.0  # at LULL_FACTOR of the rate: long enough for the plan to follow it down
+    lull_after_s: float = 20.0  # observed after the rate is back (judged from LULL_RECOVER_S on)
+    flood_s: float = 6.0  # big messages back to back
 
 
 FULL = Timing(steady_s=3.0, observe_s=8.0)
-QUICK = Timing(steady_s=1.5, observe_s=6.0, overload_s=5.0)
+QUICK = Timing(steady_s=1.5, observe_s=6.0, overload_s=5.0, lull_s=16.0, lull_after_s=15.0, flood_s=4.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,6 +276,32 @@ def judge(r: ScenarioResult) -> list[Goal]:
                           + ("; routes moved" if moved else "; same routes" if r.extra.get("routes_same") else "")))
     if r.key == "overload":
         goals.append(Goal("no worker evicted", r.evicted == 0, f"{r.evicted} evicted"))
+    if r.key == "controller-kill" and "orphans" in r.extra:
+        goals.append(_orphan_goal(r.extra["orphans"]))
+    if r.key == "lull":
+        ok, sent = r.extra.get("recovered_ok", 0), r.extra.get("recovered_sent", 0)
+        goals.append(Goal(f">= {LULL_GOAL:.0%} OK from {LULL_RECOVER_S:g} s after the rate returns",
+                          sent > 0 and ok >= LULL_GOAL * sent, f"{ok}/{sent} OK"))
+    if r.key == "big-messages":
+        lost = o.sent - o.ok
+        goals.append(Goal(f"the other clients lose <= {FLOOD_GOAL:.0%} of their frames",
+                          o.sent > 0 and lost <= FLOOD_GOAL * o.sent, f"{lost}/{o.sent} not OK"))
+        flood = r.extra.get("flood", {})
+        unanswered = {c: n for c, n in flood.get("codes", {}).items() if c.startswith("CLIENT") or c == "DEADLINE_EXCEEDED"}
+        goals.append(Goal("every big message answered", flood.get("sent", 0) > 0 and not unanswered,
+                          f"{flood.get('sent', 0)} sent: {_codes(flood.get('codes', {}))}"))
+    if r.key == "health-abuse":
+        health = r.extra.get("health", {})
+        short = {name: f"{h['ok']}/{h['checks']}" for name, h in health.items() if h["ok"] < h["checks"]}
+        goals.append(Goal(f"every Check SERVING within {CHECK_TIMEOUT_S:g} s", bool(health) and not short,
+                          "; ".join(f"{name}: {h['ok']}/{h['checks']} (max {h['max_ms']:.0f} ms)"
+                                    for name, h in health.items()) or "no target"))
+    if r.key == "worker-internal":
+        goals.append(Goal("no frame failed", o.sent > 0 and o.failed_total == 0, f"{o.failed_total} failed"))
+    if r.key == "serve-kill":
+        goals.append(_orphan_goal(r.extra.get("orphans", {})))
+        ca = r.extra.get("ca_keys_left", [])
+        goals.append(Goal("no CA key left", "keys_left" in r.extra and not ca, f"left: {ca}" if ca else "none left"))
     if r.key == "hostile":
         calls = r.extra.get("calls", [])
         hostile = [c for c in calls if not c.get("control")]
@@ -261,6 +321,20 @@ def judge(r: ScenarioResult) -> list[Goal]:
         changed = r.extra.get("plan_changed", [])
         goals.append(Goal("plan unchanged", not changed, "; ".join(changed) or "unchanged"))
     return goals
+
+
+def _orphan_goal(orphans: dict) -> Goal:
+    """Every process the killed one had started gone within ORPHAN_GOAL_S."""
+    n, last, left = orphans.get("children", 0), orphans.get("outlived_s"), orphans.get("survivors", [])
+    return Goal(f"its processes gone within {ORPHAN_GOAL_S:g} s", n > 0 and not left and last is not None
+                and last <= ORPHAN_GOAL_S, (f"{n} processes, the last gone after {last:.2f} s" if not left and last is not None
+                                            else f"{len(left)} of {n} still running: {left}"))
+
+
+def _orphans(o: dict) -> str:
+    if o.get("survivors"):
+        return f"{len(o['survivors'])} of {o.get('children', 0)} processes still running after the kill"
+    return f"{o.get('children', 0)} processes, the last gone {_s(o.get('outlived_s'))} s after the kill"
 
 
 def _s(x: float | None) -> str:
@@ -380,6 +454,29 @@ def _detail_lines(results: Sequence[ScenarioResult]) -> list[str]:
                 [[c["call"] + (" (control)" if c.get("control") else ""), c["credentials"], c["expected"], c["code"],
                   _call_verdict(c)] for c in x.get("calls", [])], right=())]
             L += [""]
+        if r.key == "controller-kill" and "orphans" in x:
+            L += [f"- **{r.title}**: its planner process (and resource tracker): {_orphans(x['orphans'])}."]
+        if r.key == "health-abuse":
+            L += [f"- **{r.title}**: " + "; ".join(
+                f"{name}: {h['ok']}/{h['checks']} Checks SERVING, the slowest {h['max_ms']:.0f} ms"
+                + (f", errors {_codes(h['errors'])}" if h["errors"] else "") + f"; the Watch streams: {_codes(h['watches'])}"
+                for name, h in x.get("health", {}).items()) + "."]
+        if r.key == "big-messages":
+            flood = x.get("flood", {})
+            L += [(f"- **{r.title}**: {flood.get('sent', 0)} big requests sent, answered "
+                   f"{_codes(flood.get('codes', {}))}, the slowest in {_s(flood.get('max_ms'))} ms; the steady client's "
+                   f"frames meanwhile: {r.outcome.ok} of {r.outcome.sent} OK.")]
+        if r.key == "worker-internal":
+            L += [(f"- **{r.title}**: {r.fault}; the frontend logged {x.get('suspect_lines', 0)} lines making it "
+                   f"suspect; back {_s(r.back_s)} s after the heal.")]
+        if r.key == "serve-kill":
+            L += [(f"- **{r.title}**: {_orphans(x.get('orphans', {}))}; key files left in its temporary folder: "
+                   f"{x.get('keys_left') or 'none'} (CA keys: {x.get('ca_keys_left') or 'none'}).")]
+        if r.key == "lull":
+            L += [(f"- **{r.title}**: {r.fault}; plans made during the lull: {x.get('lull_plans', '-')}; the first "
+                   f"plan after the rate returned was in force {_s(x.get('back_plan_s'))} s later; from "
+                   f"{LULL_RECOVER_S:g} s after the return, {x.get('recovered_ok', '-')} of "
+                   f"{x.get('recovered_sent', '-')} frames OK within the SLO.")]
         if r.key == "overload":
             L += [(f"- **{r.title}**: offered {_s(x.get('offered_per_s'))} frames/s during the burst "
                   f"(target {x.get('target_per_s', '-')}); answered OK {x.get('burst_ok', '-')}, with a status "
@@ -413,9 +510,10 @@ class Proc:
     """A process of the cluster, in its own session (so that its children go with it); every line of its
     output is kept with the wall time it arrived. Ready once it prints a line starting with `ready`."""
 
-    def __init__(self, name: str, argv: list[str], ready: str, timeout_s: float = 60.0):
+    def __init__(self, name: str, argv: list[str], ready: str, timeout_s: float = 60.0,
+                 env: dict[str, str] | None = None):
         self.name = name
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.started = time.time()
         self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                       env=env, start_new_session=True, bufsize=1)
@@ -503,7 +601,7 @@ class Loopback:
 
     def __init__(self, roles: Sequence[str]):
         self.ports = {r: _free_port() for r in roles}
-        self.ports.update({f"{r}-metrics": _free_port() for r in roles})
+        self.ports.update({f"{r}-{what}": _free_port() for r in roles for what in ("metrics", "health")})
 
     def host(self, role: str) -> str:
         return "127.0.0.1"
@@ -539,6 +637,61 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _stat(pid: int) -> tuple[int, str, int] | None:
+    """A process's parent, state and start time (clock ticks since boot) from /proc; None if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def process_tree(pid: int) -> list[tuple[int, int]]:
+    """The processes `pid` started, and theirs, as (pid, start time): a pid alone may be reused."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            children.setdefault(st[0], []).append(int(entry))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        st = _stat(child)
+        if st is not None:
+            out.append((child, st[2]))
+            todo += children.get(child, [])
+    return out
+
+
+def running(proc: tuple[int, int]) -> bool:
+    """The very process (same start time), not a zombie."""
+    st = _stat(proc[0])
+    return st is not None and st[2] == proc[1] and st[1] not in ("Z", "X")
+
+
+class ExitWatch:
+    """Watches processes for when each exits (a thread, polling every 50 ms, until `deadline`)."""
+
+    def __init__(self, procs: list[tuple[int, int]], deadline: float):
+        self.procs, self.deadline = procs, deadline
+        self.gone: dict[int, float] = {}  # pid -> when (wall clock)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while len(self.gone) < len(self.procs) and time.time() < self.deadline:
+            for proc in self.procs:
+                if proc[0] not in self.gone and not running(proc):
+                    self.gone[proc[0]] = time.time()
+            time.sleep(0.05)
+
+    def result(self, since: float) -> dict[str, Any]:
+        """How many processes, when the last of them was gone (s after `since`), and those still running."""
+        self._thread.join(max(0.0, self.deadline - time.time()) + 1.0)
+        left = [pid for pid, _ in self.procs if pid not in self.gone]
+        return {"children": len(self.procs), "survivors": left,
+                "outlived_s": max(0.0, max(self.gone.values(), default=since) - since) if not left else None}
 
 
 #: The network namespaces this suite makes: hp-<PID namespace>-<PID of the suite>-<token>-<role>.
@@ -800,6 +953,8 @@ class Cluster:
         self.frontends: list[Proc] = []
         self.workers: dict[str, Proc] = {}  # role -> its current process
         self.old: list[Proc] = []  # killed or replaced
+        self.others: list[Proc] = []  # processes a scenario started besides the cluster's (a `serve`)
+        self.control = tmp / "rate.json"  # the load clients' rate factor (a lull)
         self.clients: list[subprocess.Popen] = []
         self.client_logs: list[Path] = []  # each load client's stderr (a file: a pipe nobody reads would fill)
 
@@ -820,6 +975,12 @@ class Cluster:
     def frontend_address(self) -> str:
         return f"{self.net.host('fe')}:{self.net.port('fe', 8001)}"
 
+    @property
+    def health_addresses(self) -> dict[str, str]:
+        """The plaintext health ports the probes of a deployment use."""
+        return {"frontend": f"{self.net.host('fe')}:{self.net.port('fe-health', 8003)}",
+                "controller": f"{self.net.host('ctl')}:{self.net.port('ctl-health', 50052)}"}
+
     def role_of(self, address: str) -> str | None:
         return next((r for r, p in self.workers.items() if p.address == address), None)
 
@@ -829,6 +990,7 @@ class Cluster:
         host, port = self.net.host("ctl"), self.net.port("ctl", 50051)
         p = Proc("controller", self._python("ctl", "-m", "harpagon.cli", "controller", "--config", str(self.config),
                                             "--host", host, "--port", str(port),
+                                            "--health-port", str(self.net.port("ctl-health", 50052)),
                                             "--tls-dir", str(self.pki / "controller")),
                  "controller listening on ")
         self.controllers.append(p)
@@ -839,6 +1001,7 @@ class Cluster:
         p = Proc("frontend", self._python("fe", "-m", "harpagon.cli", "frontend", "--controller",
                                           self.controller_address, "--host", host, "--port", str(port),
                                           "--metrics-port", str(self.net.port("fe-metrics", 8002)),
+                                          "--health-port", str(self.net.port("fe-health", 8003)),
                                           "--frame-shape", ",".join(map(str, self.frame_shape)),
                                           "--tls-dir", str(self.pki / "frontend")),
                  "frontend listening on ")
@@ -853,7 +1016,7 @@ class Cluster:
         p = Proc(f"worker {role}", self._python(role, "-m", "harpagon.cli", "worker", "--device", "emulated:t4",
                                                 "--host", host, "--port", str(port), "--controller",
                                                 self.controller_address, "--tls-dir", str(self.pki / "worker")),
-                 "worker listening on ", 60.0 if wait else 0.0)
+                 "worker listening on ", 60.0 if wait else 0.0, env={FAULT_FILE_ENV: str(self.fault_file(role))})
         self.workers[role] = p
         return p
 
@@ -890,7 +1053,7 @@ class Cluster:
 
     def start_client(self, out: Path, rate_factor: float, seconds: float | None, start_at: float) -> subprocess.Popen:
         spec = {"address": self.frontend_address, "frame_shape": list(self.frame_shape), "start_at": start_at,
-                "seconds": seconds, "vanish_after_s": VANISH_AFTER_S,
+                "seconds": seconds, "vanish_after_s": VANISH_AFTER_S, "control": str(self.control),
                 "apps": [{"name": a.name, "rate": a.rate * rate_factor, "slo_ms": a.slo_ms} for a in self.apps]}
         path = out.with_suffix(".spec.json")
         path.write_text(json.dumps(spec))
@@ -901,6 +1064,16 @@ class Cluster:
         self.clients.append(p)
         self.client_logs.append(err)
         return p
+
+    def fault_file(self, role: str) -> Path:
+        """While this file exists, the worker's emulated device fails every batch (test-only injection)."""
+        return self.tmp / f"fault-{role}"
+
+    def set_rate(self, factor: float) -> None:
+        """Every load client sends at `factor` times its rate from now on (within 0.1 s)."""
+        tmp = self.control.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"factor": factor}))
+        os.replace(tmp, self.control)
 
     def client_tail(self, lines: int = 15) -> str:
         """The last lines of each load client's stderr (for an error message)."""
@@ -939,7 +1112,7 @@ class Cluster:
         client's stderr as it wrote it."""
         folder.mkdir(parents=True, exist_ok=True)
         seen: dict[str, int] = {}
-        for p in [*self.controllers, *self.frontends, *self.old, *self.workers.values()]:
+        for p in [*self.controllers, *self.frontends, *self.old, *self.workers.values(), *self.others]:
             stem = p.name.replace(" ", "-")
             seen[stem] = seen.get(stem, 0) + 1
             (folder / f"{stem}.{seen[stem]}.log").write_text(
@@ -974,7 +1147,7 @@ class Cluster:
 
         for c in self.clients:
             step(f"load client {c.pid}", lambda c=c: kill_client(c))
-        for p in [*self.frontends, *self.workers.values(), *self.old, *self.controllers]:
+        for p in [*self.frontends, *self.workers.values(), *self.old, *self.controllers, *self.others]:
             step(f"{p.name} (pid {p.pid})", lambda p=p: (p.signal(signal.SIGCONT), p.kill()))
         step(f"network ({self.net.mode})", self.net.close)
         for e in errors:
@@ -1056,6 +1229,11 @@ SCENARIOS = (
     ("controller-stop", "controller SIGSTOP"),
     ("partition", "partition controller / worker"),
     ("hostile", "hostile control-plane calls"),
+    ("health-abuse", "health-port abuse"),
+    ("big-messages", "big-message flood"),
+    ("worker-internal", "worker answers INTERNAL"),
+    ("serve-kill", "kill -9 of harpagon serve"),
+    ("lull", "lull, then back to rate"),
     ("overload", f"overload {OVERLOAD_FACTOR:g}x"),
 )
 
@@ -1190,6 +1368,8 @@ class Suite:
 
     def controller_kill(self, r: ScenarioResult) -> None:
         before = self.c.routes()
+        planner = process_tree(self.c.controller.pid)  # its planner process (and resource tracker)
+        watch = ExitWatch(planner, time.time() + self.timing.steady_s + ORPHAN_GOAL_S + 10.0)
         restart, p = self._kill_and_restart(r, self.c.controller, "controller", self.c.start_controller)
         r.extra["restart_after_s"] = restart - r.fault_at
         r.extra["listening_s"] = p.ready_at - restart
@@ -1212,6 +1392,8 @@ class Suite:
         r.extra["reloaded_routed"] = [f"{addr}: {m}" for addr, push in pushes for m in push.reloaded if m in routed]
         registered = [t for t, s in p.snapshot() if JOINED_RE.search(s)]
         r.extra["registered_s"] = (max(registered) - restart) if registered else None
+        if planner:
+            r.extra["orphans"] = watch.result(r.fault_at)
 
     def controller_stop(self, r: ScenarioResult) -> None:
         self._pause(r, self.c.controller, f"SIGSTOP the controller for {self.timing.controller_stop_s:g} s",
@@ -1271,6 +1453,97 @@ class Suite:
         r.extra["plans_after"] = len(plans_after)
         time.sleep(max(0.0, self.timing.observe_s - 2.0 - (time.time() - r.fault_at)))
 
+    def health_abuse(self, r: ScenarioResult) -> None:
+        time.sleep(self.timing.steady_s)
+        r.fault_at = time.time()
+        r.fault = (f"{ABUSE_WATCHES} Watch streams and {ABUSE_IDLE} idle connections held open on each plaintext "
+                   f"health port (frontend, controller), then {ABUSE_CHECKS} Checks to each")
+        r.extra["health"] = self.c.helper(["_abuse", "--targets", json.dumps(self.c.health_addresses)], 90.0)
+        self._until(r.fault_at + self.timing.observe_s)
+
+    def big_messages(self, r: ScenarioResult) -> None:
+        time.sleep(self.timing.steady_s)
+        r.fault_at = time.time()
+        sizes = " and ".join(f"{n / 1e6:.1f} MB" for n in FLOOD_BYTES)
+        r.fault = (f"{FLOOD_CONCURRENCY} clients sending {sizes} requests back to back for "
+                   f"{self.timing.flood_s:g} s")
+        r.extra["flood"] = self.c.helper(["_flood", "--address", self.c.frontend_address, "--app",
+                                          self.c.apps[0].name, "--seconds", str(self.timing.flood_s)],
+                                         self.timing.flood_s + 90.0)
+        self._until(r.fault_at + self.timing.observe_s)
+        self._back(r, time.time())
+
+    def worker_internal(self, r: ScenarioResult) -> None:
+        target = self._target(r)
+        if target is None:
+            return
+        role, _ = target
+        time.sleep(self.timing.steady_s)
+        r.fault_at = time.time()
+        self.c.fault_file(role).write_text("internal")
+        r.fault = f"{r.fault} answers INTERNAL to every batch for {self.timing.worker_stop_s:g} s"
+        try:
+            self._until(r.fault_at + self.timing.worker_stop_s)
+        finally:
+            self.c.fault_file(role).unlink(missing_ok=True)
+        healed = time.time()
+        self._until(r.fault_at + self.timing.observe_s)
+        self._back(r, healed)
+        address = r.extra["target"]
+        r.extra["suspect_lines"] = sum(address in line and "suspect" in line
+                                       for _, line in self.c.frontend.snapshot(r.fault_at))
+
+    def serve_kill(self, r: ScenarioResult) -> None:
+        """`harpagon serve` on 127.0.0.1 beside the cluster, with 2 emulated workers; kill -9 it."""
+        config = self._serve_config()
+        tmpdir = self.c.tmp / "serve-tmp"
+        tmpdir.mkdir(exist_ok=True)
+        p = Proc("serve", [sys.executable, "-m", "harpagon.cli", "serve", str(config), "--port", str(_free_port()),
+                           "--metrics-port", str(_free_port())], "serving on ", 120.0, env={"TMPDIR": str(tmpdir)})
+        self.c.others.append(p)
+        time.sleep(1.0)
+        tree = process_tree(p.pid)
+        r.fault_at = time.time()
+        watch = ExitWatch(tree, r.fault_at + ORPHAN_GOAL_S + 10.0)
+        p.signal(signal.SIGKILL)
+        r.extra["orphans"] = watch.result(r.fault_at)
+        r.fault = f"kill -9 `harpagon serve` (2 emulated workers; {len(tree)} processes it started)"
+        r.extra["keys_left"] = sorted(str(k.relative_to(tmpdir)) for k in tmpdir.rglob("*.key"))
+        r.extra["ca_keys_left"] = [k for k in r.extra["keys_left"] if Path(k).name == "ca.key"]
+        p.kill()  # its process group: whatever outlived it
+        self._until(r.fault_at + min(self.timing.observe_s, 3.0))
+
+    def _serve_config(self) -> Path:
+        """The suite's config with 2 emulated workers (its includes made absolute)."""
+        import yaml
+
+        raw = yaml.safe_load(self.c.config.read_text())
+        raw["include"] = [str((self.c.config.parent / i).resolve()) for i in raw.get("include", [])]
+        raw["serve"] = {**raw["serve"], "workers": [{"device": "emulated:t4", "count": 2}], "max_utilization": 1.0}
+        path = self.c.tmp / "serve.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    def lull(self, r: ScenarioResult) -> None:
+        time.sleep(self.timing.steady_s)
+        rate = sum(a.rate for a in self.c.apps)
+        r.fault_at = time.time()
+        self.c.set_rate(LULL_FACTOR)
+        r.fault = (f"{rate * LULL_FACTOR:g} frames/s ({LULL_FACTOR:g}x) for {self.timing.lull_s:g} s, then back at "
+                   f"{rate:g} frames/s")
+        try:
+            self._until(r.fault_at + self.timing.lull_s)
+        finally:
+            self.c.set_rate(1.0)
+        back = time.time()
+        r.extra["back_at"] = back
+        self._until(back + self.timing.lull_after_s)
+        plans = plan_lines(self.c.controller.snapshot())
+        r.extra["lull_plans"] = sum(r.fault_at <= t < back for t, _ in plans)
+        after = [t for t, _ in plans if t >= back]
+        r.extra["back_plan_s"] = after[0] - back if after else None
+        self._back(r, back)
+
     def overload(self, r: ScenarioResult) -> None:
         start_at = time.time() + max(self.timing.steady_s, 1.5)  # the burst client is up by then
         out = self.c.tmp / "burst.jsonl"
@@ -1308,7 +1581,9 @@ class Suite:
         funcs = {"baseline": self.baseline, "worker-kill": self.worker_kill, "worker-stop": self.worker_stop,
                  "frontend-kill": self.frontend_kill, "frontend-stop": self.frontend_stop,
                  "controller-kill": self.controller_kill, "controller-stop": self.controller_stop,
-                 "partition": self.partition, "hostile": self.hostile, "overload": self.overload}
+                 "partition": self.partition, "hostile": self.hostile, "health-abuse": self.health_abuse,
+                 "big-messages": self.big_messages, "worker-internal": self.worker_internal,
+                 "serve-kill": self.serve_kill, "lull": self.lull, "overload": self.overload}
         for number, (key, title) in enumerate(SCENARIOS, 1):
             if only and key not in only:
                 continue
@@ -1351,6 +1626,10 @@ class Suite:
                 nxt = [t for t, _ in plans if r.fault_at <= t < end]
                 r.replan_s = nxt[0] - r.fault_at if nxt else None
             r.evicted = sum(r.start <= t < end for t in removed)
+            if r.key == "lull" and "back_at" in r.extra:
+                back = r.extra["back_at"] + LULL_RECOVER_S
+                o = summarize(frames, self.slo, back, r.extra["back_at"] + self.timing.lull_after_s, None)
+                r.extra["recovered_ok"], r.extra["recovered_sent"] = o.ok, o.sent
             if r.outcome.late:
                 def late(fs: list[Frame], r: ScenarioResult = r, end: float = end) -> list[Frame]:
                     return [f for f in fs if r.start <= f.t < end and f.code == OK
@@ -1525,27 +1804,39 @@ async def _client(spec: dict, out: Path) -> None:
         outcome(fid, code)
 
     start = loop.time() + max(0.0, spec["start_at"] - time.time())
-    wall0 = spec["start_at"]
     seconds = spec.get("seconds")
-    # every app's send offsets, merged
+    control = Path(spec["control"]) if spec.get("control") else None
+    factor = 1.0  # the suite's multiple of every app's rate (a lull), read from `control` as it changes
+    checked = -math.inf
+
+    def rate_factor() -> float:
+        nonlocal factor, checked
+        if control is not None and loop.time() - checked >= 0.1:
+            checked = loop.time()
+            with contextlib.suppress(OSError, ValueError):
+                factor = max(1e-3, float(json.loads(control.read_text())["factor"]))
+        return factor
+
+    # every app's send times, merged
     counts = {a["name"]: 0 for a in apps}
     rates = {a["name"]: float(a["rate"]) for a in apps}
+    due_at = {a["name"]: start + i * 1e-6 for i, a in enumerate(apps)}
     try:
         while not stop.is_set():
-            app = min(counts, key=lambda a: counts[a] / rates[a])
-            offset = counts[app] / rates[app]
-            if seconds is not None and offset >= seconds:
+            app = min(due_at, key=due_at.__getitem__)
+            due = due_at[app]
+            if seconds is not None and due - start >= seconds:
                 break
-            due = start + offset
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
                 if stop.is_set():
                     break
             sent = time.time()
-            lags.append((sent - (wall0 + offset)) * 1000.0)
+            lags.append((loop.time() - due) * 1000.0)
             fid = sum(counts.values())
             counts[app] += 1
+            due_at[app] = due + 1.0 / (rates[app] * rate_factor())
             inflight[fid] = (app, sent, time.perf_counter())
             f.write(json.dumps({"id": fid, "app": app, "t": sent}) + "\n")  # sent: recorded before anything else
             task = asyncio.ensure_future(one(fid, app))
@@ -1665,6 +1956,102 @@ def _hostile(controller: str, worker: str, pki: Path, foreign: Path, app: str) -
     return out
 
 
+async def _flood(address: str, app: str, seconds: float) -> dict:
+    """FLOOD_CONCURRENCY callers sending FLOOD_BYTES-sized frames (each a legal [H, W, 3] tensor) back to
+    back for `seconds`: how many, the status each got, and the slowest answer."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as tpb
+    from tritonclient.grpc import service_pb2_grpc as trpc
+
+    shapes = {60_000_000: [5000, 4000, 3]}
+    limit = max(FLOOD_BYTES) + (1 << 20)
+    channel = grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", limit),
+                                                          ("grpc.max_receive_message_length", limit)])
+    stub = trpc.GRPCInferenceServiceStub(channel)
+    requests = []
+    for n in FLOOD_BYTES:
+        shape = shapes.get(n) or [math.isqrt(n // 3)] * 2 + [3]
+        assert math.prod(shape) == n, (n, shape)
+        requests.append(tpb.ModelInferRequest(
+            model_name=app, inputs=[tpb.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8",
+                                                                           shape=shape)],
+            raw_input_contents=[bytes(n)]))
+    codes: dict[str, int] = {}
+    slowest = 0.0
+    end = time.monotonic() + seconds
+
+    async def caller(k: int) -> None:
+        nonlocal slowest
+        i = k
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            try:
+                await stub.ModelInfer(requests[i % len(requests)], timeout=30.0)
+                code = OK
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code().name
+            except Exception as exc:  # noqa: BLE001 - counted, never lost
+                code = f"CLIENT_{type(exc).__name__}"
+            slowest = max(slowest, (time.perf_counter() - t0) * 1000.0)
+            codes[code] = codes.get(code, 0) + 1
+            i += 1
+
+    try:
+        await asyncio.gather(*(caller(k) for k in range(FLOOD_CONCURRENCY)))
+    finally:
+        await channel.close()
+    return {"sent": sum(codes.values()), "codes": codes, "max_ms": slowest}
+
+
+def _abuse(targets: dict[str, str]) -> dict:
+    """On each plaintext health port: ABUSE_WATCHES Watch streams (each on a connection of its own) and
+    ABUSE_IDLE idle TCP connections held open while ABUSE_CHECKS Checks are made, each on a connection
+    of its own as a probe makes them; per target, how many answered SERVING within CHECK_TIMEOUT_S."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    out = {}
+    for name, address in targets.items():
+        host, port = address.rsplit(":", 1)
+        idle, watch_channels, watches = [], [], []
+        try:
+            for _ in range(ABUSE_IDLE):
+                idle.append(socket.create_connection((host, int(port)), timeout=5))
+            for _ in range(ABUSE_WATCHES):
+                ch = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+                watch_channels.append(ch)
+                watches.append(health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service="")))
+            time.sleep(0.5)
+            ok, slowest, errors = 0, 0.0, {}
+            for _ in range(ABUSE_CHECKS):
+                t0 = time.perf_counter()
+                with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
+                    try:
+                        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""),
+                                                                     timeout=CHECK_TIMEOUT_S)
+                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                            ok += 1
+                        else:
+                            errors["NOT_SERVING"] = errors.get("NOT_SERVING", 0) + 1
+                    except grpc.RpcError as exc:
+                        code = exc.code().name  # type: ignore[attr-defined]
+                        errors[code] = errors.get(code, 0) + 1
+                slowest = max(slowest, (time.perf_counter() - t0) * 1000.0)
+            watch_codes: dict[str, int] = {}
+            for w in watches:
+                code = w.code().name if w.done() else "OPEN"
+                watch_codes[code] = watch_codes.get(code, 0) + 1
+            out[name] = {"checks": ABUSE_CHECKS, "ok": ok, "max_ms": slowest, "errors": errors, "watches": watch_codes}
+        finally:
+            for w in watches:
+                w.cancel()
+            for ch in watch_channels:
+                ch.close()
+            for sock in idle:
+                sock.close()
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------------------------------
@@ -1718,6 +2105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_client":
         asyncio.run(_client(json.loads(Path(argv[1]).read_text()), Path(argv[2])))
+        return 0
+    if argv and argv[0] in ("_flood", "_abuse"):
+        h = argparse.ArgumentParser(prog=f"harpagon.bench.faults {argv[0]}")
+        h.add_argument("--address")
+        h.add_argument("--app")
+        h.add_argument("--seconds", type=float)
+        h.add_argument("--targets", type=json.loads)
+        a = h.parse_args(argv[1:])
+        print(json.dumps(asyncio.run(_flood(a.address, a.app, a.seconds)) if argv[0] == "_flood" else _abuse(a.targets)))
         return 0
     if argv and argv[0] in ("_routes", "_hostile"):
         h = argparse.ArgumentParser(prog=f"harpagon.bench.faults {argv[0]}")

@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from harpagon.bench.faults import (
+    ABUSE_CHECKS,
+    CHECK_TIMEOUT_S,
     CLIENT_HOP_MS,
     CONVERGE_GOAL_S,
     DISRUPTION_GOAL_S,
     EXPECTED_REFUSAL,
+    FLOOD_GOAL,
+    LULL_GOAL,
     OK,
+    ORPHAN_GOAL_S,
     SCENARIOS,
     VANISHED,
+    ExitWatch,
     Frame,
     RecordTail,
     ScenarioResult,
@@ -29,7 +41,9 @@ from harpagon.bench.faults import (
     frame_of,
     judge,
     membership,
+    process_tree,
     run_suite,
+    running,
     stale_namespaces,
     summarize,
 )
@@ -91,6 +105,58 @@ def test_the_verdict_names_each_goal_missed_with_its_figures():
     hostile = ScenarioResult(9, "hostile", "hostile calls", extra={
         "calls": [_call("Register", "none", "OK"), _control("Health", OK)], "plan_changed": []})
     assert [g.met for g in judge(hostile)] == [True, True, False, True, True]
+
+
+def _goals(r: ScenarioResult) -> dict[str, tuple[bool, str]]:
+    return {g.name: (g.met, g.detail) for g in judge(r)}
+
+
+def test_the_new_scenarios_goals_are_judged_on_their_figures():
+    ok = [Frame("cam", float(t), OK, 50.0) for t in range(100)]
+    lull = ScenarioResult(14, "lull", "lull", extra={"recovered_ok": 98, "recovered_sent": 100})
+    lull.outcome = summarize(ok, {"cam": 400.0}, 0.0, 200.0, 0.0)
+    assert _goals(lull)[f">= {LULL_GOAL:.0%} OK from 10 s after the rate returns"] == (False, "98/100 OK")
+    lull.extra["recovered_ok"] = 99
+    assert all(met for met, _ in _goals(lull).values())
+    flood = ScenarioResult(11, "big-messages", "flood", extra={"flood": {"sent": 4, "codes": {"RESOURCE_EXHAUSTED": 4}}})
+    flood.outcome = summarize([*ok, Frame("cam", 5.5, "DEADLINE_EXCEEDED", 400.0)], {"cam": 400.0}, 0.0, 200.0, 0.0)
+    assert _goals(flood)[f"the other clients lose <= {FLOOD_GOAL:.0%} of their frames"] == (True, "1/101 not OK")
+    flood.extra["flood"]["codes"] = {"DEADLINE_EXCEEDED": 1, "RESOURCE_EXHAUSTED": 3}  # one hung: not answered
+    assert not _goals(flood)["every big message answered"][0]
+    health = ScenarioResult(10, "health-abuse", "abuse", extra={"health": {
+        "frontend": {"checks": 20, "ok": 20, "max_ms": 3.0}, "controller": {"checks": 20, "ok": 19, "max_ms": 1000.0}}})
+    assert not _goals(health)[f"every Check SERVING within {CHECK_TIMEOUT_S:g} s"][0]
+    kill = ScenarioResult(13, "serve-kill", "serve", extra={
+        "orphans": {"children": 4, "survivors": [], "outlived_s": ORPHAN_GOAL_S + 0.5}, "keys_left": [], "ca_keys_left": []})
+    goals = _goals(kill)
+    assert not goals[f"its processes gone within {ORPHAN_GOAL_S:g} s"][0] and goals["no CA key left"][0]
+    kill.extra["orphans"] = {"children": 4, "survivors": [], "outlived_s": 0.1}
+    kill.extra["ca_keys_left"] = ["x/ca.key"]
+    goals = _goals(kill)
+    assert goals[f"its processes gone within {ORPHAN_GOAL_S:g} s"][0] and not goals["no CA key left"][0]
+
+
+def test_the_process_tree_and_when_each_of_it_exits(tmp_path):
+    """What the orphan goals are judged with: a grandchild is in the tree, and its exit is seen."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"
+    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        for _ in range(100):  # the grandchild is up
+            tree = process_tree(parent.pid)
+            if len(tree) == 1:
+                break
+            time.sleep(0.05)
+        assert len(tree) == 1 and all(running(p) for p in tree)
+        watch = ExitWatch(tree, time.time() + 10.0)
+        t0 = time.time()
+        os.kill(tree[0][0], signal.SIGKILL)
+        got = watch.result(t0)
+        assert got["children"] == 1 and got["survivors"] == [] and 0 <= got["outlived_s"] < 5
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
 
 
 def _call(name: str, creds: str, code: str) -> dict:
@@ -293,6 +359,44 @@ def test_every_hostile_call_is_refused_and_the_plan_stays(suite):
     # the positive control: the same servers, reachable, answer an allowed call
     assert len(controls) == 2 and all(c["code"] == OK for c in controls), controls
     assert r.extra["plan_changed"] == [], _figures(r)
+
+
+@integration
+def test_health_checks_answer_while_the_health_port_is_abused(suite):
+    r = _ran(suite[0], "health-abuse")
+    health = r.extra["health"]
+    assert set(health) == {"frontend", "controller"}, _figures(r)
+    assert all(h["ok"] == h["checks"] == ABUSE_CHECKS for h in health.values()), _figures(r)
+
+
+@integration
+def test_a_big_message_flood_is_answered_and_costs_the_others_next_to_nothing(suite):
+    r = _ran(suite[0], "big-messages")
+    assert r.extra["flood"]["sent"] > 0, _figures(r)
+    assert r.outcome.sent - r.outcome.ok <= FLOOD_GOAL * r.outcome.sent, _figures(r)
+
+
+@integration
+def test_a_worker_answering_internal_costs_no_frame(suite):
+    r = _ran(suite[0], "worker-internal")
+    assert r.outcome.sent > 0 and r.outcome.failed_total == 0, _figures(r)
+    assert r.extra["suspect_lines"] > 0, _figures(r)  # it was made suspect
+
+
+@integration
+def test_nothing_outlives_a_killed_serve_or_controller(suite):
+    r = _ran(suite[0], "serve-kill")
+    assert r.extra["orphans"]["children"] >= 3 and r.extra["orphans"]["survivors"] == [], _figures(r)
+    assert r.extra["orphans"]["outlived_s"] <= ORPHAN_GOAL_S and r.extra["ca_keys_left"] == [], _figures(r)
+    c = _ran(suite[0], "controller-kill")
+    assert c.extra["orphans"]["survivors"] == [] and c.extra["orphans"]["outlived_s"] <= ORPHAN_GOAL_S, _figures(c)
+
+
+@integration
+def test_after_a_lull_the_plan_grows_back_in_time(suite):
+    r = _ran(suite[0], "lull")
+    assert r.extra["recovered_sent"] > 0, _figures(r)
+    assert r.extra["recovered_ok"] >= LULL_GOAL * r.extra["recovered_sent"], _figures(r)
 
 
 @integration
