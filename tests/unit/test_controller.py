@@ -15,13 +15,13 @@ from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings
 from harpagon.planner.harpagon import PlannerOptions, plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
-from harpagon.runtime.controller.controller import (
+from harpagon.runtime.controller.controller import Controller
+from harpagon.runtime.controller.watches import (
     IDLE_RESET_S,
     MIN_EPOCH_S,
     MIN_RATE_FRACTION,
     RATE_RECENT_S,
     SURGE_HOLD_S,
-    Controller,
 )
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe
@@ -87,12 +87,12 @@ def test_rates_outside_the_band_trigger_a_replan_at_the_measured_rate():
     async def scenario():
         c = Controller(W, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
         c.plan = plan(W, FLUID)  # as if a plan were in force since t = 0
-        c.planned_at = 0.0
+        c.in_force(0.0)
         for t in range(1, 10):  # one frontend at 400/s: out of the band, but within MIN_EPOCH_S
             now[0] = t
             c.observe_rates("f1", {"cam": 400.0})
             assert not c.dirty
-        c.planned_at = now[0]  # a new plan: the reports before it no longer count
+        c.in_force(now[0])  # a new plan: the reports before it no longer count
         for t in range(10, 22):
             now[0] = t
             c.observe_rates("f1", {"cam": 310.0})
@@ -117,7 +117,7 @@ def test_a_stream_that_starts_late_is_judged_from_its_first_frame():
     async def scenario():
         c = Controller(W, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
         c.plan = plan(W, FLUID)
-        c.planned_at = 0.0
+        c.in_force(0.0)
         for t in range(1, 15):  # no frames yet
             now[0] = t
             c.observe_rates("f1", {"cam": 0.0})
@@ -144,7 +144,7 @@ def test_poisson_noise_in_the_rates_does_not_trigger_a_replan_but_a_real_move_do
     async def scenario():
         c = Controller(w, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
         c.plan = plan(w, FLUID)
-        c.planned_at = 0.0
+        c.in_force(0.0)
         counts = rng.poisson(40.0, 600)
         assert np.mean((counts < 32) | (counts > 44)) > 0.15  # what the old 1 s check re-planned on
         for t, n in enumerate(counts, start=1):  # ten minutes at the planned rate
@@ -260,7 +260,7 @@ def test_bad_rate_reports_are_dropped_not_planned_for(caplog):
     async def scenario():
         c = Controller(W, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
         c.plan = plan(W, FLUID)
-        c.planned_at = 0.0
+        c.in_force(0.0)
         for t in range(1, 40):
             now[0] = t
             c.observe_rates("f1", {"cam": math.inf, "ghost": 50.0})
@@ -272,7 +272,7 @@ def test_bad_rate_reports_are_dropped_not_planned_for(caplog):
 
     c = asyncio.run(scenario())
     assert not c.dirty and c._planned_workload().apps[0].rate == 300.0  # only f5's sane reports counted
-    assert set(c._reports) == {"f1", "f2", "f3", "f5"} and all(r == {} for _, r, _ in c._reports["f1"])
+    assert set(c.rates.reports) == {"f1", "f2", "f3", "f5"} and all(r == {} for _, r, _ in c.rates.reports["f1"])
     assert any("rates dropped" in r.getMessage() and "ghost" in r.getMessage() for r in caplog.records)
     assert any("window nan s is not in (0, 60]" in r.getMessage() for r in caplog.records)
 
@@ -280,15 +280,13 @@ def test_bad_rate_reports_are_dropped_not_planned_for(caplog):
 def _served(w: Workload, now: list[float]) -> Controller:
     c = Controller(w, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
     c.plan = plan(w, FLUID)
-    c.planned_at = 0.0
+    c.in_force(0.0)
     return c
 
 
 def _new_plan(c: Controller, at: float) -> None:
     """What `reconcile` does to the rate judges when a plan goes in force."""
-    c.planned_at = at
-    c._out_of_band.clear()
-    c._surging.clear()
+    c.in_force(at)
 
 
 def test_after_a_lull_the_plan_keeps_a_floor_and_a_surge_back_re_plans_within_seconds():

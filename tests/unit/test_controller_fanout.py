@@ -13,15 +13,15 @@ from prometheus_client import generate_latest
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings
 from harpagon.runtime.controller.assignment import WorkerInfo
-from harpagon.runtime.controller.controller import (
+from harpagon.runtime.controller.controller import Controller
+from harpagon.runtime.controller.servicer import ControllerServicer
+from harpagon.runtime.controller.watches import (
     MIN_EPOCH_S,
     MIN_FANOUT_FRAMES,
     MIN_SCALE,
     RATE_HOLD_S,
     REPORT_EXPIRY_S,
-    Controller,
 )
-from harpagon.runtime.controller.servicer import ControllerServicer
 from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.v1 import worker_pb2 as pb
@@ -103,7 +103,7 @@ def test_a_scale_within_the_band_or_over_too_few_frames_does_not_replan():
         for t in range(1, 40):  # 1.2x: within 0.8-1.25
             h.report(t, {C: (10, 12)})
         assert not h.c.dirty and h.gauge("c", "measured") == pytest.approx(1.2)
-        h.c.planned_at = 40.0  # a new plan: the reports before it no longer count
+        h.c.in_force(40.0)  # a new plan: the reports before it no longer count
         for t in range(41, 41 + 2 * int(MIN_EPOCH_S)):  # 3x, but one frame a second: too few to judge
             h.report(t, {C: (1, 3)})
         assert not h.c.dirty and 2 * MIN_EPOCH_S < MIN_FANOUT_FRAMES
@@ -169,9 +169,9 @@ def test_bogus_fanout_reports_are_dropped_without_crashing(caplog):
         assert not h.c.dirty
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
-    assert h.c._scales == {} and h.c._planned_workload().apps[0].module("c").scale == 1.0
+    assert h.c.fanout.scales == {} and h.c._planned_workload().apps[0].module("c").scale == 1.0
     assert h.gauge("c", "measured") == pytest.approx(1.0)  # f6 alone
-    assert all(r == {} for name in ("f1", "f2", "f3", "f4", "f5") for _, r in h.c._fanout_reports[name])
+    assert all(r == {} for name in ("f1", "f2", "f3", "f4", "f5") for _, r in h.c.fanout.reports[name])
     dropped = [r.getMessage() for r in caplog.records if "fan-out dropped" in r.getMessage()]
     assert any("ghost" in m and "nope" in m for m in dropped)
 
@@ -196,7 +196,7 @@ def test_a_frontend_gone_quiet_takes_its_counts_along(quiet):
     dirty = asyncio.run(asyncio.wait_for(scenario(), 20))
     assert 5 + REPORT_EXPIRY_S < MIN_EPOCH_S + RATE_HOLD_S  # f1 expires before its counts could be held
     if quiet:
-        assert not dirty and set(h.c._fanout_reports) == {"f2"}
+        assert not dirty and set(h.c.fanout.reports) == {"f2"}
     else:
         assert dirty and h.c._planned_workload().apps[0].module("c").scale == pytest.approx(2.0, rel=0.1)
 

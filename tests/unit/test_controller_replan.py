@@ -15,11 +15,11 @@ from harpagon.runtime.controller.assignment import WorkerInfo
 from harpagon.runtime.controller.calibration import CalibrationSettings
 from harpagon.runtime.controller.controller import (
     MAX_REFUSALS,
-    MIN_EPOCH_S,
     Controller,
     RegistrationRefused,
     epoch_version,
 )
+from harpagon.runtime.controller.watches import MIN_EPOCH_S
 from harpagon.runtime.wire.errors import FailedPrecondition, Unavailable
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable
@@ -323,7 +323,7 @@ def test_a_worker_that_keeps_refusing_its_configuration_is_removed_and_kept_out_
         await h.planned(4)
         bad = t4(4)[0]
         h.fake.failing_apply[bad.address] = FailedPrecondition("cannot hold it")
-        h.c._measured["cam"] = 150.0  # any change: every worker gets a push
+        h.c.rates.planned["cam"] = 150.0  # any change: every worker gets a push
         for attempt in range(1, MAX_REFUSALS + 1):
             with pytest.raises(RuntimeError, match="did not take their configuration"):
                 await h.c.reconcile()

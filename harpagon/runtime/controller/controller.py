@@ -23,12 +23,11 @@ import math
 import multiprocessing
 import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from harpagon.config.schema import ServeConfig, Workload
 from harpagon.model.latency import Settings
@@ -37,6 +36,13 @@ from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
 from harpagon.runtime.controller.calibration import CalibrationSettings, Calibrator
+from harpagon.runtime.controller.watches import (
+    IDLE_RESET_S,
+    MIN_EPOCH_S,
+    RATE_HOLD_S,
+    FanoutWatch,
+    RateWatch,
+)
 from harpagon.runtime.lifecycle import die_with_parent
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe, target
@@ -48,41 +54,12 @@ from harpagon.runtime.wire.routes import RoutingTable
 log = logging.getLogger("harpagon.controller")
 
 RoutesSink = Callable[[RoutingTable, dict[str, str]], Awaitable[None]]
-_Report = TypeVar("_Report", bound=tuple)
-_Key = TypeVar("_Key")
 
-#: Re-plan when an app's measured rate leaves this band around its planned rate (as Nexus does).
-RATE_BAND = (0.8, 1.1)
-#: ...but not more often than this (seconds).
-MIN_EPOCH_S = 10.0
-#: Rates are judged over the reports since the plan in force, at most this many seconds of them...
-RATE_WINDOW_S = 30.0
 #: A reported rate above this multiple of the app's configured rate is dropped as bogus (a typo, an
 #: attack or a unit error would otherwise re-plan, or crash the planner with `inf`).
 MAX_RATE_FACTOR = 100.0
-#: A rate past this multiple of the planned one over the last RATE_RECENT_S (and past Poisson noise)
-#: is a surge: it re-plans after SURGE_HOLD_S, even within MIN_EPOCH_S of the plan in force, at the
-#: recent rate. At that excess the plan is overloaded and admission refuses frames within seconds;
-#: judged over the reports since the plan (up to RATE_WINDOW_S), a rate back from a 45 s lull at 1 of
-#: 40 frames/s climbed 5 -> 10 -> 37 frames/s over three re-plans 10 s apart, 96% of frames failing.
-SURGE_FACTOR = 1.5
-RATE_RECENT_S = 2.0
-SURGE_HOLD_S = 2.0  # as long as the window: one second's burst (one report) passes without a re-plan
-#: An app is planned for at least this fraction of its configured rate, whatever was measured: after
-#: a lull the plan still holds a quarter of the configured capacity (and admission a quarter of the
-#: configured frames in flight) while a surge re-plans.
-MIN_RATE_FRACTION = 0.25
-#: An app planned above its configured rate that got no frame at any frontend for this long since the
-#: plan in force is planned at its configured rate again: an app refused at a rate measured in a burst
-#: (its frames refused, its clients gone) would otherwise stay refused for good, and an idle one would
-#: hold the burst's GPUs.
-IDLE_RESET_S = 20.0  # within RATE_WINDOW_S: the reports that show the idleness are still kept
 #: How often drift of the measured batch latencies and hop overheads is judged (seconds).
 CALIBRATION_CHECK_S = 1.0
-#: ...and only a move beyond this many standard deviations of a Poisson count at the planned rate
-#: counts: under Poisson arrivals (what plans are promised for) a 1 s count of a 40/s app leaves
-#: 0.8-1.1x about one second in four, which re-planned the demo twice in 20 s.
-RATE_NOISE_Z = 4.0
 
 
 #: Deadline of one ApplyConfig: loading and warming up a module on a GPU takes seconds, not minutes.
@@ -93,20 +70,8 @@ MAX_REFUSALS = 3
 #: ...and its registrations are refused for this long: a worker that cannot take what it is given (a
 #: full GPU, a version it cannot hold) must not keep every re-plan failing while spares stand idle.
 QUARANTINE_S = 60.0
-#: A frontend whose latest rate report is older than this is gone: its rates no longer count.
-REPORT_EXPIRY_S = 5.0
-#: An app's rate must stay out of the band this long before it re-plans (hysteresis: one burst is not a trend).
-RATE_HOLD_S = 3.0
 #: Failed re-plans retry after this backoff, doubling up to the cap.
 RETRY_S = (0.5, 8.0)
-#: Re-plan when a module's measured fan-out (requests per frame) leaves this band around its planned
-#: scale by more than Poisson noise (RATE_NOISE_Z), held RATE_HOLD_S, at most once per MIN_EPOCH_S.
-SCALE_BAND = (0.8, 1.25)
-#: ...judged only over at least this many frames that reached the module since the plan in force.
-MIN_FANOUT_FRAMES = 50
-#: A measured scale is planned as at least this: a detector that finds nothing must not plan its
-#: children at scale 0 (the schema wants scale > 0; the planner divides by module rates).
-MIN_SCALE = 0.01
 #: A fan-out report with more requests than this many per frame is dropped as bogus.
 MAX_FANOUT = 1000
 
@@ -127,17 +92,6 @@ def latest_version(now: float | None = None) -> int:
     return epoch_version((time.time() if now is None else now) + MAX_CLOCK_AHEAD_S) + (1 << 32) - 1
 
 
-def _record(reports: dict[str, deque[_Report]], frontend: str, report: _Report, now: float) -> None:
-    """Keep a frontend's report (a tuple, its time first) with its latest ones: at most RATE_WINDOW_S
-    of them, and none of a frontend gone quiet for REPORT_EXPIRY_S (what it measured goes with it)."""
-    reports.setdefault(frontend, deque()).append(report)
-    for name, kept in list(reports.items()):
-        while kept and kept[0][0] < now - RATE_WINDOW_S:
-            kept.popleft()
-        if not kept or kept[-1][0] < now - REPORT_EXPIRY_S:
-            del reports[name]
-
-
 def _kept(frontend: str, what: str, report: dict, ok: Callable[[Any, Any], bool], rule: str) -> dict:
     """The entries of a frontend's report that pass `ok`; the others are logged (naming `rule`) and
     dropped: a bad report must not crash or steer the planner."""
@@ -146,14 +100,6 @@ def _kept(frontend: str, what: str, report: dict, ok: Callable[[Any, Any], bool]
         log.warning("frontend %s: %s dropped from its report (%s): %s", frontend, what, rule,
                     {k: v for k, v in report.items() if k not in kept})
     return kept
-
-
-def _held(since: dict[_Key, float], key: _Key, out: bool, now: float, hold_s: float = RATE_HOLD_S) -> bool:
-    """Whether `key` has been out of its band for `hold_s` (hysteresis: one burst is not a trend)."""
-    if not out:
-        since.pop(key, None)
-        return False
-    return now - since.setdefault(key, now) >= hold_s
 
 
 def _warm_up() -> None:
@@ -203,12 +149,6 @@ class Controller:
     plans: int = 0
     planned_workers: int = 0
     planned_at: float = float("-inf")
-    _reports: dict[str, deque[tuple[float, dict[str, float], float]]] = field(
-        default_factory=dict)  # frontend -> (time, app -> frames/s, window s) of its latest reports
-    _measured: dict[str, float] = field(default_factory=dict)  # app -> rate the plan in force was made for
-    _fanout_reports: dict[str, deque[tuple[float, dict[tuple[str, str], tuple[int, int]]]]] = field(
-        default_factory=dict)  # frontend -> (time, (app, module) -> (frames, requests)) of its latest reports
-    _scales: dict[tuple[str, str], float] = field(default_factory=dict)  # (app, module) -> measured scale in force
     planning: Literal["process", "thread"] = "process"
     """Where plans are made, off the event loop. The planner's replay is seconds of pure Python: in a
     thread it holds the GIL against the embedded frontend's data plane (scripts/bench_replan.py on the
@@ -241,14 +181,17 @@ class Controller:
     _checked_at: float = field(init=False, default=float("-inf"))
     _reconciling: bool = field(init=False, default=False)
     _registered_at: float = field(init=False, default=float("-inf"))
-    _out_of_band: dict[str, float] = field(init=False, default_factory=dict)  # app -> since when (clock)
-    _surging: dict[str, float] = field(init=False, default_factory=dict)  # app -> since when (clock)
-    _scale_out_of_band: dict[tuple[str, str], float] = field(init=False, default_factory=dict)  # same, per module
+    rates: RateWatch = field(init=False)
+    """When measured rates move the plan (policy and its state)."""
+    fanout: FanoutWatch = field(init=False)
+    """When measured fan-out moves the plan (policy and its state)."""
     _quarantined: dict[str, float] = field(init=False, default_factory=dict)  # worker id -> until (monotonic)
     evicted: int = field(init=False, default=0)
     """Workers dropped so far (missed heartbeats, or no answer to a push)."""
 
     def __post_init__(self) -> None:
+        self.rates = RateWatch({a.name: a.rate for a in self.workload.apps})
+        self.fanout = FanoutWatch({(a.name, m.name): m.scale for a in self.workload.apps for m in a.modules})
         if self.calibration is not None:
             self.calibrator = Calibrator(self.workload, self.settings, self.calibration)
 
@@ -372,81 +315,26 @@ class Controller:
             self._dirty.set()
 
     def observe_rates(self, frontend: str, rates: dict[str, float], window_s: float = 1.0) -> None:
-        """Frames per second each app was offered at one frontend over the last `window_s`. Re-plan
-        when an app's total, over the reports since the plan in force (at most RATE_WINDOW_S of them,
-        and from the app's first frame on), leaves the band around the rate its plan was made for by
-        more than Poisson noise (held RATE_HOLD_S, at most once per MIN_EPOCH_S); at once (held
-        SURGE_HOLD_S) when the last RATE_RECENT_S surge past SURGE_FACTOR times it; and at the
-        configured rate when an app planned above it got no frame for IDLE_RESET_S. Every app is planned for at least
-        MIN_RATE_FRACTION of its configured rate."""
+        """Frames per second each app was offered at one frontend over the last `window_s`; re-plan when
+        they move the plan (:meth:`RateWatch.judge`)."""
         now = self.clock()
         kept = self._valid_rates(frontend, rates, window_s)
         if kept is None:
             return
-        _record(self._reports, frontend, (now, kept, window_s), now)
+        self.rates.observe(now, frontend, kept, window_s)
         if not self.follow_rates or self.plan is None:
             return
-        settled = now - self.planned_at >= MIN_EPOCH_S
-        total, span = self._rates_since(self.planned_at)
-        recent, recent_span = self._rates_since(max(self.planned_at, now - RATE_RECENT_S))
-        # reports that cover IDLE_RESET_S since the plan: enough to call an app without frames idle
-        covered = any(t <= now - IDLE_RESET_S for reports in self._reports.values()
-                      for t, _, _ in reports if t > self.planned_at)
-        moved: dict[str, float] = {}
-        idle = []
-        for a in self.workload.apps:
-            planned = self._measured.get(a.name, a.rate)
-            floor = MIN_RATE_FRACTION * a.rate
-            if a.name in recent:
-                got = max(recent[a.name], floor)
-                surge = (got > SURGE_FACTOR * planned
-                         and got - planned > RATE_NOISE_Z * math.sqrt(planned / recent_span[a.name]))
-                if _held(self._surging, a.name, surge, now, SURGE_HOLD_S):
-                    moved[a.name] = got
-                    continue
-            else:
-                self._surging.pop(a.name, None)
-            if a.name not in total:
-                if covered and self._measured.get(a.name, a.rate) > a.rate:
-                    idle.append(a.name)
-                continue
-            if not settled:
-                continue
-            got = max(total[a.name], floor)
-            noise = RATE_NOISE_Z * math.sqrt(planned / span[a.name])  # std of a Poisson count at the planned rate, per s
-            out = not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise
-            if _held(self._out_of_band, a.name, out, now):
-                moved[a.name] = got
-        if moved:
+        move = self.rates.judge(now)
+        if move is None:
+            return
+        if move.moved:
             log.info("measured rates left the band around the planned ones: %s",
-                     {k: round(v, 1) for k, v in moved.items()})
-            self._measured.update(moved)
-            for app in moved:
-                self._out_of_band.pop(app, None)
-                self._surging.pop(app, None)
-            self._dirty.set()
-        if idle:
-            log.info("apps %s got no frame for %g s: planned at their configured rates again", idle, IDLE_RESET_S)
-            for app in idle:
-                del self._measured[app]
-            self._dirty.set()
-
-    def _rates_since(self, cutoff: float) -> tuple[dict[str, float], dict[str, float]]:
-        """Per app, its rate summed over the frontends' reports after `cutoff`, each frontend's judged
-        from the app's first frame there (a stream that starts late is not slow), and the seconds of
-        reports behind it (the least over the frontends)."""
-        total: dict[str, float] = {}
-        span: dict[str, float] = {}
-        for reports in self._reports.values():
-            recent = [(r, w) for t, r, w in reports if t > cutoff]
-            for app in {app for r, _ in recent for app in r}:
-                first = next((i for i, (r, _) in enumerate(recent) if r.get(app, 0.0) > 0), None)
-                if first is None:
-                    continue
-                seconds = sum(w for _, w in recent[first:])
-                span[app] = min(span.get(app, math.inf), seconds)
-                total[app] = total.get(app, 0.0) + sum(r.get(app, 0.0) * w for r, w in recent[first:]) / seconds
-        return total, span
+                     {k: round(v, 1) for k, v in move.moved.items()})
+        if move.idle:
+            log.info("apps %s got no frame for %g s: planned at their configured rates again", list(move.idle),
+                     IDLE_RESET_S)
+        self.rates.adopt(move)
+        self._dirty.set()
 
     def _valid_rates(self, frontend: str, rates: dict[str, float], window_s: float) -> dict[str, float] | None:
         """The report's rates of configured apps that are finite, >= 0 and at most MAX_RATE_FACTOR times
@@ -464,50 +352,20 @@ class Controller:
 
     def observe_fanout(self, frontend: str, counts: dict[tuple[str, str], tuple[int, int]]) -> None:
         """Per (app, module), the frames that reached the module at one frontend since its last report
-        and the requests it got for them. Re-plan when a module's measured scale (requests per frame,
-        over the reports since the plan in force: at most RATE_WINDOW_S of them, from every frontend)
-        leaves SCALE_BAND around the scale its plan was made for by more than Poisson noise, over at
-        least MIN_FANOUT_FRAMES frames and for RATE_HOLD_S (at most once per MIN_EPOCH_S). A measured
-        scale is planned as at least MIN_SCALE: a detector that finds nothing does not plan its
-        children at scale 0."""
+        and the requests it got for them; re-plan when a module's scale moves the plan
+        (:meth:`FanoutWatch.judge`)."""
         now = self.clock()
-        _record(self._fanout_reports, frontend, (now, self._valid_fanout(frontend, counts)), now)
+        self.fanout.observe(now, frontend, self._valid_fanout(frontend, counts))
         if self.plan is None:
             return
-        frames: dict[tuple[str, str], int] = {}
-        requests: dict[tuple[str, str], int] = {}
-        for reports in self._fanout_reports.values():
-            for t, report in reports:
-                if t > self.planned_at:
-                    for key, (f, r) in report.items():
-                        frames[key] = frames.get(key, 0) + f
-                        requests[key] = requests.get(key, 0) + r
-        moved: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (planned, measured)
-        judge = self.follow_fanout and now - self.planned_at >= MIN_EPOCH_S
-        for a in self.workload.apps:
-            for m in a.modules:
-                key = (a.name, m.name)
-                n = frames.get(key, 0)
-                if n < MIN_FANOUT_FRAMES:
-                    self._scale_out_of_band.pop(key, None)
-                    continue
-                got = requests[key] / n
-                if self.metrics:
-                    self.metrics.module_scale.labels(a.name, m.name, "measured").set(got)
-                if not judge:
-                    continue
-                planned = self._scales.get(key, m.scale)
-                got = max(got, MIN_SCALE)
-                noise = RATE_NOISE_Z * math.sqrt(planned / n)  # std of the mean of n Poisson counts at the planned scale
-                out = not SCALE_BAND[0] * planned <= got <= SCALE_BAND[1] * planned and abs(got - planned) > noise
-                if _held(self._scale_out_of_band, key, out, now):
-                    moved[key] = (planned, got)
-        if moved:
+        view = self.fanout.judge(now, self.follow_fanout)
+        if self.metrics:
+            for (app, module), got in view.measured.items():
+                self.metrics.module_scale.labels(app, module, "measured").set(got)
+        if view.moved:
             log.info("measured fan-out left the band around the planned scales for %g s; re-planning with it: {%s}",
-                     RATE_HOLD_S, ", ".join(f"{a}/{m}: {p:.3g} -> {g:.3g}" for (a, m), (p, g) in moved.items()))
-            for key, (_, got) in moved.items():
-                self._scales[key] = got
-                self._scale_out_of_band.pop(key, None)
+                     RATE_HOLD_S, ", ".join(f"{a}/{m}: {p:.3g} -> {g:.3g}" for (a, m), (p, g) in view.moved.items()))
+            self.fanout.adopt(view.moved)
             self._dirty.set()
 
     def _valid_fanout(self, frontend: str, counts: dict[tuple[str, str], tuple[int, int]]
@@ -534,11 +392,11 @@ class Controller:
         apps = []
         for a in self.workload.apps:
             update: dict[str, object] = {}
-            if a.name in self._measured:
-                update["rate"] = self._measured[a.name]
-            if any((a.name, m.name) in self._scales for m in a.modules):
-                update["modules"] = tuple(m.model_copy(update={"scale": self._scales[(a.name, m.name)]})
-                                          if (a.name, m.name) in self._scales else m for m in a.modules)
+            if a.name in self.rates.planned:
+                update["rate"] = self.rates.planned[a.name]
+            if any((a.name, m.name) in self.fanout.scales for m in a.modules):
+                update["modules"] = tuple(m.model_copy(update={"scale": self.fanout.scale((a.name, m.name))})
+                                          for m in a.modules)
             apps.append(a.model_copy(update=update) if update else a)
         return self.workload.model_copy(update={"apps": tuple(apps)})
 
@@ -679,12 +537,7 @@ class Controller:
         await self._push(assignment.modules)
         self.plan = plan
         self.planned_workers = len(workers)
-        self.planned_at = self.clock()
-        self._out_of_band.clear()  # rates and fan-out are judged afresh against this plan
-        self._surging.clear()
-        self._scale_out_of_band.clear()
-        if self.calibrator is not None:  # judge the figures in force over what this plan serves from now on
-            self.calibrator.adopt(self.calibrator.planned, self.planned_at)
+        self.in_force(self.clock())
         if self.metrics:
             self.metrics.replans.inc()
             self.metrics.cost.set(plan.cost_per_hour)
@@ -708,6 +561,15 @@ class Controller:
         if plan.promise is not None and plan.promise.kept is False:
             log.warning("plan %d does not keep its promise: its replay falls short (%s)", self.version,
                         describe(plan.promise))
+
+    def in_force(self, at: float) -> None:
+        """The plan is in force since `at`: rates, fan-out and the calibration's figures are judged
+        afresh against it, over what it serves from then on."""
+        self.planned_at = at
+        self.rates.in_force(at)
+        self.fanout.in_force(at)
+        if self.calibrator is not None:
+            self.calibrator.adopt(self.calibrator.planned, at)
 
     def _promise_metrics(self, plan: Plan) -> None:
         """The plan's promise and its replay, labelled by the arrivals the promise is about (none for fluid)."""
