@@ -34,7 +34,7 @@ from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
-from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
+from harpagon.runtime.controller.assignment import Assignment, WorkerInfo, assign, live_workload
 from harpagon.runtime.controller.calibration import CalibrationSettings, Calibrator
 from harpagon.runtime.controller.watches import (
     IDLE_RESET_S,
@@ -504,17 +504,13 @@ class Controller:
                 self._reconciling = False
 
     async def reconcile(self) -> None:
-        """Plan against the live workers, then move the system to the plan."""
+        """Plan against the live workers, then move the system to the plan: plan -> assign -> apply ->
+        commit."""
         workers = self.workers
-        workload, settings = self._planned_workload(), self.settings
-        if self.calibrator is not None:  # the measured figures in force (the configured ones until they drift)
-            workload, settings = self.calibrator.planned.apply(workload, settings)
+        workload, settings = self._inputs()
         live = live_workload(workload, workers)
-        dispatch = self.workload.serve.dispatch if self.workload.serve else "batch-aware"
-        # always replayed (and repaired) before it is pushed: the plan carries what its replay measured
         started = time.perf_counter()
-        sharing = self.workload.serve.sharing if self.workload.serve else True
-        plan = await self._make_plan(live, PlannerOptions(dispatch=dispatch, replay=True, sharing=sharing), settings)
+        plan = await self._make_plan(live, self._options(), settings)
         planning_s = time.perf_counter() - started
         self.plans += 1
         refused = {r.app: r.reason for r in plan.refused}
@@ -524,6 +520,26 @@ class Controller:
         # emulated detectors keep finding what the configuration says, whatever scales the plan assumes
         assignment = assign(plan, live, workers, self.input_shape, self.version + 2, previous,
                             configured=self.workload, fanout=settings.fanout)
+        await self._apply_assignment(assignment, previous, refused)
+        self._commit(plan, workers, workload, settings, refused, planning_s)
+
+    def _inputs(self) -> tuple[Workload, Settings]:
+        """What to plan with: the configuration at the measured rates and scales, and the measured
+        figures in force (the configured ones until they drift)."""
+        workload, settings = self._planned_workload(), self.settings
+        if self.calibrator is not None:
+            workload, settings = self.calibrator.planned.apply(workload, settings)
+        return workload, settings
+
+    def _options(self) -> PlannerOptions:
+        """Always replayed (and repaired) before it is pushed: the plan carries what its replay measured."""
+        serve = self.workload.serve
+        return PlannerOptions(dispatch=serve.dispatch if serve else "batch-aware", replay=True,
+                              sharing=serve.sharing if serve else True)
+
+    async def _apply_assignment(self, assignment: Assignment, previous: dict[str, tuple[ModuleSpec, ...]],
+                                refused: dict[str, str]) -> None:
+        """Move the workers and the frontends to `assignment` without dropping a request."""
         # 1. everything old and new loaded
         await self._push({wid: tuple({s.name: s for s in (*previous.get(wid, ()), *mods)}.values())
                           for wid, mods in assignment.modules.items()})
@@ -535,32 +551,41 @@ class Controller:
             await asyncio.sleep(self.drain_s)
         # 3. workers drop what they no longer run
         await self._push(assignment.modules)
+
+    def _commit(self, plan: Plan, workers: list[WorkerInfo], workload: Workload, settings: Settings,
+                refused: dict[str, str], planning_s: float) -> None:
+        """The plan is in force: remember it, judge drift against it from now on, export and log it."""
         self.plan = plan
         self.planned_workers = len(workers)
         self.in_force(self.clock())
         if self.metrics:
-            self.metrics.replans.inc()
-            self.metrics.cost.set(plan.cost_per_hour)
-            self.metrics.refused.set(len(refused))
-            self.metrics.workers.clear()
-            for hw in {w.hardware for w in workers}:
-                self.metrics.workers.labels(hw).set(sum(w.hardware == hw for w in workers))
-            self._promise_metrics(plan)
-            for a in workload.apps:
-                for m in a.modules:
-                    self.metrics.module_scale.labels(a.name, m.name, "planned").set(m.scale)
-            if self.calibrator is not None:
-                planned = self.calibrator.planned
-                for p in workload.profiles:
-                    self.metrics.exec_factor.labels(p.model, p.hardware, "planned").set(planned.factor(p.model,
-                                                                                                     p.hardware))
-                self.metrics.hop_overhead.labels("planned").set(settings.overhead_ms)
+            self._plan_metrics(plan, workers, workload, settings, refused)
         log.info("plan %d in force: $%.3f/h, %d workers, apps %s%s, %s; planned in %.1f s", self.version,
                  plan.cost_per_hour, sum(plan.workers_by_hardware().values()), [a.name for a in plan.apps],
                  f", refused {sorted(refused)}" if refused else "", describe(plan.promise), planning_s)
         if plan.promise is not None and plan.promise.kept is False:
             log.warning("plan %d does not keep its promise: its replay falls short (%s)", self.version,
                         describe(plan.promise))
+
+    def _plan_metrics(self, plan: Plan, workers: list[WorkerInfo], workload: Workload, settings: Settings,
+                      refused: dict[str, str]) -> None:
+        m = self.metrics
+        assert m is not None
+        m.replans.inc()
+        m.cost.set(plan.cost_per_hour)
+        m.refused.set(len(refused))
+        m.workers.clear()
+        for hw in {w.hardware for w in workers}:
+            m.workers.labels(hw).set(sum(w.hardware == hw for w in workers))
+        self._promise_metrics(plan)
+        for a in workload.apps:
+            for mod in a.modules:
+                m.module_scale.labels(a.name, mod.name, "planned").set(mod.scale)
+        if self.calibrator is not None:
+            planned = self.calibrator.planned
+            for p in workload.profiles:
+                m.exec_factor.labels(p.model, p.hardware, "planned").set(planned.factor(p.model, p.hardware))
+            m.hop_overhead.labels("planned").set(settings.overhead_ms)
 
     def in_force(self, at: float) -> None:
         """The plan is in force since `at`: rates, fan-out and the calibration's figures are judged
