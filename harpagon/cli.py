@@ -192,10 +192,14 @@ def _build_parser() -> argparse.ArgumentParser:
                                     "worker) DIR/ROLE/{ca.crt,tls.crt,tls.key}: give each component "
                                     "--tls-dir DIR/ROLE (in Kubernetes, one Secret per role). A certificate's "
                                     "identity is its role, so peers' addresses need not be known in advance.")
-    ce.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write (created if missing)")
+    ce.add_argument("--out", required=True, type=Path, metavar="DIR",
+                    help="folder to write (created if missing); it must be yours and not a symbolic link")
     ce.add_argument("--hosts", nargs="*", default=[], metavar="NAME",
                     help="extra DNS names or IP addresses for every certificate (e.g. a client-facing name)")
     ce.add_argument("--days", type=_positive_int, default=365, help="validity in days (default 365)")
+    ce.add_argument("--force", action="store_true",
+                    help="replace files DIR already holds (default: refuse); each is written anew and renamed "
+                         "over the old one, so a symbolic link there is replaced, never followed")
     ce.set_defaults(func=_cmd_certs)
 
     de = sub.add_parser("demo", help="serve the demo config and stream synthetic frames through it",
@@ -242,7 +246,7 @@ def _cmd_certs(args: argparse.Namespace) -> int:
     from harpagon.runtime.wire.tls import ROLES, make_certs
 
     try:
-        root = make_certs(args.out, args.hosts, args.days)
+        root = make_certs(args.out, args.hosts, args.days, force=args.force)
     except (OSError, ValueError) as exc:
         print(f"harpagon certs: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -4,10 +4,18 @@ Every problem becomes one :class:`ConfigIssue` naming the file, line, field path
 problems of all files are collected before :class:`ConfigError` is raised, so an operator fixes them
 in one pass. Besides the three sections, a file may hold `include: [paths]` (relative to that file)
 so that an application file can name the profile catalog it is meant for.
+
+Loading is bounded, since a config may come from someone else: only regular files are read (a FIFO
+or a device would block or never end), each of at most :data:`MAX_FILE_BYTES`, at most
+:data:`MAX_FILES` of them, and a document may expand to at most :data:`MAX_NODES` nodes, aliases
+counted at each use (a "billion laughs" document of a few hundred bytes expands to 10^9), nested at
+most :data:`MAX_DEPTH` deep.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +28,15 @@ from harpagon.config import pipeline
 from harpagon.config.schema import App, Hardware, Profile, ServeConfig, Workload
 
 SECTIONS = ("hardware", "profiles", "apps")
+
+#: The largest file read: 50 times the shipped profile catalog (the pure-Python parser takes ~5 s a MiB).
+MAX_FILE_BYTES = 1 << 20
+#: The most files one load reads, includes counted.
+MAX_FILES = 256
+#: The most nodes one document may stand for, an alias counted as the nodes it repeats.
+MAX_NODES = 250_000
+#: The deepest nesting of a document (the shipped configs nest 6 deep; the parser recurses).
+MAX_DEPTH = 64
 _SECTION_TYPES: dict[str, type] = {"hardware": Hardware, "profiles": Profile, "apps": App}
 
 
@@ -58,8 +75,56 @@ class _Seq(list):
     item_lines: list[int]
 
 
+class _Refused(yaml.YAMLError):
+    """A document past a bound of :data:`MAX_NODES` or :data:`MAX_DEPTH`, at `mark`."""
+
+    def __init__(self, problem: str, mark: yaml.Mark):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
+    """SafeLoader that remembers the line of every mapping key and sequence item, and refuses a
+    document that expands past :data:`MAX_NODES` nodes or nests past :data:`MAX_DEPTH`, while
+    composing it: before anything is built from the repeated nodes."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._size: dict[yaml.Node, int] = {}  # nodes a composed node stands for, its own included
+        self._expanded = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None and target not in self._size:  # still being composed
+                raise _Refused(f"alias *{event.anchor} refers to a node that contains it", event.start_mark)
+            node = super().compose_node(parent, index)
+            self._count(self._size[node], event.start_mark)
+            return node
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        self._size[node] = 1 + sum(self._size[c] for c in children)
+        self._count(1, event.start_mark)
+        return node
+
+    def _count(self, nodes: int, mark: yaml.Mark) -> None:
+        self._expanded += nodes
+        if self._expanded > MAX_NODES:
+            raise _Refused(f"the document expands to more than {MAX_NODES} nodes (aliases counted at each use)",
+                           mark)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Map:  # type: ignore[override]
         self.flatten_mapping(node)
@@ -147,27 +212,71 @@ def _pydantic_issues(err: ValidationError, file: str, doc: Any, base: tuple[Any,
     return out
 
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return next((f"not a regular file ({kind})" for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def _read_text(path: Path) -> str:
+    """A regular file's UTF-8 text, of at most :data:`MAX_FILE_BYTES`; anything else raises ValueError
+    without blocking (a FIFO is opened non-blocking, and refused after the open as before it)."""
+    if problem := _not_regular(os.stat(path).st_mode):  # before the open: opening a device may act
+        raise ValueError(problem)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if problem := _not_regular(os.fstat(fd).st_mode):  # replaced since the stat
+            raise ValueError(problem)
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (at byte offset {exc.start})") from None
+
+
 def _read_documents(paths: list[Path], issues: list[ConfigIssue]) -> list[tuple[str, Any]]:
     """Parse every file (following `include:`), each at most once."""
     docs: list[tuple[str, Any]] = []
     seen: set[Path] = set()
 
     def visit(path: Path, shown: str) -> None:
-        resolved = path.resolve()
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            issues.append(ConfigIssue(shown, None, "", f"cannot read file: {exc}"))
+            return
         if resolved in seen:
+            return
+        if len(seen) >= MAX_FILES:
+            issues.append(ConfigIssue(shown, None, "", f"more than {MAX_FILES} files to read (includes counted)"))
             return
         seen.add(resolved)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_text(path)
         except OSError as exc:
             issues.append(ConfigIssue(shown, None, "", f"cannot read file: {exc.strerror or exc}"))
             return
+        except ValueError as exc:
+            issues.append(ConfigIssue(shown, None, "", f"cannot read file: {exc}"))
+            return
         try:
             doc = yaml.load(text, Loader=_LineLoader)
+        except _Refused as exc:
+            issues.append(ConfigIssue(shown, exc.problem_mark.line + 1, "", f"refused: {exc.problem}"))
+            return
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             issues.append(ConfigIssue(shown, mark.line + 1 if mark else None, "", f"malformed YAML: {problem}"))
+            return
+        except ValueError as exc:  # a scalar the constructor cannot convert (an int of 5000 digits, 2020-13-45)
+            issues.append(ConfigIssue(shown, None, "", f"malformed YAML: {exc}"))
             return
         if doc is None:
             issues.append(ConfigIssue(shown, None, "", "file is empty"))

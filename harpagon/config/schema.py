@@ -15,6 +15,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
+# Upper bounds far above any deployment, so that a typo or a hostile file (`count: 1000000000`) is
+# refused at load rather than sizing the planner's or the runtime's work.
+MAX_WORKERS = 10_000
+"""The most workers of one hardware kind."""
+MAX_LOCAL_WORKERS = 1024
+"""The most worker processes one `serve.workers` entry starts on this host."""
+MAX_BATCH = 1024
+"""The largest batch size, the most a worker runs (harpagon/runtime/worker/data_plane.py)."""
+MAX_RATE = 1_000_000.0
+"""The highest source frame rate, frames per second."""
+MAX_SCALE = 1000.0
+"""The most requests a module receives per source frame."""
+MAX_MS = 3_600_000.0
+"""The longest latency (objective, profiled batch or overhead): one hour, in milliseconds."""
+MAX_SIDE = 8192
+"""The largest dimension of a frame or a module input (the worker's limit: 3 x 8192 x 8192 per item)."""
+
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -34,7 +53,8 @@ class Hardware(_Strict):
     name: str = Field(min_length=1, description="Unique hardware name, referenced by profiles.")
     price_per_hour: PositiveFloat = Field(description="Dollars per hour for one worker of this kind.")
     count: int | None = Field(
-        default=None, ge=0, description="How many workers of this kind exist; no limit when absent."
+        default=None, ge=0, le=MAX_WORKERS,
+        description=f"How many workers of this kind exist (at most {MAX_WORKERS}); no limit when absent."
     )
     memory_gb: PositiveFloat | None = Field(
         default=None, description=(
@@ -46,9 +66,10 @@ class Hardware(_Strict):
 class ProfileRow(_Strict):
     """One measured batch size: `d(b) = (mean_ms + std_ms) * safety`, and what the model holds in memory."""
 
-    batch: int = Field(gt=0, description="Batch size b (a positive integer).")
-    mean_ms: PositiveFloat = Field(description="Mean latency of one batch, milliseconds.")
-    std_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="Standard deviation, ms.")
+    batch: int = Field(gt=0, le=MAX_BATCH, description=f"Batch size b (a positive integer, at most {MAX_BATCH}).")
+    mean_ms: PositiveFloat = Field(le=MAX_MS, description="Mean latency of one batch, milliseconds (at most an hour).")
+    std_ms: float = Field(default=0.0, ge=0, le=MAX_MS, allow_inf_nan=False,
+                          description="Standard deviation, ms (at most an hour).")
     memory_mb: PositiveFloat | None = Field(default=None, description=(
         "Device memory the model holds at this batch size, MiB: its weights, activations and workspace, as "
         "the peak of the process while the model runs batches of b (`harpagon profile`: on a GPU the allocator's "
@@ -104,7 +125,8 @@ class Module(_Strict):
     name: str = Field(min_length=1, description="Unique within the application.")
     model: str = Field(min_length=1, description="Model this module runs; must have a profile.")
     after: tuple[str, ...] = Field(default=(), strict=False, description="Parent modules; the source has none.")
-    scale: PositiveFloat = Field(default=1.0, description="Requests reaching this module per source frame.")
+    scale: PositiveFloat = Field(default=1.0, le=MAX_SCALE,
+                                 description=f"Requests reaching this module per source frame (at most {MAX_SCALE:g}).")
     input: Literal["frame", "crops", "features"] = Field(default="frame", description=(
         "What each request carries: `frame`, the frame resized to the module's input (`scale` copies per frame); "
         "`crops`, one crop per kept detection of its one parent, a detector (see `crops`); `features`, its "
@@ -123,8 +145,8 @@ class App(_Strict):
     """A DAG of modules with one source, a frame rate and an end-to-end latency objective."""
 
     name: str = Field(min_length=1, description="Unique application name.")
-    rate: PositiveFloat = Field(description="Source frame rate, frames per second.")
-    slo_ms: PositiveFloat = Field(description="End-to-end latency objective, milliseconds.")
+    rate: PositiveFloat = Field(le=MAX_RATE, description=f"Source frame rate, frames per second (at most {MAX_RATE:g}).")
+    slo_ms: PositiveFloat = Field(le=MAX_MS, description="End-to-end latency objective, milliseconds (at most an hour).")
     modules: tuple[Module, ...] = Field(strict=False, description="The modules; edges via `after`.")
 
     @field_validator("modules", mode="before")
@@ -214,12 +236,13 @@ class WorkerGroup(_Strict):
 
     device: str = Field(pattern=r"^(cpu|cuda(:\d+)?|emulated:.+)$",
                         description="cpu, cuda:N, or emulated:HARDWARE (batches sleep their profiled latency).")
-    count: int = Field(default=1, ge=1, description="How many workers of this device to start.")
+    count: int = Field(default=1, ge=1, le=MAX_LOCAL_WORKERS,
+                       description=f"How many workers of this device to start (at most {MAX_LOCAL_WORKERS}).")
     hardware: str | None = Field(default=None, description="Hardware name to plan them as (default: the device's).")
-    threads: int | None = Field(default=None, ge=1, description="Torch threads per CPU worker.")
-    slowdown: float = Field(default=1.0, gt=0, allow_inf_nan=False,
+    threads: int | None = Field(default=None, ge=1, le=1024, description="Torch threads per CPU worker (at most 1024).")
+    slowdown: float = Field(default=1.0, gt=0, le=1000, allow_inf_nan=False,
                             description="Emulated devices only: batches run this many times slower than profiled "
-                                        "(a slow GPU or noisy neighbour, to exercise self-calibration).")
+                                        "(a slow GPU or noisy neighbour, to exercise self-calibration); at most 1000.")
 
     @field_validator("slowdown")
     @classmethod
@@ -235,14 +258,16 @@ class ServeConfig(_Strict):
 
     workers: tuple[WorkerGroup, ...] = Field(default=(), strict=False,
                                              description="Local workers to start; default one per visible GPU.")
-    input_shape: tuple[int, int, int] = Field(default=(3, 224, 224), strict=False,
-                                              description="[C, H, W] every module's input is resized to.")
-    frame_shape: tuple[int, int, int] = Field(default=(480, 640, 3), strict=False,
-                                              description="[H, W, 3] frames clients send (and the demo makes).")
+    input_shape: tuple[Side, Side, Side] = Field(default=(3, 224, 224), strict=False, description=(
+        f"[C, H, W] every module's input is resized to (each from 1 to {MAX_SIDE})."))
+    frame_shape: tuple[Side, Side, Side] = Field(default=(480, 640, 3), strict=False, description=(
+        f"[H, W, 3] frames clients send (and the demo makes); each from 1 to {MAX_SIDE}."))
     grpc_port: int = Field(default=8001, ge=0, le=65535, description="Triton-protocol gRPC port.")
     metrics_port: int = Field(default=8002, ge=0, le=65535, description="Prometheus metrics port.")
-    safety: float = Field(default=1.0, ge=1.0, description="Planner setting: multiplier on mean + std.")
-    overhead_ms: float = Field(default=0.0, ge=0.0, description="Planner setting: overhead per module hop.")
+    safety: float = Field(default=1.0, ge=1.0, le=100.0, allow_inf_nan=False,
+                          description="Planner setting: multiplier on mean + std (at most 100).")
+    overhead_ms: float = Field(default=0.0, ge=0.0, le=MAX_MS, allow_inf_nan=False,
+                               description="Planner setting: overhead per module hop, ms (at most an hour).")
     max_utilization: float = Field(default=1.0, gt=0.0, le=1.0, description="Planner setting: worker load cap.")
     arrivals: Literal["fluid", "constant", "poisson"] = Field(
         default="poisson", description="Planner setting: the promise plans are made for (MODEL.md).")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import os
+import resource
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from harpagon.cli import main
 from harpagon.config import ConfigError, load_workload
@@ -121,6 +124,34 @@ CASES = [
                                   "crops": {"min_score": 1.5}}),
      ["apps[0].modules[1].crops.min_score", "less than or equal to 1", "got 1.5"]),
 ]
+
+
+#: Absurd sizes, refused at load rather than handed to the planner or the runtime.
+BOUNDS = [
+    ("huge-count", _set(("hardware", 1, "count"), 1_000_000_000),
+     ["hardware[1].count", "less than or equal to 10000", "got 1000000000"]),
+    ("huge-serve-count", _set(("serve",), {"workers": [{"device": "emulated:t4", "count": 1_000_000_000}]}),
+     ["serve.workers[0].count", "less than or equal to 1024", "got 1000000000"]),
+    ("huge-rate", _app(rate=1e9), ["apps[0].rate", "less than or equal to 1000000", "got 1000000000.0"]),
+    ("huge-batch", _set(("profiles", 1, "batches"), [[1_000_000_000, 3.52]]),
+     ["profiles[1].batches[0].batch", "less than or equal to 1024", "got 1000000000"]),
+    ("huge-frame", _set(("serve",), {"frame_shape": [100_000, 640, 3]}),
+     ["serve.frame_shape[0]", "less than or equal to 8192", "got 100000"]),
+    ("zero-frame-side", _set(("serve",), {"input_shape": [3, 0, 224]}),
+     ["serve.input_shape[1]", "greater than or equal to 1", "got 0"]),
+]
+
+
+@pytest.mark.parametrize(("mutate", "fragments"), [c[1:] for c in BOUNDS], ids=[c[0] for c in BOUNDS])
+def test_absurd_sizes_are_refused_naming_field_and_value(write_yaml, mutate, fragments):
+    """Checked on the loader alone: a plan of such a workload would not end."""
+    path = write_yaml(_mutated(mutate))
+    with pytest.raises(ConfigError) as info:
+        load_workload([path])
+    (issue,) = info.value.issues
+    assert issue.file == str(path) and issue.line
+    for fragment in fragments:
+        assert fragment in str(issue)
 
 
 @pytest.mark.parametrize(("mutate", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -249,7 +280,91 @@ class _no_raise:
 def test_console_script_prints_no_traceback(write_yaml):
     """The installed entry point, in its own process, on the worst kind of input."""
     path = write_yaml("apps: [\n")
-    proc = subprocess.run([sys.executable, "-m", "harpagon.cli", "plan", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "harpagon.cli", "plan", str(path)], check=False, capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == "" and "Traceback" not in proc.stderr and "malformed YAML" in proc.stderr
+
+
+def _plan_bounded(path, memory=1 << 30) -> subprocess.CompletedProcess:
+    """`harpagon plan` in its own process with at most `memory` bytes of address space; the timeout
+    only stops a process that would block forever (it fails the test, it measures nothing)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    return subprocess.run([sys.executable, "-m", "harpagon.cli", "plan", str(path)], check=False,
+                          capture_output=True, text=True, timeout=120, preexec_fn=limit)
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A few hundred bytes that stand for 10^levels nodes once every alias is expanded."""
+    lines = ['lol: &a0 ["lol"]']
+    lines += [f"lol{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + f"\nhardware: [{{name: t4, price_per_hour: 1, count: *a{levels}}}]\n"
+
+
+def test_an_alias_bomb_is_refused_in_bounded_memory(write_yaml):
+    path = write_yaml(_alias_bomb())
+    assert len(path.read_bytes()) < 1000
+    proc = _plan_bounded(path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{path}:")
+    assert "refused: the document expands to more than 250000 nodes" in lines[0]
+
+
+def test_aliases_within_the_budget_still_load(write_yaml):
+    text = yaml.safe_dump({k: v for k, v in BASE.items() if k != "apps"}, sort_keys=False)
+    text += yaml.safe_dump({"apps": BASE["apps"]}, sort_keys=False).replace("modules:", "modules: &mods")
+    text += "- {name: traffic2, rate: 10, slo_ms: 100, modules: *mods}\n"
+    workload = load_workload([write_yaml(text)])
+    assert [a.name for a in workload.apps] == ["traffic", "traffic2"]
+    assert workload.apps[1].modules == workload.apps[0].modules
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "a: " + "[" * 100 + "]" * 100 + "\n"], ids=["recursive", "deep"])
+def test_a_recursive_or_deeply_nested_document_is_refused(write_yaml, text):
+    with pytest.raises(ConfigError) as info:
+        load_workload([write_yaml(text)])
+    (issue,) = info.value.issues
+    assert issue.message.startswith("refused: ")
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("hardware: [{name: a, price_per_hour: 1, count: " + "9" * 5000 + "}]\n", "malformed YAML: Exceeds the limit"),
+    ("hardware: 2020-13-45\n", "malformed YAML: month must be in 1..12"),
+], ids=["int-of-5000-digits", "month-13"])
+def test_a_scalar_yaml_cannot_convert_is_one_line(write_yaml, capsys, text, fragment):
+    path = write_yaml(text)
+    assert main(["plan", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}:") and fragment in lines[0]
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"apps: [{name: caf\xe9}]\n")
+    assert main(["plan", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"{path}: cannot read file: not UTF-8 text (at byte offset 17)"
+
+
+def test_a_file_over_the_size_bound_is_refused(write_yaml, capsys):
+    path = write_yaml("# " + "x" * (1 << 20) + "\n")
+    assert main(["plan", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"{path}: cannot read file: larger than 1048576 bytes"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_an_include_that_is_not_a_regular_file_is_refused_without_blocking(write_yaml, tmp_path, kind):
+    if kind == "fifo":
+        target, what = tmp_path / "pipe", "a FIFO"
+        os.mkfifo(target)
+    elif kind == "dev-zero":
+        target, what = "/dev/zero", "a character device"
+    else:
+        target, what = tmp_path, "a directory"
+    path = write_yaml({"include": [str(target)], **BASE})
+    proc = _plan_bounded(path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip() == f"{target}: cannot read file: not a regular file ({what})"

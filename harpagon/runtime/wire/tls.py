@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,31 +183,94 @@ def require_tls_off_loopback(host: str, tls: TlsFiles | None, insecure: bool) ->
 
 
 def make_certs(out: str | os.PathLike, hosts: Iterable[str] = (), days: int = 365,
-               roles: Iterable[Role] = ROLES) -> Path:
+               roles: Iterable[Role] = ROLES, force: bool = False) -> Path:
     """A CA and one certificate per role under `out` (`ca.crt`, `ca.key`, `<role>/{ca,tls}.crt`,
-    `<role>/tls.key`); `hosts` are extra DNS names or IP addresses every certificate carries."""
+    `<role>/tls.key`); `hosts` are extra DNS names or IP addresses every certificate carries.
+
+    Nothing is written through a symbolic link (a folder where keys go may be shared with other
+    users): `out` and the role folders must be real folders of this user, and each file is created
+    anew (O_EXCL, O_NOFOLLOW; keys 0600). Existing files are refused unless `force`, which writes
+    each beside its old one and renames it over it, so a planted link is replaced, not followed."""
+    if days < 1:
+        raise ValueError(f"--days must be >= 1, got {days}")
+    roles = tuple(roles)
+    root = Path(out)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    folders = {"": _own_folder(root, None, str(root))}
+    try:
+        for role in roles:
+            folders[role] = _own_folder(Path(role), folders[""], str(root / role))
+        names = [("", "ca.crt"), ("", "ca.key")] + [(r, n) for r in roles for n in ("ca.crt", "tls.crt", "tls.key")]
+        existing = [str(root / r / n) for r, n in names if _exists(n, folders[r])]
+        if existing and not force:
+            more = f" and {len(existing) - 2} more" if len(existing) > 2 else ""
+            raise ValueError(f"--out {str(root)!r}: {', '.join(existing[:2])}{more} exist already; give --force "
+                             "to replace them")
+        _make_certs(folders, roles, hosts, days)
+    finally:
+        for fd in folders.values():
+            os.close(fd)
+    return root
+
+
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _own_folder(path: Path, parent: int | None, shown: str) -> int:
+    """An open descriptor of folder `path` (relative to the folder `parent`), created 0700 when
+    missing; refused when it is a symbolic link, not a folder, or another user's."""
+    try:
+        os.mkdir(path, 0o700, dir_fd=parent)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, _NOFOLLOW_DIR, dir_fd=parent)
+    except OSError as exc:
+        if os.path.islink(shown):
+            raise ValueError(f"--out: {shown!r} is a symbolic link; give a real folder") from None
+        raise ValueError(f"--out: {shown!r} is not a folder ({exc.strerror or exc})") from None
+    owner = os.fstat(fd).st_uid
+    if owner != os.geteuid():
+        os.close(fd)
+        raise ValueError(f"--out: {shown!r} belongs to user {owner}, not to this user ({os.geteuid()})")
+    return fd
+
+
+def _exists(name: str, folder: int) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _write_new(folder: int, name: str, data: bytes, secret: bool) -> None:
+    """`name` in `folder`, created anew under a temporary name and renamed over any old one."""
+    temp = f".{name}.{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temp, flags, 0o600 if secret else 0o644, dir_fd=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except BaseException:
+        os.unlink(temp, dir_fd=folder)
+        raise
+
+
+def _make_certs(folders: dict[str, int], roles: tuple[Role, ...], hosts: Iterable[str], days: int) -> None:
+    """The CA and the roles' certificates, written into the open `folders` ("": the CA's)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    if days < 1:
-        raise ValueError(f"--days must be >= 1, got {days}")
-    root = Path(out)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
 
     def pem_key(key) -> bytes:
         return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
-
-    def write(path: Path, data: bytes, secret: bool = False) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if secret:
-            path.chmod(0o600)  # an existing file keeps its mode through os.open
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "harpagon-ca")])
@@ -219,8 +283,8 @@ def make_certs(out: str | os.PathLike, hosts: Iterable[str] = (), days: int = 36
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA256()))
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-    write(root / "ca.crt", ca_pem)
-    write(root / "ca.key", pem_key(ca_key), secret=True)
+    _write_new(folders[""], "ca.crt", ca_pem, secret=False)
+    _write_new(folders[""], "ca.key", pem_key(ca_key), secret=True)
 
     extra: list[x509.GeneralName] = []
     for h in hosts:
@@ -240,9 +304,6 @@ def make_certs(out: str | os.PathLike, hosts: Iterable[str] = (), days: int = 36
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                       ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
                 .sign(ca_key, hashes.SHA256()))
-        d = root / role
-        d.mkdir(mode=0o700, exist_ok=True)
-        write(d / "ca.crt", ca_pem)
-        write(d / "tls.crt", cert.public_bytes(serialization.Encoding.PEM))
-        write(d / "tls.key", pem_key(key), secret=True)
-    return root
+        _write_new(folders[role], "ca.crt", ca_pem, secret=False)
+        _write_new(folders[role], "tls.crt", cert.public_bytes(serialization.Encoding.PEM), secret=False)
+        _write_new(folders[role], "tls.key", pem_key(key), secret=True)
