@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from harpagon.config import ConfigError, Workload, load_workload
+from harpagon.config.loader import load_profile_rows
 from harpagon.model.latency import ARRIVALS, Settings
 from harpagon.model.plan import Plan, workers_by_hardware, workers_cost
 from harpagon.runtime.logs import setup as setup_logs
@@ -415,26 +416,6 @@ def _executor(args: argparse.Namespace):
     from harpagon.runtime.worker.executor import TorchExecutor
 
     return TorchExecutor(args.device, args.hardware, args.threads, args.weights_dir)
-
-
-def load_profile_rows(files) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
-    """`(model, hardware) -> {batch: (mean_ms, std_ms)}` from the `profiles` sections of YAML files."""
-    import yaml
-
-    from harpagon.config.schema import Profile
-
-    out: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
-    for f in files:
-        try:
-            data = yaml.safe_load(Path(f).read_text()) or {}
-            for raw in data.get("profiles", []):
-                p = Profile.model_validate(raw)
-                out[(p.model, p.hardware)] = {r.batch: (r.mean_ms, r.std_ms) for r in p.batches}
-        except Exception as exc:
-            from harpagon.config import ConfigIssue
-
-            raise ConfigError([ConfigIssue(str(f), None, "profiles", f"cannot read profiles: {exc}")]) from None
-    return out
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:

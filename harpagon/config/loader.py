@@ -315,6 +315,28 @@ def _read_documents(paths: list[Path], issues: list[ConfigIssue]) -> list[tuple[
     return docs
 
 
+def load_profile_rows(paths: list[str | Path]) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
+    """`(model, hardware) -> {batch: (mean_ms, std_ms)}` from the `profiles` sections of YAML files
+    (what an emulated worker sleeps), read as a configuration is: bounded, and every problem named."""
+    issues: list[ConfigIssue] = []
+    out: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
+    for file, doc in _read_documents([Path(p) for p in paths], issues):
+        profiles = doc.get("profiles", [])
+        if not isinstance(profiles, list):
+            issues.append(ConfigIssue(file, _line_of(doc, ("profiles",)), "profiles", "must be a list"))
+            continue
+        for i, raw in enumerate(profiles):
+            try:
+                p = Profile.model_validate(raw)
+            except ValidationError as err:
+                issues += _pydantic_issues(err, file, doc, ("profiles", i))
+                continue
+            out[(p.model, p.hardware)] = {r.batch: (r.mean_ms, r.std_ms) for r in p.batches}
+    if issues:
+        raise ConfigError(issues)
+    return out
+
+
 def load_workload(paths: list[str | Path]) -> Workload:
     """Read, merge and validate the given YAML files; raise :class:`ConfigError` listing every problem."""
     issues: list[ConfigIssue] = []

@@ -395,7 +395,7 @@ def test_the_config_map_app_config_loads_and_fits_the_workers(variant, tmp_path)
         assert hardware in workload.hardware_by_name, f"{d['metadata']['name']}: no hardware {hardware!r}"
         assert any(hw == hardware for _, hw in workload.profile_rows), f"no profiles of {hardware!r}"
         if device.startswith("emulated:"):
-            from harpagon.cli import load_profile_rows
+            from harpagon.config.loader import load_profile_rows
 
             profiles = _options(_split_args(c["args"])[2])["--profiles"]
             rows = load_profile_rows([_in_image(p) for p in profiles])
