@@ -569,3 +569,26 @@ def test_remote_frontends_get_a_drain_only_when_the_new_routes_unload_something(
 
     first, adopted, moved = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert first < 0.5 and adopted < 0.5 and moved >= 0.5, (first, adopted, moved)
+
+
+def test_an_overload_measured_as_offered_frames_does_not_take_the_app_down():
+    """Rates count offered frames; planned at 50x its rate on 3 workers the app was refused (every
+    frame UNAVAILABLE) where its configured rate is served and admission refuses the excess."""
+    h = Harness()
+
+    async def scenario():
+        await h.planned(3)
+        h.c.rates.planned["cam"] = 5000.0  # as a surge of offered frames makes it
+        await h.c.reconcile()
+        assert h.c.plan is not None and [a.name for a in h.c.plan.apps] == ["cam"] and not h.c.plan.refused
+        assert h.c.rates.rate("cam") == 100.0 and h.c.rates.ceiling == {"cam": 5000.0}
+        assert h.tables[-1][1] == {}  # routed, not refused
+        h.c._dirty.clear()
+        for t in range(1, 30):  # the overload goes on: not followed again
+            h.now = float(t)
+            h.c.observe_rates("f1", {"cam": 5000.0})
+        assert not h.c.dirty
+        h.c.register(t4(4)[3])  # more hardware: worth trying again
+        assert h.c.rates.ceiling == {}
+
+    asyncio.run(scenario())

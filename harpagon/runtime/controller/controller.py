@@ -246,6 +246,7 @@ class Controller:
             self.client.forget(old.info.address)
         self._workers[info.id] = _Worker(info, now, running)
         self._registered_at = now
+        self.rates.lift()  # more hardware: rates it could not serve may be served now
         log.info("worker %s joined: %s %s at %s%s%s", info.id, info.hardware, info.device, info.address,
                  " (EMULATED)" if info.emulated else "",
                  f", running {[s.name for s in running]}" if running else "")
@@ -511,6 +512,16 @@ class Controller:
         live = live_workload(workload, workers)
         started = time.perf_counter()
         plan = await self._make_plan(live, self._options(), settings)
+        beyond = {r.app: r.reason for r in plan.refused if self.rates.rate(r.app) > self.rates.configured[r.app]}
+        if beyond:  # served at their configured rates rather than not at all
+            for app, reason in beyond.items():
+                log.warning("app %s cannot be served at its measured %.1f frames/s (%s): planned at its configured "
+                            "%g frames/s, admission refuses the rest", app, self.rates.rate(app), reason,
+                            self.rates.configured[app])
+                self.rates.unservable(app, self.rates.rate(app))
+            workload, settings = self._inputs()
+            live = live_workload(workload, workers)
+            plan = await self._make_plan(live, self._options(), settings)
         planning_s = time.perf_counter() - started
         self.plans += 1
         refused = {r.app: r.reason for r in plan.refused}

@@ -106,6 +106,9 @@ class RateWatch:
     """Frontend -> (time, app -> frames/s, window s) of its latest reports."""
     since: float = -math.inf
     """When the plan in force went in force."""
+    ceiling: dict[str, float] = field(default_factory=dict)
+    """App -> the least measured rate the inventory could not serve it at: no move goes that high
+    (until :meth:`lift` after the inventory grows)."""
     _out_of_band: dict[str, float] = field(default_factory=dict)  # app -> since when
     _surging: dict[str, float] = field(default_factory=dict)  # app -> since when
 
@@ -122,6 +125,17 @@ class RateWatch:
         self.since = now
         self._out_of_band.clear()
         self._surging.clear()
+
+    def unservable(self, app: str, rate: float) -> None:
+        """Planned at `rate` (above its configured rate), `app` was refused: the hardware runs out. Plan
+        it at its configured rate again (admission refuses what is beyond), and move it to no rate as
+        high as `rate` from now on: an overload measured as offered frames must not take the app down."""
+        self.ceiling[app] = min(self.ceiling.get(app, math.inf), rate)
+        self.planned.pop(app, None)
+
+    def lift(self) -> None:
+        """The inventory grew: rates found unservable may be served now."""
+        self.ceiling.clear()
 
     def judge(self, now: float) -> RateMove | None:
         """Whether the rates moved the plan. An app's total over the reports since the plan in force (at
@@ -143,7 +157,7 @@ class RateWatch:
             floor = MIN_RATE_FRACTION * configured
             if app in recent:
                 got = max(recent[app], floor)
-                surge = (got > SURGE_FACTOR * planned
+                surge = (got > SURGE_FACTOR * planned and got < self.ceiling.get(app, math.inf)
                          and got - planned > RATE_NOISE_Z * math.sqrt(planned / recent_span[app]))
                 if held(self._surging, app, surge, now, SURGE_HOLD_S):
                     moved[app] = got
@@ -158,7 +172,8 @@ class RateWatch:
                 continue
             got = max(total[app], floor)
             noise = RATE_NOISE_Z * math.sqrt(planned / span[app])  # std of a Poisson count at the planned rate, per s
-            out = not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise
+            out = (not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise
+                   and got < self.ceiling.get(app, math.inf))
             if held(self._out_of_band, app, out, now):
                 moved[app] = got
         return RateMove(moved, tuple(idle)) if moved or idle else None

@@ -7,8 +7,7 @@ late for the client. So a tick every :data:`TICK_S` measures the loop's lag. A t
 :data:`LATE_S` means the loop did not run since the tick before: calls may have queued meanwhile, and
 gRPC hands them over one at a time, so the backlog drains over several iterations after the loop
 runs again. Frames taken while it drains (about as long as it took to build, at most
-:data:`BACKLOG_S`: gRPC cancels a call that waited longer, see the servicer's `CLIENT_PORT_OPTIONS`)
-are charged from the tick before the delay. Each late tick opens such a window of its own: a later,
+:data:`BACKLOG_S`) are charged from the tick before the delay. Each late tick opens such a window of its own: a later,
 shorter delay does not shorten the charge of frames still left from an earlier one.
 """
 
@@ -24,7 +23,10 @@ TICK_S = 0.005
 LATE_S = 0.005
 #: A tick this late (s) is counted as a stall (`LoopWatch.stalls`: a GC pause, a starved CPU, SIGSTOP).
 STALL_S = 0.1
-#: The longest a call waits in gRPC's queue before it is cancelled (s): the most a frame is charged.
+#: The most a frame is charged for the loop's delays (s). A call can wait longer in gRPC's queue (gRPC
+#: drops it only after 30 s, see the servicer's MAX_WAITING_CALLS), but a frame charged a second is
+#: late for any SLO under it; a longer SLO is charged less than its frames may have waited, which a
+#: client's own deadline covers (it runs from when gRPC received the call).
 BACKLOG_S = 1.0
 
 

@@ -8,14 +8,23 @@ request that does not parse reaches the servicer as :class:`Undecodable`, so a u
 INVALID_ARGUMENT and a stream answers that message with an error response and goes on (Triton's
 stream semantics) instead of the call dying with a transport error. Every unary call ends with a
 status: a fault with its own code, anything unexpected with INTERNAL (and a log line), never UNKNOWN.
-Requests are bounded (MAX_* below) and answered INVALID_ARGUMENT past them, naming the field.
+Requests are bounded (MAX_* below) and answered INVALID_ARGUMENT past them, naming the field; a
+request bigger than the configured frame allows (:func:`message_limit`) is refused by gRPC with
+RESOURCE_EXHAUSTED before Python reads any of it.
+
+Big requests cost the event loop what gRPC's own copy of them costs, little more: the frame's bytes
+are cut out of the message before it is parsed and read in place (:class:`InferCall`), typed
+contents of a big frame are converted off the loop, and a request holding more than
+MAX_FIELDS_BYTES outside its raw tensors is refused RESOURCE_EXHAUSTED unparsed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +38,9 @@ from tritonclient.grpc import service_pb2_grpc as rpc
 from harpagon import __version__
 from harpagon.runtime.frontend import reply
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.wire.errors import InvalidArgument, RuntimeFault
+from harpagon.runtime.wire.errors import InvalidArgument, ResourceExhausted, RuntimeFault
 from harpagon.runtime.wire.rpc import aio_server, status_code
+from harpagon.runtime.wire.tensors import cut_bytes_field
 from harpagon.runtime.wire.tls import TlsFiles
 
 log = logging.getLogger("harpagon.frontend")
@@ -39,16 +49,39 @@ INPUT = "FRAME"
 #: The health service name that is SERVING as long as the frontend runs (a liveness or startup probe);
 #: the default service "" says whether it is ready (every configured app routed or refused).
 LIVENESS = "liveness"
-#: Calls waiting for the frontend's event loop to take them are invisible to it (their time counts
-#: against a frame's SLO only through the loop's measured lag, see frontend/loopwatch.py), so their
-#: queue is bounded as a backstop: beyond a soft limit gRPC cancels new calls (CANCELLED, with a rising
-#: probability up to the hard limit), and a call waits at most a second. The limits are well above
-#: what admission control lets in (the data plane's in-flight bound, RESOURCE_EXHAUSTED), which is
-#: the status an overloaded client should normally see.
-CLIENT_PORT_OPTIONS: list[tuple[str, int]] = [("grpc.max_receive_message_length", 64 << 20),  # one frame
-                                              ("grpc.server.max_pending_requests", 256),
-                                              ("grpc.server.max_pending_requests_hard_limit", 512),
-                                              ("grpc.server_max_unrequested_time_in_server", 1)]
+#: The largest request the client port reads follows the configured frame (:func:`message_limit`):
+#: gRPC refuses a bigger one with RESOURCE_EXHAUSTED before Python sees it. Reading a 60 MB body held
+#: the event loop for 0.35-3 s, so that one client sending such bodies back to back failed most other
+#: clients' frames. The limit is at least MESSAGE_FLOOR, whatever the configured frame: a raw 1080p
+#: frame (6.2 MB) fits with room to spare, since clients often send their camera's frames as they are
+#: (each is resized to its modules' inputs); read back to back, 16 MiB requests cost other clients'
+#: frames tens of milliseconds, not their deadlines (scripts/bench_big_messages.py).
+MESSAGE_FLOOR = 16 << 20
+#: Calls waiting in gRPC for the event loop to take them (the loop takes one at a time) are bounded by
+#: gRPC alone, and it answers the calls past its bound CANCELLED (by default past 1,000 waiting, with
+#: a rising probability, all past 3,000), a status that tells an overloaded client nothing:
+#: perf_analyzer aborts on it (with a bound of 256 it did at 1,000 frames/s on 2 cores). So the bound
+#: is set far above what overload brings, as a backstop for memory only (a waiting call holds a few
+#: kilobytes, and no more of its message than HTTP/2 flow control lets in); overload is answered by
+#: admission (the data plane's in-flight bound: RESOURCE_EXHAUSTED at once, before a frame is decoded),
+#: a frame that waited past its deadline with DEADLINE_EXCEEDED (the loop charges its own delays,
+#: frontend/loopwatch.py), and a call that outlives its client's deadline by gRPC itself. gRPC also
+#: drops a call that waited 30 s unseen, far past any SLO: only a frontend that stopped taking calls
+#: at all keeps one waiting that long.
+MAX_WAITING_CALLS = 1 << 14
+#: Room in a request for all but the frame's bytes: names, id, parameters, shape.
+MESSAGE_SLACK = 64 << 10
+#: Requests at least this big have the frame's bytes cut out before parsing (see InferCall); smaller
+#: ones are parsed whole (their copies cost less than the cut).
+CUT_MIN_BYTES = 64 << 10
+#: The most bytes a request may hold outside its raw tensors. Protobuf parses those on the event loop
+#: (typed contents at about 14 ms a megabyte), so a bigger request is refused RESOURCE_EXHAUSTED
+#: unparsed; 2 MiB holds a 640x480 frame's typed contents (at most 1.8 MB), a bigger frame goes raw.
+MAX_FIELDS_BYTES = 2 << 20
+#: Typed contents of more values than this are converted off the event loop (about 40 ms a million
+#: values), a slice at a time so that the loop takes its turns in between.
+TYPED_OFF_LOOP = 1 << 16
+_RAW_FIELD = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
 SERVICE = "inference.GRPCInferenceService"
 EXTENSIONS = ["model_configuration", "statistics"]
 _CONFIG_TYPES = {"FP32": mc.TYPE_FP32, "INT64": mc.TYPE_INT64, "INT32": mc.TYPE_INT32, "BYTES": mc.TYPE_STRING}
@@ -57,6 +90,76 @@ MAX_NAME = 256
 MAX_ID = 256
 #: Largest frame side accepted (8K video is 7680 x 4320).
 MAX_SIDE = 4096  # 4K UHD (3840 x 2160) fits; one raw frame is then at most 48 MiB
+
+
+def message_limit(frame_shape: Sequence[int]) -> int:
+    """The largest request (bytes) the client port accepts when clients send frames of `frame_shape`:
+    one such frame's UINT8 bytes plus MESSAGE_SLACK, and never less than MESSAGE_FLOOR. (Typed
+    contents are bounded apart, by MAX_FIELDS_BYTES.)"""
+    return max(MESSAGE_FLOOR, math.prod(frame_shape) + MESSAGE_SLACK)
+
+
+def client_port_options(frame_shape: Sequence[int]) -> list[tuple[str, int]]:
+    """The client port's gRPC options beyond the shared ones (harpagon.runtime.wire.rpc): the message
+    limit, and the bound on calls waiting for the event loop to take them (see MAX_WAITING_CALLS)."""
+    return [("grpc.max_receive_message_length", message_limit(frame_shape)),
+            ("grpc.server.max_pending_requests", MAX_WAITING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", MAX_WAITING_CALLS)]
+
+
+@dataclass(frozen=True, slots=True)
+class InferCall:
+    """A ModelInferRequest as read off the wire: `request` (without its raw tensors when they were cut
+    out) and `raw`, those tensors, as views of the message's bytes rather than copies (parsing copies a
+    bytes field into the message, and reading it copies it again: for a 50 MB frame, two stalls of the
+    event loop of about 27 ms each on an idle machine, far longer on a busy one)."""
+
+    request: pb.ModelInferRequest
+    raw: Sequence[bytes | memoryview]
+
+
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A ModelInferRequest holding more than MAX_FIELDS_BYTES outside its raw tensors, left unparsed;
+    the servicer answers it RESOURCE_EXHAUSTED."""
+
+    size: int
+
+    @property
+    def message(self) -> str:
+        return (f"the request holds {self.size} bytes outside raw_input_contents, more than the "
+                f"{MAX_FIELDS_BYTES} accepted: send a frame this big in raw_input_contents")
+
+
+def decode_infer(data: bytes) -> InferCall | Undecodable | Oversized:
+    """A ModelInferRequest's bytes as an InferCall (a big one's frame cut out, not copied), or what
+    the servicer refuses it as."""
+    try:
+        if len(data) < CUT_MIN_BYTES:
+            request = pb.ModelInferRequest.FromString(data)
+            return InferCall(request, request.raw_input_contents)
+        cut = cut_bytes_field(data, _RAW_FIELD)
+        rest, raw = cut if cut is not None else (data, [])
+        if len(rest) > MAX_FIELDS_BYTES:
+            return Oversized(len(rest))
+        if cut is None:  # not plain at its top level: the parser decides
+            request = pb.ModelInferRequest.FromString(data)
+            return InferCall(request, request.raw_input_contents)
+        return InferCall(pb.ModelInferRequest.FromString(rest), raw)
+    except Exception as exc:  # noqa: BLE001 - DecodeError, or whatever else bad bytes raise
+        return Undecodable(f"{type(exc).__name__}: {exc}", len(data))
+
+
+def _typed_frame(values: Iterable[int], size: int) -> np.ndarray:
+    """UINT8 typed contents (uint32 values) as a flat frame, a slice at a time (see TYPED_OFF_LOOP)."""
+    it = iter(values)
+    out = bytearray()
+    try:
+        for _ in range(0, size, TYPED_OFF_LOOP):
+            out += bytes(itertools.islice(it, TYPED_OFF_LOOP))  # refuses values above 255
+    except ValueError:
+        raise InvalidArgument(f"input {INPUT!r} holds values above 255") from None
+    return np.frombuffer(out, np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,17 +263,22 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
 
     # --- inference ----------------------------------------------------------------------------
 
-    async def _infer(self, request: pb.ModelInferRequest | Undecodable,
+    async def _infer(self, call: InferCall | pb.ModelInferRequest | Undecodable | Oversized,
                      remaining_s: float | None = None) -> pb.ModelInferResponse:
         """`remaining_s`: the client's own deadline, if it set one (a frame is due at the earlier of it
         and its SLO)."""
-        if isinstance(request, Undecodable):
-            raise InvalidArgument(request.message)
+        if isinstance(call, Undecodable):
+            raise InvalidArgument(call.message)
+        if isinstance(call, Oversized):
+            raise ResourceExhausted(call.message)
+        if isinstance(call, pb.ModelInferRequest):
+            call = InferCall(call, call.raw_input_contents)
+        request = call.request
         _check_name(request.model_name)
         if len(request.id) > MAX_ID:
             raise InvalidArgument(f"id is {len(request.id)} characters long, more than {MAX_ID}")
         self.plane.admit(request.model_name)  # refuse (unknown app, overload) before decoding the frame
-        frame = self._frame(request)
+        frame = await self._frame(request, call.raw)
         results = await self.plane.infer(request.model_name, frame, remaining_s)
         app = self.plane.definition(request.model_name)
         assert app is not None  # it was just served
@@ -183,7 +291,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
                                                     else np.ascontiguousarray(arr).tobytes())
         return response
 
-    def _frame(self, request: pb.ModelInferRequest) -> np.ndarray:
+    async def _frame(self, request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview]) -> np.ndarray:
         if len(request.inputs) != 1:
             raise InvalidArgument(f"expected one input named {INPUT!r}, got {len(request.inputs)} inputs"
                                   + (f": {[i.name[:MAX_NAME] for i in request.inputs]}"
@@ -203,18 +311,16 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             raise InvalidArgument(f"input {INPUT!r}: frame of {shape[0]} x {shape[1]} (H x W) pixels; each side must "
                                   f"be at most {MAX_SIDE}")
         size = shape[0] * shape[1] * shape[2]
-        if len(request.raw_input_contents) > 1:
-            raise InvalidArgument(f"raw_input_contents holds {len(request.raw_input_contents)} tensors for one input")
-        if request.raw_input_contents:
-            frame = np.frombuffer(request.raw_input_contents[0], np.uint8)
+        if len(raw) > 1:
+            raise InvalidArgument(f"raw_input_contents holds {len(raw)} tensors for one input")
+        if raw:
+            frame = np.frombuffer(raw[0], np.uint8)  # in place, read-only: module inputs are resized copies
         else:  # typed contents: UINT8 travels as uint32 values
-            if len(spec.contents.uint_contents) != size:  # before converting them
-                raise InvalidArgument(f"{len(spec.contents.uint_contents)} values do not fill a UINT8 frame of "
-                                      f"shape {list(shape)}")
-            frame = np.asarray(spec.contents.uint_contents, dtype=np.uint32)
-            if frame.size and frame.max() > 255:
-                raise InvalidArgument(f"input {INPUT!r} holds values above 255")
-            frame = frame.astype(np.uint8)
+            values = spec.contents.uint_contents
+            if len(values) != size:  # before converting them
+                raise InvalidArgument(f"{len(values)} values do not fill a UINT8 frame of shape {list(shape)}")
+            frame = (await asyncio.to_thread(_typed_frame, values, size) if size > TYPED_OFF_LOOP
+                     else _typed_frame(values, size))
         if frame.size != size:
             raise InvalidArgument(f"{frame.size} values do not fill a UINT8 frame of shape {list(shape)}")
         return frame.reshape(shape)
@@ -232,8 +338,9 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         replies: asyncio.Queue = asyncio.Queue()
         pending: set[asyncio.Task] = set()
 
-        async def one(request: pb.ModelInferRequest | Undecodable) -> None:
-            rid = "" if isinstance(request, Undecodable) else request.id[:MAX_ID]
+        async def one(request: InferCall | pb.ModelInferRequest | Undecodable | Oversized) -> None:
+            rid = ("" if isinstance(request, Undecodable | Oversized)
+                   else (request.request if isinstance(request, InferCall) else request).id[:MAX_ID])
             try:
                 replies.put_nowait(pb.ModelStreamInferResponse(infer_response=await self._infer(request)))
             except Exception as exc:  # every request of a stream gets a response; the stream goes on
@@ -319,7 +426,7 @@ def handlers(servicer: TritonServicer) -> dict[str, grpc.RpcMethodHandler]:
     for m in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
         if m.name not in vars(TritonServicer):
             continue
-        decode = _decoder(getattr(pb, m.input_type.name))
+        decode = decode_infer if m.input_type.name == "ModelInferRequest" else _decoder(getattr(pb, m.input_type.name))
         encode = getattr(pb, m.output_type.name).SerializeToString
         method = getattr(servicer, m.name)
         if m.client_streaming and m.server_streaming:
@@ -347,7 +454,7 @@ async def start(plane: FrontendDataPlane, port: int, host: str = "127.0.0.1", tl
     """Serve clients on host:port (0: any free port); with `tls`, over server TLS (clients need no
     certificate: they are users, not peers of the control plane). `checker`: the plane's
     :func:`readiness_health`, when another server (a plaintext health port) serves it too."""
-    server, bound = aio_server(host, port, tls, client_auth=False, options=CLIENT_PORT_OPTIONS)
+    server, bound = aio_server(host, port, tls, client_auth=False, options=client_port_options(plane.frame_shape))
     methods = handlers(TritonServicer(plane))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
     if hasattr(server, "add_registered_method_handlers"):  # grpc >= 1.63: the faster registered path

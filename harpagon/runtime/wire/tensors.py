@@ -1,4 +1,5 @@
-"""harpagon.v1.Tensor <-> numpy, with the checks a server owes its clients, and a detector's crops."""
+"""harpagon.v1.Tensor <-> numpy, with the checks a server owes its clients, a detector's crops, and
+big byte fields cut out of a serialized message without copying them (:func:`cut_bytes_field`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,77 @@ from harpagon.v1 import worker_pb2
 
 DTYPES = {name: np.dtype(name).newbyteorder("<") for name in
           ("uint8", "int32", "int64", "float16", "float32", "float64")}
+
+
+#: The most top-level fields :func:`cut_bytes_field` reads one at a time before it leaves the message
+#: to the protobuf parser (a request holds a handful; a body of millions of tiny fields would otherwise
+#: cost the Python loop seconds).
+CUT_MAX_FIELDS = 256
+
+
+def _varint(data: bytes | memoryview, at: int) -> tuple[int, int] | None:
+    """The varint at `at` and the offset after it; None if it runs past the end or past 10 bytes."""
+    value = shift = 0
+    for i in range(at, min(at + 10, len(data))):
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i + 1
+        shift += 7
+    return None
+
+
+def cut_bytes_field(data: bytes, field: int,
+                    max_fields: int = CUT_MAX_FIELDS) -> tuple[bytes, list[memoryview]] | None:
+    """A serialized message without its length-delimited field `field` (every occurrence), and that
+    field's values as views of `data`, in order: parsing the first gives the message without the field,
+    and the views are what the parser would have copied out (parsing copies a bytes field twice, once
+    into the message and once more when it is read, each a stall of the event loop for a big frame).
+    None when the top level is not plain wire format (groups, a truncated field, `field` with another
+    wire type) or has more than `max_fields` fields: parse it whole then, as before."""
+    view = memoryview(data)
+    kept: list[memoryview] = []
+    cut: list[memoryview] = []
+    at = start = fields = 0
+    size = len(data)
+    while at < size:
+        fields += 1
+        if fields > max_fields:
+            return None
+        tag = _varint(view, at)
+        if tag is None:
+            return None
+        key, body = tag
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            return None
+        if wire == 0:
+            end = _varint(view, body)
+            if end is None:
+                return None
+            after = end[1]
+        elif wire == 1:
+            after = body + 8
+        elif wire == 5:
+            after = body + 4
+        elif wire == 2:
+            length = _varint(view, body)
+            if length is None:
+                return None
+            after = length[1] + length[0]
+        else:  # groups (3, 4) and invalid wire types
+            return None
+        if after > size or (number == field and wire != 2):
+            return None
+        if number == field:
+            kept.append(view[start:at])
+            cut.append(view[length[1]:after])
+            start = after
+        at = after
+    if not cut:
+        return data, []
+    kept.append(view[start:size])
+    return b"".join(kept), cut
 
 
 def to_numpy(t: worker_pb2.Tensor) -> np.ndarray:
