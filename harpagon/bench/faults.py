@@ -142,7 +142,7 @@ class Timing:
     overload_s: float = 6.0
     restart_delay_s: float = 1.0  # a supervisor restarting a dead frontend or controller
     back_timeout_s: float = 45.0  # the most a scenario waits for the cluster to be back
-    lull_s: float = 20.0  # at LULL_FACTOR of the rate: long enough for the plan to follow it down
+    lull_s: float = 45.0  # at LULL_FACTOR of the rate: long enough for the plan to follow it to the floor
     lull_after_s: float = 20.0  # observed after the rate is back (judged from LULL_RECOVER_S on)
     flood_s: float = 6.0  # big messages back to back
 
