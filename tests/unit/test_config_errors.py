@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import resource
 import subprocess
 import sys
 
@@ -289,11 +288,12 @@ def test_console_script_prints_no_traceback(write_yaml):
 def _plan_bounded(path, memory=1 << 30) -> subprocess.CompletedProcess:
     """`harpagon plan` in its own process with at most `memory` bytes of address space; the timeout
     only stops a process that would block forever (it fails the test, it measures nothing)."""
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
-    return subprocess.run([sys.executable, "-m", "harpagon.cli", "plan", str(path)], check=False,
-                          capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    # the limit is set by the child itself: a preexec_fn runs in the forked copy of this process, where
+    # gRPC's fork handlers (this test process has loaded gRPC) write errors of their own to stderr
+    code = (f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory})); "
+            "sys.argv = ['harpagon', 'plan', sys.argv[1]]; runpy.run_module('harpagon.cli', run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code, str(path)], check=False, capture_output=True, text=True,
+                          timeout=120)
 
 
 def _alias_bomb(levels: int = 9) -> str:
