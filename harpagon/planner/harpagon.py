@@ -25,6 +25,7 @@ modules found late are repaired (a larger allowance, more headroom) and the app 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -32,9 +33,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from harpagon.config.schema import App, Module, Workload
-from harpagon.model.latency import Dispatch, Settings, collection_ms, options_for, real_requests
+from harpagon.model.latency import REL_TOL, Dispatch, Settings, collection_ms, options_for, real_requests
 from harpagon.model.plan import AppPlan, Plan, Promise, Refusal, Replayed, workers_cost
 from harpagon.planner import queueing, sharing
+from harpagon.planner.bound import app_bound, lower_bound
 from harpagon.planner.module_scheduler import Choice, Mode, ModuleScheduler
 from harpagon.planner.queueing import EPSILON_SHARE, Arrival
 from harpagon.planner.reassigner import build_app_plan
@@ -94,8 +96,9 @@ REPAIR_ROUNDS = 8
 #: Plans made to settle the bursts a module gets from its parents' batches, before any replay.
 BURST_ROUNDS = 3
 
-#: app -> its model: module -> Arrival; or None (fluid); or a float (fluid, that factor on
-#: max_utilization); or (SLO factor, utilisation factor) (fluid, planned for a tighter SLO)
+#: app -> its model: module -> Arrival (planned with `max_utilization` times their `cap`); or None
+#: (fluid); or a float (fluid, that factor on max_utilization); or (SLO factor, utilisation factor)
+#: (fluid, planned for a tighter SLO)
 Arrivals = Mapping[str, Mapping[str, Arrival] | float | tuple[float, float] | None]
 
 
@@ -104,10 +107,10 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     """Plan every app of the workload for the promise of `settings.arrivals` (see the module doc);
     apps that cannot be served are listed in `Plan.refused`.
 
-    Under a promise, each app is planned at each level of the model (`LEVELS`: the fluid formulas,
-    with lower utilisation caps too, and an optimistic and the default arrival model), the plans are
-    replayed, and each app keeps the cheapest level whose replay keeps its promise (with
-    `PROMISE_MARGIN` for sampling noise). An app late in the plan of all apps together (hardware
+    Under a promise, each app keeps the cheapest of its levels (`FAMILIES`: the fluid formulas, also
+    for tighter SLOs, and an optimistic and the default arrival model, each at any utilisation cap)
+    whose plan keeps its promise in a replay (with `PROMISE_MARGIN` for sampling noise), found
+    cheapest first (:class:`_Search`). An app late in the plan of all apps together (hardware
     counts) moves to its next level; apps that none keeps are repaired round by round from the
     default level."""
     settings = settings or Settings()
@@ -127,36 +130,24 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
     if not options.replay:
         p, _ = _settled(workload, settings, options, name, base, memo)
         return replace(p, promise=Promise(settings.arrivals, settings.attainment, fanout=settings.fanout))
-    # Each level planned and its apps screened, then replayed for `replay_frames` (an app planned as at
-    # a cheaper level is not replayed again); each app takes the cheapest level that keeps its promise
-    # there, then the plan of all apps is judged at the steady-state horizon.
+    # Per app, its levels cheapest first, each screened, then replayed for `replay_frames`, until one keeps
+    # the promise; then the plan of all apps is judged at the steady-state horizon.
     runs: dict = {}  # every replay run, by what it reads: the judging reuses the screening where it can
     replays = _Replays(workload, settings, options, steady=False, runs=runs)
-    tried = []
-    cheapest: dict[str, float] = {}  # per app, the cheapest plan kept so far: dearer ones need no replay
-    for level in LEVELS:
-        arrivals = {a: level if not isinstance(level, dict) else {m: replace(x, **level) for m, x in mods.items()}
-                    for a, mods in base.items()}
-        p, arrivals = _settled(workload, settings, options, name, arrivals, memo)
-        replays.run(replace(p, apps=tuple(ap for ap in p.apps
-                                          if workers_cost([ap], workload) < cheapest.get(ap.name, math.inf))))
-        for ap in p.apps:
-            if replays.kept(ap):
-                cheapest[ap.name] = min(cheapest.get(ap.name, math.inf), workers_cost([ap], workload))
-        tried.append((p, arrivals))
-    # Per app, the levels whose replay kept its promise, cheapest first (the default level last).
-    ranked: dict[str, list] = {}
+    judging = _Replays(workload, settings, options, runs=runs)
+    searches = {a.name: _Search(a, workload, settings, options, name, base[a.name], memo, replays, judging)
+                for a in workload.apps}
+    chosen: dict[str, Any] = {}
     why_not: dict[str, str] = {}  # per app that no level keeps, what the fastest plans tried kept
     for app in workload.apps:
-        fits = sorted((workers_cost([ap], workload), i) for i, (p, _) in enumerate(tried)
-                      for ap in p.apps if ap.name == app.name and replays.kept(ap))
-        ranked[app.name] = [tried[i][1][app.name] for _, i in fits] or \
-            _tightened_fallback(app, workload, settings, options, name, replays, why_not) or \
-            [tried[-1][1][app.name]]
-    chosen = {a: models.pop(0) for a, models in ranked.items()}
+        first = next(searches[app.name], None)
+        if first is None:
+            fallback = _tightened_fallback(app, workload, settings, options, name, replays, why_not)
+            first = fallback[0] if fallback else searches[app.name].default or base[app.name]
+        chosen[app.name] = first
     p, arrivals = _settled(workload, settings, options, name, chosen, memo)
     best = None
-    replays = _Replays(workload, settings, options, runs=runs)
+    replays = judging
     for _ in range(REPAIR_ROUNDS):
         replays.run(p, screen=False)  # a late app's repair reads its replay
         judged = replace(p, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(p),
@@ -171,8 +162,8 @@ def plan(workload: Workload, settings: Settings | None = None, options: PlannerO
         arrivals = dict(arrivals)
         fix = []
         for ap in late:
-            if ranked[ap.name]:
-                arrivals[ap.name] = ranked[ap.name].pop(0)
+            if (following := next(searches[ap.name], None)) is not None:
+                arrivals[ap.name] = following
             else:
                 fix.append(ap)
                 if not isinstance(arrivals[ap.name], Mapping):
@@ -212,8 +203,11 @@ def _shared_if_kept(p: Plan, workload: Workload, settings: Settings, options: Pl
         q = sharing.share(p, workload, settings, keep=frozenset(keep))
         if q is p:
             return p
-        replays.run(q)
-        late = [ap for ap in q.apps if not replays.kept(ap)]
+        for r in (_short(replays), replays):  # a short screen, then the steady state
+            r.run(q, decide=True)
+            late = [ap for ap in q.apps if not r.kept(ap)]
+            if late:
+                break
         if not late:
             return replace(q, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(q),
                                               settings.fanout))
@@ -241,18 +235,21 @@ def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: P
     if not options.sharing or not options.replay or not p.apps or p.refused:
         return p
     # Levels often make the same app plans: each is replayed once per horizon.
-    short = _Replays(workload, settings, replace(options, replay_frames=min(SCREEN_FRAMES, options.replay_frames)),
-                     steady=False, runs=steady.runs)
+    short = _short(steady)
 
     def replayed(q: Plan, replays: _Replays) -> _Replays:
-        replays.run(q)
+        replays.run(q, decide=True)
         return replays
 
     found: dict[tuple[AppPlan, ...], Plan] = {}
     kept_at: dict[str, list[tuple[float, tuple[float, float]]]] = {a.name: [] for a in workload.apps}
+    alone = len(workload.apps) == 1  # then the levels' screens serve only to find a plan cheaper than `p`
     for level in SHARE_LEVELS:
+        if alone and lower_bound(tightened(workload, level[0]), replace(
+                settings, max_utilization=settings.max_utilization * level[1])) >= p.cost_per_hour * (1 - 1e-9):
+            continue  # no plan made at this level could be cheaper
         q, base = _shared_at({a.name: level for a in workload.apps}, workload, settings, options, name)
-        if q is None:
+        if q is None or (alone and q.cost_per_hour >= p.cost_per_hour * (1 - 1e-9)):
             continue
         replays = replayed(q, short)
         for ap, mine in zip(q.apps, base.apps, strict=True):
@@ -276,6 +273,22 @@ def _cheapest_shared(p: Plan, workload: Workload, settings: Settings, options: P
             return replace(q, promise=Promise(settings.arrivals, settings.attainment, replays.replayed(q),
                                               settings.fanout))
     return p
+
+
+def tightened(workload: Workload, factor: float) -> Workload:
+    """The workload with every app's SLO times `factor`."""
+    if factor == 1.0:
+        return workload
+    return workload.model_copy(update={"apps": tuple(a.model_copy(update={"slo_ms": a.slo_ms * factor})
+                                                     for a in workload.apps)})
+
+
+def _short(steady: _Replays) -> _Replays:
+    """Screening replays of `SCREEN_FRAMES` per app beside `steady` (one per plan: its apps replayed once)."""
+    if steady.short is None:
+        opts = replace(steady.options, replay_frames=min(SCREEN_FRAMES, steady.options.replay_frames))
+        steady.short = _Replays(steady.workload, steady.settings, opts, steady=False, runs=steady.runs)
+    return steady.short
 
 
 def _shared_at(levels: Mapping[str, tuple[float, float]], workload: Workload, settings: Settings,
@@ -352,6 +365,7 @@ class _Replays:
     def __init__(self, workload: Workload, settings: Settings, options: PlannerOptions, steady: bool = True,
                  runs: dict | None = None):
         self.workload, self.settings, self.options = workload, settings, options
+        self.steady = steady
         self.seconds = options.replay_seconds if steady else 0.0
         self.seeds = JUDGE_SEEDS if steady else SCREEN_SEEDS
         self.runs = {} if runs is None else runs
@@ -360,8 +374,13 @@ class _Replays:
         self._stats: dict[tuple, tuple] = {}  # key -> (constant AppStats, Poisson AppStats or None)
         self._screened: dict[tuple, str] = {}  # key -> why it cannot keep its promise
         self._key: dict[AppPlan, tuple] = {}  # each app plan's key in the plan last run: it, and whom it meets
+        self.short: _Replays | None = None  # the short screen beside these (:func:`_short`)
 
-    def run(self, p: Plan, screen: bool = True) -> None:
+    def run(self, p: Plan, screen: bool = True, decide: bool | None = None) -> None:
+        """Replay the apps of `p` not replayed yet (with the apps they meet on shared GPUs); `screen`: not
+        those the analytic screen finds overloaded. `decide` (default: when not `steady`): stop replaying
+        an app's Poisson seeds once its promise is broken whatever the rest show (a candidate's replay;
+        the judging of a plan, whose stats a repair reads, replays every seed)."""
         from harpagon.sim.sweep import linked  # the replay is a layer above the model, below the planner
 
         together = linked(p)
@@ -379,7 +398,8 @@ class _Replays:
                     self._screened[self._key[ap]] = why[ap.name]
             fresh = [ap for ap in fresh if self._key[ap] not in self._screened]
         if fresh:
-            self._replay(replace(p, apps=tuple(x for x in p.apps if any(x in self._key[ap][1] for ap in fresh))))
+            self._replay(replace(p, apps=tuple(x for x in p.apps if any(x in self._key[ap][1] for ap in fresh))),
+                         not self.steady if decide is None else decide)
 
     def _simulate(self, p: Plan, arrivals: str, seed: int, fanout: str):
         from harpagon.sim import simulate
@@ -394,14 +414,18 @@ class _Replays:
             self.runs[key] = got
         return got
 
-    def _replay(self, p: Plan) -> None:
+    def _replay(self, p: Plan, decide: bool) -> None:
         seed = self.options.seed
         const = self._simulate(p, "constant", seed, "deterministic")
         # Poisson on several seeds, the worst counting: a heavily loaded app has rare long queues, which
         # one run may miss entirely (and then shows a tiny standard error). These replays have the
         # settings' fan-out (MODEL.md v2's planned counts by default, or Poisson draws: `Settings.fanout`).
-        pois = [self._simulate(p, "poisson", seed + i * POISSON_SECOND_SEED, self.settings.fanout)
-                for i in range(self.seeds)] if self.settings.arrivals == "poisson" else []
+        pois: list = []
+        for i in range(self.seeds if self.settings.arrivals == "poisson" else 0):
+            if decide and all(_decided(const.app(ap.name), [r.app(ap.name) for r in pois], self.settings)
+                              for ap in p.apps):
+                break  # no further seed can keep these apps
+            pois.append(self._simulate(p, "poisson", seed + i * POISSON_SECOND_SEED, self.settings.fanout))
         for ap in p.apps:
             worst = min((r.app(ap.name) for r in pois), key=lambda a: a.attainment) if pois else None
             self._stats[self._key[ap]] = (const.app(ap.name), worst)
@@ -422,12 +446,163 @@ class _Replays:
                         all(const.over_slo == 0 for const, _ in stats), apps, self.seconds)
 
 
-#: The model's levels: the fluid formulas (None), the fluid formulas with a lower utilisation cap
-#: (the factor on `max_utilization`), and arrival models (overrides of :class:`Arrival`'s defaults):
-#: optimistic (no jitter, half the allowance), and the default (last: the start of any repair). Each
-#: app keeps the cheapest level its replay bears out; a level's plan is replayed only if it is cheaper
-#: than the cheapest kept.
-LEVELS: tuple[dict | float | None, ...] = (None, 0.9, 0.8, {"jitter": False, "kappa": 0.5}, 0.7, 0.5, 0.35, 0.25, {})
+#: The model's families of levels, each planned at any utilisation cap (a factor on `max_utilization`,
+#: from 1 down to MIN_CAP): the fluid formulas for the app's SLO times a factor (SLO factor, None), and
+#: arrival models (1, overrides of :class:`Arrival`'s defaults): optimistic (no jitter, half the
+#: allowance) and the default (at cap 1: where a repair starts). In this order, which breaks ties in cost.
+FAMILIES: tuple[tuple[float, dict | None], ...] = (
+    (1.0, None), (1.0, {"jitter": False, "kappa": 0.5}), (1.0, {}), (0.85, None), (0.7, None))
+#: The least utilisation cap tried (below, an app no level keeps goes to `_tightened_fallback`).
+MIN_CAP = 0.05
+#: Below a family's lowest cap tried, the next one is this factor lower...
+CAP_STEP = 0.5
+#: ...and between two caps whose plans differ, their geometric mean is tried, until they are this close
+#: (a ratio): a plan made only within a narrower band of caps may be missed.
+CAP_RESOLUTION = 1.005
+#: The default arrival model at the full cap: where a repair starts.
+DEFAULT_LEVEL = (FAMILIES[2], 1.0)
+
+
+def _structure(ap: AppPlan) -> tuple:
+    """What tells two plans of one app apart for the search over caps: each module's tuples' hardware,
+    batch and workers (budgets and dummy rates move with the cap continuously)."""
+    return tuple((mp.name, tuple((t.hardware, t.batch, t.workers) for t in mp.tuples)) for mp in ap.modules)
+
+
+class _Search:
+    """One app's levels, cheapest first: iterating yields the models (settled: :func:`_settled`) whose
+    plan of the app alone passes the screen and keeps its promise in the screening replay, in order of
+    cost (ties: FAMILIES' order, then the higher cap).
+
+    A family's plan is a step function of the utilisation cap (fewer requests per worker, more
+    workers), whose cost does not fall as the cap does. Each family is planned at cap 1 first; below its
+    lowest cap tried, at a cap CAP_STEP lower; between two caps whose plans differ (hardware, batches,
+    workers), at their geometric mean, down to CAP_RESOLUTION: so every plan the family makes at any cap
+    down to MIN_CAP is found, bar those of a narrower band, and a search with a lower `max_utilization`
+    finds no plan this one does not. Each cap to try stands for the caps from it up to the next one
+    tried, and has their floor: the lower bound of :mod:`.bound` on any plan made for its SLO at that
+    next cap (no plan costs less, and less still at a lower cap), and the cost of the family's plan
+    there (the cost does not fall with the cap). A cap is planned only once no plan found is
+    cheaper than its floor, and a plan is replayed only once no cap left to try has a lower floor and
+    no cheaper plan is left unreplayed: the first plan kept is the cheapest found, caps whose floor is
+    above it are never planned, plans dearer than it never replayed (an app plan that several levels
+    make is replayed once)."""
+
+    def __init__(self, app: App, workload: Workload, settings: Settings, options: PlannerOptions, name: str,
+                 base: Mapping[str, Arrival], memo: dict, replays: _Replays, judging: _Replays | None = None):
+        self.app = app
+        self.alone = workload.model_copy(update={"apps": (app,)})
+        self.settings, self.options, self.name, self.memo, self.replays = settings, options, name, memo, replays
+        self.judging = judging
+        self.base = base
+        # The bound scales as 1 / cap (every option's price per request does): one per SLO factor.
+        self.floor = {f: app_bound(app.model_copy(update={"slo_ms": app.slo_ms * f}), workload, settings).cost
+                      for f in {f for f, _ in FAMILIES}}
+        self.tried: list[dict[float, tuple[Any, float]]] = [{} for _ in FAMILIES]  # cap -> (structure, cost)
+        self.queue: list[tuple] = []  # a heap: (floor, 0, ...) plans to replay, (floor, 1, ...) caps to plan
+        self.seen: set[AppPlan] = set()
+        self.default: Mapping[str, Arrival] | None = None
+        """The default level's model, once planned."""
+        self.bounded = True  # the bounds held for every plan so far (a plan below its bound turns them off)
+        self.planned = self.replayed = 0  # caps planned and plans taken up for replay (diagnostics)
+        for k in range(len(FAMILIES)):
+            self._push_cap(k, 1.0, 1.0, 0.0)
+
+    def __iter__(self) -> _Search:
+        return self
+
+    def __next__(self) -> Any:
+        while self.queue:
+            entry = heapq.heappop(self.queue)
+            if entry[1] == 0:  # a plan: no cap left to try could give a cheaper one
+                _, _, _, _, ap, p, model = entry
+                self.replayed += 1
+                if self._hopeless(p, ap):
+                    continue
+                self.replays.run(p)
+                if self.replays.kept(ap) or self._kept_in_steady_state(p, ap):
+                    return model
+            else:
+                self._plan(entry[2], -entry[3])
+        raise StopIteration
+
+    def _kept_in_steady_state(self, p: Plan, ap: AppPlan) -> bool:
+        """A plan whose screening replay missed the promise by its standard-error margin alone (every
+        frame within the SLO with constant arrivals, each seed at least `PROMISE_MARGIN` over the
+        promise), judged at the steady-state horizon where that is longer (more frames, a third seed):
+        what judges the plan returned, and shared plans, which get no screening replay of this length."""
+        got = self.replays.stats(ap)
+        if self.judging is None or got is None or got[0].over_slo > 0 or \
+                math.ceil(ap.rate * self.judging.seconds - 1e-9) <= self.replays.options.replay_frames:
+            return False
+        if got[1] is not None and got[1].attainment < self.settings.attainment + PROMISE_MARGIN:
+            return False
+        self.judging.run(p, screen=False)
+        return self.judging.kept(ap)
+
+    def _hopeless(self, p: Plan, ap: AppPlan) -> bool:
+        """Whether the plan's first SCREEN_FRAMES frames (a short replay on the same seeds) already hold
+        more late frames than the whole screening replay may, beyond those a short replay's end can add
+        (its last open batches ship on their timers: at most twice the batch sizes of the app's tuples)."""
+        short = _short(self.replays)
+        if short.options.replay_frames >= self.replays.options.replay_frames:
+            return False
+        short.run(p)
+        got = short.stats(ap)
+        if got is None:  # the analytic screen: the full replay would not run either
+            return True
+        const, pois = got
+        ends = 2 * sum(t.batch * (t.workers if p.dispatch == "request-level" else 1)
+                       for mp in ap.modules for t in mp.tuples)
+        may = self.replays.options.replay_frames * (1 - self.settings.attainment - PROMISE_MARGIN)
+        return const.over_slo * const.frames > ends or \
+            (pois is not None and pois.over_slo * pois.frames > may + ends)
+
+    def _push_cap(self, k: int, cap: float, top: float, above: float) -> None:
+        """Try family `k` at `cap`, to find its plans at the caps from there up to `top` (exclusive),
+        which cost at least `above` (its plan at `top`) and the bound at `top`."""
+        floor = max(self.floor[FAMILIES[k][0]] / top * (1 - 1e-9), above) if self.bounded else -math.inf
+        if math.isfinite(floor) or not self.bounded:
+            heapq.heappush(self.queue, (floor, 1, k, -cap))
+
+    def _plan(self, k: int, cap: float) -> None:
+        f, model = FAMILIES[k]
+        self.planned += 1
+        level = (f, cap) if model is None else {m: replace(x, **model, cap=cap) for m, x in self.base.items()}
+        p, arrivals = _settled(self.alone, self.settings, self.options, self.name, {self.app.name: level},
+                               self.memo)
+        settled = arrivals[self.app.name]
+        if (FAMILIES[k], cap) == DEFAULT_LEVEL:
+            self.default = settled  # type: ignore[assignment]
+        ap = p.apps[0] if p.apps else None
+        cost = p.cost_per_hour if ap is not None else math.inf
+        tried = self.tried[k]
+        tried[cap] = (_structure(ap) if ap is not None else None, cost)
+        if ap is not None and self.bounded and cost < self.floor[f] / cap * (1 - REL_TOL):
+            log.warning("%s: a plan at %s, cap %g, costs %g, below its bound; bounds not used", self.app.name,
+                        FAMILIES[k], cap, cost)
+            self.bounded = False
+        if ap is not None and ap not in self.seen:
+            self.seen.add(ap)
+            heapq.heappush(self.queue, (cost if self.bounded else -math.inf, 0, k, -cap, ap, p, settled))
+        # The caps left to try beside this one: between it and its neighbours where plans differ, and below.
+        caps = sorted(tried)
+        i = caps.index(cap)
+        if i == 0:  # the lowest cap tried
+            if cap > MIN_CAP and math.isfinite(cost):
+                self._push_cap(k, max(MIN_CAP, cap * CAP_STEP), cap, cost)
+        else:
+            self._between(k, caps[i - 1], cap)
+        if i + 1 < len(caps):
+            self._between(k, cap, caps[i + 1])
+
+    def _between(self, k: int, lo: float, hi: float) -> None:
+        """Try family `k` between two caps it was planned at, if their plans differ."""
+        tried = self.tried[k]
+        if tried[lo][0] != tried[hi][0] and hi / lo > CAP_RESOLUTION and math.isfinite(tried[hi][1]):
+            self._push_cap(k, math.sqrt(lo * hi), hi, tried[hi][1])
+
+
 #: The planner's own replay must show this much more than the promised attainment (sampling noise),
 #: and at least `SE_MARGIN` standard errors of its late fraction (by batch means) more.
 PROMISE_MARGIN = 0.004
@@ -446,6 +621,13 @@ def _app_kept(constant, poisson, settings: Settings) -> bool:
         return False
     return poisson is None or poisson.attainment >= settings.attainment + max(PROMISE_MARGIN,
                                                                             SE_MARGIN * poisson.late_se)
+
+
+def _decided(constant, poisson: list, settings: Settings) -> bool:
+    """Whether an app's promise is already broken whatever further Poisson seeds show: a frame late with
+    constant arrivals, or a seed whose attainment is below the least any keeping replay shows (the
+    worst seed counts, and it must clear `PROMISE_MARGIN` at least)."""
+    return constant.over_slo > 0 or any(r.attainment < settings.attainment + PROMISE_MARGIN for r in poisson)
 
 
 def _better(a: Plan, b: Plan) -> bool:
@@ -586,6 +768,8 @@ def _plan(workload: Workload, settings: Settings, options: PlannerOptions, name:
                 mine = replace(settings, max_utilization=settings.max_utilization * cap)
                 planned_app = app.model_copy(update={"slo_ms": app.slo_ms * factor})
                 model = None
+            elif isinstance(model, Mapping) and (cap := min(a.cap for a in model.values())) != 1.0:
+                mine = replace(settings, max_utilization=settings.max_utilization * cap)  # a level's cap
             state = _AppState.start(planned_app, workload, mine, options, inventory, model)
             memo[key] = (state, _refusal(planned_app, workload, mine, inventory, model)
                          if state.choices is None else None)

@@ -66,6 +66,9 @@ class Arrival:
     """Repair: latency added to every tuple of the module."""
     headroom: float = 1.0
     """Repair: factor on `max_utilization` for the timer-padding load."""
+    cap: float = 1.0
+    """The model's level: factor on `max_utilization` for everything its app's plan does (the planner
+    plans the app with the lower cap; the same for every module of the app)."""
 
     def repaired(self, *, kappa: float = 1.0, extra_ms: float = 0.0, headroom: float = 1.0) -> Arrival:
         return replace(self, kappa=self.kappa * kappa, extra_ms=self.extra_ms + extra_ms,
@@ -91,18 +94,26 @@ def expected_fill(b, mean, clump: int = 1):
     full, so the tuple runs `r / E[k]` batches a second. The exact sum
     `Σ_{j<b} P(N ≥ floor(j / g))`, numpy-broadcast over `b` and `mean`."""
     b, mean = np.broadcast_arrays(np.asarray(b, dtype=float), np.asarray(mean, dtype=float))
+    shape = b.shape
+    b, mean = b.reshape(-1), mean.reshape(-1)
     lam = np.maximum(mean, 0.0) / clump
     pmf = np.exp(-lam)  # P(N = 0)
     tail = np.ones_like(lam)  # P(N ≥ m), m = floor(j / g)
     total = np.zeros_like(lam)
     top = int(b.max()) if b.size else 0
-    for j in range(top):
+    whole = bool(b.size) and bool((b >= top).all())  # every element sums all `top` terms
+    for j in range(top):  # in place (a planner's hot loop), the same operations in the same order
         m = j // clump
         if j and m != (j - 1) // clump:  # step the tail to the next m
-            tail = np.maximum(tail - pmf, 0.0)
-            pmf = pmf * lam / m
-        total = total + np.where(j < b, tail, 0.0)
-    return total
+            np.subtract(tail, pmf, out=tail)
+            np.maximum(tail, 0.0, out=tail)
+            np.multiply(pmf, lam, out=pmf)
+            np.divide(pmf, m, out=pmf)
+        if whole:
+            np.add(total, tail, out=total)
+        else:
+            np.add(total, tail, out=total, where=j < b)
+    return total.reshape(shape)[()] if shape == () else total.reshape(shape)
 
 
 def real_per_batch(b, r, tau, a: Arrival, split: bool):
@@ -154,10 +165,13 @@ def least_latency(b, d, n, r, a: Arrival, u: float, overhead_ms: float, split: b
     """Least latency of groups of `n` workers at real rate `r` (inf where none), over the collection
     times worth trying (:func:`_taus`)."""
     b, d, n, r = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (b, d, n, r)))
+    # Every collection time at once (one array per time, stacked): elementwise, so each latency is what
+    # evaluating that time alone gives, in one pass of the expected fill's loop instead of one per time.
+    lat, _ = evaluate(b[None], d[None], n[None], r[None], np.stack(_taus(b, d, n, r, a, u, split)), a, u,
+                      overhead_ms, split)
     best = np.full(b.shape, math.inf)
-    for tau in _taus(b, d, n, r, a, u, split):
-        lat, _ = evaluate(b, d, n, r, tau, a, u, overhead_ms, split)
-        best = np.minimum(best, lat)
+    for row in lat:
+        best = np.minimum(best, row)
     return best
 
 
