@@ -548,7 +548,7 @@ def _cmd_bench_live(args: argparse.Namespace) -> int:
         print(f"harpagon bench live: --capacity-limit must be >= 250, got {args.capacity_limit:g}", file=sys.stderr)
         return EXIT_INVALID
     paths = [Path(c) if Path(c).exists() else ROOT / c for c in configs]
-    for c, p in zip(configs, paths):
+    for c, p in zip(configs, paths, strict=True):
         if not p.is_file():
             print(f"harpagon bench live: --configs {c!r}: no such file", file=sys.stderr)
             return EXIT_INVALID

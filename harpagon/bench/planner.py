@@ -277,9 +277,9 @@ def summarise(rows: Sequence[Row], reference: str = REFERENCE) -> list[dict[str,
         mine = [by[(c, name)] for c in cases if (c, name) in by]
         refs = [by.get((r.case, reference)) for r in mine]
         planned = [r for r in mine if not r.refused]
-        both_kept = [(r, h) for r, h in zip(mine, refs) if h and r.keeps_poisson and h.keeps_poisson]
-        both_eq = [(r, h) for r, h in zip(mine, refs) if h and _finite(r.eq_cost) and _finite(h.eq_cost)]
-        vs_planned = [(r, h) for r, h in zip(mine, refs) if h and _finite(r.eq_cost) and h.keeps_poisson]
+        both_kept = [(r, h) for r, h in zip(mine, refs, strict=True) if h and r.keeps_poisson and h.keeps_poisson]
+        both_eq = [(r, h) for r, h in zip(mine, refs, strict=True) if h and _finite(r.eq_cost) and _finite(h.eq_cost)]
+        vs_planned = [(r, h) for r, h in zip(mine, refs, strict=True) if h and _finite(r.eq_cost) and h.keeps_poisson]
         opt = [(r, by[(r.case, "optimum")]) for r in planned
                if (r.case, "optimum") in by and not by[(r.case, "optimum")].refused]
 

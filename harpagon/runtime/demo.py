@@ -283,7 +283,7 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
         plans_before = controller.plans
         loop = asyncio.get_running_loop()
         start = loop.time()
-        streams = asyncio.gather(*(_stream(client, ld, frames, times) for ld, times in zip(loads, schedules)))
+        streams = asyncio.gather(*(_stream(client, ld, frames, times) for ld, times in zip(loads, schedules, strict=True)))
         with Live(_table(loads, 0, "live", plan, arrivals), console=console, refresh_per_second=2) as live:
             while not streams.done():
                 await asyncio.sleep(0.5)

@@ -273,7 +273,7 @@ def test_report_files_and_csv_round_trip(tmp_path):
     assert "w3" in text  # the workload Harpagon refused is named
     back = read_csv(tmp_path / "planner.csv")
     assert len(back) == len(rows)
-    for a, b in zip(back, rows):
+    for a, b in zip(back, rows, strict=True):
         for fld in fields(Row):
             x, y = getattr(a, fld.name), getattr(b, fld.name)
             assert x == y or (isinstance(y, float) and math.isnan(x) and math.isnan(y))

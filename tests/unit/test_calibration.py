@@ -251,11 +251,12 @@ def test_max_samples_must_hold_a_verdict():
 
 Slowdown = Callable[[float, int], np.ndarray]
 """`(t, n) ->` how many times slower each of `n` samples observed at `t` is."""
-STEADY: Slowdown = lambda t, n: np.ones(n)
+def steady(t: float, n: int) -> np.ndarray:  # a Slowdown: every sample as profiled
+    return np.ones(n)
 LIVE = Settings(overhead_ms=4.0, safety=1.2)
 
 
-def serve(cal: Calibrator, until: float, exec_x: Slowdown = STEADY, hop_x: Slowdown = STEADY,
+def serve(cal: Calibrator, until: float, exec_x: Slowdown = steady, hop_x: Slowdown = steady,
           seen: list | None = None) -> list:
     """Feed `cal` as a live system does: every 0.5 s, 20 batches of resnet50 on v100 at size 4 from an
     emulated device (sleeps its 7.0 ms, overshooting by up to 50 us) and 60 hops of 2-4.1 ms (P95 ~4.0 ms,

@@ -411,7 +411,7 @@ def test_the_config_map_app_config_loads_and_fits_the_workers(variant, tmp_path)
 def test_probes_metrics_and_services_point_at_the_ports_the_args_open(variant):
     docs = _rendered(variant)
     services = [d for d in docs if d["kind"] == "Service"]
-    for d, spec, c in _containers(docs):
+    for d, _spec, c in _containers(docs):
         role, where = _role(c), d["metadata"]["name"]
         health = int(_opt(c, "--health-port"))
         assert health == HEALTH_PORT
@@ -486,7 +486,7 @@ def test_workers_register_with_the_controller_service_under_their_pod_ip(variant
     grpc_port = next(p["port"] for p in controller["spec"]["ports"] if p["name"] == "grpc")
     address = f"{controller['metadata']['name']}:{grpc_port}"
     workers = 0
-    for d, spec, c in _containers(docs):
+    for d, _spec, c in _containers(docs):
         role = _role(c)
         if role == "controller":
             assert int(_opt(c, "--port")) == grpc_port

@@ -134,7 +134,7 @@ def test_simulator_and_live_frontend_ship_the_same_batches(dispatch, arrivals):
 
     # the same batches: module, tuple, worker, frames in order and padding
     where = {}
-    for (app, module), route in assignment.table.routes.items():
+    for (_app, module), route in assignment.table.routes.items():
         for k, (addrs, name) in enumerate(zip(route.workers, route.names, strict=True)):
             for j, address in enumerate(addrs):
                 where[(address, name)] = (module, k, j, route.tuples[k].batch)
