@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 from harpagon.config.loader import load_workload
 from harpagon.config.schema import Workload
 from harpagon.runtime.controller.watches import MIN_EPOCH_S
-from harpagon.runtime.frontend.data_plane import SUSPECT_FIRST_S
+from harpagon.runtime.frontend.failover import SUSPECT_FIRST_S
 from harpagon.runtime.serve import LocalCluster
 
 pytestmark = pytest.mark.integration

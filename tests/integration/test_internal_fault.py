@@ -15,7 +15,8 @@ import pytest
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
-from harpagon.runtime.frontend.data_plane import INTERNAL_STRIKES, FrontendDataPlane
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.frontend.failover import INTERNAL_STRIKES
 from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable

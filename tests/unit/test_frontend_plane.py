@@ -13,14 +13,12 @@ import pytest
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
-from harpagon.runtime.frontend.data_plane import (
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane, admission_limit, resize
+from harpagon.runtime.frontend.failover import (
     INTERNAL_STRIKES,
     SUSPECT_FIRST_S,
     SUSPECT_S,
-    FrontendDataPlane,
     Suspects,
-    admission_limit,
-    resize,
     stall_limit_s,
 )
 from harpagon.runtime.metrics import FrontendMetrics

@@ -15,25 +15,16 @@ runs) on the event loop's clock: split among tuples by smooth weighted round-rob
 per tuple, shipped whole to the tuple's next worker when full or when its flush timer runs out.
 Workers are reached through an injected :class:`WorkerClient`.
 
-Failures and stalls. A worker call that fails with UNAVAILABLE (the worker died, refused the
-connection, answered a malformed reply) or that takes longer than its tuple's stall limit
-(:func:`stall_limit_s`, from the tuple's planned latency) is sent again to another worker of the
-same tuple, at most once per worker, with the batch's frames still before their deadline (the others
-are answered DEADLINE_EXCEEDED). Such a worker is *suspect* for a while, 0.5 s at first and longer
-each time it fails again, up to :data:`SUSPECT_S` (:class:`Suspects`, shared by every module of the
-plane; a good answer clears it): batches the dispatcher sends it meanwhile go to the tuple's next
-worker that is not suspect. The dispatcher itself (shared with the simulator) never learns of it.
-Faults that are the request's (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION) are answered at
-once, never retried.
-
-INTERNAL (a model that raised) is ambiguous: the model fails on these frames, or the worker's device
-is broken and fails everything. So a batch answered INTERNAL is sent once more to another worker of
-its tuple (untried, with the frames still before their deadline, as above); a second INTERNAL is the
-model's and is the frames' answer. When the other worker answers the same frames well, the first one
-gets an INTERNAL strike; :data:`INTERNAL_STRIKES` of them without a good answer in between make it
-suspect (the same back-off), logged once per hold and counted per worker
-(`harpagon_frontend_worker_internal_errors`, `harpagon_frontend_worker_internal_suspects`). The
-controller is not told: the frontend's reports carry no per-worker health.
+Failures and stalls (the policy: frontend/failover.py). A worker call that fails with UNAVAILABLE
+(the worker died, refused the connection, answered a malformed reply), or that takes longer than its
+tuple's stall limit, is sent again to another worker of the same tuple, at most once per worker, with
+the batch's frames still before their deadline (the others are answered DEADLINE_EXCEEDED); the worker
+is then suspect for a while, and batches the dispatcher sends it meanwhile go to the tuple's next
+worker. The dispatcher itself (shared with the simulator) never learns of it. INTERNAL is tried once
+elsewhere too; a worker whose INTERNALs another worker answers well several times in a row is made
+suspect, logged once per hold and counted per worker (`harpagon_frontend_worker_internal_errors`,
+`harpagon_frontend_worker_internal_suspects`; the controller is not told: the frontend's reports carry
+no per-worker health). Faults that are the request's are answered at once, never retried.
 
 Admission. Each app holds at most :func:`admission_limit` frames in flight; a frame beyond it is
 refused at once with RESOURCE_EXHAUSTED, before anything is decoded or dispatched, so that an
@@ -60,6 +51,7 @@ from harpagon.config.schema import App
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.model.latency import requests_for
+from harpagon.runtime.frontend.failover import SUSPECT_S, Failover, Suspects, stall_limit_s
 from harpagon.runtime.frontend.loopwatch import LoopWatch
 from harpagon.runtime.frontend.stats import REPORT_WINDOW, ModuleStats
 from harpagon.runtime.metrics import FrontendMetrics
@@ -74,36 +66,14 @@ from harpagon.runtime.wire.errors import (
 )
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 
-__all__ = ["DeadlineExceeded", "FrontendDataPlane", "LiveModule", "ResourceExhausted", "Suspects", "Unavailable",
-           "admission_limit", "resize", "sample", "stall_limit_s"]
+__all__ = ["DeadlineExceeded", "FrontendDataPlane", "LiveModule", "ResourceExhausted", "Unavailable",
+           "admission_limit", "resize", "sample"]
 
 log = logging.getLogger("harpagon.frontend")
 
-#: A worker call counts as stalled once it has taken `max(STALL_FACTOR × ℓ, ℓ + STALL_MARGIN_MS)`,
-#: ℓ its tuple's planned latency. ℓ already covers the batch's collection, d(b), the hop overhead and
-#: the queueing allowance, so a healthy worker answers well within ℓ; 3 ℓ leaves room for a slower
-#: device than profiled (calibration re-plans well before that) and the margin for what does not scale
-#: with ℓ (a GC pause, a busy host, a loaded event loop), which would otherwise make a 5 ms tuple look
-#: stalled after 15 ms. Only a stuck worker (SIGSTOP, a hung device, a lost connection) goes past it.
-STALL_FACTOR = 3.0
-STALL_MARGIN_MS = 100.0
 #: What an answer takes to reach its client once the frame is done: serialised, written, on the wire.
 #: A frame done later than its deadline less this is answered DEADLINE_EXCEEDED, not OK.
 ANSWER_MARGIN_S = 0.005
-#: How long a worker that failed or stalled stays suspect (no batches while its tuple has another
-#: worker): :data:`SUSPECT_FIRST_S` the first time, doubled at each failure that follows without a good
-#: answer in between, up to :data:`SUSPECT_S`. A worker that only hiccuped (a busy host, a GC pause) is
-#: back after half a second, so its tuple runs short of a worker that long rather than 3 s (a 2-worker
-#: tuple at 60% load would queue for seconds after that); a dead or stopped worker is tried again after
-#: 0.5, 1, 2, 3, 3... s, each try one batch retried elsewhere or lost, until the controller's heartbeats
-#: notice it and re-plan.
-SUSPECT_FIRST_S = 0.5
-SUSPECT_S = 3.0
-#: A worker is suspect after this many INTERNAL answers, each to frames another worker of its tuple then
-#: answered well, without a good answer of its own in between. One such answer may be a model's rare,
-#: non-deterministic failure; three in a row is its device (a broken GPU fails every batch), and costs
-#: the tuple only three retries before the worker's back-off starts.
-INTERNAL_STRIKES = 3
 #: The most frames of an app in flight: `max(ADMIT_FLOOR, ceil(ADMIT_FACTOR × rate × SLO))`. At the
 #: planned rate Little's law puts `rate × latency <= rate × SLO` frames in flight; 4 times that absorbs
 #: bursts (Poisson arrivals, a client's catch-up) and a worker retry, while a frame admitted beyond it
@@ -115,66 +85,9 @@ ADMIT_FLOOR = 8
 CLIENT_GRACE_S = 0.1
 
 
-def stall_limit_s(latency_ms: float) -> float | None:
-    """Seconds a worker call of a tuple of planned latency ℓ may take before it counts as stalled
-    (None: ℓ unknown, no limit but the frames' deadline)."""
-    if not latency_ms > 0 or math.isinf(latency_ms):
-        return None
-    return max(STALL_FACTOR * latency_ms, latency_ms + STALL_MARGIN_MS) / 1000.0
-
-
 def admission_limit(app: App, factor: float = ADMIT_FACTOR, floor: int = ADMIT_FLOOR) -> int:
     """The most frames of `app` the frontend holds in flight at once (see ADMIT_FACTOR)."""
     return max(floor, math.ceil(factor * app.rate * app.slo_ms / 1000.0))
-
-
-class Suspects:
-    """Worker addresses that failed, stalled or kept answering INTERNAL lately (a small circuit breaker
-    with exponential back-off, shared by every module that routes to them). Times are the event loop's."""
-
-    def __init__(self, hold_s: float = SUSPECT_S, first_s: float = SUSPECT_FIRST_S):
-        self.hold_s = hold_s
-        """The longest hold."""
-        self.first_s = min(first_s, hold_s)
-        self._until: dict[str, float] = {}
-        self._strikes: dict[str, int] = {}  # failures since the address last answered well
-        self._internal: dict[str, int] = {}  # INTERNAL strikes (see `blame`) since it last answered well
-
-    def mark(self, address: str, now: float) -> float | None:
-        """Suspect `address` for its next hold from `now`: that hold (s) if it was not suspect already,
-        else None."""
-        fresh = not self.suspect(address, now)
-        strikes = self._strikes[address] = self._strikes.get(address, 0) + 1
-        # the exponent capped: 2.0 ** 1024 overflows, and a dead worker fails ~100 batches a second
-        hold = min(self.hold_s, self.first_s * 2.0 ** min(strikes - 1, 60))
-        self._until[address] = now + hold
-        return hold if fresh else None
-
-    def blame(self, address: str, now: float) -> tuple[int, float | None]:
-        """`address` answered INTERNAL to frames another worker then answered well: its INTERNAL strikes
-        since it last answered well, and its hold if they reach INTERNAL_STRIKES and it was not suspect
-        already (else None)."""
-        n = self._internal[address] = self._internal.get(address, 0) + 1
-        return n, self.mark(address, now) if n >= INTERNAL_STRIKES else None
-
-    def clear(self, address: str) -> None:
-        """It answered: trust it again, and start its back-off and its INTERNAL strikes afresh."""
-        if self._strikes or self._internal:
-            self._until.pop(address, None)
-            self._strikes.pop(address, None)
-            self._internal.pop(address, None)
-
-    def suspect(self, address: str, now: float) -> bool:
-        until = self._until.get(address)
-        if until is None:
-            return False
-        if now >= until:
-            del self._until[address]
-            return False
-        return True
-
-    def __contains__(self, address: str) -> bool:
-        return address in self._until
 
 
 @lru_cache(maxsize=64)
@@ -330,11 +243,6 @@ class LiveModule:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    def _pick(self, ring: list[str], tried: set[str], now: float) -> str | None:
-        """The first worker of `ring` not tried yet that is not suspect; else the first not tried."""
-        untried = [a for a in ring if a not in tried]
-        return next((a for a in untried if not self.suspects.suspect(a, now)), untried[0] if untried else None)
-
     def _answer(self, requests: list[_Request], error: RuntimeFault) -> None:
         for r in requests:
             if not r.future.done():
@@ -365,34 +273,27 @@ class LiveModule:
         k = s.tuple_index
         addrs = self.route.workers[k]
         name = self.route.names[k]
-        stall_s = self.stall_s[k]
         module = self.route.module
         # the dispatcher's choice first, then the tuple's other workers in turn
         ring = list(dict.fromkeys(addrs[(s.worker + i) % len(addrs)] for i in range(len(addrs))))
-        address = self._pick(ring, set(), self.loop.time())
+        failover = Failover(ring, self.suspects, self.stall_s[k])
+        address = failover.pick(self.loop.time())
         assert address is not None
         if address != ring[0]:
             self.stats.suspect_skips += 1
             if self.metrics:
                 self.metrics.suspect_skips.labels(*self.labels).inc()
         requests = s.batch.items
-        tried: set[str] = set()
-        internal_at: str | None = None  # the worker that answered INTERNAL, its batch retried elsewhere
         while True:
-            tried.add(address)
             sent = self.loop.time()
             remaining = max(r.deadline for r in requests) - sent
             if remaining <= 0:  # every frame of the batch is late already: no call
                 self._answer(requests, DeadlineExceeded(f"module {module!r}: frames past their deadline before "
                                                         f"their batch reached a worker"))
                 return
-            # cap the call at the stall limit only where there is a healthy worker to turn to (cutting the
-            # one healthy worker short to retry on a suspect one turned a slow answer into a failure)
-            capped = (stall_s is not None and stall_s < remaining
-                      and any(a not in tried and not self.suspects.suspect(a, sent) for a in ring))
-            timeout = stall_s if capped else remaining
             try:
-                reply = await self._call(address, name, np.stack([r.item for r in requests]), timeout)
+                reply = await self._call(address, name, np.stack([r.item for r in requests]),
+                                         failover.timeout(address, remaining, sent))
                 if any(len(o) != len(requests) for o in reply.outputs) or any(
                         len(c.counts) != len(requests) for c in reply.crops.values()):
                     crops = f" (crops for {[len(c.counts) for c in reply.crops.values()]})" if reply.crops else ""
@@ -400,28 +301,15 @@ class LiveModule:
                                       f"for a batch of {len(requests)}")
             except Exception as exc:  # noqa: BLE001 - each request gets an answer, whatever went wrong
                 now = self.loop.time()
-                if isinstance(exc, TimeoutError):
-                    exc = DeadlineExceeded(f"worker {address}: no answer before the deadline")
-                error = exc if isinstance(exc, RuntimeFault) else Unavailable(f"{type(exc).__name__}: {exc}")
-                # stalled: no answer within the stall limit (the call may have run to the frames' deadline
-                # when it was the last worker to try); a timer may fire a hair early
-                stalled = (isinstance(error, DeadlineExceeded) and stall_s is not None
-                           and now - sent >= stall_s - 1e-3)
-                if stalled and capped:  # the frames still have time: the worker failed them, not the clock
-                    error = Unavailable(f"worker {address} stalled: no answer within its stall limit of "
-                                        f"{stall_s * 1000:.0f} ms")
-                failed = stalled or isinstance(error, Unavailable)
-                if failed and (hold := self.suspects.mark(address, now)) is not None:
-                    log.warning("worker %s is suspect for %g s: %s", address, hold, error)
-                # INTERNAL: the model's or the worker's device's; a second one (internal_at set) is the model's
-                retry = failed
+                failure = failover.failed(address, exc, sent, now)
+                error = failure.error
+                if failure.hold is not None:
+                    log.warning("worker %s is suspect for %g s: %s", address, failure.hold, error)
                 if isinstance(error, Internal):
                     self.stats.internal_errors += 1
                     if self.metrics:
                         self.metrics.worker_internal_errors.labels(address).inc()
-                    if internal_at is None:
-                        internal_at, retry = address, True
-                nxt = self._pick(ring, tried, now) if retry else None
+                nxt = failover.pick(now) if failure.retry else None
                 if nxt is not None:
                     live = []
                     for r in requests:
@@ -440,13 +328,13 @@ class LiveModule:
                         self.metrics.retries.labels(*self.labels).inc()
                     requests, address = live, nxt
                     continue
-                tried_note = f" (tried {len(tried)} workers)" if len(tried) > 1 else ""
+                tried = len(failover.tried)
+                tried_note = f" (tried {tried} workers)" if tried > 1 else ""
                 self._answer(requests, type(error)(f"module {module!r}: {error}{tried_note}"))
                 return
             break
-        self.suspects.clear(address)
-        if internal_at is not None:  # another worker answered the frames it failed: a strike against it
-            self._blame(internal_at, address)
+        if (internal_at := failover.answered(address)) is not None:  # another worker answered the frames
+            self._blame(internal_at, address)  # it failed: a strike against it
         rpc_ms = (self.loop.time() - sent) * 1000.0
         transport = max(0.0, rpc_ms - reply.queue_ms - reply.exec_ms)
         self.stats.transport_ms.append(transport)
