@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from harpagon.cli import load_profile_rows
+from harpagon.config.loader import load_profile_rows
 from harpagon.profiler import profile
 from harpagon.runtime.wire.tensors import from_numpy
 from harpagon.runtime.worker.registry import entry

@@ -1,0 +1,48 @@
+"""`harpagon frontend`: a Triton-protocol frontend fed by a controller."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harpagon.cli.common import EXIT_INVALID, add_security_arguments, int_list, security
+from harpagon.runtime.logs import setup as setup_logs
+
+
+def add_parser(sub) -> None:
+    """`harpagon frontend`."""
+    fe = sub.add_parser("frontend", help="run a Triton-protocol frontend fed by a controller",
+                        description="Serve the KServe v2 / Triton gRPC API; routes come from the controller.")
+    fe.add_argument("--controller", required=True, help="controller address HOST:PORT")
+    fe.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    fe.add_argument("--port", type=int, default=8001, help="Triton gRPC port (default 8001)")
+    fe.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
+    fe.add_argument("--frame-shape", type=int_list, default=[480, 640, 3], help="H,W,3 (default 480,640,3)")
+    fe.add_argument("--client-tls-dir", default=None, metavar="DIR",
+                    help="serve clients over TLS with DIR/tls.crt and DIR/tls.key (default: plaintext)")
+    add_security_arguments(fe)
+    fe.set_defaults(func=cmd_frontend)
+
+
+def cmd_frontend(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from harpagon.runtime.frontend.main import run_frontend
+
+    if len(args.frame_shape) != 3 or args.frame_shape[2] != 3:
+        print(f"harpagon frontend: --frame-shape must be H,W,3, got {args.frame_shape}", file=sys.stderr)
+        return EXIT_INVALID
+    tls = security(args, "frontend")
+    if tls is False:
+        return EXIT_INVALID
+    from harpagon.runtime.wire.tls import TlsFiles
+
+    try:
+        client_tls = TlsFiles.load(args.client_tls_dir, need_ca=False) if args.client_tls_dir else None
+    except ValueError as exc:
+        print(f"harpagon frontend: {str(exc).replace('--tls-dir', '--client-tls-dir')}", file=sys.stderr)
+        return EXIT_INVALID
+    setup_logs(args.log_format)
+    asyncio.run(run_frontend(args.controller, args.host, args.port, args.metrics_port, tuple(args.frame_shape),
+                             tls, client_tls, args.health_port))
+    return 0

@@ -1,0 +1,37 @@
+"""`harpagon serve`: controller, frontend and local workers in one command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harpagon.cli.common import EXIT_INVALID, load_serve_config
+from harpagon.runtime.logs import setup as setup_logs
+
+
+def add_parser(sub) -> None:
+    """`harpagon serve`."""
+    sv = sub.add_parser("serve", help="serve a config: controller, frontend and local workers in one command",
+                        description="Start the controller, the Triton-protocol frontend and the local workers the "
+                                    "config's `serve` section names; serve until Ctrl-C, then drain.")
+    sv.add_argument("files", nargs="+", metavar="FILE", help="YAML config files (with a `serve` section)")
+    sv.add_argument("--port", type=int, default=None, help="frontend gRPC port (default: the config's, 8001)")
+    sv.add_argument("--metrics-port", type=int, default=None, help="metrics port (default: the config's, 8002)")
+    sv.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from harpagon.runtime.serve import serve_forever
+
+    workload = load_serve_config(args.files)
+    if workload is None:
+        return EXIT_INVALID
+    setup_logs(args.log_format)
+    try:
+        asyncio.run(serve_forever(workload, args.port, args.metrics_port))
+    except ValueError as exc:
+        print(f"harpagon serve: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return 0
