@@ -2,21 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import pytest
 
+from harpagon.config.schema import App
+from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.frontend.servicer import start
+from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
+from tests.fakes import FakeWorkers
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def threaded_frontend(frame_shape: tuple[int, int, int], slo_ms: float = 2000.0
+                      ) -> Iterator[tuple[FrontendDataPlane, str, asyncio.AbstractEventLoop]]:
+    """A frontend on 127.0.0.1 serving app `cam` (one module, 50 frames/s, `slo_ms`) for `frame_shape`
+    frames in front of fake workers, its event loop in a thread of its own (a test can hold it)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    app = App.model_validate({"name": "cam", "rate": 50, "slo_ms": slo_ms, "modules": [{"name": "x", "model": "m"}]})
+    route = ModuleRoute("x", (3, 8, 8), (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("cam/x@b1",))
+
+    async def up():
+        plane = FrontendDataPlane(RoutingTable(1, "batch-aware", {"cam": app}, {("cam", "x"): route}),
+                                  frame_shape=frame_shape, client=FakeWorkers())
+        server, port = await start(plane, 0)
+        return plane, server, port
+
+    plane, server, port = asyncio.run_coroutine_threadsafe(up(), loop).result(30)
+    try:
+        yield plane, f"127.0.0.1:{port}", loop
+    finally:
+        async def down():
+            await server.stop(1)
+            await plane.close()
+
+        asyncio.run_coroutine_threadsafe(down(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
 
 
 class ServiceProcess:

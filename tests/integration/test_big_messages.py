@@ -4,11 +4,8 @@ another client keeps being served; a frontend configured for 4K frames takes the
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import grpc
 import numpy as np
@@ -16,44 +13,12 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
 
-from harpagon.config.schema import App
-from harpagon.dispatch.module import TupleSpec
-from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.servicer import message_limit, start
-from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
-from tests.fakes import FakeWorkers
+from harpagon.runtime.frontend.servicer import message_limit
+from tests.integration.conftest import threaded_frontend
 
 pytestmark = pytest.mark.integration
 
 SEND = [("grpc.max_send_message_length", 256 << 20)]
-
-
-@contextmanager
-def frontend(frame_shape: tuple[int, int, int]) -> Iterator[tuple[FrontendDataPlane, str]]:
-    """A frontend for `frame_shape` frames in front of fake workers, its event loop in a thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    app = App.model_validate({"name": "cam", "rate": 50, "slo_ms": 2000, "modules": [{"name": "x", "model": "m"}]})
-    route = ModuleRoute("x", (3, 8, 8), (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("cam/x@b1",))
-
-    async def up():
-        plane = FrontendDataPlane(RoutingTable(1, "batch-aware", {"cam": app}, {("cam", "x"): route}),
-                                  frame_shape=frame_shape, client=FakeWorkers())
-        server, port = await start(plane, 0)
-        return plane, server, port
-
-    plane, server, port = asyncio.run_coroutine_threadsafe(up(), loop).result(30)
-    try:
-        yield plane, f"127.0.0.1:{port}"
-    finally:
-        async def down():
-            await server.stop(1)
-            await plane.close()
-
-        asyncio.run_coroutine_threadsafe(down(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def request(shape: tuple[int, int, int], rid: str = "") -> pb.ModelInferRequest:
@@ -64,7 +29,7 @@ def request(shape: tuple[int, int, int], rid: str = "") -> pb.ModelInferRequest:
 def test_an_over_limit_request_is_refused_unread_and_another_client_is_served_meanwhile():
     big = (2400, 2400, 3)  # a frame of legal sides, in a 17.3 MB request: over the 16 MiB a small frame allows
     assert request(big).ByteSize() > message_limit((48, 64, 3))
-    with frontend((48, 64, 3)) as (plane, address):
+    with threaded_frontend((48, 64, 3)) as (plane, address, _):
         codes: list[tuple[grpc.StatusCode, str]] = []
 
         def flood() -> None:
@@ -91,7 +56,8 @@ def test_an_over_limit_request_is_refused_unread_and_another_client_is_served_me
 
 
 def test_a_frontend_configured_for_4k_frames_takes_them_and_refuses_bigger_requests():
-    with frontend((2160, 3840, 3)) as (plane, address), grpc.insecure_channel(address, options=SEND) as channel:
+    with threaded_frontend((2160, 3840, 3)) as (plane, address, _), \
+            grpc.insecure_channel(address, options=SEND) as channel:
         stub = rpc.GRPCInferenceServiceStub(channel)
         frame = np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8)
         reply = stub.ModelInfer(pb.ModelInferRequest(

@@ -25,14 +25,8 @@ from tritonclient.grpc import service_pb2_grpc as rpc
 
 from harpagon.bench.live import NO_REPLY, OK, python_sender
 from harpagon.config.loader import load_workload
-from harpagon.config.schema import App
-from harpagon.dispatch.module import TupleSpec
-from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.servicer import start
 from harpagon.runtime.serve import LocalCluster
-from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
-from tests.fakes import FakeWorkers
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, threaded_frontend
 
 pytestmark = pytest.mark.integration
 
@@ -88,43 +82,23 @@ def test_calls_queued_behind_a_held_event_loop_are_answered_honestly_never_cance
     to calls at a few thousand frames/s on 2 cores, or a GC pause): each is served or refused by
     admission (RESOURCE_EXHAUSTED). gRPC's bound on waiting calls answers the calls past it CANCELLED
     (by default past 1,000-3,000 waiting)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    app = App.model_validate({"name": "cam", "rate": 50, "slo_ms": 3000, "modules": [{"name": "x", "model": "m"}]})
-    route = ModuleRoute("x", (3, 8, 8), (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("cam/x@b1",))
-
-    async def up():
-        plane = FrontendDataPlane(RoutingTable(1, "batch-aware", {"cam": app}, {("cam", "x"): route}),
-                                  frame_shape=(8, 8, 3), client=FakeWorkers())
-        server, port = await start(plane, 0)
-        return plane, server, port
-
-    plane, server, port = asyncio.run_coroutine_threadsafe(up(), loop).result(30)
     codes: collections.Counter = collections.Counter()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = rpc.GRPCInferenceServiceStub(channel)
-            message = pb.ModelInferRequest(model_name="cam", inputs=[pb.ModelInferRequest.InferInputTensor(
-                name="FRAME", datatype="UINT8", shape=[8, 8, 3])], raw_input_contents=[bytes(192)])
-            assert stub.ModelInfer(message, timeout=30) is not None  # up, and the loop watch started
-            held = threading.Event()
-            loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(1.5)))  # the loop does nothing else
-            assert held.wait(10)
-            calls = [stub.ModelInfer.future(message, timeout=30) for _ in range(BURST)]
-            for call in calls:
-                try:
-                    call.result()
-                    codes["OK"] += 1
-                except grpc.RpcError as exc:
-                    codes[exc.code().name] += 1
-    finally:
-        async def down():
-            await server.stop(1)
-            await plane.close()
-
-        asyncio.run_coroutine_threadsafe(down(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    with threaded_frontend((8, 8, 3), slo_ms=3000.0) as (plane, address, loop), \
+            grpc.insecure_channel(address) as channel:
+        stub = rpc.GRPCInferenceServiceStub(channel)
+        message = pb.ModelInferRequest(model_name="cam", inputs=[pb.ModelInferRequest.InferInputTensor(
+            name="FRAME", datatype="UINT8", shape=[8, 8, 3])], raw_input_contents=[bytes(192)])
+        assert stub.ModelInfer(message, timeout=30) is not None  # up, and the loop watch started
+        held = threading.Event()
+        loop.call_soon_threadsafe(lambda: (held.set(), time.sleep(1.5)))  # the loop does nothing else
+        assert held.wait(10)
+        calls = [stub.ModelInfer.future(message, timeout=30) for _ in range(BURST)]
+        for call in calls:
+            try:
+                call.result()
+                codes["OK"] += 1
+            except grpc.RpcError as exc:
+                codes[exc.code().name] += 1
+        app = plane.table.apps["cam"]
     assert sum(codes.values()) == BURST and set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
     assert codes["OK"] >= plane.limit(app) and codes["RESOURCE_EXHAUSTED"] == plane.counters["cam"].refused, codes
