@@ -1321,13 +1321,19 @@ class Suite:
     def baseline(self, r: ScenarioResult) -> None:
         time.sleep(self.timing.steady_s + self.timing.observe_s)
 
-    def worker_kill(self, r: ScenarioResult) -> None:
+    def _aim(self, r: ScenarioResult) -> tuple[str, Proc] | None:
+        """A routed worker to fault (:meth:`_target`), after the steady phase: the fault is now."""
         target = self._target(r)
+        if target is not None:
+            time.sleep(self.timing.steady_s)
+            r.fault_at = time.time()
+        return target
+
+    def worker_kill(self, r: ScenarioResult) -> None:
+        target = self._aim(r)
         if target is None:
             return
         role, proc = target
-        time.sleep(self.timing.steady_s)
-        r.fault_at = time.time()
         proc.signal(signal.SIGKILL)
         r.fault = "kill -9 " + r.fault + f"; replacement started after {self.timing.observe_s:g} s"
         self._until(r.fault_at + self.timing.observe_s)
@@ -1412,12 +1418,10 @@ class Suite:
         if self.c.mode != "netns":
             r.skipped = f"loopback mode ({self.c.loopback_why or 'no namespaces'})"
             return
-        target = self._target(r)
+        target = self._aim(r)
         if target is None:
             return
         role, _ = target
-        time.sleep(self.timing.steady_s)
-        r.fault_at = time.time()
         self.c.net.partition("ctl", role)
         r.fault = f"no traffic either way between the controller and {r.fault} for {self.timing.partition_s:g} s"
         try:
@@ -1483,12 +1487,10 @@ class Suite:
         self._back(r, time.time())
 
     def worker_internal(self, r: ScenarioResult) -> None:
-        target = self._target(r)
+        target = self._aim(r)
         if target is None:
             return
         role, _ = target
-        time.sleep(self.timing.steady_s)
-        r.fault_at = time.time()
         self.c.fault_file(role).write_text("internal")
         r.fault = f"{r.fault} answers INTERNAL to every batch for {self.timing.worker_stop_s:g} s"
         try:
