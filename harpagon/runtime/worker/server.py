@@ -14,7 +14,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
-from harpagon.runtime.lifecycle import die_with_parent
 from harpagon.runtime.metrics import WorkerMetrics, serve_metrics
 from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
 from harpagon.runtime.wire.rpc import abort_on_fault, health_server, sync_channel, thread_server
@@ -185,7 +184,6 @@ def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, 
           advertise: str | None = None, health_port: int | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then let batches in flight finish (up to `grace_s`). The worker
     registers as `advertise` (where peers reach it; default: where it listens)."""
-    die_with_parent()  # a worker that `harpagon serve` started dies with it, kill -9 included
     server, address = start(plane, port, host, unix_socket=unix_socket, tls=tls)
     probes = None
     if health_port is not None:
