@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harpagon.bench.faults import process_tree, running
 from harpagon.runtime.lifecycle import sweep
 from tests.conftest import cam_workload
 
@@ -26,51 +27,19 @@ BOUND_S = 5.0
 SLACK_S = 10.0
 
 
-def _stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat's fields after the command name (None: no such process)."""
+def command(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
-        return None
+        return ""
 
 
-def descendants(root: int) -> dict[tuple[int, str], str]:
-    """(pid, start time) -> command line of every process below `root`."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = {}, list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        fields = _stat(pid)
-        if fields is None:
-            continue
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        found[pid, fields[19]] = command
-        todo += children.get(pid, [])
-    return found
-
-
-def running(processes: dict[tuple[int, str], str]) -> dict[tuple[int, str], str]:
-    """Those still running: same pid and start time, and not a zombie awaiting its reaper."""
-    out = {}
-    for (pid, started), command in processes.items():
-        fields = _stat(pid)
-        if fields is not None and fields[19] == started and fields[0] != "Z":
-            out[pid, started] = command
-    return out
-
-
-def kill_9_and_wait(service, expected: dict[str, int]) -> dict[tuple[int, str], str]:
+def kill_9_and_wait(service, expected: dict[str, int]) -> list[tuple[int, int]]:
     """Collect the service's processes (each `expected` command fragment that many times), kill -9
     it, and return those of them still running SLACK_S later (or none, as soon as all are gone)."""
     deadline = time.monotonic() + 60
     while True:
-        ours = descendants(service.proc.pid)
+        ours = {proc: command(proc[0]) for proc in process_tree(service.proc.pid)}
         counts = {part: sum(part in c for c in ours.values()) for part in expected}
         if counts == expected or time.monotonic() > deadline:
             break
@@ -79,12 +48,12 @@ def kill_9_and_wait(service, expected: dict[str, int]) -> dict[tuple[int, str], 
     service.proc.kill()
     service.proc.wait(timeout=30)
     deadline = time.monotonic() + BOUND_S + SLACK_S
-    while running(ours) and time.monotonic() < deadline:
+    while any(running(p) for p in ours) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return running(ours)
+    return [p for p in ours if running(p)]
 
 
-def kill_leftovers(left: dict[tuple[int, str], str]) -> None:
+def kill_leftovers(left: list[tuple[int, int]]) -> None:
     for pid, _ in left:
         os.kill(pid, signal.SIGKILL)
 
@@ -99,7 +68,7 @@ def test_kill_9_of_serve_takes_its_workers_and_planner_along_and_leaves_no_ca_ke
     serve = start_service(["serve", str(config), "--port", "0", "--metrics-port", "0"], "serving on ")
     left = kill_9_and_wait(serve, {"harpagon.cli worker": 2, "multiprocessing.spawn": 1, "resource_tracker": 1})
     kill_leftovers(left)
-    assert left == {}
+    assert left == []
     run = [p for p in temp.iterdir() if p.name.startswith("harpagon-serve-")]
     assert len(run) == 1
     keys = [p.relative_to(run[0]).parts[1:] for p in run[0].rglob("*.key")]  # below certs-XXXX/
@@ -116,4 +85,4 @@ def test_kill_9_of_a_controller_takes_its_planner_along(tmp_path, start_service)
     controller = start_service(["controller", "--config", str(config), "--port", "0"], "controller listening on ")
     left = kill_9_and_wait(controller, {"multiprocessing.spawn": 1, "resource_tracker": 1})
     kill_leftovers(left)
-    assert left == {}
+    assert left == []
