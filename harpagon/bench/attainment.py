@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from harpagon.config.schema import Workload
 from harpagon.model.latency import REL_TOL, Settings, options_for
 from harpagon.model.plan import Plan, check_resources
+from harpagon.planner.harpagon import tightened
 from harpagon.sim import PROMISE_FRAMES, PROMISE_SECONDS, simulate
 from harpagon.sim.sweep import linked
 
@@ -71,14 +72,6 @@ class Attained:
     replay_s: float
     unfit: int = 0
     """Plans dropped because they cannot be deployed (hardware counts, GPU memory)."""
-
-
-def tightened(workload: Workload, factor: float) -> Workload:
-    """The workload with every app's SLO times `factor`."""
-    if factor == 1.0:
-        return workload
-    apps = tuple(a.model_copy(update={"slo_ms": a.slo_ms * factor}) for a in workload.apps)
-    return workload.model_copy(update={"apps": apps})
 
 
 def with_real_slos(plan: Plan, workload: Workload) -> Plan:
