@@ -9,7 +9,6 @@ first-in-first-out order and add `overhead_ms` after it, as the replay's workers
 from __future__ import annotations
 
 import asyncio
-import selectors
 from collections import defaultdict
 from dataclasses import replace
 
@@ -23,31 +22,10 @@ from harpagon.runtime.controller.assignment import WorkerInfo, assign
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.wire.clients import WorkerReply
 from harpagon.sim.simulator import Simulator
+from tests.fakes import run_virtual
 
 SHAPE = (3, 8, 8)
 FRAME = (16, 16, 3)
-
-
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock jumps to the next timer instead of sleeping (nothing here does I/O)."""
-
-    def __init__(self) -> None:
-        super().__init__(selectors.DefaultSelector())
-        self._now = 0.0
-        # timers within the clock's resolution run together: keep it below the flush timers' slack
-        self._clock_resolution = 1e-12
-        select = self._selector.select
-
-        def jump(timeout: float | None = None):
-            events = select(0)
-            if not events and timeout:
-                self._now += timeout
-            return events
-
-        self._selector.select = jump
-
-    def time(self) -> float:
-        return self._now
 
 
 class FifoWorkers:
@@ -126,11 +104,7 @@ def test_simulator_and_live_frontend_ship_the_same_batches(dispatch, arrivals):
         await plane.close()
         return plane
 
-    loop = VirtualClockLoop()
-    try:
-        plane = loop.run_until_complete(live())
-    finally:
-        loop.close()
+    plane = run_virtual(live())
 
     # the same batches: module, tuple, worker, frames in order and padding
     where = {}
