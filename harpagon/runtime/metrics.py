@@ -20,6 +20,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from harpagon.runtime.records import BatchExpired, BatchRun
+
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -85,6 +87,17 @@ class WorkerMetrics:
                                      registry=registry)
         self.gpu_memory_used = Gauge("nv_gpu_memory_used_bytes", "GPU memory used; absent without a GPU",
                                      registry=registry)
+
+    def record(self, r: object) -> None:
+        match r:
+            case BatchRun(module, items, dummies, queue_ms, exec_ms):
+                self.count.labels(module).inc(items)
+                self.exec_count.labels(module).inc()
+                self.dummies.labels(module).inc(dummies)
+                self.compute_us.labels(module).inc(exec_ms * 1000)
+                self.queue_us.labels(module).inc(queue_ms * 1000)
+            case BatchExpired(module):
+                self.expired.labels(module).inc()
 
 
 class ControllerMetrics:

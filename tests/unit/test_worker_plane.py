@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from harpagon.runtime.metrics import WorkerMetrics
 from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from harpagon.runtime.wire.modules import CropEdge, ModuleSpec
 from harpagon.runtime.wire.tensors import Crops, from_numpy, to_numpy
@@ -103,6 +104,31 @@ def test_infer_pads_and_counts(plane):
     with pytest.raises(InvalidArgument, match="int64"):
         plane.infer("m", np.zeros((1, *SHAPE), np.int64))
 
+
+
+def test_every_batch_is_one_record_that_the_tally_and_prometheus_both_count():
+    """The plane records each batch once; its own counters (heartbeats) and the Prometheus recorder
+    agree, errors and expiries included."""
+    metrics = WorkerMetrics()
+    plane = WorkerDataPlane(EmulatedExecutor("fake", PROFILES), metrics)
+    try:
+        plane.apply(1, [spec()])
+        for n in (3, 4, 1):
+            plane.infer("m", np.zeros((n, *SHAPE), np.uint8))
+        with pytest.raises(DeadlineExceeded):
+            plane.infer("m", np.zeros((1, *SHAPE), np.uint8), deadline=time.monotonic() - 1.0)
+        c = plane.counters()["m"]
+        value = metrics.registry.get_sample_value
+        assert (c.batches, c.requests, c.dummies, c.expired) == (3, 8, 4, 1)
+        assert value("nv_inference_exec_count_total", {"model": "m"}) == c.batches
+        assert value("nv_inference_count_total", {"model": "m"}) == c.requests
+        assert value("harpagon_worker_dummies_total", {"model": "m"}) == c.dummies
+        assert value("harpagon_worker_expired_total", {"model": "m"}) == c.expired
+        assert value("nv_inference_compute_infer_duration_us_total", {"model": "m"}) == pytest.approx(
+            c.exec_ms_total * 1000)
+        assert len(plane.take_recent()["m"]) == 3 and plane.take_recent() == {}
+    finally:
+        plane.close()
 
 # --- deadlines -----------------------------------------------------------------------------------
 

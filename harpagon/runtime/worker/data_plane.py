@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harpagon.runtime.metrics import WorkerMetrics
+from harpagon.runtime.records import BatchExpired, BatchFailed, BatchRun, Recorders
 from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.tensors import Crops
@@ -93,6 +94,48 @@ class ModuleCounters:
     expired: int = 0  # batches not run: they left the device queue past their deadline
 
 
+class WorkerTally:
+    """The plane's own recorder: per module, the counters its heartbeats report and the latest
+    execution times calibration reads (RECENT of each between two heartbeats). Thread-safe: batches
+    are recorded on gRPC threads while the controller link reads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[str, ModuleCounters] = {}
+        self._recent: dict[str, deque[float]] = {}
+
+    def serve(self, modules: list[str]) -> None:
+        """Modules now in force start counting (from zero the first time, where they left off after)."""
+        with self._lock:
+            for name in modules:
+                self._counters.setdefault(name, ModuleCounters())
+
+    def record(self, r: object) -> None:
+        with self._lock:
+            match r:
+                case BatchRun(module, items, dummies, queue_ms, exec_ms):
+                    c = self._counters[module]
+                    c.batches += 1
+                    c.requests += items
+                    c.dummies += dummies
+                    c.exec_ms_total += exec_ms
+                    c.queue_ms_total += queue_ms
+                    self._recent.setdefault(module, deque(maxlen=RECENT)).append(exec_ms)
+                case BatchExpired(module):
+                    self._counters[module].expired += 1
+                case BatchFailed(module):
+                    self._counters[module].errors += 1
+
+    def counters(self) -> dict[str, ModuleCounters]:
+        with self._lock:
+            return {k: ModuleCounters(**vars(v)) for k, v in self._counters.items()}
+
+    def take_recent(self) -> dict[str, list[float]]:
+        with self._lock:
+            recent, self._recent = self._recent, {}
+        return {k: list(v) for k, v in recent.items()}
+
+
 @dataclass(frozen=True)
 class InferResult:
     outputs: list[np.ndarray]
@@ -108,16 +151,16 @@ class InferResult:
 class WorkerDataPlane:
     executor: Executor
     metrics: WorkerMetrics | None = None
+    """Prometheus, served on the worker's metrics port: a recorder of the plane's records."""
     _runners: dict[str, Runner] = field(default_factory=dict)
     _version: int = 0
     _specs: tuple[ModuleSpec, ...] = ()
-    _counters: dict[str, ModuleCounters] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._device = ThreadPoolExecutor(1, thread_name_prefix="device")
         self._apply_lock = threading.Lock()
-        self._stats_lock = threading.Lock()
-        self._recent: dict[str, deque[float]] = {}
+        self._tally = WorkerTally()
+        self.record = Recorders((self._tally, self.metrics)).record
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -158,9 +201,7 @@ class WorkerDataPlane:
                     log.info("loading module %s (%s, batch %d) on %s", spec.name, spec.model, spec.batch,
                              self.executor.device)
                     runners[spec.name] = self._device.submit(self.executor.load, spec).result()
-            with self._stats_lock:
-                for name in runners:
-                    self._counters.setdefault(name, ModuleCounters())
+            self._tally.serve(list(runners))
             self._runners, self._specs, self._version = runners, tuple(specs), version
             dropped = sorted(set(old) - set(runners))
             log.info("configuration %d in force: %s%s", version, sorted(runners),
@@ -198,48 +239,27 @@ class WorkerDataPlane:
         try:
             result = self._device.submit(run).result()
         except Exception:
-            with self._stats_lock:
-                self._counters[module].errors += 1
+            self.record(BatchFailed(module))
             raise
         if result is None:
-            with self._stats_lock:
-                self._counters[module].expired += 1
-            if self.metrics:
-                self.metrics.expired.labels(module).inc()
+            self.record(BatchExpired(module))
             waited_ms = (time.perf_counter() - submitted) * 1000
             raise DeadlineExceeded(f"module {module!r}: the batch reached the device past its deadline "
                                    f"(queued {waited_ms:.1f} ms); not run")
         done = time.perf_counter()
         queue_ms = (started[0] - submitted) * 1000
         exec_ms = (done - started[0]) * 1000
-        with self._stats_lock:
-            c = self._counters[module]
-            c.batches += 1
-            c.requests += n
-            c.dummies += spec.batch - n
-            c.exec_ms_total += exec_ms
-            self._recent.setdefault(module, deque(maxlen=RECENT)).append(exec_ms)
-            c.queue_ms_total += queue_ms
-        if self.metrics:
-            m = self.metrics
-            m.count.labels(module).inc(n)
-            m.exec_count.labels(module).inc()
-            m.dummies.labels(module).inc(spec.batch - n)
-            m.compute_us.labels(module).inc(exec_ms * 1000)
-            m.queue_us.labels(module).inc(queue_ms * 1000)
+        self.record(BatchRun(module, n, spec.batch - n, queue_ms, exec_ms))
         return InferResult(result.outputs, queue_ms, exec_ms, spec.batch, spec.batch - n, result.crops)
 
     # --- introspection ----------------------------------------------------------------------
 
     def take_recent(self) -> dict[str, list[float]]:
         """Execution times (ms) per module since the last call (the latest RECENT of each)."""
-        with self._stats_lock:
-            recent, self._recent = self._recent, {}
-        return {k: list(v) for k, v in recent.items()}
+        return self._tally.take_recent()
 
     def counters(self) -> dict[str, ModuleCounters]:
-        with self._stats_lock:
-            return {k: ModuleCounters(**vars(v)) for k, v in self._counters.items()}
+        return self._tally.counters()
 
     def close(self) -> None:
         self._device.shutdown(wait=True)
