@@ -22,8 +22,8 @@ from rich.table import Table
 
 from harpagon.config.schema import App, Workload
 from harpagon.model.plan import Plan
-from harpagon.runtime.frontend.data_plane import sample
-from harpagon.runtime.frontend.stats import ModuleStats
+from harpagon.runtime.frontend.pipeline import sample
+from harpagon.runtime.frontend.stats import DispatchCounters
 from harpagon.runtime.promise import ARRIVALS_NAME, describe, floor_pct, goal_text, pct, predicted, target
 from harpagon.runtime.serve import LocalCluster
 
@@ -230,11 +230,11 @@ def _modules_table(cluster: LocalCluster, plan) -> Table:
         for mp in ap.modules:
             st = stats.get((ap.name, mp.name))
             if st is None:
-                st = ModuleStats()
+                st = DispatchCounters()
             lat = st.latency_ms
 
             def ms(samples, q: float) -> str:
-                return "-" if not samples else f"{ModuleStats.percentile(samples, q):.1f}"
+                return "-" if not samples else f"{DispatchCounters.percentile(samples, q):.1f}"
 
             measured = f"{st.requests / st.frames:.2f}" if st.frames else "-"
             gpus = ", ".join(sorted({x.gpu for x in mp.tuples if x.gpu is not None})) or "own"

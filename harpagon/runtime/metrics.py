@@ -16,11 +16,24 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from harpagon.runtime.records import BatchExpired, BatchRun
+from harpagon.runtime.records import (
+    BatchExpired,
+    BatchRetried,
+    BatchRun,
+    BatchShipped,
+    FrameAnswered,
+    FrameDropped,
+    FrameFailed,
+    FrameRefused,
+    RequestDone,
+    SuspectSkipped,
+    WorkerInternal,
+)
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
@@ -65,6 +78,50 @@ class FrontendMetrics:
             "harpagon_frontend_worker_internal_suspects",
             "Times a worker was made suspect for answering INTERNAL to batches its tuple's other workers answered "
             "well, several in a row (a broken device), per worker address", ["worker"], registry=registry)
+        self._on: dict[type, Callable] = {
+            RequestDone: self._request_done, BatchShipped: self._shipped, BatchRetried: self._retried,
+            SuspectSkipped: self._skipped, WorkerInternal: self._internal, FrameRefused: self._refused,
+            FrameAnswered: self._answered, FrameDropped: self._dropped, FrameFailed: self._failed,
+        }
+
+    def record(self, r: object) -> None:
+        on = self._on.get(type(r))
+        if on is not None:
+            on(r)
+
+    def _request_done(self, r: RequestDone) -> None:
+        self.module_latency.labels(r.app, r.module).observe(r.latency_ms / 1000.0)
+
+    def _shipped(self, r: BatchShipped) -> None:
+        self.module_batches.labels(r.app, r.module).inc()
+        self.module_requests.labels(r.app, r.module).inc(r.items)
+        self.module_dummies.labels(r.app, r.module).inc(r.dummies)
+
+    def _retried(self, r: BatchRetried) -> None:
+        self.retries.labels(r.app, r.module).inc()
+
+    def _skipped(self, r: SuspectSkipped) -> None:
+        self.suspect_skips.labels(r.app, r.module).inc()
+
+    def _internal(self, r: WorkerInternal) -> None:
+        (self.worker_internal_suspects if r.suspect else self.worker_internal_errors).labels(r.worker).inc()
+
+    def _refused(self, r: FrameRefused) -> None:
+        if r.overloaded:  # an app not routed yet is UNAVAILABLE: counted by the client, not here
+            self.refused.labels(r.app).inc()
+            self.failure.labels(r.app, "overloaded").inc()
+
+    def _answered(self, r: FrameAnswered) -> None:
+        self.success.labels(r.app).inc()
+        self.duration_us.labels(r.app).inc(r.seconds * 1e6)
+        self.latency.labels(r.app).observe(r.seconds)
+
+    def _dropped(self, r: FrameDropped) -> None:
+        self.dropped.labels(r.app).inc()
+        self.failure.labels(r.app, "deadline").inc()
+
+    def _failed(self, r: FrameFailed) -> None:
+        self.failure.labels(r.app, r.reason).inc()
 
 
 class WorkerMetrics:

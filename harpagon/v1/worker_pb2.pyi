@@ -242,8 +242,62 @@ class ModuleRoute(_message.Message):
     tuples: _containers.RepeatedCompositeFieldContainer[TupleRoute]
     def __init__(self, app: _Optional[str] = ..., module: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., tuples: _Optional[_Iterable[_Union[TupleRoute, _Mapping]]] = ...) -> None: ...
 
+class OutputSpec(_message.Message):
+    __slots__ = ("name", "datatype", "dims")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATATYPE_FIELD_NUMBER: _ClassVar[int]
+    DIMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    datatype: str
+    dims: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., dims: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class CropSettings(_message.Message):
+    __slots__ = ("labels", "min_score", "max_crops")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CROPS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    min_score: float
+    max_crops: int
+    def __init__(self, labels: _Optional[_Iterable[int]] = ..., min_score: _Optional[float] = ..., max_crops: _Optional[int] = ...) -> None: ...
+
+class AppModule(_message.Message):
+    __slots__ = ("name", "after", "input", "scale", "task", "objects", "crops", "labels", "outputs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    after: _containers.RepeatedScalarFieldContainer[str]
+    input: str
+    scale: float
+    task: str
+    objects: str
+    crops: CropSettings
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    outputs: _containers.RepeatedCompositeFieldContainer[OutputSpec]
+    def __init__(self, name: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., input: _Optional[str] = ..., scale: _Optional[float] = ..., task: _Optional[str] = ..., objects: _Optional[str] = ..., crops: _Optional[_Union[CropSettings, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[OutputSpec, _Mapping]]] = ...) -> None: ...
+
+class AppRoute(_message.Message):
+    __slots__ = ("name", "rate", "slo_ms", "modules")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    SLO_MS_FIELD_NUMBER: _ClassVar[int]
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rate: float
+    slo_ms: float
+    modules: _containers.RepeatedCompositeFieldContainer[AppModule]
+    def __init__(self, name: _Optional[str] = ..., rate: _Optional[float] = ..., slo_ms: _Optional[float] = ..., modules: _Optional[_Iterable[_Union[AppModule, _Mapping]]] = ...) -> None: ...
+
 class Routes(_message.Message):
-    __slots__ = ("version", "dispatch", "apps_json", "modules", "refused")
+    __slots__ = ("version", "dispatch", "modules", "refused", "apps")
     class RefusedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -253,15 +307,15 @@ class Routes(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_FIELD_NUMBER: _ClassVar[int]
-    APPS_JSON_FIELD_NUMBER: _ClassVar[int]
     MODULES_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    APPS_FIELD_NUMBER: _ClassVar[int]
     version: int
     dispatch: str
-    apps_json: str
     modules: _containers.RepeatedCompositeFieldContainer[ModuleRoute]
     refused: _containers.ScalarMap[str, str]
-    def __init__(self, version: _Optional[int] = ..., dispatch: _Optional[str] = ..., apps_json: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[ModuleRoute, _Mapping]]] = ..., refused: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    apps: _containers.RepeatedCompositeFieldContainer[AppRoute]
+    def __init__(self, version: _Optional[int] = ..., dispatch: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[ModuleRoute, _Mapping]]] = ..., refused: _Optional[_Mapping[str, str]] = ..., apps: _Optional[_Iterable[_Union[AppRoute, _Mapping]]] = ...) -> None: ...
 
 class WatchRoutesRequest(_message.Message):
     __slots__ = ("frontend_id",)

@@ -17,6 +17,7 @@ import pytest
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.servicer import start
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
@@ -35,7 +36,8 @@ def threaded_frontend(frame_shape: tuple[int, int, int], slo_ms: float = 2000.0
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    app = App.model_validate({"name": "cam", "rate": 50, "slo_ms": slo_ms, "modules": [{"name": "x", "model": "m"}]})
+    app = app_route(App.model_validate({"name": "cam", "rate": 50, "slo_ms": slo_ms,
+                                        "modules": [{"name": "x", "model": "m"}]}))
     route = ModuleRoute("x", (3, 8, 8), (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("cam/x@b1",))
 
     async def up():

@@ -14,10 +14,11 @@ from tritonclient.utils import InferenceServerException
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.servicer import start
 from harpagon.runtime.wire.modules import worker_module_name
-from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
+from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, RoutingTable
 from harpagon.v1 import worker_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -49,11 +50,11 @@ class Frontend:
         self.thread.join(10)
 
 
-def app(name: str, slo: float) -> App:
-    return App.model_validate({"name": name, "rate": 50, "slo_ms": slo, "modules": [
+def app(name: str, slo: float) -> AppRoute:
+    return app_route(App.model_validate({"name": name, "rate": 50, "slo_ms": slo, "modules": [
         {"name": "detect", "model": "resnet50"},
         {"name": "classify", "model": "resnet50", "after": ["detect"], "scale": 2.0},
-    ]})
+    ]}))
 
 
 @pytest.fixture
@@ -180,8 +181,8 @@ def fake_frontend():
 
     fake = FakeWorkers()
     route = ModuleRoute("detect", SHAPE, (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("fake/detect@b1",))
-    solo = App.model_validate({"name": "fake", "rate": 50, "slo_ms": 1000, "modules": [
-        {"name": "detect", "model": "resnet50"}]})
+    solo = app_route(App.model_validate({"name": "fake", "rate": 50, "slo_ms": 1000, "modules": [
+        {"name": "detect", "model": "resnet50"}]}))
     fe = Frontend(RoutingTable(1, "batch-aware", {"fake": solo}, {("fake", "detect"): route}), client=fake)
     fe.fake = fake
     yield fe

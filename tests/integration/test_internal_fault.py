@@ -15,6 +15,7 @@ import pytest
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.failover import INTERNAL_STRIKES
 from harpagon.runtime.metrics import FrontendMetrics
@@ -64,8 +65,8 @@ def test_a_frontend_routes_around_a_worker_that_answers_internal(start_worker, m
     bad = start_worker("--device", "emulated:v100")
     for w in (good, bad):
         apply(w)
-    app = App.model_validate({"name": "a", "rate": 50, "slo_ms": 2000,
-                              "modules": [{"name": "m", "model": "resnet50"}]})
+    app = app_route(App.model_validate({"name": "a", "rate": 50, "slo_ms": 2000,
+                                        "modules": [{"name": "m", "model": "resnet50"}]}))
     route = ModuleRoute("m", SMALL, (TupleSpec(1, 2, 50.0, 0.0, 0.0),), ((bad.address, good.address),), (MODULE,))
     metrics = FrontendMetrics()
     frames = 4 * INTERNAL_STRIKES

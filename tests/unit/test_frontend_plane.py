@@ -1,6 +1,7 @@
 """The frontend's data plane on fake workers (tests/fakes.py): DAG order, scaling, batching, deadline
 drops, worker failures and retries on another worker, suspect workers, admission control, readiness,
-re-plans and hop overheads, without a network."""
+re-plans and hop overheads, without a network and on the virtual clock (`run_virtual`): a scenario's
+seconds pass at once, and its timings are exact."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
-from harpagon.runtime.frontend.data_plane import FrontendDataPlane, admission_limit, resize
+from harpagon.runtime.controller.assignment import app_route
+from harpagon.runtime.frontend.data_plane import FrontendDataPlane, admission_limit
 from harpagon.runtime.frontend.failover import (
     INTERNAL_STRIKES,
     SUSPECT_FIRST_S,
@@ -21,6 +23,7 @@ from harpagon.runtime.frontend.failover import (
     Suspects,
     stall_limit_s,
 )
+from harpagon.runtime.frontend.pipeline import resize
 from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.wire.errors import (
     DeadlineExceeded,
@@ -31,8 +34,8 @@ from harpagon.runtime.wire.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
-from tests.fakes import FakeWorkers, expected_output
+from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, RoutingTable
+from tests.fakes import FakeWorkers, expected_output, run_virtual
 
 SHAPE = (3, 4, 4)  # what the fake workers "expect"
 FRAME = (8, 8, 3)  # [H, W, C] frames
@@ -40,8 +43,8 @@ NO_TIMER = 10_000.0  # a flush timer that never runs out within a test
 RNG = np.random.default_rng(7)
 
 
-def make_app(name: str, modules: list[dict], slo_ms: float = 1000.0, rate: float = 50.0) -> App:
-    return App.model_validate({"name": name, "rate": rate, "slo_ms": slo_ms, "modules": modules})
+def make_app(name: str, modules: list[dict], slo_ms: float = 1000.0, rate: float = 50.0) -> AppRoute:
+    return app_route(App.model_validate({"name": name, "rate": rate, "slo_ms": slo_ms, "modules": modules}))
 
 
 def route(module: str, address: str, batch: int = 1, wait_ms: float | None = 0.0, rate: float = 50.0,
@@ -51,8 +54,8 @@ def route(module: str, address: str, batch: int = 1, wait_ms: float | None = 0.0
                        (worker_name or f"{module}@b{batch}",))
 
 
-def table(app: App, routes: dict[str, ModuleRoute], version: int = 1, *more: tuple[App, dict[str, ModuleRoute]]
-          ) -> RoutingTable:
+def table(app: AppRoute, routes: dict[str, ModuleRoute], version: int = 1,
+          *more: tuple[AppRoute, dict[str, ModuleRoute]]) -> RoutingTable:
     apps = {app.name: app}
     entries = {(app.name, m): r for m, r in routes.items()}
     for a, rs in more:
@@ -71,8 +74,8 @@ def want(f: np.ndarray) -> float:
 
 
 def run(coro, limit_s: float = 10.0):
-    """Run a scenario; a hang fails the test instead of stalling the suite."""
-    return asyncio.run(asyncio.wait_for(coro, limit_s))
+    """Run a scenario on the virtual clock; a hang fails the test (at `limit_s` of virtual time)."""
+    return run_virtual(asyncio.wait_for(coro, limit_s))
 
 
 # --- DAG order ---------------------------------------------------------------------------------
@@ -457,7 +460,7 @@ def run_clean(coro, limit_s: float = 10.0):
         asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: problems.append(ctx))
         return await asyncio.wait_for(coro, limit_s)
 
-    out = asyncio.run(main())
+    out = run_virtual(main())
     assert not problems, problems
     return out
 
@@ -870,3 +873,39 @@ def test_every_frame_a_client_offers_a_configured_app_counts_toward_its_rate_adm
     assert (a_.frames, a_.refused, a_.unserved, a_.offered) == (8, 4, 1, 13)
     assert (b_.frames, b_.unserved, b_.offered) == (0, 3, 3)
     assert "zzz" not in plane.counters
+
+
+def test_each_event_is_one_record_that_the_counters_and_prometheus_both_count():
+    """Answered, dropped (a silent worker) and refused frames, and a retried batch: the plane's own
+    counters and the Prometheus recorder see the same records and agree."""
+    app = make_app("mix", [{"name": "m", "model": "m"}], slo_ms=200.0)
+    fake = FakeWorkers(failing={"w1": Unavailable("down")}, silent={"w3"})
+    metrics = FrontendMetrics()
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route_n("m", ("w1", "w2"))}), frame_shape=FRAME, client=fake,
+                                  metrics=metrics, admit_floor=1, admit_factor=0.0)
+        for _ in range(3):
+            await plane.infer("mix", frame())
+        plane.in_flight["mix"] += 1  # its one slot taken: the next frame is refused at once
+        with pytest.raises(ResourceExhausted):
+            await plane.infer("mix", frame())
+        plane.in_flight["mix"] -= 1
+        await plane.update(table(app, {"m": route_n("m", ("w3",))}, version=2))
+        with pytest.raises(DeadlineExceeded):
+            await plane.infer("mix", frame())
+        return plane
+
+    plane = run_clean(scenario())
+    c, s = plane.counters["mix"], plane.stats()[("mix", "m")]
+    assert (c.frames, c.success, c.dropped, c.refused, s.retries, s.batches, s.failed) == (4, 3, 1, 1, 1, 4, 1)
+    value = metrics.registry.get_sample_value
+    assert value("nv_inference_request_success_total", {"model": "mix"}) == c.success
+    assert value("harpagon_frames_dropped_total", {"app": "mix"}) == c.dropped
+    assert value("harpagon_frames_refused_total", {"app": "mix"}) == c.refused
+    assert value("nv_inference_request_failure_total", {"model": "mix", "reason": "deadline"}) == c.dropped
+    assert value("harpagon_frontend_retries_total", {"app": "mix", "module": "m"}) == s.retries
+    assert value("harpagon_module_batches_total", {"app": "mix", "module": "m"}) == s.batches
+    assert value("harpagon_module_requests_total", {"app": "mix", "module": "m"}) == s.requests == 4
+    assert value("harpagon_module_latency_seconds_count", {"app": "mix", "module": "m"}) == len(s.latency_ms) == 3
+    assert value("nv_inference_request_duration_us_total", {"model": "mix"}) == pytest.approx(c.success_ns / 1e3)

@@ -1,6 +1,7 @@
-"""The Triton servicer's answers without a network: every unary call ends with a status (never
-UNKNOWN), a message that does not parse is INVALID_ARGUMENT, and a stream whose reader fails ends
-with a status after answering what it read (never a hang)."""
+"""The Triton servicer's answers without a network, on the virtual clock (tests/fakes.py): every unary
+call ends with a status (never UNKNOWN), a message that does not parse is INVALID_ARGUMENT, a stream
+whose reader fails ends with a status after answering what it read (never a hang), and metadata and
+statistics are the data plane's answers converted."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from tritonclient.grpc import service_pb2 as pb
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.servicer import TritonServicer, Undecodable, _guarded, handlers
 from harpagon.runtime.wire.errors import DeadlineExceeded, NotFound, Unavailable
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
-from tests.fakes import FakeWorkers
+from tests.fakes import FakeWorkers, run_virtual
 
 FRAME = (8, 8, 3)
 
@@ -48,7 +50,8 @@ class FakeContext:
 
 
 def plane() -> FrontendDataPlane:
-    app = App.model_validate({"name": "a", "rate": 50, "slo_ms": 1000, "modules": [{"name": "m", "model": "m"}]})
+    app = app_route(App.model_validate({"name": "a", "rate": 50, "slo_ms": 1000,
+                                        "modules": [{"name": "m", "model": "m"}]}))
     route = ModuleRoute("m", (3, 4, 4), (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("m@b1",))
     return FrontendDataPlane(RoutingTable(1, "batch-aware", {"a": app}, {("a", "m"): route}), frame_shape=FRAME,
                              client=FakeWorkers())
@@ -79,7 +82,7 @@ def test_a_unary_call_always_ends_with_a_status(raised, code, caplog):
     async def method(request, context):
         raise raised
 
-    reply, context = asyncio.run(call(_guarded(method), pb.ServerLiveRequest()))
+    reply, context = run_virtual(call(_guarded(method), pb.ServerLiveRequest()))
     assert reply is None and context.status[0] == code
     if code == grpc.StatusCode.INTERNAL:
         assert type(raised).__name__ in context.status[1]
@@ -97,7 +100,7 @@ def test_a_call_that_ended_under_the_handler_is_not_aborted_twice(raised, caplog
         with pytest.raises(asyncio.CancelledError):
             await _guarded(method)(pb.ServerLiveRequest(), FakeContext(gone=True))
 
-    asyncio.run(scenario())
+    run_virtual(scenario())
     assert not [r for r in caplog.records if "Abort" in r.getMessage()]
 
 
@@ -109,7 +112,7 @@ def test_an_undecodable_message_is_invalid_argument_and_model_infer_answers_thro
         ok, ok_ctx = await call(infer, request("x"))
         return bad, bad_ctx, ok, ok_ctx
 
-    bad, bad_ctx, ok, ok_ctx = asyncio.run(asyncio.wait_for(scenario(), 10))
+    bad, bad_ctx, ok, ok_ctx = run_virtual(asyncio.wait_for(scenario(), 10))
     assert bad is None and bad_ctx.status[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert "12 bytes" in bad_ctx.status[1] and "truncated" in bad_ctx.status[1]
     assert ok.id == "x" and ok_ctx.status is None
@@ -139,7 +142,7 @@ def test_a_stream_whose_reader_fails_answers_what_it_read_then_ends_with_a_statu
                 got.append(reply)
         return got, context
 
-    got, context = asyncio.run(asyncio.wait_for(scenario(), 10))  # never a hang
+    got, context = run_virtual(asyncio.wait_for(scenario(), 10))  # never a hang
     assert sorted(r.infer_response.id for r in got) == ["", "first"]
     assert sum(bool(r.error_message) for r in got) == 1
     assert context.status[0] == code and str(failure) in context.status[1]
@@ -156,6 +159,35 @@ def test_a_stream_ends_ok_once_its_requests_are_answered():
         got = [r async for r in servicer.ModelStreamInfer(requests(), context)]
         return got, context
 
-    got, context = asyncio.run(asyncio.wait_for(scenario(), 10))
+    got, context = run_virtual(asyncio.wait_for(scenario(), 10))
     assert sorted(r.infer_response.id for r in got) == ["0", "1", "2"] and not any(r.error_message for r in got)
     assert context.status is None
+
+
+def test_metadata_is_answered_for_configured_apps_before_their_routes_and_statistics_for_routed_ones():
+    a = app_route(App.model_validate({"name": "a", "rate": 50, "slo_ms": 1000, "modules": [
+        {"name": "m", "model": "resnet18"}]}))
+
+    async def scenario():
+        servicer = TritonServicer(FrontendDataPlane(frame_shape=FRAME, client=FakeWorkers(), configured={"a": a}))
+        methods = handlers(servicer)
+        meta, _ = await call(methods["ModelMetadata"].unary_unary, pb.ModelMetadataRequest(name="a"))
+        config, _ = await call(methods["ModelConfig"].unary_unary, pb.ModelConfigRequest(name="a"))
+        _, unknown = await call(methods["ModelMetadata"].unary_unary, pb.ModelMetadataRequest(name="zzz"))
+        before, _ = await call(methods["ModelStatistics"].unary_unary, pb.ModelStatisticsRequest())
+        route = ModuleRoute("m", (3, 4, 4), (TupleSpec(1, 1, 50.0, 0.0, 0.0),), (("w1",),), ("m@b1",))
+        await servicer.plane.update(RoutingTable(1, "batch-aware", {"a": a}, {("a", "m"): route}))
+        ok, _ = await call(methods["ModelInfer"].unary_unary, request("x"))
+        after, _ = await call(methods["ModelStatistics"].unary_unary, pb.ModelStatisticsRequest(name="a"))
+        return meta, config, unknown, before, ok, after
+
+    meta, config, unknown, before, ok, after = run_virtual(asyncio.wait_for(scenario(), 10))
+    outputs = [("m_0", "FP32", [-1, 1000]), ("m_top_class", "INT64", [-1, 5]), ("m_top_score", "FP32", [-1, 5])]
+    assert [(o.name, o.datatype, list(o.shape)) for o in meta.outputs] == outputs
+    assert [(o.name, list(o.dims)) for o in config.config.output] == [(n, d) for n, _, d in outputs]
+    assert [i.name for i in meta.inputs] == ["FRAME"] and list(meta.inputs[0].shape) == list(FRAME)
+    assert unknown.status[0] == grpc.StatusCode.NOT_FOUND
+    assert list(before.model_stats) == []  # not routed yet: no statistics
+    assert [o.name for o in ok.outputs] == [n for n, _, _ in outputs]
+    (stats,) = after.model_stats
+    assert stats.name == "a" and stats.inference_count == 1 and stats.inference_stats.success.count == 1

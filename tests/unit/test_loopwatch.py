@@ -13,6 +13,7 @@ import pytest
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.loopwatch import BACKLOG_S, LoopWatch
 from harpagon.runtime.wire.errors import DeadlineExceeded
@@ -97,7 +98,8 @@ def test_a_shorter_delay_in_the_drain_of_a_longer_one_does_not_shorten_its_charg
 
 
 def test_a_frame_taken_after_a_stall_longer_than_its_slo_is_deadline_exceeded():
-    app = App.model_validate({"name": "a", "rate": 50, "slo_ms": 200, "modules": [{"name": "m", "model": "m"}]})
+    app = app_route(App.model_validate({"name": "a", "rate": 50, "slo_ms": 200,
+                                        "modules": [{"name": "m", "model": "m"}]}))
     route = ModuleRoute("m", (3, 4, 4), (TupleSpec(1, 1, 50.0),), (("w1",),), ("m@b1",))
     frame = np.zeros((8, 8, 3), np.uint8)
 

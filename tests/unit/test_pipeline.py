@@ -12,10 +12,11 @@ import pytest
 from harpagon.config import pipeline
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
+from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend import reply
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.wire.clients import WorkerReply
-from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
+from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, RoutingTable
 from harpagon.runtime.wire.tensors import Crops
 from tests.fakes import FakeWorkers
 
@@ -66,17 +67,17 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 10.0))
 
 
-def plane_for(app: App, shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[FrontendDataPlane, Detecting]:
+def plane_for(app: AppRoute, shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[FrontendDataPlane, Detecting]:
     fake = Detecting()
     shapes = shapes or {}
     routes = {(app.name, m.name): route(m.name, f"w-{m.name}", shapes.get(m.name, SHAPE)) for m in app.modules}
     return FrontendDataPlane(RoutingTable(1, "batch-aware", {app.name: app}, routes), FRAME, client=fake), fake
 
 
-CARS = App.model_validate({"name": "cars", "rate": 10, "slo_ms": 1000, "modules": [
+CARS = app_route(App.model_validate({"name": "cars", "rate": 10, "slo_ms": 1000, "modules": [
     {"name": "detect", "model": "yolo9000", "task": "detect"},
     {"name": "cars", "model": "resnet50", "after": ["detect"], "input": "crops", "scale": 1.5,
-     "crops": {"labels": [3]}}]})
+     "crops": {"labels": [3]}}]}))
 
 
 def test_kept_detections_become_exactly_the_child_requests_tied_to_their_detection():
@@ -94,14 +95,14 @@ def test_kept_detections_become_exactly_the_child_requests_tied_to_their_detecti
     # each request ran on ITS crop (the fake's output is the crop's pixel mean: 10 j + 1)
     assert [float(r[0][0]) for r in first.requests] == pytest.approx([1.0, 21.0])
     # the reply ties each result to its detection, boxes in the frame's pixels (x by 20, y by 10)
-    t = {spec.name: arr for spec, arr in reply.tensors(CARS, "cars", first)}
+    t = {spec.name: arr for spec, arr in reply.sink_tensors(CARS, "cars", first)}
     np.testing.assert_array_equal(t["cars_detection"], [0, 2])
     np.testing.assert_allclose(t["cars_box"], [[0, 0, 20, 20], [40, 20, 60, 40]])
     np.testing.assert_allclose(t["cars_score"], [0.9, 0.7], rtol=1e-6)
     np.testing.assert_array_equal(t["cars_label"], [3, 3])
     assert t["cars_top_class"].shape == (2, 1) and t["cars_top_score"] == pytest.approx(1.0)  # one score each
     # the frame without objects: its reply has every tensor, empty
-    empty = {spec.name: arr for spec, arr in reply.tensors(CARS, "cars", out[2]["cars"])}
+    empty = {spec.name: arr for spec, arr in reply.sink_tensors(CARS, "cars", out[2]["cars"])}
     assert set(empty) == set(t) and all(len(a) == 0 for a in empty.values())
     assert empty["cars_box"].shape == (0, 4)
     # measured fan-out: 4 frames reached each module; 5 car requests for them
@@ -113,12 +114,15 @@ def test_metadata_describes_the_reply_and_names_labels_of_registry_detectors():
     app = App.model_validate({"name": "v", "rate": 10, "slo_ms": 1000, "modules": [
         {"name": "detect", "model": "ssdlite320_mobilenet_v3_large"},
         {"name": "cls", "model": "resnet18", "after": ["detect"], "input": "crops", "crops": {"labels": ["car"]}}]})
-    names = {o.name: (o.datatype, o.dims) for o in reply.outputs(app, "cls")}
+    route = app_route(app)
+    names = {o.name: (o.datatype, o.dims) for o in route.module("cls").outputs}
     assert names == {"cls_0": ("FP32", (-1, 1000)), "cls_top_class": ("INT64", (-1, 5)),
                      "cls_top_score": ("FP32", (-1, 5)), "cls_detection": ("INT32", (-1,)),
                      "cls_box": ("FP32", (-1, 4)), "cls_score": ("FP32", (-1,)), "cls_label": ("INT64", (-1,)),
                      "cls_label_name": ("BYTES", (-1,))}
     assert pipeline.crop_labels(app, "cls") == (3,)  # "car" in COCO as torchvision numbers it
+    assert route.module("cls").crops.labels == (3,) and route.module("detect").labels[3] == "car"
+    assert route.sinks == ("cls",) and route.outputs == route.module("cls").outputs
 
 
 def test_a_join_pairs_its_parents_outputs_per_object():
@@ -142,7 +146,7 @@ def test_a_join_pairs_its_parents_outputs_per_object():
     async def scenario():
         fake = Wide()
         routes = {("j", m): route(m, f"w-{m}", (2000,) if m == "pair" else SHAPE) for m in ("detect", "a", "b", "pair")}
-        plane = FrontendDataPlane(RoutingTable(1, "batch-aware", {"j": app}, routes), FRAME, client=fake)
+        plane = FrontendDataPlane(RoutingTable(1, "batch-aware", {"j": app_route(app)}, routes), FRAME, client=fake)
         return fake, await plane.infer("j", frame(3))  # objects 0, 1, 2; b keeps 0 and 2
 
     fake, out = run(scenario())

@@ -24,7 +24,7 @@ def test_assign_fills_each_tuples_planned_latency_and_it_survives_the_wire():
         planned = [t.latency_ms for t in p.app(app).module(module).tuples]
         assert list(route.latency_ms) == pytest.approx(planned) and all(ms > 0 for ms in route.latency_ms)
     table, _ = from_proto(to_proto(a.table, {}))
-    assert table.routes == a.table.routes
+    assert table.routes == a.table.routes and table.apps == a.table.apps
 
 
 def test_latency_defaults_to_unknown_and_is_checked():

@@ -13,13 +13,21 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harpagon.config import pipeline
+from harpagon.config import models, pipeline
 from harpagon.config.schema import App, CropFilter, Workload
 from harpagon.dispatch.module import TupleSpec
 from harpagon.model.latency import Fanout
 from harpagon.model.plan import Plan, TuplePlan
 from harpagon.runtime.wire.modules import CropEdge, ModuleSpec, worker_module_name
-from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
+from harpagon.runtime.wire.routes import (
+    TOP_K,
+    AppModule,
+    AppRoute,
+    CropSettings,
+    ModuleRoute,
+    OutputSpec,
+    RoutingTable,
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +111,49 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
                                tuple(tuple(w.address for w in ws) for _, ws, _ in ts), tuple(n for _, _, n in ts),
                                tuple(_latency(t) for t, _, _ in ts))
               for key, ts in parts.items()}
-    table = RoutingTable(version, plan.dispatch, {a.name: apps[a.name] for a in plan.apps}, routes)
+    table = RoutingTable(version, plan.dispatch, {a.name: app_route(apps[a.name]) for a in plan.apps}, routes)
     return Assignment(modules, table)
+
+
+def app_route(app: App) -> AppRoute:
+    """What the frontend serves `app` by, the registry's facts resolved here, once per routing table:
+    the frontend reads no registry, and no frame derives them again."""
+    return AppRoute(app.name, app.rate, app.slo_ms, tuple(_app_module(app, name) for name in app.topological))
+
+
+def _app_module(app: App, name: str) -> AppModule:
+    m = app.module(name)
+    crops = None
+    if m.input == "crops":
+        f = m.crops or CropFilter()
+        crops = CropSettings(pipeline.crop_labels(app, name), f.min_score, f.max or 0)
+    return AppModule(name, m.after, m.input, m.scale, pipeline.task_of(m), app.objects[name], crops,
+                     models.registry().label_names(m.model), () if app.children[name] else _sink_outputs(app, name))
+
+
+#: A detector's outputs per request: boxes, scores and labels of its MAX_DETECTIONS detections.
+_DETECTOR_OUTPUTS = (("FP32", (pipeline.MAX_DETECTIONS, 4)), ("FP32", (pipeline.MAX_DETECTIONS,)),
+                    ("INT64", (pipeline.MAX_DETECTIONS,)))
+
+
+def _sink_outputs(app: App, sink: str) -> tuple[OutputSpec, ...]:
+    """A sink module's reply tensors (frontend/reply.py)."""
+    m = app.module(sink)
+    task, size = pipeline.task_of(m), pipeline.output_size(m)
+    if task == "detect":
+        out = [OutputSpec(f"{sink}_{i}", t, (-1, *d)) for i, (t, d) in enumerate(_DETECTOR_OUTPUTS)]
+    else:
+        out = [OutputSpec(f"{sink}_0", "FP32", (-1, size or -1))]
+    if task == "classify":
+        k = min(TOP_K, size) if size else -1
+        out += [OutputSpec(f"{sink}_top_class", "INT64", (-1, k)), OutputSpec(f"{sink}_top_score", "FP32", (-1, k))]
+    detector = app.objects[sink]
+    if detector is not None:
+        out += [OutputSpec(f"{sink}_detection", "INT32", (-1,)), OutputSpec(f"{sink}_box", "FP32", (-1, 4)),
+                OutputSpec(f"{sink}_score", "FP32", (-1,)), OutputSpec(f"{sink}_label", "INT64", (-1,))]
+        if models.registry().label_names(app.module(detector).model):
+            out.append(OutputSpec(f"{sink}_label_name", "BYTES", (-1,)))
+    return tuple(out)
 
 
 def crop_edges(app: App, module: str, image: tuple[int, ...], fanout: Fanout) -> tuple[CropEdge, ...]:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.servicer import readiness_health, start
+from harpagon.runtime.frontend.stats import FanoutCounts
 from harpagon.runtime.lifecycle import until_stopped
 from harpagon.runtime.metrics import FrontendMetrics, serve_metrics
 from harpagon.runtime.wire.clients import GrpcWorkerClient
@@ -32,9 +33,7 @@ log = logging.getLogger("harpagon.frontend")
 BEACON_S = 1.0
 
 
-Fanout = dict[tuple[str, str], tuple[int, int]]
-"""Per (app, module): frames that reached it and the requests it got for them."""
-Report = Callable[[dict[str, float], float, list[float], Fanout], Awaitable[None]]
+Report = Callable[[dict[str, float], float, list[float], FanoutCounts], Awaitable[None]]
 
 
 async def rate_beacon(plane: FrontendDataPlane, report: Report, period_s: float = BEACON_S) -> None:
@@ -86,7 +85,7 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
                 log.warning("controller %s: %s; retrying", controller, exc.code().name)
             await asyncio.sleep(1.0)
 
-    async def report(rates: dict[str, float], window: float, hops: list[float], fanout: Fanout) -> None:
+    async def report(rates: dict[str, float], window: float, hops: list[float], fanout: FanoutCounts) -> None:
         await stub.ReportRates(pb.RatesReport(frontend_id=me, app_rates=rates, window_s=window, hop_overhead_ms=hops,
                                               fanout=[pb.ModuleFanout(app=app, module=module, frames=f, requests=r)
                                                       for (app, module), (f, r) in fanout.items()]), timeout=5)

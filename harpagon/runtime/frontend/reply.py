@@ -1,65 +1,31 @@
-"""What a client gets for a frame: each sink module's results as Triton output tensors, described the
-same way in ModelMetadata and ModelConfig.
+"""What a client gets for a frame: each sink module's results as Triton output tensors, as the app's
+route describes them (`AppModule.outputs`, the same in ModelMetadata and ModelConfig).
 
 Per sink module `S` (k = its requests for the frame; a dimension of -1 varies):
 
 - `S_0`, `S_1`, ...: the model's outputs, [k, ...] (a classifier's scores [k, classes]; a detector's
   boxes [k, 100, 4] in frame pixels, scores [k, 100] and labels [k, 100], label -1 padding).
 - A classifier also gets `S_top_class` INT64 [k, K] and `S_top_score` FP32 [k, K]: its K (at most
-  :data:`TOP_K`) best classes and their softmax probabilities, best first.
+  :data:`~harpagon.runtime.wire.routes.TOP_K`) best classes and their softmax probabilities, best first.
 - A sink whose requests are objects (below a `crops` edge) also gets, per request, the detection it is
   of: `S_detection` INT32 [k] (its index in the detector's outputs for the frame), `S_box` FP32 [k, 4]
   (x1, y1, x2, y2 in the frame's pixels), `S_score` FP32 [k], `S_label` INT64 [k] and, when the
-  detector's labels have names (models/registry.yaml), `S_label_name` BYTES [k].
+  detector's labels have names, `S_label_name` BYTES [k].
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from harpagon.config import models, pipeline
-from harpagon.config.schema import App
-from harpagon.runtime.frontend.data_plane import SinkResult
+from harpagon.runtime.frontend.pipeline import SinkResult
+from harpagon.runtime.wire.routes import TOP_K, AppRoute, OutputSpec
 
-#: Best classes given per classifier request.
-TOP_K = 5
-DETECTOR_OUTPUTS = (("FP32", (pipeline.MAX_DETECTIONS, 4)), ("FP32", (pipeline.MAX_DETECTIONS,)),
-                    ("INT64", (pipeline.MAX_DETECTIONS,)))
 _NUMPY = {"FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
 
 
-@dataclass(frozen=True, slots=True)
-class OutputSpec:
-    name: str
-    datatype: str  # Triton's: FP32, INT64, INT32, BYTES
-    dims: tuple[int, ...]  # the first is the module's requests for the frame (-1)
-
-
-def outputs(app: App, sink: str) -> list[OutputSpec]:
-    """A sink module's output tensors."""
-    m = app.module(sink)
-    task, size = pipeline.task_of(m), pipeline.output_size(m)
-    if task == "detect":
-        out = [OutputSpec(f"{sink}_{i}", t, (-1, *d)) for i, (t, d) in enumerate(DETECTOR_OUTPUTS)]
-    else:
-        out = [OutputSpec(f"{sink}_0", "FP32", (-1, size or -1))]
-    if task == "classify":
-        k = min(TOP_K, size) if size else -1
-        out += [OutputSpec(f"{sink}_top_class", "INT64", (-1, k)), OutputSpec(f"{sink}_top_score", "FP32", (-1, k))]
-    detector = app.objects[sink]
-    if detector is not None:
-        out += [OutputSpec(f"{sink}_detection", "INT32", (-1,)), OutputSpec(f"{sink}_box", "FP32", (-1, 4)),
-                OutputSpec(f"{sink}_score", "FP32", (-1,)), OutputSpec(f"{sink}_label", "INT64", (-1,))]
-        if models.registry().label_names(app.module(detector).model):
-            out.append(OutputSpec(f"{sink}_label_name", "BYTES", (-1,)))
-    return out
-
-
-def tensors(app: App, sink: str, result: SinkResult) -> list[tuple[OutputSpec, np.ndarray]]:
-    """The sink's outputs for one frame, as `outputs` describes them (BYTES as object arrays)."""
-    specs = {s.name: s for s in outputs(app, sink)}
+def sink_tensors(app: AppRoute, sink: str, result: SinkResult) -> list[tuple[OutputSpec, np.ndarray]]:
+    """The sink's outputs for one frame, as its route describes them (BYTES as object arrays)."""
+    specs = {s.name: s for s in app.module(sink).outputs}
     k = len(result.requests)
     out: list[tuple[OutputSpec, np.ndarray]] = []
 
@@ -92,7 +58,7 @@ def tensors(app: App, sink: str, result: SinkResult) -> list[tuple[OutputSpec, n
         add(f"{sink}_score", d.scores[idx] if k else np.zeros(0))
         add(f"{sink}_label", d.labels[idx] if k else np.zeros(0))
         if f"{sink}_label_name" in specs:
-            names = models.registry().label_names(app.module(result.detector).model)
+            names = app.module(result.detector).labels
             add(f"{sink}_label_name", np.array([names[int(x)].encode() if 0 <= x < len(names) else b""
                                                 for x in (d.labels[idx] if k else [])], dtype=object))
     return out

@@ -212,46 +212,33 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
     async def ServerMetadata(self, request, context):
         return pb.ServerMetadataResponse(name="harpagon", version=__version__, extensions=EXTENSIONS)
 
-    async def _known(self, name: str, context) -> None:
-        """Metadata is answered for any configured app; otherwise the status `infer` would give."""
-        _check_name(name)
-        if self.plane.definition(name) is None:
-            try:
-                self.plane.check(name)
-            except RuntimeFault as exc:
-                await self._abort(context, exc)
-
     async def ModelMetadata(self, request, context):
-        await self._known(request.name, context)
+        """Answered for any configured app, routed or not; otherwise the status a frame would get."""
+        _check_name(request.name)
+        app = self.plane.describe(request.name)
         return pb.ModelMetadataResponse(
             name=request.name, versions=["1"], platform="harpagon",
             inputs=[pb.ModelMetadataResponse.TensorMetadata(name=INPUT, datatype="UINT8",
                                                            shape=list(self.plane.frame_shape))],
             outputs=[pb.ModelMetadataResponse.TensorMetadata(name=o.name, datatype=o.datatype, shape=list(o.dims))
-                     for o in self._outputs(request.name)],
+                     for o in app.outputs],
         )
 
-    def _outputs(self, name: str) -> list[reply.OutputSpec]:
-        app = self.plane.definition(name)
-        assert app is not None  # checked by _known
-        return [o for s in self.plane.sinks(name) for o in reply.outputs(app, s)]
-
     async def ModelConfig(self, request, context):
-        await self._known(request.name, context)
+        """Answered as ModelMetadata is."""
+        _check_name(request.name)
+        app = self.plane.describe(request.name)
         config = mc.ModelConfig(
             name=request.name, platform="harpagon", max_batch_size=0,
             input=[mc.ModelInput(name=INPUT, data_type=mc.TYPE_UINT8, dims=list(self.plane.frame_shape))],
             output=[mc.ModelOutput(name=o.name, data_type=_CONFIG_TYPES[o.datatype], dims=list(o.dims))
-                    for o in self._outputs(request.name)],
+                    for o in app.outputs],
         )
         return pb.ModelConfigResponse(config=config)
 
     async def ModelStatistics(self, request, context):
         stats = []
-        for name in sorted(self.plane.table.apps):
-            if request.name and request.name != name:
-                continue
-            c = self.plane.counters[name]
+        for name, c in self.plane.app_counters(request.name):
             ok = pb.StatisticDuration(count=c.success, ns=c.success_ns)
             counted = pb.StatisticDuration(count=c.success)  # the stages perf_analyzer expects, all counted
             stats.append(pb.ModelStatistics(
@@ -279,16 +266,12 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             raise InvalidArgument(f"id is {len(request.id)} characters long, more than {MAX_ID}")
         self.plane.admit(request.model_name)  # refuse (unknown app, overload) before decoding the frame
         frame = await self._frame(request, call.raw)
-        results = await self.plane.infer(request.model_name, frame, remaining_s)
-        app = self.plane.definition(request.model_name)
-        assert app is not None  # it was just served
         response = pb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
-        for module, result in results.items():
-            for spec, arr in reply.tensors(app, module, result):
-                response.outputs.append(pb.ModelInferResponse.InferOutputTensor(
-                    name=spec.name, datatype=spec.datatype, shape=list(arr.shape)))
-                response.raw_output_contents.append(reply.serialize_bytes(arr) if spec.datatype == "BYTES"
-                                                    else np.ascontiguousarray(arr).tobytes())
+        for spec, arr in await self.plane.answer(request.model_name, frame, remaining_s):
+            response.outputs.append(pb.ModelInferResponse.InferOutputTensor(
+                name=spec.name, datatype=spec.datatype, shape=list(arr.shape)))
+            response.raw_output_contents.append(reply.serialize_bytes(arr) if spec.datatype == "BYTES"
+                                                else np.ascontiguousarray(arr).tobytes())
         return response
 
     async def _frame(self, request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview]) -> np.ndarray:

@@ -1,18 +1,23 @@
 """The frontend's routing table: for every module of every app, its tuples, their workers and the
-module's final name on them. The controller computes it from the plan and the live inventory and
-pushes it (in process, or streamed with this codec); it is plain data.
+module's final name on them; and for every app, what the frontend serves it by (:class:`AppRoute`).
+The controller computes it from the plan, the apps and the live inventory and pushes it (in process,
+or streamed with this codec); it is plain data, so the frontend needs no configuration of its own.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
 from harpagon.model.latency import Dispatch
 from harpagon.v1 import worker_pb2 as pb
+
+#: Best classes a classifier sink's reply gives per request.
+TOP_K = 5
+
+Input = Literal["frame", "crops", "features"]
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,78 @@ class ModuleRoute:
                              f"(0: unknown), got {list(self.latency_ms)}")
 
 
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    """One tensor of a sink's reply, as ModelMetadata and ModelConfig describe it."""
+
+    name: str
+    datatype: str  # Triton's: FP32, INT64, INT32, BYTES
+    dims: tuple[int, ...]  # the first is the module's requests for the frame (-1); -1: varies
+
+
+@dataclass(frozen=True, slots=True)
+class CropSettings:
+    """Which detections of its detector a `crops` module takes (label names resolved to ids)."""
+
+    labels: tuple[int, ...] = ()  # empty: every label
+    min_score: float = 0.5
+    max_crops: int = 0  # 0: every kept detection
+
+
+@dataclass(frozen=True, slots=True)
+class AppModule:
+    """A module as the frontend runs it; the registry's facts (task, labels, output sizes) resolved."""
+
+    name: str
+    after: tuple[str, ...] = ()  # its parents
+    input: Input = "frame"
+    scale: float = 1.0
+    task: str | None = None  # "classify", "detect"; None: unknown
+    objects: str | None = None
+    """The detector whose objects its requests are (None: frame-level requests)."""
+    crops: CropSettings | None = None  # `crops` modules only
+    labels: tuple[str, ...] = ()
+    """A detector's label names (index = label; empty: unknown)."""
+    outputs: tuple[OutputSpec, ...] = ()
+    """A sink's reply tensors (empty: not a sink)."""
+
+
+@dataclass(frozen=True)
+class AppRoute:
+    """An app as the frontend serves it: its admission figures, its DAG and its reply, built once per
+    routing table so that no frame re-derives them."""
+
+    name: str
+    rate: float  # frames per second
+    slo_ms: float
+    modules: tuple[AppModule, ...]  # every parent before its children
+    sinks: tuple[str, ...] = field(init=False)
+    """The modules no other takes from: the reply holds theirs, in this order."""
+    chain: bool = field(init=False)
+    """One path from source to sink: the frame's hops run one after another."""
+    _by_name: dict[str, AppModule] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parents = {p for m in self.modules for p in m.after}
+        object.__setattr__(self, "sinks", tuple(m.name for m in self.modules if m.name not in parents))
+        object.__setattr__(self, "chain", all(len(m.after) <= 1 for m in self.modules)
+                           and len(parents) == len(self.modules) - 1)
+        object.__setattr__(self, "_by_name", {m.name: m for m in self.modules})
+
+    def module(self, name: str) -> AppModule:
+        return self._by_name[name]
+
+    @property
+    def outputs(self) -> tuple[OutputSpec, ...]:
+        """Every tensor of the reply, sink by sink."""
+        return tuple(o for s in self.sinks for o in self._by_name[s].outputs)
+
+
 @dataclass(frozen=True)
 class RoutingTable:
     version: int
     dispatch: Dispatch
-    apps: dict[str, App]
+    apps: dict[str, AppRoute]
     routes: dict[tuple[str, str], ModuleRoute]  # (app, module)
 
     @staticmethod
@@ -55,7 +127,6 @@ class RoutingTable:
 
 def to_proto(table: RoutingTable, refused: dict[str, str]) -> pb.Routes:
     """The table as the controller streams it to frontends."""
-    apps = json.dumps([a.model_dump() for a in table.apps.values()])
     modules = [
         pb.ModuleRoute(app=app, module=r.module, input_shape=list(r.input_shape),
                        tuples=[pb.TupleRoute(batch=t.batch, rate=t.rate, dummy_rate=t.dummy_rate, wait_ms=t.wait_ms,
@@ -64,12 +135,12 @@ def to_proto(table: RoutingTable, refused: dict[str, str]) -> pb.Routes:
                                                                   strict=True)])
         for (app, _), r in sorted(table.routes.items())
     ]
-    return pb.Routes(version=table.version, dispatch=table.dispatch, apps_json=apps, modules=modules,
-                     refused=refused)
+    return pb.Routes(version=table.version, dispatch=table.dispatch, modules=modules, refused=refused,
+                     apps=[_app_to_proto(a) for a in table.apps.values()])
 
 
 def from_proto(routes: pb.Routes) -> tuple[RoutingTable, dict[str, str]]:
-    apps = {a["name"]: App.model_validate(a) for a in json.loads(routes.apps_json or "[]")}
+    apps = {a.name: _app_from_proto(a) for a in routes.apps}
     table: dict[tuple[str, str], ModuleRoute] = {}
     for m in routes.modules:
         tuples = tuple(TupleSpec(t.batch, len(t.addresses), t.rate, t.dummy_rate,
@@ -81,3 +152,22 @@ def from_proto(routes: pb.Routes) -> tuple[RoutingTable, dict[str, str]]:
                                                      else 0.0 for t in m.tuples))
     dispatch = routes.dispatch if routes.dispatch in ("batch-aware", "request-level") else "batch-aware"
     return RoutingTable(routes.version, dispatch, apps, table), dict(routes.refused)  # type: ignore[arg-type]
+
+
+def _app_to_proto(a: AppRoute) -> pb.AppRoute:
+    return pb.AppRoute(name=a.name, rate=a.rate, slo_ms=a.slo_ms, modules=[
+        pb.AppModule(name=m.name, after=list(m.after), input=m.input, scale=m.scale, task=m.task or "",
+                     objects=m.objects or "", labels=list(m.labels),
+                     crops=None if m.crops is None else pb.CropSettings(
+                         labels=list(m.crops.labels), min_score=m.crops.min_score, max_crops=m.crops.max_crops),
+                     outputs=[pb.OutputSpec(name=o.name, datatype=o.datatype, dims=list(o.dims)) for o in m.outputs])
+        for m in a.modules])
+
+
+def _app_from_proto(a: pb.AppRoute) -> AppRoute:
+    return AppRoute(a.name, a.rate, a.slo_ms, tuple(
+        AppModule(m.name, tuple(m.after), m.input, m.scale, m.task or None, m.objects or None,  # type: ignore[arg-type]
+                  CropSettings(tuple(m.crops.labels), m.crops.min_score, m.crops.max_crops)
+                  if m.HasField("crops") else None,
+                  tuple(m.labels), tuple(OutputSpec(o.name, o.datatype, tuple(o.dims)) for o in m.outputs))
+        for m in a.modules))

@@ -1,0 +1,191 @@
+"""How a frame becomes each module's requests, and its modules' results the reply's: the one place
+that knows what an app's edges carry (the `input` of each module, config/pipeline.py), as plain data
+and no event loop, so that the data plane only admits, dispatches and answers.
+
+- `frame`: the app's f-th frame gives a module `floor((f + 1) s) - floor(f s)` requests (its scale s,
+  as the planner assumes), each the frame resized to the module's input (once per input shape).
+- `crops`: one request per crop its detector's worker cut for it, keyed by the detection.
+- `features`: the parents' outputs joined per key (a frame-level parent's one request joins every object).
+
+A detector's boxes come back in its input's pixels; they are kept, and answered, in the frame's.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from harpagon.model.latency import requests_for
+from harpagon.runtime.wire.errors import Unavailable
+from harpagon.runtime.wire.routes import AppRoute
+
+__all__ = ["Detections", "Frame", "FrameCounter", "ItemResult", "SinkResult", "resize", "sample"]
+
+
+@lru_cache(maxsize=64)
+def _sampling(height: int, width: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = (np.arange(h) * height // h).clip(0, height - 1)
+    cols = (np.arange(w) * width // w).clip(0, width - 1)
+    return rows, cols
+
+
+def sample(frame: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A [H, W, C] frame resized to [h, w, C] (nearest neighbour)."""
+    rows, cols = _sampling(frame.shape[0], frame.shape[1], h, w)
+    return frame.take(rows, 0).take(cols, 1)  # two takes: several times faster than one 2-d fancy index
+
+
+def resize(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A [H, W, C] uint8 frame as a [C, h, w] module input (nearest neighbour)."""
+    c, h, w = shape
+    out = sample(frame, h, w)
+    if out.shape[2] != c:
+        out = np.resize(out, (h, w, c))
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def to_frame(boxes: np.ndarray, input_shape: tuple[int, ...], frame_shape: tuple[int, ...]) -> np.ndarray:
+    """A detector's boxes [.., 4] from its input's pixels ([C, h, w]) to the frame's ([H, W, C])."""
+    sy, sx = frame_shape[0] / input_shape[1], frame_shape[1] / input_shape[2]
+    return (np.asarray(boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
+
+
+@dataclass(slots=True)
+class ItemResult:
+    """One request's result: its outputs and, from a detector, its crops per child module (the
+    detection indices they were cut from, and the crops)."""
+
+    outputs: list[np.ndarray]
+    crops: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Out:
+    """A module's request for a frame, done: its key (the request's index for frame-level requests, the
+    detection's index for object-level ones) and its result."""
+
+    key: int
+    result: ItemResult
+
+
+@dataclass(slots=True)
+class Detections:
+    """A detector's detections of one frame, boxes in the client's frame pixels."""
+
+    boxes: np.ndarray  # [D, 4] x1, y1, x2, y2
+    scores: np.ndarray  # [D]
+    labels: np.ndarray  # [D]
+
+
+@dataclass(slots=True)
+class SinkResult:
+    """A sink module's results for one frame: per request its outputs, and the objects they are of.
+    `detector` is None for frame-level requests (`keys` are then request indices)."""
+
+    requests: list[list[np.ndarray]]
+    keys: list[int]
+    detector: str | None = None
+    detections: Detections | None = None
+    """The detector's detections of the frame (object-level sinks): request i is of detection keys[i]."""
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def __getitem__(self, i: int) -> list[np.ndarray]:
+        """Request i's outputs."""
+        return self.requests[i]
+
+
+@dataclass(slots=True)
+class Frame:
+    """One frame on its way through its app's DAG: what its done modules gave, for the next ones."""
+
+    app: AppRoute
+    seq: int  # the app's frame number: how many requests each `frame` module gets for it
+    image: np.ndarray  # [H, W, C], as the client sent it
+    inputs: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)  # one resize per input shape
+    results: dict[str, list[_Out]] = field(default_factory=dict)  # per module done
+    detections: dict[str, Detections] = field(default_factory=dict)  # per detector done
+
+    def requests(self, module: str, shape: tuple[int, ...]) -> tuple[list[int], list[np.ndarray]]:
+        """The module's requests for this frame, its parents done, for workers that take `shape`:
+        their keys and items."""
+        m = self.app.module(module)
+        if m.input == "frame":
+            n = requests_for(self.seq, m.scale)
+            if n == 0:
+                return [], []
+            item = self.inputs.get(shape)
+            if item is None:
+                item = self.inputs[shape] = resize(self.image, shape)
+            return list(range(n)), [item] * n
+        if m.input == "crops":
+            return self._crops(module, m.after[0], shape)
+        return self._features(m.after)
+
+    def _crops(self, module: str, detector: str, shape: tuple[int, ...]) -> tuple[list[int], list[np.ndarray]]:
+        """One request per kept detection, cut by the detector's worker."""
+        keys: list[int] = []
+        items: list[np.ndarray] = []
+        for parent in self.results[detector]:
+            cut = parent.result.crops.get(module)
+            if cut is None:
+                raise Unavailable(f"app {self.app.name!r}: the worker of {detector!r} cut no crops for {module!r} "
+                                  f"(its configuration predates the edge); retry")
+            detection, crops = cut
+            if len(crops) and tuple(crops.shape[1:]) != shape:
+                raise Unavailable(f"app {self.app.name!r}: crops for {module!r} of shape {list(crops.shape[1:])}, "
+                                  f"its workers take {list(shape)}; retry")
+            keys += [int(d) for d in detection]
+            items += list(crops)
+        return keys, items
+
+    def _features(self, parents: tuple[str, ...]) -> tuple[list[int], list[np.ndarray]]:
+        """The parents' outputs joined per key; a frame-level parent's one request joins every object."""
+        per_parent = [{o.key: o.result.outputs[0] for o in self.results[p]} for p in parents]
+        object_level = [i for i, p in enumerate(parents) if self.app.module(p).objects is not None]
+        keyed = [per_parent[i] for i in object_level] or per_parent
+        keys = sorted(set.intersection(*(set(d) for d in keyed)))
+        items = []
+        for k in keys:
+            parts = [d[k] if (i in object_level or not object_level) else next(iter(d.values()), None)
+                     for i, d in enumerate(per_parent)]
+            if any(p is None for p in parts):  # a frame-level parent without its request this frame
+                return [], []
+            items.append(np.concatenate([np.asarray(p, np.float32).ravel() for p in parts]))
+        return keys, items
+
+    def done(self, module: str, keys: list[int], results: list[ItemResult], shape: tuple[int, ...]) -> None:
+        """The module's results for this frame, one per request (`shape`: its workers' input); a
+        detector's boxes are turned into the frame's pixels."""
+        self.results[module] = [_Out(k, r) for k, r in zip(keys, results, strict=True)]
+        if results and self.app.module(module).task == "detect" and len(results[0].outputs) >= 3:
+            for r in results:  # boxes in the client's frame pixels, for the reply
+                r.outputs[0] = to_frame(r.outputs[0], shape, self.image.shape)
+            boxes, scores, labels = results[0].outputs[:3]
+            self.detections[module] = Detections(boxes, np.asarray(scores, np.float32), np.asarray(labels, np.int64))
+
+    def sinks(self) -> dict[str, SinkResult]:
+        """Each sink module's results, every module done."""
+        out = {}
+        for sink in self.app.sinks:
+            done = self.results[sink]
+            detector = self.app.module(sink).objects
+            out[sink] = SinkResult([o.result.outputs for o in done], [o.key for o in done], detector,
+                                   self.detections.get(detector) if detector else None)
+        return out
+
+
+class FrameCounter:
+    """Numbers each app's frames, from 0: a module's requests for a frame follow from its number."""
+
+    def __init__(self) -> None:
+        self._next: defaultdict[str, int] = defaultdict(int)
+
+    def frame(self, app: AppRoute, image: np.ndarray) -> Frame:
+        seq = self._next[app.name]
+        self._next[app.name] += 1
+        return Frame(app, seq, image)
