@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import time
 
 import numpy as np
@@ -28,7 +29,7 @@ async def bench(config: str, planning: str, seconds: float) -> None:
     cluster = LocalCluster(w, grpc_port=0, metrics_port=0)
     await cluster.start()
     c = cluster.controller
-    c.planning = planning  # type: ignore[assignment]
+    c.config = dataclasses.replace(c.config, planning=planning)
     windows: list[tuple[float, float]] = []
     make_plan = c._make_plan
 

@@ -23,7 +23,7 @@ import asyncio
 import itertools
 import math
 import selectors
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -134,6 +134,12 @@ class FakeWorkers:
         got = [a for a in self.applies if a.address == address]
         return (got[-1].version, got[-1].modules) if got else None
 
+    def specs(self, address: str) -> tuple[ModuleSpec, ...]:
+        """The modules last applied to an address, what a worker there reports it runs (none: never
+        configured)."""
+        got = [a for a in self.applies if a.address == address]
+        return got[-1].specs if got else ()
+
     def mark(self, what: str, data: object = None) -> Mark:
         m = Mark(next(self._seq), what, data)
         self.events.append(m)
@@ -204,7 +210,10 @@ class FakeWorkers:
         self.closed = True
 
 
-__all__ = ["Apply", "Call", "FakeWorkers", "Mark", "Reply", "expected_output"]
+__all__ = ["Apply", "Call", "FakeWorkers", "Mark", "Reply", "VirtualClockLoop", "expected_output", "run_virtual"]
+
+
+T = TypeVar("T")
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):
@@ -212,7 +221,9 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     For code that does no I/O: time moves only when every task waits for a timer, by exactly that
     timer's delay, so a test of timeouts, flush timers or back-offs runs in microseconds and always
-    sees the same interleaving (the simulator's virtual clock, for the live code)."""
+    sees the same interleaving (the simulator's virtual clock, for the live code). Work handed to an
+    executor (`asyncio.to_thread` too) runs at once, inline, and takes no virtual time: a thread's
+    real duration would otherwise decide how far the clock jumps meanwhile."""
 
     def __init__(self) -> None:
         super().__init__(selectors.DefaultSelector())
@@ -232,8 +243,20 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._now
 
+    def stall(self, seconds: float) -> None:
+        """The loop is blocked for `seconds` (a long callback, a paused process): the clock moves on and
+        nothing runs meanwhile; timers that fell due run late, together, once the caller yields."""
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"stall seconds must be a finite number >= 0, got {seconds!r}")
+        self._now += seconds
 
-T = TypeVar("T")
+    def run_in_executor(self, executor: Any, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self.create_future()
+        try:
+            future.set_result(func(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
 
 def run_virtual(coro: Coroutine[Any, Any, T]) -> T:

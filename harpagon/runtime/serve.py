@@ -39,11 +39,14 @@ from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
+from harpagon.runtime.controller.assignment import app_route
+from harpagon.runtime.controller.config import ControllerConfig
 from harpagon.runtime.controller.controller import Controller, settings_of
 from harpagon.runtime.controller.servicer import ControllerServicer
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.main import Fanout, rate_beacon
+from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.frontend.servicer import start as start_frontend
+from harpagon.runtime.frontend.stats import FanoutCounts
 from harpagon.runtime.lifecycle import RunFolder, child_env, until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
 from harpagon.runtime.wire.clients import GrpcWorkerClient
@@ -85,7 +88,7 @@ class LocalCluster:
     host: str = "127.0.0.1"
     grpc_port: int | None = None  # None: the config's (default 8001); 0: any free port
     metrics_port: int | None = None  # None: the config's (default 8002); 0: any free port
-    follow_rates: bool = True  # re-plan when measured rates leave the band (see Controller.follow_rates)
+    follow_rates: bool = True  # re-plan when measured rates leave the band (see ControllerConfig.follow_rates)
     unix_sockets: bool = True  # local workers listen on Unix sockets (False: loopback TCP, for comparison)
     tls: bool = True  # mutual TLS on the control plane with throwaway certificates (False: plaintext, to compare)
     processes: list[subprocess.Popen] = field(default_factory=list)
@@ -176,7 +179,7 @@ class LocalCluster:
         registry = CollectorRegistry()
         self.plane = FrontendDataPlane(None, tuple(s.frame_shape), FrontendMetrics(registry),
                                        client=GrpcWorkerClient(frontend_tls),
-                                       configured={a.name: a for a in self.workload.apps})
+                                       configured={a.name: app_route(a) for a in self.workload.apps})
         self._metrics = serve_metrics(registry, s.metrics_port if self.metrics_port is None else self.metrics_port,
                                       self.host)
         self.metrics_at = self._metrics.server_port
@@ -189,10 +192,9 @@ class LocalCluster:
                                                                        frontend_loop))
 
         # the first plan waits (bounded) for the local workers, so a normal start plans once
-        self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), push_routes,
-                                     metrics=ControllerMetrics(registry), follow_rates=self.follow_rates,
-                                     expect_workers=sum(g.count for g in groups),
-                                     client=GrpcWorkerClient(controller_tls))
+        config = ControllerConfig(follow_rates=self.follow_rates, expect_workers=sum(g.count for g in groups))
+        self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), push_routes, config,
+                                     metrics=ControllerMetrics(registry), client=GrpcWorkerClient(controller_tls))
         self.control = LoopThread("controller")
 
         async def start_control() -> int:
@@ -205,12 +207,12 @@ class LocalCluster:
 
         self.control_port = await self.control.run(start_control())
 
-        def observe(rates: dict[str, float], window: float, hops: list[float], fanout: Fanout) -> None:
+        def observe(rates: dict[str, float], window: float, hops: list[float], fanout: FanoutCounts) -> None:
             self.controller.observe_rates("local", rates, window)
             self.controller.observe_hops(hops)
             self.controller.observe_fanout("local", fanout)
 
-        async def report(rates: dict[str, float], window: float, hops: list[float], fanout: Fanout) -> None:
+        async def report(rates: dict[str, float], window: float, hops: list[float], fanout: FanoutCounts) -> None:
             self.control.call(observe, rates, window, hops, fanout)
 
         self._beacon = asyncio.ensure_future(rate_beacon(self.plane, report))

@@ -19,7 +19,6 @@ from tritonclient.utils import InferenceServerException
 
 from harpagon.config.loader import load_workload
 from harpagon.config.schema import Workload
-from harpagon.runtime.controller.watches import MIN_EPOCH_S
 from harpagon.runtime.frontend.failover import SUSPECT_FIRST_S
 from harpagon.runtime.serve import LocalCluster
 
@@ -87,7 +86,7 @@ def test_a_slow_device_is_measured_and_replanned_for(caplog):
             controller = cluster.controller
             first = controller.plan
             client = triton_aio.InferenceServerClient(f"127.0.0.1:{cluster.port}")
-            before = await send(client, RATE, MIN_EPOCH_S - 2, SLO_MS, seed=1)
+            before = await send(client, RATE, controller.config.watches.min_epoch_s - 2, SLO_MS, seed=1)
             plans = controller.plans
             deadline = time.monotonic() + 60
             sender = asyncio.ensure_future(send(client, RATE, 60.0, SLO_MS, seed=2))  # keeps the load on

@@ -51,8 +51,8 @@ async def settle(cluster: LocalCluster, workers: int) -> None:
 
 
 def kill_a_busy_worker(cluster: LocalCluster) -> None:
-    busy = [w for w in cluster.controller._workers.values() if w.modules]
-    pid = int(busy[0].info.id.split("-")[1])
+    busy = [wid for wid, names in cluster.controller.running.items() if names]
+    pid = int(busy[0].split("-")[1])
     os.kill(pid, signal.SIGKILL)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from dataclasses import replace
 
@@ -13,20 +14,16 @@ from prometheus_client import generate_latest
 
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings
-from harpagon.planner.harpagon import PlannerOptions, plan
+from harpagon.planner.harpagon import plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
-from harpagon.runtime.controller.controller import Controller
-from harpagon.runtime.controller.watches import (
-    IDLE_RESET_S,
-    MIN_EPOCH_S,
-    MIN_RATE_FRACTION,
-    RATE_RECENT_S,
-    SURGE_HOLD_S,
-)
+from harpagon.runtime.controller.config import ControllerConfig
+from harpagon.runtime.controller.controller import Controller, promise_metrics
+from harpagon.runtime.controller.watches import WatchSettings
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe
 from harpagon.runtime.wire.routes import from_proto, to_proto
 from tests.conftest import BASE
+from tests.fakes import FakeWorkers, run_virtual
 
 W = Workload.model_validate({**BASE, "apps": [{"name": "cam", "rate": 300, "slo_ms": 200, "modules": [
     {"name": "d", "model": "resnet50"}, {"name": "c", "model": "resnet50", "after": ["d"], "scale": 2}]}]})
@@ -79,6 +76,7 @@ def test_losing_a_worker_moves_its_tuple_only():
 
 
 FLUID = Settings(arrivals="fluid")  # the rate band and the promise's words need no replay
+S = WatchSettings()
 
 
 def test_rates_outside_the_band_trigger_a_replan_at_the_measured_rate():
@@ -88,7 +86,7 @@ def test_rates_outside_the_band_trigger_a_replan_at_the_measured_rate():
         c = Controller(W, FLUID, (3, 16, 16), lambda t, r: asyncio.sleep(0), clock=lambda: now[0])
         c.plan = plan(W, FLUID)  # as if a plan were in force since t = 0
         c.in_force(0.0)
-        for t in range(1, 10):  # one frontend at 400/s: out of the band, but within MIN_EPOCH_S
+        for t in range(1, 10):  # one frontend at 400/s: out of the band, but within min_epoch_s
             now[0] = t
             c.observe_rates("f1", {"cam": 400.0})
             assert not c.dirty
@@ -97,16 +95,16 @@ def test_rates_outside_the_band_trigger_a_replan_at_the_measured_rate():
             now[0] = t
             c.observe_rates("f1", {"cam": 310.0})
         assert not c.dirty  # inside 0.8-1.1 x 300
-        for t in range(10, 22):  # a second frontend: 370/s in all, judged from MIN_EPOCH_S after the plan...
+        for t in range(10, 22):  # a second frontend: 370/s in all, judged from min_epoch_s after the plan...
             now[0] = t
             c.observe_rates("f2", {"cam": 60.0})
         assert not c.dirty  # ...out of the band for 2 s only
         now[0] = 22
         c.observe_rates("f2", {"cam": 60.0})
-        assert c.dirty  # out of the band for RATE_HOLD_S
-        assert c._planned_workload().apps[0].rate == pytest.approx(370.0)
+        assert c.dirty  # out of the band for rate_hold_s
+        assert c.rates.rate("cam") == pytest.approx(370.0)
 
-    asyncio.run(scenario())
+    run_virtual(scenario())
 
 
 def test_a_stream_that_starts_late_is_judged_from_its_first_frame():
@@ -128,10 +126,10 @@ def test_a_stream_that_starts_late_is_judged_from_its_first_frame():
         for t in range(30, 45):  # then a real move, judged from the first frame: (15*300 + k*400) / (15 + k)
             now[0] = t
             c.observe_rates("f1", {"cam": 400.0})
-        # first past 1.1x (and the noise) at 400/s for 7 s, then held there for RATE_HOLD_S: (15*300 + 10*400) / 25
-        assert c.dirty and c._planned_workload().apps[0].rate == pytest.approx(340, abs=5)
+        # first past 1.1x (and the noise) at 400/s for 7 s, then held there for rate_hold_s: (15*300 + 10*400) / 25
+        assert c.dirty and c.rates.rate("cam") == pytest.approx(340, abs=5)
 
-    asyncio.run(scenario())
+    run_virtual(scenario())
 
 
 def test_poisson_noise_in_the_rates_does_not_trigger_a_replan_but_a_real_move_does():
@@ -156,18 +154,20 @@ def test_poisson_noise_in_the_rates_does_not_trigger_a_replan_but_a_real_move_do
             c.observe_rates("f1", {"cam": float(n)}, 1.0)
             if c.dirty:
                 break
-        assert c.dirty and now[0] - 600 <= MIN_EPOCH_S + 10
-        assert c._planned_workload().apps[0].rate == pytest.approx(52.0, rel=0.15)
+        assert c.dirty and now[0] - 600 <= S.min_epoch_s + 10
+        assert c.rates.rate("cam") == pytest.approx(52.0, rel=0.15)
 
-    asyncio.run(scenario())
+    run_virtual(scenario())
 
 
 def test_planning_runs_in_a_planner_process_and_the_event_loop_keeps_ticking():
-    """The replay is seconds of pure Python; heartbeats and the embedded frontend share the loop."""
-    live = live_workload(W, workers(6, 2))
+    """The replay is seconds of pure Python; heartbeats and the embedded frontend share the loop (a
+    real loop and a real process: what is measured is the loop's lag while the planner works)."""
 
     async def scenario():
-        c = Controller(W, Settings(), (3, 16, 16), lambda t, r: asyncio.sleep(0))
+        c = Controller(W, Settings(), (3, 16, 16), lambda t, r: asyncio.sleep(0), client=FakeWorkers())
+        for w in workers(6, 2):
+            c.register(w)
         lags: list[float] = []
 
         async def tick():
@@ -178,11 +178,11 @@ def test_planning_runs_in_a_planner_process_and_the_event_loop_keeps_ticking():
 
         ticker = asyncio.ensure_future(tick())
         t0 = time.perf_counter()
-        p = await c._make_plan(live, PlannerOptions(replay=True))
+        await c.reconcile()
         took = time.perf_counter() - t0
         ticker.cancel()
         await c.stop()
-        return p, took, lags
+        return c.plan, took, lags
 
     p, took, lags = asyncio.run(scenario())
     assert p.promise is not None and p.promise.replayed is not None and p.promise.replayed.seconds == 60.0
@@ -198,8 +198,7 @@ def test_the_promise_is_logged_and_exported_with_what_its_replay_measured(caplog
         describe(p.promise)  # 300 frames/s for 60 s
     assert describe(p.promise).endswith("constant all within")
     metrics = ControllerMetrics()
-    c = Controller(W, Settings(), (3, 16, 16), lambda t, r: asyncio.sleep(0), metrics=metrics)
-    c._promise_metrics(p)
+    promise_metrics(metrics, p)
     text = generate_latest(metrics.registry).decode()
     (attainment,) = [a for app, a in p.promise.replayed.apps if app == "cam"]
     assert f'harpagon_plan_promise_attainment{{app="cam"}} {attainment}' in text
@@ -209,9 +208,9 @@ def test_the_promise_is_logged_and_exported_with_what_its_replay_measured(caplog
     # a broken promise: kept 0 and a warning; the fluid model promises nothing about arrivals
     broken = replace(p, promise=replace(p.promise, replayed=replace(p.promise.replayed, min_app_attainment=0.95,
                                                                       apps=(("cam", 0.95),))))
-    c._promise_metrics(broken)
+    promise_metrics(metrics, broken)
     assert 'harpagon_plan_promise_kept{arrivals="poisson"} 0.0' in generate_latest(metrics.registry).decode()
-    c._promise_metrics(plan(W, FLUID))
+    promise_metrics(metrics, plan(W, FLUID))
     text = generate_latest(metrics.registry).decode()
     assert "harpagon_plan_promise_target{" not in text and "harpagon_plan_promise_attainment{" not in text
     assert describe(plan(W, FLUID).promise) == "promise fluid (the version-1 model; not replayed)"
@@ -230,7 +229,7 @@ def test_request_level_dispatch_is_selectable_for_comparison():
         await c.reconcile()  # no workers yet: every app refused, by name
         return c
 
-    c = asyncio.run(scenario())
+    c = run_virtual(scenario())
     assert c.plan.dispatch == "request-level" and pushed[0][0].dispatch == "request-level"
     assert set(pushed[0][1]) == {"cam"} and "hardware counts run out" in pushed[0][1]["cam"]
 
@@ -264,14 +263,14 @@ def test_bad_rate_reports_are_dropped_not_planned_for(caplog):
         for t in range(1, 40):
             now[0] = t
             c.observe_rates("f1", {"cam": math.inf, "ghost": 50.0})
-            c.observe_rates("f2", {"cam": 300.0 * 1000})  # beyond MAX_RATE_FACTOR x the configured 300/s
+            c.observe_rates("f2", {"cam": 300.0 * 1000})  # beyond max_rate_factor x the configured 300/s
             c.observe_rates("f3", {"cam": -5.0})
             c.observe_rates("f4", {"cam": 300.0}, window_s=math.nan)
             c.observe_rates("f5", {"cam": 300.0})
         return c
 
-    c = asyncio.run(scenario())
-    assert not c.dirty and c._planned_workload().apps[0].rate == 300.0  # only f5's sane reports counted
+    c = run_virtual(scenario())
+    assert not c.dirty and c.rates.rate("cam") == 300.0  # only f5's sane reports counted
     assert set(c.rates.reports) == {"f1", "f2", "f3", "f5"} and all(r == {} for _, r, _ in c.rates.reports["f1"])
     assert any("rates dropped" in r.getMessage() and "ghost" in r.getMessage() for r in caplog.records)
     assert any("window nan s is not in (0, 60]" in r.getMessage() for r in caplog.records)
@@ -285,7 +284,9 @@ def _served(w: Workload, now: list[float]) -> Controller:
 
 
 def _new_plan(c: Controller, at: float) -> None:
-    """What `reconcile` does to the rate judges when a plan goes in force."""
+    """What a re-plan does to the watchers, without planning: it takes the pending re-plan (the flag
+    has no public setter: only the loop clears it) and puts a plan in force at `at`."""
+    c._dirty.clear()
     c.in_force(at)
 
 
@@ -301,28 +302,27 @@ def test_after_a_lull_the_plan_keeps_a_floor_and_a_surge_back_re_plans_within_se
             now[0] = t
             c.observe_rates("f1", {"cam": 1.0})
         assert c.dirty
-        assert c._planned_workload().apps[0].rate == pytest.approx(MIN_RATE_FRACTION * 40.0)  # the floor, not 1
-        c._dirty.clear()
+        assert c.rates.rate("cam") == pytest.approx(S.min_rate_fraction * 40.0)  # the floor, not 1
         _new_plan(c, 46.0)
         for t in range(47, 50):  # still quiet: the floor is not re-planned for again
             now[0] = t
             c.observe_rates("f1", {"cam": 1.0})
         assert not c.dirty
         back = 50
-        for t in range(back, back + 30):  # back at the configured rate, well within MIN_EPOCH_S of the plan
+        for t in range(back, back + 30):  # back at the configured rate, well within min_epoch_s of the plan
             now[0] = t
             c.observe_rates("f1", {"cam": 40.0})
             if c.dirty:
                 break
-        assert c.dirty and now[0] - back <= RATE_RECENT_S + SURGE_HOLD_S
-        assert c._planned_workload().apps[0].rate == pytest.approx(40.0)  # in one step
+        assert c.dirty and now[0] - back <= S.rate_recent_s + S.surge_hold_s
+        assert c.rates.rate("cam") == pytest.approx(40.0)  # in one step
 
-    asyncio.run(scenario())
+    run_virtual(scenario())
 
 
 def test_a_burst_is_not_a_surge_and_a_modest_rise_waits_for_the_band():
-    """A 1 s burst at 3x and a rise to 1.3x do not re-plan within MIN_EPOCH_S (the surge rule wants
-    SURGE_FACTOR over RATE_RECENT_S, held SURGE_HOLD_S)."""
+    """A 1 s burst at 3x and a rise to 1.3x do not re-plan within min_epoch_s (the surge rule wants
+    surge_factor over rate_recent_s, held surge_hold_s)."""
     now = [0.0]
 
     async def scenario():
@@ -331,12 +331,12 @@ def test_a_burst_is_not_a_surge_and_a_modest_rise_waits_for_the_band():
             now[0] = t
             c.observe_rates("f1", {"cam": 900.0 if t == 4 else 300.0})
             assert not c.dirty, t
-        for t in range(9, int(MIN_EPOCH_S)):
+        for t in range(9, int(S.min_epoch_s)):
             now[0] = t
             c.observe_rates("f1", {"cam": 390.0})
             assert not c.dirty, t
 
-    asyncio.run(scenario())
+    run_virtual(scenario())
 
 
 def test_an_app_planned_above_its_rate_that_gets_no_frames_is_planned_at_its_configured_rate_again():
@@ -349,21 +349,32 @@ def test_an_app_planned_above_its_rate_that_gets_no_frames_is_planned_at_its_con
         for t in range(1, 6):
             now[0] = t
             c.observe_rates("f1", {"cam": 99 * 300.0})
-        assert c.dirty and c._planned_workload().apps[0].rate == pytest.approx(99 * 300.0)
-        c._dirty.clear()
+        assert c.dirty and c.rates.rate("cam") == pytest.approx(99 * 300.0)
         _new_plan(c, 6.0)
-        for t in range(7, 7 + int(IDLE_RESET_S)):  # nothing offered
+        for t in range(7, 7 + int(S.idle_reset_s)):  # nothing offered
             now[0] = t
             c.observe_rates("f1", {})
             assert not c.dirty, t
-        now[0] = 7 + IDLE_RESET_S
+        now[0] = 7 + S.idle_reset_s
         c.observe_rates("f1", {})
-        assert c.dirty and c._planned_workload().apps[0].rate == pytest.approx(300.0)
-        c._dirty.clear()
+        assert c.dirty and c.rates.rate("cam") == pytest.approx(300.0)
         _new_plan(c, now[0])
-        for t in range(int(now[0]) + 1, int(now[0]) + 2 * int(IDLE_RESET_S)):  # at its configured rate: idle stays
+        for t in range(int(now[0]) + 1, int(now[0]) + 2 * int(S.idle_reset_s)):  # at its configured rate: idle stays
             now[0] = t
             c.observe_rates("f1", {})
         assert not c.dirty
 
-    asyncio.run(scenario())
+    run_virtual(scenario())
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("heartbeat_ms", 0), ("heartbeat_ms", 2**32), ("heartbeat_ms", 0.5), ("missed_heartbeats", 0),
+    ("apply_timeout_s", math.inf), ("max_refusals", True), ("quarantine_s", -1.0), ("retry_s", (8.0, 0.5)),
+    ("retry_s", (0.0, 1.0)), ("coalesce_s", math.nan), ("poll_s", 0.0), ("expect_workers", -1),
+    ("expect_timeout_s", -1.0), ("settle_s", -0.1), ("drain_s", "2"), ("planning", "inline"),
+    ("follow_rates", 1), ("follow_fanout", None), ("watches", {}), ("max_rate_factor", 0.0),
+    ("max_fanout", 0), ("calibration", {}), ("calibration_check_s", -1.0),
+])
+def test_bad_controller_config_is_refused_by_name_and_value(field, value):
+    with pytest.raises(ValueError, match=rf"controller {field} .*got {re.escape(repr(value))}"):
+        ControllerConfig(**{field: value})

@@ -1,6 +1,7 @@
 """The controller follows a module's measured fan-out (requests per frame) as it follows app rates:
 re-planned with the measured scale once it leaves the band by more than noise, for a while, and not
-for bogus reports or a frontend gone quiet. Fake workers and clock, fluid plans in a thread."""
+for bogus reports or a frontend gone quiet. Fake workers and clock, fluid plans, on the virtual
+clock's loop."""
 
 from __future__ import annotations
 
@@ -13,26 +14,22 @@ from prometheus_client import generate_latest
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings
 from harpagon.runtime.controller.assignment import WorkerInfo
+from harpagon.runtime.controller.config import ControllerConfig
 from harpagon.runtime.controller.controller import Controller
 from harpagon.runtime.controller.servicer import ControllerServicer
-from harpagon.runtime.controller.watches import (
-    MIN_EPOCH_S,
-    MIN_FANOUT_FRAMES,
-    MIN_SCALE,
-    RATE_HOLD_S,
-    REPORT_EXPIRY_S,
-)
+from harpagon.runtime.controller.watches import WatchSettings
 from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.v1 import worker_pb2 as pb
 from tests.conftest import BASE
-from tests.fakes import FakeWorkers
+from tests.fakes import FakeWorkers, run_virtual
 
 FLUID = Settings(arrivals="fluid")
 # a detector `d` and its child `c`, planned at one request per frame
 W = Workload.model_validate({**BASE, "apps": [{"name": "cam", "rate": 100, "slo_ms": 200, "modules": [
     {"name": "d", "model": "resnet50"}, {"name": "c", "model": "resnet50", "after": ["d"], "scale": 1.0}]}]})
 C = ("cam", "c")
+S = WatchSettings()
 
 
 class Harness:
@@ -43,15 +40,14 @@ class Harness:
         async def push(table, refused) -> None:
             pass
 
-        self.c = Controller(W, FLUID, (3, 16, 16), push, clock=lambda: self.now, client=FakeWorkers(),
-                            planning="thread", metrics=self.metrics, **kw)
+        self.c = Controller(W, FLUID, (3, 16, 16), push, ControllerConfig(planning="thread", **kw),
+                            clock=lambda: self.now, client=FakeWorkers(), metrics=self.metrics)
 
     async def planned(self) -> None:
         """Three T4s and a plan in force since t = 0."""
         for i in range(3):
             self.c.register(WorkerInfo(f"t{i}", f"10.0.0.{i}:7000", "t4", "emulated:t4", True))
-        await self.c.reconcile()
-        self.c._dirty.clear()  # as the reconcile loop does
+        await self.c.replan()
 
     def report(self, t: float, counts: dict, frontend: str = "f1") -> None:
         self.now = t
@@ -71,20 +67,18 @@ def test_a_measured_scale_out_of_the_band_replans_with_it(caplog):
         before = h.c.plan
         assert h.gauge("c", "planned") == 1.0 and h.gauge("c", "measured") is None
         # 20 frames/s reach c and each gets 2 requests: 2x the planned scale, from the plan on
-        for t in range(1, int(MIN_EPOCH_S + RATE_HOLD_S)):
+        for t in range(1, int(S.min_epoch_s + S.rate_hold_s)):
             h.report(t, {C: (20, 40), ("cam", "d"): (20, 20)})
-            assert not h.c.dirty, t  # within MIN_EPOCH_S of the plan, then held for RATE_HOLD_S
+            assert not h.c.dirty, t  # within min_epoch_s of the plan, then held for rate_hold_s
         assert h.gauge("c", "measured") == pytest.approx(2.0) and h.gauge("d", "measured") == pytest.approx(1.0)
-        h.report(MIN_EPOCH_S + RATE_HOLD_S, {C: (20, 40), ("cam", "d"): (20, 20)})
+        h.report(S.min_epoch_s + S.rate_hold_s, {C: (20, 40), ("cam", "d"): (20, 20)})
         assert h.c.dirty
-        planned = h.c._planned_workload().apps[0]
-        assert planned.module("c").scale == pytest.approx(2.0) and planned.module("d").scale == 1.0
+        assert h.c.fanout.scale(C) == pytest.approx(2.0) and h.c.fanout.scale(("cam", "d")) == 1.0
         assert W.apps[0].module("c").scale == 1.0  # the configuration itself is untouched
-        h.c._dirty.clear()
-        await h.c.reconcile()
+        await h.c.replan()
         return before
 
-    before = asyncio.run(asyncio.wait_for(scenario(), 20))
+    before = run_virtual(asyncio.wait_for(scenario(), 20))
     assert before.app("cam").module("c").rate == pytest.approx(100.0)
     assert h.c.plan.app("cam").module("c").rate == pytest.approx(200.0)  # 100 frames/s x the measured 2.0
     assert h.c.plan.app("cam").module("d").rate == pytest.approx(100.0)
@@ -104,25 +98,25 @@ def test_a_scale_within_the_band_or_over_too_few_frames_does_not_replan():
             h.report(t, {C: (10, 12)})
         assert not h.c.dirty and h.gauge("c", "measured") == pytest.approx(1.2)
         h.c.in_force(40.0)  # a new plan: the reports before it no longer count
-        for t in range(41, 41 + 2 * int(MIN_EPOCH_S)):  # 3x, but one frame a second: too few to judge
+        for t in range(41, 41 + 2 * int(S.min_epoch_s)):  # 3x, but one frame a second: too few to judge
             h.report(t, {C: (1, 3)})
-        assert not h.c.dirty and 2 * MIN_EPOCH_S < MIN_FANOUT_FRAMES
+        assert not h.c.dirty and 2 * S.min_epoch_s < S.min_fanout_frames
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
 
 
 def test_noise_does_not_replan_but_the_same_mean_over_more_frames_does():
     async def scenario(frames: int) -> bool:
         h = Harness()
         await h.planned()
-        h.report(MIN_EPOCH_S + 1, {C: (frames, round(1.4 * frames))})  # 1.4x: out of the band...
-        for t in range(int(MIN_EPOCH_S) + 2, int(MIN_EPOCH_S) + 12):  # ...held, with nothing new since
+        h.report(S.min_epoch_s + 1, {C: (frames, round(1.4 * frames))})  # 1.4x: out of the band...
+        for t in range(int(S.min_epoch_s) + 2, int(S.min_epoch_s) + 12):  # ...held, with nothing new since
             h.report(t, {C: (0, 0)})
         return h.c.dirty
 
     # over 60 frames, 4 std of the mean of Poisson(1) counts is 0.52: 1.4 is noise. Over 600 it is not
-    assert asyncio.run(asyncio.wait_for(scenario(60), 20)) is False
-    assert asyncio.run(asyncio.wait_for(scenario(600), 20)) is True
+    assert run_virtual(asyncio.wait_for(scenario(60), 20)) is False
+    assert run_virtual(asyncio.wait_for(scenario(600), 20)) is True
 
     async def brief_burst() -> bool:  # 1.15 over 20 frames: within the band and the noise
         h = Harness()
@@ -131,7 +125,7 @@ def test_noise_does_not_replan_but_the_same_mean_over_more_frames_does():
             h.report(t, {C: (20, 23)} if t == 11 else {})
         return h.c.dirty
 
-    assert asyncio.run(asyncio.wait_for(brief_burst(), 20)) is False
+    assert run_virtual(asyncio.wait_for(brief_burst(), 20)) is False
 
 
 def test_a_detector_that_finds_nothing_plans_its_child_at_the_least_scale_once():
@@ -139,19 +133,18 @@ def test_a_detector_that_finds_nothing_plans_its_child_at_the_least_scale_once()
 
     async def scenario():
         await h.planned()
-        for t in range(1, int(MIN_EPOCH_S + RATE_HOLD_S) + 1):
+        for t in range(1, int(S.min_epoch_s + S.rate_hold_s) + 1):
             h.report(t, {C: (20, 0)})
-        assert h.c.dirty and h.c._planned_workload().apps[0].module("c").scale == MIN_SCALE
-        h.c._dirty.clear()
-        await h.c.reconcile()  # a scale > 0: the planner has a rate to plan for
-        assert h.c.plan.app("cam").module("c").rate == pytest.approx(100 * MIN_SCALE)
+        assert h.c.dirty and h.c.fanout.scale(C) == S.min_scale
+        await h.c.replan()  # a scale > 0: the planner has a rate to plan for
+        assert h.c.plan.app("cam").module("c").rate == pytest.approx(100 * S.min_scale)
         start = h.now
         for t in range(1, 40):  # still nothing: the floored measurement is the planned scale, no re-plan
             h.report(start + t, {C: (20, 0)})
         assert not h.c.dirty
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
-    assert h.gauge("c", "measured") == 0.0 and h.gauge("c", "planned") == MIN_SCALE
+    run_virtual(asyncio.wait_for(scenario(), 20))
+    assert h.gauge("c", "measured") == 0.0 and h.gauge("c", "planned") == S.min_scale
 
 
 def test_bogus_fanout_reports_are_dropped_without_crashing(caplog):
@@ -161,15 +154,15 @@ def test_bogus_fanout_reports_are_dropped_without_crashing(caplog):
         await h.planned()
         for t in range(1, 40):
             h.report(t, {("cam", "ghost"): (20, 40), ("nope", "c"): (20, 40), C: (-20, -40)}, "f1")
-            h.report(t, {C: (20, 20 * 5000)}, "f2")  # beyond MAX_FANOUT requests per frame
+            h.report(t, {C: (20, 20 * 5000)}, "f2")  # beyond max_fanout requests per frame
             h.report(t, {C: (0, 7)}, "f3")  # requests without frames
             h.report(t, {C: (20.5, 41), ("cam", "d"): "x", "cam/c": (20, 40)}, "f4")  # not whole counts, bad keys
             h.report(t, {C: (10**15, 2 * 10**15)}, "f5")  # more frames than a minute of 100x the rate
             h.report(t, {C: (20, 20)}, "f6")  # the only sane one: as planned
         assert not h.c.dirty
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
-    assert h.c.fanout.scales == {} and h.c._planned_workload().apps[0].module("c").scale == 1.0
+    run_virtual(asyncio.wait_for(scenario(), 20))
+    assert h.c.fanout.scales == {} and h.c.fanout.scale(C) == 1.0
     assert h.gauge("c", "measured") == pytest.approx(1.0)  # f6 alone
     assert all(r == {} for name in ("f1", "f2", "f3", "f4", "f5") for _, r in h.c.fanout.reports[name])
     dropped = [r.getMessage() for r in caplog.records if "fan-out dropped" in r.getMessage()]
@@ -179,7 +172,7 @@ def test_bogus_fanout_reports_are_dropped_without_crashing(caplog):
 @pytest.mark.parametrize("quiet", [True, False])
 def test_a_frontend_gone_quiet_takes_its_counts_along(quiet):
     """f1 measured 2x before going quiet; f2 reports the planned scale from then on. Once f1's latest
-    report is older than REPORT_EXPIRY_S its counts no longer count; a frontend that keeps reporting
+    report is older than report_expiry_s its counts no longer count; a frontend that keeps reporting
     (nothing new) keeps them."""
     h = Harness()
 
@@ -193,12 +186,12 @@ def test_a_frontend_gone_quiet_takes_its_counts_along(quiet):
             h.report(t, {C: (1, 1)}, "f2")
         return h.c.dirty
 
-    dirty = asyncio.run(asyncio.wait_for(scenario(), 20))
-    assert 5 + REPORT_EXPIRY_S < MIN_EPOCH_S + RATE_HOLD_S  # f1 expires before its counts could be held
+    dirty = run_virtual(asyncio.wait_for(scenario(), 20))
+    assert 5 + S.report_expiry_s < S.min_epoch_s + S.rate_hold_s  # f1 expires before its counts could be held
     if quiet:
         assert not dirty and set(h.c.fanout.reports) == {"f2"}
     else:
-        assert dirty and h.c._planned_workload().apps[0].module("c").scale == pytest.approx(2.0, rel=0.1)
+        assert dirty and h.c.fanout.scale(C) == pytest.approx(2.0, rel=0.1)
 
 
 def test_follow_fanout_off_keeps_the_configured_scales():
@@ -210,7 +203,7 @@ def test_follow_fanout_off_keeps_the_configured_scales():
             h.report(t, {C: (20, 60)})
         assert not h.c.dirty
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
     assert h.gauge("c", "measured") == pytest.approx(3.0)  # still measured and exported
 
 
@@ -262,5 +255,5 @@ def test_rate_beacon_reports_each_periods_fanout():
             await asyncio.sleep(0.01)
         beacon.cancel()
 
-    asyncio.run(asyncio.wait_for(scenario(), 5))
+    run_virtual(asyncio.wait_for(scenario(), 5))
     assert got[0][1:] == (0.01, [1.0], {C: (3, 6)}) and got[1][3] == {}

@@ -1,11 +1,14 @@
 """The controller on fake workers (tests/fakes.py): the three-phase re-plan, failed applies, waiting
 for the expected workers, and calibration end to end (heartbeats and hop overheads -> a re-plan with
-the measured figures). Plans are fluid and made in a thread, so each takes milliseconds."""
+the measured figures). Plans are fluid, each takes milliseconds; on the virtual clock's loop
+(`run_virtual`) they are made inline, and the loop's timers (heartbeats, back-offs, waits) take no
+real time."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -13,18 +16,14 @@ from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings, collection_ms, effective_latency
 from harpagon.runtime.controller.assignment import WorkerInfo
 from harpagon.runtime.controller.calibration import CalibrationSettings
-from harpagon.runtime.controller.controller import (
-    MAX_REFUSALS,
-    Controller,
-    RegistrationRefused,
-    epoch_version,
-)
-from harpagon.runtime.controller.watches import MIN_EPOCH_S
+from harpagon.runtime.controller.config import ControllerConfig
+from harpagon.runtime.controller.controller import Controller, RegistrationRefused, epoch_version, loop_time
+from harpagon.runtime.controller.watches import WatchSettings
 from harpagon.runtime.wire.errors import FailedPrecondition, Unavailable
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable
 from tests.conftest import BASE
-from tests.fakes import Apply, FakeWorkers, Mark
+from tests.fakes import Apply, FakeWorkers, Mark, VirtualClockLoop, run_virtual
 
 FLUID = Settings(arrivals="fluid")
 SHAPE = (3, 16, 16)
@@ -35,6 +34,7 @@ W = Workload.model_validate({**BASE, "apps": [{"name": "cam", "rate": 100, "slo_
     {"name": "d", "model": "resnet50"}, {"name": "c", "model": "resnet50", "after": ["d"], "scale": 2}]}],
     "serve": {"sharing": False}})
 T4 = {r.batch: r for r in W.profile_rows[("resnet50", "t4")].values()}
+S = WatchSettings()
 
 
 def t4(n: int) -> list[WorkerInfo]:
@@ -47,9 +47,12 @@ JUDGE_AT_ONCE = CalibrationSettings(sustain_s=0.0, max_step=8.0)
 
 
 class Harness:
-    """A controller on fake workers, with its routes pushes marked in the fake's event log."""
+    """A controller on fake workers, with its routes pushes marked in the fake's event log. Its clock
+    is `now`, which the test sets; tests that run the controller's own loops give it the loop's clock
+    (`clock=loop_time`, on the virtual loop)."""
 
-    def __init__(self, workload: Workload = W, settings: Settings = FLUID, **kw):
+    def __init__(self, workload: Workload = W, settings: Settings = FLUID,
+                 clock: Callable[[], float] | None = None, **config):
         self.now = 0.0
         self.fake = FakeWorkers()
         self.tables: list[tuple[RoutingTable, dict[str, str]]] = []
@@ -58,15 +61,15 @@ class Harness:
             self.fake.mark("routes", table)
             self.tables.append((table, refused))
 
-        kw.setdefault("planning", "thread")
-        self.c = Controller(workload, settings, SHAPE, push, clock=lambda: self.now, client=self.fake, **kw)
+        config.setdefault("planning", "thread")
+        self.c = Controller(workload, settings, SHAPE, push, ControllerConfig(**config),
+                            clock=clock or (lambda: self.now), client=self.fake)
 
     async def planned(self, workers: int = 3) -> None:
         """`workers` T4s registered and a first plan in force, with no re-plan pending."""
         for w in t4(workers):
             self.c.register(w)
-        await self.c.reconcile()
-        self.c._dirty.clear()  # what the reconcile loop does before it reconciles
+        await self.c.replan()
 
     def routes_marks(self) -> list[Mark]:
         return [e for e in self.fake.events if isinstance(e, Mark) and e.what == "routes"]
@@ -95,14 +98,14 @@ def test_a_replan_loads_old_and_new_then_switches_routes_then_drops_the_old():
     async def scenario():
         await h.planned()
         first_plan = h.c.plan
-        for t in range(1, 14):  # one frontend measures 300 frames/s, 3x the planned 100, for RATE_HOLD_S
+        for t in range(1, 14):  # one frontend measures 300 frames/s, 3x the planned 100, for rate_hold_s
             h.now = float(t)
             h.c.observe_rates("f1", {"cam": 300.0})
         assert h.c.dirty
         await h.c.reconcile()
         return first_plan
 
-    first_plan = asyncio.run(asyncio.wait_for(scenario(), 20))
+    first_plan = run_virtual(asyncio.wait_for(scenario(), 20))
     assert first_plan is not None and h.c.plan is not first_plan and h.c.plans == 2
     assert h.c.plan.app("cam").rate == pytest.approx(300.0)
     first_routes, second_routes = h.routes_marks()
@@ -156,13 +159,13 @@ def test_a_worker_that_refuses_its_configuration_fails_the_reconcile_before_the_
             await h.c.reconcile()
         assert h.c.plan is None and h.tables == []
         assert len(h.fake.applies) == 3  # phase 1 went to every worker; phase 3 was never sent
-        held = {w.info.id: w.modules for w in h.c._workers.values()}
+        held = h.c.running
         assert held["t1"] == () and held["t0"] != ()  # what a worker runs is what it accepted
         del h.fake.failing_apply[t4(3)[1].address]
         await h.c.reconcile()  # the retry succeeds
         assert h.c.plan is not None and len(h.tables) == 1
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
 
 
 def test_a_worker_that_does_not_answer_its_push_is_dropped_and_the_next_plan_is_made_without_it():
@@ -180,14 +183,14 @@ def test_a_worker_that_does_not_answer_its_push_is_dropped_and_the_next_plan_is_
         assert h.c.plan is not None and h.c.planned_workers == 2
         assert all(a.address != t4(3)[1].address for a in h.fake.applies[3:])
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
 
 
 def test_a_worker_that_stalls_during_a_push_is_dropped_when_its_heartbeats_stop():
     """A stopped worker (SIGSTOP) never answers ApplyConfig: the push does not wait out its deadline,
     it is abandoned when the worker misses its heartbeats, and a plan without it is in force in
     about a heartbeat timeout."""
-    h = Harness(heartbeat_ms=100)
+    h = Harness(clock=loop_time, heartbeat_ms=100)
 
     async def scenario():
         stalled = t4(3)[1]
@@ -206,43 +209,47 @@ def test_a_worker_that_stalls_during_a_push_is_dropped_when_its_heartbeats_stop(
             h.c.register(w)
         h.c.start()
         try:
-            started = time.monotonic()
+            started = loop_time()
             while h.c.plan is None:
                 await asyncio.sleep(0.05)
-            took = time.monotonic() - started
+            took = loop_time() - started
             assert h.c.planned_workers == 2 and stalled.id not in {w.id for w in h.c.workers}
-            assert took < 10, took  # heartbeat timeout 0.3 s, retry backoff 0.5 s: far from APPLY_TIMEOUT_S
+            # a lull of 0.2 s, 0.2 s for more joins, 0.3 s of missed heartbeats, a 0.5 s back-off and
+            # 0.2 s again: far from apply_timeout_s
+            assert took < 2, took
         finally:
             beating = False
             await h.c.stop()
             await beats
 
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+    run_virtual(asyncio.wait_for(scenario(), 30))
 
 
 def test_a_starved_event_loop_is_not_blamed_on_the_workers():
     """In `serve` the frontend and the controller share an event loop: when overload stalls it, the
     heartbeats wait in it too, and the workers must not be evicted for it."""
-    h = Harness(heartbeat_ms=100, missed_heartbeats=3)
+    h = Harness(clock=loop_time, heartbeat_ms=100, missed_heartbeats=3)
 
     async def scenario():
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
         for w in t4(2):
             h.c.register(w)
-        watch = asyncio.ensure_future(h.c._watch())
+        h.c.start()
         try:
             for _ in range(3):
                 for w in t4(2):
                     h.c.heartbeat(w.id)
                 await asyncio.sleep(0.05)
-                time.sleep(0.6)  # the loop is stalled for twice the heartbeat timeout
+                loop.stall(0.6)  # the loop is stalled for twice the heartbeat timeout
                 await asyncio.sleep(0.15)  # the watch runs before the queued heartbeats would
             assert h.c.evicted == 0 and len(h.c.workers) == 2
             await asyncio.sleep(0.6)  # but a worker that really stops heartbeating is dropped
             assert h.c.evicted == 2 and not h.c.workers
         finally:
-            watch.cancel()
+            await h.c.stop()
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
 
 
 def test_a_restarted_controller_adopts_what_workers_run_and_unloads_nothing():
@@ -252,7 +259,7 @@ def test_a_restarted_controller_adopts_what_workers_run_and_unloads_nothing():
 
     async def scenario():
         await first.planned(3)
-        running = {w.info.id: w.modules for w in first.c._workers.values()}
+        running = {w.id: first.fake.specs(w.address) for w in t4(3)}  # what each reports it runs
         assert sum(map(len, running.values())) > 0
         second = Harness()
         second.c.version = first.c.version + (1 << 32)  # started a second later: the next epoch
@@ -265,18 +272,26 @@ def test_a_restarted_controller_adopts_what_workers_run_and_unloads_nothing():
             w.address: running[w.id] for w in t4(3)}  # phase 3 keeps every module where it ran
         assert second.tables[0][0].routes == first.tables[-1][0].routes
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
 
 
 def test_a_worker_that_registered_again_is_not_dropped_for_its_former_self():
     """A push that failed against a worker's old registration must not evict its new one."""
-    h = Harness()
-    h.c.register(t4(1)[0])
-    former = h.c._workers["t0"]
+    h = Harness(clock=loop_time)
+    worker = t4(1)[0]
     spec = ModuleSpec("cam/d@b1", "resnet50", 1, SHAPE)
-    h.c.register(t4(1)[0], (spec,))  # registered again, running something else
-    h.c._evict(former, "no answer to a push made before")
-    assert [w.id for w in h.c.workers] == ["t0"] and h.c._workers["t0"].modules == (spec,)
+
+    async def scenario():
+        h.c.register(worker)
+        h.fake.apply_latency[worker.address] = 3600.0  # the push to its former self hangs...
+        push = asyncio.ensure_future(h.c.reconcile())
+        await asyncio.sleep(0.01)
+        h.c.register(worker, (spec,))  # ...and it registers again, running something else
+        with pytest.raises(RuntimeError, match="t0: worker t0 was dropped while configuring it"):
+            await push
+
+    run_virtual(asyncio.wait_for(scenario(), 20))
+    assert [w.id for w in h.c.workers] == ["t0"] and h.c.running["t0"] == (spec.name,) and h.c.evicted == 0
 
 
 def test_a_restarted_controller_never_pushes_a_version_older_than_a_worker_runs():
@@ -309,7 +324,7 @@ def test_a_live_workers_id_and_address_cannot_be_taken_over():
     with pytest.raises(ValueError, match="held by live worker 't0'"):
         h.c.register(WorkerInfo("intruder", t4(1)[0].address, "t4", "emulated:t4", True))
     assert [w.id for w in h.c.workers] == ["t0"] and h.c.evicted == 0
-    h.c._workers["t0"].last_seen -= h.c._heartbeat_timeout_s  # it died: missed its heartbeats
+    h.now += h.c.config.heartbeat_timeout_s  # it died: missed its heartbeats
     h.c.register(WorkerInfo("t0-restarted", t4(1)[0].address, "t4", "emulated:t4", True))  # its successor
     assert [w.id for w in h.c.workers] == ["t0-restarted"]
 
@@ -324,24 +339,25 @@ def test_a_worker_that_keeps_refusing_its_configuration_is_removed_and_kept_out_
         bad = t4(4)[0]
         h.fake.failing_apply[bad.address] = FailedPrecondition("cannot hold it")
         h.c.rates.planned["cam"] = 150.0  # any change: every worker gets a push
-        for attempt in range(1, MAX_REFUSALS + 1):
+        refusals = h.c.config.max_refusals
+        for attempt in range(1, refusals + 1):
             with pytest.raises(RuntimeError, match="did not take their configuration"):
                 await h.c.reconcile()
-            assert (bad.id in {w.id for w in h.c.workers}) == (attempt < MAX_REFUSALS), attempt
+            assert (bad.id in {w.id for w in h.c.workers}) == (attempt < refusals), attempt
         await h.c.reconcile()  # without it: in force
         assert h.c.plan is not None and bad.address not in routed(h.tables[-1][0])
         with pytest.raises(RegistrationRefused, match="refused 3 configurations"):
             h.c.register(bad)
-        h.c._quarantined[bad.id] = time.monotonic()  # the quarantine is over
+        h.now += h.c.config.quarantine_s  # the quarantine is over
         del h.fake.failing_apply[bad.address]
         h.c.register(bad)
         assert bad.id in {w.id for w in h.c.workers}
 
-    asyncio.run(scenario())
+    run_virtual(scenario())
 
 
 def test_the_reconcile_loop_retries_a_failed_replan():
-    h = Harness(heartbeat_ms=60_000, settle_s=0.0)
+    h = Harness(clock=loop_time, heartbeat_ms=60_000, settle_s=0.0)
 
     async def scenario():
         h.fake.failing_apply[t4(2)[0].address] = FailedPrecondition("busy")
@@ -364,14 +380,14 @@ def test_the_reconcile_loop_retries_a_failed_replan():
             await h.c.stop()
         assert h.fake.closed
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
 
 
 # --- waiting for the expected workers ------------------------------------------------------------
 
 
 def test_the_first_plan_waits_for_the_expected_workers():
-    h = Harness(expect_workers=2, expect_timeout_s=30.0, heartbeat_ms=60_000)
+    h = Harness(clock=loop_time, expect_workers=2, expect_timeout_s=30.0, heartbeat_ms=60_000)
 
     async def scenario():
         h.c.start()
@@ -391,11 +407,11 @@ def test_the_first_plan_waits_for_the_expected_workers():
         finally:
             await h.c.stop()
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
 
 
 def test_without_the_expected_workers_it_plans_with_those_it_has_after_the_timeout():
-    h = Harness(expect_workers=2, expect_timeout_s=1.0, heartbeat_ms=60_000)
+    h = Harness(clock=loop_time, expect_workers=2, expect_timeout_s=1.0, heartbeat_ms=60_000)
 
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -414,9 +430,9 @@ def test_without_the_expected_workers_it_plans_with_those_it_has_after_the_timeo
             await h.c.stop()
         return took
 
-    took = asyncio.run(asyncio.wait_for(scenario(), 20))
+    took = run_virtual(asyncio.wait_for(scenario(), 20))
     assert h.c.plan is not None and h.c.planned_workers == 1
-    assert 1.0 <= took < 6.0
+    assert 1.0 <= took < 1.5  # the timeout, then the wait for more joins
     # one t4 cannot hold two modules: the app is refused, with its reason pushed to the frontend
     assert h.tables and set(h.tables[-1][1]) == {"cam"}
 
@@ -448,27 +464,26 @@ def test_heartbeats_30_percent_slower_than_the_profile_replan_with_it_scaled():
                 slow["not/a-module@b1"] = [999.0]  # a name the worker does not run: ignored
                 assert h.c.heartbeat(wid, slow)
 
-        beat(1.0)  # enough batches (60 >= min_batches) to judge, but within MIN_EPOCH_S of the plan
+        beat(1.0)  # enough batches (60 >= min_batches) to judge, but within min_epoch_s of the plan
         assert not h.c.dirty and h.c.calibrator.planned.factor("resnet50", "t4") == 1.0
-        beat(MIN_EPOCH_S + 1.0)
+        beat(S.min_epoch_s + 1.0)
         assert h.c.dirty  # 240 batches at 1.3x: drifted
         assert h.c.calibrator.planned.factor("resnet50", "t4") == pytest.approx(1.3)
         assert h.c.calibrator.planned.factor("resnet50", "v100") == 1.0
         assert not h.c.heartbeat("nobody", {"x": [1.0]})
         # while the re-plan is pending, figures that moved again are not judged (no re-plan per second)
-        h.now = MIN_EPOCH_S + 3.0
+        h.now = S.min_epoch_s + 3.0
         slower = {m: [effective_latency(T4[batch_of[m]].mean_ms, T4[batch_of[m]].std_ms, 1.0) * 2.0] * 60
                   for mods in running.values() for m in mods}
         for wid in running:
             h.c.heartbeat(wid, slower)
         assert h.c.calibrator.planned.factor("resnet50", "t4") == pytest.approx(1.3)
-        h.c._dirty.clear()  # as the reconcile loop does
-        await h.c.reconcile()
+        await h.c.replan()
         # the plan in force is judged over what it serves: the 2x figures measured before it do not count
         assert h.c.calibrator.measured(h.now).exec == {}
         return before
 
-    before = asyncio.run(asyncio.wait_for(scenario(), 20))
+    before = run_virtual(asyncio.wait_for(scenario(), 20))
     after = h.c.plan
     assert after is not before and h.c.plans == 2
     for p, factor in ((before, 1.0), (after, 1.3)):
@@ -489,16 +504,16 @@ def test_hop_overheads_beyond_the_band_replan_with_the_measured_overhead():
         before = h.c.plan
         h.now = 1.0
         h.c.observe_hops([1.0] * 300)  # as planned
-        h.now = MIN_EPOCH_S + 1.0
+        h.now = S.min_epoch_s + 1.0
         h.c.observe_hops([1.05] * 300)  # within the band (and the 0.5 ms floor)
         assert not h.c.dirty
-        h.now = MIN_EPOCH_S + 3.0
+        h.now = S.min_epoch_s + 3.0
         h.c.observe_hops([6.0] * 500)  # P95 of what came since the plan: 6 ms
         assert h.c.dirty and h.c.calibrator.planned.overhead_ms == pytest.approx(6.0)
-        await h.c.reconcile()
+        await h.c.replan()
         return before
 
-    before = asyncio.run(asyncio.wait_for(scenario(), 20))
+    before = run_virtual(asyncio.wait_for(scenario(), 20))
     after = h.c.plan
     assert before.settings.overhead_ms == 1.0 and after.settings.overhead_ms == pytest.approx(6.0)
     assert h.c.settings.overhead_ms == 1.0  # the configured figure is kept; the plan carries the measured one
@@ -518,14 +533,14 @@ def test_without_calibration_measurements_never_replan():
     async def scenario():
         await h.planned()
         running = {w.id: h.fake.config(w.address)[1] for w in t4(3)}
-        for now in (1.0, MIN_EPOCH_S + 1.0, MIN_EPOCH_S + 3.0):
+        for now in (1.0, S.min_epoch_s + 1.0, S.min_epoch_s + 3.0):
             h.now = now
             for wid, mods in running.items():
                 h.c.heartbeat(wid, {m: [100.0] * 100 for m in mods})
             h.c.observe_hops([50.0] * 500)
         assert not h.c.dirty and h.c.calibrator is None
 
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run_virtual(asyncio.wait_for(scenario(), 20))
 
 
 def test_a_whole_pass_stays_fast():
@@ -549,26 +564,25 @@ def test_remote_frontends_get_a_drain_only_when_the_new_routes_unload_something(
     h = Harness(drain_s=0.5)
 
     async def scenario():
-        started = time.monotonic()
+        started = loop_time()
         await h.planned(3)  # nothing ran before: nothing to unload
-        first = time.monotonic() - started
+        first = loop_time() - started
         again = Harness(drain_s=0.5)
-        running = {w.info.id: w.modules for w in h.c._workers.values()}
         for w in t4(3):
-            again.c.register(w, running[w.id])
-        started = time.monotonic()
+            again.c.register(w, h.fake.specs(w.address))
+        started = loop_time()
         await again.c.reconcile()  # the same plan on the same workers: nothing unloaded
-        adopted = time.monotonic() - started
+        adopted = loop_time() - started
         for t in range(1, 14):  # 3x the rate: the re-plan moves modules
             h.now = float(t)
             h.c.observe_rates("f1", {"cam": 300.0})
-        started = time.monotonic()
+        started = loop_time()
         await h.c.reconcile()
-        moved = time.monotonic() - started
+        moved = loop_time() - started
         return first, adopted, moved
 
-    first, adopted, moved = asyncio.run(asyncio.wait_for(scenario(), 30))
-    assert first < 0.5 and adopted < 0.5 and moved >= 0.5, (first, adopted, moved)
+    first, adopted, moved = run_virtual(asyncio.wait_for(scenario(), 30))
+    assert first == adopted == 0 and moved == pytest.approx(0.5), (first, adopted, moved)
 
 
 def test_an_overload_measured_as_offered_frames_does_not_take_the_app_down():
@@ -579,11 +593,10 @@ def test_an_overload_measured_as_offered_frames_does_not_take_the_app_down():
     async def scenario():
         await h.planned(3)
         h.c.rates.planned["cam"] = 5000.0  # as a surge of offered frames makes it
-        await h.c.reconcile()
+        await h.c.replan()
         assert h.c.plan is not None and [a.name for a in h.c.plan.apps] == ["cam"] and not h.c.plan.refused
         assert h.c.rates.rate("cam") == 100.0 and h.c.rates.ceiling == {"cam": 5000.0}
         assert h.tables[-1][1] == {}  # routed, not refused
-        h.c._dirty.clear()
         for t in range(1, 30):  # the overload goes on: not followed again
             h.now = float(t)
             h.c.observe_rates("f1", {"cam": 5000.0})
@@ -591,4 +604,4 @@ def test_an_overload_measured_as_offered_frames_does_not_take_the_app_down():
         h.c.register(t4(4)[3])  # more hardware: worth trying again
         assert h.c.rates.ceiling == {}
 
-    asyncio.run(scenario())
+    run_virtual(scenario())

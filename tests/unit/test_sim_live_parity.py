@@ -85,7 +85,7 @@ def test_simulator_and_live_frontend_ship_the_same_batches(dispatch, arrivals):
     workers = [WorkerInfo(f"w{i}", f"w{i}", "t4", "emulated:t4", True) for i in range(8)]
     assignment = assign(p, WORKLOAD, workers, SHAPE, version=1)
     # live, no frame is dropped past its deadline (the replay drops none): the traces can match whole
-    table = replace(assignment.table, apps={"cam": WORKLOAD.apps[0].model_copy(update={"slo_ms": 1e6})})
+    table = replace(assignment.table, apps={"cam": replace(assignment.table.apps["cam"], slo_ms=1e6)})
     rows = WORKLOAD.profile_rows[("m", "t4")]
     d_ms = {name: effective_latency(rows[t.batch].mean_ms, rows[t.batch].std_ms, settings.safety)
             for route in assignment.table.routes.values() for t, name in zip(route.tuples, route.names, strict=True)}

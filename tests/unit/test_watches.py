@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 
-from harpagon.runtime.controller.watches import (
-    MIN_EPOCH_S,
-    MIN_FANOUT_FRAMES,
-    MIN_RATE_FRACTION,
-    RATE_HOLD_S,
-    FanoutWatch,
-    RateWatch,
-)
+from harpagon.runtime.controller.watches import FanoutWatch, RateWatch, WatchSettings
+
+S = WatchSettings()
 
 
 def test_a_rate_watch_decides_and_keeps_its_own_state():
@@ -20,26 +18,48 @@ def test_a_rate_watch_decides_and_keeps_its_own_state():
     move = None
     for t in range(1, 40):  # cam at a tenth of its rate, door as configured
         w.observe(float(t), "f1", {"cam": 4.0, "door": 5.0}, 1.0)
-        move = move or w.judge(float(t))
+        move = move or w.decide(float(t))
     assert move is not None and set(move.moved) == {"cam"} and move.idle == ()
-    assert move.moved["cam"] == pytest.approx(MIN_RATE_FRACTION * 40.0)  # the floor, not 4
+    assert move.moved["cam"] == pytest.approx(S.min_rate_fraction * 40.0)  # the floor, not 4
     assert w.rate("cam") == 40.0  # nothing planned until adopted
     w.adopt(move)
     assert w.rate("cam") == pytest.approx(10.0) and w.rate("door") == 5.0
 
 
-def test_a_fanout_watch_reports_measured_scales_and_moves_only_when_judging():
+def test_a_fanout_watch_reports_measured_scales_and_moves_only_when_deciding():
     w = FanoutWatch({("cam", "c"): 1.0})
     w.in_force(0.0)
-    for t in range(1, int(MIN_EPOCH_S)):
-        w.observe(float(t), "f1", {("cam", "c"): (MIN_FANOUT_FRAMES, 2 * MIN_FANOUT_FRAMES)})
-        view = w.judge(float(t))
-        assert view.measured == {("cam", "c"): 2.0} and view.moved == {}  # within MIN_EPOCH_S
+    frames = S.min_fanout_frames
+    for t in range(1, int(S.min_epoch_s)):
+        w.observe(float(t), "f1", {("cam", "c"): (frames, 2 * frames)})
+        view = w.decide(float(t))
+        assert view.measured == {("cam", "c"): 2.0} and view.moved == {}  # within min_epoch_s
     moved = {}
-    for t in range(int(MIN_EPOCH_S), int(MIN_EPOCH_S + RATE_HOLD_S) + 1):
-        w.observe(float(t), "f1", {("cam", "c"): (MIN_FANOUT_FRAMES, 2 * MIN_FANOUT_FRAMES)})
-        assert w.judge(float(t), follow=False).moved == {}
-        moved = w.judge(float(t)).moved or moved
+    for t in range(int(S.min_epoch_s), int(S.min_epoch_s + S.rate_hold_s) + 1):
+        w.observe(float(t), "f1", {("cam", "c"): (frames, 2 * frames)})
+        assert w.decide(float(t), follow=False).moved == {}
+        moved = w.decide(float(t)).moved or moved
     assert moved == {("cam", "c"): (1.0, 2.0)}
     w.adopt(moved)
     assert w.scale(("cam", "c")) == 2.0
+
+
+def test_a_watch_follows_its_own_settings():
+    """A shorter epoch and hold move sooner: the settings, not module constants, decide."""
+    quick = WatchSettings(min_epoch_s=1.0, rate_hold_s=0.0)
+    w = RateWatch({"cam": 40.0}, quick)
+    w.in_force(0.0)
+    w.observe(1.0, "f1", {"cam": 4.0}, 1.0)
+    move = w.decide(1.0)
+    assert move is not None and move.moved["cam"] == pytest.approx(quick.min_rate_fraction * 40.0)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("rate_band", (1.1, 0.8)), ("rate_band", (0.0, 1.1)), ("scale_band", (0.8,)), ("min_epoch_s", -1.0),
+    ("rate_window_s", 0.0), ("rate_noise_z", math.nan), ("rate_hold_s", True), ("report_expiry_s", 0),
+    ("surge_factor", 1.0), ("rate_recent_s", 31.0), ("surge_hold_s", -0.5), ("min_rate_fraction", 1.5),
+    ("idle_reset_s", 45.0), ("min_fanout_frames", 0), ("min_fanout_frames", 2.5), ("min_scale", 0.0),
+])
+def test_bad_watch_settings_are_refused_by_name_and_value(field, value):
+    with pytest.raises(ValueError, match=rf"watch {field} .*got {re.escape(repr(value))}"):
+        WatchSettings(**{field: value})

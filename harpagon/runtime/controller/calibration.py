@@ -49,6 +49,7 @@ import numpy as np
 
 from harpagon.config.schema import Profile, ProfileRow, Workload
 from harpagon.model.latency import Settings
+from harpagon.runtime.controller.validation import real, require, whole
 
 Pair = tuple[str, str]
 """`(model, hardware)`."""
@@ -94,29 +95,20 @@ class CalibrationSettings:
     and >= min_hops): memory stays bounded whatever the report rate."""
 
     def __post_init__(self) -> None:
-        def positive_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-        def real(v: object) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        checks = (
+        require("calibration", (
             ("band", self.band, real(self.band) and self.band > 0, "must be a finite number > 0"),
             ("window_s", self.window_s, real(self.window_s) and self.window_s > 0, "must be a finite number > 0"),
             ("sustain_s", self.sustain_s, real(self.sustain_s) and self.sustain_s >= 0,
              "must be a finite number >= 0"),
             ("max_step", self.max_step, real(self.max_step) and self.max_step > 1, "must be a finite number > 1"),
-            ("min_batches", self.min_batches, positive_int(self.min_batches), "must be an integer >= 1"),
-            ("min_hops", self.min_hops, positive_int(self.min_hops), "must be an integer >= 1"),
+            ("min_batches", self.min_batches, whole(self.min_batches), "must be an integer >= 1"),
+            ("min_hops", self.min_hops, whole(self.min_hops), "must be an integer >= 1"),
             ("overhead_quantile", self.overhead_quantile,
              real(self.overhead_quantile) and 0 < self.overhead_quantile < 1, "must be in (0, 1)"),
             ("overhead_floor_ms", self.overhead_floor_ms,
              real(self.overhead_floor_ms) and self.overhead_floor_ms >= 0, "must be a finite number >= 0"),
-            ("max_samples", self.max_samples, positive_int(self.max_samples), "must be an integer >= 1"),
-        )
-        for name, value, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"calibration {name} {rule}, got {value!r}")
+            ("max_samples", self.max_samples, whole(self.max_samples), "must be an integer >= 1"),
+        ))
         if self.max_samples < max(self.min_batches, self.min_hops):
             raise ValueError(f"calibration max_samples must be >= min_batches ({self.min_batches}) and "
                              f">= min_hops ({self.min_hops}), got {self.max_samples!r}")

@@ -8,11 +8,14 @@ switches routes and drains batches opened under the old ones, and only then do w
 they no longer run.
 
 It cannot be wedged by its peers: every push has a deadline, a worker that does not answer one (or
-stops heartbeating, or refuses MAX_REFUSALS pushes in a row) is dropped and the plan is made without
+stops heartbeating, or refuses `max_refusals` pushes in a row) is dropped and the plan is made without
 it, failed re-plans retry with bounded backoff, a live worker's id and address cannot be taken over,
 and a starved event loop is not blamed on the workers. Configuration versions carry the
 controller's epoch (its start time), and a worker's registration says what it runs, so a restarted
 controller adopts the running state instead of unloading modules that frontends still route to.
+
+Its tunables are one :class:`ControllerConfig`; it reads time through one injected clock (the event
+loop's by default), and the watchers and the calibration judge at the `now` it reads.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from harpagon.config.schema import ServeConfig, Workload
 from harpagon.model.latency import Settings
@@ -35,14 +38,9 @@ from harpagon.model.plan import Plan
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.runtime.controller.assignment import Assignment, WorkerInfo, assign, live_workload
-from harpagon.runtime.controller.calibration import CalibrationSettings, Calibrator
-from harpagon.runtime.controller.watches import (
-    IDLE_RESET_S,
-    MIN_EPOCH_S,
-    RATE_HOLD_S,
-    FanoutWatch,
-    RateWatch,
-)
+from harpagon.runtime.controller.calibration import Calibrator
+from harpagon.runtime.controller.config import ControllerConfig
+from harpagon.runtime.controller.watches import FanoutWatch, RateWatch
 from harpagon.runtime.lifecycle import die_with_parent
 from harpagon.runtime.metrics import ControllerMetrics
 from harpagon.runtime.promise import describe, target
@@ -55,30 +53,20 @@ log = logging.getLogger("harpagon.controller")
 
 RoutesSink = Callable[[RoutingTable, dict[str, str]], Awaitable[None]]
 
-#: A reported rate above this multiple of the app's configured rate is dropped as bogus (a typo, an
-#: attack or a unit error would otherwise re-plan, or crash the planner with `inf`).
-MAX_RATE_FACTOR = 100.0
-#: How often drift of the measured batch latencies and hop overheads is judged (seconds).
-CALIBRATION_CHECK_S = 1.0
 
-
-#: Deadline of one ApplyConfig: loading and warming up a module on a GPU takes seconds, not minutes.
-#: A worker that stops heartbeating meanwhile is dropped at once, without waiting for it.
-APPLY_TIMEOUT_S = 120.0
-#: A worker that refuses this many configurations in a row (it answers, with an error) is removed...
-MAX_REFUSALS = 3
-#: ...and its registrations are refused for this long: a worker that cannot take what it is given (a
-#: full GPU, a version it cannot hold) must not keep every re-plan failing while spares stand idle.
-QUARANTINE_S = 60.0
-#: Failed re-plans retry after this backoff, doubling up to the cap.
-RETRY_S = (0.5, 8.0)
-#: A fan-out report with more requests than this many per frame is dropped as bogus.
-MAX_FANOUT = 1000
+def loop_time() -> float:
+    """The running event loop's clock, the one the controller's sleeps and push deadlines run on (a
+    virtual one in tests); outside a loop, `time.monotonic`, which a default loop's clock reads."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 def epoch_version(now: float | None = None) -> int:
     """The first configuration version of a controller started now: its start time in seconds in the
     high 32 bits, so a restarted controller's versions are newer than its predecessor's."""
+    # wall time, not the controller's clock: versions must grow across controllers and restarts
     return int(time.time() if now is None else now) << 32
 
 
@@ -89,6 +77,7 @@ MAX_CLOCK_AHEAD_S = 86_400.0
 def latest_version(now: float | None = None) -> int:
     """The newest configuration version any controller could have pushed by now (a clock up to
     MAX_CLOCK_AHEAD_S ahead, every version of its epoch): what a worker may claim to run."""
+    # wall time, as in epoch_version
     return epoch_version((time.time() if now is None else now) + MAX_CLOCK_AHEAD_S) + (1 << 32) - 1
 
 
@@ -128,72 +117,51 @@ class _Worker:
 
 @dataclass
 class Controller:
+    """Plans against the registered workers and moves them and the frontends to each plan (see the
+    module's docstring); the servicer calls it, `start` runs its loops."""
+
     workload: Workload
     settings: Settings
     input_shape: tuple[int, ...]
     push_routes: RoutesSink
     """Puts a routing table in force at the frontends (and, in process, returns once the batches
     opened under the old one are done)."""
-    heartbeat_ms: int = 500
-    missed_heartbeats: int = 3
+    config: ControllerConfig = field(default_factory=ControllerConfig)
     metrics: ControllerMetrics | None = None
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = loop_time
+    """What the controller reads time with (seconds): heartbeats, quarantines, the wait for the first
+    plan, and the `now` the watchers and the calibration judge at. Its sleeps run on the event loop's
+    clock, which the default reads."""
     client: WorkerClient = field(default_factory=GrpcWorkerClient)
     """How the controller talks to workers (gRPC; a fake in unit tests)."""
-    plan: Plan | None = None
-    version: int = field(default_factory=epoch_version)
+    plan: Plan | None = field(init=False, default=None)
+    version: int = field(init=False, default_factory=epoch_version)
     """The latest configuration version pushed (epoch in the high bits, see :func:`epoch_version`)."""
-    _workers: dict[str, _Worker] = field(default_factory=dict)
-    _dirty: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task] = field(default_factory=list)
-    plans: int = 0
-    planned_workers: int = 0
-    planned_at: float = float("-inf")
-    planning: Literal["process", "thread"] = "process"
-    """Where plans are made, off the event loop. The planner's replay is seconds of pure Python: in a
-    thread it holds the GIL against the embedded frontend's data plane (scripts/bench_replan.py on the
-    demo: frame P99 0.6-1.1 s while planning, against 37 ms in a process), so a planner process does it."""
-    _pool: ProcessPoolExecutor | None = None
-    expect_workers: int = 0
-    """Workers to wait for before the first plan (`serve` starts this many locally), so that a normal
-    start plans once instead of once per joining worker..."""
-    expect_timeout_s: float = 60.0
-    """...but not longer than this: then it plans with the workers it has and says so."""
-    settle_s: float | None = None
-    """Without `expect_workers`, the first plan waits for a lull in registrations this long (default:
-    two heartbeat periods; live workers retry every 0.25 s, so they are back within one heartbeat of a
-    controller restart), so that a restarted controller plans once, with every running worker, and
-    moves nothing."""
-    drain_s: float = 0.0
-    """After a routing table that stops routing to some module, wait this long before its workers unload
-    it: remote frontends cannot say when their old batches are done (an embedded frontend's
-    `push_routes` waits for them itself). Nothing is unloaded: no wait."""
-    follow_rates: bool = True
-    """Re-plan when measured rates leave the band (off: plans stay at the configured rates, as a
-    benchmark with idle gaps between its runs wants)."""
-    follow_fanout: bool = True
-    """Re-plan when a module's measured fan-out leaves the band around its planned scale (off: plans
-    keep the configured scales)."""
-    calibration: CalibrationSettings | None = field(default_factory=CalibrationSettings)
-    """When measured batch latencies and hop overheads replace the profile's and `overhead_ms` in
-    plans (None: never; plans keep the configured figures)."""
+    plans: int = field(init=False, default=0)
+    planned_workers: int = field(init=False, default=0)
+    planned_at: float = field(init=False, default=float("-inf"))
     calibrator: Calibrator | None = field(init=False, default=None)
-    _checked_at: float = field(init=False, default=float("-inf"))
-    _reconciling: bool = field(init=False, default=False)
-    _registered_at: float = field(init=False, default=float("-inf"))
     rates: RateWatch = field(init=False)
     """When measured rates move the plan (policy and its state)."""
     fanout: FanoutWatch = field(init=False)
     """When measured fan-out moves the plan (policy and its state)."""
-    _quarantined: dict[str, float] = field(init=False, default_factory=dict)  # worker id -> until (monotonic)
     evicted: int = field(init=False, default=0)
     """Workers dropped so far (missed heartbeats, or no answer to a push)."""
+    _workers: dict[str, _Worker] = field(init=False, default_factory=dict)
+    _dirty: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task] = field(init=False, default_factory=list)
+    _pool: ProcessPoolExecutor | None = field(init=False, default=None)
+    _checked_at: float = field(init=False, default=float("-inf"))
+    _reconciling: bool = field(init=False, default=False)
+    _registered_at: float = field(init=False, default=float("-inf"))
+    _quarantined: dict[str, float] = field(init=False, default_factory=dict)  # worker id -> until (its clock)
 
     def __post_init__(self) -> None:
-        self.rates = RateWatch({a.name: a.rate for a in self.workload.apps})
-        self.fanout = FanoutWatch({(a.name, m.name): m.scale for a in self.workload.apps for m in a.modules})
-        if self.calibration is not None:
-            self.calibrator = Calibrator(self.workload, self.settings, self.calibration)
+        apps = self.workload.apps
+        self.rates = RateWatch({a.name: a.rate for a in apps}, self.config.watches)
+        self.fanout = FanoutWatch({(a.name, m.name): m.scale for a in apps for m in a.modules}, self.config.watches)
+        if self.config.calibration is not None:
+            self.calibrator = Calibrator(self.workload, self.settings, self.config.calibration)
 
     @property
     def dirty(self) -> bool:
@@ -214,30 +182,11 @@ class Controller:
         nobody takes over a live worker's frames (any holder of the worker certificate could otherwise
         evict any worker, again and again). A worker restarted at its address replaces its old self
         once that one has missed its heartbeats. Raises RegistrationRefused for a worker removed for
-        refusing its configurations, for QUARANTINE_S."""
-        now = time.monotonic()
-        until = self._quarantined.get(info.id)
-        if until is not None:
-            if now < until:
-                raise RegistrationRefused(f"worker {info.id!r} refused {MAX_REFUSALS} configurations in a row: "
-                                          f"not taken back for another {until - now:.0f} s")
-            del self._quarantined[info.id]
+        refusing its configurations, for `quarantine_s`."""
+        now = self.clock()
+        self._admit(info, now)
+        self._adopt_version(info.id, running_version)
         old = self._workers.get(info.id)
-        if old is not None and old.info.address != info.address and now - old.last_seen < self._heartbeat_timeout_s:
-            raise ValueError(f"worker id {info.id!r} is held by a live worker at {old.info.address}")
-        for wid, w in list(self._workers.items()):
-            if wid != info.id and w.info.address == info.address:
-                if now - w.last_seen < self._heartbeat_timeout_s:
-                    raise ValueError(f"address {info.address} is held by live worker {wid!r}")
-                self._evict(w, f"replaced by worker {info.id} registering at its address")
-        # versions only grow at a worker: never push one older than what it runs (a clock behind the
-        # previous controller's, or a restart within the same second); but a version from further in
-        # the future than any clock skew is a lie or a bug (2^64 - 1 made every later push overflow)
-        if running_version > latest_version():
-            log.warning("worker %s reports running configuration %d, beyond any controller's epoch (%d): "
-                        "ignored", info.id, running_version, latest_version())
-        else:
-            self.version = max(self.version, running_version)
         if old is not None and old.info == info and old.modules == running:
             old.last_seen = now  # registered again after a missed heartbeat: nothing changed, nothing to plan
             log.info("worker %s registered again; unchanged", info.id)
@@ -252,9 +201,34 @@ class Controller:
                  f", running {[s.name for s in running]}" if running else "")
         self._dirty.set()
 
-    @property
-    def _heartbeat_timeout_s(self) -> float:
-        return self.missed_heartbeats * self.heartbeat_ms / 1000.0
+    def _admit(self, info: WorkerInfo, now: float) -> None:
+        """Refuse a quarantined worker, or one that would take over a live worker's id or address;
+        drop a dead worker at its address (its predecessor)."""
+        until = self._quarantined.get(info.id)
+        if until is not None:
+            if now < until:
+                raise RegistrationRefused(f"worker {info.id!r} refused {self.config.max_refusals} configurations "
+                                          f"in a row: not taken back for another {until - now:.0f} s")
+            del self._quarantined[info.id]
+        timeout = self.config.heartbeat_timeout_s
+        old = self._workers.get(info.id)
+        if old is not None and old.info.address != info.address and now - old.last_seen < timeout:
+            raise ValueError(f"worker id {info.id!r} is held by a live worker at {old.info.address}")
+        for wid, w in list(self._workers.items()):
+            if wid != info.id and w.info.address == info.address:
+                if now - w.last_seen < timeout:
+                    raise ValueError(f"address {info.address} is held by live worker {wid!r}")
+                self._evict(w, f"replaced by worker {info.id} registering at its address")
+
+    def _adopt_version(self, worker_id: str, running_version: int) -> None:
+        """Versions only grow at a worker: never push one older than what it runs (a clock behind the
+        previous controller's, or a restart within the same second); but a version from further in the
+        future than any clock skew is a lie or a bug (2^64 - 1 made every later push overflow)."""
+        if running_version > latest_version():
+            log.warning("worker %s reports running configuration %d, beyond any controller's epoch (%d): "
+                        "ignored", worker_id, running_version, latest_version())
+        else:
+            self.version = max(self.version, running_version)
 
     def _evict(self, w: _Worker, why: str) -> None:
         """Drop `w` if it is still the registered worker of its id (it may have registered again)."""
@@ -272,10 +246,10 @@ class Controller:
         w = self._workers.get(worker_id)
         if w is None:
             return False
-        w.last_seen = time.monotonic()
+        now = self.clock()
+        w.last_seen = now
         if self.calibrator is not None and recent_exec_ms:
             specs = {s.name: s for s in w.modules}
-            now = self.clock()
             for name, samples in recent_exec_ms.items():
                 spec = specs.get(name)
                 if spec is not None and samples:
@@ -292,10 +266,10 @@ class Controller:
 
     def _check_calibration(self, now: float) -> None:
         """Re-plan with the measured figures when they drift from those of the plan in force: judged
-        at most once per CALIBRATION_CHECK_S, over what the plan in force served, not within
-        MIN_EPOCH_S of it, and not while a re-plan is pending or under way."""
+        at most once per `calibration_check_s`, over what the plan in force served, not within
+        `min_epoch_s` of it, and not while a re-plan is pending or under way."""
         cal = self.calibrator
-        if cal is None or now - self._checked_at < CALIBRATION_CHECK_S:
+        if cal is None or now - self._checked_at < self.config.calibration_check_s:
             return
         self._checked_at = now
         measured = cal.measured(now)
@@ -304,7 +278,7 @@ class Controller:
                 self.metrics.exec_factor.labels(model, hardware, "measured").set(e.factor)
             if measured.overhead_ms is not None:
                 self.metrics.hop_overhead.labels("measured").set(measured.overhead_ms)
-        if self.plan is None or not self.settled or now - self.planned_at < MIN_EPOCH_S:
+        if self.plan is None or not self.settled or now - self.planned_at < self.config.watches.min_epoch_s:
             return  # judged against the plan in force only, once it has served a while
         calibration = cal.calibrated(now, measured)
         if calibration.reasons:
@@ -317,15 +291,15 @@ class Controller:
 
     def observe_rates(self, frontend: str, rates: dict[str, float], window_s: float = 1.0) -> None:
         """Frames per second each app was offered at one frontend over the last `window_s`; re-plan when
-        they move the plan (:meth:`RateWatch.judge`)."""
+        they move the plan (:meth:`RateWatch.decide`)."""
         now = self.clock()
         kept = self._valid_rates(frontend, rates, window_s)
         if kept is None:
             return
         self.rates.observe(now, frontend, kept, window_s)
-        if not self.follow_rates or self.plan is None:
+        if not self.config.follow_rates or self.plan is None:
             return
-        move = self.rates.judge(now)
+        move = self.rates.decide(now)
         if move is None:
             return
         if move.moved:
@@ -333,59 +307,62 @@ class Controller:
                      {k: round(v, 1) for k, v in move.moved.items()})
         if move.idle:
             log.info("apps %s got no frame for %g s: planned at their configured rates again", list(move.idle),
-                     IDLE_RESET_S)
+                     self.config.watches.idle_reset_s)
         self.rates.adopt(move)
         self._dirty.set()
 
     def _valid_rates(self, frontend: str, rates: dict[str, float], window_s: float) -> dict[str, float] | None:
-        """The report's rates of configured apps that are finite, >= 0 and at most MAX_RATE_FACTOR times
+        """The report's rates of configured apps that are finite, >= 0 and at most `max_rate_factor` times
         the configured rate; None (the whole report ignored) for a window that is not in (0, 60] s. What
         is dropped is logged: a bad report must not crash or steer the planner."""
         if not (isinstance(window_s, int | float) and 0 < window_s <= 60):
             log.warning("frontend %s: rate report ignored: window %r s is not in (0, 60]", frontend, window_s)
             return None
         configured = {a.name: a.rate for a in self.workload.apps}
+        factor = self.config.max_rate_factor
         kept = _kept(frontend, "rates", rates, lambda app, rate: (
             app in configured and isinstance(rate, int | float) and math.isfinite(rate)
-            and 0 <= rate <= MAX_RATE_FACTOR * configured[app]),
-            f"not a configured app, or not a finite rate in [0, {MAX_RATE_FACTOR:g} x the configured one]")
+            and 0 <= rate <= factor * configured[app]),
+            f"not a configured app, or not a finite rate in [0, {factor:g} x the configured one]")
         return {app: float(rate) for app, rate in kept.items()}
 
     def observe_fanout(self, frontend: str, counts: dict[tuple[str, str], tuple[int, int]]) -> None:
         """Per (app, module), the frames that reached the module at one frontend since its last report
         and the requests it got for them; re-plan when a module's scale moves the plan
-        (:meth:`FanoutWatch.judge`)."""
+        (:meth:`FanoutWatch.decide`)."""
         now = self.clock()
         self.fanout.observe(now, frontend, self._valid_fanout(frontend, counts))
         if self.plan is None:
             return
-        view = self.fanout.judge(now, self.follow_fanout)
+        view = self.fanout.decide(now, self.config.follow_fanout)
         if self.metrics:
             for (app, module), got in view.measured.items():
                 self.metrics.module_scale.labels(app, module, "measured").set(got)
         if view.moved:
             log.info("measured fan-out left the band around the planned scales for %g s; re-planning with it: {%s}",
-                     RATE_HOLD_S, ", ".join(f"{a}/{m}: {p:.3g} -> {g:.3g}" for (a, m), (p, g) in view.moved.items()))
+                     self.config.watches.rate_hold_s,
+                     ", ".join(f"{a}/{m}: {p:.3g} -> {g:.3g}" for (a, m), (p, g) in view.moved.items()))
             self.fanout.adopt(view.moved)
             self._dirty.set()
 
     def _valid_fanout(self, frontend: str, counts: dict[tuple[str, str], tuple[int, int]]
                       ) -> dict[tuple[str, str], tuple[int, int]]:
-        """The report's counts of configured modules that are whole numbers >= 0, with at most MAX_FANOUT
-        requests per frame and at most the frames of MAX_RATE_FACTOR times the app's configured rate
+        """The report's counts of configured modules that are whole numbers >= 0, with at most `max_fanout`
+        requests per frame and at most the frames of `max_rate_factor` times the app's configured rate
         over a minute (a report covers a beacon period). What is dropped is logged: a bad report must
         not crash or steer the planner."""
         configured = {(a.name, m.name): a.rate for a in self.workload.apps for m in a.modules}
+        factor, most = self.config.max_rate_factor, self.config.max_fanout
 
         def ok(key: tuple[str, str], value: object) -> bool:
             if key not in configured or not isinstance(value, tuple) or len(value) != 2:
                 return False
             frames, requests = value
             return (isinstance(frames, int) and isinstance(requests, int)
-                    and 0 <= frames <= MAX_RATE_FACTOR * configured[key] * 60 and 0 <= requests <= MAX_FANOUT * frames)
+                    and 0 <= frames <= factor * configured[key] * 60 and 0 <= requests <= most * frames)
 
         return _kept(frontend, "fan-out", counts, ok, f"not a configured module, or not whole counts >= 0 with at "
-                                                      f"most {MAX_FANOUT} requests per frame")
+                                                      f"most {most} requests per frame")
 
     def _planned_workload(self) -> Workload:
         """The workload with each app at the rate it was last measured at and each module at the scale it
@@ -415,7 +392,7 @@ class Controller:
 
     def start(self) -> None:
         self._tasks = [asyncio.ensure_future(self._reconcile_loop()), asyncio.ensure_future(self._watch())]
-        if self.planning == "process":  # start the planner process now, not at the first plan (a second of imports)
+        if self.config.planning == "process":  # start the planner process now, not at the first plan (a second of imports)
             self._planner().submit(_warm_up)
 
     async def stop(self) -> None:
@@ -430,7 +407,7 @@ class Controller:
     async def _make_plan(self, workload: Workload, options: PlannerOptions, settings: Settings | None = None) -> Plan:
         """Plan off the event loop: heartbeats share it (and, in `serve`, the GIL with the frontend)."""
         settings = settings or self.settings
-        if self.planning == "thread":
+        if self.config.planning == "thread":
             return await asyncio.to_thread(harpagon_plan, workload, settings, options)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._planner(), harpagon_plan, workload,
@@ -452,76 +429,71 @@ class Controller:
         """Forget workers that miss their heartbeats. When this loop itself was starved (an overloaded
         event loop, a paused process), heartbeats waited in it too: the time it lost
         is credited to every worker rather than blamed on them."""
-        period = self.heartbeat_ms / 1000.0
+        period = self.config.heartbeat_s
         while True:
-            due = time.monotonic() + period
+            due = self.clock() + period
             await asyncio.sleep(period)
-            now = time.monotonic()
+            now = self.clock()
             if now - due > period / 2:
                 for w in self._workers.values():
                     w.last_seen = max(w.last_seen, min(now, w.last_seen + (now - due)))
-            limit = now - self._heartbeat_timeout_s
+            limit = now - self.config.heartbeat_timeout_s
             for w in list(self._workers.values()):
                 if w.last_seen < limit:
-                    self._evict(w, f"missed {self.missed_heartbeats} heartbeats")
+                    self._evict(w, f"missed {self.config.missed_heartbeats} heartbeats")
 
     async def _await_expected_workers(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self.expect_workers <= 0:  # a lull in registrations: every running worker is back
-            settle = 2 * self.heartbeat_ms / 1000.0 if self.settle_s is None else self.settle_s
-            end = loop.time() + self.expect_timeout_s  # registrations that never pause do not stop planning
-            while (not self._workers or time.monotonic() - self._registered_at < settle) and loop.time() < end:
-                await asyncio.sleep(0.05)
+        c = self.config
+        end = self.clock() + c.expect_timeout_s  # registrations that never pause do not stop planning
+        if c.expect_workers <= 0:  # a lull in registrations: every running worker is back
+            while (not self._workers or self.clock() - self._registered_at < c.lull_s) and self.clock() < end:
+                await asyncio.sleep(c.poll_s)
             return
-        end = loop.time() + self.expect_timeout_s
-        log.info("waiting up to %.0f s for %d workers to register before planning", self.expect_timeout_s,
-                 self.expect_workers)
-        while len(self._workers) < self.expect_workers and loop.time() < end:
-            await asyncio.sleep(0.05)
-        if len(self._workers) < self.expect_workers:
+        log.info("waiting up to %.0f s for %d workers to register before planning", c.expect_timeout_s,
+                 c.expect_workers)
+        while len(self._workers) < c.expect_workers and self.clock() < end:
+            await asyncio.sleep(c.poll_s)
+        if len(self._workers) < c.expect_workers:
             log.warning("%d of %d workers registered within %.0f s: planning with them", len(self._workers),
-                        self.expect_workers, self.expect_timeout_s)
+                        c.expect_workers, c.expect_timeout_s)
         else:
             log.info("%d workers registered", len(self._workers))
 
     async def _reconcile_loop(self) -> None:
         await self._await_expected_workers()
-        backoff = RETRY_S[0]
+        first, most = self.config.retry_s
+        backoff = first
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(0.2)  # let a burst of joins settle into one re-plan
-            self._dirty.clear()
-            self._reconciling = True
+            await asyncio.sleep(self.config.coalesce_s)  # let a burst of joins settle into one re-plan
             try:
-                await self.reconcile()
-                backoff = RETRY_S[0]
+                await self.replan()
+                backoff = first
             except Exception as exc:
                 log.warning("re-plan failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
                 log.debug("re-plan failure", exc_info=True)
-                self._dirty.set()
                 await asyncio.sleep(backoff)
-                backoff = min(RETRY_S[1], backoff * 2)
-            finally:
-                self._reconciling = False
+                backoff = min(most, backoff * 2)
+
+    async def replan(self) -> None:
+        """The pending re-plan, made now (one turn of the loop): what asks for another meanwhile leaves
+        it pending, and so does a failure."""
+        self._dirty.clear()
+        self._reconciling = True
+        try:
+            await self.reconcile()
+        except Exception:
+            self._dirty.set()
+            raise
+        finally:
+            self._reconciling = False
 
     async def reconcile(self) -> None:
         """Plan against the live workers, then move the system to the plan: plan -> assign -> apply ->
         commit."""
         workers = self.workers
-        workload, settings = self._inputs()
-        live = live_workload(workload, workers)
-        started = time.perf_counter()
-        plan = await self._make_plan(live, self._options(), settings)
-        beyond = {r.app: r.reason for r in plan.refused if self.rates.rate(r.app) > self.rates.configured[r.app]}
-        if beyond:  # served at their configured rates rather than not at all
-            for app, reason in beyond.items():
-                log.warning("app %s cannot be served at its measured %.1f frames/s (%s): planned at its configured "
-                            "%g frames/s, admission refuses the rest", app, self.rates.rate(app), reason,
-                            self.rates.configured[app])
-                self.rates.unservable(app, self.rates.rate(app))
-            workload, settings = self._inputs()
-            live = live_workload(workload, workers)
-            plan = await self._make_plan(live, self._options(), settings)
+        started = time.perf_counter()  # the planner's real time, logged: not the controller's clock
+        plan, live, workload, settings = await self._plan(workers)
         planning_s = time.perf_counter() - started
         self.plans += 1
         refused = {r.app: r.reason for r in plan.refused}
@@ -533,6 +505,25 @@ class Controller:
                             configured=self.workload, fanout=settings.fanout)
         await self._apply_assignment(assignment, previous, refused)
         self._commit(plan, workers, workload, settings, refused, planning_s)
+
+    async def _plan(self, workers: list[WorkerInfo]) -> tuple[Plan, Workload, Workload, Settings]:
+        """The plan for `workers`, the live workload it is for, and what it was planned with. An app the
+        inventory cannot serve at a measured rate above its configured one is planned at its configured
+        rate instead: served, with admission refusing the rest, rather than not at all."""
+        workload, settings = self._inputs()
+        live = live_workload(workload, workers)
+        plan = await self._make_plan(live, self._options(), settings)
+        beyond = {r.app: r.reason for r in plan.refused if self.rates.rate(r.app) > self.rates.configured[r.app]}
+        if not beyond:
+            return plan, live, workload, settings
+        for app, reason in beyond.items():
+            log.warning("app %s cannot be served at its measured %.1f frames/s (%s): planned at its configured "
+                        "%g frames/s, admission refuses the rest", app, self.rates.rate(app), reason,
+                        self.rates.configured[app])
+            self.rates.unservable(app, self.rates.rate(app))
+        workload, settings = self._inputs()
+        live = live_workload(workload, workers)
+        return await self._make_plan(live, self._options(), settings), live, workload, settings
 
     def _inputs(self) -> tuple[Workload, Settings]:
         """What to plan with: the configuration at the measured rates and scales, and the measured
@@ -558,8 +549,8 @@ class Controller:
         await self.push_routes(assignment.table, refused)
         removed = any({s.name for s in previous.get(wid, ())} - {s.name for s in mods}
                       for wid, mods in assignment.modules.items())
-        if removed and self.drain_s > 0:  # batches opened under the old routes finish before their modules go
-            await asyncio.sleep(self.drain_s)
+        if removed and self.config.drain_s > 0:  # batches opened under the old routes finish before their modules go
+            await asyncio.sleep(self.config.drain_s)
         # 3. workers drop what they no longer run
         await self._push(assignment.modules)
 
@@ -588,7 +579,7 @@ class Controller:
         m.workers.clear()
         for hw in {w.hardware for w in workers}:
             m.workers.labels(hw).set(sum(w.hardware == hw for w in workers))
-        self._promise_metrics(plan)
+        promise_metrics(m, plan)
         for a in workload.apps:
             for mod in a.modules:
                 m.module_scale.labels(a.name, mod.name, "planned").set(mod.scale)
@@ -607,23 +598,6 @@ class Controller:
         if self.calibrator is not None:
             self.calibrator.adopt(self.calibrator.planned, at)
 
-    def _promise_metrics(self, plan: Plan) -> None:
-        """The plan's promise and its replay, labelled by the arrivals the promise is about (none for fluid)."""
-        m = self.metrics
-        assert m is not None
-        for gauge in (m.promise_target, m.promise_kept, m.promise_attainment):
-            gauge.clear()
-        p = plan.promise
-        if p is None or p.arrivals == "fluid":
-            return
-        goal = target(p, p.arrivals)
-        assert goal is not None
-        m.promise_target.labels(p.arrivals).set(goal)
-        if p.replayed is not None:
-            m.promise_kept.labels(p.arrivals).set(1.0 if p.kept else 0.0)
-            for app, attainment in p.replayed.apps:
-                m.promise_attainment.labels(app).set(attainment)
-
     async def _push(self, modules: dict[str, tuple[ModuleSpec, ...]]) -> None:
         """Apply each worker's configuration, all at once, each with a deadline. A worker that does
         not answer (or is dropped for missed heartbeats meanwhile) leaves the inventory, and the
@@ -635,29 +609,53 @@ class Controller:
         for (w, specs), result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
                 failed.append(f"{w.info.id}: {result}")
-                if isinstance(result, Unavailable | DeadlineExceeded | asyncio.TimeoutError):
-                    self._evict(w, f"no answer to configuration {self.version}: {result}")
-                else:
-                    w.refusals += 1
-                    if w.refusals >= MAX_REFUSALS:
-                        self._quarantined[w.info.id] = time.monotonic() + QUARANTINE_S
-                        self._evict(w, f"refused {w.refusals} configurations in a row (the latest: {result}); "
-                                       f"its registrations are refused for {QUARANTINE_S:g} s")
+                self._refused(w, result)
             else:  # what a worker runs is what it accepted
                 w.modules = specs
                 w.refusals = 0
         if failed:
             raise RuntimeError(f"workers did not take their configuration: {'; '.join(failed)}")
 
+    def _refused(self, w: _Worker, error: BaseException) -> None:
+        """A worker that did not answer a push leaves; one that refused it too often in a row is removed
+        and kept out for `quarantine_s`."""
+        if isinstance(error, Unavailable | DeadlineExceeded | asyncio.TimeoutError):
+            self._evict(w, f"no answer to configuration {self.version}: {error}")
+            return
+        w.refusals += 1
+        if w.refusals >= self.config.max_refusals:
+            quarantine_s = self.config.quarantine_s
+            self._quarantined[w.info.id] = self.clock() + quarantine_s
+            self._evict(w, f"refused {w.refusals} configurations in a row (the latest: {error}); "
+                           f"its registrations are refused for {quarantine_s:g} s")
+
     async def _apply(self, w: _Worker, specs: tuple[ModuleSpec, ...]) -> int:
         """One push, abandoned as soon as the worker is dropped (it stopped heartbeating)."""
-        call = asyncio.ensure_future(self.client.apply(w.info.address, self.version, specs, APPLY_TIMEOUT_S))
+        call = asyncio.ensure_future(self.client.apply(w.info.address, self.version, specs,
+                                                       self.config.apply_timeout_s))
         try:
             while True:
-                done, _ = await asyncio.wait({call}, timeout=self.heartbeat_ms / 1000.0)
+                done, _ = await asyncio.wait({call}, timeout=self.config.heartbeat_s)
                 if done:
                     return call.result()
                 if self._workers.get(w.info.id) is not w:
                     raise Unavailable(f"worker {w.info.id} was dropped while configuring it")
         finally:
             call.cancel()
+
+
+def promise_metrics(m: ControllerMetrics, plan: Plan) -> None:
+    """Export the plan's promise and its replay, labelled by the arrivals the promise is about (none for
+    fluid)."""
+    for gauge in (m.promise_target, m.promise_kept, m.promise_attainment):
+        gauge.clear()
+    p = plan.promise
+    if p is None or p.arrivals == "fluid":
+        return
+    goal = target(p, p.arrivals)
+    assert goal is not None
+    m.promise_target.labels(p.arrivals).set(goal)
+    if p.replayed is not None:
+        m.promise_kept.labels(p.arrivals).set(1.0 if p.kept else 0.0)
+        for app, attainment in p.replayed.apps:
+            m.promise_attainment.labels(app).set(attainment)

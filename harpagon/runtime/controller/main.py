@@ -6,6 +6,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
+from harpagon.runtime.controller.config import ControllerConfig
 from harpagon.runtime.controller.controller import Controller, settings_of
 from harpagon.runtime.controller.servicer import ControllerServicer, RoutesHub
 from harpagon.runtime.lifecycle import until_stopped
@@ -28,7 +29,8 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
     registry = CollectorRegistry()
     hub = RoutesHub()
     controller = Controller(workload, settings_of(s), tuple(s.input_shape), hub.push,
-                            metrics=ControllerMetrics(registry), client=GrpcWorkerClient(tls), drain_s=DRAIN_S)
+                            ControllerConfig(drain_s=DRAIN_S), metrics=ControllerMetrics(registry),
+                            client=GrpcWorkerClient(tls))
     server, bound = aio_server(host, port, tls)
     rpc.add_ControllerServicer_to_server(ControllerServicer(controller, hub), server)
     checker = health.aio.HealthServicer()

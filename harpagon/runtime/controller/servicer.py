@@ -27,7 +27,7 @@ class RoutesHub:
         self.watchers: set[asyncio.Queue] = set()
 
     async def push(self, table: RoutingTable, refused: dict[str, str]) -> None:
-        """Publish; the controller waits (`Controller.drain_s`) before unloading what old routes used."""
+        """Publish; the controller waits (`ControllerConfig.drain_s`) before unloading what old routes used."""
         self.current = to_proto(table, refused)
         for q in self.watchers:
             q.put_nowait(self.current)
@@ -83,7 +83,7 @@ class ControllerServicer(rpc.ControllerServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        return pb.RegisterResponse(heartbeat_ms=self.controller.heartbeat_ms)
+        return pb.RegisterResponse(heartbeat_ms=self.controller.config.heartbeat_ms)
 
     async def Heartbeat(self, request, context):
         recent = {m.module: list(m.recent_exec_ms) for m in request.modules if m.recent_exec_ms}

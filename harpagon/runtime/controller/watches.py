@@ -3,12 +3,12 @@
 Policy only, like :mod:`harpagon.runtime.controller.calibration`: pure, clock-injected (every call
 takes `now`), no asyncio, gRPC or logging. The controller validates each frontend's report and
 hands it over (`observe`), tells the watchers when a plan goes in force (`in_force`), and asks them
-whether what they measured moved (`judge`); it logs what moved, `adopt`s it and re-plans with what
+whether what they measured moved (`decide`); it logs what moved, `adopt`s it and re-plans with what
 they say to plan for (`rate`, `scale`):
 
     rates = RateWatch({"cam": 40.0})                    # the CONFIGURED rates
     rates.observe(now, "frontend-1", {"cam": 12.0}, 1.0)
-    if (move := rates.judge(now)) is not None:
+    if (move := rates.decide(now)) is not None:
         rates.adopt(move)                               # then re-plan at rates.rate("cam")
 """
 
@@ -20,45 +20,99 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-#: Re-plan when an app's measured rate leaves this band around its planned rate (as Nexus does).
-RATE_BAND = (0.8, 1.1)
-#: ...but not more often than this (seconds).
-MIN_EPOCH_S = 10.0
-#: Rates are judged over the reports since the plan in force, at most this many seconds of them...
-RATE_WINDOW_S = 30.0
-#: ...and only a move beyond this many standard deviations of a Poisson count at the planned rate
-#: counts: under Poisson arrivals (what plans are promised for) a 1 s count of a 40/s app leaves
-#: 0.8-1.1x about one second in four, which re-planned the demo twice in 20 s.
-RATE_NOISE_Z = 4.0
-#: An app's rate must stay out of the band this long before it re-plans (hysteresis: one burst is not a trend).
-RATE_HOLD_S = 3.0
-#: A frontend whose latest report is older than this is gone: what it measured no longer counts.
-REPORT_EXPIRY_S = 5.0
-#: A rate past this multiple of the planned one over the last RATE_RECENT_S (and past Poisson noise)
-#: is a surge: it re-plans after SURGE_HOLD_S, even within MIN_EPOCH_S of the plan in force, at the
-#: recent rate. At that excess the plan is overloaded and admission refuses frames within seconds;
-#: judged over the reports since the plan (up to RATE_WINDOW_S), a rate back from a 45 s lull at 1 of
-#: 40 frames/s climbed 5 -> 10 -> 37 frames/s over three re-plans 10 s apart, 96% of frames failing.
-SURGE_FACTOR = 1.5
-RATE_RECENT_S = 2.0
-SURGE_HOLD_S = 2.0  # as long as the window: one second's burst (one report) passes without a re-plan
-#: An app is planned for at least this fraction of its configured rate, whatever was measured: after
-#: a lull the plan still holds a quarter of the configured capacity (and admission a quarter of the
-#: configured frames in flight) while a surge re-plans.
-MIN_RATE_FRACTION = 0.25
-#: An app planned above its configured rate that got no frame at any frontend for this long since the
-#: plan in force is planned at its configured rate again: an app refused at a rate measured in a burst
-#: (its frames refused, its clients gone) would otherwise stay refused for good, and an idle one would
-#: hold the burst's GPUs.
-IDLE_RESET_S = 20.0  # within RATE_WINDOW_S: the reports that show the idleness are still kept
-#: Re-plan when a module's measured fan-out (requests per frame) leaves this band around its planned
-#: scale by more than Poisson noise (RATE_NOISE_Z), held RATE_HOLD_S, at most once per MIN_EPOCH_S.
-SCALE_BAND = (0.8, 1.25)
-#: ...judged only over at least this many frames that reached the module since the plan in force.
-MIN_FANOUT_FRAMES = 50
-#: A measured scale is planned as at least this: a detector that finds nothing must not plan its
-#: children at scale 0 (the schema wants scale > 0; the planner divides by module rates).
-MIN_SCALE = 0.01
+from harpagon.runtime.controller.validation import (
+    BAND,
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    above,
+    at_least,
+    band,
+    real,
+    require,
+    whole,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """When measured rates and fan-out move the plan."""
+
+    rate_band: tuple[float, float] = (0.8, 1.1)
+    """Re-plan when an app's measured rate leaves this band around its planned rate, as Nexus does
+    (`0 < low <= 1 <= high`)."""
+    min_epoch_s: float = 10.0
+    """...but not more often than this many seconds after the plan in force (>= 0; the calibration
+    waits as long before it judges a plan)."""
+    rate_window_s: float = 30.0
+    """Rates are judged over the reports since the plan in force, at most this many seconds of them (> 0)."""
+    rate_noise_z: float = 4.0
+    """...and only a move beyond this many standard deviations of a Poisson count at the planned rate
+    counts (>= 0): under Poisson arrivals (what plans are promised for) a 1 s count of a 40/s app
+    leaves 0.8-1.1x about one second in four, which re-planned the demo twice in 20 s."""
+    rate_hold_s: float = 3.0
+    """An app's rate (a module's scale) must stay out of the band this long before it re-plans (>= 0;
+    hysteresis: one burst is not a trend)."""
+    report_expiry_s: float = 5.0
+    """A frontend whose latest report is older than this is gone: what it measured no longer counts (> 0)."""
+    surge_factor: float = 1.5
+    """A rate past this multiple of the planned one over the last `rate_recent_s` (and past Poisson
+    noise) is a surge (> 1): it re-plans after `surge_hold_s`, even within `min_epoch_s` of the plan in
+    force, at the recent rate. At that excess the plan is overloaded and admission refuses frames
+    within seconds; judged over the reports since the plan (up to `rate_window_s`), a rate back from a
+    45 s lull at 1 of 40 frames/s climbed 5 -> 10 -> 37 frames/s over three re-plans 10 s apart, 96% of
+    frames failing."""
+    rate_recent_s: float = 2.0
+    """The span a surge is judged over (> 0, <= `rate_window_s`)."""
+    surge_hold_s: float = 2.0
+    """How long a surge must last (>= 0): as long as `rate_recent_s`, one second's burst (one report)
+    passes without a re-plan."""
+    min_rate_fraction: float = 0.25
+    """An app is planned for at least this fraction of its configured rate, whatever was measured (in
+    [0, 1]): after a lull the plan still holds a quarter of the configured capacity (and admission a
+    quarter of the configured frames in flight) while a surge re-plans."""
+    idle_reset_s: float = 20.0
+    """An app planned above its configured rate that got no frame at any frontend for this long since
+    the plan in force is planned at its configured rate again (> 0, <= `rate_window_s`, so that the
+    reports that show the idleness are still kept): an app refused at a rate measured in a burst (its
+    frames refused, its clients gone) would otherwise stay refused for good, and an idle one would hold
+    the burst's GPUs."""
+    scale_band: tuple[float, float] = (0.8, 1.25)
+    """Re-plan when a module's measured fan-out (requests per frame) leaves this band around its
+    planned scale by more than Poisson noise (`rate_noise_z`), held `rate_hold_s`, at most once per
+    `min_epoch_s` (`0 < low <= 1 <= high`)."""
+    min_fanout_frames: int = 50
+    """...judged only over at least this many frames that reached the module since the plan in force
+    (>= 1)."""
+    min_scale: float = 0.01
+    """A measured scale is planned as at least this (> 0): a detector that finds nothing must not plan
+    its children at scale 0 (the schema wants scale > 0; the planner divides by module rates)."""
+
+    def __post_init__(self) -> None:
+        window = self.rate_window_s
+        up_to_window = f"must be in (0, rate_window_s = {window!r}]"
+        require("watch", (
+            ("rate_band", self.rate_band, band(self.rate_band), BAND),
+            ("min_epoch_s", self.min_epoch_s, at_least(self.min_epoch_s, 0), NON_NEGATIVE),
+            ("rate_window_s", window, above(window, 0), POSITIVE),
+            ("rate_noise_z", self.rate_noise_z, at_least(self.rate_noise_z, 0), NON_NEGATIVE),
+            ("rate_hold_s", self.rate_hold_s, at_least(self.rate_hold_s, 0), NON_NEGATIVE),
+            ("report_expiry_s", self.report_expiry_s, above(self.report_expiry_s, 0), POSITIVE),
+            ("surge_factor", self.surge_factor, above(self.surge_factor, 1), "must be a finite number > 1"),
+            ("rate_recent_s", self.rate_recent_s, above(self.rate_recent_s, 0) and real(window)
+             and self.rate_recent_s <= window,
+             up_to_window),
+            ("surge_hold_s", self.surge_hold_s, at_least(self.surge_hold_s, 0), NON_NEGATIVE),
+            ("min_rate_fraction", self.min_rate_fraction,
+             at_least(self.min_rate_fraction, 0) and self.min_rate_fraction <= 1, "must be in [0, 1]"),
+            ("idle_reset_s", self.idle_reset_s, above(self.idle_reset_s, 0) and real(window)
+             and self.idle_reset_s <= window,
+             up_to_window),
+            ("scale_band", self.scale_band, band(self.scale_band), BAND),
+            ("min_fanout_frames", self.min_fanout_frames, whole(self.min_fanout_frames), COUNT),
+            ("min_scale", self.min_scale, above(self.min_scale, 0), POSITIVE),
+        ))
+
 
 _Report = TypeVar("_Report", bound=tuple)
 _Key = TypeVar("_Key")
@@ -66,18 +120,19 @@ Module = tuple[str, str]
 """`(app, module)`."""
 
 
-def record(reports: dict[str, deque[_Report]], frontend: str, report: _Report, now: float) -> None:
-    """Keep a frontend's report (a tuple, its time first) with its latest ones: at most RATE_WINDOW_S
-    of them, and none of a frontend gone quiet for REPORT_EXPIRY_S (what it measured goes with it)."""
+def record(reports: dict[str, deque[_Report]], frontend: str, report: _Report, now: float,
+           settings: WatchSettings) -> None:
+    """Keep a frontend's report (a tuple, its time first) with its latest ones: at most `rate_window_s`
+    of them, and none of a frontend gone quiet for `report_expiry_s` (what it measured goes with it)."""
     reports.setdefault(frontend, deque()).append(report)
     for name, kept in list(reports.items()):
-        while kept and kept[0][0] < now - RATE_WINDOW_S:
+        while kept and kept[0][0] < now - settings.rate_window_s:
             kept.popleft()
-        if not kept or kept[-1][0] < now - REPORT_EXPIRY_S:
+        if not kept or kept[-1][0] < now - settings.report_expiry_s:
             del reports[name]
 
 
-def held(since: dict[_Key, float], key: _Key, out: bool, now: float, hold_s: float = RATE_HOLD_S) -> bool:
+def held(since: dict[_Key, float], key: _Key, out: bool, now: float, hold_s: float) -> bool:
     """Whether `key` has been out of its band for `hold_s` (hysteresis: one burst is not a trend)."""
     if not out:
         since.pop(key, None)
@@ -100,6 +155,7 @@ class RateWatch:
 
     configured: Mapping[str, float]
     """App -> its configured rate."""
+    settings: WatchSettings = field(default_factory=WatchSettings)
     planned: dict[str, float] = field(default_factory=dict)
     """App -> the measured rate plans are made for (absent: the configured one)."""
     reports: dict[str, deque[tuple[float, dict[str, float], float]]] = field(default_factory=dict)
@@ -118,7 +174,7 @@ class RateWatch:
 
     def observe(self, now: float, frontend: str, rates: Mapping[str, float], window_s: float) -> None:
         """Frames per second each app was offered at `frontend` over the last `window_s` (validated)."""
-        record(self.reports, frontend, (now, dict(rates), window_s), now)
+        record(self.reports, frontend, (now, dict(rates), window_s), now, self.settings)
 
     def in_force(self, now: float) -> None:
         """A plan went in force: rates are judged afresh against it."""
@@ -137,29 +193,30 @@ class RateWatch:
         """The inventory grew: rates found unservable may be served now."""
         self.ceiling.clear()
 
-    def judge(self, now: float) -> RateMove | None:
+    def decide(self, now: float) -> RateMove | None:
         """Whether the rates moved the plan. An app's total over the reports since the plan in force (at
-        most RATE_WINDOW_S of them, from the app's first frame on) out of RATE_BAND around its planned
-        rate by more than Poisson noise, held RATE_HOLD_S, at most once per MIN_EPOCH_S; at once (held
-        SURGE_HOLD_S) when the last RATE_RECENT_S surge past SURGE_FACTOR times it; back at the
-        configured rate when an app planned above it got no frame for IDLE_RESET_S. Every app is planned
-        for at least MIN_RATE_FRACTION of its configured rate. A judge with nothing moved returns None."""
-        settled = now - self.since >= MIN_EPOCH_S
+        most `rate_window_s` of them, from the app's first frame on) out of `rate_band` around its
+        planned rate by more than Poisson noise, held `rate_hold_s`, at most once per `min_epoch_s`; at
+        once (held `surge_hold_s`) when the last `rate_recent_s` surge past `surge_factor` times it;
+        back at the configured rate when an app planned above it got no frame for `idle_reset_s`. Every
+        app is planned for at least `min_rate_fraction` of its configured rate. None when nothing moved."""
+        s = self.settings
+        settled = now - self.since >= s.min_epoch_s
         total, span = self._rates_since(self.since)
-        recent, recent_span = self._rates_since(max(self.since, now - RATE_RECENT_S))
-        # reports that cover IDLE_RESET_S since the plan: enough to call an app without frames idle
-        covered = any(t <= now - IDLE_RESET_S for reports in self.reports.values()
+        recent, recent_span = self._rates_since(max(self.since, now - s.rate_recent_s))
+        # reports that cover idle_reset_s since the plan: enough to call an app without frames idle
+        covered = any(t <= now - s.idle_reset_s for reports in self.reports.values()
                       for t, _, _ in reports if t > self.since)
         moved: dict[str, float] = {}
         idle = []
         for app, configured in self.configured.items():
             planned = self.rate(app)
-            floor = MIN_RATE_FRACTION * configured
+            floor = s.min_rate_fraction * configured
             if app in recent:
                 got = max(recent[app], floor)
-                surge = (got > SURGE_FACTOR * planned and got < self.ceiling.get(app, math.inf)
-                         and got - planned > RATE_NOISE_Z * math.sqrt(planned / recent_span[app]))
-                if held(self._surging, app, surge, now, SURGE_HOLD_S):
+                surge = (got > s.surge_factor * planned and got < self.ceiling.get(app, math.inf)
+                         and got - planned > s.rate_noise_z * math.sqrt(planned / recent_span[app]))
+                if held(self._surging, app, surge, now, s.surge_hold_s):
                     moved[app] = got
                     continue
             else:
@@ -171,10 +228,11 @@ class RateWatch:
             if not settled:
                 continue
             got = max(total[app], floor)
-            noise = RATE_NOISE_Z * math.sqrt(planned / span[app])  # std of a Poisson count at the planned rate, per s
-            out = (not RATE_BAND[0] * planned <= got <= RATE_BAND[1] * planned and abs(got - planned) > noise
+            noise = s.rate_noise_z * math.sqrt(planned / span[app])  # std of a Poisson count at the planned rate, per s
+            low, high = s.rate_band
+            out = (not low * planned <= got <= high * planned and abs(got - planned) > noise
                    and got < self.ceiling.get(app, math.inf))
-            if held(self._out_of_band, app, out, now):
+            if held(self._out_of_band, app, out, now, s.rate_hold_s):
                 moved[app] = got
         return RateMove(moved, tuple(idle)) if moved or idle else None
 
@@ -207,7 +265,7 @@ class RateWatch:
 
 @dataclass(frozen=True)
 class FanoutView:
-    """What the fan-out reports show: each module's measured scale (over MIN_FANOUT_FRAMES frames or
+    """What the fan-out reports show: each module's measured scale (over `min_fanout_frames` frames or
     more since the plan in force), and the modules whose scale moved: (planned, measured)."""
 
     measured: Mapping[Module, float]
@@ -220,6 +278,7 @@ class FanoutWatch:
 
     configured: Mapping[Module, float]
     """(app, module) -> its configured scale."""
+    settings: WatchSettings = field(default_factory=WatchSettings)
     scales: dict[Module, float] = field(default_factory=dict)
     """(app, module) -> the measured scale plans are made for (absent: the configured one)."""
     reports: dict[str, deque[tuple[float, dict[Module, tuple[int, int]]]]] = field(default_factory=dict)
@@ -235,19 +294,20 @@ class FanoutWatch:
     def observe(self, now: float, frontend: str, counts: Mapping[Module, tuple[int, int]]) -> None:
         """Per module, the frames that reached it at `frontend` since its last report and the requests
         it got for them (validated)."""
-        record(self.reports, frontend, (now, dict(counts)), now)
+        record(self.reports, frontend, (now, dict(counts)), now, self.settings)
 
     def in_force(self, now: float) -> None:
         """A plan went in force: scales are judged afresh against it."""
         self.since = now
         self._out_of_band.clear()
 
-    def judge(self, now: float, follow: bool = True) -> FanoutView:
-        """Each module's scale over the reports since the plan in force (at most RATE_WINDOW_S of them,
-        from every frontend); moved when it leaves SCALE_BAND around its planned scale by more than
-        Poisson noise, over at least MIN_FANOUT_FRAMES frames and for RATE_HOLD_S, at most once per
-        MIN_EPOCH_S (never when not `follow`). A measured scale is planned as at least MIN_SCALE: a
+    def decide(self, now: float, follow: bool = True) -> FanoutView:
+        """Each module's scale over the reports since the plan in force (at most `rate_window_s` of them,
+        from every frontend); moved when it leaves `scale_band` around its planned scale by more than
+        Poisson noise, over at least `min_fanout_frames` frames and for `rate_hold_s`, at most once per
+        `min_epoch_s` (never when not `follow`). A measured scale is planned as at least `min_scale`: a
         detector that finds nothing does not plan its children at scale 0."""
+        s = self.settings
         frames: dict[Module, int] = {}
         requests: dict[Module, int] = {}
         for reports in self.reports.values():
@@ -258,20 +318,21 @@ class FanoutWatch:
                         requests[key] = requests.get(key, 0) + r
         measured: dict[Module, float] = {}
         moved: dict[Module, tuple[float, float]] = {}
-        judge = follow and now - self.since >= MIN_EPOCH_S
+        moving = follow and now - self.since >= s.min_epoch_s
         for key in self.configured:
             n = frames.get(key, 0)
-            if n < MIN_FANOUT_FRAMES:
+            if n < s.min_fanout_frames:
                 self._out_of_band.pop(key, None)
                 continue
             measured[key] = requests[key] / n
-            if not judge:
+            if not moving:
                 continue
             planned = self.scale(key)
-            got = max(measured[key], MIN_SCALE)
-            noise = RATE_NOISE_Z * math.sqrt(planned / n)  # std of the mean of n Poisson counts at the planned scale
-            out = not SCALE_BAND[0] * planned <= got <= SCALE_BAND[1] * planned and abs(got - planned) > noise
-            if held(self._out_of_band, key, out, now):
+            got = max(measured[key], s.min_scale)
+            noise = s.rate_noise_z * math.sqrt(planned / n)  # std of the mean of n Poisson counts at the planned scale
+            low, high = s.scale_band
+            out = not low * planned <= got <= high * planned and abs(got - planned) > noise
+            if held(self._out_of_band, key, out, now, s.rate_hold_s):
                 moved[key] = (planned, got)
         return FanoutView(measured, moved)
 
