@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-"$py" -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. protos/harpagon/v1/worker.proto
+"$py" -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. protos/harpagon/v1/worker.proto protos/harpagon/v1/controller.proto

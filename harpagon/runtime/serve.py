@@ -53,7 +53,7 @@ from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server
 from harpagon.runtime.wire.tls import TlsFiles, make_certs
 from harpagon.runtime.worker.registry import weights_file
-from harpagon.v1 import worker_pb2_grpc as rpc
+from harpagon.v1 import controller_pb2_grpc as crpc
 
 log = logging.getLogger("harpagon.serve")
 
@@ -199,7 +199,7 @@ class LocalCluster:
 
         async def start_control() -> int:
             self.control_server, bound = aio_server(self.host, 0, controller_tls)
-            rpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)
+            crpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)
             health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), self.control_server)
             await self.control_server.start()
             self.controller.start()

@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from harpagon.runtime.wire.tls import make_certs
-from harpagon.v1 import worker_pb2 as pb
-from harpagon.v1 import worker_pb2_grpc as rpc
+from harpagon.v1 import controller_pb2 as cpb
+from harpagon.v1 import controller_pb2_grpc as crpc
 from tests.integration.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def test_failed_handshakes_are_not_logged_one_line_each(tmp_path):
             with grpc.secure_channel(address, grpc.ssl_channel_credentials(ca),
                                      options=[("grpc.ssl_target_name_override", "harpagon-controller")]) as channel:
                 try:
-                    rpc.ControllerStub(channel).Register(pb.RegisterRequest(worker_id="w"), timeout=10)
+                    crpc.ControllerStub(channel).Register(cpb.RegisterRequest(worker_id="w"), timeout=10)
                 except grpc.RpcError as exc:
                     refused += exc.code() == grpc.StatusCode.UNAVAILABLE
         assert refused == ATTEMPTS

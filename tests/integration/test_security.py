@@ -13,6 +13,8 @@ from tritonclient import utils as triton_utils
 
 from harpagon.runtime.wire.rpc import sync_channel
 from harpagon.runtime.wire.tls import TlsFiles, make_certs
+from harpagon.v1 import controller_pb2 as cpb
+from harpagon.v1 import controller_pb2_grpc as crpc
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
@@ -46,9 +48,9 @@ def test_only_authenticated_peers_in_their_roles_steer_the_control_plane(pki, st
     def stub(kind, address, role_dir=None, peer=None):
         tls = TlsFiles.load(pki / role_dir) if role_dir else None
         channel = sync_channel(address, tls, peer)
-        return (rpc.ControllerStub if kind == "controller" else rpc.WorkerStub)(channel)
+        return (crpc.ControllerStub if kind == "controller" else rpc.WorkerStub)(channel)
 
-    register = pb.RegisterRequest(worker_id="intruder", address="127.0.0.1:1", hardware="t4", device="emulated:t4")
+    register = cpb.RegisterRequest(worker_id="intruder", address="127.0.0.1:1", hardware="t4", device="emulated:t4")
     apply = pb.ApplyConfigRequest(config=pb.WorkerConfig(version=1 << 62))
     # no certificate, or one from another CA: the handshake fails, nothing reaches a servicer
     for role_dir in (None, "theirs/worker"):
@@ -59,12 +61,12 @@ def test_only_authenticated_peers_in_their_roles_steer_the_control_plane(pki, st
     # our CA, but a role that may not make the call
     frontend_at_controller = stub("controller", controller.address, "ours/frontend", "controller")
     assert _code(lambda: frontend_at_controller.Register(register, timeout=5)) == grpc.StatusCode.PERMISSION_DENIED
-    assert _code(lambda: frontend_at_controller.Heartbeat(pb.HeartbeatRequest(worker_id=worker_id), timeout=5)) \
+    assert _code(lambda: frontend_at_controller.Heartbeat(cpb.HeartbeatRequest(worker_id=worker_id), timeout=5)) \
         == grpc.StatusCode.PERMISSION_DENIED
     worker_at_controller = stub("controller", controller.address, "ours/worker", "controller")
-    assert _code(lambda: next(worker_at_controller.WatchRoutes(pb.WatchRoutesRequest(frontend_id="x"), timeout=5))) \
+    assert _code(lambda: next(worker_at_controller.WatchRoutes(cpb.WatchRoutesRequest(frontend_id="x"), timeout=5))) \
         == grpc.StatusCode.PERMISSION_DENIED
-    assert _code(lambda: worker_at_controller.ReportRates(pb.RatesReport(frontend_id="x", app_rates={"traffic": 1e9}),
+    assert _code(lambda: worker_at_controller.ReportRates(cpb.RatesReport(frontend_id="x", app_rates={"traffic": 1e9}),
                                                           timeout=5)) == grpc.StatusCode.PERMISSION_DENIED
     for role_dir in ("ours/frontend", "ours/worker"):
         assert _code(lambda d=role_dir: stub("worker", worker.address, d, "worker").ApplyConfig(apply, timeout=5)) \
@@ -73,7 +75,7 @@ def test_only_authenticated_peers_in_their_roles_steer_the_control_plane(pki, st
     assert _code(lambda: stub("worker", worker.address, "ours/controller", "worker").Infer(infer, timeout=5)) \
         == grpc.StatusCode.PERMISSION_DENIED
     # a worker certificate cannot take over a live worker's id from another address
-    assert _code(lambda: worker_at_controller.Register(pb.RegisterRequest(
+    assert _code(lambda: worker_at_controller.Register(cpb.RegisterRequest(
         worker_id=worker_id, address="127.0.0.1:9", hardware="t4", device="emulated:t4"), timeout=5)) \
         == grpc.StatusCode.ALREADY_EXISTS
     # the rightful callers are served, and the worker's version is untouched by every refused push
@@ -87,7 +89,7 @@ def test_only_authenticated_peers_in_their_roles_steer_the_control_plane(pki, st
     with grpc.insecure_channel(health_port) as ch:
         reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        assert _code(lambda: rpc.ControllerStub(ch).Register(register, timeout=5)) == grpc.StatusCode.UNIMPLEMENTED
+        assert _code(lambda: crpc.ControllerStub(ch).Register(register, timeout=5)) == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_a_remote_frontend_serves_clients_over_tls_through_an_authenticated_control_plane(pki, start_service,

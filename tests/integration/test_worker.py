@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from harpagon.runtime.wire.tensors import from_numpy, to_numpy
+from harpagon.v1 import controller_pb2 as cpb
+from harpagon.v1 import controller_pb2_grpc as crpc
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
@@ -140,24 +142,24 @@ def test_emulated_worker_sleeps_its_profile_and_says_so(start_worker, tmp_path):
     assert status == grpc.StatusCode.FAILED_PRECONDITION and "no profile" in details and "batch 5" in details
 
 
-class FakeController(rpc.ControllerServicer):
+class FakeController(crpc.ControllerServicer):
     def __init__(self) -> None:
-        self.registered: list[pb.RegisterRequest] = []
+        self.registered: list[cpb.RegisterRequest] = []
         self.beats = threading.Event()
 
     def Register(self, request, context):
         self.registered.append(request)
-        return pb.RegisterResponse(heartbeat_ms=100)
+        return cpb.RegisterResponse(heartbeat_ms=100)
 
     def Heartbeat(self, request, context):
         self.beats.set()
-        return pb.HeartbeatResponse(known=True)
+        return cpb.HeartbeatResponse(known=True)
 
 
 def test_worker_registers_with_the_controller_and_heartbeats(start_worker):
     controller = FakeController()
     server = grpc.server(futures.ThreadPoolExecutor(4))
-    rpc.add_ControllerServicer_to_server(controller, server)
+    crpc.add_ControllerServicer_to_server(controller, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

@@ -20,7 +20,7 @@ from harpagon.runtime.controller.servicer import ControllerServicer
 from harpagon.runtime.controller.watches import WatchSettings
 from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.metrics import ControllerMetrics
-from harpagon.v1 import worker_pb2 as pb
+from harpagon.v1 import controller_pb2 as cpb
 from tests.conftest import BASE
 from tests.fakes import FakeWorkers, run_virtual
 
@@ -220,10 +220,10 @@ def test_the_servicer_passes_a_reports_fanout_after_its_rates():
         def observe_fanout(self, frontend, counts):
             calls.append(("fanout", frontend, counts))
 
-    request = pb.RatesReport(frontend_id="f1", app_rates={"cam": 20.0}, window_s=1.0, fanout=[
-        pb.ModuleFanout(app="cam", module="c", frames=20, requests=40),
-        pb.ModuleFanout(app="cam", module="d", frames=20, requests=20),
-        pb.ModuleFanout(app="cam", module="c", frames=1, requests=3)])  # named twice: added up
+    request = cpb.RatesReport(frontend_id="f1", app_rates={"cam": 20.0}, window_s=1.0, fanout=[
+        cpb.ModuleFanout(app="cam", module="c", frames=20, requests=40),
+        cpb.ModuleFanout(app="cam", module="d", frames=20, requests=20),
+        cpb.ModuleFanout(app="cam", module="c", frames=1, requests=3)])  # named twice: added up
     asyncio.run(ControllerServicer(Recorder()).ReportRates(request, None))
     assert [c[0] for c in calls] == ["rates", "hops", "fanout"]
     assert calls[2] == ("fanout", "f1", {("cam", "c"): (21, 43), ("cam", "d"): (20, 20)})

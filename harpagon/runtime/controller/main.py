@@ -14,7 +14,7 @@ from harpagon.runtime.metrics import ControllerMetrics, serve_metrics
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server, health_server
 from harpagon.runtime.wire.tls import TlsFiles
-from harpagon.v1 import worker_pb2_grpc as rpc
+from harpagon.v1 import controller_pb2_grpc as crpc
 
 #: Remote frontends cannot say when batches opened under old routes are done: a re-plan waits this
 #: long (s) between switching routes and unloading the modules they no longer use.
@@ -32,7 +32,7 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
                             ControllerConfig(drain_s=DRAIN_S), metrics=ControllerMetrics(registry),
                             client=GrpcWorkerClient(tls))
     server, bound = aio_server(host, port, tls)
-    rpc.add_ControllerServicer_to_server(ControllerServicer(controller, hub), server)
+    crpc.add_ControllerServicer_to_server(ControllerServicer(controller, hub), server)
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     await server.start()

@@ -13,8 +13,8 @@ from harpagon.runtime.controller.controller import Controller, RegistrationRefus
 from harpagon.runtime.wire.errors import RuntimeFault
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.wire.routes import RoutingTable, to_proto
-from harpagon.v1 import worker_pb2 as pb
-from harpagon.v1 import worker_pb2_grpc as rpc
+from harpagon.v1 import controller_pb2 as cpb
+from harpagon.v1 import controller_pb2_grpc as crpc
 
 log = logging.getLogger("harpagon.controller")
 
@@ -23,7 +23,7 @@ class RoutesHub:
     """Streams the routing table to remote frontends: the current one on connect, then each new one."""
 
     def __init__(self) -> None:
-        self.current: pb.Routes | None = None
+        self.current: cpb.Routes | None = None
         self.watchers: set[asyncio.Queue] = set()
 
     async def push(self, table: RoutingTable, refused: dict[str, str]) -> None:
@@ -44,7 +44,7 @@ class RoutesHub:
             self.watchers.discard(q)
 
 
-class ControllerServicer(rpc.ControllerServicer):
+class ControllerServicer(crpc.ControllerServicer):
     def __init__(self, controller: Controller, hub: RoutesHub | None = None):
         self.controller = controller
         self.hub = hub
@@ -64,7 +64,7 @@ class ControllerServicer(rpc.ControllerServicer):
             frames, requests = fanout.get((f.app, f.module), (0, 0))
             fanout[(f.app, f.module)] = (frames + f.frames, requests + f.requests)
         self.controller.observe_fanout(request.frontend_id, fanout)
-        return pb.RatesReply()
+        return cpb.RatesReply()
 
     async def Register(self, request, context):
         if not request.worker_id or not request.address or len(request.worker_id) > 256 or len(request.address) > 512:
@@ -83,8 +83,8 @@ class ControllerServicer(rpc.ControllerServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        return pb.RegisterResponse(heartbeat_ms=self.controller.config.heartbeat_ms)
+        return cpb.RegisterResponse(heartbeat_ms=self.controller.config.heartbeat_ms)
 
     async def Heartbeat(self, request, context):
         recent = {m.module: list(m.recent_exec_ms) for m in request.modules if m.recent_exec_ms}
-        return pb.HeartbeatResponse(known=self.controller.heartbeat(request.worker_id, recent))
+        return cpb.HeartbeatResponse(known=self.controller.heartbeat(request.worker_id, recent))

@@ -24,8 +24,8 @@ from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.routes import from_proto
 from harpagon.runtime.wire.rpc import aio_channel, health_server
 from harpagon.runtime.wire.tls import TlsFiles
-from harpagon.v1 import worker_pb2 as pb
-from harpagon.v1 import worker_pb2_grpc as rpc
+from harpagon.v1 import controller_pb2 as cpb
+from harpagon.v1 import controller_pb2_grpc as crpc
 
 log = logging.getLogger("harpagon.frontend")
 
@@ -71,12 +71,12 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
     at = serve_metrics(registry, metrics_port, host).server_port if metrics_port is not None else None
     me = f"frontend-{uuid.uuid4().hex[:6]}"
     channel = aio_channel(controller, tls, "controller")
-    stub = rpc.ControllerStub(channel)
+    stub = crpc.ControllerStub(channel)
 
     async def watch() -> None:
         while True:
             try:
-                async for routes in stub.WatchRoutes(pb.WatchRoutesRequest(frontend_id=me)):
+                async for routes in stub.WatchRoutes(cpb.WatchRoutesRequest(frontend_id=me)):
                     table, refused = from_proto(routes)
                     await plane.update(table, refused)
                     log.info("routes %d: apps %s%s", table.version, sorted(table.apps),
@@ -86,8 +86,8 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
             await asyncio.sleep(1.0)
 
     async def report(rates: dict[str, float], window: float, hops: list[float], fanout: FanoutCounts) -> None:
-        await stub.ReportRates(pb.RatesReport(frontend_id=me, app_rates=rates, window_s=window, hop_overhead_ms=hops,
-                                              fanout=[pb.ModuleFanout(app=app, module=module, frames=f, requests=r)
+        await stub.ReportRates(cpb.RatesReport(frontend_id=me, app_rates=rates, window_s=window, hop_overhead_ms=hops,
+                                              fanout=[cpb.ModuleFanout(app=app, module=module, frames=f, requests=r)
                                                       for (app, module), (f, r) in fanout.items()]), timeout=5)
 
     tasks = [asyncio.ensure_future(watch()), asyncio.ensure_future(rate_beacon(plane, report))]

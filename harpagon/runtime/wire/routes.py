@@ -12,7 +12,7 @@ from typing import Literal
 
 from harpagon.dispatch.module import TupleSpec
 from harpagon.model.latency import Dispatch
-from harpagon.v1 import worker_pb2 as pb
+from harpagon.v1 import controller_pb2 as cpb
 
 #: Best classes a classifier sink's reply gives per request.
 TOP_K = 5
@@ -125,21 +125,21 @@ class RoutingTable:
         return RoutingTable(0, "batch-aware", {}, {})
 
 
-def to_proto(table: RoutingTable, refused: dict[str, str]) -> pb.Routes:
+def to_proto(table: RoutingTable, refused: dict[str, str]) -> cpb.Routes:
     """The table as the controller streams it to frontends."""
     modules = [
-        pb.ModuleRoute(app=app, module=r.module, input_shape=list(r.input_shape),
-                       tuples=[pb.TupleRoute(batch=t.batch, rate=t.rate, dummy_rate=t.dummy_rate, wait_ms=t.wait_ms,
+        cpb.ModuleRoute(app=app, module=r.module, input_shape=list(r.input_shape),
+                       tuples=[cpb.TupleRoute(batch=t.batch, rate=t.rate, dummy_rate=t.dummy_rate, wait_ms=t.wait_ms,
                                              addresses=list(addrs), worker_module=name, latency_ms=latency)
                                for t, addrs, name, latency in zip(r.tuples, r.workers, r.names, r.latency_ms,
                                                                   strict=True)])
         for (app, _), r in sorted(table.routes.items())
     ]
-    return pb.Routes(version=table.version, dispatch=table.dispatch, modules=modules, refused=refused,
+    return cpb.Routes(version=table.version, dispatch=table.dispatch, modules=modules, refused=refused,
                      apps=[_app_to_proto(a) for a in table.apps.values()])
 
 
-def from_proto(routes: pb.Routes) -> tuple[RoutingTable, dict[str, str]]:
+def from_proto(routes: cpb.Routes) -> tuple[RoutingTable, dict[str, str]]:
     apps = {a.name: _app_from_proto(a) for a in routes.apps}
     table: dict[tuple[str, str], ModuleRoute] = {}
     for m in routes.modules:
@@ -154,17 +154,17 @@ def from_proto(routes: pb.Routes) -> tuple[RoutingTable, dict[str, str]]:
     return RoutingTable(routes.version, dispatch, apps, table), dict(routes.refused)  # type: ignore[arg-type]
 
 
-def _app_to_proto(a: AppRoute) -> pb.AppRoute:
-    return pb.AppRoute(name=a.name, rate=a.rate, slo_ms=a.slo_ms, modules=[
-        pb.AppModule(name=m.name, after=list(m.after), input=m.input, scale=m.scale, task=m.task or "",
+def _app_to_proto(a: AppRoute) -> cpb.AppRoute:
+    return cpb.AppRoute(name=a.name, rate=a.rate, slo_ms=a.slo_ms, modules=[
+        cpb.AppModule(name=m.name, after=list(m.after), input=m.input, scale=m.scale, task=m.task or "",
                      objects=m.objects or "", labels=list(m.labels),
-                     crops=None if m.crops is None else pb.CropSettings(
+                     crops=None if m.crops is None else cpb.CropSettings(
                          labels=list(m.crops.labels), min_score=m.crops.min_score, max_crops=m.crops.max_crops),
-                     outputs=[pb.OutputSpec(name=o.name, datatype=o.datatype, dims=list(o.dims)) for o in m.outputs])
+                     outputs=[cpb.OutputSpec(name=o.name, datatype=o.datatype, dims=list(o.dims)) for o in m.outputs])
         for m in a.modules])
 
 
-def _app_from_proto(a: pb.AppRoute) -> AppRoute:
+def _app_from_proto(a: cpb.AppRoute) -> AppRoute:
     return AppRoute(a.name, a.rate, a.slo_ms, tuple(
         AppModule(m.name, tuple(m.after), m.input, m.scale, m.task or None, m.objects or None,  # type: ignore[arg-type]
                   CropSettings(tuple(m.crops.labels), m.crops.min_score, m.crops.max_crops)

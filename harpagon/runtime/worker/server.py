@@ -21,6 +21,8 @@ from harpagon.runtime.wire.tensors import from_numpy, to_numpy
 from harpagon.runtime.wire.tls import TlsFiles
 from harpagon.runtime.worker import registry
 from harpagon.runtime.worker.data_plane import WorkerDataPlane
+from harpagon.v1 import controller_pb2 as cpb
+from harpagon.v1 import controller_pb2_grpc as crpc
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
 
@@ -137,7 +139,7 @@ class ControllerLink:
         self.plane = plane
         self.worker_id = worker_id or f"worker-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.channel = sync_channel(controller, tls, "controller")
-        self.stub = rpc.ControllerStub(self.channel)
+        self.stub = crpc.ControllerStub(self.channel)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
@@ -148,7 +150,7 @@ class ControllerLink:
         ex = self.plane.executor
         # what it runs goes along: a restarted controller adopts it rather than unloading routed modules
         running = config_to_proto(self.plane.version, list(self.plane.specs))
-        reply = self.stub.Register(pb.RegisterRequest(worker_id=self.worker_id, address=self.address,
+        reply = self.stub.Register(cpb.RegisterRequest(worker_id=self.worker_id, address=self.address,
                                                       hardware=ex.hardware, device=ex.device,
                                                       emulated=ex.emulated, running=running), timeout=5)
         log.info("registered with the controller at %s as %s", self.controller, self.worker_id)
@@ -160,7 +162,7 @@ class ControllerLink:
             try:
                 if period is None:
                     period = self._register()
-                elif not self.stub.Heartbeat(pb.HeartbeatRequest(worker_id=self.worker_id,
+                elif not self.stub.Heartbeat(cpb.HeartbeatRequest(worker_id=self.worker_id,
                                                                  config_version=self.plane.version,
                                                                  modules=module_stats(self.plane,
                                                                                       self.plane.take_recent())),
