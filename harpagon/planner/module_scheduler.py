@@ -450,15 +450,15 @@ class _Candidates:
         return Choice((main, last), self.sched.arrival)
 
 
-def assign(choice: Choice, rate: float, budget: float, settings: Settings,
-           mode: Mode = HARPAGON) -> tuple[TuplePlan, ...]:
+def assign_rates(choice: Choice, rate: float, budget: float, settings: Settings,
+                 mode: Mode = HARPAGON) -> tuple[TuplePlan, ...]:
     """Real shares, dummy rates and latencies of a tuple set at a budget.
 
     Groups before the last take all they can (saturated, no dummies); the last takes the rest,
     padded by the dummy generator (the least `δ` that meets the budget, within capacity)."""
     s = settings
     if choice.arrival is not None:
-        return _assign_promise(choice, rate, budget, s)
+        return _assign_rates_promise(choice, rate, budget, s)
     tuples = []
     for g, r in zip(choice.groups, shares(choice, rate, s), strict=True):
         o = g.option
@@ -474,7 +474,7 @@ def assign(choice: Choice, rate: float, budget: float, settings: Settings,
     return tuple(tuples)
 
 
-def _assign_promise(choice: Choice, rate: float, budget: float, s: Settings) -> tuple[TuplePlan, ...]:
+def _assign_rates_promise(choice: Choice, rate: float, budget: float, s: Settings) -> tuple[TuplePlan, ...]:
     """Under a promise each group collects for the longest time whose latency (with its allowance)
     fits the budget: the fewest dummies, the fullest batches, the smallest allowance."""
     a = choice.arrival

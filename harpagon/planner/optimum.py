@@ -99,7 +99,7 @@ def exact_curve(options: list[Option], rate: float, settings: Settings, max_budg
     budgets, costs, choices = [], [], []
     for b in sorted(points):
         choice = cheapest_groups(options, rate, b, settings)
-        if choice is not None and (not costs or choice.cost < costs[-1] - 1e-9):
+        if choice is not None and (not costs or choice.cost < costs[-1] - PLAN_TOL):
             budgets.append(b)
             costs.append(choice.cost)
             choices.append(choice)
@@ -125,7 +125,7 @@ def optimal_app(app: App, workload: Workload, settings: Settings) -> AppPlan | R
 
     def dfs(k: int, cost: float) -> None:
         nonlocal best_cost, best
-        if cost + sum(floor[n] for n in order[k:]) >= best_cost - 1e-9:
+        if cost + sum(floor[n] for n in order[k:]) >= best_cost - PLAN_TOL:
             return
         if k == len(order):
             best_cost, best = cost, dict(idx)

@@ -22,9 +22,9 @@ bounds that wait with an allowance `q` that it adds to the tuple's latency (`que
   requests exceeds is `d c² ln(ρ / ε) / (2 (1 - ρ))`. `ε` is the app's allowed late fraction, halved
   for sampling noise and shared over the modules of its longest path and a frame's requests.
 
-The allowance is a model; the replay judges the promise, and the planner's repair (see
-:mod:`harpagon.planner.harpagon`) scales a module's allowance, adds to it, or lowers its headroom when
-the replay finds the module late.
+The allowance is a model; the replay judges the promise, and the planner's repair
+(:func:`harpagon.planner.arrivals.repair_arrivals`) scales a module's allowance, adds to it, or lowers
+its headroom when the replay finds the module late.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harpagon.config.schema import Workload
-from harpagon.model.latency import collection_ms, effective_latency, real_requests
+from harpagon.model.latency import PLAN_TOL, collection_ms, effective_latency, real_requests
 from harpagon.model.plan import Plan
 
 #: Share of an app's allowed late fraction the allowance plans for (the rest is margin for noise).
@@ -66,9 +66,6 @@ class Arrival:
     """Repair: latency added to every tuple of the module."""
     headroom: float = 1.0
     """Repair: factor on `max_utilization` for the timer-padding load."""
-    cap: float = 1.0
-    """The model's level: factor on `max_utilization` for everything its app's plan does (the planner
-    plans the app with the lower cap; the same for every module of the app)."""
 
     def repaired(self, *, kappa: float = 1.0, extra_ms: float = 0.0, headroom: float = 1.0) -> Arrival:
         return replace(self, kappa=self.kappa * kappa, extra_ms=self.extra_ms + extra_ms,
@@ -143,7 +140,7 @@ def evaluate(b, d, n, r, tau, a: Arrival, u: float, overhead_ms: float, split: b
     rho = r * d / (1000.0 * n * k)
     q = allowance(b, d, n, k, rho, a)
     tau_min = np.where(b > 1, 1000.0 * (b - 1) * d / (n * 1000.0 * b * u), 0.0)
-    ok = (rho <= u * a.headroom * (1 + 1e-9)) & (tau >= tau_min * (1 - 1e-9)) & np.isfinite(q)
+    ok = (rho <= u * a.headroom * (1 + PLAN_TOL)) & (tau >= tau_min * (1 - PLAN_TOL)) & np.isfinite(q)
     lat = tau + d + overhead_ms + a.extra_ms + q
     return np.where(ok, lat, math.inf), q
 
@@ -155,7 +152,7 @@ def _taus(b, d, n, r, a: Arrival, u: float, split: bool) -> list:
     standard deviations of the count (the expected fill reaches `need` only if more are expected)."""
     tau_lo = np.where(b > 1, (b - 1) * d / (n * b * u), 0.0)
     tau_hi = np.where(b > 1, 1000.0 * (b - 1) / r, 0.0)  # no dummies at all
-    need = np.ceil(r * d / (1000.0 * n * u * a.headroom) * (1 - 1e-9)) + jitter_of(a, split)
+    need = np.ceil(r * d / (1000.0 * n * u * a.headroom) * (1 - PLAN_TOL)) + jitter_of(a, split)
     extras = (0, 1, 2) if not a.poisson else (0, 1, 2, *(c * np.sqrt(need) for c in (1.0, 2.0, 3.0)))
     raw = (tau_lo, *(1000.0 * (need - 1 + extra) / r for extra in extras), tau_hi)
     return [np.minimum(np.maximum(tau_lo, tau), tau_hi) for tau in raw]
@@ -182,14 +179,14 @@ def collection_for(b: int, d: float, n: int, r: float, budget: float, a: Arrival
     the times :func:`least_latency` tries; None if none fits."""
     if b == 1:
         lat, q = evaluate(np.float64(1), d, n, r, np.float64(0.0), a, u, overhead_ms, split)
-        return (0.0, float(q)) if lat <= budget * (1 + 1e-9) else None
+        return (0.0, float(q)) if lat <= budget * (1 + PLAN_TOL) else None
     tau_lo = (b - 1) * d / (n * b * u)
     tau_hi = 1000.0 * (b - 1) / r
     grid = [min(max(tau_lo, 1000.0 * (kk - 1) / r), tau_hi) for kk in range(b, 0, -1)]
     tried = [float(t) for t in _taus(np.float64(b), np.float64(d), np.float64(n), np.float64(r), a, u, split)]
     for tau in sorted(set(grid + tried), reverse=True):
         lat, q = evaluate(np.float64(b), d, n, r, np.float64(tau), a, u, overhead_ms, split)
-        if lat <= budget * (1 + 1e-9):
+        if lat <= budget * (1 + PLAN_TOL):
             return tau, float(q)
     return None
 

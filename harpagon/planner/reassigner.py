@@ -14,13 +14,20 @@ from collections.abc import Mapping
 from harpagon.config.schema import App
 from harpagon.model.latency import Settings
 from harpagon.model.plan import AppPlan, ModulePlan, TuplePlan, path_latency
-from harpagon.planner.module_scheduler import HARPAGON, Choice, Mode, assign, relaxed_budget, tight_budget
+from harpagon.planner.module_scheduler import (
+    HARPAGON,
+    Choice,
+    Mode,
+    assign_rates,
+    relaxed_budget,
+    tight_budget,
+)
 
 
 def build_app_plan(app: App, choices: Mapping[str, Choice], settings: Settings, mode: Mode = HARPAGON) -> AppPlan:
     """The app's plan from its modules' tuple sets: final budgets, shares, dummies and latencies."""
     budgets = {m.name: tight_budget(choices[m.name], app.module_rate(m), settings, mode) for m in app.modules}
-    tuples = {m.name: assign(choices[m.name], app.module_rate(m), budgets[m.name], settings, mode)
+    tuples = {m.name: assign_rates(choices[m.name], app.module_rate(m), budgets[m.name], settings, mode)
               for m in app.modules}
 
     def predicted(name: str) -> float:
@@ -36,7 +43,7 @@ def build_app_plan(app: App, choices: Mapping[str, Choice], settings: Settings, 
         # Past this budget the module needs no dummies at all.
         enough = relaxed_budget(choices[m.name], tuples[m.name], settings, mode)
         budgets[m.name] = max(budgets[m.name], min(budgets[m.name] + slack, enough))
-        tuples[m.name] = assign(choices[m.name], app.module_rate(m), budgets[m.name], settings, mode)
+        tuples[m.name] = assign_rates(choices[m.name], app.module_rate(m), budgets[m.name], settings, mode)
 
     modules = tuple(
         ModulePlan(m.name, m.model, app.module_rate(m), min(budgets[m.name], predicted(m.name))

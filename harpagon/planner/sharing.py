@@ -16,10 +16,10 @@ or a fresh choice made for sharing) at every latency, over which the planner's o
 each module's latency (:func:`candidates`). Packing is greedy (largest load first, each tuple onto
 the GPU it leaves most occupied, at the longest cycle that fits every member's latency, as Nexus's
 squishy bin packing does); the tuples it leaves alone are then paired where their apps' paths have
-the latency to spare (:func:`repair`: the split costs each tuple alone, so it may give two tuples
-latencies whose cycles just miss each other). The result is kept only if it is cheaper than the plan
-it starts from and within the hardware counts; under a promise the planner keeps it only if its
-replay keeps the promise.
+the latency to spare (:func:`repair_packing`: the split costs each tuple alone, so it may give two
+tuples latencies whose cycles just miss each other). The result is kept only if it is cheaper than
+the plan it starts from and within the hardware counts; under a promise the planner keeps it only if
+its replay keeps the promise.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 
 from harpagon.config.schema import App, Workload
 from harpagon.model import memory
-from harpagon.model.latency import Dispatch, Option, Settings, options_for, tuple_latency
+from harpagon.model.latency import PLAN_TOL, Dispatch, Option, Settings, options_for, tuple_latency
 from harpagon.model.plan import AppPlan, ModulePlan, Plan, TuplePlan, over_counts, path_latency
 from harpagon.planner.module_scheduler import CostCurve
 from harpagon.planner.splitter import split_greedy, split_search, split_tree
@@ -46,8 +46,6 @@ CAP_STEP = 1.08
 #: Under a promise about real arrivals, saturated workers beside a shared residual run at this share
 #: of their capacity (see `main_load`).
 PROMISE_LOAD = 0.8
-#: Relative tolerance of the budget and capacity comparisons (the plan check's is 1e-6).
-TOL = 1e-9
 
 
 @dataclass
@@ -78,7 +76,7 @@ class Member:
     def batch_for(self, cycle_ms: float, promise: bool = False) -> Option | None:
         """The smallest profiled batch that holds one cycle's requests, and under a promise one burst
         (None: none does)."""
-        need = max(1, math.ceil(cycle_ms * self.rate / 1000.0 - 1e-9), self.burst if promise else 1)
+        need = max(1, math.ceil(cycle_ms * self.rate / 1000.0 - PLAN_TOL), self.burst if promise else 1)
         return next((o for o in self.options if o.batch >= need), None)
 
     def busy_ms(self, o: Option, promise: bool) -> float:
@@ -87,7 +85,7 @@ class Member:
 
 
 @dataclass
-class Group:
+class SharedGpu:
     """A shared GPU: its members and the duty cycle they run at."""
 
     hardware: str
@@ -117,7 +115,7 @@ def _first_fit(members: Sequence[Member], top: float, settings: Settings, worklo
             continue
         picked: list[Option] = chosen  # type: ignore[assignment]
         busy = sum(m.busy_ms(o, promise) for m, o in zip(members, picked, strict=True))
-        if (busy <= cycle * settings.max_utilization * (1 + TOL) and latencies_hold(cycle, busy, picked)
+        if (busy <= cycle * settings.max_utilization * (1 + PLAN_TOL) and latencies_hold(cycle, busy, picked)
                 and (workload is None or _fits_memory(workload, members, picked))):
             return cycle, busy
     return None
@@ -128,7 +126,7 @@ def fit(members: Sequence[Member], settings: Settings, workload: Workload | None
     if there is none. Each member's latency (`shared_latency`) stays within its budget, one batch of
     each fits in `C × max_utilization`, and their models fit the GPU's memory."""
     def within_budgets(cycle: float, busy: float, chosen: list[Option]) -> bool:
-        return all(shared_latency(cycle, o, busy, settings) <= m.budget_ms * (1 + TOL)
+        return all(shared_latency(cycle, o, busy, settings) <= m.budget_ms * (1 + PLAN_TOL)
                    for m, o in zip(members, chosen, strict=True))
 
     return _first_fit(members, min(m.budget_ms for m in members) - settings.overhead_ms, settings, workload,
@@ -209,9 +207,9 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
                                    bursts[mp.name])
                 fresh = _fresh(ap.name, mp, {h: o for h, o in options[mp.model].items() if h not in fresh_off}, cap,
                                settings, plan.dispatch, workload, bursts[mp.name])
-                if fresh is not None and (best is None or fresh[0] < best[0] * (1 - 1e-9)):
+                if fresh is not None and (best is None or fresh[0] < best[0] * (1 - PLAN_TOL)):
                     best = (fresh[0], [fresh[1]])
-                if best is not None and (not costs or best[0] < costs[-1] * (1 - 1e-9)):
+                if best is not None and (not costs or best[0] < costs[-1] * (1 - PLAN_TOL)):
                     budgets.append(cap)
                     costs.append(best[0])
                     chosen.append(best[1])
@@ -233,9 +231,9 @@ def _bursts(app: App, ap: AppPlan) -> dict[str, int]:
     out = {}
     for m in app.modules:
         if not m.after:
-            out[m.name] = max(1, math.ceil(m.scale - 1e-9))
+            out[m.name] = max(1, math.ceil(m.scale - PLAN_TOL))
         else:
-            out[m.name] = max(max(1, math.ceil(batch[p] * m.scale / app.module(p).scale - 1e-9)) for p in m.after)
+            out[m.name] = max(max(1, math.ceil(batch[p] * m.scale / app.module(p).scale - PLAN_TOL)) for p in m.after)
     return out
 
 
@@ -256,7 +254,7 @@ def _as_planned(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: 
                 dispatch: Dispatch, workload: Workload, burst: int = 1) -> tuple[float, list[Member]] | None:
     """The module as planned, its light tuples (and the idle part of its others) shared, at latency
     `cap` (None below its planned latency): estimated $/h and the members (of `burst`)."""
-    if cap < mp.predicted_latency_ms * (1 - TOL):
+    if cap < mp.predicted_latency_ms * (1 - PLAN_TOL):
         return None
     mine, kept = [], 0.0
     for k, t in enumerate(mp.tuples):
@@ -303,10 +301,10 @@ def _fresh(app: str, mp: ModulePlan, per_hw: dict[str, list[Option]], cap: float
             if n:
                 wait = main_allowance(o, settings)
                 lat = tuple_latency(dispatch, o.batch, o.d_ms, n, n * per_worker, 0.0, settings.overhead_ms) + wait
-                if lat > cap * (1 + TOL):
+                if lat > cap * (1 + PLAN_TOL):
                     continue
                 main = TuplePlan(hw, o.batch, n, n * per_worker, 0.0, lat, queue_ms=wait)
-            if rest <= 1e-9 * mp.rate:
+            if rest <= PLAN_TOL * mp.rate:
                 continue  # nothing to share: the plan's own choice covers whole workers
             m = Member(app, mp.name, mp.model, 0, hw, rest, cap, opts, main, whole_module=True, burst=burst)
             cost = _shared_cost(m, settings, workload)
@@ -327,11 +325,11 @@ def _split(t: TuplePlan, options: list[Option], settings: Settings, dispatch: Di
         return None
     per_worker = o.throughput * main_load(settings)
     keep = (t.workers - 1) * per_worker
-    if keep <= 0 or t.rate - keep <= 1e-9 * t.rate:
+    if keep <= 0 or t.rate - keep <= PLAN_TOL * t.rate:
         return None
     wait = max(t.queue_ms, main_allowance(o, settings))
     latency = tuple_latency(dispatch, t.batch, o.d_ms, t.workers - 1, keep, 0.0, settings.overhead_ms) + wait
-    if latency > cap_ms * (1 + TOL):
+    if latency > cap_ms * (1 + PLAN_TOL):
         return None
     return replace(t, workers=t.workers - 1, rate=keep, latency_ms=latency, queue_ms=wait)
 
@@ -341,13 +339,13 @@ def _load(m: Member) -> float:
     return m.rate * o.d_ms / o.batch  # ms of GPU time per second at batch 1's efficiency
 
 
-def pack(members: Sequence[Member], settings: Settings, workload: Workload | None = None) -> list[Group]:
+def pack(members: Sequence[Member], settings: Settings, workload: Workload | None = None) -> list[SharedGpu]:
     """Greedy packing: each member, heaviest first, joins the GPU of its hardware it leaves most
     occupied (a new one if it fits none)."""
-    groups: list[Group] = []
+    gpus: list[SharedGpu] = []
     for m in sorted(members, key=_load, reverse=True):
-        best: tuple[float, Group, float, float] | None = None
-        for g in groups:
+        best: tuple[float, SharedGpu, float, float] | None = None
+        for g in gpus:
             if g.hardware != m.hardware:
                 continue
             got = fit([*g.members, m], settings, workload)
@@ -357,10 +355,10 @@ def pack(members: Sequence[Member], settings: Settings, workload: Workload | Non
             _, g, g.cycle_ms, g.busy_ms = best
             g.members.append(m)
         elif (got := fit([m], settings, workload)) is not None:
-            groups.append(Group(m.hardware, [m], *got))
+            gpus.append(SharedGpu(m.hardware, [m], *got))
     # a GPU left with one tuple of the plan is no GPU shared (the tuple stays as planned); one left with a
     # module's fresh choice stays (its module's latency was split on that choice)
-    return [g for g in groups if len(g.members) > 1 or g.members[0].whole_module]
+    return [g for g in gpus if len(g.members) > 1 or g.members[0].whole_module]
 
 
 Slots = dict[tuple[str, str], dict[int, float]]
@@ -368,11 +366,11 @@ Slots = dict[tuple[str, str], dict[int, float]]
 choice, which replaces them all)."""
 
 
-def _latencies(plan: Plan, groups: Sequence[Group], settings: Settings) -> Slots:
-    """Each module's tuple latencies once `groups` are in place."""
+def _latencies(plan: Plan, gpus: Sequence[SharedGpu], settings: Settings) -> Slots:
+    """Each module's tuple latencies once `gpus` are in place."""
     slots = {(ap.name, mp.name): {k: t.latency_ms for k, t in enumerate(mp.tuples)} for ap in plan.apps
              for mp in ap.modules}
-    for g in groups:
+    for g in gpus:
         _place(slots, g.members, g.cycle_ms, g.busy_ms, settings)
     return slots
 
@@ -399,46 +397,46 @@ def fit_paths(members: Sequence[Member], slots: Slots, apps: dict[str, App], set
         trial = {k: dict(slots[k]) for k in {(m.app, m.module) for m in members}}
         _place(trial, members, cycle, busy, settings)
         return all(path_latency(apps[a], {x.name: max((trial.get((a, x.name)) or slots[(a, x.name)]).values())
-                                          for x in apps[a].modules}) <= apps[a].slo_ms * (1 + TOL)
+                                          for x in apps[a].modules}) <= apps[a].slo_ms * (1 + PLAN_TOL)
                    for a in touched)
 
     return _first_fit(members, max(apps[a].slo_ms for a in touched) - settings.overhead_ms, settings, workload,
                       paths_hold)
 
 
-def repair(groups: list[Group], leftovers: Sequence[Member], plan: Plan, workload: Workload,
-           settings: Settings) -> list[Group]:
+def repair_packing(gpus: list[SharedGpu], leftovers: Sequence[Member], plan: Plan, workload: Workload,
+                   settings: Settings) -> list[SharedGpu]:
     """The tuples the packing left on GPUs of their own, moved onto shared GPUs where their apps' paths
-    allow it: each onto the group it leaves most occupied, or beside another such tuple, one GPU saved
-    each time. The split's budgets are estimates made for each tuple alone; an app's slack left over
+    allow it: each onto the shared GPU it leaves most occupied, or beside another such tuple, one GPU
+    saved each time. The split's budgets are estimates made for each tuple alone; an app's slack left over
     (multi-app grid, multi/10: `fuse` at 300 frames/s got 3 ms, too little to share a cycle with
     `people`, on a path 16 ms short of its SLO) may let two of them meet after all."""
     apps = {a.name: a for a in workload.apps}
-    slots = _latencies(plan, groups, settings)
+    slots = _latencies(plan, gpus, settings)
     alone = [m for m in sorted(leftovers, key=_load, reverse=True) if not m.whole_module]
     while alone:
         m = alone.pop(0)
-        best: tuple[float, Group | Member, float, float] | None = None
-        for other in [*groups, *alone]:
+        best: tuple[float, SharedGpu | Member, float, float] | None = None
+        for other in [*gpus, *alone]:
             if other.hardware != m.hardware:
                 continue
-            got = fit_paths([*other.members, m] if isinstance(other, Group) else [other, m], slots, apps, settings,
-                            workload)
+            together = [*other.members, m] if isinstance(other, SharedGpu) else [other, m]
+            got = fit_paths(together, slots, apps, settings, workload)
             if got is not None and (best is None or got[1] / got[0] > best[0]):
                 best = (got[1] / got[0], other, *got)
         if best is None:
             continue
         _, other, cycle, busy = best
-        if isinstance(other, Group):
+        if isinstance(other, SharedGpu):
             other.members.append(m)
             other.cycle_ms, other.busy_ms = cycle, busy
-            group = other
+            gpu = other
         else:
             alone.remove(other)
-            group = Group(m.hardware, [other, m], cycle, busy)
-            groups.append(group)
-        _place(slots, group.members, cycle, busy, settings)  # only this group's latencies changed
-    return groups
+            gpu = SharedGpu(m.hardware, [other, m], cycle, busy)
+            gpus.append(gpu)
+        _place(slots, gpu.members, cycle, busy, settings)  # only this GPU's latencies changed
+    return gpus
 
 
 def share(plan: Plan, workload: Workload, settings: Settings, prefix: str = "gpu",
@@ -455,24 +453,24 @@ def share(plan: Plan, workload: Workload, settings: Settings, prefix: str = "gpu
         tries += [_shared_plan(plan, workload, settings, prefix, off, keep) for off in {frozenset(over), limited}]
     fit = [q for q in tries if not over_counts(q, workload) and within_slos(q)]
     best = min(fit, key=lambda q: q.cost_per_hour, default=plan)
-    return best if best.cost_per_hour < plan.cost_per_hour * (1 - 1e-9) else plan
+    return best if best.cost_per_hour < plan.cost_per_hour * (1 - PLAN_TOL) else plan
 
 
 def within_slos(plan: Plan) -> bool:
     """Every app's predicted latency (its slowest path) within its SLO."""
-    return all(ap.predicted_latency_ms <= ap.slo_ms * (1 + TOL) for ap in plan.apps)
+    return all(ap.predicted_latency_ms <= ap.slo_ms * (1 + PLAN_TOL) for ap in plan.apps)
 
 
 def _shared_plan(plan: Plan, workload: Workload, settings: Settings, prefix: str, fresh_off: frozenset[str],
                  keep: frozenset[tuple[str, str]]) -> Plan:
     members = candidates(plan, workload, settings, fresh_off, keep)
-    groups = pack(members, settings, workload)
-    packed = {id(m) for g in groups for m in g.members}
-    groups = repair(groups, [m for m in members if id(m) not in packed], plan, workload, settings)
-    if not groups:
+    gpus = pack(members, settings, workload)
+    packed = {id(m) for g in gpus for m in g.members}
+    gpus = repair_packing(gpus, [m for m in members if id(m) not in packed], plan, workload, settings)
+    if not gpus:
         return plan
     moved: dict[tuple[str, str, int], tuple[TuplePlan, ...]] = {}
-    for i, g in enumerate(groups):
+    for i, g in enumerate(gpus):
         for m in g.members:
             o = m.batch_for(g.cycle_ms, not settings.fluid)
             assert o is not None

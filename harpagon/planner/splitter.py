@@ -159,10 +159,10 @@ def split_search(app: App, curves: Mapping[str, CostCurve], incumbent: Split,
         if nodes > max_nodes:
             return
         if k == len(order):
-            if cost < best_cost - 1e-9:
+            if cost < best_cost - PLAN_TOL:
                 best_cost, best = cost, dict(idx)
             return
-        if cost + bound(k) >= best_cost - 1e-9:
+        if cost + bound(k) >= best_cost - PLAN_TOL:
             return
         name = order[k]
         for i in range(len(budgets[name]) - 1, -1, -1):  # cheapest steps first

@@ -3,6 +3,7 @@ virtual clock (and its module-by-module sweep, where no GPU is shared), and the 
 promise."""
 
 from harpagon.sim.replay import PROMISE_FRAMES, PROMISE_SECONDS, Verdict, judge
-from harpagon.sim.simulator import AppStats, ModuleStats, SimResult, simulate
+from harpagon.sim.simulator import AppStats, ModuleReplay, SimResult, simulate
 
-__all__ = ["PROMISE_FRAMES", "PROMISE_SECONDS", "AppStats", "ModuleStats", "SimResult", "Verdict", "judge", "simulate"]
+__all__ = ["PROMISE_FRAMES", "PROMISE_SECONDS", "AppStats", "ModuleReplay", "SimResult", "Verdict", "judge",
+           "simulate"]

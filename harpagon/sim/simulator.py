@@ -27,18 +27,21 @@ import numpy as np
 from harpagon.config.schema import Workload
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
-from harpagon.model.latency import Fanout, poisson_requests, requests_for
+from harpagon.model.latency import PLAN_TOL, REL_TOL, Fanout, poisson_requests, requests_for
 from harpagon.model.plan import Plan
 from harpagon.sim.sweep import batch_latencies, shared_apps, sweep, sweepable
 
-Arrivals = Literal["constant", "poisson"]
+#: The arrival patterns a replay runs (the promises' `Arrivals` less `fluid`, which no replay has).
+ReplayArrivals = Literal["constant", "poisson"]
 
 #: Event kinds in the order MODEL.md gives them at equal times.
 _COMPLETION, _ARRIVAL, _TIMER = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class ModuleStats:
+class ModuleReplay:
+    """One module of an app as the replay ran it."""
+
     name: str
     requests: int
     max_ms: float
@@ -64,7 +67,7 @@ class AppStats:
     max_ms: float
     over_slo: float
     """Fraction of frames whose end-to-end latency exceeded the SLO."""
-    modules: tuple[ModuleStats, ...]
+    modules: tuple[ModuleReplay, ...]
 
     late_se: float = 0.0
     """Standard error of `over_slo` by batch means (20 consecutive batches of frames): how far another
@@ -75,13 +78,13 @@ class AppStats:
         """Fraction of frames within the SLO."""
         return 1.0 - self.over_slo
 
-    def module(self, name: str) -> ModuleStats:
+    def module(self, name: str) -> ModuleReplay:
         return next(m for m in self.modules if m.name == name)
 
 
 @dataclass(frozen=True)
 class SimResult:
-    arrivals: Arrivals
+    arrivals: ReplayArrivals
     apps: tuple[AppStats, ...]
     fanout: Fanout = "deterministic"
 
@@ -95,7 +98,7 @@ class SimResult:
         return sum(a.over_slo * a.frames for a in self.apps) / frames if frames else 0.0
 
 
-def arrival_times(rate: float, frames: int, arrivals: Arrivals, rng: random.Random) -> list[float]:
+def arrival_times(rate: float, frames: int, arrivals: ReplayArrivals, rng: random.Random) -> list[float]:
     """Frame arrival times in ms: evenly spaced, or a Poisson process of the same rate."""
     if arrivals == "constant":
         return [1000.0 * k / rate for k in range(frames)]
@@ -118,8 +121,8 @@ class _Worker:
 class Simulator:
     """One run of one plan. Use :func:`simulate`."""
 
-    def __init__(self, plan: Plan, workload: Workload, arrivals: Arrivals, frames: dict[str, int], seed: int,
-                 fanout: Fanout = "deterministic"):
+    def __init__(self, plan: Plan, workload: Workload, arrivals: ReplayArrivals, frames: dict[str, int],
+                 seed: int, fanout: Fanout = "deterministic"):
         self.plan = plan
         self.workload = workload
         self.arrivals = arrivals
@@ -290,12 +293,12 @@ class Simulator:
             # In the order frames finish, those finishing at one instant by frame (the sweep's order).
             done = sorted(self.latencies[ap.name])
             lat = np.array([x for _, _, x in done]) if done else np.array([math.nan])
-            late = lat > ap.slo_ms * (1 + 1e-6)
+            late = lat > ap.slo_ms * (1 + REL_TOL)
             modules = []
             for mp in ap.modules:
                 key = (ap.name, mp.name)
                 ml = np.array(self.module_latencies[key])
-                modules.append(ModuleStats(mp.name, self.module_requests[key], float(ml.max()) if len(ml) else 0.0,
+                modules.append(ModuleReplay(mp.name, self.module_requests[key], float(ml.max()) if len(ml) else 0.0,
                                            mp.predicted_latency_ms, self.module_batches[key],
                                            self.module_dummies[key], ml))
             apps.append(AppStats(
@@ -318,8 +321,8 @@ def _batch_means_se(late: np.ndarray, batches: int = 20) -> float:
 Engine = Literal["auto", "events", "sweep"]
 
 
-def simulate(plan: Plan, workload: Workload, arrivals: Arrivals = "constant", *, duration_s: float = 10.0,
-             max_frames: int = 20_000, seed: int = 0, frames: int | None = None,
+def simulate(plan: Plan, workload: Workload, arrivals: ReplayArrivals = "constant", *,
+             duration_s: float = 10.0, max_frames: int = 20_000, seed: int = 0, frames: int | None = None,
              fanout: Fanout | None = None, seconds: float = 0.0, engine: Engine = "auto") -> SimResult:
     """Replay a plan at its planned rates for `duration_s` (at most `max_frames` frames per app), or for
     `frames` frames per app when given (and at least `seconds` of each app's frames: MODEL.md's
@@ -328,7 +331,7 @@ def simulate(plan: Plan, workload: Workload, arrivals: Arrivals = "constant", *,
     `settings.fanout`). `engine`: the event simulator, the module-by-module sweep
     (:mod:`harpagon.sim.sweep`, no shared GPUs), or the sweep wherever it applies (the two agree)."""
     if frames is not None:
-        counts = {ap.name: max(frames, math.ceil(ap.rate * seconds - 1e-9)) for ap in plan.apps}
+        counts = {ap.name: max(frames, math.ceil(ap.rate * seconds - PLAN_TOL)) for ap in plan.apps}
     else:
         counts = {ap.name: max(1, min(max_frames, math.ceil(ap.rate * duration_s))) for ap in plan.apps}
     fan = fanout or plan.settings.fanout

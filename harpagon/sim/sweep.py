@@ -24,7 +24,7 @@ import numpy as np
 from harpagon.config.schema import Workload
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
-from harpagon.model.latency import Fanout, effective_latency, poisson_requests
+from harpagon.model.latency import PLAN_TOL, REL_TOL, Fanout, effective_latency, poisson_requests
 from harpagon.model.plan import AppPlan, ModulePlan, Plan
 
 
@@ -57,7 +57,7 @@ def linked(plan: Plan) -> dict[str, tuple[AppPlan, ...]]:
 def frame_counts(scale: float, frames: int) -> np.ndarray:
     """`floor((f + 1) s) - floor(f s)` for every frame `f` (MODEL.md replay rule 1), vectorised."""
     f = np.arange(frames + 1, dtype=float)
-    edges = np.floor(f * scale + 1e-9)
+    edges = np.floor(f * scale + PLAN_TOL)
     return (edges[1:] - edges[:-1]).astype(np.int64)
 
 
@@ -118,7 +118,7 @@ class ModuleRun:
 def sweep(plan: Plan, workload: Workload, arrivals: str, frames: dict[str, int], seed: int,
           fanout: Fanout = "deterministic"):
     """Replay `plan` (no shared GPU) module by module; returns a :class:`SimResult`."""
-    from harpagon.sim.simulator import AppStats, ModuleStats, SimResult, _batch_means_se, arrival_times
+    from harpagon.sim.simulator import AppStats, ModuleReplay, SimResult, _batch_means_se, arrival_times
 
     apps = {a.name: a for a in workload.apps}
     out = []
@@ -143,11 +143,11 @@ def sweep(plan: Plan, workload: Workload, arrivals: str, frames: dict[str, int],
         finished = np.maximum.reduce([done[m.name] for m in app.modules])
         lat = finished - arrival
         lat = lat[np.lexsort((np.arange(n), finished))]  # in the order frames finish, ties by frame
-        late = lat > ap.slo_ms * (1 + 1e-6)
+        late = lat > ap.slo_ms * (1 + REL_TOL)
         modules = []
         for mp in ap.modules:
             requests, ml, batches, dummies = stats[mp.name]
-            modules.append(ModuleStats(mp.name, requests, float(ml.max()) if len(ml) else 0.0,
+            modules.append(ModuleReplay(mp.name, requests, float(ml.max()) if len(ml) else 0.0,
                                        mp.predicted_latency_ms, batches, dummies, ml))
         if not len(lat):
             lat = np.array([math.nan])

@@ -11,7 +11,8 @@ from harpagon.cli import main
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings, batch_aware_latency, poisson_requests, requests_for
 from harpagon.model.plan import AppPlan, ModulePlan, Plan, Promise, TuplePlan
-from harpagon.planner.harpagon import PlannerOptions, frame_requests, plan
+from harpagon.planner.arrivals import frame_requests
+from harpagon.planner.harpagon import PlannerOptions, plan
 from harpagon.sim import judge, simulate
 
 ROWS = [[1, 5.0], [2, 6.0], [4, 8.0]]  # d(1) = 5, d(2) = 6, d(4) = 8 ms (as in test_replay)

@@ -10,8 +10,10 @@ import pytest
 
 from harpagon.bench.workloads import grid
 from harpagon.model.latency import Settings
-from harpagon.planner import harpagon as H
+from harpagon.planner.arrivals import initial_arrivals
 from harpagon.planner.harpagon import PlannerOptions, plan
+from harpagon.planner.levels import Level
+from harpagon.planner.promise_levels import settled
 
 #: Workloads of `harpagon bench planner --quick` where the default was dearer than the planner run at a
 #: lower `max_utilization`: the default's cost then, and the cheapest that the equal-attainment wrapper
@@ -38,14 +40,14 @@ def test_the_default_is_no_dearer_than_the_planner_at_a_lower_utilisation(cases,
 
 
 def test_an_arrival_model_at_a_cap_is_the_model_planned_with_that_much_less_max_utilization(cases):
-    """A level's cap (`Arrival.cap`) plans the app as `max_utilization` times the cap would."""
+    """A level's cap (`Level.cap`) plans the app as `max_utilization` times the cap would."""
     w = cases["gcp/traffic/30fps/x1.5"]
     app = w.apps[0]
     s, o = Settings(), PlannerOptions()
     for cap, model in ((0.5, {}), (0.35, {"jitter": False, "kappa": 0.5})):
-        base = H.initial_arrivals(app, s)
-        capped, _ = H._settled(w, s, o, "h", {app.name: {m: replace(x, **model, cap=cap) for m, x in base.items()}})
+        at_cap = Level.modelled({m: replace(x, **model) for m, x in initial_arrivals(app, s).items()}, cap)
+        capped, _ = settled(w, s, o, "h", {app.name: at_cap})
         lower = replace(s, max_utilization=cap)
-        plain, _ = H._settled(w, lower, o, "h", {app.name: {m: replace(x, **model)
-                                                           for m, x in H.initial_arrivals(app, lower).items()}})
+        uncapped = Level.modelled({m: replace(x, **model) for m, x in initial_arrivals(app, lower).items()})
+        plain, _ = settled(w, lower, o, "h", {app.name: uncapped})
         assert capped.apps == plain.apps

@@ -16,7 +16,9 @@ from harpagon.config import load_workload
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan, check_plan
-from harpagon.planner.harpagon import PlannerOptions, initial_arrivals, plan, repair
+from harpagon.planner.arrivals import initial_arrivals, repair_arrivals
+from harpagon.planner.harpagon import PlannerOptions, plan
+from harpagon.planner.levels import Level
 from harpagon.planner.queueing import Arrival, allowance, overloaded
 from harpagon.sim import judge, simulate
 from tests.strategies import workloads
@@ -124,8 +126,9 @@ def test_repair_gives_a_late_module_more_headroom_and_a_larger_allowance():
     v = judge(p, w, "poisson", frames=5000)
     assert v.replayed.min_app_attainment < 0.99
     before = initial_arrivals(w.apps[0], Settings())
-    after = repair({"a": before}, [(p.apps[0], v.constant.app("a"), v.poisson.app("a"))], w, Settings())
-    x0, x1 = before["x"], after["a"]["x"]
+    after = repair_arrivals({"a": Level.modelled(before)}, [(p.apps[0], v.constant.app("a"), v.poisson.app("a"))],
+                            w, Settings())
+    x0, x1 = before["x"], after["a"].arrival("x")
     assert x1.headroom < x0.headroom and x1.kappa > x0.kappa
     assert replace(x1, headroom=x0.headroom, kappa=x0.kappa) == x0
 

@@ -89,7 +89,7 @@ def test_tuples_the_split_kept_apart_share_a_gpu_where_their_paths_have_latency_
 
     (c,) = (c for c in multi_app_grid(12, Settings(max_utilization=1.0), seed=1) if c.id.startswith(case))
     w, s = c.workload, Settings(max_utilization=1.0, arrivals="fluid")
-    monkeypatch.setattr(sharing, "repair", lambda groups, *_: groups)
+    monkeypatch.setattr(sharing, "repair_packing", lambda gpus, *_: gpus)
     packed = plan(w, s)
     monkeypatch.undo()
     p = plan(w, s)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from harpagon.config.schema import App, Workload
-from harpagon.model.latency import Settings
+from harpagon.model.latency import PLAN_TOL, Settings
 from harpagon.model.plan import AppPlan, Plan, Refusal, TuplePlan
 from harpagon.planner.baselines.common import assemble, by_hardware, path_shares, request_level_tuple
 
@@ -26,10 +26,10 @@ def _app_on(app: App, workload: Workload, hw: str, s: Settings) -> AppPlan | Non
         options = by_hardware(workload, m.model, s).get(hw)
         if not options:
             return None
-        fit = [o for o in options if o.d_ms + s.overhead_ms <= budgets[m.name] * (1 + 1e-9)]
+        fit = [o for o in options if o.d_ms + s.overhead_ms <= budgets[m.name] * (1 + PLAN_TOL)]
         o = fit[-1] if fit else options[0]
         lam = app.module_rate(m)
-        n = math.ceil(lam / (o.throughput * s.max_utilization) - 1e-9)
+        n = math.ceil(lam / (o.throughput * s.max_utilization) - PLAN_TOL)
         tuples[m.name] = [request_level_tuple(o, n, lam, s)]
     return assemble(app, budgets, tuples)
 

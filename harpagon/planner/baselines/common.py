@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from harpagon.config.schema import App, Workload
 from harpagon.model.latency import (
+    PLAN_TOL,
     Option,
     Settings,
     options_for,
@@ -62,7 +63,7 @@ class Session:
 
     def batch_for(self, cycle_ms: float) -> Option | None:
         """The smallest profiled batch that holds one cycle's requests (None above `max_batch`)."""
-        need = max(1, math.ceil(cycle_ms * self.rate / 1000.0 - 1e-9))
+        need = max(1, math.ceil(cycle_ms * self.rate / 1000.0 - PLAN_TOL))
         for o in self.options:
             if o.batch >= need:
                 return o if o.batch <= self.max_batch else None
@@ -82,10 +83,10 @@ def _fit(members: list[Session], cycle: float, settings: Settings) -> float | No
     busy = 0.0
     for s in members:
         o = s.batch_for(cycle)
-        if o is None or cycle + o.d_ms + settings.overhead_ms > s.budget_ms * (1 + 1e-9):
+        if o is None or cycle + o.d_ms + settings.overhead_ms > s.budget_ms * (1 + PLAN_TOL):
             return None
         busy += o.d_ms
-    return busy / cycle if busy <= cycle * settings.max_utilization * (1 + 1e-9) else None
+    return busy / cycle if busy <= cycle * settings.max_utilization * (1 + PLAN_TOL) else None
 
 
 def squishy_pack(sessions: list[Session], settings: Settings, prefix: str) -> tuple[list[SharedGPU], list[Session]]:
@@ -120,9 +121,9 @@ def own_workers(session: Session, settings: Settings) -> TuplePlan:
     for o in reversed(session.options):
         if o.batch > session.max_batch:
             continue
-        n = max(1, math.ceil(session.rate / (o.throughput * s.max_utilization) - 1e-9))
+        n = max(1, math.ceil(session.rate / (o.throughput * s.max_utilization) - PLAN_TOL))
         t = request_level_tuple(o, n, session.rate, s)
-        if t.latency_ms <= session.budget_ms * (1 + 1e-9):
+        if t.latency_ms <= session.budget_ms * (1 + PLAN_TOL):
             return t
         fallback = t
     assert fallback is not None

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, replace
 
 from harpagon.config.schema import App, Workload
-from harpagon.model.latency import Option, Settings
+from harpagon.model.latency import PLAN_TOL, Option, Settings
 from harpagon.model.plan import Plan, Refusal, path_latency
 from harpagon.planner.baselines.common import assemble, by_hardware, request_level_tuple
 
@@ -39,10 +39,10 @@ def _feasible(app: App, cfg: dict[str, _Config], s: Settings) -> bool:
     lat = {}
     for m in app.modules:
         c, lam = cfg[m.name], app.module_rate(m)
-        if lam > c.replicas * c.option.throughput * s.max_utilization * (1 + 1e-9):
+        if lam > c.replicas * c.option.throughput * s.max_utilization * (1 + PLAN_TOL):
             return False
         lat[m.name] = request_level_tuple(c.option, c.replicas, lam, s).latency_ms
-    return path_latency(app, lat) <= app.slo_ms * (1 + 1e-9)
+    return path_latency(app, lat) <= app.slo_ms * (1 + PLAN_TOL)
 
 
 def _cost(cfg: dict[str, _Config]) -> float:
@@ -65,7 +65,7 @@ def _actions(app: App, cfg: dict[str, _Config], per_hw: dict[str, dict[str, list
             opts = per_hw[m.name][cheaper[0]]
             o = ([x for x in opts if x.batch <= c.option.batch] or opts[:1])[-1]
             lam = app.module_rate(m)
-            n = max(1, math.ceil(lam / (o.throughput * s.max_utilization) - 1e-9))
+            n = max(1, math.ceil(lam / (o.throughput * s.max_utilization) - PLAN_TOL))
             yield "downgrade", {**cfg, m.name: _Config(o, n)}
 
 
@@ -78,7 +78,7 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
         cfg = {m.name: _Config(min((opts[0] for opts in per_hw[m.name].values()), key=lambda o: o.d_ms), 1)
                for m in app.modules}
         fastest = path_latency(app, {n: c.option.d_ms + s.overhead_ms for n, c in cfg.items()})
-        if fastest > app.slo_ms * (1 + 1e-9):
+        if fastest > app.slo_ms * (1 + PLAN_TOL):
             refused.append(Refusal(app.name, f"SLO {app.slo_ms:g} ms is below its batch-1 path, {fastest:.2f} ms"))
             continue
         while not _feasible(app, cfg, s):  # replicas to the bottleneck (batch 1 latency already fits)
@@ -91,7 +91,7 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
                 if not _feasible(app, trial, s):
                     continue
                 key = (_cost(trial), kind == "batch")
-                if (_cost(trial) < _cost(cfg) - 1e-9 or kind == "batch") and (best is None or key < best[0]):
+                if (_cost(trial) < _cost(cfg) - PLAN_TOL or kind == "batch") and (best is None or key < best[0]):
                     best = (key, trial)
             if best is None:
                 break

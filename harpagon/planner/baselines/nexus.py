@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 from harpagon.config.schema import App, Workload
-from harpagon.model.latency import Option, Settings
+from harpagon.model.latency import PLAN_TOL, Option, Settings
 from harpagon.model.plan import Plan, Refusal, TuplePlan
 from harpagon.planner.baselines.common import (
     Session,
@@ -40,11 +40,11 @@ SEGMENTS = 100
 
 def _max_batch(options: list[Option], budget: float, overhead: float) -> Option | None:
     """Largest batch meeting the half-latency rule (batch 1 if only `d(1)` fits)."""
-    fit = [o for o in options if 2 * o.d_ms + overhead <= budget * (1 + 1e-9)]
+    fit = [o for o in options if 2 * o.d_ms + overhead <= budget * (1 + PLAN_TOL)]
     if fit:
         return fit[-1]
     first = options[0]
-    return first if first.d_ms + overhead <= budget * (1 + 1e-9) else None
+    return first if first.d_ms + overhead <= budget * (1 + PLAN_TOL) else None
 
 
 def _best_hardware(per_hw: dict[str, list[Option]], budget: float, s: Settings) -> Option | None:
@@ -119,15 +119,15 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
                 ok = False
                 break
             cap = o.throughput * s.max_utilization
-            full = math.floor(lam / cap * (1 + 1e-9))
+            full = math.floor(lam / cap * (1 + PLAN_TOL))
             if full:
                 tuples[m.name].append(request_level_tuple(o, full, full * cap, s))
             rest = lam - full * cap
-            if rest <= 1e-9 * lam:
+            if rest <= PLAN_TOL * lam:
                 continue
             options = per_hw[m.name][o.hardware]
             fit = [x for x in options if x.batch <= o.batch
-                   and 1000.0 * (x.batch - 1) / rest + x.d_ms + s.overhead_ms <= budget * (1 + 1e-9)]
+                   and 1000.0 * (x.batch - 1) / rest + x.d_ms + s.overhead_ms <= budget * (1 + PLAN_TOL)]
             if not fit:
                 ok = False
                 break

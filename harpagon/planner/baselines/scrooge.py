@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from harpagon.config.schema import App, Workload
-from harpagon.model.latency import Option, Settings, options_for, request_level_latency
+from harpagon.model.latency import PLAN_TOL, Option, Settings, options_for, request_level_latency
 from harpagon.model.plan import Plan, Refusal, TuplePlan
 from harpagon.planner.baselines.common import (
     Session,
@@ -37,7 +37,7 @@ def _choices(app: App, workload: Workload, s: Settings) -> dict[str, list[tuple[
         rows = []
         for o in options_for(workload, m.model, s):
             cap = o.throughput * s.max_utilization
-            n = math.ceil(lam / cap - 1e-9)
+            n = math.ceil(lam / cap - PLAN_TOL)
             rows.append((o, request_level_latency(o.batch, o.d_ms, n, lam, s.overhead_ms), lam / cap * o.price))
         out[m.name] = rows
     return out
@@ -108,11 +108,11 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
             o, budget = chosen[m.name]
             lam = app.module_rate(m)
             cap = o.throughput * s.max_utilization
-            full = math.floor(lam / cap * (1 + 1e-9))
+            full = math.floor(lam / cap * (1 + PLAN_TOL))
             if full:
                 tuples[m.name].append(request_level_tuple(o, full, full * cap, s))
             rest = lam - full * cap
-            if rest > 1e-9 * lam:
+            if rest > PLAN_TOL * lam:
                 options = by_hardware(workload, m.model, s)[o.hardware]
                 duty = min(budget - o.d_ms - s.overhead_ms, 1000.0 * o.batch / rest)
                 sessions.append(Session(app.name, m.name, options, rest, o.batch, max(duty, 1e-9), budget))
