@@ -103,6 +103,7 @@ def test_every_planner_costs_at_least_the_bound_on_the_example_configs(path):
     _every_planner(w, s)
 
 
+@pytest.mark.slow
 @hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(workloads(max_modules=3, max_apps=3), workloads(max_modules=3, max_apps=3, counts=True)),
        random_settings)

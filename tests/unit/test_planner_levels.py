@@ -26,6 +26,7 @@ def cases():
     return {c.id: c.workload for c in grid(Settings()) if c.id in DEARER}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(DEARER))
 def test_the_default_is_no_dearer_than_the_planner_at_a_lower_utilisation(cases, case):
     w = cases[case]

@@ -47,6 +47,7 @@ def test_fluid_mode_reproduces_the_version_1_plans(name):
     assert shared.cost_per_hour <= p.cost_per_hour and check_plan(shared, w) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ("traffic", "face", "pose", "demo"))
 def test_default_plans_of_the_examples_keep_their_promise_on_another_seed(name):
     w = load_workload([ROOT / "configs" / f"{name}.yaml"])
@@ -62,6 +63,7 @@ def test_default_plans_of_the_examples_keep_their_promise_on_another_seed(name):
     assert again.promise == p.promise and again == p
 
 
+@pytest.mark.slow
 @hsettings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(w=workloads(max_modules=3))
 def test_every_default_plan_is_feasible_and_keeps_its_promise(w: Workload):
@@ -76,6 +78,7 @@ def test_every_default_plan_is_feasible_and_keeps_its_promise(w: Workload):
     assert v.replayed.min_app_attainment >= 0.99
 
 
+@pytest.mark.slow
 @hsettings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(w=workloads(max_modules=3))
 def test_constant_promise_every_frame_within_the_slo(w: Workload):

@@ -196,6 +196,7 @@ def test_sharing_is_feasible_and_never_dearer_on_random_workloads(w):
     assert {a.name for a in shared.apps} == {a.name for a in alone.apps}
 
 
+@pytest.mark.slow
 @hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads(max_modules=2, max_apps=3))
 def test_a_plan_with_shared_gpus_keeps_its_promise_on_random_workloads(w):
