@@ -3,7 +3,7 @@
 Run: python scripts/bench_planning.py [--repeat N]   (prints a Markdown report on stdout)
 
 Planning time is the median of N calls of the pure planner (inputs already loaded) in this process:
-the fluid planner (MODEL.md v1), and the model part of the promise planner (`--no-replay`); the
+the fluid planner (docs/model.md v1), and the model part of the promise planner (`--no-replay`); the
 promise planner with its replay is timed once.
 The optimum is the exhaustive yardstick of harpagon.planner.optimum (apps independent, counts ignored),
 so the gap compares it with the planner on the same workload with every hardware count lifted.

@@ -11,7 +11,7 @@ from harpagon.config.schema import Workload
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: A small valid workload (ResNet-50 on V100 and T4 from MODEL.md's sources, a two-module app).
+#: A small valid workload (ResNet-50 on V100 and T4 from docs/model.md's sources, a two-module app).
 BASE = {
     "hardware": [
         {"name": "v100", "price_per_hour": 3.06},

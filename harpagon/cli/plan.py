@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                        description="Read hardware, profiles and apps from YAML files (merged) and print "
                                    "the cheapest plan that meets every app's SLO.")
     p.add_argument("files", nargs="+", metavar="FILE", help="YAML input files (sections are merged)")
-    p.add_argument("--json", action="store_true", help="print the plan as JSON (MODEL.md format)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (docs/model.md format)")
     p.add_argument("--safety", type=float, default=1.0, help="multiplier on mean+std latency (>= 1)")
     p.add_argument("--overhead-ms", type=float, default=0.0, help="dispatch overhead per module hop, ms")
     p.add_argument("--max-utilization", type=float, default=1.0,

@@ -1,4 +1,4 @@
-"""Load, merge and validate the interchange YAML (MODEL.md, "Interchange format").
+"""Load, merge and validate the interchange YAML (docs/model.md, "JSON").
 
 Every problem becomes one :class:`ConfigIssue` naming the file, line, field path and value; all
 problems of all files are collected before :class:`ConfigError` is raised, so an operator fixes them

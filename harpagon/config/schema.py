@@ -1,4 +1,4 @@
-"""Typed inputs of the planner: hardware, profiles and applications (MODEL.md, "Inputs").
+"""Typed inputs of the planner: hardware, profiles and applications (docs/model.md, "Inputs").
 
 Field-level rules live here (pydantic, strict: a quoted number or a boolean is an error, not a
 coercion). Rules that span several items (references, duplicates, graph shape) live in
@@ -270,7 +270,7 @@ class ServeConfig(_Strict):
                                description="Planner setting: overhead per module hop, ms (at most an hour).")
     max_utilization: float = Field(default=1.0, gt=0.0, le=1.0, description="Planner setting: worker load cap.")
     arrivals: Literal["fluid", "constant", "poisson"] = Field(
-        default="poisson", description="Planner setting: the promise plans are made for (MODEL.md).")
+        default="poisson", description="Planner setting: the promise plans are made for (docs/model.md).")
     attainment: float = Field(default=0.99, gt=0.0, lt=1.0,
                               description="Planner setting: under poisson, the least share of frames within the SLO.")
     fanout: Literal["deterministic", "poisson"] = Field(

@@ -1,5 +1,5 @@
 """One open batch at a time: fill in arrival order, ship whole when full or when the oldest request
-has waited the planned collection time; missing slots are dummies (MODEL.md, "Dummy requests").
+has waited the planned collection time; missing slots are dummies (docs/model.md, "Plans").
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Generic, Literal, TypeVar
 T = TypeVar("T")
 
 #: Callers fire flush timers this much after their deadline, so a request arriving at the very
-#: deadline (to floating-point precision) still joins the batch (MODEL.md: arrivals before timers at
+#: deadline (to floating-point precision) still joins the batch (docs/model.md: arrivals before timers at
 #: equal times); the simulator and the live frontend both do.
 TIMER_SLACK_MS = 1e-6
 

@@ -5,7 +5,7 @@
 - request-level (Nexus-style, for comparison): requests go round-robin to the tuple's workers, and
   each worker collects its own batch at `1/n` of the rate.
 
-Both use the flush timer of MODEL.md, so every request meets its tuple's planned latency whenever
+Both use the flush timer of docs/model.md, so every request meets its tuple's planned latency whenever
 the worker is free when the batch ships.
 """
 
@@ -32,7 +32,7 @@ class TupleSpec:
     rate: float
     dummy_rate: float = 0.0
     wait_ms: float | None = None
-    """Flush timer; by default the planned collection time of MODEL.md. A tuple on a shared GPU
+    """Flush timer; by default the planned collection time of docs/model.md. A tuple on a shared GPU
     ships once per duty cycle."""
 
     @staticmethod

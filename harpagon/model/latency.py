@@ -1,7 +1,7 @@
-"""The formulas of MODEL.md and nothing else.
+"""The formulas of docs/model.md and nothing else.
 
 Units: milliseconds, requests per second, dollars per hour per worker. Every function here is a
-direct transcription of one line of MODEL.md; planners, the feasibility checker, the simulator and
+direct transcription of one line of docs/model.md; planners, the feasibility checker, the simulator and
 the runtime all call these, so the promise and its check cannot drift apart.
 """
 
@@ -17,17 +17,17 @@ import numpy as np
 from harpagon.config.schema import Workload
 
 Dispatch = Literal["batch-aware", "request-level"]
-#: What a plan promises (MODEL.md v2): the fluid model only, every frame within the SLO under evenly
+#: What a plan promises (docs/model.md v2): the fluid model only, every frame within the SLO under evenly
 #: spaced arrivals, or an attainment under Poisson arrivals (which includes the constant promise).
 Arrivals = Literal["fluid", "constant", "poisson"]
 ARRIVALS: tuple[Arrivals, ...] = ("fluid", "constant", "poisson")
 #: How many requests a module gets per frame in the replay: today's rule (`requests_for`, the
-#: default of MODEL.md v2), or a draw from Poisson(scale) per module and frame (an extension, see
+#: default of docs/model.md v2), or a draw from Poisson(scale) per module and frame (an extension, see
 #: `poisson_requests`).
 Fanout = Literal["deterministic", "poisson"]
 FANOUTS: tuple[Fanout, ...] = ("deterministic", "poisson")
 
-#: Comparisons of the feasibility check hold within this relative tolerance (MODEL.md).
+#: Comparisons of the feasibility check hold within this relative tolerance (docs/model.md).
 REL_TOL = 1e-6
 #: Planners decide with a much tighter margin, so their plans pass the check with room to spare.
 PLAN_TOL = 1e-9
@@ -49,12 +49,13 @@ class Settings:
     max_utilization: float = 1.0
     """Fraction of a worker's throughput a plan may use (0 < u <= 1)."""
     arrivals: Arrivals = "poisson"
-    """The promise the plan is made for (MODEL.md, "What a plan promises")."""
+    """The promise the plan is made for (docs/model.md, "What a plan promises")."""
     attainment: float = 0.99
     """Under `poisson`: the least fraction of each app's frames within its SLO (0 < a < 1)."""
     fanout: Fanout = "deterministic"
     """Requests per frame of the modules below the source in the replays that measure attainment (Poisson
-    arrivals): the planned counts (`requests_for`, MODEL.md v2) or Poisson(scale) draws (an extension)."""
+    arrivals): the planned counts (`requests_for`, docs/model.md v2) or Poisson(scale) draws (an
+    extension)."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -116,7 +117,7 @@ def collection_ms(dispatch: Dispatch, batch: int, workers: int, rate: float) -> 
     """How long a batch may collect: the tuple's latency less `d(b)` and the overhead.
 
     This is the dispatcher's flush timer: a batch ships when full or when its oldest request has
-    waited this long, padded with dummies (MODEL.md)."""
+    waited this long, padded with dummies (docs/model.md)."""
     if batch == 1:
         return 0.0
     per_worker = workers if dispatch == "request-level" else 1
@@ -142,7 +143,8 @@ def dummy_rate(batch: int, d_ms: float, real_rate: float, budget_ms: float, over
 
 
 def group_threshold(batch: int, d_ms: float, workers: int, max_utilization: float, overhead_ms: float) -> float:
-    """Least budget at which `workers` workers of `(h, b)` are feasible with optimal dummies (MODEL.md)."""
+    """Least budget at which `workers` workers of `(h, b)` are feasible with optimal dummies
+    (docs/model.md)."""
     return batch_aware_latency(batch, d_ms, capacity(workers, batch, d_ms, max_utilization), overhead_ms)
 
 
@@ -159,7 +161,7 @@ def min_workers(batch: int, d_ms: float, max_utilization: float, budget_ms: floa
 
 def real_requests(batch, rate, wait_ms):
     """Real requests a timer-padded batch holds when requests come `1000 / rate` ms apart and it ships
-    after `wait_ms`: `k = min(b, 1 + floor(r τ / 1000 + 1e-9))` (MODEL.md, "Capacity under timer
+    after `wait_ms`: `k = min(b, 1 + floor(r τ / 1000 + 1e-9))` (docs/model.md, "Capacity under timer
     padding"). Works on numpy arrays as on numbers."""
     return np.minimum(batch, 1.0 + np.floor(np.asarray(rate) * wait_ms / 1000.0 + 1e-9))
 

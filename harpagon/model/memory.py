@@ -1,4 +1,4 @@
-"""Whether the models a plan puts on one GPU fit in its memory (MODEL.md, "Inputs: memory").
+"""Whether the models a plan puts on one GPU fit in its memory (docs/model.md, "Inputs: memory").
 
 A model at batch `b` holds its profile row's `memory_mb` (weights, activations, workspace). The
 models of one GPU fit when their sum stays within the GPU's usable memory: its spec-sheet

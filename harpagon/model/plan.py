@@ -1,4 +1,4 @@
-"""The frozen Plan a planner returns, its JSON form (MODEL.md), and the feasibility check.
+"""The frozen Plan a planner returns, its JSON form (docs/model.md), and the feasibility check.
 
 The check recomputes every promise from the plan's numbers and the workload's profiles with the
 formulas of :mod:`harpagon.model.latency`; it trusts nothing the planner reported.
@@ -46,7 +46,7 @@ class TuplePlan:
     cycle_ms: float | None = None
     queue_ms: float = 0.0
     """Allowance for waiting at a busy worker under the promised arrivals (bursts, random arrivals);
-    part of `latency_ms`. Always 0 in the fluid model (MODEL.md v1)."""
+    part of `latency_ms`. Always 0 in the fluid model (docs/model.md v1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
-    """What a replay of the plan measured (MODEL.md, "the replay")."""
+    """What a replay of the plan measured (docs/model.md, "the replay")."""
 
     frames: int
     """Frames replayed per app (the least over the apps)."""
@@ -265,7 +265,7 @@ def path_latency(app: App, latency_of: dict[str, float]) -> float:
 
 
 def check_plan(plan: Plan, workload: Workload) -> list[str]:
-    """Every way the plan breaks MODEL.md's feasibility rules; empty when it is feasible."""
+    """Every way the plan breaks docs/model.md's feasibility rules; empty when it is feasible."""
     bad: list[str] = []
     apps = {a.name: a for a in workload.apps}
     planned = {a.name for a in plan.apps} | {r.app for r in plan.refused}

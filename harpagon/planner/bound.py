@@ -16,7 +16,7 @@ up, price per request down); a depth-first search with pruning solves it exactly
 would run past `MAX_NODES` (large apps), the app falls back to the single-module rule (every module
 at its cheapest option whose latency alone fits the SLO), which is weaker and still valid.
 
-**Why it is a lower bound (any plan that passes MODEL.md's fluid check).** A worker's price covers
+**Why it is a lower bound (any plan that passes docs/model.md's fluid check).** A worker's price covers
 the requests it serves at no less than `p_h / (T(b) u)` each: a group of `n` workers carries at most
 `n T(b) u` requests/s; a shared GPU (`gpu`, `cycle_ms`) runs one batch of each tuple per cycle with
 `Σ d(b) <= cycle u`, so `Σ (r + δ) d(b) / b <= 1000 u`, i.e. its tuples' `Σ r / (T(b) u) <= 1` and

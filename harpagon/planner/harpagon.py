@@ -1,6 +1,6 @@
 """The Harpagon planner: a pure function from a workload and settings to a frozen Plan.
 
-Its layers (MODEL.md, "Planner levels"):
+Its layers (the paper's three levels; README, "How the planner works"):
 
 1. batch-aware dispatch, which enters through its latency formula;
 2. module scheduling (:mod:`.module_scheduler`): main + residual tuples with dummy sizing;
@@ -17,7 +17,7 @@ Hardware counts are shared by all apps (:mod:`.allocation`); an app that cannot 
 with the reason and the rest are planned. Light tuples share GPUs where that is cheaper
 (:mod:`.sharing`, :mod:`.shared_levels`).
 
-Under the `constant` and `poisson` promises (MODEL.md v2, the default) the same layers run on
+Under the `constant` and `poisson` promises (docs/model.md v2, the default) the same layers run on
 latencies that hold under real arrivals (:mod:`.queueing`: the timer-padding capacity rule, bursts
 and a queueing allowance); each app is planned at a :class:`.levels.Level` found by replaying its
 plans (:mod:`.promise_levels`), and while the replay finds an app late, the modules found late are
@@ -65,7 +65,7 @@ class PlannerOptions:
     """Frames per app of each replay (at least)."""
     replay_seconds: float = 60.0
     """Seconds of each app's frames in a judging replay, when that is more frames than `replay_frames`
-    (MODEL.md's steady state: a tuple loaded just past its capacity looks fine for a second). The
+    (docs/model.md's steady state: a tuple loaded just past its capacity looks fine for a second). The
     levels are screened on `replay_frames` alone; the plan returned is judged on both."""
     seed: int = 0
     """Seed of the Poisson replay."""

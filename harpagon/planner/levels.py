@@ -1,7 +1,7 @@
 """A level: the setting the planner plans one app at, and searches over under a promise.
 
-The fluid formulas (MODEL.md v1) count on every module's requests arriving smoothly; under a promise
-about real arrivals (MODEL.md v2) a plan buys room for their queues and bursts, either by the arrival
+The fluid formulas (docs/model.md v1) count on every module's requests arriving smoothly; under a promise
+about real arrivals (docs/model.md v2) a plan buys room for their queues and bursts, either by the arrival
 models of :mod:`.queueing` or by planning the fluid formulas with latency and capacity to spare (a
 tighter SLO, less of each worker). :mod:`.promise_levels` searches each app's levels for the cheapest
 whose plan keeps its promise in a replay; :mod:`.shared_levels` does the same for plans with shared GPUs.

@@ -3,7 +3,7 @@
 A configuration is a *main* group of `(h, b)` workers that runs saturated plus, for the rate the main
 group cannot take in whole workers, a *residual* group on any `(h', b')`, possibly other hardware or
 another batch size. The residual's dummy rate is sized by the dummy generator (least `δ` that meets
-the budget, MODEL.md), so a small residual still collects full batches in time. A single group of
+the budget, docs/model.md), so a small residual still collects full batches in time. A single group of
 `ceil(λ / T)` workers is a candidate too, so the result never costs more than the best single tuple.
 
 Everything is vectorised over budgets with numpy: one call evaluates the module's whole cost curve
@@ -283,7 +283,7 @@ class ModuleScheduler:
         return CostCurve(budgets[keep], cost[keep])
 
     def breakpoints(self, max_budget: float) -> np.ndarray:
-        """Budgets where `C_m` can step: the threshold of every `(h, b, n)` group (MODEL.md), or in
+        """Budgets where `C_m` can step: the threshold of every `(h, b, n)` group (docs/model.md), or in
         the other modes the least latency of every candidate group."""
         if not self.mode.padded_batch_aware:
             ks = np.arange(len(self.options))

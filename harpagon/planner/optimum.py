@@ -1,6 +1,6 @@
-"""The exhaustive optimum under MODEL.md: the yardstick for every planner.
+"""The exhaustive optimum under docs/model.md: the yardstick for every planner.
 
-Why it is exact (for the model, apps taken independently, hardware counts ignored, as MODEL.md says):
+Why it is exact (for the model, apps taken independently, hardware counts ignored, as docs/model.md says):
 
 * **Tuple sets.** At a budget `B`, a group of `n` workers of `(h, b)` is feasible with optimal dummies
   iff its threshold `1000 (b - 1) / (n T(b) u) + d(b) + overhead <= B`, whatever share it serves; so

@@ -1,12 +1,12 @@
 """What a tuple needs under real arrivals: the timer-padding capacity rule and a queueing allowance.
 
-The fluid model (MODEL.md v1) assumes every module's requests arrive smoothly at exactly the
-planned rate. Under the `constant` and `poisson` promises (MODEL.md v2) a tuple's latency is its
+The fluid model (docs/model.md v1) assumes every module's requests arrive smoothly at exactly the
+planned rate. Under the `constant` and `poisson` promises (docs/model.md v2) a tuple's latency is its
 collection time `τ`, plus the wait for a busy worker, plus `d(b)` and the overhead. The planner
 bounds that wait with an allowance `q` that it adds to the tuple's latency (`queue_ms` in the plan):
 
 - **Timer padding.** With evenly spaced frames a batch holds `k = min(b, 1 + floor(r τ))` real
-  requests (MODEL.md), one fewer when the stream is not perfectly even (a split between tuples, a
+  requests (docs/model.md), one fewer when the stream is not perfectly even (a split between tuples, a
   burst can make the `b`-th request miss the timer). Under Poisson arrivals it holds
   `E[k] = E[min(b, 1 + N)]` on average, `N ~ Poisson(r τ)` (:func:`expected_fill`, the exact sum):
   at `r τ = 31` and `b = 32` that is 29.8, not 31. The worker's load is `ρ = (r / k) d(b) / (1000 n)`;
@@ -134,8 +134,8 @@ def jitter_of(a: Arrival, split: bool) -> float:
 def evaluate(b, d, n, r, tau, a: Arrival, u: float, overhead_ms: float, split: bool):
     """Latency (inf where infeasible) and allowance of groups that collect for `τ` ms.
 
-    Feasible: the fluid capacity `r + δ ≤ n T u` (so `τ ≥ 1000 (b - 1) / (n T u)`, MODEL.md) and the
-    timer-padding load within `u` times the module's headroom."""
+    Feasible: the fluid capacity `r + δ ≤ n T u` (so `τ ≥ 1000 (b - 1) / (n T u)`, docs/model.md) and
+    the timer-padding load within `u` times the module's headroom."""
     k = real_per_batch(b, r, tau, a, split)
     rho = r * d / (1000.0 * n * k)
     q = allowance(b, d, n, k, rho, a)
@@ -148,7 +148,7 @@ def evaluate(b, d, n, r, tau, a: Arrival, u: float, overhead_ms: float, split: b
 def _taus(b, d, n, r, a: Arrival, u: float, split: bool) -> list:
     """Collection times worth trying (each clipped to what the fluid capacity allows and to no
     dummies at all): the least, the least that gives the timer-padding load its whole number of real
-    requests per batch (MODEL.md) and the next two, and under Poisson arrivals those plus one to three
+    requests per batch (docs/model.md) and the next two, and under Poisson arrivals those plus one to three
     standard deviations of the count (the expected fill reaches `need` only if more are expected)."""
     tau_lo = np.where(b > 1, (b - 1) * d / (n * b * u), 0.0)
     tau_hi = np.where(b > 1, 1000.0 * (b - 1) / r, 0.0)  # no dummies at all

@@ -37,7 +37,7 @@ def _fluid_only(fn: Callable[[Workload, Settings], Plan]) -> Planner:
 
 PLANNERS: dict[str, Planner] = {
     "harpagon": _harpagon("harpagon", PlannerOptions()),
-    # Harpagon in the fluid model (MODEL.md v1): the paper's planner, without the promise levers.
+    # Harpagon in the fluid model (docs/model.md v1): the paper's planner, without the promise levers.
     "harpagon-fluid": _fluid_only(_harpagon("harpagon-fluid", PlannerOptions())),
     "nexus": _fluid_only(nexus.plan),
     "inferline": _fluid_only(inferline.plan),

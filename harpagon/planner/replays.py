@@ -121,7 +121,8 @@ class Replays:
         const = self._simulate(p, "constant", seed, "deterministic")
         # Poisson on several seeds, the worst counting: a heavily loaded app has rare long queues, which
         # one run may miss entirely (and then shows a tiny standard error). These replays have the
-        # settings' fan-out (MODEL.md v2's planned counts by default, or Poisson draws: `Settings.fanout`).
+        # settings' fan-out (docs/model.md v2's planned counts by default, or Poisson draws:
+        # `Settings.fanout`).
         pois: list = []
         for i in range(self.seeds if self.settings.arrivals == "poisson" else 0):
             if decide and all(_decided(const.app(ap.name), [r.app(ap.name) for r in pois], self.settings)

@@ -1,11 +1,11 @@
 """GPU sharing in Harpagon's plans: light tuples, of any modules and apps, packed onto shared GPUs,
 so that a low-rate app or a module's residual load does not pay for a whole GPU.
 
-A shared GPU runs the batches of its tuples first in, first out (MODEL.md, the replay, rule 4). Each
+A shared GPU runs the batches of its tuples first in, first out (docs/model.md, the replay, rule 4). Each
 of its tuples keeps batch-aware collection with the GPU's duty cycle `C` as its flush timer: it ships
 when full or when its oldest request has waited `C`, with a batch `b` that holds a cycle's requests
 (`r C / 1000 <= b`), so it ships once a cycle. The GPU keeps up when one batch of each tuple fits in
-a cycle: `Σ d(b) <= C × max_utilization`. A tuple's latency is `C + d(b) + overhead` (MODEL.md's
+a cycle: `Σ d(b) <= C × max_utilization`. A tuple's latency is `C + d(b) + overhead` (docs/model.md's
 shared tuple) plus, under a promise about real arrivals, a queue allowance `Σ d(b)` (one batch of
 every tuple ahead of its own); there, a batch also holds one burst of its requests (a parent's batch
 of frames), and a bursty tuple's batches count twice in the cycle (a full batch, then the timer's).
@@ -163,7 +163,7 @@ def main_allowance(o: Option, settings: Settings) -> float:
 def queue_allowance(busy_ms: float, settings: Settings) -> float:
     """A shared tuple's allowance for the batches ahead of its own at the GPU: one of every tuple of the
     GPU (`busy_ms`) under a promise about real arrivals; none in the fluid model, whose shared tuples
-    take `C + d(b) + overhead` (MODEL.md)."""
+    take `C + d(b) + overhead` (docs/model.md)."""
     return 0.0 if settings.fluid else busy_ms
 
 

@@ -3,7 +3,7 @@ PyAV) at each app's rate through the Triton gRPC API (tritonclient), showing liv
 and SLO attainment against the plan's promise, then a summary and each module's measured latency
 against the plan.
 
-Frames are sent as the promise is stated (MODEL.md v2): evenly spaced at each app's rate
+Frames are sent as the promise is stated (docs/model.md v2): evenly spaced at each app's rate
 (`constant`), or as a seeded Poisson process of that rate (`poisson`, the default), so the demo
 judges the live system by the same arrivals the planner's replay judged the plan by.
 """

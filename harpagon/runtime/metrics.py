@@ -166,7 +166,7 @@ class ControllerMetrics:
                              registry=registry)
         self.replans = Counter("harpagon_replans", "Plans made", registry=registry)
         self.refused = Gauge("harpagon_apps_refused", "Apps the live inventory cannot serve", registry=registry)
-        # The promise of the plan in force (MODEL.md v2) and what the planner's replay measured.
+        # The promise of the plan in force (docs/model.md v2) and what the planner's replay measured.
         self.promise_target = Gauge(
             "harpagon_plan_promise_target",
             "Attainment the plan in force promises (fraction of each app's frames within its SLO) under the "

@@ -1,4 +1,4 @@
-"""A plan's promise (MODEL.md v2, "What a plan promises") in the words the live side reports it in:
+"""A plan's promise (docs/model.md v2, "What a plan promises") in the words the live side reports it in:
 the controller's log and metrics, and the demo's verdict on the traffic it measured.
 """
 

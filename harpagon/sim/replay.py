@@ -1,9 +1,9 @@
-"""Judge a plan's promise by the replay (MODEL.md v2, "What a plan promises").
+"""Judge a plan's promise by the replay (docs/model.md v2, "What a plan promises").
 
 `constant`: every frame of every app within its SLO with evenly spaced arrivals. `poisson`: at least
 `attainment` of each app's frames within its SLO with Poisson arrivals, and the constant promise too.
 
-Fan-out (`settings.fanout`, an extension of MODEL.md v2): the replay with Poisson arrivals, which
+Fan-out (`settings.fanout`, an extension of docs/model.md v2): the replay with Poisson arrivals, which
 measures attainment, gives each module below the source the plan's fan-out (the planned counts, or
 Poisson(scale) draws); the replay with constant arrivals, which must have every frame within the SLO,
 keeps the planned counts (a random count has no worst case to promise every frame against).
@@ -18,7 +18,7 @@ from harpagon.model.latency import Arrivals, Fanout
 from harpagon.model.plan import Plan, Replayed
 from harpagon.sim.simulator import SimResult, simulate
 
-#: The horizon of a judging replay (MODEL.md): at least 10,000 frames per app, or 60 s of the app's
+#: The horizon of a judging replay (docs/model.md): at least 10,000 frames per app, or 60 s of the app's
 #: frames, whichever is longer (a queue that grows slowly shows only in steady state).
 PROMISE_FRAMES = 10_000
 PROMISE_SECONDS = 60.0

@@ -1,4 +1,4 @@
-"""The replay (MODEL.md v2): a discrete-event simulation of a plan, the same for every planner.
+"""The replay (docs/model.md v2): a discrete-event simulation of a plan, the same for every planner.
 
 The dispatchers are those of :mod:`harpagon.dispatch` (the live frontend runs the same code) driven
 by a virtual clock; a worker runs its batches one at a time, first in first out, for exactly `d(b)` ms
@@ -6,7 +6,7 @@ by a virtual clock; a worker runs its batches one at a time, first in first out,
 every request after its batch finishes, without occupying the worker. A module gets
 `floor((f + 1) s) - floor(f s)` requests for frame `f` (scale `s`), all released at once when every
 parent has finished the frame; a frame is done when every module has finished it. Under Poisson fan-out
-(`fanout="poisson"`, an extension of MODEL.md v2) every module but the source instead gets a draw from
+(`fanout="poisson"`, an extension of docs/model.md v2) every module but the source instead gets a draw from
 Poisson(s) for each frame, independent per module and frame and seeded. At equal times,
 batch completions come first, then arrivals (of frames, and of requests released by a parent), then
 flush timers.
@@ -34,7 +34,7 @@ from harpagon.sim.sweep import batch_latencies, shared_apps, sweep, sweepable
 #: The arrival patterns a replay runs (the promises' `Arrivals` less `fluid`, which no replay has).
 ReplayArrivals = Literal["constant", "poisson"]
 
-#: Event kinds in the order MODEL.md gives them at equal times.
+#: Event kinds in the order docs/model.md gives them at equal times.
 _COMPLETION, _ARRIVAL, _TIMER = 0, 1, 2
 
 
@@ -182,8 +182,8 @@ class Simulator:
     # --- event loop ---------------------------------------------------------------------------
 
     def push(self, t: float, order: int, kind: str, payload: tuple) -> None:
-        """Events run in time order, then in MODEL.md's order of kinds; requests that become ready at
-        one instant in frame order (MODEL.md leaves it open; the sweep takes the same), the rest in
+        """Events run in time order, then in docs/model.md's order of kinds; requests that become ready at
+        one instant in frame order (docs/model.md leaves it open; the sweep takes the same), the rest in
         the order they were pushed."""
         self.seq += 1
         tie = payload[1] if kind == "ready" else 0  # (app, frame, module)
@@ -325,7 +325,7 @@ def simulate(plan: Plan, workload: Workload, arrivals: ReplayArrivals = "constan
              duration_s: float = 10.0, max_frames: int = 20_000, seed: int = 0, frames: int | None = None,
              fanout: Fanout | None = None, seconds: float = 0.0, engine: Engine = "auto") -> SimResult:
     """Replay a plan at its planned rates for `duration_s` (at most `max_frames` frames per app), or for
-    `frames` frames per app when given (and at least `seconds` of each app's frames: MODEL.md's
+    `frames` frames per app when given (and at least `seconds` of each app's frames: docs/model.md's
     steady-state horizon is `frames=10_000, seconds=60`). `fanout`: requests per frame of the modules
     below the source, the planned counts or Poisson draws of the seed (default: the plan's
     `settings.fanout`). `engine`: the event simulator, the module-by-module sweep

@@ -7,7 +7,7 @@ topological order, feeds each module's requests to its :class:`~harpagon.dispatc
 worker as a first-in first-out queue (a batch starts when it ships or when the worker's previous batch
 ends, whichever is later). A frame's ready time at a module is the latest of its parents' done times.
 
-The order of simultaneous events follows MODEL.md (arrivals before flush timers; completions first);
+The order of simultaneous events follows docs/model.md (arrivals before flush timers; completions first);
 frames ready at the same instant at one module are taken in frame order. The event simulator stays
 the reference: it replays shared GPUs and records traces, and a test checks that the two give the same
 latencies, batches and attainment.
@@ -55,7 +55,7 @@ def linked(plan: Plan) -> dict[str, tuple[AppPlan, ...]]:
 
 
 def frame_counts(scale: float, frames: int) -> np.ndarray:
-    """`floor((f + 1) s) - floor(f s)` for every frame `f` (MODEL.md replay rule 1), vectorised."""
+    """`floor((f + 1) s) - floor(f s)` for every frame `f` (docs/model.md replay rule 1), vectorised."""
     f = np.arange(frames + 1, dtype=float)
     edges = np.floor(f * scale + PLAN_TOL)
     return (edges[1:] - edges[:-1]).astype(np.int64)
@@ -157,7 +157,7 @@ def sweep(plan: Plan, workload: Workload, arrivals: str, frames: dict[str, int],
 
 
 def batch_latencies(workload: Workload, plan: Plan, model: str, hardware: str) -> dict[int, float]:
-    """`d(b)` of a model on a kind of hardware, by batch size, under the plan's safety (MODEL.md)."""
+    """`d(b)` of a model on a kind of hardware, by batch size, under the plan's safety (docs/model.md)."""
     safety = plan.settings.safety
     return {b: effective_latency(r.mean_ms, r.std_ms, safety)
             for b, r in workload.profile_rows[(model, hardware)].items()}

@@ -1,4 +1,5 @@
-"""Poisson fan-out as an option of the replay (an extension of MODEL.md v2, whose replay is deterministic)."""
+"""Poisson fan-out as an option of the replay (an extension of docs/model.md v2, whose replay is
+deterministic)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MODEL.md's formulas against values computed by hand."""
+"""docs/model.md's formulas against values computed by hand."""
 
 import math
 

@@ -16,7 +16,7 @@ from tests.conftest import BASE
 
 V100_RESNET = BASE["profiles"][0]
 
-#: These tests check the fluid model (MODEL.md v1) by hand; the promise has its own tests.
+#: These tests check the fluid model (docs/model.md v1) by hand; the promise has its own tests.
 FLUID = Settings(arrivals="fluid")
 
 

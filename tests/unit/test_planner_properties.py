@@ -54,7 +54,7 @@ def test_hardware_counts_hold_and_refusals_name_a_reason(w, s):
 
 
 def single_tuple_cost(options, rate: float, budget: float, s: Settings) -> float:
-    """The cheapest one-tuple configuration of a module at a budget, computed from MODEL.md alone."""
+    """The cheapest one-tuple configuration of a module at a budget, computed from docs/model.md alone."""
     best = math.inf
     for o in options:
         n = min_workers(o.batch, o.d_ms, s.max_utilization, budget, s.overhead_ms)

@@ -1,4 +1,4 @@
-"""Plans that keep their promise under real arrivals (MODEL.md v2), and the fluid mode unchanged."""
+"""Plans that keep their promise under real arrivals (docs/model.md v2), and the fluid mode unchanged."""
 
 from __future__ import annotations
 

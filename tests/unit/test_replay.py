@@ -1,4 +1,4 @@
-"""The replay against hand-computed cases, one per rule of MODEL.md v2 ("the replay")."""
+"""The replay against hand-computed cases, one per rule of docs/model.md v2 ("the replay")."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def test_frame_counts_match_the_replay_rule():
 
 
 def test_seconds_set_the_steady_state_horizon():
-    """MODEL.md: at least `frames` per app or `seconds` of its frames, whichever is longer."""
+    """docs/model.md: at least `frames` per app or `seconds` of its frames, whichever is longer."""
     w = workload(500.0, [{"name": "x", "model": "m"}])
     p = hand_plan(w, {"x": tup(500.0, workers=3)})
     assert simulate(p, w, frames=1000, seconds=4.0).app("a0").frames == 2000

@@ -11,7 +11,7 @@ serving pipelines", SoCC 2020, https://arxiv.org/abs/1812.01776).
   stops when no action is feasible.
 
 Estimator: InferLine's is a discrete-event simulation checked at P99; this is its deterministic
-variant, MODEL.md's worst case for request-level dispatch (every replica below capacity, every path
+variant, docs/model.md's worst case for request-level dispatch (every replica below capacity, every path
 within the SLO). The benchmark replays the resulting plans in the simulator, like every other plan.
 """
 

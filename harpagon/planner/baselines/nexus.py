@@ -14,7 +14,7 @@ SOSP 2019; code `uwsampl/nexus`).
   packing of all residual sessions of the same hardware kind onto shared GPUs (see
   :func:`.common.squishy_pack`).
 
-Mapping to MODEL.md: `overhead_ms` stands for Nexus's pre/post-processing and network allowance and
+Mapping to docs/model.md: `overhead_ms` stands for Nexus's pre/post-processing and network allowance and
 is subtracted from every budget; `safety` for its profile multiplier (Nexus's default is 1.15). A
 shared GPU's tuples carry its id and duty cycle, and the GPU is paid once.
 """

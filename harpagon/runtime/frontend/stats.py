@@ -144,7 +144,7 @@ class FrontendTally:
         c.timer_late_ms.append(r.timer_late_ms)
         c.worker_queue_ms.append(r.worker_queue_ms)
         c.exec_ms.append(r.exec_ms)
-        self.hops.append(r.transport_ms + r.timer_late_ms)  # the hop's overhead as MODEL.md's `overhead_ms`
+        self.hops.append(r.transport_ms + r.timer_late_ms)  # the hop's overhead (docs/model.md `overhead_ms`)
 
     def _retried(self, r: BatchRetried) -> None:
         self.modules[(r.app, r.module)].retries += 1

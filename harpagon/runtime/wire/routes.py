@@ -28,7 +28,7 @@ class ModuleRoute:
     workers: tuple[tuple[str, ...], ...]  # per tuple, the address of each of its workers
     names: tuple[str, ...]  # per tuple, the module's name on its workers
     latency_ms: tuple[float, ...] = ()
-    """Per tuple, its planned latency ℓ (MODEL.md; 0: unknown). The frontend derives from it how long a
+    """Per tuple, its planned latency ℓ (docs/model.md; 0: unknown). The frontend derives from it how long a
     worker may take before it counts as stalled. Empty: unknown for every tuple."""
 
     def __post_init__(self) -> None:
