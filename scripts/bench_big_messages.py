@@ -73,7 +73,7 @@ def big_client(address: str, shape: tuple[int, int, int], seconds: float, out: s
 
 
 async def main() -> None:
-    from harpagon.bench.live import OK, python_sender
+    from harpagon.bench.live.load import OK, python_sender
     from harpagon.config.loader import load_workload
     from harpagon.runtime.serve import LocalCluster
 

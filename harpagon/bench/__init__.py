@@ -1,1 +1,2 @@
-"""Benchmarks: workload grids, the planner benchmark, reports and plots."""
+"""Benchmarks: the planner benchmark (workload grids, cost at equal attainment), the live bench, the fault
+suite, and the report pieces they share (`report`)."""

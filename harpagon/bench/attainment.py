@@ -1,7 +1,7 @@
 """Cost at equal attainment: any planner, made to keep the Poisson promise by tightening its inputs.
 
 Planners made for the fluid model (the baselines, the ablations, `harpagon-fluid`) promise nothing
-about real arrivals, so comparing their costs with a plan that keeps the Poisson promise (MODEL.md,
+about real arrivals, so comparing their costs with a plan that keeps the Poisson promise (docs/model.md,
 "What a plan promises") compares unequal things. The wrapper here puts every planner on the same
 footing, Harpagon's default included, and treats them all alike:
 
@@ -34,6 +34,7 @@ from harpagon.config.schema import Workload
 from harpagon.model.latency import REL_TOL, Settings, options_for
 from harpagon.model.plan import Plan, check_resources
 from harpagon.planner.harpagon import tightened
+from harpagon.planner.registry import Planner
 from harpagon.sim import PROMISE_FRAMES, PROMISE_SECONDS, simulate
 from harpagon.sim.sweep import linked
 
@@ -43,7 +44,6 @@ SCREEN_FRAMES = 2_000
 
 log = logging.getLogger(__name__)
 
-Planner = Callable[[Workload, Settings], Plan]
 #: A lower bound on the cost of the plans a planner can make for these inputs (inf: it refuses an app).
 Floor = Callable[[Workload, Settings], float]
 #: A grid point: (SLO factor, utilisation cap).
@@ -120,7 +120,7 @@ def keeps_promise(plan: Plan, workload: Workload, *, frames: int, seed: int, att
 
 def whole_worker_floor(workload: Workload, settings: Settings) -> float:
     """A lower bound on the cost of any plan of whole workers, one tuple set per module, that passes
-    MODEL.md's fluid check for these inputs (Harpagon's plans, whatever their promise): inf when some
+    docs/model.md's fluid check for these inputs (Harpagon's plans, whatever their promise): inf when some
     app's SLO is below its fastest path (every such planner refuses it). Per module, at least one
     worker, and workers enough for the module's rate at `max_utilization`, at the best price per
     request of the options fast enough for the app's SLO. Not a bound for GPU-sharing plans."""
@@ -142,7 +142,7 @@ def whole_worker_floor(workload: Workload, settings: Settings) -> float:
 
 
 def optimum_floor(workload: Workload, settings: Settings) -> float:
-    """The exhaustive optimum of the fluid model (MODEL.md): the least cost of any plan of whole
+    """The exhaustive optimum of the fluid model (docs/model.md): the least cost of any plan of whole
     workers that passes the fluid check for these inputs (inf when it refuses an app). Sharper than
     :func:`whole_worker_floor`, and dearer to compute."""
     from harpagon.planner.registry import OPTIMUM

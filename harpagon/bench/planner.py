@@ -1,6 +1,6 @@
 """`harpagon bench planner`: every planner on one-app and multi-app workloads, judged by the replay.
 
-Each plan is replayed (MODEL.md, "the replay") for `PROMISE_FRAMES` frames or `PROMISE_SECONDS` of each
+Each plan is replayed (docs/model.md, "the replay") for `PROMISE_FRAMES` frames or `PROMISE_SECONDS` of each
 app's frames, whichever is more (the steady state), with constant and with Poisson arrivals, on the bench's seed (not the planner's own seed 0, so that Harpagon's promise
 is checked on arrivals it has not seen). Per (workload, planner) the row records the cost, fluid
 feasibility (`check_plan`), planning time (for Harpagon's default also its model part alone, without
@@ -34,7 +34,8 @@ from harpagon.bench.attainment import (
     replay_key,
 )
 from harpagon.bench.progress import Phases, phases
-from harpagon.bench.workloads import ROOT, Case, grid, many_apps, multi_app_grid
+from harpagon.bench.report import ROOT, fmt, md_table, nearest_rank
+from harpagon.bench.workloads import Case, grid, many_apps, multi_app_grid
 from harpagon.config import load_workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import check_plan
@@ -75,7 +76,7 @@ class Row:
     planner: str
     cost: float  # of the plan as made; nan when any app is refused
     refused: bool  # any app refused
-    feasible: bool  # passes MODEL.md's fluid feasibility check (False when refused)
+    feasible: bool  # passes docs/model.md's fluid feasibility check (False when refused)
     plan_ms: float  # the planner's call, everything included
     model_ms: float  # its model part (Harpagon's default: replay=False; the others: the same as plan_ms)
     replay_ms: float  # the bench's replay of the plan (constant, then Poisson)
@@ -236,14 +237,6 @@ def geomean(values: Iterable[float]) -> float:
     return math.exp(statistics.fmean(math.log(v) for v in values)) if values else math.nan
 
 
-def percentile(values: Iterable[float], q: float) -> float:
-    """Nearest-rank percentile (q in [0, 1]); nan for no values."""
-    values = sorted(values)
-    if not values:
-        return math.nan
-    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
-
-
 def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
@@ -305,12 +298,12 @@ def summarise(rows: Sequence[Row], reference: str = REFERENCE) -> list[dict[str,
             "eq_vs_planned_ratio": geomean(r.eq_cost / h.cost for r, h in vs_planned),
             "eq_vs_planned_n": len(vs_planned),
             "at_optimum": _share([r.cost <= o.cost * (1 + COST_TOL) for r, o in opt]),
-            "model_ms_p50": percentile((r.model_ms / r.apps for r in planned), 0.5),
-            "model_ms_p99": percentile((r.model_ms / r.apps for r in planned), 0.99),
-            "plan_ms_p50": percentile((r.plan_ms / r.apps for r in planned), 0.5),
-            "plan_ms_p99": percentile((r.plan_ms / r.apps for r in planned), 0.99),
-            "replay_ms_p50": percentile((r.replay_ms / r.apps for r in planned), 0.5),
-            "replay_ms_p99": percentile((r.replay_ms / r.apps for r in planned), 0.99),
+            "model_ms_p50": nearest_rank((r.model_ms / r.apps for r in planned), 0.5),
+            "model_ms_p99": nearest_rank((r.model_ms / r.apps for r in planned), 0.99),
+            "plan_ms_p50": nearest_rank((r.plan_ms / r.apps for r in planned), 0.5),
+            "plan_ms_p99": nearest_rank((r.plan_ms / r.apps for r in planned), 0.99),
+            "replay_ms_p50": nearest_rank((r.replay_ms / r.apps for r in planned), 0.5),
+            "replay_ms_p99": nearest_rank((r.replay_ms / r.apps for r in planned), 0.99),
             "eq_candidates": statistics.fmean(r.eq_candidates for r in mine) if mine else math.nan,
             "eq_screens": statistics.fmean(r.eq_screens for r in mine) if mine else math.nan,
             "eq_replays": statistics.fmean(r.eq_replays for r in mine) if mine else math.nan,
@@ -428,9 +421,8 @@ def broken_promises(rows: Sequence[Row], planner: str = REFERENCE) -> list[Row]:
 
 # --- report -------------------------------------------------------------------------------------
 
-
-def _f(x: float, spec: str) -> str:
-    return "–" if isinstance(x, float) and math.isnan(x) else format(x, spec)
+#: What the report's tables show where there is no figure.
+NA = "–"
 
 
 def write_csv(rows: Sequence[Row], path: Path) -> None:
@@ -450,12 +442,28 @@ def write_report(rows: Sequence[Row], out: Path, command: str, scale_rows: Seque
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "planner.csv")
     _plots(rows, out)
+    summary = summarise(rows)
+    lines = _method_section(rows, command, seed, elapsed_s)
+    lines += _summary_section(summary)
+    lines += _kind_table(rows)
+    lines += _bound_section(rows)
+    lines += _never_dearer_section(rows)
+    lines += _premium_section(rows)
+    lines += _broken_section(rows)
+    lines += _time_section(summary, scale_rows)
+    path = out / "planner.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _method_section(rows: Sequence[Row], command: str, seed: int, elapsed_s: float | None) -> list[str]:
+    """The command, the workloads, how plans are replayed, and what each column means."""
     cases = list(dict.fromkeys(r.case for r in rows))
     kinds = {r.case: r.kind for r in rows}
     configs = [c for c in cases if _group(next(r for r in rows if r.case == c)) == "example configs"]
     n_multi = sum(kinds[c] == "multi-app" for c in cases if c not in configs)
     apps_multi = [r.apps for r in rows if r.planner == REFERENCE and r.kind == "multi-app" and r.catalog != "config"]
-    lines = [
+    return [
         "# Planner benchmark: cost at equal attainment",
         "",
         f"Command: `{command}`" + (f" ({elapsed_s / 60:.0f} min)" if elapsed_s else ""),
@@ -466,94 +474,58 @@ def write_report(rows: Sequence[Row], out: Path, command: str, scale_rows: Seque
         "`harpagon/bench/workloads.py`"
         + (f"; and {len(configs)} example configs as written ({', '.join(configs)}; hardware counts included)"
            if configs else "")
-        + ". Every plan is replayed (MODEL.md, \"the replay\") for "
+        + ". Every plan is replayed (docs/model.md, \"the replay\") for "
         f"{PROMISE_FRAMES:,} frames or {PROMISE_SECONDS:g} s of each app's frames, whichever is more, with constant "
         f"and with Poisson arrivals, seed {seed}"
-        + (" (Harpagon's own replays use seed 0)." if seed != 0 else " (the seed Harpagon's own replays use).")
-        ,
+        + (" (Harpagon's own replays use seed 0)." if seed != 0 else " (the seed Harpagon's own replays use)."),
         "",
         ("- *keeps constant*: every frame within the SLO with constant arrivals. *keeps Poisson*: that, and "
-        "each app's Poisson attainment >= 0.99. Shares of all workloads (a refused workload keeps nothing); "
-        "*(of planned)*: of the workloads the planner planned."),
+         "each app's Poisson attainment >= 0.99. Shares of all workloads (a refused workload keeps nothing); "
+         "*(of planned)*: of the workloads the planner planned."),
         ("- *at equal attainment*: each planner through the same wrapper (`harpagon/bench/attainment.py`): "
-        f"planned at every app's SLO x {', '.join(f'{f:g}' for f in SLO_FACTORS)} and max_utilization x "
-        f"{', '.join(f'{u:g}' for u in UTILIZATIONS)}, candidates replayed against the real SLO in order of "
-        f"cost (a {SCREEN_FRAMES:,}-frame screen, then the full replay), the cheapest that keeps the Poisson "
-        "promise kept. For Harpagon's default, grid points that the lower bound on cost "
-        "(`harpagon/planner/bound.py`, GPU sharing included) shows cannot beat a candidate already found are not "
-        "planned; the cost found is the same."),
+         f"planned at every app's SLO x {', '.join(f'{f:g}' for f in SLO_FACTORS)} and max_utilization x "
+         f"{', '.join(f'{u:g}' for u in UTILIZATIONS)}, candidates replayed against the real SLO in order of "
+         f"cost (a {SCREEN_FRAMES:,}-frame screen, then the full replay), the cheapest that keeps the Poisson "
+         "promise kept. For Harpagon's default, grid points that the lower bound on cost "
+         "(`harpagon/planner/bound.py`, GPU sharing included) shows cannot beat a candidate already found are not "
+         "planned; the cost found is the same."),
         ("- *vs Harpagon, as planned*: geo-mean of cost / Harpagon's default cost, where both plans keep the "
-        "Poisson promise as made (n workloads). *at equal attainment*: both through the wrapper. "
-        "*vs Harpagon as planned*: the planner through the wrapper against Harpagon's default plan as made "
-        "(where that keeps the promise)."),
+         "Poisson promise as made (n workloads). *at equal attainment*: both through the wrapper. "
+         "*vs Harpagon as planned*: the planner through the wrapper against Harpagon's default plan as made "
+         "(where that keeps the promise)."),
         ("- *Harpagon cheaper / equal / dearer*: per workload where both wrappers found a plan. *none*: share "
-        "of workloads where no candidate of the planner keeps the promise."),
+         "of workloads where no candidate of the planner keeps the promise."),
         ("- *at optimum*: share of planned workloads whose cost equals the exhaustive optimum of the fluid "
-        "model (MODEL.md); only meaningful for fluid plans."),
+         "model (docs/model.md); only meaningful for fluid plans."),
         "",
-        "## Promises as planned, and cost at equal attainment",
-        "",
-        ("| planner | refused | fluid-feasible | keeps constant | keeps Poisson | (of planned) "
-        "| vs Harpagon, as planned (n) | at equal attainment (n) | Harpagon cheaper / equal / dearer | none "
-        "| vs Harpagon as planned (n) | at optimum |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    summary = summarise(rows)
-    for s in summary:
-        lines.append(
-            f"| {s['planner']} | {s['refused']:.1%} | {s['feasible']:.1%} | {s['keeps_constant']:.1%} | "
-            f"{s['keeps_poisson']:.1%} | {_f(s['keeps_poisson_planned'], '.1%')} | "
-            f"{_f(s['planned_ratio'], '.3f')} ({s['planned_n']}) | {_f(s['eq_ratio'], '.3f')} ({s['eq_n']}) | "
-            f"{_f(s['ref_cheaper'], '.0%')} / {_f(s['ref_equal'], '.0%')} / {_f(s['ref_dearer'], '.0%')} | "
-            f"{s['eq_none']:.1%} | {_f(s['eq_vs_planned_ratio'], '.3f')} ({s['eq_vs_planned_n']}) | "
-            f"{_f(s['at_optimum'], '.1%')} |")
-    lines += _kind_table(rows)
-    lines += _bound_section(rows)
-    lines += _never_dearer_section(rows)
-    lines += _premium_section(rows)
-    lines += _broken_section(rows)
-    lines += [
-        "",
-        "## Planning time",
-        "",
-        ("Per app (a workload's time / its apps), over planned workloads. *model*: the planner without any "
-        "replay (Harpagon's default: `PlannerOptions(replay=False)`); *planner call*: everything the planner "
-        f"does (Harpagon's default replays and repairs its own plans); *bench replay*: the bench's replay of "
-        f"the plan ({PROMISE_FRAMES:,} frames or {PROMISE_SECONDS:g} s per app, constant and Poisson)."),
-        "",
-        ("| planner | model P50 ms | model P99 ms | planner call P50 ms | P99 ms | bench replay P50 ms | P99 ms "
-         "| wrapper: candidates / screens / full replays (mean) | wrapper s (mean) |"),
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in summary:
-        lines.append(f"| {s['planner']} | {_f(s['model_ms_p50'], '.2f')} | {_f(s['model_ms_p99'], '.2f')} | "
-                     f"{_f(s['plan_ms_p50'], '.1f')} | {_f(s['plan_ms_p99'], '.1f')} | "
-                     f"{_f(s['replay_ms_p50'], '.0f')} | {_f(s['replay_ms_p99'], '.0f')} | "
-                     f"{s['eq_candidates']:.1f} / {s['eq_screens']:.1f} / {s['eq_replays']:.1f} | {s['eq_s']:.1f} |")
-    lines += ["", "### At scale (Harpagon's model part in one call, `many_apps` on the AWS catalog)", "",
-              "| apps | model seconds | ms per app | replay seconds (constant + Poisson) |", "|---|---|---|---|"]
-    lines += [f"| {n} | {sec:.2f} | {per:.2f} | {_f(r, '.1f') if _finite(r) else 'not run'} |"
-              for n, sec, per, r in scale_rows]
-    lines += ["", "![cost at equal attainment](planner_cost_cdf.png)", "", "![planning time](planner_time.png)", ""]
-    path = out / "planner.md"
-    path.write_text("\n".join(lines))
-    return path
+
+
+def _vs_reference(s: dict) -> str:
+    return f"{fmt(s['ref_cheaper'], '.0%', NA)} / {fmt(s['ref_equal'], '.0%', NA)} / {fmt(s['ref_dearer'], '.0%', NA)}"
+
+
+def _summary_section(summary: Sequence[dict]) -> list[str]:
+    rows = [[s["planner"], f"{s['refused']:.1%}", f"{s['feasible']:.1%}", f"{s['keeps_constant']:.1%}",
+             f"{s['keeps_poisson']:.1%}", fmt(s["keeps_poisson_planned"], ".1%", NA),
+             f"{fmt(s['planned_ratio'], '.3f', NA)} ({s['planned_n']})", f"{fmt(s['eq_ratio'], '.3f', NA)} ({s['eq_n']})",
+             _vs_reference(s), f"{s['eq_none']:.1%}",
+             f"{fmt(s['eq_vs_planned_ratio'], '.3f', NA)} ({s['eq_vs_planned_n']})", fmt(s["at_optimum"], ".1%", NA)]
+            for s in summary]
+    return ["## Promises as planned, and cost at equal attainment", "",
+            *md_table(["planner", "refused", "fluid-feasible", "keeps constant", "keeps Poisson", "(of planned)",
+                       "vs Harpagon, as planned (n)", "at equal attainment (n)", "Harpagon cheaper / equal / dearer",
+                       "none", "vs Harpagon as planned (n)", "at optimum"], rows)]
 
 
 def _kind_table(rows: Sequence[Row]) -> list[str]:
     """The headline columns again, one-app and multi-app workloads apart."""
-    lines = ["", "### One-app and multi-app workloads apart", "",
-             ("| planner | workloads | keeps Poisson | at equal attainment vs Harpagon (n) "
-             "| Harpagon cheaper / equal / dearer | none |"), "|---|---|---|---|---|---|"]
-    for kind in ("one-app", "multi-app"):
-        part = [r for r in rows if r.kind == kind]
-        if not part:
-            continue
-        for s in summarise(part):
-            lines.append(f"| {s['planner']} | {kind} | {s['keeps_poisson']:.1%} | {_f(s['eq_ratio'], '.3f')} "
-                         f"({s['eq_n']}) | {_f(s['ref_cheaper'], '.0%')} / {_f(s['ref_equal'], '.0%')} / "
-                         f"{_f(s['ref_dearer'], '.0%')} | {s['eq_none']:.1%} |")
-    return lines
+    table = [[s["planner"], kind, f"{s['keeps_poisson']:.1%}", f"{fmt(s['eq_ratio'], '.3f', NA)} ({s['eq_n']})",
+              _vs_reference(s), f"{s['eq_none']:.1%}"]
+             for kind in ("one-app", "multi-app") for s in summarise([r for r in rows if r.kind == kind])]
+    return ["", "### One-app and multi-app workloads apart", "",
+            *md_table(["planner", "workloads", "keeps Poisson", "at equal attainment vs Harpagon (n)",
+                       "Harpagon cheaper / equal / dearer", "none"], table)]
 
 
 def _bound_section(rows: Sequence[Row]) -> list[str]:
@@ -565,16 +537,15 @@ def _bound_section(rows: Sequence[Row]) -> list[str]:
               "reachable in general (it charges fractions of workers), so it measures the room left, not a "
               "target. *As planned*: over fluid-feasible plans; *at equal attainment*: the wrapper's plan. "
               "The optimum is the exhaustive fluid optimum without sharing; it ignores hardware counts, so on "
-              "configs with counts its plan may fail the check (*not fluid-feasible*)."), "",
-             ("| planner | as planned: n | geo-mean | max (workload) | at equal attainment: n | geo-mean "
-              "| max (workload) | not fluid-feasible |"), "|---|---|---|---|---|---|---|---|"]
-    below = 0
-    for d in distances(rows):
-        lines.append(f"| {d['planner']} | {d['n']} | {_f(d['geo'], '.3f')} | {_f(d['max'], '.3f')}"
-                     + (f" ({d['worst']})" if d["worst"] else "") + f" | {d['eq_n']} | {_f(d['eq_geo'], '.3f')} | "
-                     f"{_f(d['eq_max'], '.3f')}" + (f" ({d['eq_worst']})" if d["eq_worst"] else "")
-                     + f" | {d['infeasible']} |")
-        below += int(d["below"])
+              "configs with counts its plan may fail the check (*not fluid-feasible*)."), ""]
+    found = distances(rows)
+    table = [[d["planner"], str(d["n"]), fmt(d["geo"], ".3f", NA),
+              fmt(d["max"], ".3f", NA) + (f" ({d['worst']})" if d["worst"] else ""), str(d["eq_n"]),
+              fmt(d["eq_geo"], ".3f", NA), fmt(d["eq_max"], ".3f", NA) + (f" ({d['eq_worst']})" if d["eq_worst"] else ""),
+              str(d["infeasible"])] for d in found]
+    lines += md_table(["planner", "as planned: n", "geo-mean", "max (workload)", "at equal attainment: n", "geo-mean",
+                       "max (workload)", "not fluid-feasible"], table)
+    below = sum(int(d["below"]) for d in found)
     if below:
         lines += ["", f"**{below} distances below 1**: plans cheaper than the bound (a bug in the bound or the plans)."]
     return lines
@@ -587,17 +558,15 @@ def _never_dearer_section(rows: Sequence[Row]) -> list[str]:
         return [*lines, "No baseline in this run."]
     lines += [("Harpagon's default against each baseline at equal attainment (both through the wrapper, costs "
                f"within {COST_TOL:g} relative count as equal), on the workloads both served. *baseline only*: "
-               "workloads the baseline's wrapper served and Harpagon's did not."), "",
-              "| baseline | compared | Harpagon dearer | equal | Harpagon cheaper | baseline only |",
-              "|---|---|---|---|---|---|"]
-    for v in per:
-        lines.append(f"| {v.baseline} | {v.compared} | {len(v.dearer)} | {v.equal} | {v.cheaper} | "
-                     f"{len(v.only_baseline)} |")
+               "workloads the baseline's wrapper served and Harpagon's did not."), ""]
+    lines += md_table(["baseline", "compared", "Harpagon dearer", "equal", "Harpagon cheaper", "baseline only"],
+                      [[v.baseline, v.compared, len(v.dearer), v.equal, v.cheaper, len(v.only_baseline)] for v in per])
     dearer = [(v.baseline, *d) for v in per for d in v.dearer]
     if dearer:
-        lines += ["", "Where Harpagon is dearer:", "", "| baseline | workload | Harpagon $/h | baseline $/h | ratio |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {b} | {c} | {h:.3f} | {x:.3f} | {h / x:.3f} |" for b, c, h, x in sorted(dearer, key=lambda t: t[1])]
+        lines += ["", "Where Harpagon is dearer:", ""]
+        lines += md_table(["baseline", "workload", "Harpagon $/h", "baseline $/h", "ratio"],
+                          [[b, c, f"{h:.3f}", f"{x:.3f}", f"{h / x:.3f}"]
+                           for b, c, h, x in sorted(dearer, key=lambda t: t[1])], right=range(2, 5))
     else:
         lines += ["", "Nowhere: Harpagon's cost at equal attainment is never above a baseline's."]
     only = sorted({c for v in per for c in v.only_baseline})
@@ -605,11 +574,9 @@ def _never_dearer_section(rows: Sequence[Row]) -> list[str]:
         lines += ["", f"Served by some baseline's wrapper but not Harpagon's: {', '.join(only)}."]
     lines += ["", ("*vs the best baseline*: geo-mean over workloads of (the cheapest baseline's cost at equal "
                    "attainment / Harpagon's); above 1: Harpagon is cheaper than the best baseline of each workload."),
-              "", "| workloads | vs the best baseline | n |", "|---|---|---|"]
-    for group in GROUPS:
-        g, n = best[group]
-        if n:
-            lines.append(f"| {group} | {g:.3f} | {n} |")
+              ""]
+    lines += md_table(["workloads", "vs the best baseline", "n"],
+                      [[group, f"{best[group][0]:.3f}", best[group][1]] for group in GROUPS if best[group][1]])
     return lines
 
 
@@ -618,17 +585,13 @@ def _premium_section(rows: Sequence[Row]) -> list[str]:
     lines = ["", "## The premium of the promise: Harpagon's default plan / its fluid plan", ""]
     if not ratios:
         return [*lines, "No workload planned by both."]
-    lines += [
-        (f"On {len(ratios)} workloads both planned: geo-mean {geomean(ratios):.3f}, median "
-        f"{statistics.median(ratios):.3f}, P90 {percentile(ratios, 0.9):.3f}, max {max(ratios):.3f}."),
-        "",
-        "| premium | share of workloads |",
-        "|---|---|",
-    ]
+    lines += [(f"On {len(ratios)} workloads both planned: geo-mean {geomean(ratios):.3f}, median "
+               f"{statistics.median(ratios):.3f}, P90 {nearest_rank(ratios, 0.9):.3f}, max {max(ratios):.3f}."), ""]
     edges = [(0.0, 1.0 + COST_TOL, "none (<= 1.00)"), (1.0 + COST_TOL, 1.1, "up to 10%"), (1.1, 1.5, "10% to 50%"),
              (1.5, 2.0, "50% to 2x"), (2.0, math.inf, "over 2x")]
-    for lo, hi, label in edges:
-        lines.append(f"| {label} | {sum(lo < x <= hi or (lo == 0.0 and x <= hi) for x in ratios) / len(ratios):.1%} |")
+    lines += md_table(["premium", "share of workloads"],
+                      [[label, f"{sum(lo < x <= hi or (lo == 0.0 and x <= hi) for x in ratios) / len(ratios):.1%}"]
+                       for lo, hi, label in edges])
     mirror = [r for r in rows if r.planner == FLUID and not r.refused]
     if mirror:
         kept = sum(r.keeps_poisson for r in mirror)
@@ -643,12 +606,34 @@ def _broken_section(rows: Sequence[Row]) -> list[str]:
     if not broken:
         lines.append("Nowhere: every plan it made keeps the Poisson promise.")
     else:
-        lines += ["| workload | over SLO, constant | Poisson attainment (worst app) | cost |", "|---|---|---|---|"]
-        lines += [f"| {r.case} ({r.app}) | {r.over_slo_constant:.4%} | {r.min_attainment:.4f} | {r.cost:.2f} |"
-                  for r in broken]
+        lines += md_table(["workload", "over SLO, constant", "Poisson attainment (worst app)", "cost"],
+                          [[f"{r.case} ({r.app})", f"{r.over_slo_constant:.4%}", f"{r.min_attainment:.4f}", f"{r.cost:.2f}"]
+                           for r in broken])
     if refused:
         lines += ["", f"Refused (some app not planned) on {len(refused)} workloads: "
                   + ", ".join(f"{r.case} ({r.app})" for r in refused) + "."]
+    return lines
+
+
+def _time_section(summary: Sequence[dict], scale_rows: Sequence[tuple[int, float, float, float]]) -> list[str]:
+    """Planning time per app, the wrapper's work, and Harpagon's model part at scale."""
+    lines = ["", "## Planning time", "",
+             ("Per app (a workload's time / its apps), over planned workloads. *model*: the planner without any "
+              "replay (Harpagon's default: `PlannerOptions(replay=False)`); *planner call*: everything the planner "
+              f"does (Harpagon's default replays and repairs its own plans); *bench replay*: the bench's replay of "
+              f"the plan ({PROMISE_FRAMES:,} frames or {PROMISE_SECONDS:g} s per app, constant and Poisson)."), ""]
+    lines += md_table(["planner", "model P50 ms", "model P99 ms", "planner call P50 ms", "P99 ms", "bench replay P50 ms",
+                       "P99 ms", "wrapper: candidates / screens / full replays (mean)", "wrapper s (mean)"],
+                      [[s["planner"], fmt(s["model_ms_p50"], ".2f", NA), fmt(s["model_ms_p99"], ".2f", NA),
+                        fmt(s["plan_ms_p50"], ".1f", NA), fmt(s["plan_ms_p99"], ".1f", NA),
+                        fmt(s["replay_ms_p50"], ".0f", NA), fmt(s["replay_ms_p99"], ".0f", NA),
+                        f"{s['eq_candidates']:.1f} / {s['eq_screens']:.1f} / {s['eq_replays']:.1f}", f"{s['eq_s']:.1f}"]
+                       for s in summary])
+    lines += ["", "### At scale (Harpagon's model part in one call, `many_apps` on the AWS catalog)", ""]
+    lines += md_table(["apps", "model seconds", "ms per app", "replay seconds (constant + Poisson)"],
+                      [[n, f"{sec:.2f}", f"{per:.2f}", fmt(r, ".1f", NA) if _finite(r) else "not run"]
+                       for n, sec, per, r in scale_rows])
+    lines += ["", "![cost at equal attainment](planner_cost_cdf.png)", "", "![planning time](planner_time.png)", ""]
     return lines
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
+from harpagon.bench.report import ROOT
 from harpagon.config import load_workload
 from harpagon.config.schema import App, Hardware, Workload
 from harpagon.model.latency import Settings, options_for
 
-ROOT = Path(__file__).resolve().parents[2]
 RATES = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 SLO_FACTORS = (1.5, 2.0, 3.0, 5.0, 10.0)
 #: Price lists: on-demand AWS-like (the catalog's), GCP GPU-only prices, and one where T4 is scarce

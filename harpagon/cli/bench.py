@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
                          "rates); to see a config at a load the machine can carry")
     bl.set_defaults(func=cmd_bench_live)
 
-    from harpagon.bench.faults import add_parser as _add_bench_faults
+    from harpagon.bench.faults.cli import add_parser as _add_bench_faults
 
     _add_bench_faults(bench)
 
@@ -131,7 +131,9 @@ def cmd_bench_live(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from harpagon.bench.live import DEFAULT_CONFIGS, ROOT, run_bench
+    from harpagon.bench.live.configs import DEFAULT_CONFIGS
+    from harpagon.bench.live.run import run_bench
+    from harpagon.bench.report import ROOT
 
     configs = args.configs or ([DEFAULT_CONFIGS[0]] if args.quick else list(DEFAULT_CONFIGS))
     seconds = args.seconds if args.seconds is not None else 6.0 if args.quick else 20.0

@@ -8,7 +8,9 @@ import asyncio
 import pytest
 from rich.console import Console
 
-from harpagon.bench.live import Report, build_markdown, run_cluster
+from harpagon.bench.live.cluster import run_cluster
+from harpagon.bench.live.markdown import build_markdown
+from harpagon.bench.live.results import Report
 from tests.conftest import cam_workload
 
 pytestmark = pytest.mark.integration

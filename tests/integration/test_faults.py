@@ -18,35 +18,27 @@ from pathlib import Path
 
 import pytest
 
-from harpagon.bench.faults import (
+from harpagon.bench.faults.figures import fill_figures
+from harpagon.bench.faults.frames import CLIENT_HOP_MS, OK, VANISHED, Frame, RecordTail, frame_of, summarize
+from harpagon.bench.faults.goals import (
     ABUSE_CHECKS,
     CHECK_TIMEOUT_S,
-    CLIENT_HOP_MS,
     CONVERGE_GOAL_S,
     DISRUPTION_GOAL_S,
     EXPECTED_REFUSAL,
     FLOOD_GOAL,
     LULL_GOAL,
-    OK,
     ORPHAN_GOAL_S,
-    SCENARIOS,
-    VANISHED,
-    ExitWatch,
-    Frame,
-    RecordTail,
     ScenarioResult,
-    _client,
-    build_markdown,
-    config_pushes,
-    frame_of,
-    judge,
-    membership,
-    process_tree,
-    run_suite,
-    running,
-    stale_namespaces,
-    summarize,
+    goals_of,
 )
+from harpagon.bench.faults.load import stream_frames
+from harpagon.bench.faults.logs import config_pushes, membership
+from harpagon.bench.faults.markdown import build_markdown
+from harpagon.bench.faults.network import stale_namespaces
+from harpagon.bench.faults.processes import ExitWatch, process_tree, running
+from harpagon.bench.faults.run import run_suite
+from harpagon.bench.faults.scenarios import SCENARIOS
 
 integration = pytest.mark.integration
 
@@ -99,16 +91,16 @@ def test_configuration_pushes_are_told_apart_no_op_reload_load_unload():
 def test_the_verdict_names_each_goal_missed_with_its_figures():
     r = ScenarioResult(2, "worker-kill", "worker kill -9")
     r.outcome = summarize([Frame("cam", 14.0, "UNAVAILABLE", 1.0)], {"cam": 400.0}, 0.0, 20.0, fault_at=10.0)
-    goals = {g.name: (g.met, g.detail) for g in judge(r)}
+    goals = {g.name: (g.met, g.detail) for g in goals_of(r)}
     assert goals["0 vanished"] == (True, "0 vanished")
     assert goals[f"routed around within {DISRUPTION_GOAL_S:g} s"] == (False, "disruption 4.00 s")
     hostile = ScenarioResult(9, "hostile", "hostile calls", extra={
         "calls": [_call("Register", "none", "OK"), _control("Health", OK)], "plan_changed": []})
-    assert [g.met for g in judge(hostile)] == [True, True, False, True, True]
+    assert [g.met for g in goals_of(hostile)] == [True, True, False, True, True]
 
 
 def _goals(r: ScenarioResult) -> dict[str, tuple[bool, str]]:
-    return {g.name: (g.met, g.detail) for g in judge(r)}
+    return {g.name: (g.met, g.detail) for g in goals_of(r)}
 
 
 def test_the_new_scenarios_goals_are_judged_on_their_figures():
@@ -183,7 +175,7 @@ def _control(name: str, code: str) -> dict:
 
 def _hostile_goals(calls: list[dict]) -> dict[str, tuple[bool, str]]:
     r = ScenarioResult(9, "hostile", "hostile calls", extra={"calls": calls, "plan_changed": []})
-    return {g.name: (g.met, g.detail) for g in judge(r)}
+    return {g.name: (g.met, g.detail) for g in goals_of(r)}
 
 
 def test_hostile_calls_must_be_refused_for_the_right_reason_and_the_control_must_pass():
@@ -207,7 +199,7 @@ def test_hostile_calls_must_be_refused_for_the_right_reason_and_the_control_must
     # the report's table shows the control row and each call's verdict
     r = ScenarioResult(9, "hostile", "hostile control-plane calls", extra={
         "calls": [*right, _call("ReportRates", "ours", "OK"), _control("Worker/Health", OK)], "plan_changed": []})
-    r.goals = judge(r)
+    r.goals = goals_of(r)
     text = build_markdown([r], {"command": "x", "machine": "m", "run_s": 1.0, "load": "0", "mode": "loopback",
                                 "mode_note": "", "workers": 2, "config": "c", "apps": "a", "plan": "p", "timing": "t"})
     assert "| Worker/Health (control) | our CA, allowed role | OK | OK | OK (control) |" in text
@@ -218,10 +210,10 @@ def test_hostile_calls_must_be_refused_for_the_right_reason_and_the_control_must
 def test_a_controller_restart_with_no_push_parsed_is_not_a_pass():
     r = ScenarioResult(6, "controller-kill", "controller kill -9", extra={
         "converge_s": 1.0, "unloaded_routed": [], "routes_same": True, "pushes": 0})
-    goal = next(g for g in judge(r) if g.name == "no routed module unloaded")
+    goal = next(g for g in goals_of(r) if g.name == "no routed module unloaded")
     assert not goal.met and "no configuration push parsed" in goal.detail
     r.extra["pushes"] = 6
-    goal = next(g for g in judge(r) if g.name == "no routed module unloaded")
+    goal = next(g for g in goals_of(r) if g.name == "no routed module unloaded")
     assert goal.met, goal.detail
 
 
@@ -262,11 +254,31 @@ def test_the_load_client_records_frames_it_gives_up_on_as_vanished(tmp_path, mon
     out = tmp_path / "load.jsonl"
     spec = {"address": f"127.0.0.1:{port}", "frame_shape": [4, 4, 3], "start_at": 0.0, "seconds": 0.5,
             "vanish_after_s": 0.1, "grace_s": 0.2, "apps": [{"name": "cam", "rate": 20.0, "slo_ms": 50.0}]}
-    asyncio.run(_client(spec, out))
+    asyncio.run(stream_frames(spec, out))
     tail = RecordTail(out, {"cam": 0.15})
     frames = tail.final()
     assert tail.summary is not None and tail.summary["sent"] == tail.sent == len(calls) == len(frames) == 10
     assert sorted(f.code for f in frames) == [OK] * 5 + [VANISHED] * 5
+
+
+def test_each_scenarios_figures_come_from_its_window_of_frames_and_controller_lines():
+    slo = {"cam": 400.0}
+    first = ScenarioResult(1, "baseline", "baseline", start=0.0)
+    stop = ScenarioResult(5, "frontend-stop", "frontend SIGSTOP", start=10.0, fault_at=12.0)
+    steady = [Frame("cam", 1.0, OK, 50.0), Frame("cam", 11.0, OK, 900.0),  # late, sent before the stop
+              Frame("cam", 13.0, "DEADLINE_EXCEEDED", 400.0)]
+    burst = [Frame("cam", 14.0, OK, 950.0)]
+    lines = [(12.5, "plan 4 in force"), (13.0, "worker w at 10.0.0.5:9000 removed: missed 3 heartbeats")]
+    fill_figures([first, stop], steady, burst, {"client_lag_ms_max": [[11.5, 30.0], [2.0, 99.0]]}, lines, slo,
+                 stopped=20.0, lull_after_s=20.0)
+    assert (first.outcome.sent, first.outcome.ok, first.evicted, first.replan_s) == (1, 1, 0, None)
+    assert first.met and "late_ms_max" not in first.extra
+    assert (stop.outcome.sent, stop.outcome.late, stop.evicted) == (3, 2, 1)
+    assert stop.replan_s == pytest.approx(0.5)
+    assert stop.extra["late_frozen"] == 1 and stop.extra["late_ms_max"] == 950.0
+    assert (stop.extra["late_steady"], stop.extra["late_burst"]) == (1, 1)
+    assert stop.extra["late_sent_s"] == [-1.0, 2.0] and stop.extra["client_lag_ms_max"] == 30.0
+    assert [g.name for g in stop.goals if not g.met] == ["0 late successes"]  # one late after the stop
 
 
 def test_only_dead_runs_namespaces_of_this_suites_naming_are_reaped():
@@ -323,7 +335,7 @@ def test_every_scenario_ran_and_the_report_says_so(suite):
 def test_no_frame_vanishes_and_no_success_is_late(suite, key):
     r = _ran(suite[0], key)
     assert r.outcome.vanished == 0, _figures(r)
-    assert r.outcome.late - r.extra.get("late_frozen", 0) == 0, _figures(r)  # see judge()
+    assert r.outcome.late - r.extra.get("late_frozen", 0) == 0, _figures(r)  # see goals_of()
 
 
 @integration

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harpagon.bench.faults import process_tree, running
+from harpagon.bench.faults.processes import process_tree, running
 from harpagon.runtime.lifecycle import sweep
 from tests.conftest import cam_workload
 

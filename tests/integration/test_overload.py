@@ -23,7 +23,7 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
 
-from harpagon.bench.live import NO_REPLY, OK, python_sender
+from harpagon.bench.live.load import NO_REPLY, OK, python_sender
 from harpagon.config.loader import load_workload
 from harpagon.runtime.serve import LocalCluster
 from tests.integration.conftest import REPO, threaded_frontend

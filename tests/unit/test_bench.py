@@ -27,7 +27,8 @@ from harpagon.bench.planner import (
     summarise,
     write_report,
 )
-from harpagon.bench.workloads import RATES, ROOT, Case, fastest_path_ms, grid, many_apps, multi_app_grid
+from harpagon.bench.report import ROOT
+from harpagon.bench.workloads import RATES, Case, fastest_path_ms, grid, many_apps, multi_app_grid
 from harpagon.bench.workloads import SLO_FACTORS as GRID_SLO_FACTORS
 from harpagon.config import load_workload
 from harpagon.config.schema import App, Hardware, Module, Profile, Workload
@@ -448,3 +449,16 @@ def test_long_work_prints_a_line_per_finished_item_when_not_on_a_terminal():
         p.phase("plans", 1)
         p.done("plans", "a")
     assert "plans 1/1 a" not in bars.getvalue()
+
+
+def test_the_report_pieces_every_bench_shares(tmp_path):
+    from harpagon.bench.report import fmt, nearest_rank, percentiles, shown
+
+    assert fmt(None) == fmt(math.nan) == "-" and fmt(math.nan, ".3f", "–") == "–"
+    assert fmt(1.234, ".2f") == "1.23" and fmt(0.5, ".1%") == "50.0%" and fmt(2.0) == "2.0"
+    assert nearest_rank([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0 and nearest_rank([3.0, 1.0], 0.99) == 3.0
+    assert math.isnan(nearest_rank([], 0.5))
+    p50, p99, mx, n = percentiles([1.0, 2.0, 3.0])
+    assert (p50, mx, n) == (2.0, 3.0, 3) and p99 == pytest.approx(2.98)
+    assert all(math.isnan(x) for x in percentiles([])[:3]) and percentiles([])[3] == 0
+    assert shown(ROOT / "configs" / "demo.yaml") == "configs/demo.yaml" and shown(tmp_path) == str(tmp_path)

@@ -9,11 +9,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from harpagon.bench.live import (
-    DROPPED,
-    FAILED,
-    NO_REPLY,
-    OK,
+from harpagon.bench.live.capacity import search_capacity
+from harpagon.bench.live.configs import with_emulated_serve
+from harpagon.bench.live.load import DROPPED, FAILED, NO_REPLY, OK
+from harpagon.bench.live.markdown import build_markdown
+from harpagon.bench.live.measure import app_load, hop_rows, kept, lateness
+from harpagon.bench.live.perf_analyzer import intervals_file, pa_records, parse_pa_csv
+from harpagon.bench.live.plots import plots
+from harpagon.bench.live.results import (
     AppResult,
     Capacity,
     ClusterResult,
@@ -21,19 +24,8 @@ from harpagon.bench.live import (
     Report,
     RunResult,
     Step,
-    app_load,
-    build_markdown,
-    hop_rows,
-    intervals_file,
-    kept,
-    lateness,
-    md_table,
-    pa_records,
-    parse_pa_csv,
-    plots,
-    search_capacity,
-    with_emulated_serve,
 )
+from harpagon.bench.report import md_table
 from harpagon.config.schema import Hardware, Workload
 
 # --- attainment from records ----------------------------------------------------------------------
