@@ -32,11 +32,11 @@ def routes(controller: str, tls_dir: str) -> dict:
     """The controller's routing table: WatchRoutes under a frontend's certificate, first message only."""
     from harpagon.runtime.wire.rpc import sync_channel
     from harpagon.runtime.wire.tls import TlsFiles
-    from harpagon.v1 import worker_pb2 as pb
-    from harpagon.v1 import worker_pb2_grpc as rpc
+    from harpagon.v1 import controller_pb2 as cpb
+    from harpagon.v1 import controller_pb2_grpc as crpc
 
     with sync_channel(controller, TlsFiles.load(tls_dir), "controller") as ch:
-        stream = rpc.ControllerStub(ch).WatchRoutes(pb.WatchRoutesRequest(frontend_id="faults-probe"), timeout=10)
+        stream = crpc.ControllerStub(ch).WatchRoutes(cpb.WatchRoutesRequest(frontend_id="faults-probe"), timeout=10)
         try:
             table = next(stream)
         finally:
@@ -55,24 +55,26 @@ def hostile_calls(controller: str, worker: str, pki: Path, foreign: Path, app: s
     it should get (EXPECTED_REFUSAL; OK for a control) and whether it did."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from harpagon.v1 import controller_pb2 as cpb
+    from harpagon.v1 import controller_pb2_grpc as crpc
     from harpagon.v1 import worker_pb2 as pb
     from harpagon.v1 import worker_pb2_grpc as rpc
 
     channels = _Channels(pki, foreign)
-    register = pb.RegisterRequest(worker_id="intruder", address="10.255.255.1:1", hardware="t4",
+    register = cpb.RegisterRequest(worker_id="intruder", address="10.255.255.1:1", hardware="t4",
                                   device="emulated:t4", emulated=True)
     # the newest version there can be, with no modules: taken, it would unload everything for good
     apply = pb.ApplyConfigRequest(config=pb.WorkerConfig(version=HOSTILE_VERSION))
     calls = [  # name, address, the server's role, the role allowed, a role not allowed, the call
         ("Register as a worker", controller, "controller", "worker", "frontend",
-         lambda ch: rpc.ControllerStub(ch).Register(register, timeout=5)),
+         lambda ch: crpc.ControllerStub(ch).Register(register, timeout=5)),
         ("ApplyConfig (empty) to a worker", worker, "worker", "controller", "frontend",
          lambda ch: rpc.WorkerStub(ch).ApplyConfig(apply, timeout=5)),
         ("WatchRoutes", controller, "controller", "frontend", "worker",
-         lambda ch: next(rpc.ControllerStub(ch).WatchRoutes(pb.WatchRoutesRequest(frontend_id="intruder"),
+         lambda ch: next(crpc.ControllerStub(ch).WatchRoutes(cpb.WatchRoutesRequest(frontend_id="intruder"),
                                                              timeout=5))),
         ("ReportRates (1e9 frames/s)", controller, "controller", "frontend", "worker",
-         lambda ch: rpc.ControllerStub(ch).ReportRates(pb.RatesReport(frontend_id="intruder", app_rates={app: 1e9},
+         lambda ch: crpc.ControllerStub(ch).ReportRates(cpb.RatesReport(frontend_id="intruder", app_rates={app: 1e9},
                                                                       window_s=1.0), timeout=5)),
     ]
     out = []
