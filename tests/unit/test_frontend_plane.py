@@ -909,4 +909,5 @@ def test_each_event_is_one_record_that_the_counters_and_prometheus_both_count():
     assert value("harpagon_module_requests_total", {"app": "mix", "module": "m"}) == s.requests == 4
     assert value("harpagon_module_latency_seconds_count", {"app": "mix", "module": "m"}) == len(s.latency_ms) == 3
     # the tally keeps whole nanoseconds per frame
-    assert value("nv_inference_request_duration_us_total", {"model": "mix"}) == pytest.approx(c.success_ns / 1e3, abs=0.01)
+    assert value("nv_inference_request_duration_us_total", {"model": "mix"}) == pytest.approx(c.success_ns / 1e3,
+                                                                                             abs=0.01)
