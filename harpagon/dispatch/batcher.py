@@ -45,10 +45,12 @@ class BatchCollector(Generic[T]):
     _items: list[T] = field(default_factory=list)
     _opened: float = 0.0
     _next_worker: int = 0
+    _timed: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
         if self.size < 1 or self.workers < 1 or not self.wait_ms >= 0:
             raise ValueError(f"bad collector: size={self.size} workers={self.workers} wait_ms={self.wait_ms}")
+        self._timed = not math.isinf(self.wait_ms)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -64,7 +66,7 @@ class BatchCollector(Generic[T]):
 
     def deadline(self) -> float | None:
         """When the open batch must ship (None when nothing is open or there is no timer)."""
-        if not self._items or math.isinf(self.wait_ms):
+        if not self._items or not self._timed:
             return None
         return self._opened + self.wait_ms
 

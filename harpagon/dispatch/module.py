@@ -68,6 +68,11 @@ class ModuleDispatcher(Generic[T]):
                 self._collectors.append([BatchCollector(t.batch, wait, 1) for _ in range(t.workers)])
             self._turn.append(0)
         self._single = len(self._collectors) == 1 and len(self._collectors[0]) == 1
+        self._due: float | None = None
+        """The earliest deadline of an open batch, kept as batches open (and recomputed after one ships),
+        so that a request polls every collector only when one of them is due: the hot path of the live
+        frontend and of the replay, with many tuples or request-level workers."""
+        self._due_stale = False
 
     def add(self, item: T, now: float) -> list[Shipped[T]]:
         """Route one request; returns what ships now (its batch if full, and any batch now due)."""
@@ -78,20 +83,34 @@ class ModuleDispatcher(Generic[T]):
             j = self._turn[k]
             self._turn[k] = (j + 1) % len(group)
         # Add first: a request that arrives at its batch's very deadline still joins it.
-        batch = group[j].add(item, now)
-        out = [self._shipped(k, j, batch)] if batch is not None else []
+        c = group[j]
+        batch = c.add(item, now)
+        if batch is not None:
+            self._due_stale = True
+            out = [self._shipped(k, j, batch)]
+        else:
+            out = []
+            if len(c) == 1 and not self._due_stale and (d := c.deadline()) is not None \
+                    and (self._due is None or d < self._due):
+                self._due = d  # a batch opened
         if self._single:  # the collector's own add has polled its timer: there is no other
             return out
         return out + self.poll(now)
 
     def poll(self, now: float) -> list[Shipped[T]]:
         """Batches whose flush timer has run out."""
+        due = self.deadline()
+        if due is None or now < due - 1e-9:  # none is due (each collector's own test, on the earliest)
+            return []
         return self._take(lambda c: c.poll(now))
 
     def deadline(self) -> float | None:
         """The earliest time a batch must ship, for the caller's timer."""
-        due = [d for group in self._collectors for c in group if (d := c.deadline()) is not None]
-        return min(due) if due else None
+        if self._due_stale:
+            due = [d for group in self._collectors for c in group if (d := c.deadline()) is not None]
+            self._due = min(due) if due else None
+            self._due_stale = False
+        return self._due
 
     def flush(self, now: float) -> list[Shipped[T]]:
         """Ship every open batch now (drain)."""
@@ -104,6 +123,8 @@ class ModuleDispatcher(Generic[T]):
                 batch = take(c)
                 if batch is not None:
                     out.append(self._shipped(k, j, batch))
+        if out:
+            self._due_stale = True
         return out
 
     def _shipped(self, k: int, j: int, batch: Batch[T]) -> Shipped[T]:
