@@ -31,6 +31,7 @@ import numpy as np
 
 from harpagon.runtime.wire.clients import WorkerReply
 from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.modules import ModuleSpec
 
 
@@ -160,7 +161,10 @@ class FakeWorkers:
         except RuntimeError:
             return math.nan
 
-    async def infer(self, address: str, module: str, batch: np.ndarray, timeout_s: float | None = None) -> WorkerReply:
+    async def infer(self, address: str, module: str, batch: np.ndarray | Sequence[EncodedFrame],
+                    timeout_s: float | None = None) -> WorkerReply:
+        if not isinstance(batch, np.ndarray):  # encoded frames: answered with zeros
+            batch = np.zeros((len(batch), 1), np.float32)
         call = Call(next(self._seq), address, module, len(batch), self._now(), timeout_s,
                     tuple(expected_output(item) for item in batch))
         self.events.append(call)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18harpagon/v1/worker.proto\x12\x0bharpagon.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"~\n\x08\x43ropEdge\x12\r\n\x05\x63hild\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\x03\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x11\n\tmax_crops\x18\x04 \x01(\r\x12\r\n\x05shape\x18\x05 \x03(\x03\x12\r\n\x05scale\x18\x06 \x01(\x01\x12\x0f\n\x07poisson\x18\x07 \x01(\x08\"\xa7\x01\n\x0cModuleConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\r\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\x0f\n\x07weights\x18\x05 \x01(\t\x12\x0c\n\x04half\x18\x06 \x01(\x08\x12\x11\n\tbudget_ms\x18\x07 \x01(\x01\x12$\n\x05\x63rops\x18\x08 \x03(\x0b\x32\x15.harpagon.v1.CropEdge\"K\n\x0cWorkerConfig\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12*\n\x07modules\x18\x02 \x03(\x0b\x32\x19.harpagon.v1.ModuleConfig\"?\n\x12\x41pplyConfigRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.harpagon.v1.WorkerConfig\"7\n\x13\x41pplyConfigResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"N\n\x0cInferRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\"\n\x05input\x18\x02 \x01(\x0b\x32\x13.harpagon.v1.Tensor\x12\n\n\x02id\x18\x03 \x01(\t\"t\n\x07\x43ropSet\x12\r\n\x05\x63hild\x18\x01 \x01(\t\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\r\x12&\n\tdetection\x18\x03 \x01(\x0b\x32\x13.harpagon.v1.Tensor\x12\"\n\x05items\x18\x04 \x01(\x0b\x32\x13.harpagon.v1.Tensor\"\xa9\x01\n\rInferResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x07outputs\x18\x02 \x03(\x0b\x32\x13.harpagon.v1.Tensor\x12\x10\n\x08queue_ms\x18\x03 \x01(\x01\x12\x0f\n\x07\x65xec_ms\x18\x04 \x01(\x01\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\r\x12\x0f\n\x07\x64ummies\x18\x06 \x01(\r\x12#\n\x05\x63rops\x18\x07 \x03(\x0b\x32\x14.harpagon.v1.CropSet\"\x0f\n\rHealthRequest\"k\n\x0eHealthResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08hardware\x18\x04 \x01(\t\x12\x10\n\x08\x65mulated\x18\x05 \x01(\x08\"\x0e\n\x0cStatsRequest\"\xb9\x01\n\x0bModuleStats\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\x04\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ummies\x18\x04 \x01(\x04\x12\x15\n\rexec_ms_total\x18\x05 \x01(\x01\x12\x16\n\x0equeue_ms_total\x18\x06 \x01(\x01\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x04\x12\x16\n\x0erecent_exec_ms\x18\x08 \x03(\x01\x12\x0f\n\x07\x65xpired\x18\t \x01(\x04\"\xfc\x01\n\rStatsResponse\x12)\n\x07modules\x18\x01 \x03(\x0b\x32\x18.harpagon.v1.ModuleStats\x12\x10\n\x08\x65mulated\x18\x02 \x01(\x08\x12\x1c\n\x0fgpu_utilization\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\"\n\x15gpu_memory_used_bytes\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12#\n\x16gpu_memory_total_bytes\x18\x05 \x01(\x04H\x02\x88\x01\x01\x42\x12\n\x10_gpu_utilizationB\x18\n\x16_gpu_memory_used_bytesB\x19\n\x17_gpu_memory_total_bytes2\x9d\x02\n\x06Worker\x12P\n\x0b\x41pplyConfig\x12\x1f.harpagon.v1.ApplyConfigRequest\x1a .harpagon.v1.ApplyConfigResponse\x12>\n\x05Infer\x12\x19.harpagon.v1.InferRequest\x1a\x1a.harpagon.v1.InferResponse\x12\x41\n\x06Health\x12\x1a.harpagon.v1.HealthRequest\x1a\x1b.harpagon.v1.HealthResponse\x12>\n\x05Stats\x12\x19.harpagon.v1.StatsRequest\x1a\x1a.harpagon.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18harpagon/v1/worker.proto\x12\x0bharpagon.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"~\n\x08\x43ropEdge\x12\r\n\x05\x63hild\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\x03\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x11\n\tmax_crops\x18\x04 \x01(\r\x12\r\n\x05shape\x18\x05 \x03(\x03\x12\r\n\x05scale\x18\x06 \x01(\x01\x12\x0f\n\x07poisson\x18\x07 \x01(\x08\"\xba\x01\n\x0cModuleConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\r\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\x0f\n\x07weights\x18\x05 \x01(\t\x12\x0c\n\x04half\x18\x06 \x01(\x08\x12\x11\n\tbudget_ms\x18\x07 \x01(\x01\x12$\n\x05\x63rops\x18\x08 \x03(\x0b\x32\x15.harpagon.v1.CropEdge\x12\x11\n\tdecode_ms\x18\t \x01(\x01\"K\n\x0cWorkerConfig\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12*\n\x07modules\x18\x02 \x03(\x0b\x32\x19.harpagon.v1.ModuleConfig\"?\n\x12\x41pplyConfigRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.harpagon.v1.WorkerConfig\"7\n\x13\x41pplyConfigResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\"F\n\x05\x46rame\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x65ncoding\x18\x02 \x01(\t\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\"r\n\x0cInferRequest\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\"\n\x05input\x18\x02 \x01(\x0b\x32\x13.harpagon.v1.Tensor\x12\n\n\x02id\x18\x03 \x01(\t\x12\"\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x12.harpagon.v1.Frame\"*\n\tItemError\x12\x0c\n\x04item\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\"t\n\x07\x43ropSet\x12\r\n\x05\x63hild\x18\x01 \x01(\t\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\r\x12&\n\tdetection\x18\x03 \x01(\x0b\x32\x13.harpagon.v1.Tensor\x12\"\n\x05items\x18\x04 \x01(\x0b\x32\x13.harpagon.v1.Tensor\"\xd1\x01\n\rInferResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x07outputs\x18\x02 \x03(\x0b\x32\x13.harpagon.v1.Tensor\x12\x10\n\x08queue_ms\x18\x03 \x01(\x01\x12\x0f\n\x07\x65xec_ms\x18\x04 \x01(\x01\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\r\x12\x0f\n\x07\x64ummies\x18\x06 \x01(\r\x12#\n\x05\x63rops\x18\x07 \x03(\x0b\x32\x14.harpagon.v1.CropSet\x12&\n\x06\x65rrors\x18\x08 \x03(\x0b\x32\x16.harpagon.v1.ItemError\"\x0f\n\rHealthRequest\"k\n\x0eHealthResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x10\n\x08hardware\x18\x04 \x01(\t\x12\x10\n\x08\x65mulated\x18\x05 \x01(\x08\"\x0e\n\x0cStatsRequest\"\xb9\x01\n\x0bModuleStats\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\x04\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ummies\x18\x04 \x01(\x04\x12\x15\n\rexec_ms_total\x18\x05 \x01(\x01\x12\x16\n\x0equeue_ms_total\x18\x06 \x01(\x01\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x04\x12\x16\n\x0erecent_exec_ms\x18\x08 \x03(\x01\x12\x0f\n\x07\x65xpired\x18\t \x01(\x04\"\xfc\x01\n\rStatsResponse\x12)\n\x07modules\x18\x01 \x03(\x0b\x32\x18.harpagon.v1.ModuleStats\x12\x10\n\x08\x65mulated\x18\x02 \x01(\x08\x12\x1c\n\x0fgpu_utilization\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\"\n\x15gpu_memory_used_bytes\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12#\n\x16gpu_memory_total_bytes\x18\x05 \x01(\x04H\x02\x88\x01\x01\x42\x12\n\x10_gpu_utilizationB\x18\n\x16_gpu_memory_used_bytesB\x19\n\x17_gpu_memory_total_bytes2\x9d\x02\n\x06Worker\x12P\n\x0b\x41pplyConfig\x12\x1f.harpagon.v1.ApplyConfigRequest\x1a .harpagon.v1.ApplyConfigResponse\x12>\n\x05Infer\x12\x19.harpagon.v1.InferRequest\x1a\x1a.harpagon.v1.InferResponse\x12\x41\n\x06Health\x12\x1a.harpagon.v1.HealthRequest\x1a\x1b.harpagon.v1.HealthResponse\x12>\n\x05Stats\x12\x19.harpagon.v1.StatsRequest\x1a\x1a.harpagon.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,29 +36,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CROPEDGE']._serialized_start=95
   _globals['_CROPEDGE']._serialized_end=221
   _globals['_MODULECONFIG']._serialized_start=224
-  _globals['_MODULECONFIG']._serialized_end=391
-  _globals['_WORKERCONFIG']._serialized_start=393
-  _globals['_WORKERCONFIG']._serialized_end=468
-  _globals['_APPLYCONFIGREQUEST']._serialized_start=470
-  _globals['_APPLYCONFIGREQUEST']._serialized_end=533
-  _globals['_APPLYCONFIGRESPONSE']._serialized_start=535
-  _globals['_APPLYCONFIGRESPONSE']._serialized_end=590
-  _globals['_INFERREQUEST']._serialized_start=592
-  _globals['_INFERREQUEST']._serialized_end=670
-  _globals['_CROPSET']._serialized_start=672
-  _globals['_CROPSET']._serialized_end=788
-  _globals['_INFERRESPONSE']._serialized_start=791
-  _globals['_INFERRESPONSE']._serialized_end=960
-  _globals['_HEALTHREQUEST']._serialized_start=962
-  _globals['_HEALTHREQUEST']._serialized_end=977
-  _globals['_HEALTHRESPONSE']._serialized_start=979
-  _globals['_HEALTHRESPONSE']._serialized_end=1086
-  _globals['_STATSREQUEST']._serialized_start=1088
-  _globals['_STATSREQUEST']._serialized_end=1102
-  _globals['_MODULESTATS']._serialized_start=1105
-  _globals['_MODULESTATS']._serialized_end=1290
-  _globals['_STATSRESPONSE']._serialized_start=1293
-  _globals['_STATSRESPONSE']._serialized_end=1545
-  _globals['_WORKER']._serialized_start=1548
-  _globals['_WORKER']._serialized_end=1833
+  _globals['_MODULECONFIG']._serialized_end=410
+  _globals['_WORKERCONFIG']._serialized_start=412
+  _globals['_WORKERCONFIG']._serialized_end=487
+  _globals['_APPLYCONFIGREQUEST']._serialized_start=489
+  _globals['_APPLYCONFIGREQUEST']._serialized_end=552
+  _globals['_APPLYCONFIGRESPONSE']._serialized_start=554
+  _globals['_APPLYCONFIGRESPONSE']._serialized_end=609
+  _globals['_FRAME']._serialized_start=611
+  _globals['_FRAME']._serialized_end=681
+  _globals['_INFERREQUEST']._serialized_start=683
+  _globals['_INFERREQUEST']._serialized_end=797
+  _globals['_ITEMERROR']._serialized_start=799
+  _globals['_ITEMERROR']._serialized_end=841
+  _globals['_CROPSET']._serialized_start=843
+  _globals['_CROPSET']._serialized_end=959
+  _globals['_INFERRESPONSE']._serialized_start=962
+  _globals['_INFERRESPONSE']._serialized_end=1171
+  _globals['_HEALTHREQUEST']._serialized_start=1173
+  _globals['_HEALTHREQUEST']._serialized_end=1188
+  _globals['_HEALTHRESPONSE']._serialized_start=1190
+  _globals['_HEALTHRESPONSE']._serialized_end=1297
+  _globals['_STATSREQUEST']._serialized_start=1299
+  _globals['_STATSREQUEST']._serialized_end=1313
+  _globals['_MODULESTATS']._serialized_start=1316
+  _globals['_MODULESTATS']._serialized_end=1501
+  _globals['_STATSRESPONSE']._serialized_start=1504
+  _globals['_STATSRESPONSE']._serialized_end=1756
+  _globals['_WORKER']._serialized_start=1759
+  _globals['_WORKER']._serialized_end=2044
 # @@protoc_insertion_point(module_scope)

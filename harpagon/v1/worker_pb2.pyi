@@ -35,7 +35,7 @@ class CropEdge(_message.Message):
     def __init__(self, child: _Optional[str] = ..., labels: _Optional[_Iterable[int]] = ..., min_score: _Optional[float] = ..., max_crops: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., scale: _Optional[float] = ..., poisson: _Optional[bool] = ...) -> None: ...
 
 class ModuleConfig(_message.Message):
-    __slots__ = ("name", "model", "batch", "input_shape", "weights", "half", "budget_ms", "crops")
+    __slots__ = ("name", "model", "batch", "input_shape", "weights", "half", "budget_ms", "crops", "decode_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class ModuleConfig(_message.Message):
     HALF_FIELD_NUMBER: _ClassVar[int]
     BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
     CROPS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     batch: int
@@ -52,7 +53,8 @@ class ModuleConfig(_message.Message):
     half: bool
     budget_ms: float
     crops: _containers.RepeatedCompositeFieldContainer[CropEdge]
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., batch: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., weights: _Optional[str] = ..., half: _Optional[bool] = ..., budget_ms: _Optional[float] = ..., crops: _Optional[_Iterable[_Union[CropEdge, _Mapping]]] = ...) -> None: ...
+    decode_ms: float
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., batch: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., weights: _Optional[str] = ..., half: _Optional[bool] = ..., budget_ms: _Optional[float] = ..., crops: _Optional[_Iterable[_Union[CropEdge, _Mapping]]] = ..., decode_ms: _Optional[float] = ...) -> None: ...
 
 class WorkerConfig(_message.Message):
     __slots__ = ("version", "modules")
@@ -76,15 +78,37 @@ class ApplyConfigResponse(_message.Message):
     changed: bool
     def __init__(self, version: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
 
+class Frame(_message.Message):
+    __slots__ = ("data", "encoding", "height", "width")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    encoding: str
+    height: int
+    width: int
+    def __init__(self, data: _Optional[bytes] = ..., encoding: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ...) -> None: ...
+
 class InferRequest(_message.Message):
-    __slots__ = ("module", "input", "id")
+    __slots__ = ("module", "input", "id", "frames")
     MODULE_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
     module: str
     input: Tensor
     id: str
-    def __init__(self, module: _Optional[str] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., id: _Optional[str] = ...) -> None: ...
+    frames: _containers.RepeatedCompositeFieldContainer[Frame]
+    def __init__(self, module: _Optional[str] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ...) -> None: ...
+
+class ItemError(_message.Message):
+    __slots__ = ("item", "message")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    item: int
+    message: str
+    def __init__(self, item: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CropSet(_message.Message):
     __slots__ = ("child", "counts", "detection", "items")
@@ -99,7 +123,7 @@ class CropSet(_message.Message):
     def __init__(self, child: _Optional[str] = ..., counts: _Optional[_Iterable[int]] = ..., detection: _Optional[_Union[Tensor, _Mapping]] = ..., items: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class InferResponse(_message.Message):
-    __slots__ = ("id", "outputs", "queue_ms", "exec_ms", "batch", "dummies", "crops")
+    __slots__ = ("id", "outputs", "queue_ms", "exec_ms", "batch", "dummies", "crops", "errors")
     ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +131,7 @@ class InferResponse(_message.Message):
     BATCH_FIELD_NUMBER: _ClassVar[int]
     DUMMIES_FIELD_NUMBER: _ClassVar[int]
     CROPS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
     id: str
     outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
     queue_ms: float
@@ -114,7 +139,8 @@ class InferResponse(_message.Message):
     batch: int
     dummies: int
     crops: _containers.RepeatedCompositeFieldContainer[CropSet]
-    def __init__(self, id: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., queue_ms: _Optional[float] = ..., exec_ms: _Optional[float] = ..., batch: _Optional[int] = ..., dummies: _Optional[int] = ..., crops: _Optional[_Iterable[_Union[CropSet, _Mapping]]] = ...) -> None: ...
+    errors: _containers.RepeatedCompositeFieldContainer[ItemError]
+    def __init__(self, id: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., queue_ms: _Optional[float] = ..., exec_ms: _Optional[float] = ..., batch: _Optional[int] = ..., dummies: _Optional[int] = ..., crops: _Optional[_Iterable[_Union[CropSet, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()

@@ -227,3 +227,32 @@ def test_an_emulated_detectors_crops_reach_the_client(start_worker):
         assert boxes.shape == (1, 100, 4) and (labels >= 0).sum() == sum(c.counts.sum() for c in r.crops.values())
         cars, items = r.crops["cars"].of(0)
         assert (labels[0, cars] == 3).all() and items.shape == (len(cars), 3, 8, 8) and items.dtype == np.uint8
+
+
+def test_cpu_worker_answers_a_batch_of_jpeg_frames_and_an_error_for_a_bad_one(start_worker):
+    """Frames as clients send them: JPEG bytes of any size, decoded and resized on the worker; the
+    unreadable one is an error of its item, and the batch is answered."""
+    import warnings
+
+    import torch
+    from torchvision.io import encode_jpeg
+
+    def jpeg(h: int, w: int, seed: int) -> pb.Frame:
+        image = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (3, h, w), dtype=np.uint8))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return pb.Frame(data=encode_jpeg(image, quality=90).numpy().tobytes(), encoding="jpeg")
+
+    w = start_worker("--device", "cpu", "--threads", "1")
+    w.stub.ApplyConfig(config(1, ("cls", "resnet18", 4)), timeout=120)
+    bad = pb.Frame(data=b"\xff\xd8\xff" + bytes(100), encoding="jpeg")
+    r = w.stub.Infer(pb.InferRequest(module="cls", id="j", frames=[jpeg(120, 160, 1), bad, jpeg(32, 32, 2)]),
+                     timeout=60)
+    (logits,) = [to_numpy(t) for t in r.outputs]
+    assert r.id == "j" and logits.shape == (3, 1000) and (r.batch, r.dummies) == (4, 1)
+    assert [e.item for e in r.errors] == [1] and "JPEG frame" in r.errors[0].message
+    assert np.isfinite(logits[[0, 2]]).all()
+    both = pb.InferRequest(module="cls", input=frames(1), frames=[jpeg(8, 8, 3)])
+    status, details = code(lambda: w.stub.Infer(both))
+    assert status == grpc.StatusCode.INVALID_ARGUMENT and "got both" in details
+    assert w.stub.Infer(pb.InferRequest(module="cls", input=frames(2)), timeout=60).batch == 4  # tensors as before

@@ -11,9 +11,10 @@ import pytest
 
 from harpagon.runtime.metrics import WorkerMetrics
 from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.modules import CropEdge, ModuleSpec
 from harpagon.runtime.wire.tensors import Crops, from_numpy, to_numpy
-from harpagon.runtime.worker import registry
+from harpagon.runtime.worker import crops, registry
 from harpagon.runtime.worker.data_plane import MAX_BATCH, MAX_CROP_EDGES, MAX_MODULES, WorkerDataPlane
 from harpagon.runtime.worker.executor import EmulatedExecutor, TorchExecutor
 from harpagon.v1 import worker_pb2 as pb
@@ -286,3 +287,178 @@ def test_a_torch_runner_takes_feature_vectors():
     runner = TorchExecutor("cpu", threads=1).load(ModuleSpec("head", "mlp_head", 4, (1000,)))
     result = runner(np.random.default_rng(0).random((3, 1000), dtype=np.float32))
     assert result.outputs[0].shape == (3, 16) and result.outputs[0].dtype == np.float32 and result.crops == {}
+
+
+# --- encoded frames ------------------------------------------------------------------------------
+
+
+def _png(image: np.ndarray) -> EncodedFrame:
+    """[3, H, W] uint8 as a PNG frame (lossless)."""
+    import warnings
+
+    import torch
+    from torchvision.io import encode_png
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return EncodedFrame(encode_png(torch.from_numpy(image)).numpy().tobytes(), "png")
+
+
+def _jpeg(image: np.ndarray) -> EncodedFrame:
+    import warnings
+
+    import torch
+    from torchvision.io import encode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return EncodedFrame(encode_jpeg(torch.from_numpy(image), quality=90).numpy().tobytes(), "jpeg")
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (3, h, w), dtype=np.uint8)
+
+
+BAD_FRAME = EncodedFrame(b"\xff\xd8\xff" + b"\x00" * 64, "jpeg")
+
+
+def test_a_torch_module_takes_a_batch_of_frames_with_an_error_for_the_bad_one():
+    """resnet18 at 32 x 32: three frames, one unreadable. The good ones give the outputs their pixels
+    give as a tensor (a PNG at the input size: decoded exactly), the bad one an error of its own."""
+    plane = WorkerDataPlane(TorchExecutor("cpu", threads=1))
+    try:
+        plane.apply(1, [ModuleSpec("cls", "resnet18", 4, (3, 32, 32))])
+        a, b = _image(32, 32, 1), _image(64, 48, 2)
+        r = plane.infer("cls", [_png(a), BAD_FRAME, _jpeg(b)])
+        assert r.outputs[0].shape == (3, 1000) and (r.batch, r.dummies) == (4, 1)
+        assert list(r.errors) == [1] and "JPEG frame" in r.errors[1]
+        want = plane.infer("cls", a[None]).outputs[0][0]
+        assert np.allclose(r.outputs[0][0], want, atol=1e-4)
+        assert np.isfinite(r.outputs[0][2]).all() and not np.allclose(r.outputs[0][2], want, atol=1e-3)
+        assert plane.counters()["cls"].requests == 4  # three frames and one tensor
+    finally:
+        plane.close()
+
+
+def test_frames_malformed_as_a_batch_are_invalid_naming_the_item(plane):
+    plane.apply(1, [spec(), ModuleSpec("head", "resnet18", 1, (1000,))])  # a vector input
+    good = _png(_image(8, 8))
+    with pytest.raises(InvalidArgument, match="batches of 4; got 5 items"):
+        plane.infer("m", [good] * 5)
+    with pytest.raises(InvalidArgument, match="item 1: frame encoding must be one of jpeg, png, raw, got 'gif'"):
+        plane.infer("m", [good, EncodedFrame(b"GIF89a", "gif")])
+    with pytest.raises(InvalidArgument, match="item 0 is a bytes, not an EncodedFrame"):
+        plane.infer("m", [b"\xff\xd8"])
+    with pytest.raises(InvalidArgument, match="module 'head' takes \\[n, 1000\\] inputs, not frames"):
+        plane.infer("head", [good])
+
+
+def test_an_emulated_device_charges_decode_ms_per_frame_and_reports_the_same_errors():
+    from dataclasses import replace
+
+    profiles = {("resnet18", "fake"): {4: (2.0, 0.0)}}
+    plane = WorkerDataPlane(EmulatedExecutor("fake", profiles))
+    try:
+        plane.apply(1, [replace(spec(), decode_ms=30.0)])
+        frames = [_jpeg(_image(16, 16)), BAD_FRAME, EncodedFrame(b"\0" * 10, "raw", 2, 2)]
+        r = plane.infer("m", frames)
+        assert r.exec_ms >= 2.0 + 3 * 30.0 and r.outputs[0].shape == (3, 1000)
+        assert sorted(r.errors) == [1, 2] and "JPEG frame" in r.errors[1] and "2 x 2 x 3 is 12" in r.errors[2]
+        assert plane.infer("m", np.zeros((3, *SHAPE), np.uint8)).exec_ms < 2.0 + 3 * 30.0  # tensors: no decode
+    finally:
+        plane.close()
+
+
+def test_decode_ms_travels_in_the_module_config_and_is_bounded(plane):
+    from dataclasses import replace
+
+    s = replace(spec(), decode_ms=1.5)
+    assert ModuleSpec.from_proto(s.to_proto()) == s and s.to_proto().decode_ms == 1.5
+    for bad in (-1.0, float("nan"), 1e9):
+        with pytest.raises(InvalidArgument, match="decode_ms must be in \\[0, 10000.0\\], got"):
+            ModuleSpec.from_proto(pb.ModuleConfig(name="x", model="resnet18", batch=1, input_shape=[3, 8, 8],
+                                                  decode_ms=bad))
+    with pytest.raises(InvalidArgument, match="decode_ms must be in"):
+        plane.apply(1, [replace(spec(), decode_ms=-2.0)])
+
+
+def test_a_detector_fed_frames_cuts_its_crops_from_the_full_resolution_frame():
+    """A 64 x 64 frame of four coloured quadrants; the detector runs at 16 x 16 and finds one box, the
+    top-right quadrant in its input's pixels. The crop is that quadrant of the FULL frame, and an
+    item whose frame is unreadable gets no crops."""
+    import torch
+
+    from harpagon.runtime.worker.executor import _TorchRunner
+
+    class OneBox(torch.nn.Module):
+        def forward(self, images):
+            self.seen = images.shape
+            return [{"boxes": torch.tensor([[8.0, 0.0, 16.0, 8.0]]), "scores": torch.tensor([0.9]),
+                     "labels": torch.tensor([1])} for _ in images]
+
+    frame = np.zeros((3, 64, 64), np.uint8)
+    colours = {(0, 0): (200, 0, 0), (0, 1): (0, 180, 0), (1, 0): (0, 0, 160), (1, 1): (90, 90, 90)}
+    for (qy, qx), rgb in colours.items():
+        frame[:, qy * 32:(qy + 1) * 32, qx * 32:(qx + 1) * 32] = np.array(rgb, np.uint8)[:, None, None]
+    frame[:, 40, 40] = 255  # a detail the 16 x 16 input cannot hold, inside the bottom-right quadrant
+    edge = CropEdge("c", (3, 8, 8), min_score=0.5)
+    runner = _TorchRunner(ModuleSpec("det", "ssdlite320_mobilenet_v3_large", 4, (3, 16, 16), crops=(edge,)),
+                          "detect", OneBox(), "cpu")
+    r = runner([_png(frame), BAD_FRAME, _png(frame)])
+    assert runner.model.seen == (4, 3, 16, 16)
+    got = r.crops["c"]
+    assert got.counts.tolist() == [1, 0, 1] and list(r.errors) == [1]
+    assert got.items.shape == (2, 3, 8, 8)
+    for crop in got.items:
+        assert (crop == np.array(colours[0, 1], np.uint8)[:, None, None]).all()  # exactly the top-right
+    assert np.allclose(r.outputs[0][0, 0], [8, 0, 16, 8])  # boxes stay in the input's pixels
+    # frames of different sizes in one call: each item cut from its own, at full resolution (the
+    # bright pixel survives a 32 px box cut to 32 px)
+    small = torch.zeros((3, 10, 20), dtype=torch.uint8)
+    cut = crops.cut_frames([torch.from_numpy(frame), None, small], [np.array([[32.0, 32.0, 64.0, 64.0]]),
+                                                                    np.zeros((0, 4)), np.array([[0, 0, 20, 10]])],
+                           (3, 32, 32))
+    assert cut.shape == (2, 3, 32, 32) and cut[0, :, 8, 8].tolist() == [255, 255, 255] and not cut[1].any()
+
+
+def test_the_server_answers_frames_and_their_errors(plane):
+    from harpagon.runtime.worker.server import WorkerServicer
+
+    class Context:
+        def time_remaining(self):
+            return None
+
+    plane.apply(1, [spec()])
+    servicer = WorkerServicer(plane)
+    request = pb.InferRequest(module="m", id="f", frames=[_png(_image(8, 8)).to_proto(), BAD_FRAME.to_proto()])
+    reply = servicer.Infer(request, Context())
+    assert reply.id == "f" and to_numpy(reply.outputs[0]).shape == (2, 1000)
+    assert [(e.item, "JPEG frame" in e.message) for e in reply.errors] == [(1, True)]
+    tensor = servicer.Infer(pb.InferRequest(module="m", input=from_numpy(np.zeros((1, *SHAPE), np.uint8))), Context())
+    assert len(tensor.errors) == 0
+
+
+def test_the_grpc_client_sends_frames_and_reads_their_errors(plane):
+    import asyncio
+
+    from harpagon.runtime.wire.clients import GrpcWorkerClient
+    from harpagon.runtime.worker.server import start
+
+    plane.apply(1, [spec()])
+    server, address = start(plane, 0)
+
+    async def calls():
+        client = GrpcWorkerClient()
+        try:
+            framed = await client.infer(address, "m", [BAD_FRAME, _jpeg(_image(20, 30))], timeout_s=10)
+            tensor = await client.infer(address, "m", np.zeros((1, *SHAPE), np.uint8), timeout_s=10)
+            return framed, tensor
+        finally:
+            await client.close()
+
+    try:
+        framed, tensor = asyncio.run(calls())
+    finally:
+        server.stop(0)
+    assert framed.outputs[0].shape == (2, 1000) and list(framed.errors) == [0] and "JPEG" in framed.errors[0]
+    assert tensor.outputs[0].shape == (1, 1000) and tensor.errors == {}

@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 
 from harpagon.runtime.wire.errors import NotFound, RuntimeFault, Unavailable
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
 from harpagon.runtime.wire.rpc import aio_channel, fault_of
 from harpagon.runtime.wire.tensors import Crops, from_numpy, to_numpy
@@ -24,18 +25,22 @@ from harpagon.v1 import worker_pb2_grpc as rpc
 
 @dataclass(frozen=True, slots=True)
 class WorkerReply:
-    """One batch's outputs (each [n, ...], real items only), a detector's crops per child module, and
-    the worker's own timings."""
+    """One batch's outputs (each [n, ...], real items only), a detector's crops per child module, the
+    worker's own timings, and the items whose frame could not be read (a batch of frames only: their
+    outputs are meaningless, and each of those frames is answered INVALID_ARGUMENT alone)."""
 
     outputs: list[np.ndarray]
     queue_ms: float = 0.0
     exec_ms: float = 0.0
     crops: dict[str, Crops] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
 
 
 class WorkerClient(Protocol):
-    async def infer(self, address: str, module: str, batch: np.ndarray, timeout_s: float | None = None) -> WorkerReply:
-        """Run one batch; raises a RuntimeFault (Unavailable, DeadlineExceeded, ...) on failure."""
+    async def infer(self, address: str, module: str, batch: np.ndarray | Sequence[EncodedFrame],
+                    timeout_s: float | None = None) -> WorkerReply:
+        """Run one batch, a tensor [n, *input_shape] or n encoded frames; raises a RuntimeFault
+        (Unavailable, DeadlineExceeded, ...) on failure."""
         ...
 
     async def apply(self, address: str, version: int, specs: Sequence[ModuleSpec], timeout_s: float) -> int:
@@ -64,10 +69,12 @@ class GrpcWorkerClient:
             held = self._stubs[address] = (channel, rpc.WorkerStub(channel))
         return held[1]
 
-    async def infer(self, address: str, module: str, batch: np.ndarray, timeout_s: float | None = None) -> WorkerReply:
+    async def infer(self, address: str, module: str, batch: np.ndarray | Sequence[EncodedFrame],
+                    timeout_s: float | None = None) -> WorkerReply:
+        request = (pb.InferRequest(module=module, input=from_numpy(batch)) if isinstance(batch, np.ndarray)
+                   else pb.InferRequest(module=module, frames=[f.to_proto() for f in batch]))
         try:
-            reply = await self._stub(address).Infer(pb.InferRequest(module=module, input=from_numpy(batch)),
-                                                    timeout=timeout_s)
+            reply = await self._stub(address).Infer(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             fault = fault_of(exc, f"worker {address}")
             if isinstance(fault, NotFound):  # the module is not (or no longer) there: a routing race, not the app
@@ -75,7 +82,10 @@ class GrpcWorkerClient:
             raise fault from None
         try:
             crops = {c.child: Crops.from_proto(c) for c in reply.crops}
-            return WorkerReply([to_numpy(t) for t in reply.outputs], reply.queue_ms, reply.exec_ms, crops)
+            errors = {int(e.item): e.message for e in reply.errors}
+            if any(i >= len(batch) for i in errors):
+                raise Unavailable(f"errors for items {sorted(errors)} of a batch of {len(batch)}")
+            return WorkerReply([to_numpy(t) for t in reply.outputs], reply.queue_ms, reply.exec_ms, crops, errors)
         except RuntimeFault as exc:  # a reply that does not decode is the worker's failure, not the client's
             raise Unavailable(f"worker {address} sent a malformed reply: {exc}") from None
 

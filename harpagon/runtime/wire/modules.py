@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from harpagon.runtime.wire.errors import FailedPrecondition, InvalidArgument
 from harpagon.v1 import worker_pb2 as pb
 
+#: Most planned milliseconds to decode one frame (an emulated device sleeps it per frame).
+MAX_DECODE_MS = 10_000.0
+
 
 def worker_module_name(prefix: str, batch: int) -> str:
     """A module's name on its workers: its app/module and its batch size, so that a re-plan that only
@@ -68,11 +71,14 @@ class ModuleSpec:
     module (a re-plan that moves a budget reloads nothing)."""
     crops: tuple[CropEdge, ...] = ()
     """A detector's crops edges (empty for every other module)."""
+    decode_ms: float = 0.0
+    """The planned time to decode and resize one frame of this module, charged by an emulated device
+    per frame of a batch sent as frames (real devices spend what they spend)."""
 
     def to_proto(self) -> pb.ModuleConfig:
         return pb.ModuleConfig(name=self.name, model=self.model, batch=self.batch, input_shape=list(self.input_shape),
                                weights=self.weights or "", half=self.half, budget_ms=self.budget_ms,
-                               crops=[e.to_proto() for e in self.crops])
+                               crops=[e.to_proto() for e in self.crops], decode_ms=self.decode_ms)
 
     @staticmethod
     def from_proto(m: pb.ModuleConfig, default_shape: Callable[[str], tuple[int, ...]] | None = None) -> ModuleSpec:
@@ -95,8 +101,10 @@ class ModuleSpec:
         crops = tuple(CropEdge.from_proto(e, where) for e in m.crops)
         if len({e.child for e in crops}) != len(crops):
             raise InvalidArgument(f"{where}: crops edges name a child twice: {[e.child for e in crops]}")
+        if not 0.0 <= m.decode_ms <= MAX_DECODE_MS:  # NaN fails too
+            raise InvalidArgument(f"{where}: decode_ms must be in [0, {MAX_DECODE_MS}], got {m.decode_ms}")
         return ModuleSpec(m.name, m.model, int(m.batch), shape, m.weights or None, bool(m.half), float(m.budget_ms),
-                          crops)
+                          crops, float(m.decode_ms))
 
 
 def config_to_proto(version: int, specs: tuple[ModuleSpec, ...] | list[ModuleSpec]) -> pb.WorkerConfig:

@@ -63,14 +63,51 @@ def cut(images: torch.Tensor, boxes: Sequence[np.ndarray], shape: tuple[int, ...
     return out.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).cpu()
 
 
+def cut_frames(frames: Sequence[torch.Tensor | None], boxes: Sequence[np.ndarray],
+               shape: tuple[int, ...]) -> torch.Tensor:
+    """As `cut`, each item from its own image `frames[i]` ([C, H, W] uint8, sizes may differ; None: an
+    item with no boxes), `boxes[i]` in that image's pixels: one roi_align call per distinct size."""
+    import torch
+
+    c, h, w = shape
+    counts = [len(b) for b in boxes]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, k in enumerate(counts):
+        if k:
+            image = frames[i]
+            if image is None:
+                raise ValueError(f"item {i} has {k} boxes but no image")
+            groups.setdefault(tuple(image.shape), []).append(i)
+    per_item: list[torch.Tensor | None] = [None] * len(boxes)
+    for items in groups.values():
+        stacked = torch.stack([frames[i] for i in items]).float().div_(255.0)  # type: ignore[misc]
+        out = cut(stacked, [boxes[i] for i in items], shape)
+        for i, part in zip(items, torch.split(out, [counts[i] for i in items]), strict=True):
+            per_item[i] = part
+    parts = [p for p in per_item if p is not None]
+    return torch.cat(parts) if parts else torch.zeros((0, c, h, w), dtype=torch.uint8)
+
+
 def crop_sets(edges: Sequence[CropEdge], boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-              images: torch.Tensor) -> dict[str, Crops]:
+              images: torch.Tensor, frames: Sequence[torch.Tensor | None] | None = None) -> dict[str, Crops]:
     """Each edge's crops of a batch's detections (boxes [n, D, 4], scores and labels [n, D]),
-    cut from `images` (the detector's input, on its device)."""
+    cut from `images` (the detector's input, on its device), or, given `frames` (each item's
+    full-resolution frame, [C, H, W] uint8; None: an item in error, which gets no crops), from the
+    frames: boxes in the input's pixels are scaled to each frame's, so crops keep the frame's detail."""
     out = {}
+    scale = None
+    if frames is not None:
+        ih, iw = images.shape[-2:]
+        scale = [None if f is None else np.array([f.shape[2] / iw, f.shape[1] / ih] * 2, np.float32)
+                 for f in frames]
     for edge in edges:
         kept = select(edge, boxes, scores, labels)
-        items = cut(images, [boxes[i, k] for i, k in enumerate(kept)], edge.shape)
+        if scale is None:
+            items = cut(images, [boxes[i, k] for i, k in enumerate(kept)], edge.shape)
+        else:
+            kept = [k if scale[i] is not None else k[:0] for i, k in enumerate(kept)]
+            items = cut_frames(frames, [boxes[i, k] * s if s is not None else boxes[i, k]  # type: ignore[arg-type]
+                                        for i, (k, s) in enumerate(zip(kept, scale, strict=True))], edge.shape)
         detection = np.concatenate(kept).astype(np.int32) if kept else np.zeros(0, np.int32)
         out[edge.child] = Crops(np.array([len(k) for k in kept], np.int64), detection, items.numpy())
     return out

@@ -10,6 +10,10 @@ A batch may carry its deadline (the caller's, a `time.monotonic()` instant): one
 device queue past it is not run (its caller has given up on it) but answered DEADLINE_EXCEEDED and
 counted `expired`, so a backlog behind a slow batch drains at once instead of running for nobody.
 
+A batch is a tensor the caller resized or encoded frames (`wire/frames.py`) the runner decodes on
+the device; a frame that cannot be read is an error of its item (`InferResult.errors`), the batch
+runs for the others.
+
 Configurations and batches are bounded (MAX_* below): a configuration past them is INVALID_ARGUMENT
 before anything is loaded.
 """
@@ -21,6 +25,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,7 +34,8 @@ import numpy as np
 from harpagon.runtime.metrics import WorkerMetrics
 from harpagon.runtime.records import BatchExpired, BatchFailed, BatchRun, Recorders
 from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
-from harpagon.runtime.wire.modules import ModuleSpec
+from harpagon.runtime.wire.frames import ENCODINGS, MAX_FRAME_BYTES, EncodedFrame
+from harpagon.runtime.wire.modules import MAX_DECODE_MS, ModuleSpec
 from harpagon.runtime.wire.tensors import Crops
 from harpagon.runtime.worker.executor import BatchResult, Executor, Runner
 
@@ -72,6 +78,8 @@ def check_spec(spec: ModuleSpec) -> None:
     if items * spec.batch > MAX_BATCH_ELEMENTS:
         raise InvalidArgument(f"{where}: batch {spec.batch} of input_shape {list(shape)} holds "
                               f"{items * spec.batch} elements, more than {MAX_BATCH_ELEMENTS}")
+    if not 0.0 <= spec.decode_ms <= MAX_DECODE_MS:
+        raise InvalidArgument(f"{where}: decode_ms must be in [0, {MAX_DECODE_MS}], got {spec.decode_ms}")
     if len(spec.crops) > MAX_CROP_EDGES:
         raise InvalidArgument(f"{where}: crops has {len(spec.crops)} edges, more than {MAX_CROP_EDGES}")
     for edge in spec.crops:
@@ -81,6 +89,33 @@ def check_spec(spec: ModuleSpec) -> None:
         if len(edge.shape) != 3 or any(d < 1 for d in edge.shape) or math.prod(edge.shape) > MAX_ITEM_ELEMENTS:
             raise InvalidArgument(f"{where}: crops for {edge.child!r}: shape must be [channels, height, "
                                   f"width] >= 1 of at most {MAX_ITEM_ELEMENTS} elements, got {list(edge.shape)}")
+
+
+def check_tensor(spec: ModuleSpec, x: np.ndarray) -> None:
+    """Raise InvalidArgument for a tensor batch the module cannot take."""
+    if x.dtype.name not in ACCEPTED_DTYPES:
+        raise InvalidArgument(f"module {spec.name!r} takes {', '.join(ACCEPTED_DTYPES)} inputs, got {x.dtype.name}")
+    if x.ndim != 1 + len(spec.input_shape) or tuple(x.shape[1:]) != spec.input_shape:
+        raise InvalidArgument(f"module {spec.name!r} takes [n, {', '.join(map(str, spec.input_shape))}] inputs, "
+                              f"got {list(x.shape)}")
+
+
+def check_frames(spec: ModuleSpec, frames: Sequence[EncodedFrame]) -> None:
+    """Raise InvalidArgument, naming the item, for a batch of frames malformed as a whole (a frame's
+    content, its header and pixels, is checked on the device: a bad one fails only its item)."""
+    shape = spec.input_shape
+    if len(shape) != 3 or shape[0] != 3:
+        raise InvalidArgument(f"module {spec.name!r} takes [n, {', '.join(map(str, shape))}] inputs, not frames "
+                              f"(frames decode to [3, h, w])")
+    for i, f in enumerate(frames):
+        if not isinstance(f, EncodedFrame):
+            raise InvalidArgument(f"module {spec.name!r}: item {i} is a {type(f).__name__}, not an EncodedFrame")
+        if f.encoding not in ENCODINGS:
+            raise InvalidArgument(f"module {spec.name!r}: item {i}: frame encoding must be one of "
+                                  f"{', '.join(ENCODINGS)}, got {f.encoding!r}")
+        if len(f.data) > MAX_FRAME_BYTES:
+            raise InvalidArgument(f"module {spec.name!r}: item {i}: frame data is {len(f.data)} bytes, more "
+                                  f"than {MAX_FRAME_BYTES}")
 
 
 @dataclass
@@ -145,6 +180,8 @@ class InferResult:
     dummies: int
     crops: dict[str, Crops] = field(default_factory=dict)
     """A detector's crops per child module."""
+    errors: dict[int, str] = field(default_factory=dict)
+    """Items whose frame could not be read: their outputs are meaningless (batches of frames only)."""
 
 
 @dataclass
@@ -210,8 +247,10 @@ class WorkerDataPlane:
 
     # --- inference --------------------------------------------------------------------------
 
-    def infer(self, module: str, x: np.ndarray, deadline: float | None = None) -> InferResult:
-        """Run one batch. `deadline` is a `time.monotonic()` instant: a batch that leaves the device
+    def infer(self, module: str, x: np.ndarray | Sequence[EncodedFrame], deadline: float | None = None) -> InferResult:
+        """Run one batch: a tensor [n, *input_shape], or n encoded frames for a module of [3, h, w]
+        inputs (decoded on the device; a frame that cannot be read is an error of its item, in
+        `errors`). `deadline` is a `time.monotonic()` instant: a batch that leaves the device
         queue past it is not run and raises DeadlineExceeded (counted `expired`)."""
         if len(module) > MAX_NAME:
             raise InvalidArgument(f"module name must be at most {MAX_NAME} characters, got {len(module)}")
@@ -219,12 +258,11 @@ class WorkerDataPlane:
         if runner is None:
             raise NotFound(f"module {module!r} is not served here (serving: {sorted(self._runners) or 'none'})")
         spec = runner.spec
-        if x.dtype.name not in ACCEPTED_DTYPES:
-            raise InvalidArgument(f"module {module!r} takes {', '.join(ACCEPTED_DTYPES)} inputs, got {x.dtype.name}")
-        if x.ndim != 1 + len(spec.input_shape) or tuple(x.shape[1:]) != spec.input_shape:
-            raise InvalidArgument(f"module {module!r} takes [n, {', '.join(map(str, spec.input_shape))}] inputs, "
-                                  f"got {list(x.shape)}")
-        n = x.shape[0]
+        if isinstance(x, np.ndarray):
+            check_tensor(spec, x)
+        else:
+            check_frames(spec, x)
+        n = len(x)
         if not 1 <= n <= spec.batch:
             raise InvalidArgument(f"module {module!r} runs batches of {spec.batch}; got {n} items")
         submitted = time.perf_counter()
@@ -250,7 +288,8 @@ class WorkerDataPlane:
         queue_ms = (started[0] - submitted) * 1000
         exec_ms = (done - started[0]) * 1000
         self.record(BatchRun(module, n, spec.batch - n, queue_ms, exec_ms))
-        return InferResult(result.outputs, queue_ms, exec_ms, spec.batch, spec.batch - n, result.crops)
+        return InferResult(result.outputs, queue_ms, exec_ms, spec.batch, spec.batch - n, result.crops,
+                           result.errors)
 
     # --- introspection ----------------------------------------------------------------------
 

@@ -12,6 +12,12 @@ Every runner always runs its configured batch size: a short batch is padded with
 inputs, so shapes stay fixed (as CUDA graphs and compiled engines need). A detector returns
 MAX_DETECTIONS rows per item, highest score first (padding: label -1), and the crops of its `crops`
 edges (:mod:`harpagon.runtime.worker.crops`).
+
+A batch is either a tensor the caller resized ([n, *input_shape]) or encoded frames
+(:class:`EncodedFrame`): a PyTorch runner decodes and resizes them on its device
+(:mod:`harpagon.runtime.worker.decode`) and cuts a detector's crops from the full-resolution frames;
+an emulated one checks their headers and sleeps the module's `decode_ms` per frame. A frame that
+cannot be read is an error of its item (`BatchResult.errors`), never of the batch.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import os
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +39,17 @@ import numpy as np
 
 from harpagon.config import models
 from harpagon.config.pipeline import MAX_DETECTIONS
+from harpagon.runtime.wire import frames as wire_frames
 from harpagon.runtime.wire.errors import FailedPrecondition, Internal, InvalidArgument
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.modules import CropEdge, ModuleSpec
 from harpagon.runtime.wire.tensors import Crops
 from harpagon.runtime.worker import crops, registry
 
 log = logging.getLogger("harpagon.worker")
+
+#: Threads that decode a runner's frames on the CPU (libjpeg-turbo and libpng release the GIL).
+DECODE_THREADS = 4
 
 #: TEST-ONLY FAULT INJECTION, emulated devices only: `HARPAGON_EMULATED_FAULT=internal` in a worker's
 #: environment makes every batch of its emulated device fail after its sleep, as a broken GPU does (the
@@ -52,10 +64,16 @@ FAULT_FILE_ENV = "HARPAGON_EMULATED_FAULT_FILE"
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What a batch gives: outputs of its real items (each [n, ...]) and a detector's crops per child."""
+    """What a batch gives: outputs of its real items (each [n, ...]), a detector's crops per child, and
+    the items whose frame could not be read (their outputs are meaningless)."""
 
     outputs: list[np.ndarray]
     crops: dict[str, Crops] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+#: A batch as a runner takes it: a tensor [n, *input_shape], or n encoded frames.
+Batch = np.ndarray | Sequence[EncodedFrame]
 
 
 class Runner(ABC):
@@ -65,8 +83,9 @@ class Runner(ABC):
         self.spec = spec
 
     @abstractmethod
-    def __call__(self, x: np.ndarray) -> BatchResult:
-        """Run `x` ([n, *input_shape], n <= batch) padded to the batch size; results of the n real items."""
+    def __call__(self, x: Batch) -> BatchResult:
+        """Run `x` ([n, *input_shape] or n frames, n <= batch) padded to the batch size; results of
+        the n real items."""
 
 
 class Executor(ABC):
@@ -143,10 +162,20 @@ class _TorchRunner(Runner):
         self.device = torch.device(device)
         self.stream = torch.cuda.Stream(device=self.device) if self.cuda else None
         self.host = torch.zeros((spec.batch, *spec.input_shape), dtype=torch.float32, pin_memory=self.cuda)
+        self._decoders: ThreadPoolExecutor | None = None
 
-    def __call__(self, x: np.ndarray) -> BatchResult:
+    def _pool(self) -> ThreadPoolExecutor:
+        """Threads for CPU decodes, started with the first batch of frames."""
+        if self._decoders is None:
+            self._decoders = ThreadPoolExecutor(min(DECODE_THREADS, os.cpu_count() or 1),
+                                                thread_name_prefix=f"decode-{self.spec.name}")
+        return self._decoders
+
+    def __call__(self, x: Batch) -> BatchResult:
         import torch
 
+        if not isinstance(x, np.ndarray):
+            return self._frames(x)
         n = x.shape[0]
         src = torch.from_numpy(np.ascontiguousarray(x))
         if src.dtype == torch.uint8:
@@ -161,7 +190,25 @@ class _TorchRunner(Runner):
             self.stream.synchronize()
         return result
 
-    def _results(self, out: Any, n: int, images: Any) -> BatchResult:
+    def _frames(self, frames: Sequence[EncodedFrame]) -> BatchResult:
+        """Decode and resize on the device into a padded batch, run it; a detector's crops come from
+        the full-resolution frames."""
+        import torch
+
+        from harpagon.runtime.worker import decode
+
+        n = len(frames)
+        on_stream = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+        with torch.inference_mode(), on_stream:
+            got = decode.decode_frames(frames, self.spec.input_shape, self.device, self._pool())
+            images = torch.zeros((self.spec.batch, *self.spec.input_shape), dtype=self.dtype, device=self.device)
+            images[:n] = got.images
+            result = self._results(self.model(images), n, images, got.full)
+        if self.stream is not None:
+            self.stream.synchronize()
+        return BatchResult(result.outputs, result.crops, got.errors)
+
+    def _results(self, out: Any, n: int, images: Any, full: Sequence[Any] | None = None) -> BatchResult:
         import torch
 
         if self.task == "classify":
@@ -175,7 +222,8 @@ class _TorchRunner(Runner):
             boxes[i, :k] = det["boxes"][order].float().cpu().numpy()
             scores[i, :k] = det["scores"][order].float().cpu().numpy()
             labels[i, :k] = det["labels"][order].cpu().numpy()
-        return BatchResult([boxes, scores, labels], crops.crop_sets(self.spec.crops, boxes, scores, labels, images))
+        return BatchResult([boxes, scores, labels],
+                           crops.crop_sets(self.spec.crops, boxes, scores, labels, images, full))
 
 
 def default_hardware_name(device: str) -> str:
@@ -242,7 +290,8 @@ class EmulatedExecutor(Executor):
                 f"module {spec.name!r}: emulated {self.hardware!r} has no profile of {spec.model!r} at batch "
                 f"{spec.batch} (profiled batches: {have or 'none'})")
         mean, std = rows[spec.batch]
-        return _SleepRunner(spec, (mean + std) * self.slowdown / 1000.0, self.fault, self.fault_file)
+        return _SleepRunner(spec, (mean + std) * self.slowdown / 1000.0, self.fault, self.fault_file,
+                            spec.decode_ms * self.slowdown / 1000.0)
 
 
 def _seed(*names: str) -> int:
@@ -251,9 +300,12 @@ def _seed(*names: str) -> int:
 
 
 class _SleepRunner(Runner):
-    def __init__(self, spec: ModuleSpec, seconds: float, fault: str = "", fault_file: str | None = None):
+    def __init__(self, spec: ModuleSpec, seconds: float, fault: str = "", fault_file: str | None = None,
+                 decode_seconds: float = 0.0):
         super().__init__(spec)
         self.seconds = seconds
+        self.decode_seconds = decode_seconds
+        """Charged per frame of a batch of frames, as a device would spend decoding them."""
         self.fault = fault
         self.fault_file = fault_file
         e = models.entry(spec.model)
@@ -263,17 +315,27 @@ class _SleepRunner(Runner):
         self.draws = {edge.child: np.random.default_rng(_seed(spec.name, edge.child)) for edge in spec.crops}
         self.boxes = np.random.default_rng(_seed(spec.name))
 
-    def __call__(self, x: np.ndarray) -> BatchResult:
+    def __call__(self, x: Batch) -> BatchResult:
+        errors: dict[int, str] = {}
+        seconds = self.seconds
+        if not isinstance(x, np.ndarray):  # frames: not decoded, but read as a decoder would refuse them
+            for i, frame in enumerate(x):
+                try:
+                    wire_frames.check(frame)
+                except InvalidArgument as exc:
+                    errors[i] = str(exc)
+            seconds += self.decode_seconds * len(x)
         # One sleep, no spinning: a GPU does not burn host CPU while it runs a batch, and dozens of
         # emulated workers share a few cores (sleep overshoots by ~0.1 ms; calibration measures it).
-        time.sleep(self.seconds)
+        time.sleep(seconds)
         if self.fault == "internal" or (self.fault_file is not None and os.path.exists(self.fault_file)):
             raise Internal(f"module {self.spec.name!r}: emulated device fault (test-only injection): "
                            f"the device failed the batch")
-        n = x.shape[0]
+        n = len(x)
         if not self.spec.crops:
-            return BatchResult([np.zeros((n, *self.output), np.float32)])
-        return self._detections(n)
+            return BatchResult([np.zeros((n, *self.output), np.float32)], errors=errors)
+        result = self._detections(n)
+        return BatchResult(result.outputs, result.crops, errors)
 
     def _counts(self, edge: CropEdge, n: int) -> np.ndarray:
         """Detections of the edge's next n items: [n]."""

@@ -15,6 +15,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from harpagon.runtime.metrics import WorkerMetrics, serve_metrics
+from harpagon.runtime.wire.errors import InvalidArgument
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.modules import ModuleSpec, config_to_proto
 from harpagon.runtime.wire.rpc import abort_on_fault, health_server, sync_channel, thread_server
 from harpagon.runtime.wire.tensors import from_numpy, to_numpy
@@ -87,11 +89,17 @@ class WorkerServicer(rpc.WorkerServicer):
         with abort_on_fault(context):
             remaining = context.time_remaining()  # the frontend always sets a deadline (without one: huge)
             deadline = time.monotonic() + remaining if remaining is not None else None
-            result = self.plane.infer(request.module, to_numpy(request.input), deadline)
+            if request.frames and request.HasField("input"):
+                raise InvalidArgument(f"module {request.module!r}: a batch is `input` or `frames`, got both "
+                                      f"({len(request.frames)} frames)")
+            batch = ([EncodedFrame.from_proto(f) for f in request.frames] if request.frames
+                     else to_numpy(request.input))
+            result = self.plane.infer(request.module, batch, deadline)
             return pb.InferResponse(id=request.id, outputs=[from_numpy(o) for o in result.outputs],
                                     queue_ms=result.queue_ms, exec_ms=result.exec_ms, batch=result.batch,
                                     dummies=result.dummies,
-                                    crops=[c.to_proto(child) for child, c in result.crops.items()])
+                                    crops=[c.to_proto(child) for child, c in result.crops.items()],
+                                    errors=[pb.ItemError(item=i, message=m) for i, m in sorted(result.errors.items())])
 
     def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext) -> pb.HealthResponse:
         ex = self.plane.executor

@@ -1,0 +1,126 @@
+"""Encoded video frames on the wire (harpagon.v1.Frame): JPEG or PNG bytes, as Triton clients send
+images, or raw RGB pixels. A worker decodes and resizes them inside the batch, on its device; this
+module only reads headers, so the frontend can refuse a bad frame without decoding it.
+
+`check` reads a frame's dimensions from its header (the JPEG SOF marker, the PNG IHDR chunk) in
+pure Python with a bounded scan, and refuses a frame past MAX_FRAME_PIXELS before any decoder sees
+it: a few kilobytes of PNG can claim 100000 x 100000 pixels (a decompression bomb).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harpagon.runtime.wire.errors import InvalidArgument
+from harpagon.v1 import worker_pb2 as pb
+
+ENCODINGS = ("jpeg", "png", "raw")
+#: Bytes of one encoded frame (an 8K JPEG at high quality is ~10 MiB; raw 2048 x 2048 x 3 is 12 MiB).
+MAX_FRAME_BYTES = 32 << 20
+#: Pixels of one frame: 8192 x 8192 (as data_plane.MAX_ITEM_ELEMENTS / 3); 192 MiB decoded as RGB.
+MAX_FRAME_PIXELS = 8192 * 8192
+#: JPEG segments read before the SOF marker; real files have a handful (APPn, DQT, DHT) before it.
+MAX_JPEG_SEGMENTS = 1024
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI = b"\xff\xd8\xff"
+#: Start-of-frame markers (baseline, progressive, lossless, arithmetic); C4, C8 and CC are not frames.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: Markers without a length: TEM and RST0-7.
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One frame as sent: `data` in `encoding`; `height` and `width` only for "raw" (H x W x 3 uint8,
+    C order)."""
+
+    data: bytes
+    encoding: str
+    height: int = 0
+    width: int = 0
+
+    def to_proto(self) -> pb.Frame:
+        return pb.Frame(data=self.data, encoding=self.encoding, height=self.height, width=self.width)
+
+    @staticmethod
+    def from_proto(f: pb.Frame) -> EncodedFrame:
+        """As sent, unchecked (the worker checks each frame alone, so one bad frame fails only itself)."""
+        return EncodedFrame(f.data, f.encoding, int(f.height), int(f.width))
+
+
+def sniff(data: bytes) -> str | None:
+    """"jpeg" or "png" by the magic bytes, else None."""
+    if data[:3] == _JPEG_SOI:
+        return "jpeg"
+    if data[:8] == _PNG_SIGNATURE:
+        return "png"
+    return None
+
+
+def _jpeg_dimensions(data: bytes) -> tuple[int, int]:
+    pos = 2
+    for _ in range(MAX_JPEG_SEGMENTS):
+        while pos < len(data) and data[pos] == 0xFF and pos + 1 < len(data) and data[pos + 1] == 0xFF:
+            pos += 1  # fill bytes before a marker
+        if pos + 1 >= len(data) or data[pos] != 0xFF:
+            raise InvalidArgument(f"JPEG frame: no SOF marker before byte {pos} of {len(data)} (truncated or "
+                                  f"not a JPEG)")
+        marker = data[pos + 1]
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # EOI or SOS before any frame header
+            raise InvalidArgument(f"JPEG frame: marker 0x{marker:02X} at byte {pos} before any SOF marker")
+        if pos + 4 > len(data):
+            break
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2:
+            raise InvalidArgument(f"JPEG frame: segment 0x{marker:02X} at byte {pos} has length {length}")
+        if marker in _SOF:
+            if length < 8 or pos + 9 > len(data):
+                break
+            return int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big")
+        pos += 2 + length
+    else:
+        raise InvalidArgument(f"JPEG frame: no SOF marker in its first {MAX_JPEG_SEGMENTS} segments")
+    raise InvalidArgument(f"JPEG frame: truncated header ({len(data)} bytes)")
+
+
+def _png_dimensions(data: bytes) -> tuple[int, int]:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise InvalidArgument(f"PNG frame: no IHDR chunk at byte 8 (truncated or not a PNG; {len(data)} bytes)")
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+
+
+def dimensions(frame: EncodedFrame) -> tuple[int, int]:
+    """(height, width) from the frame's header, without decoding; raises InvalidArgument when it
+    cannot be read."""
+    if frame.encoding == "raw":
+        return frame.height, frame.width
+    found = sniff(frame.data)
+    if found != frame.encoding:
+        raise InvalidArgument(f"frame encoding is {frame.encoding!r}, but its bytes are "
+                              f"{'not an image' if found is None else repr(found)}")
+    return _jpeg_dimensions(frame.data) if found == "jpeg" else _png_dimensions(frame.data)
+
+
+def check(frame: EncodedFrame) -> tuple[int, int]:
+    """(height, width) of a frame a decoder may be given; raises InvalidArgument, naming the field
+    and the value, for one that must not be."""
+    if frame.encoding not in ENCODINGS:
+        raise InvalidArgument(f"frame encoding must be one of {', '.join(ENCODINGS)}, got {frame.encoding!r}")
+    if len(frame.data) > MAX_FRAME_BYTES:
+        raise InvalidArgument(f"frame data is {len(frame.data)} bytes, more than {MAX_FRAME_BYTES}")
+    if frame.encoding != "raw" and (frame.height or frame.width):
+        raise InvalidArgument(f"frame height and width are for raw frames only, got {frame.height} x "
+                              f"{frame.width} for {frame.encoding!r}")
+    height, width = dimensions(frame)
+    if height < 1 or width < 1:
+        raise InvalidArgument(f"frame dimensions must be >= 1, got {height} x {width}")
+    if height * width > MAX_FRAME_PIXELS:
+        raise InvalidArgument(f"frame of {height} x {width} pixels is more than {MAX_FRAME_PIXELS} pixels")
+    if frame.encoding == "raw" and len(frame.data) != height * width * 3:
+        raise InvalidArgument(f"raw frame data is {len(frame.data)} bytes, but {height} x {width} x 3 is "
+                              f"{height * width * 3}")
+    return height, width
