@@ -85,25 +85,14 @@ class OutputSpec(_message.Message):
     dims: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
-class CropSettings(_message.Message):
-    __slots__ = ("labels", "min_score", "max_crops")
-    LABELS_FIELD_NUMBER: _ClassVar[int]
-    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
-    MAX_CROPS_FIELD_NUMBER: _ClassVar[int]
-    labels: _containers.RepeatedScalarFieldContainer[int]
-    min_score: float
-    max_crops: int
-    def __init__(self, labels: _Optional[_Iterable[int]] = ..., min_score: _Optional[float] = ..., max_crops: _Optional[int] = ...) -> None: ...
-
 class AppModule(_message.Message):
-    __slots__ = ("name", "after", "input", "scale", "task", "objects", "crops", "labels", "outputs")
+    __slots__ = ("name", "after", "input", "scale", "task", "objects", "labels", "outputs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
-    CROPS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     name: str
@@ -112,10 +101,9 @@ class AppModule(_message.Message):
     scale: float
     task: str
     objects: str
-    crops: CropSettings
     labels: _containers.RepeatedScalarFieldContainer[str]
     outputs: _containers.RepeatedCompositeFieldContainer[OutputSpec]
-    def __init__(self, name: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., input: _Optional[str] = ..., scale: _Optional[float] = ..., task: _Optional[str] = ..., objects: _Optional[str] = ..., crops: _Optional[_Union[CropSettings, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[OutputSpec, _Mapping]]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., input: _Optional[str] = ..., scale: _Optional[float] = ..., task: _Optional[str] = ..., objects: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[OutputSpec, _Mapping]]] = ...) -> None: ...
 
 class AppRoute(_message.Message):
     __slots__ = ("name", "rate", "slo_ms", "modules")

@@ -13,7 +13,8 @@ from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
 from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane, admission_limit
-from harpagon.runtime.wire.routes import CropSettings, ModuleRoute, RoutingTable, from_proto, to_proto
+from harpagon.runtime.wire.routes import AppModule, AppRoute, ModuleRoute, RoutingTable, from_proto, to_proto
+from harpagon.v1 import controller_pb2 as cpb
 from tests.fakes import FakeWorkers, run_virtual
 
 VEHICLES = App.model_validate({"name": "v", "rate": 30, "slo_ms": 400, "modules": [
@@ -34,8 +35,7 @@ def test_an_app_route_holds_what_the_frontend_serves_the_app_by():
     detect, cls, whole = (r.module(n) for n in ("detect", "cls", "whole"))
     assert detect.task == "detect" and detect.labels[3] == "car" and detect.outputs == ()
     assert (cls.input, cls.after, cls.objects, cls.task) == ("crops", ("detect",), "detect", "classify")
-    assert cls.crops == CropSettings((3, 8), 0.3, 5) and cls.labels == ()
-    assert (whole.scale, whole.objects, whole.crops) == (0.5, None, None)
+    assert cls.labels == () and (whole.scale, whole.objects, whole.labels) == (0.5, None, ())
     assert [o.name for o in r.outputs] == [
         "cls_0", "cls_top_class", "cls_top_score", "cls_detection", "cls_box", "cls_score", "cls_label",
         "cls_label_name", "whole_0", "whole_top_class", "whole_top_score"]
@@ -79,3 +79,26 @@ def test_app_routes_survive_the_wire_and_the_frontend_reads_no_registry():
     out, described = run_virtual(asyncio.wait_for(scenario(), 10))
     assert [spec for spec, _ in out] == list(described) and out[0][1].shape == (1, 1)
     assert models.registry.cache_info().currsize == 0  # the frontend never loaded the registry
+
+
+@pytest.mark.parametrize("rate, slo_ms, modules, why", [
+    (float("nan"), 100.0, [AppModule("a")], "finite"),
+    (10.0, float("inf"), [AppModule("a")], "finite"),
+    (10.0, 100.0, [], "no modules"),
+    (10.0, 100.0, [AppModule("b", ("a",)), AppModule("a")], "before its parents"),  # an unknown parent, or a cycle
+    (10.0, 100.0, [AppModule("a"), AppModule("a")], "repeats"),
+    (10.0, 100.0, [AppModule("a"), AppModule("b")], "one source"),
+    (10.0, 100.0, [AppModule("a", input="video")], "input"),  # type: ignore[arg-type]
+])
+def test_a_malformed_app_route_is_refused_whole(rate, slo_ms, modules, why):
+    """What the frontend would otherwise trip over on every frame (an admission bound of NaN, a parent it
+    never runs, a cycle that holds frames forever) is refused when the route is built."""
+    with pytest.raises(ValueError, match=why):
+        AppRoute("a", rate, slo_ms, tuple(modules))
+
+
+def test_routes_for_an_app_without_its_app_route_are_refused():
+    """A controller of another release sends no app routes: an error, not every app NOT_FOUND in silence."""
+    routes = cpb.Routes(version=3, modules=[cpb.ModuleRoute(app="cam", module="m", input_shape=[3, 8, 8])])
+    with pytest.raises(ValueError, match="without their app routes"):
+        from_proto(routes)

@@ -8,7 +8,7 @@ from harpagon.config.schema import Workload
 from harpagon.dispatch.module import TupleSpec
 from harpagon.planner.harpagon import plan
 from harpagon.runtime.controller.assignment import WorkerInfo, assign, live_workload
-from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable, from_proto, to_proto
+from harpagon.runtime.wire.routes import AppModule, AppRoute, ModuleRoute, RoutingTable, from_proto, to_proto
 from tests.conftest import BASE
 
 W = Workload.model_validate({**BASE, "apps": [{"name": "cam", "rate": 300, "slo_ms": 200, "modules": [
@@ -36,7 +36,8 @@ def test_latency_defaults_to_unknown_and_is_checked():
     with pytest.raises(ValueError, match="planned latency"):
         ModuleRoute("m", (3, 4, 4), (t,), (("a",),), ("m@b2",), (-1.0,))
     # a table from a controller that does not send latencies reads as unknown
-    msg = to_proto(RoutingTable(1, "batch-aware", {}, {("app", "m"): r}), {})
+    app = AppRoute("app", 10.0, 100.0, (AppModule("m"),))
+    msg = to_proto(RoutingTable(1, "batch-aware", {"app": app}, {("app", "m"): r}), {})
     for m in msg.modules:
         for tr in m.tuples:
             tr.ClearField("latency_ms")

@@ -23,7 +23,6 @@ from harpagon.runtime.wire.routes import (
     TOP_K,
     AppModule,
     AppRoute,
-    CropSettings,
     ModuleRoute,
     OutputSpec,
     RoutingTable,
@@ -123,12 +122,10 @@ def app_route(app: App) -> AppRoute:
 
 def _app_module(app: App, name: str) -> AppModule:
     m = app.module(name)
-    crops = None
-    if m.input == "crops":
-        f = m.crops or CropFilter()
-        crops = CropSettings(pipeline.crop_labels(app, name), f.min_score, f.max or 0)
-    return AppModule(name, m.after, m.input, m.scale, pipeline.task_of(m), app.objects[name], crops,
-                     models.registry().label_names(m.model), () if app.children[name] else _sink_outputs(app, name))
+    task = pipeline.task_of(m)
+    labels = models.registry().label_names(m.model) if task == "detect" else ()
+    return AppModule(name, m.after, m.input, m.scale, task, app.objects[name], labels,
+                     () if app.children[name] else _sink_outputs(app, name))
 
 
 #: A detector's outputs per request: boxes, scores and labels of its MAX_DETECTIONS detections.

@@ -55,15 +55,6 @@ class OutputSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class CropSettings:
-    """Which detections of its detector a `crops` module takes (label names resolved to ids)."""
-
-    labels: tuple[int, ...] = ()  # empty: every label
-    min_score: float = 0.5
-    max_crops: int = 0  # 0: every kept detection
-
-
-@dataclass(frozen=True, slots=True)
 class AppModule:
     """A module as the frontend runs it; the registry's facts (task, labels, output sizes) resolved."""
 
@@ -74,7 +65,6 @@ class AppModule:
     task: str | None = None  # "classify", "detect"; None: unknown
     objects: str | None = None
     """The detector whose objects its requests are (None: frame-level requests)."""
-    crops: CropSettings | None = None  # `crops` modules only
     labels: tuple[str, ...] = ()
     """A detector's label names (index = label; empty: unknown)."""
     outputs: tuple[OutputSpec, ...] = ()
@@ -97,6 +87,20 @@ class AppRoute:
     _by_name: dict[str, AppModule] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        where = f"app route {self.name!r}"
+        if not (math.isfinite(self.rate) and self.rate > 0 and math.isfinite(self.slo_ms) and self.slo_ms > 0):
+            raise ValueError(f"{where}: rate and slo_ms must be finite and > 0, got {self.rate}, {self.slo_ms}")
+        if not self.modules:
+            raise ValueError(f"{where}: no modules")
+        seen: set[str] = set()
+        for m in self.modules:  # a DAG in order: every parent before its child (no cycle, no unknown parent)
+            if m.input not in ("frame", "crops", "features") or not math.isfinite(m.scale) or m.scale < 0:
+                raise ValueError(f"{where}: module {m.name!r}: input {m.input!r}, scale {m.scale}")
+            if m.name in seen or any(p not in seen for p in m.after):
+                raise ValueError(f"{where}: module {m.name!r} repeats, or comes before its parents {list(m.after)}")
+            seen.add(m.name)
+        if sum(not m.after for m in self.modules) != 1:
+            raise ValueError(f"{where}: one source module, got {[m.name for m in self.modules if not m.after]}")
         parents = {p for m in self.modules for p in m.after}
         object.__setattr__(self, "sinks", tuple(m.name for m in self.modules if m.name not in parents))
         object.__setattr__(self, "chain", all(len(m.after) <= 1 for m in self.modules)
@@ -140,7 +144,10 @@ def to_proto(table: RoutingTable, refused: dict[str, str]) -> cpb.Routes:
 
 
 def from_proto(routes: cpb.Routes) -> tuple[RoutingTable, dict[str, str]]:
+    """The table a controller streamed; ValueError if it is not one (the frontend keeps its table)."""
     apps = {a.name: _app_from_proto(a) for a in routes.apps}
+    if missing := sorted({m.app for m in routes.modules} - set(apps)):
+        raise ValueError(f"routes for apps {missing} without their app routes: a controller of another release?")
     table: dict[tuple[str, str], ModuleRoute] = {}
     for m in routes.modules:
         tuples = tuple(TupleSpec(t.batch, len(t.addresses), t.rate, t.dummy_rate,
@@ -158,8 +165,6 @@ def _app_to_proto(a: AppRoute) -> cpb.AppRoute:
     return cpb.AppRoute(name=a.name, rate=a.rate, slo_ms=a.slo_ms, modules=[
         cpb.AppModule(name=m.name, after=list(m.after), input=m.input, scale=m.scale, task=m.task or "",
                      objects=m.objects or "", labels=list(m.labels),
-                     crops=None if m.crops is None else cpb.CropSettings(
-                         labels=list(m.crops.labels), min_score=m.crops.min_score, max_crops=m.crops.max_crops),
                      outputs=[cpb.OutputSpec(name=o.name, datatype=o.datatype, dims=list(o.dims)) for o in m.outputs])
         for m in a.modules])
 
@@ -167,7 +172,5 @@ def _app_to_proto(a: AppRoute) -> cpb.AppRoute:
 def _app_from_proto(a: cpb.AppRoute) -> AppRoute:
     return AppRoute(a.name, a.rate, a.slo_ms, tuple(
         AppModule(m.name, tuple(m.after), m.input, m.scale, m.task or None, m.objects or None,  # type: ignore[arg-type]
-                  CropSettings(tuple(m.crops.labels), m.crops.min_score, m.crops.max_crops)
-                  if m.HasField("crops") else None,
                   tuple(m.labels), tuple(OutputSpec(o.name, o.datatype, tuple(o.dims)) for o in m.outputs))
         for m in a.modules))
