@@ -36,8 +36,6 @@ class BatchFailed:
     module: str
 
 
-WorkerRecord = BatchRun | BatchExpired | BatchFailed
-
 
 class Recorder(Protocol):
     def record(self, r: object) -> None:

@@ -31,7 +31,7 @@ frontend's rate reports may move the plan to the overload rate for a while).
 Per scenario the report gives frames sent / OK / failed with a status (per code) / vanished / late, the
 disruption (from the fault to the send time of the last frame that was not answered OK within its SLO),
 the re-plan (from the fault to the next `plan N in force` line of the controller), the workers the
-controller evicted (`removed` lines), and a verdict against the goals (GOALS below).
+controller evicted (`removed` lines), and a verdict against the goals (`goals.py: GOALS`).
 
 The pure parts (records -> figures, goals, the report) take plain data; the rest drives processes.
 Run `python -m harpagon.bench.faults --help`; the same entry starts the load generator, the route probe
