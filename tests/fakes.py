@@ -12,6 +12,7 @@ ITS frame's result. Per address, it can be made slow, failing, malformed, or sil
     fake.silent.add("w4")                      # never answers: DeadlineExceeded once timeout_s elapses
     fake.latency["w6"] = 30.0                  # stalled (SIGSTOP): the same, at a stall limit's timeout_s
     fake.failing_apply["w5"] = Unavailable("no GPU")
+    fake.frame_errors[b"..."] = "truncated"   # an encoded frame with these bytes is an error of its item
 
 A call whose latency reaches its `timeout_s` raises DeadlineExceeded when the timeout elapses, as
 the gRPC client does (a `timeout_s` of 0 or less raises at once; None never times out).
@@ -59,6 +60,7 @@ class Call:
     t: float  # loop time (s) the call was made
     timeout_s: float | None
     items: tuple[float, ...]  # expected_output of each item, in batch order
+    batch: object = field(default=None, compare=False, repr=False)  # as sent: a tensor or a list of frames
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class FakeWorkers:
     """`queue_ms` each address reports in its replies (default 0)."""
     reported_exec_ms: dict[str, float] = field(default_factory=dict)
     """`exec_ms` each address reports (default: its latency, in ms)."""
+    frame_errors: dict[bytes, str] = field(default_factory=dict)
+    """Encoded frames (by their data) a worker cannot read: each answered as an error of its item
+    (`WorkerReply.errors`) with this message, the batch's other items as usual."""
     require_loaded: bool = False
     """Fail an infer (FailedPrecondition) for a module its address was not configured with (only for
     addresses that got an apply)."""
@@ -163,10 +168,13 @@ class FakeWorkers:
 
     async def infer(self, address: str, module: str, batch: np.ndarray | Sequence[EncodedFrame],
                     timeout_s: float | None = None) -> WorkerReply:
+        sent = batch
+        errors: dict[int, str] = {}
         if not isinstance(batch, np.ndarray):  # encoded frames: answered with zeros
+            errors = {i: self.frame_errors[f.data] for i, f in enumerate(batch) if f.data in self.frame_errors}
             batch = np.zeros((len(batch), 1), np.float32)
         call = Call(next(self._seq), address, module, len(batch), self._now(), timeout_s,
-                    tuple(expected_output(item) for item in batch))
+                    tuple(expected_output(item) for item in batch), sent)
         self.events.append(call)
 
         def answered(error: BaseException | None = None) -> None:
@@ -195,7 +203,7 @@ class FakeWorkers:
             outputs = [np.concatenate([o, o[:1]]) for o in outputs]
         answered()
         return WorkerReply(outputs, self.reported_queue_ms.get(address, 0.0),
-                           self.reported_exec_ms.get(address, delay * 1000.0))
+                           self.reported_exec_ms.get(address, delay * 1000.0), errors=errors)
 
     async def apply(self, address: str, version: int, specs: Sequence[ModuleSpec], timeout_s: float) -> int:
         specs = tuple(specs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import math
 
 import numpy as np
@@ -25,6 +26,7 @@ from harpagon.runtime.frontend.failover import (
 )
 from harpagon.runtime.frontend.pipeline import resize
 from harpagon.runtime.metrics import FrontendMetrics
+from harpagon.runtime.wire.clients import WorkerReply
 from harpagon.runtime.wire.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -34,6 +36,7 @@ from harpagon.runtime.wire.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, RoutingTable
 from tests.fakes import FakeWorkers, expected_output, run_virtual
 
@@ -911,3 +914,99 @@ def test_each_event_is_one_record_that_the_counters_and_prometheus_both_count():
     # the tally keeps whole nanoseconds per frame
     assert value("nv_inference_request_duration_us_total", {"model": "mix"}) == pytest.approx(c.success_ns / 1e3,
                                                                                              abs=0.01)
+
+
+# --- encoded frames ------------------------------------------------------------------------------
+
+
+def encoded(seed: int) -> EncodedFrame:
+    """A JPEG as a client sends it (the fake workers never decode it)."""
+    from PIL import Image as PilImage
+
+    out = io.BytesIO()
+    PilImage.fromarray(np.random.default_rng(seed).integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(out, "JPEG")
+    return EncodedFrame(out.getvalue(), "jpeg")
+
+
+def test_encoded_frames_ship_as_the_clients_bytes_and_a_frame_a_worker_cannot_read_fails_alone():
+    app = make_app("e", [{"name": "m", "model": "m"}])
+    frames = [encoded(i) for i in range(3)]
+    fake = FakeWorkers(frame_errors={frames[1].data: "JPEG frame: truncated"})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1", batch=3, wait_ms=NO_TIMER)}), frame_shape=FRAME,
+                                  client=fake)
+        return plane, await asyncio.gather(*(plane.infer("e", f) for f in frames), return_exceptions=True)
+
+    plane, out = run(scenario())
+    (c,) = fake.calls
+    assert isinstance(c.batch, list) and all(sent is f for sent, f in zip(c.batch, frames, strict=True))
+    assert isinstance(out[1], InvalidArgument) and "could not be read" in str(out[1]) and "truncated" in str(out[1])
+    assert [float(o["m"][0][0][0]) for o in (out[0], out[2])] == [0.0, 0.0]  # the others answered
+    counters = plane.counters["e"]
+    assert (counters.success, counters.failed) == (2, 1)
+
+
+def test_a_batch_mixing_raw_and_encoded_frames_ships_every_item_as_a_frame_raw_ones_resized():
+    app = make_app("mix", [{"name": "m", "model": "m"}])
+    raw, jpeg = frame(), encoded(7)
+    fake = FakeWorkers()
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1", batch=2, wait_ms=NO_TIMER)}), frame_shape=FRAME,
+                                  client=fake)
+        return await asyncio.gather(plane.infer("mix", raw), plane.infer("mix", jpeg))
+
+    out = run(scenario())
+    (c,) = fake.calls
+    first, second = c.batch
+    assert (first.encoding, first.height, first.width) == ("raw", SHAPE[1], SHAPE[2])
+    assert first.data == resize(raw, SHAPE).transpose(1, 2, 0).tobytes()  # [h, w, 3], as a raw frame is read
+    assert second is jpeg and len(out) == 2
+
+
+def test_raw_frames_alone_still_ship_as_one_tensor():
+    app = make_app("raw", [{"name": "m", "model": "m"}])
+    frames = [frame(), frame()]
+    fake = FakeWorkers()
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1", batch=2, wait_ms=NO_TIMER)}), frame_shape=FRAME,
+                                  client=fake)
+        return await asyncio.gather(*(plane.infer("raw", f) for f in frames))
+
+    run(scenario())
+    (c,) = fake.calls
+    assert isinstance(c.batch, np.ndarray) and c.batch.shape == (2, *SHAPE)
+    np.testing.assert_array_equal(c.batch[0], resize(frames[0], SHAPE))
+
+
+def test_a_reply_with_errors_for_items_outside_its_batch_is_the_workers_fault():
+    app = make_app("odd", [{"name": "m", "model": "m"}])
+
+    class Odd(FakeWorkers):
+        async def infer(self, address, module, batch, timeout_s=None):
+            got = await super().infer(address, module, batch, timeout_s)
+            return WorkerReply(got.outputs, errors={5: "no such item"})
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1")}), frame_shape=FRAME, client=Odd())
+        with pytest.raises(Unavailable, match="errors for items"):
+            await plane.infer("odd", encoded(1))
+
+    run(scenario())
+
+
+def test_every_routed_module_has_figures_before_its_first_request():
+    """Reports and the bench list every served module, traffic or not (zeros), after a reset too."""
+    app = make_app("idle", [{"name": "m", "model": "m"}])
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1")}), frame_shape=FRAME, client=FakeWorkers())
+        before = plane.stats()
+        plane.reset_stats()
+        return before, plane.stats()
+
+    before, after = run_clean(scenario())
+    for stats in (before, after):
+        assert list(stats) == [("idle", "m")] and stats[("idle", "m")].requests == 0

@@ -6,6 +6,7 @@ statistics are the data plane's answers converted."""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 
 import grpc
@@ -19,6 +20,7 @@ from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.servicer import TritonServicer, Undecodable, _guarded, handlers
 from harpagon.runtime.wire.errors import DeadlineExceeded, NotFound, Unavailable
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 from tests.fakes import FakeWorkers, run_virtual
 
@@ -191,3 +193,86 @@ def test_metadata_is_answered_for_configured_apps_before_their_routes_and_statis
     assert [o.name for o in ok.outputs] == [n for n, _, _ in outputs]
     (stats,) = after.model_stats
     assert stats.name == "a" and stats.inference_count == 1 and stats.inference_stats.success.count == 1
+
+
+# --- encoded frames (a BYTES input holding a JPEG or PNG image) ------------------------------------
+
+
+def jpeg(h: int = 24, w: int = 32) -> bytes:
+    from PIL import Image as PilImage
+
+    out = io.BytesIO()
+    PilImage.fromarray(np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def bytes_request(rid: str, element: bytes, shape: tuple[int, ...] = (1,), raw: bytes | None = None
+                  ) -> pb.ModelInferRequest:
+    """One BYTES element as tritonclient sends it: raw, a 4-byte little-endian length, then the bytes."""
+    r = pb.ModelInferRequest(model_name="a", id=rid)
+    r.inputs.append(pb.ModelInferRequest.InferInputTensor(name="FRAME", datatype="BYTES", shape=list(shape)))
+    r.raw_input_contents.append(raw if raw is not None else len(element).to_bytes(4, "little") + element)
+    return r
+
+
+def test_a_jpeg_in_a_bytes_input_reaches_the_worker_as_the_clients_bytes_and_uint8_frames_as_tensors():
+    image = jpeg()
+    typed = pb.ModelInferRequest(model_name="a", id="typed")
+    typed.inputs.append(pb.ModelInferRequest.InferInputTensor(
+        name="FRAME", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[image])))
+
+    async def scenario():
+        p = plane()
+        infer = handlers(TritonServicer(p))["ModelInfer"].unary_unary
+        got = [await call(infer, r) for r in (bytes_request("j", image), typed, request("u"))]
+        return p, got
+
+    p, got = run_virtual(asyncio.wait_for(scenario(), 10))
+    assert [(r.id, ctx.status) for r, ctx in got] == [("j", None), ("typed", None), ("u", None)]
+    fake = p.client
+    assert isinstance(fake, FakeWorkers)
+    jpeg_calls, typed_calls, uint8_calls = fake.calls
+    for c in (jpeg_calls, typed_calls):
+        (sent,) = c.batch
+        assert isinstance(c.batch, list) and isinstance(sent, EncodedFrame)
+        assert (sent.encoding, sent.data, sent.height, sent.width) == ("jpeg", image, 0, 0)
+    assert isinstance(uint8_calls.batch, np.ndarray) and uint8_calls.batch.shape == (1, 3, 4, 4)  # resized here
+    assert p.counters["a"].success == 3
+
+
+def png(h: int, w: int) -> bytes:
+    """A 1 x 1 PNG whose header claims h x w pixels (nothing past the header is read before decoding)."""
+    from PIL import Image as PilImage
+
+    out = io.BytesIO()
+    PilImage.fromarray(np.zeros((1, 1, 3), np.uint8)).save(out, "PNG")
+    data = out.getvalue()
+    return data[:16] + w.to_bytes(4, "big") + h.to_bytes(4, "big") + data[24:]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: bytes_request("x", b"GIF89a" + bytes(64)), "must be a JPEG or PNG image"),
+    (lambda: bytes_request("x", jpeg()[:40]), "JPEG frame"),  # truncated before its frame header
+    (lambda: bytes_request("x", b"\xff\xd8\xff" + bytes(100)), "JPEG frame"),
+    (lambda: bytes_request("x", png(1, 1)[:20]), "PNG frame"),
+    (lambda: bytes_request("x", b"", raw=(999).to_bytes(4, "little") + jpeg()), "length prefix"),
+    (lambda: bytes_request("x", b"", raw=b"\x01\x00"), "4-byte length"),
+    (lambda: bytes_request("x", jpeg(), shape=(2,)), "one element"),
+    (lambda: bytes_request("x", png(9000, 8000)), "more than"),  # a decompression bomb's header
+])
+def test_a_bad_image_is_invalid_argument_for_its_request_alone_and_never_reaches_a_worker(make, words):
+    async def scenario():
+        p = plane()
+        infer = handlers(TritonServicer(p))["ModelInfer"].unary_unary
+        bad = await call(infer, make())
+        ok = await call(infer, bytes_request("ok", jpeg()))
+        return p, bad, ok
+
+    p, (bad, bad_ctx), (ok, ok_ctx) = run_virtual(asyncio.wait_for(scenario(), 10))
+    assert bad is None and bad_ctx.status[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in bad_ctx.status[1] and "'FRAME'" in bad_ctx.status[1]
+    assert ok.id == "ok" and ok_ctx.status is None
+    fake = p.client
+    assert isinstance(fake, FakeWorkers) and len(fake.calls) == 1  # only the good one
+    c = p.counters["a"]
+    assert (c.success, c.failed, c.dropped, c.refused) == (1, 0, 0, 0)  # refused before admission counted it

@@ -5,6 +5,7 @@ detections, a join of two branches per object, and the measured fan-out."""
 from __future__ import annotations
 
 import asyncio
+import io
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend import reply
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.wire.clients import WorkerReply
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, RoutingTable
 from harpagon.runtime.wire.tensors import Crops
 from tests.fakes import FakeWorkers
@@ -169,3 +171,35 @@ def test_edges_that_do_not_fit_their_parent_are_refused():
     assert "have no known size" in problems([
         {"name": "d", "model": "yolo9000"}, {"name": "c", "model": "mlp_head", "after": ["d"], "input": "features"}])[0]
     assert "is a classify model" in problems([{"name": "d", "model": "resnet18", "task": "detect"}])[0]
+
+
+def test_an_encoded_frames_detections_are_in_its_own_pixels_and_its_crops_children_get_arrays():
+    from PIL import Image as PilImage
+
+    out = io.BytesIO()
+    PilImage.fromarray(np.zeros((80, 40, 3), np.uint8)).save(out, "PNG")  # H 80, W 40: unlike FRAME
+    image = EncodedFrame(out.getvalue(), "png")
+
+    class FrameDetecting(Detecting):
+        """Finds 3 objects in an encoded frame (it cannot read its pixels); `sent`: the batches of frames."""
+
+        async def infer(self, address, module, batch, timeout_s=None):
+            if isinstance(batch, np.ndarray):
+                return await super().infer(address, module, batch, timeout_s)
+            self.sent.append(batch)
+            return await super().infer(address, module, np.full((len(batch), *SHAPE), 3, np.uint8), timeout_s)
+
+    async def scenario():
+        fake = FrameDetecting()
+        fake.sent = []
+        routes = {("cars", m.name): route(m.name, f"w-{m.name}") for m in CARS.modules}
+        plane = FrontendDataPlane(RoutingTable(1, "batch-aware", {"cars": CARS}, routes), FRAME, client=fake)
+        return fake, await plane.infer("cars", image)
+
+    fake, got = run(scenario())
+    assert fake.sent == [[image]]  # the detector got the frame as sent
+    children = fake.calls_to(module="cars@b1")
+    assert len(children) == 2 and all(isinstance(c.batch, np.ndarray) for c in children)  # crops: arrays
+    t = {spec.name: arr for spec, arr in reply.sink_tensors(CARS, "cars", got["cars"])}
+    # boxes [j, j, j + 1, j + 2] of a [3, 4, 4] input: x by 40 / 4 = 10, y by 80 / 4 = 20
+    np.testing.assert_allclose(t["cars_box"], [[0, 0, 10, 40], [20, 40, 30, 80]])

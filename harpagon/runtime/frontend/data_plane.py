@@ -26,6 +26,12 @@ suspect, logged once per hold and counted per worker (`harpagon_frontend_worker_
 `harpagon_frontend_worker_internal_suspects`; the controller is not told: the frontend's reports carry
 no per-worker health). Faults that are the request's are answered at once, never retried.
 
+Encoded frames. A frame the client sent as JPEG or PNG bytes (an `EncodedFrame`, checked at the
+servicer) goes to a `frame` module's workers as those bytes: the worker decodes and resizes it inside
+the batch (:func:`batch_of`). A frame a worker could not read is an error of its item alone
+(`WorkerReply.errors`): that frame is answered INVALID_ARGUMENT and counted failed, the batch's other
+frames are answered as usual.
+
 Admission. Each app holds at most :func:`admission_limit` frames in flight; a frame beyond it is
 refused at once with RESOURCE_EXHAUSTED, before anything is decoded or dispatched, so that an
 overloaded frontend spends next to nothing on the frames it cannot serve in time. Refused frames
@@ -40,7 +46,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +55,7 @@ from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.runtime.frontend.failover import SUSPECT_S, Failover, Suspects, stall_limit_s
 from harpagon.runtime.frontend.loopwatch import LoopWatch
-from harpagon.runtime.frontend.pipeline import Frame, FrameCounter, ItemResult, SinkResult
+from harpagon.runtime.frontend.pipeline import Frame, FrameCounter, Image, ItemResult, SinkResult
 from harpagon.runtime.frontend.reply import sink_tensors
 from harpagon.runtime.frontend.stats import AppCounters, DispatchCounters, FanoutCounts, FrontendTally
 from harpagon.runtime.metrics import FrontendMetrics
@@ -73,15 +79,17 @@ from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient, Worker
 from harpagon.runtime.wire.errors import (
     DeadlineExceeded,
     Internal,
+    InvalidArgument,
     NotFound,
     ResourceExhausted,
     RuntimeFault,
     Unavailable,
 )
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, OutputSpec, RoutingTable
 
 __all__ = ["AppCounters", "DeadlineExceeded", "FrontendDataPlane", "LiveModule", "ResourceExhausted", "Unavailable",
-           "admission_limit"]
+           "admission_limit", "batch_of"]
 
 log = logging.getLogger("harpagon.frontend")
 
@@ -105,16 +113,38 @@ def admission_limit(app: AppRoute, factor: float = ADMIT_FACTOR, floor: int = AD
 
 
 def _check_reply(address: str, reply: WorkerReply, n: int) -> None:
-    """A malformed reply (not n items per output and per crops edge) is the worker's fault: UNAVAILABLE."""
+    """A malformed reply (not n items per output and per crops edge, an error of an item it does not
+    hold) is the worker's fault: UNAVAILABLE."""
+    if any(not 0 <= i < n for i in reply.errors):
+        raise Unavailable(f"worker {address} answered errors for items {sorted(reply.errors)} of a batch of {n}")
     if any(len(o) != n for o in reply.outputs) or any(len(c.counts) != n for c in reply.crops.values()):
         crops = f" (crops for {[len(c.counts) for c in reply.crops.values()]})" if reply.crops else ""
         raise Unavailable(f"worker {address} answered {[len(o) for o in reply.outputs]} items{crops} "
                           f"for a batch of {n}")
 
 
+def batch_of(items: Sequence[Image]) -> np.ndarray | list[EncodedFrame]:
+    """What a worker is sent for a batch's items: a tensor when every item is one, else a list of
+    frames. In a mixed batch (one app's clients may send raw and encoded frames alike) each tensor
+    item, a [3, h, w] module input already resized, travels as a raw frame of h x w pixels, which the
+    worker does not resize again."""
+    if not any(isinstance(x, EncodedFrame) for x in items):
+        return np.stack(items)  # type: ignore[arg-type]
+    out = []
+    for x in items:
+        if not isinstance(x, EncodedFrame):
+            if x.ndim != 3 or x.shape[0] != 3 or x.dtype != np.uint8:
+                raise InvalidArgument(f"a batch mixing encoded frames with tensors takes [3, h, w] uint8 "
+                                      f"tensors, got {x.dtype} {list(x.shape)}")
+            x = EncodedFrame(np.ascontiguousarray(x.transpose(1, 2, 0)).tobytes(), "raw",
+                             int(x.shape[1]), int(x.shape[2]))
+        out.append(x)
+    return out
+
+
 @dataclass(slots=True)
 class _Request:
-    item: np.ndarray
+    item: Image
     future: asyncio.Future
     deadline: float  # loop time (s) past which the frame is late
 
@@ -139,7 +169,7 @@ class LiveModule:
     def now_ms(self) -> float:
         return self.loop.time() * 1000.0
 
-    def submit(self, item: np.ndarray, deadline: float) -> asyncio.Future:
+    def submit(self, item: Image, deadline: float) -> asyncio.Future:
         fut = self.loop.create_future()
         t0 = self.loop.time()
         fut.add_done_callback(lambda f: f.cancelled() or f.exception() or self._done(t0))
@@ -181,7 +211,8 @@ class LiveModule:
         if left:
             self.record(RequestsFailed(self.app, self.route.module, len(left)))
 
-    async def _call(self, address: str, name: str, batch: np.ndarray, timeout_s: float) -> WorkerReply:
+    async def _call(self, address: str, name: str, batch: np.ndarray | list[EncodedFrame],
+                    timeout_s: float) -> WorkerReply:
         async with asyncio.timeout(timeout_s + CLIENT_GRACE_S):  # in case a client ignores its timeout
             return await self.client.infer(address, name, batch, timeout_s=timeout_s)
 
@@ -213,7 +244,7 @@ class LiveModule:
                                                         f"before their batch reached a worker"))
                 return
             try:
-                reply = await self._call(address, name, np.stack([r.item for r in requests]),
+                reply = await self._call(address, name, batch_of([r.item for r in requests]),
                                          failover.timeout(address, remaining, sent))
                 _check_reply(address, reply, len(requests))
             except Exception as exc:  # noqa: BLE001 - each request gets an answer, whatever went wrong
@@ -268,10 +299,14 @@ class LiveModule:
         return live, nxt
 
     def _answered(self, requests: list[_Request], reply: WorkerReply, sent: float, late_ms: float) -> None:
-        """A worker answered the batch: its measurements, and each request its result."""
+        """A worker answered the batch: its measurements, and each request its result (INVALID_ARGUMENT
+        for a frame the worker could not read)."""
         rpc_ms = (self.loop.time() - sent) * 1000.0
         transport = max(0.0, rpc_ms - reply.queue_ms - reply.exec_ms)
         self.record(BatchAnswered(self.app, self.route.module, transport, late_ms, reply.queue_ms, reply.exec_ms))
+        for i, why in sorted(reply.errors.items()):
+            self._answer([requests[i]], InvalidArgument(f"module {self.route.module!r}: the frame could not be "
+                                                        f"read: {why}"))
         for i, r in enumerate(requests):
             if not r.future.done():
                 r.future.set_result(ItemResult([o[i] for o in reply.outputs],
@@ -341,6 +376,7 @@ class FrontendDataPlane:
         self.table = table
         self.modules = {key: LiveModule(route, table.dispatch, self.client, key[0], self.record, self.suspects)
                         for key, route in table.routes.items()}
+        self.tally.serve(table.routes)
         return old
 
     async def update(self, table: RoutingTable, refused: dict[str, str] | None = None) -> None:
@@ -407,6 +443,7 @@ class FrontendDataPlane:
     def reset_stats(self) -> None:
         """Start the per-module figures afresh (a benchmark after its warm-up)."""
         self.tally.modules.clear()
+        self.tally.serve(self.modules)
 
     def take_fanout(self) -> FanoutCounts:
         """Per (app, module), the frames that reached it and the requests it got for them, since the
@@ -441,18 +478,19 @@ class FrontendDataPlane:
                                     f"{app.rate:g} frames/s at {app.slo_ms:g} ms); retry later")
         return app
 
-    async def infer(self, app_name: str, frame: np.ndarray, remaining_s: float | None = None) -> dict[str, SinkResult]:
-        """Run one frame; returns each sink module's results. The frame is due at its SLO, or earlier
-        when its client's own deadline (`remaining_s` from now) is."""
+    async def infer(self, app_name: str, frame: Image, remaining_s: float | None = None) -> dict[str, SinkResult]:
+        """Run one frame ([H, W, 3] UINT8 pixels, or JPEG / PNG bytes checked with `frames.check`);
+        returns each sink module's results. The frame is due at its SLO, or earlier when its client's
+        own deadline (`remaining_s` from now) is."""
         return (await self._admitted(app_name, frame, remaining_s)).sinks()
 
-    async def answer(self, app_name: str, frame: np.ndarray,
+    async def answer(self, app_name: str, frame: Image,
                      remaining_s: float | None = None) -> list[tuple[OutputSpec, np.ndarray]]:
         """Run one frame (as `infer`): its reply's tensors, sink by sink (frontend/reply.py)."""
         f = await self._admitted(app_name, frame, remaining_s)
         return [t for sink, result in f.sinks().items() for t in sink_tensors(f.app, sink, result)]
 
-    async def _admitted(self, app_name: str, image: np.ndarray, remaining_s: float | None) -> Frame:
+    async def _admitted(self, app_name: str, image: Image, remaining_s: float | None) -> Frame:
         app = self.admit(app_name)
         self.in_flight[app_name] += 1
         try:
@@ -460,7 +498,7 @@ class FrontendDataPlane:
         finally:
             self.in_flight[app_name] -= 1
 
-    async def _infer(self, app: AppRoute, image: np.ndarray, remaining_s: float | None) -> Frame:
+    async def _infer(self, app: AppRoute, image: Image, remaining_s: float | None) -> Frame:
         """The frame through its app's DAG, counted: a success only when answered before its deadline."""
         start = time.perf_counter()
         loop = asyncio.get_running_loop()

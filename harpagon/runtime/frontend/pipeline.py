@@ -3,16 +3,20 @@ that knows what an app's edges carry (the `input` of each module, config/pipelin
 and no event loop, so that the data plane only admits, dispatches and answers.
 
 - `frame`: the app's f-th frame gives a module `floor((f + 1) s) - floor(f s)` requests (its scale s,
-  as the planner assumes), each the frame resized to the module's input (once per input shape).
+  as the planner assumes), each the frame resized to the module's input (once per input shape); a
+  frame the client sent encoded (JPEG or PNG, an `EncodedFrame`) is each request as it came: the
+  worker decodes and resizes it inside the batch, so the frontend never decodes it.
 - `crops`: one request per crop its detector's worker cut for it, keyed by the detection.
 - `features`: the parents' outputs joined per key (a frame-level parent's one request joins every object).
 
-A detector's boxes come back in its input's pixels; they are kept, and answered, in the frame's.
+A detector's boxes come back in its input's pixels; they are kept, and answered, in the frame's (an
+encoded frame's dimensions are read from its header).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -20,9 +24,13 @@ import numpy as np
 
 from harpagon.model.latency import requests_for
 from harpagon.runtime.wire.errors import Unavailable
+from harpagon.runtime.wire.frames import EncodedFrame, dimensions
 from harpagon.runtime.wire.routes import AppRoute
 
-__all__ = ["Detections", "Frame", "FrameCounter", "ItemResult", "SinkResult", "resize", "sample"]
+__all__ = ["Detections", "Frame", "FrameCounter", "Image", "ItemResult", "SinkResult", "resize", "sample"]
+
+#: A frame as its client sent it: UINT8 pixels [H, W, C], or JPEG / PNG bytes (checked at the servicer).
+Image = np.ndarray | EncodedFrame
 
 
 @lru_cache(maxsize=64)
@@ -48,7 +56,7 @@ def resize(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def to_frame(boxes: np.ndarray, input_shape: tuple[int, ...], frame_shape: tuple[int, ...]) -> np.ndarray:
-    """A detector's boxes [.., 4] from its input's pixels ([C, h, w]) to the frame's ([H, W, C])."""
+    """A detector's boxes [.., 4] from its input's pixels ([C, h, w]) to the frame's ([H, W, ...])."""
     sy, sx = frame_shape[0] / input_shape[1], frame_shape[1] / input_shape[2]
     return (np.asarray(boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
 
@@ -105,19 +113,28 @@ class Frame:
 
     app: AppRoute
     seq: int  # the app's frame number: how many requests each `frame` module gets for it
-    image: np.ndarray  # [H, W, C], as the client sent it
+    image: Image  # [H, W, C] pixels or encoded bytes, as the client sent it
     inputs: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)  # one resize per input shape
     results: dict[str, list[_Out]] = field(default_factory=dict)  # per module done
     detections: dict[str, Detections] = field(default_factory=dict)  # per detector done
 
-    def requests(self, module: str, shape: tuple[int, ...]) -> tuple[list[int], list[np.ndarray]]:
+    @property
+    def size(self) -> tuple[int, int]:
+        """The frame's (height, width) in pixels: an encoded frame's from its header."""
+        if isinstance(self.image, EncodedFrame):
+            return dimensions(self.image)
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+    def requests(self, module: str, shape: tuple[int, ...]) -> tuple[list[int], Sequence[Image]]:
         """The module's requests for this frame, its parents done, for workers that take `shape`:
-        their keys and items."""
+        their keys and items (an encoded frame's requests are the frame itself)."""
         m = self.app.module(module)
         if m.input == "frame":
             n = requests_for(self.seq, m.scale)
             if n == 0:
                 return [], []
+            if isinstance(self.image, EncodedFrame):
+                return list(range(n)), [self.image] * n
             item = self.inputs.get(shape)
             if item is None:
                 item = self.inputs[shape] = resize(self.image, shape)
@@ -163,8 +180,9 @@ class Frame:
         detector's boxes are turned into the frame's pixels."""
         self.results[module] = [_Out(k, r) for k, r in zip(keys, results, strict=True)]
         if results and self.app.module(module).task == "detect" and len(results[0].outputs) >= 3:
+            size = self.size
             for r in results:  # boxes in the client's frame pixels, for the reply
-                r.outputs[0] = to_frame(r.outputs[0], shape, self.image.shape)
+                r.outputs[0] = to_frame(r.outputs[0], shape, size)
             boxes, scores, labels = results[0].outputs[:3]
             self.detections[module] = Detections(boxes, np.asarray(scores, np.float32), np.asarray(labels, np.int64))
 
@@ -185,7 +203,7 @@ class FrameCounter:
     def __init__(self) -> None:
         self._next: defaultdict[str, int] = defaultdict(int)
 
-    def frame(self, app: AppRoute, image: np.ndarray) -> Frame:
+    def frame(self, app: AppRoute, image: Image) -> Frame:
         seq = self._next[app.name]
         self._next[app.name] += 1
         return Frame(app, seq, image)

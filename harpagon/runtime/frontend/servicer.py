@@ -1,7 +1,16 @@
 """A thin Triton / KServe v2 gRPC servicer (`inference.GRPCInferenceService`) over the frontend's
-data plane. Each application is a model: its input `FRAME` is one UINT8 [H, W, 3] frame; its outputs
+data plane. Each application is a model: its input `FRAME` is one UINT8 [H, W, 3] frame, or one BYTES
+element holding a JPEG or PNG image (how Triton clients send images: a numpy `object_` array of one
+`bytes`); its outputs
 are its sink modules' results, with the module's requests for the frame as the first dimension and,
 below a `crops` edge, the detection each request is of (frontend/reply.py). Stubs are those shipped in `tritonclient`.
+
+Triton's metadata gives an input one datatype, so ModelMetadata and ModelConfig declare `FRAME` as
+UINT8 [-1, -1, 3] (what load generators such as perf_analyzer send), and the BYTES form is documented
+here and in the README. A second, optional input for images would be Triton-truer, but tools that
+fill every declared input would then send both. An encoded image is checked from its header at once
+(`wire/frames.py: check`: unknown encoding, unreadable or truncated header, past its size or pixel
+bounds: INVALID_ARGUMENT) and forwarded to the workers as it came, never decoded here.
 
 The service is registered with handlers of its own (:func:`handlers`), not the generated ones: a
 request that does not parse reaches the servicer as :class:`Undecodable`, so a unary call is answered
@@ -38,6 +47,8 @@ from tritonclient.grpc import service_pb2_grpc as rpc
 from harpagon import __version__
 from harpagon.runtime.frontend import reply
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.frontend.pipeline import Image
+from harpagon.runtime.wire import frames
 from harpagon.runtime.wire.errors import InvalidArgument, ResourceExhausted, RuntimeFault
 from harpagon.runtime.wire.rpc import aio_server, status_code
 from harpagon.runtime.wire.tensors import cut_bytes_field
@@ -162,6 +173,45 @@ def _typed_frame(values: Iterable[int], size: int) -> np.ndarray:
     return np.frombuffer(out, np.uint8)
 
 
+def _encoded_frame(spec: pb.ModelInferRequest.InferInputTensor, raw: Sequence[bytes | memoryview]
+                   ) -> frames.EncodedFrame:
+    """A BYTES input of one element (Triton's raw form: a 4-byte little-endian length, then the bytes)
+    as a checked JPEG or PNG frame. The element is read as a view of the message; its one copy is the
+    frame's `bytes`, which the worker call serialises."""
+    if not 1 <= len(spec.shape) <= 8 or any(d != 1 for d in spec.shape):
+        raise InvalidArgument(f"input {INPUT!r} of BYTES must be one element (shape [1]) holding a JPEG or PNG "
+                              f"image, got shape {list(spec.shape)[:8]}")
+    if len(raw) > 1:
+        raise InvalidArgument(f"raw_input_contents holds {len(raw)} tensors for one input")
+    if raw:
+        view = memoryview(raw[0])
+        if len(view) < 4:
+            raise InvalidArgument(f"input {INPUT!r}: a BYTES element starts with its 4-byte length, got "
+                                  f"{len(view)} bytes")
+        n = int.from_bytes(view[:4], "little")
+        if len(view) != 4 + n:
+            raise InvalidArgument(f"input {INPUT!r}: one BYTES element of {n} bytes (its length prefix), but "
+                                  f"{len(view) - 4} bytes follow the prefix")
+        element: bytes | memoryview = view[4:]
+    else:
+        values = spec.contents.bytes_contents
+        if len(values) != 1:
+            raise InvalidArgument(f"input {INPUT!r} of BYTES must hold one element, got {len(values)}")
+        element = values[0]
+    encoding = frames.sniff(element[:8])  # type: ignore[arg-type]
+    if encoding is None:
+        raise InvalidArgument(f"input {INPUT!r}: a BYTES element must be a JPEG or PNG image, got {len(element)} "
+                              f"bytes starting {bytes(element[:8]).hex()}")
+    if len(element) > frames.MAX_FRAME_BYTES:  # before copying it
+        raise InvalidArgument(f"input {INPUT!r}: image of {len(element)} bytes, more than {frames.MAX_FRAME_BYTES}")
+    frame = frames.EncodedFrame(bytes(element), encoding)
+    try:
+        frames.check(frame)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"input {INPUT!r}: {exc}") from None
+    return frame
+
+
 @dataclass(frozen=True, slots=True)
 class Undecodable:
     """A request message that did not parse; the servicer answers it INVALID_ARGUMENT."""
@@ -213,7 +263,9 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         return pb.ServerMetadataResponse(name="harpagon", version=__version__, extensions=EXTENSIONS)
 
     async def ModelMetadata(self, request, context):
-        """Answered for any configured app, routed or not; otherwise the status a frame would get."""
+        """Answered for any configured app, routed or not; otherwise the status a frame would get.
+        `FRAME` is declared UINT8 (one datatype per input, as Triton has it); it also takes one BYTES
+        element holding a JPEG or PNG image (see the module docstring)."""
         _check_name(request.name)
         app = self.plane.describe(request.name)
         return pb.ModelMetadataResponse(
@@ -225,7 +277,8 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelConfig(self, request, context):
-        """Answered as ModelMetadata is."""
+        """Answered as ModelMetadata is; `FRAME` is declared UINT8 and also takes one BYTES element
+        holding a JPEG or PNG image, as there."""
         _check_name(request.name)
         app = self.plane.describe(request.name)
         config = mc.ModelConfig(
@@ -274,7 +327,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
                                                 else np.ascontiguousarray(arr).tobytes())
         return response
 
-    async def _frame(self, request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview]) -> np.ndarray:
+    async def _frame(self, request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview]) -> Image:
         if len(request.inputs) != 1:
             raise InvalidArgument(f"expected one input named {INPUT!r}, got {len(request.inputs)} inputs"
                                   + (f": {[i.name[:MAX_NAME] for i in request.inputs]}"
@@ -282,8 +335,11 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         spec = request.inputs[0]
         if spec.name != INPUT:
             raise InvalidArgument(f"expected one input named {INPUT!r}, got {[spec.name[:MAX_NAME]]}")
+        if spec.datatype == "BYTES":
+            return _encoded_frame(spec, raw)
         if spec.datatype != "UINT8":
-            raise InvalidArgument(f"input {INPUT!r} must be UINT8, got {spec.datatype[:MAX_NAME]}")
+            raise InvalidArgument(f"input {INPUT!r} must be UINT8 (a frame's pixels) or BYTES (a JPEG or PNG "
+                                  f"image), got {spec.datatype[:MAX_NAME]}")
         if len(spec.shape) != 3:
             raise InvalidArgument(f"input {INPUT!r} must be one [H, W, 3] frame, got a shape of rank "
                                   f"{len(spec.shape)}" + (f": {list(spec.shape)}" if len(spec.shape) <= 8 else ""))

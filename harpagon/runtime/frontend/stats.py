@@ -8,7 +8,7 @@ records into these counters, which ModelStatistics, the rate reports, the demo a
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,6 +104,12 @@ class FrontendTally:
         on = self._on.get(type(r))
         if on is not None:
             on(r)
+
+    def serve(self, modules: Iterable[tuple[str, str]]) -> None:
+        """Modules now routed have figures (zeros until their first record), so every served module
+        shows in `stats()` and the reports, traffic or not."""
+        for key in modules:
+            self.modules[key]  # noqa: B018 - the defaultdict makes its entry
 
     def take_fanout(self) -> FanoutCounts:
         out, self.fanout = self.fanout, defaultdict(lambda: [0, 0])
