@@ -109,7 +109,7 @@ class FrontendTally:
         """Modules now routed have figures (zeros until their first record), so every served module
         shows in `stats()` and the reports, traffic or not."""
         for key in modules:
-            self.modules[key]  # noqa: B018 - the defaultdict makes its entry
+            self.modules.setdefault(key, DispatchCounters())
 
     def take_fanout(self) -> FanoutCounts:
         out, self.fanout = self.fanout, defaultdict(lambda: [0, 0])

@@ -105,13 +105,19 @@ def dimensions(frame: EncodedFrame) -> tuple[int, int]:
     return _jpeg_dimensions(frame.data) if found == "jpeg" else _png_dimensions(frame.data)
 
 
-def check(frame: EncodedFrame) -> tuple[int, int]:
-    """(height, width) of a frame a decoder may be given; raises InvalidArgument, naming the field
-    and the value, for one that must not be."""
+def check_envelope(frame: EncodedFrame) -> None:
+    """Raise InvalidArgument for a frame whose encoding is unknown or whose bytes are over the bound:
+    what can be told without reading its content."""
     if frame.encoding not in ENCODINGS:
         raise InvalidArgument(f"frame encoding must be one of {', '.join(ENCODINGS)}, got {frame.encoding!r}")
     if len(frame.data) > MAX_FRAME_BYTES:
         raise InvalidArgument(f"frame data is {len(frame.data)} bytes, more than {MAX_FRAME_BYTES}")
+
+
+def check(frame: EncodedFrame) -> tuple[int, int]:
+    """(height, width) of a frame a decoder may be given; raises InvalidArgument, naming the field
+    and the value, for one that must not be."""
+    check_envelope(frame)
     if frame.encoding != "raw" and (frame.height or frame.width):
         raise InvalidArgument(f"frame height and width are for raw frames only, got {frame.height} x "
                               f"{frame.width} for {frame.encoding!r}")

@@ -34,7 +34,7 @@ import numpy as np
 from harpagon.runtime.metrics import WorkerMetrics
 from harpagon.runtime.records import BatchExpired, BatchFailed, BatchRun, Recorders
 from harpagon.runtime.wire.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
-from harpagon.runtime.wire.frames import ENCODINGS, MAX_FRAME_BYTES, EncodedFrame
+from harpagon.runtime.wire.frames import EncodedFrame, check_envelope
 from harpagon.runtime.wire.modules import MAX_DECODE_MS, ModuleSpec
 from harpagon.runtime.wire.tensors import Crops
 from harpagon.runtime.worker.executor import BatchResult, Executor, Runner
@@ -110,12 +110,10 @@ def check_frames(spec: ModuleSpec, frames: Sequence[EncodedFrame]) -> None:
     for i, f in enumerate(frames):
         if not isinstance(f, EncodedFrame):
             raise InvalidArgument(f"module {spec.name!r}: item {i} is a {type(f).__name__}, not an EncodedFrame")
-        if f.encoding not in ENCODINGS:
-            raise InvalidArgument(f"module {spec.name!r}: item {i}: frame encoding must be one of "
-                                  f"{', '.join(ENCODINGS)}, got {f.encoding!r}")
-        if len(f.data) > MAX_FRAME_BYTES:
-            raise InvalidArgument(f"module {spec.name!r}: item {i}: frame data is {len(f.data)} bytes, more "
-                                  f"than {MAX_FRAME_BYTES}")
+        try:
+            check_envelope(f)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"module {spec.name!r}: item {i}: {exc}") from None
 
 
 @dataclass
