@@ -16,15 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+# beside this script when it runs (scripts/ is on sys.path): the same synthetic frames and JPEG encoding
+from bench_frame_kinds import image, jpeg
+
 from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.worker.decode import decode_frames
-
-
-def image(h: int, w: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([(x * 255 // max(1, w - 1)), (y * 255 // max(1, h - 1)), ((x + y) % 256)], axis=-1)
-    return np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 def encoded(frame: np.ndarray, encoding: str) -> EncodedFrame:
@@ -32,10 +28,11 @@ def encoded(frame: np.ndarray, encoding: str) -> EncodedFrame:
 
     if encoding == "raw":
         return EncodedFrame(frame.tobytes(), "raw", frame.shape[0], frame.shape[1])
+    if encoding == "jpeg":
+        return EncodedFrame(jpeg(frame), "jpeg")
     out = io.BytesIO()
-    Image.fromarray(frame).save(out, format="JPEG" if encoding == "jpeg" else "PNG",
-                                **({"quality": 85} if encoding == "jpeg" else {}))
-    return EncodedFrame(out.getvalue(), encoding)
+    Image.fromarray(frame).save(out, format="PNG")
+    return EncodedFrame(out.getvalue(), "png")
 
 
 def ms_per_frame(frames: list[EncodedFrame], shape: tuple[int, ...], device: str, pool: ThreadPoolExecutor,
