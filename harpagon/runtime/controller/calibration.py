@@ -49,7 +49,16 @@ import numpy as np
 
 from harpagon.config.schema import Profile, ProfileRow, Workload
 from harpagon.model.latency import Settings
-from harpagon.runtime.controller.validation import real, require, whole
+from harpagon.runtime.controller.validation import (
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    above,
+    at_least,
+    real,
+    require,
+    whole,
+)
 
 Pair = tuple[str, str]
 """`(model, hardware)`."""
@@ -96,18 +105,16 @@ class CalibrationSettings:
 
     def __post_init__(self) -> None:
         require("calibration", (
-            ("band", self.band, real(self.band) and self.band > 0, "must be a finite number > 0"),
-            ("window_s", self.window_s, real(self.window_s) and self.window_s > 0, "must be a finite number > 0"),
-            ("sustain_s", self.sustain_s, real(self.sustain_s) and self.sustain_s >= 0,
-             "must be a finite number >= 0"),
-            ("max_step", self.max_step, real(self.max_step) and self.max_step > 1, "must be a finite number > 1"),
-            ("min_batches", self.min_batches, whole(self.min_batches), "must be an integer >= 1"),
-            ("min_hops", self.min_hops, whole(self.min_hops), "must be an integer >= 1"),
+            ("band", self.band, above(self.band, 0), POSITIVE),
+            ("window_s", self.window_s, above(self.window_s, 0), POSITIVE),
+            ("sustain_s", self.sustain_s, at_least(self.sustain_s, 0), NON_NEGATIVE),
+            ("max_step", self.max_step, above(self.max_step, 1), "must be a finite number > 1"),
+            ("min_batches", self.min_batches, whole(self.min_batches), COUNT),
+            ("min_hops", self.min_hops, whole(self.min_hops), COUNT),
             ("overhead_quantile", self.overhead_quantile,
              real(self.overhead_quantile) and 0 < self.overhead_quantile < 1, "must be in (0, 1)"),
-            ("overhead_floor_ms", self.overhead_floor_ms,
-             real(self.overhead_floor_ms) and self.overhead_floor_ms >= 0, "must be a finite number >= 0"),
-            ("max_samples", self.max_samples, whole(self.max_samples), "must be an integer >= 1"),
+            ("overhead_floor_ms", self.overhead_floor_ms, at_least(self.overhead_floor_ms, 0), NON_NEGATIVE),
+            ("max_samples", self.max_samples, whole(self.max_samples), COUNT),
         ))
         if self.max_samples < max(self.min_batches, self.min_hops):
             raise ValueError(f"calibration max_samples must be >= min_batches ({self.min_batches}) and "
