@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from harpagon.runtime.metrics import METRICS_IDLE_MAX, serve_metrics
+from harpagon.runtime.metrics import METRICS_IDLE_MAX, METRICS_THREADS, serve_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -105,12 +105,15 @@ def test_shutdown_stops_serving():
 
 
 def test_server_close_ends_its_threads():
-    before = threading.active_count()
+    """Every thread the server started ends (threads of earlier tests may end meanwhile too: the
+    server's own are followed, not the process's count)."""
+    before = set(threading.enumerate())
     server = serve_metrics(CollectorRegistry(), 0)
-    assert threading.active_count() > before
+    started = {t for t in set(threading.enumerate()) - before if t.name.startswith("metrics")}
+    assert len(started) == METRICS_THREADS + 1  # the workers and the accepting loop
     server.shutdown()
     server.server_close()
     deadline = time.monotonic() + 10
-    while threading.active_count() > before and time.monotonic() < deadline:
+    while any(t.is_alive() for t in started) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert threading.active_count() == before
+    assert not [t.name for t in started if t.is_alive()]
