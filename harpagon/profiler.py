@@ -5,22 +5,29 @@ Each batch size is warmed up, then run `repeats` times through the same runner a
 mean and standard deviation are recorded in milliseconds. With `memory=True` each row also records
 the memory the model held at that batch size (`ProfileRow.memory_mb`), so that plans sharing a GPU
 can be checked against its memory (harpagon/model/memory.py).
+
+`profile_decode` measures the other term of a module's `d(b)`: what decoding and resizing the frames
+clients send costs the worker per frame (`Hardware.decode_ms_per_mpixel`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import io
+import os
 import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.worker.executor import TorchExecutor
 from harpagon.runtime.worker.registry import entry
@@ -170,3 +177,63 @@ def _memory_labels(path: Path) -> set[str]:
         return set()
     return {line.removeprefix("# memory_mb: ").strip() for line in path.read_text().splitlines()
             if line.startswith("# memory_mb: ")}
+
+
+# --- frame decode ------------------------------------------------------------------------------
+
+ENCODINGS = ("jpeg", "png", "raw")
+
+
+def synthetic_frame(height: int, width: int) -> np.ndarray:
+    """An [H, W, 3] uint8 frame with some structure (gradients and noise), so that JPEG sizes and decode
+    times are those of camera frames rather than of flat colour (a 1280x720 one is ~230 kB at quality 85)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * 255 // max(1, width - 1)), (y * 255 // max(1, height - 1)), ((x + y) % 256)], axis=-1)
+    return np.clip(base + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def encode_frame(frame: np.ndarray, encoding: str, quality: int = 85) -> EncodedFrame:
+    """`frame` ([H, W, 3] uint8) as a client sends it: JPEG (at `quality`) or PNG bytes, or raw pixels."""
+    if encoding == "raw":
+        return EncodedFrame(np.ascontiguousarray(frame).tobytes(), "raw", frame.shape[0], frame.shape[1])
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(frame).save(out, format=encoding.upper(), **({"quality": quality} if encoding == "jpeg" else {}))
+    return EncodedFrame(out.getvalue(), encoding)
+
+
+def profile_decode(device: str, height: int, width: int, encoding: str, batches: Sequence[int],
+                   input_shape: Sequence[int] = (3, 224, 224), repeats: int = 20, warmup: int = 3,
+                   threads: int | None = None, progress: Callable[[int], None] | None = None) -> list[float]:
+    """Median ms per frame to decode and resize batches of `height` x `width` frames in `encoding` to
+    `input_shape` on `device`, as a worker does inside a batch (worker/decode.py: a CPU worker on a
+    thread pool of `threads`, by default every core; CUDA synchronised at the end), per batch size:
+    the decode term of `d(b)` is `b` times it (docs/model.md, "Frame decode")."""
+    import torch
+
+    from harpagon.runtime.worker.decode import decode_frames
+
+    one = encode_frame(synthetic_frame(height, width), encoding)
+    shape = tuple(input_shape)
+    out = []
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="decode") as pool:
+        for b in batches:
+            frames = [one] * b
+            times = []
+            for i in range(warmup + repeats):
+                t0 = time.perf_counter()
+                decoded = decode_frames(frames, shape, device, pool)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize(device)
+                if decoded.errors:
+                    raise ValueError(f"synthetic {encoding} frame did not decode: {next(iter(decoded.errors.values()))}")
+                if i >= warmup:
+                    times.append((time.perf_counter() - t0) * 1000.0 / b)
+                    if progress:
+                        progress(1)
+            out.append(statistics.median(times))
+    return out

@@ -2,8 +2,8 @@
 
 It records every `apply` and every `infer` (and every reply) in one ordered event log, so tests can
 check what happened before what, and answers `infer` deterministically from the input: per item of
-the batch, the mean of its pixels (`expected_output`), so a test can check that each request got
-ITS frame's result. Per address, it can be made slow, failing, malformed, or silent:
+the batch, the mean of its pixels (`expected_output`; a raw frame's, at its full size; 0 for a JPEG or
+PNG frame), so a test can check that each request got ITS frame's result. Per address, it can be made slow, failing, malformed, or silent:
 
     fake = FakeWorkers()
     fake.latency["w1"] = 0.05                  # answers after 50 ms (asyncio.sleep)
@@ -170,9 +170,10 @@ class FakeWorkers:
                     timeout_s: float | None = None) -> WorkerReply:
         sent = batch
         errors: dict[int, str] = {}
-        if not isinstance(batch, np.ndarray):  # encoded frames: answered with zeros
+        if not isinstance(batch, np.ndarray):  # frames: a raw one answered its pixels' mean, an encoded one 0
             errors = {i: self.frame_errors[f.data] for i, f in enumerate(batch) if f.data in self.frame_errors}
-            batch = np.zeros((len(batch), 1), np.float32)
+            batch = np.array([[expected_output(np.frombuffer(f.data, np.uint8)) if f.encoding == "raw" else 0.0]
+                              for f in batch], np.float64).reshape(len(batch), 1)
         call = Call(next(self._seq), address, module, len(batch), self._now(), timeout_s,
                     tuple(expected_output(item) for item in batch), sent)
         self.events.append(call)

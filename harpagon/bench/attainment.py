@@ -128,7 +128,7 @@ def whole_worker_floor(workload: Workload, settings: Settings) -> float:
     for app in workload.apps:
         usable = {}
         for m in app.modules:
-            usable[m.name] = [o for o in options_for(workload, m.model, settings)
+            usable[m.name] = [o for o in options_for(workload, app, m, settings)
                               if o.d_ms + settings.overhead_ms <= app.slo_ms * (1 + REL_TOL)]
         fastest = {m: min((o.d_ms for o in opts), default=math.inf) + settings.overhead_ms
                    for m, opts in usable.items()}

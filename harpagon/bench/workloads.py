@@ -39,7 +39,7 @@ class Case:
 
 
 def fastest_path_ms(app: App, workload: Workload, settings: Settings) -> float:
-    fast = {m.name: min(o.d_ms for o in options_for(workload, m.model, settings)) + settings.overhead_ms
+    fast = {m.name: min(o.d_ms for o in options_for(workload, app, m, settings)) + settings.overhead_ms
             for m in app.modules}
     return max(sum(fast[m] for m in p) for p in app.paths)
 

@@ -441,6 +441,30 @@ def _cross_check(items: dict[str, list[_Item]], declared: dict[str, set[Any]]) -
     profiled = {model for model, _ in declared["profiles"]}
     for item in apps:
         issues += _check_app(item, profiled)
+    if not issues:
+        issues += _check_decode(apps, [i.value for i in hw], [i.value for i in profiles])
+    return issues
+
+
+def _check_decode(apps: list[_Item], hardware: list[Hardware], profiles: list[Profile]) -> list[ConfigIssue]:
+    """An app that declares its frames needs a decode figure for their encoding on every hardware kind that
+    could run a module taking them: a cost left out would be a plan that does not hold."""
+    figures = {h.name: h.decode_ms_per_mpixel for h in hardware}
+    kinds: dict[str, list[str]] = {}
+    for p in profiles:
+        kinds.setdefault(p.model, []).append(p.hardware)
+    issues = []
+    for item in apps:
+        app: App = item.value
+        if app.frame is None:
+            continue
+        enc = app.frame.encoding
+        lacking = sorted({hw for m in app.modules if m.input == "frame" for hw in kinds.get(m.model, ())
+                          if enc not in figures.get(hw, {})})
+        if lacking:
+            issues.append(item.issue(("frame", "encoding"), f"{enc!r} frames: no decode_ms_per_mpixel for {enc!r} "
+                                     f"on hardware {', '.join(map(repr, lacking))}, which may run the modules "
+                                     "that take the frame (`harpagon profile --decode` measures it)"))
     return issues
 
 

@@ -33,6 +33,10 @@ MAX_SIDE = 8192
 """The largest dimension of a frame or a module input (the worker's limit: 3 x 8192 x 8192 per item)."""
 
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+Encoding = Literal["jpeg", "png", "raw"]
+"""How clients send frames: JPEG or PNG bytes, or raw RGB pixels (harpagon/runtime/wire/frames.py)."""
+MAX_DECODE_MS_PER_MPIXEL = 1000.0
+"""The slowest decode accepted, ms per megapixel (a slow CPU decodes a JPEG megapixel in about 10)."""
 
 
 class _Strict(BaseModel):
@@ -61,6 +65,12 @@ class Hardware(_Strict):
             "Device memory of one worker, GiB, as the spec sheet states it (a T4's 16); absent: unknown, and "
             "no plan is checked for fitting in it (harpagon/model/memory.py keeps a reserve below this).")
     )
+    decode_ms_per_mpixel: dict[Encoding, Annotated[float, Field(ge=0, le=MAX_DECODE_MS_PER_MPIXEL,
+                                                                allow_inf_nan=False)]] = Field(
+        default_factory=dict, strict=False, description=(
+            "Per encoding, the time (ms) one worker of this kind adds to a batch for each megapixel of a frame "
+            "it decodes and resizes (`harpagon profile --decode`); needed for each encoding an app's `frame` "
+            "declares (docs/model.md, \"Frame decode\")."))
 
 
 class ProfileRow(_Strict):
@@ -141,6 +151,19 @@ class Module(_Strict):
                                 "worker's --weights-dir); default: random initialisation.")
 
 
+class FrameFormat(_Strict):
+    """The frames an app's clients send: what a worker decodes for each request of a module that takes
+    the frame, and so part of that module's `d(b)` (docs/model.md, "Frame decode")."""
+
+    height: Side = Field(description=f"Frame height, pixels (1 to {MAX_SIDE}).")
+    width: Side = Field(description=f"Frame width, pixels (1 to {MAX_SIDE}).")
+    encoding: Encoding = Field(default="jpeg", description="jpeg, png or raw (UINT8 [H, W, 3] pixels).")
+
+    @property
+    def megapixels(self) -> float:
+        return self.height * self.width / 1e6
+
+
 class App(_Strict):
     """A DAG of modules with one source, a frame rate and an end-to-end latency objective."""
 
@@ -148,6 +171,10 @@ class App(_Strict):
     rate: PositiveFloat = Field(le=MAX_RATE, description=f"Source frame rate, frames per second (at most {MAX_RATE:g}).")
     slo_ms: PositiveFloat = Field(le=MAX_MS, description="End-to-end latency objective, milliseconds (at most an hour).")
     modules: tuple[Module, ...] = Field(strict=False, description="The modules; edges via `after`.")
+    frame: FrameFormat | None = Field(default=None, description=(
+        "The frames clients send (size and encoding): each request of a module that takes the frame adds its "
+        "decode and resize to the module's `d(b)`, at its hardware's `decode_ms_per_mpixel`. Absent: decode is "
+        "not planned (frames assumed small)."))
 
     @field_validator("modules", mode="before")
     @classmethod
@@ -304,6 +331,17 @@ class Workload(_Strict):
     def profile_rows(self) -> dict[tuple[str, str], dict[int, ProfileRow]]:
         """`(model, hardware) -> {batch: row}`."""
         return {(p.model, p.hardware): {r.batch: r for r in p.batches} for p in self.profiles}
+
+    def decode_ms(self, app: App, module: Module, hardware: str) -> float:
+        """What one request of `module` adds to its batch on `hardware` to decode and resize its app's frame
+        (ms): 0 unless the module takes the frame and the app declares `frame` (docs/model.md, "Frame decode")."""
+        if app.frame is None or module.input != "frame":
+            return 0.0
+        per_mp = self.hardware_by_name[hardware].decode_ms_per_mpixel.get(app.frame.encoding)
+        if per_mp is None:  # the loader refuses such a workload; a hand-built one fails here, by name
+            raise KeyError(f"hardware {hardware!r} has no decode_ms_per_mpixel for {app.frame.encoding!r}, which "
+                           f"app {app.name!r} frames need")
+        return per_mp * app.frame.megapixels
 
     def hardware_for(self, model: str) -> list[str]:
         """Hardware kinds with a profile of `model`, in declaration order."""

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from harpagon.config.schema import Workload
+from harpagon.config.schema import App, Module, ProfileRow, Workload
 
 Dispatch = Literal["batch-aware", "request-level"]
 #: What a plan promises (docs/model.md v2): the fluid model only, every frame within the SLO under evenly
@@ -195,11 +195,24 @@ class Option:
         return throughput(self.batch, self.d_ms)
 
 
-def options_for(workload: Workload, model: str, settings: Settings) -> list[Option]:
-    """Every profiled `(hardware, batch)` of a model, with `d(b)` under the settings' safety."""
+def options_for(workload: Workload, app: App, module: Module, settings: Settings) -> list[Option]:
+    """Every profiled `(hardware, batch)` of a module's model, with `d(b)` under the settings' safety;
+    a module that takes its app's declared frames pays their decode per request (docs/model.md, "Frame decode")."""
     out = []
-    for hw in workload.hardware_for(model):
+    for hw in workload.hardware_for(module.model):
         price = workload.hardware_by_name[hw].price_per_hour
-        for row in sorted(workload.profile_rows[(model, hw)].values(), key=lambda r: r.batch):
-            out.append(Option(hw, row.batch, effective_latency(row.mean_ms, row.std_ms, settings.safety), price))
+        decode = workload.decode_ms(app, module, hw)
+        for row in sorted(workload.profile_rows[(module.model, hw)].values(), key=lambda r: r.batch):
+            out.append(Option(hw, row.batch, row_latency(row, decode, settings.safety), price))
     return out
+
+
+def module_latencies(workload: Workload, app: App, module: Module, hardware: str, safety: float) -> dict[int, float]:
+    """`d(b)` of a module on a kind of hardware, by batch size: its model's profile, plus its frames' decode."""
+    decode = workload.decode_ms(app, module, hardware)
+    return {b: row_latency(r, decode, safety) for b, r in workload.profile_rows[(module.model, hardware)].items()}
+
+
+def row_latency(row: ProfileRow, decode_ms: float, safety: float) -> float:
+    """`d(b)` of a profile row whose requests each add `decode_ms` (their frame's decode and resize)."""
+    return effective_latency(row.mean_ms + row.batch * decode_ms, row.std_ms, safety)

@@ -21,7 +21,7 @@ from harpagon.model.latency import (
     Fanout,
     Settings,
     capacity,
-    effective_latency,
+    row_latency,
     tuple_latency,
     within,
 )
@@ -327,21 +327,24 @@ def _memory_problems(plan: Plan, workload: Workload) -> list[str]:
     """Shared GPUs whose models do not fit in the memory of their (first tuple's) hardware."""
     bad = []
     for gpu, tuples in _shared_members(plan, workload).items():
-        hardware, loaded = tuples[0][1].hardware, [(model, t.batch) for model, t in tuples]
+        hardware, loaded = tuples[0][1].hardware, [(model, t.batch) for model, t, _ in tuples]
         if not memory.fits(workload, hardware, loaded):
             bad.append(f"shared GPU {gpu!r}: its models do not fit in memory: "
                        f"{memory.describe(workload, hardware, loaded)}")
     return bad
 
 
-def _shared_members(plan: Plan, workload: Workload) -> dict[str, list[tuple[str, TuplePlan]]]:
-    members: dict[str, list[tuple[str, TuplePlan]]] = defaultdict(list)
-    models = {(a.name, m.name): m.model for a in workload.apps for m in a.modules}
+def _shared_members(plan: Plan, workload: Workload) -> dict[str, list[tuple[str, TuplePlan, float]]]:
+    """Per shared GPU, its tuples: each with its module's model and what a request adds to decode its frame."""
+    members: dict[str, list[tuple[str, TuplePlan, float]]] = defaultdict(list)
+    modules = {(a.name, m.name): (a, m) for a in workload.apps for m in a.modules}
     for ap in plan.apps:
         for mp in ap.modules:
+            found = modules.get((ap.name, mp.name))  # None: a module the input lacks (reported apart)
             for t in mp.tuples:
                 if t.gpu is not None:
-                    members[t.gpu].append((models.get((ap.name, mp.name), mp.model), t))
+                    decode = workload.decode_ms(*found, t.hardware) if found else 0.0
+                    members[t.gpu].append((found[1].model if found else mp.model, t, decode))
     return members
 
 
@@ -362,14 +365,14 @@ def _check_shared_gpus(plan: Plan, workload: Workload, bad: list[str]) -> None:
     :func:`check_resources`)."""
     u = plan.settings.max_utilization
     for gpu, tuples in _shared_members(plan, workload).items():
-        if len({t.hardware for _, t in tuples}) != 1 or len({t.cycle_ms for _, t in tuples}) != 1:
+        if len({t.hardware for _, t, _ in tuples}) != 1 or len({t.cycle_ms for _, t, _ in tuples}) != 1:
             bad.append(f"shared GPU {gpu!r}: its tuples disagree on hardware or cycle")
             continue
         busy = 0.0
-        for model, t in tuples:
+        for model, t, decode in tuples:
             row = workload.profile_rows.get((model, t.hardware), {}).get(t.batch)
             if row is not None:
-                busy += effective_latency(row.mean_ms, row.std_ms, plan.settings.safety)
+                busy += row_latency(row, decode, plan.settings.safety)
         cycle = tuples[0][1].cycle_ms or 0.0
         if not within(busy, cycle * u):
             bad.append(f"shared GPU {gpu!r}: batches take {busy:.6g} ms of a {cycle:.6g} ms cycle"
@@ -409,7 +412,7 @@ def _check_module(plan: Plan, workload: Workload, app: App, mp: ModulePlan, bad:
             continue
         if t.dummy_rate < 0:
             bad.append(f"{tw}: dummy rate must be >= 0, got {t.dummy_rate}")
-        d = effective_latency(row.mean_ms, row.std_ms, s.safety)
+        d = row_latency(row, workload.decode_ms(app, module, t.hardware), s.safety)
         if t.gpu is not None:
             lat = _check_shared_tuple(t, tw, s.overhead_ms, d, bad)
         else:

@@ -154,7 +154,7 @@ class _AppState:
 
 def _scheduler(app: App, module: Module, workload: Workload, settings: Settings, options: PlannerOptions,
                limits: Mapping[str, int | None], arrival: Arrival | None = None) -> ModuleScheduler:
-    return ModuleScheduler(options_for(workload, module.model, settings), app.module_rate(module), settings,
+    return ModuleScheduler(options_for(workload, app, module, settings), app.module_rate(module), settings,
                            limits, multi_tuple=options.multi_tuple, mode=options.mode, arrival=arrival)
 
 
@@ -207,7 +207,7 @@ def _usage(choices: Iterable[Choice]) -> dict[str, int]:
 def _refusal(app: App, workload: Workload, settings: Settings, inventory: Mapping[str, int | None],
              level: Level) -> Refusal:
     def fastest(tried: Level) -> tuple[float, tuple[str, ...]]:
-        curves = {m.name: ModuleScheduler(options_for(workload, m.model, settings), app.module_rate(m), settings,
+        curves = {m.name: ModuleScheduler(options_for(workload, app, m, settings), app.module_rate(m), settings,
                                           arrival=tried.arrival(m.name)).curve(float("inf"))
                   for m in app.modules}
         return fastest_path(app, curves)

@@ -116,7 +116,7 @@ def front(options: list[Option], settings: Settings, slo_ms: float) -> list[tupl
 def app_bound(app: App, workload: Workload, settings: Settings) -> AppBound:
     """One app's bound: apps share nothing in it (a GPU shared between apps is paid per request too),
     so the workload's is the sum and a plan that refuses some apps is bounded by the others'."""
-    fronts = {m.name: front(options_for(workload, m.model, settings), settings, app.slo_ms) for m in app.modules}
+    fronts = {m.name: front(options_for(workload, app, m, settings), settings, app.slo_ms) for m in app.modules}
     rates = {m.name: app.module_rate(m) for m in app.modules}
     single = tuple(ModuleBound(n, rates[n], f[-1][2] if f else None, f[-1][1] if f else math.inf,
                                f[-1][0] if f else math.inf) for n, f in fronts.items())

@@ -109,7 +109,7 @@ def exact_curve(options: list[Option], rate: float, settings: Settings, max_budg
 def optimal_app(app: App, workload: Workload, settings: Settings) -> AppPlan | Refusal:
     """The cheapest plan of one app over all budget splits at breakpoints and all tuple sets."""
     curves = {
-        m.name: exact_curve(options_for(workload, m.model, settings), app.module_rate(m), settings, app.slo_ms)
+        m.name: exact_curve(options_for(workload, app, m, settings), app.module_rate(m), settings, app.slo_ms)
         for m in app.modules
     }
     order = [m.name for m in app.modules]

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harpagon.config.schema import Workload
-from harpagon.model.latency import PLAN_TOL, collection_ms, effective_latency, real_requests
+from harpagon.model.latency import PLAN_TOL, collection_ms, module_latencies, real_requests
 from harpagon.model.plan import Plan
 
 #: Share of an app's allowed late fraction the allowance plans for (the rest is margin for noise).
@@ -200,11 +200,13 @@ def expected_loads(plan: Plan, workload: Workload, poisson: bool) -> dict[str, t
     safety = plan.settings.safety
     load: dict[str, float] = {}
     apps: dict[str, set[str]] = {}
+    apps_in = {a.name: a for a in workload.apps}
     for ap in plan.apps:
+        app = apps_in[ap.name]
         for mp in ap.modules:
+            module = app.module(mp.name)
             for i, t in enumerate(mp.tuples):
-                row = workload.profile_rows[(mp.model, t.hardware)][t.batch]
-                d = effective_latency(row.mean_ms, row.std_ms, safety)
+                d = module_latencies(workload, app, module, t.hardware, safety)[t.batch]
                 per = t.workers if plan.dispatch == "request-level" and t.gpu is None else 1
                 rate = t.rate / per  # each collector's real rate
                 tau = t.cycle_ms if t.gpu is not None and t.cycle_ms is not None else \

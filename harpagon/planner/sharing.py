@@ -183,7 +183,6 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
     curves (the planner's own splitter, :mod:`.splitter`): a module running as planned keeps at least
     its planned latency, and every path stays within the SLO."""
     out: list[Member] = []
-    options: dict[str, dict[str, list[Option]]] = {}
     apps = {a.name: a for a in workload.apps}
     for ap in plan.apps:
         app = apps[ap.name]
@@ -191,21 +190,19 @@ def candidates(plan: Plan, workload: Workload, settings: Settings, fresh_off: fr
         ways: dict[str, list[list[Member]]] = {}
         bursts = _bursts(app, ap)
         for mp in ap.modules:
-            if mp.model not in options:
-                per_hw: dict[str, list[Option]] = {}
-                for o in options_for(workload, mp.model, settings):
-                    per_hw.setdefault(o.hardware, []).append(o)
-                options[mp.model] = per_hw
+            per_hw: dict[str, list[Option]] = {}
+            for o in options_for(workload, app, app.module(mp.name), settings):
+                per_hw.setdefault(o.hardware, []).append(o)
             budgets, costs, chosen = [], [], []
             if (ap.name, mp.name) in keep:  # as planned, at its planned latency, nothing shared
                 kept = sum(t.workers * workload.hardware_by_name[t.hardware].price_per_hour for t in mp.tuples)
                 curves[mp.name] = CostCurve(np.array([mp.predicted_latency_ms]), np.array([kept]))
                 ways[mp.name] = [[]]
                 continue
-            for cap in _caps(mp, options[mp.model], app.slo_ms, settings):
-                best = _as_planned(ap.name, mp, options[mp.model], cap, settings, plan.dispatch, workload,
+            for cap in _caps(mp, per_hw, app.slo_ms, settings):
+                best = _as_planned(ap.name, mp, per_hw, cap, settings, plan.dispatch, workload,
                                    bursts[mp.name])
-                fresh = _fresh(ap.name, mp, {h: o for h, o in options[mp.model].items() if h not in fresh_off}, cap,
+                fresh = _fresh(ap.name, mp, {h: o for h, o in per_hw.items() if h not in fresh_off}, cap,
                                settings, plan.dispatch, workload, bursts[mp.name])
                 if fresh is not None and (best is None or fresh[0] < best[0] * (1 - PLAN_TOL)):
                     best = (fresh[0], [fresh[1]])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -22,7 +23,6 @@ from rich.table import Table
 
 from harpagon.config.schema import App, Workload
 from harpagon.model.plan import Plan
-from harpagon.runtime.frontend.pipeline import sample
 from harpagon.runtime.frontend.stats import DispatchCounters
 from harpagon.runtime.promise import ARRIVALS_NAME, describe, floor_pct, goal_text, pct, predicted, target
 from harpagon.runtime.serve import LocalCluster
@@ -70,6 +70,19 @@ def send_times(rate: float, seconds: float, arrivals: DemoArrivals, rng: np.rand
     while times[-1] < seconds:
         times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / rate, chunk))])
     return times[times < seconds]
+
+
+@lru_cache(maxsize=64)
+def _sampling(height: int, width: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = (np.arange(h) * height // h).clip(0, height - 1)
+    cols = (np.arange(w) * width // w).clip(0, width - 1)
+    return rows, cols
+
+
+def sample(frame: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A [H, W, C] frame resized to [h, w, C] (nearest neighbour)."""
+    rows, cols = _sampling(frame.shape[0], frame.shape[1], h, w)
+    return frame.take(rows, 0).take(cols, 1)  # two takes: several times faster than one 2-d fancy index
 
 
 def video_frames(path: str, frame_shape: tuple[int, ...], limit: int = 300) -> list[np.ndarray]:

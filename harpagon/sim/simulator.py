@@ -24,12 +24,12 @@ from typing import Literal
 
 import numpy as np
 
-from harpagon.config.schema import Workload
+from harpagon.config.schema import App, Module, Workload
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
-from harpagon.model.latency import PLAN_TOL, REL_TOL, Fanout, poisson_requests, requests_for
+from harpagon.model.latency import PLAN_TOL, REL_TOL, Fanout, module_latencies, poisson_requests, requests_for
 from harpagon.model.plan import Plan
-from harpagon.sim.sweep import batch_latencies, shared_apps, sweep, sweepable
+from harpagon.sim.sweep import shared_apps, sweep, sweepable
 
 #: The arrival patterns a replay runs (the promises' `Arrivals` less `fluid`, which no replay has).
 ReplayArrivals = Literal["constant", "poisson"]
@@ -143,9 +143,9 @@ class Simulator:
                 key = (ap.name, mp.name)
                 self.dispatchers[key] = ModuleDispatcher([TupleSpec.of(t) for t in mp.tuples], plan.dispatch)
                 self.timer_at[key] = None
-                model = self.apps[ap.name].module(mp.name).model
+                app, module = self.apps[ap.name], self.apps[ap.name].module(mp.name)
                 for k, t in enumerate(mp.tuples):
-                    self.d_of[(ap.name, mp.name, k)] = self._d(model, t.hardware)
+                    self.d_of[(ap.name, mp.name, k)] = self._d(app, module, t.hardware)
                     for j in range(t.workers):
                         # Tuples on one shared GPU (Nexus-style packing) share one worker.
                         wkey = ("gpu", t.gpu) if t.gpu is not None else (ap.name, mp.name, k, j)
@@ -176,8 +176,8 @@ class Simulator:
         self.trace: list[tuple[float, str, str, int, int, tuple, int]] | None = None
         """Set to a list to record every shipped batch: (time, app, module, tuple, worker, frames, size)."""
 
-    def _d(self, model: str, hardware: str) -> Callable[[int], float]:
-        return batch_latencies(self.workload, self.plan, model, hardware).__getitem__
+    def _d(self, app: App, module: Module, hardware: str) -> Callable[[int], float]:
+        return module_latencies(self.workload, app, module, hardware, self.plan.settings.safety).__getitem__
 
     # --- event loop ---------------------------------------------------------------------------
 

@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harpagon.config.schema import Workload
+from harpagon.config.schema import App, Module, Workload
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped, TupleSpec
-from harpagon.model.latency import PLAN_TOL, REL_TOL, Fanout, effective_latency, poisson_requests
+from harpagon.model.latency import PLAN_TOL, REL_TOL, Fanout, module_latencies, poisson_requests
 from harpagon.model.plan import AppPlan, ModulePlan, Plan
 
 
@@ -137,7 +137,7 @@ def sweep(plan: Plan, workload: Workload, arrivals: str, frames: dict[str, int],
                 counts = poisson_requests(module.scale, n, f"{seed}/{ap.name}/{name}").astype(np.int64)
             else:
                 counts = frame_counts(module.scale, n)
-            run = ModuleRun(mp, plan.dispatch, _latencies(workload, plan, module.model, mp), plan.settings.overhead_ms)
+            run = ModuleRun(mp, plan.dispatch, _latencies(workload, plan, app, module, mp), plan.settings.overhead_ms)
             done[name] = run.run(ready, counts)
             stats[name] = (int(counts.sum()), done[name] - ready, run.batches, run.dummies)
         finished = np.maximum.reduce([done[m.name] for m in app.modules])
@@ -156,15 +156,8 @@ def sweep(plan: Plan, workload: Workload, arrivals: str, frames: dict[str, int],
     return SimResult(arrivals, tuple(out), fanout)  # type: ignore[arg-type]
 
 
-def batch_latencies(workload: Workload, plan: Plan, model: str, hardware: str) -> dict[int, float]:
-    """`d(b)` of a model on a kind of hardware, by batch size, under the plan's safety (docs/model.md)."""
-    safety = plan.settings.safety
-    return {b: effective_latency(r.mean_ms, r.std_ms, safety)
-            for b, r in workload.profile_rows[(model, hardware)].items()}
-
-
-def _latencies(workload: Workload, plan: Plan, model: str, mp: ModulePlan) -> Callable[[int, int], float]:
-    """`d(b)` of each tuple, by tuple index and batch size."""
-    rows = [batch_latencies(workload, plan, model, t.hardware) for t in mp.tuples]
+def _latencies(workload: Workload, plan: Plan, app: App, module: Module, mp: ModulePlan) -> Callable[[int, int], float]:
+    """`d(b)` of each tuple, by tuple index and batch size, under the plan's safety (docs/model.md)."""
+    rows = [module_latencies(workload, app, module, t.hardware, plan.settings.safety) for t in mp.tuples]
     return lambda k, b: rows[k][b]
 

@@ -1,6 +1,7 @@
-"""JPEG frames end to end: tritonclient sends one as a BYTES input to the frontend, which forwards the
-bytes to a real CPU torch worker that decodes and resizes them; a truncated JPEG, whose header still
-reads, fails only at the worker's decoder and is answered INVALID_ARGUMENT."""
+"""JPEG and raw frames end to end: tritonclient sends one as a BYTES input (or UINT8 pixels) to the
+frontend, which forwards the bytes to a real CPU torch worker that decodes and resizes them; a
+truncated JPEG, whose header still reads, fails only at the worker's decoder and is answered
+INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
@@ -62,8 +63,23 @@ def test_a_jpeg_sent_as_bytes_is_decoded_by_a_real_worker_and_a_truncated_one_is
         client.infer("photos", [image_input(image[: len(image) // 2])])  # its header reads; its pixels do not
     assert "INVALID_ARGUMENT" in str(info.value.status()) and "could not be read" in info.value.message()
 
-    raw = triton.InferInput("FRAME", [48, 64, 3], "UINT8")  # the UINT8 path as before
+    raw = triton.InferInput("FRAME", [48, 64, 3], "UINT8")  # the UINT8 path: a raw frame the worker resizes
     raw.set_data_from_numpy(np.zeros((48, 64, 3), np.uint8))
     assert client.infer("photos", [raw]).as_numpy("cls_0").shape == (1, 1000)
     counters = cpu_frontend.plane.counters["photos"]
     assert (counters.success, counters.failed) == (2, 1)
+
+
+def test_a_raw_uint8_frame_is_resized_by_the_worker_as_the_same_frame_sent_as_png_is(cpu_frontend):
+    """Raw pixels and a lossless PNG of them reach the worker at full size and are resized there the
+    same way, so they answer the same scores; the frontend resized neither."""
+    client = triton.InferenceServerClient(f"127.0.0.1:{cpu_frontend.port}")
+    pixels = np.random.default_rng(5).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    PilImage.fromarray(pixels).save(out, "PNG")
+    raw = triton.InferInput("FRAME", list(pixels.shape), "UINT8")
+    raw.set_data_from_numpy(pixels)
+    from_raw = client.infer("photos", [raw]).as_numpy("cls_0")
+    from_png = client.infer("photos", [image_input(out.getvalue())]).as_numpy("cls_0")
+    assert from_raw.shape == (1, 1000) and np.isfinite(from_raw).all()
+    np.testing.assert_allclose(from_raw, from_png, rtol=1e-5, atol=1e-5)

@@ -70,7 +70,7 @@ def test_a_worker_30_percent_slower_drifts_and_only_its_profile_is_scaled():
     assert w.profiles[1] is W.profiles[1] and w.profiles[2] is W.profiles[2]  # undrifted pairs: as configured
     assert w.apps == W.apps and w.hardware == W.hardware
     # what the planner reads: d(b) = 1.3 (mean + std) * safety, the safety still applied once
-    d = {(o.hardware, o.batch): o.d_ms for o in options_for(w, "resnet50", s)}
+    d = {(o.hardware, o.batch): o.d_ms for o in options_for(w, w.apps[0], next(m for m in w.apps[0].modules if m.model == "resnet50"), s)}
     assert d[("v100", 4)] == pytest.approx(1.3 * 7.0 * 1.2) and d[("t4", 4)] == pytest.approx(15.0 * 1.2)
 
 

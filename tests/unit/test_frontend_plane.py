@@ -24,7 +24,6 @@ from harpagon.runtime.frontend.failover import (
     Suspects,
     stall_limit_s,
 )
-from harpagon.runtime.frontend.pipeline import resize
 from harpagon.runtime.metrics import FrontendMetrics
 from harpagon.runtime.wire.clients import WorkerReply
 from harpagon.runtime.wire.errors import (
@@ -72,8 +71,8 @@ def frame() -> np.ndarray:
 
 
 def want(f: np.ndarray) -> float:
-    """What the fake answers for a frame's request."""
-    return expected_output(resize(f, SHAPE))
+    """What the fake answers for a frame's request: the frame reaches the worker at its full size."""
+    return expected_output(f)
 
 
 def run(coro, limit_s: float = 10.0):
@@ -947,7 +946,7 @@ def test_encoded_frames_ship_as_the_clients_bytes_and_a_frame_a_worker_cannot_re
     assert (counters.success, counters.failed) == (2, 1)
 
 
-def test_a_batch_mixing_raw_and_encoded_frames_ships_every_item_as_a_frame_raw_ones_resized():
+def test_a_batch_mixing_raw_and_encoded_frames_ships_every_item_as_the_client_sent_it():
     app = make_app("mix", [{"name": "m", "model": "m"}])
     raw, jpeg = frame(), encoded(7)
     fake = FakeWorkers()
@@ -960,14 +959,15 @@ def test_a_batch_mixing_raw_and_encoded_frames_ships_every_item_as_a_frame_raw_o
     out = run(scenario())
     (c,) = fake.calls
     first, second = c.batch
-    assert (first.encoding, first.height, first.width) == ("raw", SHAPE[1], SHAPE[2])
-    assert first.data == resize(raw, SHAPE).transpose(1, 2, 0).tobytes()  # [h, w, 3], as a raw frame is read
+    assert (first.encoding, first.height, first.width) == ("raw", FRAME[0], FRAME[1])  # full size: not resized
+    assert first.data == raw.tobytes()  # [H, W, 3], as a raw frame is read
     assert second is jpeg and len(out) == 2
+    assert float(out[0]["m"][0][0][0]) == pytest.approx(want(raw), rel=1e-5)
 
 
-def test_raw_frames_alone_still_ship_as_one_tensor():
+def test_raw_frames_ship_as_raw_frames_of_their_full_size_for_the_worker_to_resize():
     app = make_app("raw", [{"name": "m", "model": "m"}])
-    frames = [frame(), frame()]
+    frames = [frame(), RNG.integers(0, 255, (6, 10, 3), dtype=np.uint8)]  # any size: the worker resizes
     fake = FakeWorkers()
 
     async def scenario():
@@ -975,10 +975,50 @@ def test_raw_frames_alone_still_ship_as_one_tensor():
                                   client=fake)
         return await asyncio.gather(*(plane.infer("raw", f) for f in frames))
 
-    run(scenario())
+    out = run(scenario())
     (c,) = fake.calls
-    assert isinstance(c.batch, np.ndarray) and c.batch.shape == (2, *SHAPE)
-    np.testing.assert_array_equal(c.batch[0], resize(frames[0], SHAPE))
+    assert isinstance(c.batch, list) and all(isinstance(x, EncodedFrame) for x in c.batch)
+    assert [(x.encoding, x.height, x.width) for x in c.batch] == [("raw", 8, 8), ("raw", 6, 10)]
+    assert [x.data for x in c.batch] == [f.tobytes() for f in frames]
+    assert [float(o["m"][0][0][0]) for o in out] == pytest.approx([want(f) for f in frames], rel=1e-5)
+
+
+def test_a_raw_frame_is_made_once_and_every_frame_module_gets_it_once_per_request():
+    #   src -> a (scale 2), src -> b: all three take the frame
+    app = make_app("once", [{"name": "src", "model": "m"}, {"name": "a", "model": "m", "after": ["src"], "scale": 2.0},
+                            {"name": "b", "model": "m", "after": ["src"]}])
+    f = frame()
+    fake = FakeWorkers()
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"src": route("src", "ws"), "a": route("a", "wa", batch=2, wait_ms=NO_TIMER),
+                                              "b": route("b", "wb")}),
+                                  frame_shape=FRAME, client=fake)
+        return await plane.infer("once", f)
+
+    out = run(scenario())
+    (src,) = fake.calls_to(module="src@b1")
+    (a,) = fake.calls_to(module="a@b2")
+    (b,) = fake.calls_to(module="b@b1")
+    sent = [*src.batch, *a.batch, *b.batch]
+    assert len(sent) == 4 and all(x is sent[0] for x in sent)  # one raw frame, not one per module or request
+    assert (sent[0].encoding, sent[0].height, sent[0].width, sent[0].data) == ("raw", 8, 8, f.tobytes())
+    assert [float(r[0][0]) for r in out["a"].requests] == pytest.approx([want(f)] * 2, rel=1e-5)
+
+
+def test_an_in_process_frame_that_is_not_uint8_pixels_is_refused():
+    app = make_app("bad", [{"name": "m", "model": "m"}])
+    fake = FakeWorkers()
+
+    async def scenario():
+        plane = FrontendDataPlane(table(app, {"m": route("m", "w1")}), frame_shape=FRAME, client=fake)
+        for bad in (np.zeros(FRAME, np.float32), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8), np.uint8)):
+            with pytest.raises(InvalidArgument, match="UINT8 pixels"):
+                await plane.infer("bad", bad)
+        return plane
+
+    plane = run(scenario())
+    assert fake.calls == [] and plane.in_flight["bad"] == 0
 
 
 def test_a_reply_with_errors_for_items_outside_its_batch_is_the_workers_fault():

@@ -215,7 +215,7 @@ def bytes_request(rid: str, element: bytes, shape: tuple[int, ...] = (1,), raw: 
     return r
 
 
-def test_a_jpeg_in_a_bytes_input_reaches_the_worker_as_the_clients_bytes_and_uint8_frames_as_tensors():
+def test_a_jpeg_in_a_bytes_input_reaches_the_worker_as_the_clients_bytes_and_uint8_frames_as_raw_frames():
     image = jpeg()
     typed = pb.ModelInferRequest(model_name="a", id="typed")
     typed.inputs.append(pb.ModelInferRequest.InferInputTensor(
@@ -236,7 +236,9 @@ def test_a_jpeg_in_a_bytes_input_reaches_the_worker_as_the_clients_bytes_and_uin
         (sent,) = c.batch
         assert isinstance(c.batch, list) and isinstance(sent, EncodedFrame)
         assert (sent.encoding, sent.data, sent.height, sent.width) == ("jpeg", image, 0, 0)
-    assert isinstance(uint8_calls.batch, np.ndarray) and uint8_calls.batch.shape == (1, 3, 4, 4)  # resized here
+    (raw,) = uint8_calls.batch  # the client's bytes at full size, not resized here: the worker resizes them
+    assert isinstance(raw, EncodedFrame) and (raw.encoding, raw.height, raw.width) == ("raw", *FRAME[:2])
+    assert raw.data == request("u").raw_input_contents[0]
     assert p.counters["a"].success == 3
 
 

@@ -42,7 +42,7 @@ class Detecting(FakeWorkers):
         labels = np.full((n, D), -1, np.int64)
         kept: dict[str, list[list[int]]] = {"cars": [], "all": []}
         for i, item in enumerate(batch):
-            k = int(item.flat[0]) % 4
+            k = int(item.data[0] if isinstance(item, EncodedFrame) else item.flat[0]) % 4  # raw frames: bytes
             for j in range(k):
                 boxes[i, j], scores[i, j], labels[i, j] = (j, j, j + 1, j + 2), 0.9 - j / 10, 3 + j % 2
             kept["all"].append(list(range(k)))
@@ -92,6 +92,10 @@ def test_kept_detections_become_exactly_the_child_requests_tied_to_their_detecti
     # objects 0 and 2 are label 3 (kept); frames of 3, 2, 0 and 3 objects keep 2, 1, 0 and 2 crops
     assert [len(o["cars"]) for o in out] == [2, 1, 0, 2]
     assert sum(c.size for c in fake.calls_to(module="cars@b1")) == 5
+    # the detector got each raw frame at its full size (its worker resizes it, and cuts crops from it)
+    sent = [f for c in fake.calls_to(module="detect@b1") for f in c.batch]
+    assert [(f.encoding, f.height, f.width, f.data) for f in sent] == [("raw", 40, 80, frame(v).tobytes())
+                                                                       for v in (3, 2, 0, 7)]
     first = out[0]["cars"]
     assert first.detector == "detect" and first.keys == [0, 2]
     # each request ran on ITS crop (the fake's output is the crop's pixel mean: 10 j + 1)

@@ -29,7 +29,7 @@ PROPERTY = hsettings(max_examples=150, deadline=None, suppress_health_check=[Hea
 
 def fastest_path(app, workload: Workload, s: Settings) -> float:
     """Batch 1 is every random profile's fastest row, so this is the least latency any plan reaches."""
-    fastest = {m.name: min(o.d_ms for o in options_for(workload, m.model, s) if o.batch == 1) + s.overhead_ms
+    fastest = {m.name: min(o.d_ms for o in options_for(workload, app, m, s) if o.batch == 1) + s.overhead_ms
                for m in app.modules}
     return max(sum(fastest[m] for m in path) for path in app.paths)
 
@@ -73,7 +73,7 @@ def test_plan_never_costs_more_than_the_best_single_tuple_plan_at_its_budgets(w,
         for mp in ap.modules:
             module = app.module(mp.name)
             mine = workers_cost([type(ap)(ap.name, ap.rate, ap.slo_ms, 0.0, (mp,))], w)
-            assert mine <= single_tuple_cost(options_for(w, module.model, s), mp.rate, mp.budget_ms, s) * (1 + 1e-9)
+            assert mine <= single_tuple_cost(options_for(w, app, module, s), mp.rate, mp.budget_ms, s) * (1 + 1e-9)
 
 
 @PROPERTY
@@ -116,7 +116,7 @@ TINY = dict(
 def test_optimum_matches_brute_force_and_planner_matches_optimum_on_one_module(rate, slo, s):
     w = Workload.model_validate({**TINY, "apps": [{"name": "a", "rate": rate, "slo_ms": slo,
                                                    "modules": [{"name": "x", "model": "m"}]}]})
-    options = options_for(w, "m", s)
+    options = options_for(w, w.apps[0], w.apps[0].modules[0], s)
     top = max(math.ceil(rate / capacity(1, o.batch, o.d_ms, s.max_utilization)) for o in options) + 1
     expected = brute_force_module(options, rate, slo, s, min(top, 12))
     o = optimum(w, s)

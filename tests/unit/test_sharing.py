@@ -132,7 +132,7 @@ def test_a_fresh_choice_for_sharing_fits_a_gpu_alone_with_its_burst():
     w = light_apps()
     s = Settings(arrivals="poisson")
     x = ModulePlan("x", "a", 10.0, 45.0, 10.0, ())
-    per_hw = {"t4": [o for o in options_for(w, "a", s) if o.hardware == "t4"]}
+    per_hw = {"t4": [o for o in options_for(w, w.apps[0], next(m for m in w.apps[0].modules if m.model == "a"), s) if o.hardware == "t4"]}
     one = _fresh("one", x, per_hw, 45.0, s, "batch-aware", w, burst=1)
     assert one is not None and one[1].burst == 1 and fit([one[1]], s, w) is not None
     assert _fresh("one", x, per_hw, 45.0, s, "batch-aware", w, burst=2) is None

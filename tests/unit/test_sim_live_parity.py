@@ -39,7 +39,7 @@ class FifoWorkers:
         self.log: list[tuple[float, str, str, tuple[int, ...]]] = []  # time shipped, address, module, frames
 
     async def infer(self, address, module, batch, timeout_s=None):
-        frames = tuple(int(x[0, 0, 0]) * 256 + int(x[1, 0, 0]) for x in batch)
+        frames = tuple(int(x.data[0]) * 256 + int(x.data[1]) for x in batch)  # raw frames: [H, W, 3] bytes
         self.log.append((asyncio.get_running_loop().time() * 1000.0, address, module, frames))
         async with self.locks[address]:
             await asyncio.sleep(self.d_ms[module] / 1000.0)

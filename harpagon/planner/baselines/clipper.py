@@ -23,7 +23,7 @@ def _app_on(app: App, workload: Workload, hw: str, s: Settings) -> AppPlan | Non
     budgets = path_shares(app)
     tuples: dict[str, list[TuplePlan]] = {}
     for m in app.modules:
-        options = by_hardware(workload, m.model, s).get(hw)
+        options = by_hardware(workload, app, m, s).get(hw)
         if not options:
             return None
         fit = [o for o in options if o.d_ms + s.overhead_ms <= budgets[m.name] * (1 + PLAN_TOL)]

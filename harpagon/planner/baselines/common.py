@@ -7,7 +7,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from harpagon.config.schema import App, Workload
+from harpagon.config.schema import App, Module, Workload
 from harpagon.model.latency import (
     PLAN_TOL,
     Option,
@@ -18,10 +18,10 @@ from harpagon.model.latency import (
 from harpagon.model.plan import AppPlan, ModulePlan, Plan, Refusal, TuplePlan, path_latency
 
 
-def by_hardware(workload: Workload, model: str, settings: Settings) -> dict[str, list[Option]]:
-    """A model's options per hardware kind, batch sizes ascending."""
+def by_hardware(workload: Workload, app: App, module: Module, settings: Settings) -> dict[str, list[Option]]:
+    """A module's options per hardware kind, batch sizes ascending."""
     out: dict[str, list[Option]] = defaultdict(list)
-    for o in options_for(workload, model, settings):
+    for o in options_for(workload, app, module, settings):
         out[o.hardware].append(o)
     return dict(out)
 

@@ -74,7 +74,7 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
     prices = {h.name: h.price_per_hour for h in workload.hardware}
     apps, refused = [], []
     for app in workload.apps:
-        per_hw = {m.name: by_hardware(workload, m.model, s) for m in app.modules}
+        per_hw = {m.name: by_hardware(workload, app, m, s) for m in app.modules}
         cfg = {m.name: _Config(min((opts[0] for opts in per_hw[m.name].values()), key=lambda o: o.d_ms), 1)
                for m in app.modules}
         fastest = path_latency(app, {n: c.option.d_ms + s.overhead_ms for n, c in cfg.items()})

@@ -104,7 +104,7 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
     sessions: list[Session] = []
     planned: list[tuple[App, dict[str, float], dict[str, list[TuplePlan]]]] = []
     for app in workload.apps:
-        per_hw = {m.name: by_hardware(workload, m.model, s) for m in app.modules}
+        per_hw = {m.name: by_hardware(workload, app, m, s) for m in app.modules}
         budgets = split_tree_dp(app, per_hw, s) if app.is_tree else path_shares(app)
         if budgets is None:
             refused.append(Refusal(app.name, f"no split of the SLO of {app.slo_ms:g} ms meets Nexus's batching rule"))

@@ -35,7 +35,7 @@ def _choices(app: App, workload: Workload, s: Settings) -> dict[str, list[tuple[
     for m in app.modules:
         lam = app.module_rate(m)
         rows = []
-        for o in options_for(workload, m.model, s):
+        for o in options_for(workload, app, m, s):
             cap = o.throughput * s.max_utilization
             n = math.ceil(lam / cap - PLAN_TOL)
             rows.append((o, request_level_latency(o.batch, o.d_ms, n, lam, s.overhead_ms), lam / cap * o.price))
@@ -113,7 +113,7 @@ def plan(workload: Workload, settings: Settings | None = None) -> Plan:
                 tuples[m.name].append(request_level_tuple(o, full, full * cap, s))
             rest = lam - full * cap
             if rest > PLAN_TOL * lam:
-                options = by_hardware(workload, m.model, s)[o.hardware]
+                options = by_hardware(workload, app, m, s)[o.hardware]
                 duty = min(budget - o.d_ms - s.overhead_ms, 1000.0 * o.batch / rest)
                 sessions.append(Session(app.name, m.name, options, rest, o.batch, max(duty, 1e-9), budget))
         planned.append((app, budgets, tuples))

@@ -101,7 +101,8 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
         weights = app.module(mp.name).weights  # relative to the worker's weights folder
         spec = ModuleSpec(name, mp.model, t.batch, pipeline.input_shape(app, mp.name, tuple(input_shape)), weights,
                           budget_ms=mp.budget_ms,
-                          crops=crop_edges(world.get(ap.name, app), mp.name, tuple(input_shape), fanout))
+                          crops=crop_edges(world.get(ap.name, app), mp.name, tuple(input_shape), fanout),
+                          decode_ms=workload.decode_ms(app, app.module(mp.name), t.hardware))
         for w in ws:  # a shared GPU's worker hosts its tuples' modules side by side
             modules[w.id] = (*modules[w.id], spec) if t.gpu is not None else (spec,)
         parts[(ap.name, mp.name)].append((t, tuple(sorted(ws, key=lambda w: w.id)), name))

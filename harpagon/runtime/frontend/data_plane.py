@@ -26,11 +26,12 @@ suspect, logged once per hold and counted per worker (`harpagon_frontend_worker_
 `harpagon_frontend_worker_internal_suspects`; the controller is not told: the frontend's reports carry
 no per-worker health). Faults that are the request's are answered at once, never retried.
 
-Encoded frames. A frame the client sent as JPEG or PNG bytes (an `EncodedFrame`, checked at the
-servicer) goes to a `frame` module's workers as those bytes: the worker decodes and resizes it inside
-the batch (:func:`batch_of`). A frame a worker could not read is an error of its item alone
-(`WorkerReply.errors`): that frame is answered INVALID_ARGUMENT and counted failed, the batch's other
-frames are answered as usual.
+Frames. The frontend does not touch pixels: a frame goes to every `frame` module's workers as it came
+(an `EncodedFrame`: JPEG or PNG bytes, or raw UINT8 pixels with their height and width, checked at the
+servicer; a numpy frame from an in-process caller is made a raw one once, by pipeline.as_frame), and
+the worker decodes and resizes it inside the batch, on its device (:func:`batch_of`). A frame a worker
+could not read is an error of its item alone (`WorkerReply.errors`): that frame is answered
+INVALID_ARGUMENT and counted failed, the batch's other frames are answered as usual.
 
 Admission. Each app holds at most :func:`admission_limit` frames in flight; a frame beyond it is
 refused at once with RESOURCE_EXHAUSTED, before anything is decoded or dispatched, so that an
@@ -55,7 +56,7 @@ from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.runtime.frontend.failover import SUSPECT_S, Failover, Suspects, stall_limit_s
 from harpagon.runtime.frontend.loopwatch import LoopWatch
-from harpagon.runtime.frontend.pipeline import Frame, FrameCounter, Image, ItemResult, SinkResult
+from harpagon.runtime.frontend.pipeline import Frame, FrameCounter, Image, Item, ItemResult, SinkResult
 from harpagon.runtime.frontend.reply import sink_tensors
 from harpagon.runtime.frontend.stats import AppCounters, DispatchCounters, FanoutCounts, FrontendTally
 from harpagon.runtime.metrics import FrontendMetrics
@@ -123,28 +124,21 @@ def _check_reply(address: str, reply: WorkerReply, n: int) -> None:
                           f"for a batch of {n}")
 
 
-def batch_of(items: Sequence[Image]) -> np.ndarray | list[EncodedFrame]:
-    """What a worker is sent for a batch's items: a tensor when every item is one, else a list of
-    frames. In a mixed batch (one app's clients may send raw and encoded frames alike) each tensor
-    item, a [3, h, w] module input already resized, travels as a raw frame of h x w pixels, which the
-    worker does not resize again."""
-    if not any(isinstance(x, EncodedFrame) for x in items):
+def batch_of(items: Sequence[Item]) -> np.ndarray | list[EncodedFrame]:
+    """What a worker is sent for a batch's items: a `frame` module's frames as a list (the worker
+    decodes and resizes them), crops or features (arrays) as one tensor. A module's requests are all
+    of one kind: its input's."""
+    frames = [x for x in items if isinstance(x, EncodedFrame)]
+    if not frames:
         return np.stack(items)  # type: ignore[arg-type]
-    out = []
-    for x in items:
-        if not isinstance(x, EncodedFrame):
-            if x.ndim != 3 or x.shape[0] != 3 or x.dtype != np.uint8:
-                raise InvalidArgument(f"a batch mixing encoded frames with tensors takes [3, h, w] uint8 "
-                                      f"tensors, got {x.dtype} {list(x.shape)}")
-            x = EncodedFrame(np.ascontiguousarray(x.transpose(1, 2, 0)).tobytes(), "raw",
-                             int(x.shape[1]), int(x.shape[2]))
-        out.append(x)
-    return out
+    if len(frames) != len(items):
+        raise Internal(f"a batch mixes {len(frames)} frames with {len(items) - len(frames)} tensors")
+    return frames
 
 
 @dataclass(slots=True)
 class _Request:
-    item: Image
+    item: Item
     future: asyncio.Future
     deadline: float  # loop time (s) past which the frame is late
 
@@ -169,7 +163,7 @@ class LiveModule:
     def now_ms(self) -> float:
         return self.loop.time() * 1000.0
 
-    def submit(self, item: Image, deadline: float) -> asyncio.Future:
+    def submit(self, item: Item, deadline: float) -> asyncio.Future:
         fut = self.loop.create_future()
         t0 = self.loop.time()
         fut.add_done_callback(lambda f: f.cancelled() or f.exception() or self._done(t0))
@@ -479,7 +473,7 @@ class FrontendDataPlane:
         return app
 
     async def infer(self, app_name: str, frame: Image, remaining_s: float | None = None) -> dict[str, SinkResult]:
-        """Run one frame ([H, W, 3] UINT8 pixels, or JPEG / PNG bytes checked with `frames.check`);
+        """Run one frame ([H, W, 3] UINT8 pixels, or an `EncodedFrame` checked with `frames.check`);
         returns each sink module's results. The frame is due at its SLO, or earlier when its client's
         own deadline (`remaining_s` from now) is."""
         return (await self._admitted(app_name, frame, remaining_s)).sinks()

@@ -3,14 +3,16 @@ that knows what an app's edges carry (the `input` of each module, config/pipelin
 and no event loop, so that the data plane only admits, dispatches and answers.
 
 - `frame`: the app's f-th frame gives a module `floor((f + 1) s) - floor(f s)` requests (its scale s,
-  as the planner assumes), each the frame resized to the module's input (once per input shape); a
-  frame the client sent encoded (JPEG or PNG, an `EncodedFrame`) is each request as it came: the
-  worker decodes and resizes it inside the batch, so the frontend never decodes it.
-- `crops`: one request per crop its detector's worker cut for it, keyed by the detection.
+  as the planner assumes), each the frame as it came: an `EncodedFrame`, JPEG or PNG bytes, or raw
+  UINT8 pixels (H x W x 3, made once per frame by :func:`as_frame` from a numpy frame). The worker
+  decodes and resizes it to the module's input inside the batch, on its device: the frontend never
+  touches pixels.
+- `crops`: one request per crop its detector's worker cut for it (from the full-resolution frame),
+  keyed by the detection.
 - `features`: the parents' outputs joined per key (a frame-level parent's one request joins every object).
 
 A detector's boxes come back in its input's pixels; they are kept, and answered, in the frame's (an
-encoded frame's dimensions are read from its header).
+encoded frame's dimensions are read from its header, a raw frame's are its own).
 """
 
 from __future__ import annotations
@@ -18,41 +20,32 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from harpagon.model.latency import requests_for
-from harpagon.runtime.wire.errors import Unavailable
+from harpagon.runtime.wire.errors import InvalidArgument, Unavailable
 from harpagon.runtime.wire.frames import EncodedFrame, dimensions
 from harpagon.runtime.wire.routes import AppRoute
 
-__all__ = ["Detections", "Frame", "FrameCounter", "Image", "ItemResult", "SinkResult", "resize", "sample"]
+__all__ = ["Detections", "Frame", "FrameCounter", "Image", "Item", "ItemResult", "SinkResult", "as_frame"]
 
-#: A frame as its client sent it: UINT8 pixels [H, W, C], or JPEG / PNG bytes (checked at the servicer).
+#: A frame as the data plane takes it: UINT8 pixels [H, W, 3] (in-process callers), or an `EncodedFrame`
+#: (JPEG / PNG bytes or raw pixels, checked at the servicer); a frame travels as the latter (:func:`as_frame`).
 Image = np.ndarray | EncodedFrame
+#: A module's request as its worker is sent it: the frame (`frame` modules), or a crop or features array.
+Item = EncodedFrame | np.ndarray
 
 
-@lru_cache(maxsize=64)
-def _sampling(height: int, width: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = (np.arange(h) * height // h).clip(0, height - 1)
-    cols = (np.arange(w) * width // w).clip(0, width - 1)
-    return rows, cols
-
-
-def sample(frame: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A [H, W, C] frame resized to [h, w, C] (nearest neighbour)."""
-    rows, cols = _sampling(frame.shape[0], frame.shape[1], h, w)
-    return frame.take(rows, 0).take(cols, 1)  # two takes: several times faster than one 2-d fancy index
-
-
-def resize(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A [H, W, C] uint8 frame as a [C, h, w] module input (nearest neighbour)."""
-    c, h, w = shape
-    out = sample(frame, h, w)
-    if out.shape[2] != c:
-        out = np.resize(out, (h, w, c))
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+def as_frame(image: Image) -> EncodedFrame:
+    """A frame as the workers are sent it: an `EncodedFrame` as it is, UINT8 pixels [H, W, 3] as a raw
+    frame of their bytes (one copy; the servicer makes its raw frames from the request's bytes itself)."""
+    if isinstance(image, EncodedFrame):
+        return image
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        got = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise InvalidArgument(f"a frame is UINT8 pixels [H, W, 3] or an EncodedFrame, got {got}")
+    return EncodedFrame(image.tobytes(), "raw", int(image.shape[0]), int(image.shape[1]))
 
 
 def to_frame(boxes: np.ndarray, input_shape: tuple[int, ...], frame_shape: tuple[int, ...]) -> np.ndarray:
@@ -113,32 +106,23 @@ class Frame:
 
     app: AppRoute
     seq: int  # the app's frame number: how many requests each `frame` module gets for it
-    image: Image  # [H, W, C] pixels or encoded bytes, as the client sent it
-    inputs: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)  # one resize per input shape
+    image: EncodedFrame  # as the client sent it (raw pixels as their bytes): every `frame` request's item
     results: dict[str, list[_Out]] = field(default_factory=dict)  # per module done
     detections: dict[str, Detections] = field(default_factory=dict)  # per detector done
 
     @property
     def size(self) -> tuple[int, int]:
-        """The frame's (height, width) in pixels: an encoded frame's from its header."""
-        if isinstance(self.image, EncodedFrame):
-            return dimensions(self.image)
-        return int(self.image.shape[0]), int(self.image.shape[1])
+        """The frame's (height, width) in pixels: an encoded frame's from its header, a raw one's its own."""
+        return dimensions(self.image)
 
-    def requests(self, module: str, shape: tuple[int, ...]) -> tuple[list[int], Sequence[Image]]:
+    def requests(self, module: str, shape: tuple[int, ...]) -> tuple[list[int], Sequence[Item]]:
         """The module's requests for this frame, its parents done, for workers that take `shape`:
-        their keys and items (an encoded frame's requests are the frame itself)."""
+        their keys and items (a `frame` module's are the frame itself, which its worker resizes; crops
+        and features are arrays)."""
         m = self.app.module(module)
         if m.input == "frame":
             n = requests_for(self.seq, m.scale)
-            if n == 0:
-                return [], []
-            if isinstance(self.image, EncodedFrame):
-                return list(range(n)), [self.image] * n
-            item = self.inputs.get(shape)
-            if item is None:
-                item = self.inputs[shape] = resize(self.image, shape)
-            return list(range(n)), [item] * n
+            return list(range(n)), [self.image] * n
         if m.input == "crops":
             return self._crops(module, m.after[0], shape)
         return self._features(m.after)
@@ -204,6 +188,8 @@ class FrameCounter:
         self._next: defaultdict[str, int] = defaultdict(int)
 
     def frame(self, app: AppRoute, image: Image) -> Frame:
+        """The app's next frame (UINT8 pixels made a raw frame here, once: :func:`as_frame`)."""
+        image = as_frame(image)
         seq = self._next[app.name]
         self._next[app.name] += 1
         return Frame(app, seq, image)

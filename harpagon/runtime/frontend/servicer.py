@@ -10,7 +10,9 @@ UINT8 [-1, -1, 3] (what load generators such as perf_analyzer send), and the BYT
 here and in the README. A second, optional input for images would be Triton-truer, but tools that
 fill every declared input would then send both. An encoded image is checked from its header at once
 (`wire/frames.py: check`: unknown encoding, unreadable or truncated header, past its size or pixel
-bounds: INVALID_ARGUMENT) and forwarded to the workers as it came, never decoded here.
+bounds: INVALID_ARGUMENT) and forwarded to the workers as it came, never decoded here; a UINT8 frame
+is forwarded as a raw frame of its bytes (`EncodedFrame(data, "raw", H, W)`), never resized here: the
+workers decode and resize frames inside their batches.
 
 The service is registered with handlers of its own (:func:`handlers`), not the generated ones: a
 request that does not parse reaches the servicer as :class:`Undecodable`, so a unary call is answered
@@ -22,9 +24,10 @@ request bigger than the configured frame allows (:func:`message_limit`) is refus
 RESOURCE_EXHAUSTED before Python reads any of it.
 
 Big requests cost the event loop what gRPC's own copy of them costs, little more: the frame's bytes
-are cut out of the message before it is parsed and read in place (:class:`InferCall`), typed
-contents of a big frame are converted off the loop, and a request holding more than
-MAX_FIELDS_BYTES outside its raw tensors is refused RESOURCE_EXHAUSTED unparsed.
+are cut out of the message before it is parsed (:class:`InferCall`) and copied once, into the frame's
+`bytes` that the worker call serialises (protobuf takes no view), typed contents of a big frame are
+converted off the loop, and a request holding more than MAX_FIELDS_BYTES outside its raw tensors is
+refused RESOURCE_EXHAUSTED unparsed.
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ from tritonclient.grpc import service_pb2_grpc as rpc
 from harpagon import __version__
 from harpagon.runtime.frontend import reply
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
-from harpagon.runtime.frontend.pipeline import Image
 from harpagon.runtime.wire import frames
 from harpagon.runtime.wire.errors import InvalidArgument, ResourceExhausted, RuntimeFault
 from harpagon.runtime.wire.rpc import aio_server, status_code
@@ -65,7 +67,7 @@ LIVENESS = "liveness"
 #: the event loop for 0.35-3 s, so that one client sending such bodies back to back failed most other
 #: clients' frames. The limit is at least MESSAGE_FLOOR, whatever the configured frame: a raw 1080p
 #: frame (6.2 MB) fits with room to spare, since clients often send their camera's frames as they are
-#: (each is resized to its modules' inputs); read back to back, 16 MiB requests cost other clients'
+#: (their workers resize them to their modules' inputs); read back to back, 16 MiB requests cost other clients'
 #: frames tens of milliseconds, not their deadlines (scripts/bench_big_messages.py).
 MESSAGE_FLOOR = 16 << 20
 #: Calls waiting in gRPC for the event loop to take them (the loop takes one at a time) are bounded by
@@ -100,7 +102,9 @@ _CONFIG_TYPES = {"FP32": mc.TYPE_FP32, "INT64": mc.TYPE_INT64, "INT32": mc.TYPE_
 MAX_NAME = 256
 MAX_ID = 256
 #: Largest frame side accepted (8K video is 7680 x 4320).
-MAX_SIDE = 4096  # 4K UHD (3840 x 2160) fits; one raw frame is then at most 48 MiB
+#: A raw frame's bytes are bounded apart, as the workers bound them (frames.MAX_FRAME_BYTES, 32 MiB):
+#: 4K UHD (3840 x 2160, 24 MiB raw) fits, a raw 4096 x 4096 (48 MiB) does not.
+MAX_SIDE = 4096
 
 
 def message_limit(frame_shape: Sequence[int]) -> int:
@@ -161,8 +165,8 @@ def decode_infer(data: bytes) -> InferCall | Undecodable | Oversized:
         return Undecodable(f"{type(exc).__name__}: {exc}", len(data))
 
 
-def _typed_frame(values: Iterable[int], size: int) -> np.ndarray:
-    """UINT8 typed contents (uint32 values) as a flat frame, a slice at a time (see TYPED_OFF_LOOP)."""
+def _typed_frame(values: Iterable[int], size: int) -> bytes:
+    """UINT8 typed contents (uint32 values) as a frame's bytes, a slice at a time (see TYPED_OFF_LOOP)."""
     it = iter(values)
     out = bytearray()
     try:
@@ -170,7 +174,7 @@ def _typed_frame(values: Iterable[int], size: int) -> np.ndarray:
             out += bytes(itertools.islice(it, TYPED_OFF_LOOP))  # refuses values above 255
     except ValueError:
         raise InvalidArgument(f"input {INPUT!r} holds values above 255") from None
-    return np.frombuffer(out, np.uint8)
+    return bytes(out)
 
 
 def _encoded_frame(spec: pb.ModelInferRequest.InferInputTensor, raw: Sequence[bytes | memoryview]
@@ -327,7 +331,9 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
                                                 else np.ascontiguousarray(arr).tobytes())
         return response
 
-    async def _frame(self, request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview]) -> Image:
+    async def _frame(self, request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview]) -> frames.EncodedFrame:
+        """The request's frame as the workers are sent it: an encoded one as it came, UINT8 pixels as
+        a raw frame of their bytes (one copy of the request's, none when they are `bytes` already)."""
         if len(request.inputs) != 1:
             raise InvalidArgument(f"expected one input named {INPUT!r}, got {len(request.inputs)} inputs"
                                   + (f": {[i.name[:MAX_NAME] for i in request.inputs]}"
@@ -353,16 +359,22 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         if len(raw) > 1:
             raise InvalidArgument(f"raw_input_contents holds {len(raw)} tensors for one input")
         if raw:
-            frame = np.frombuffer(raw[0], np.uint8)  # in place, read-only: module inputs are resized copies
+            n = memoryview(raw[0]).nbytes
+            if n != size:  # before copying them
+                raise InvalidArgument(f"{n} values do not fill a UINT8 frame of shape {list(shape)}")
+            data = bytes(raw[0])  # the frame's one copy (none for bytes), which the worker call serialises
         else:  # typed contents: UINT8 travels as uint32 values
             values = spec.contents.uint_contents
             if len(values) != size:  # before converting them
                 raise InvalidArgument(f"{len(values)} values do not fill a UINT8 frame of shape {list(shape)}")
-            frame = (await asyncio.to_thread(_typed_frame, values, size) if size > TYPED_OFF_LOOP
-                     else _typed_frame(values, size))
-        if frame.size != size:
-            raise InvalidArgument(f"{frame.size} values do not fill a UINT8 frame of shape {list(shape)}")
-        return frame.reshape(shape)
+            data = (await asyncio.to_thread(_typed_frame, values, size) if size > TYPED_OFF_LOOP
+                    else _typed_frame(values, size))
+        frame = frames.EncodedFrame(data, "raw", shape[0], shape[1])
+        try:
+            frames.check(frame)  # its bytes' bound (MAX_FRAME_BYTES), as the worker will check it
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"input {INPUT!r}: {exc}") from None
+        return frame
 
     async def ModelInfer(self, request, context):
         try:
