@@ -8,31 +8,15 @@ a module's d(b). Frames are synthetic (gradients and noise, JPEG quality 85).
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
 
-# beside this script when it runs (scripts/ is on sys.path): the same synthetic frames and JPEG encoding
-from bench_frame_kinds import image, jpeg
-
+from harpagon.profiler import encode_frame, synthetic_frame
 from harpagon.runtime.wire.frames import EncodedFrame
 from harpagon.runtime.worker.decode import decode_frames
-
-
-def encoded(frame: np.ndarray, encoding: str) -> EncodedFrame:
-    from PIL import Image
-
-    if encoding == "raw":
-        return EncodedFrame(frame.tobytes(), "raw", frame.shape[0], frame.shape[1])
-    if encoding == "jpeg":
-        return EncodedFrame(jpeg(frame), "jpeg")
-    out = io.BytesIO()
-    Image.fromarray(frame).save(out, format="PNG")
-    return EncodedFrame(out.getvalue(), "png")
 
 
 def ms_per_frame(frames: list[EncodedFrame], shape: tuple[int, ...], device: str, pool: ThreadPoolExecutor,
@@ -64,9 +48,9 @@ def main() -> None:
     print("|---|---|---:|" + "---:|" * len(batches) + "---:|")
     with ThreadPoolExecutor(4, thread_name_prefix="decode") as pool:
         for h, w in ((480, 640), (720, 1280), (1080, 1920)):
-            frame = image(h, w)
+            frame = synthetic_frame(h, w)
             for encoding in ("jpeg", "png", "raw"):
-                one = encoded(frame, encoding)
+                one = encode_frame(frame, encoding)
                 times = [ms_per_frame([one] * b, shape, args.device, pool, args.repeats) for b in batches]
                 print(f"| {h}x{w} | {encoding} | {len(one.data):,} | " + " | ".join(f"{t:.2f}" for t in times)
                       + f" | {times[-1] / (h * w / 1e6):.2f} |", flush=True)

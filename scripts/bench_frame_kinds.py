@@ -1,5 +1,5 @@
-"""Serving-process CPU per frame by frame kind: raw UINT8 frames (resized by the frontend) against JPEG
-frames (forwarded as bytes, decoded by the worker), side by side in one run.
+"""Serving-process CPU per frame by frame kind: raw UINT8 frames against JPEG frames, both forwarded to
+the worker as sent (which decodes and resizes them), side by side in one run.
 
 A client process sends ModelInfer requests over gRPC on 127.0.0.1 to a frontend server in this
 process (the Triton servicer over the data plane: parsing, admission, the frame's requests,
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import sys
 import time
 
@@ -23,10 +22,12 @@ from tritonclient.grpc import service_pb2 as pb
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
+from harpagon.profiler import encode_frame, synthetic_frame
 from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.servicer import start
 from harpagon.runtime.wire.clients import WorkerReply
+from harpagon.runtime.wire.frames import frames_request
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 from harpagon.runtime.wire.tensors import from_numpy
 from harpagon.v1 import worker_pb2 as wpb
@@ -36,29 +37,14 @@ class SerialisingWorker:
     """Serialises each batch as the gRPC worker client does, and answers a classifier's zeros at once."""
 
     async def infer(self, address, module, batch, timeout_s=None) -> WorkerReply:
-        request = (wpb.InferRequest(module=module, input=from_numpy(batch)) if isinstance(batch, np.ndarray)
-                   else wpb.InferRequest(module=module, frames=[f.to_proto() for f in batch]))
-        request.SerializeToString()
+        if isinstance(batch, np.ndarray):
+            wpb.InferRequest(module=module, input=from_numpy(batch)).SerializeToString()
+        else:
+            frames_request(module, batch)
         return WorkerReply([np.zeros((len(batch), 1000), np.float32)], 0.0, 0.0)
 
     async def close(self) -> None:
         pass
-
-
-def image(h: int, w: int) -> np.ndarray:
-    """A frame with some structure (gradients and noise), so that JPEG sizes are realistic."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([(x * 255 // max(1, w - 1)), (y * 255 // max(1, h - 1)), ((x + y) % 256)], axis=-1)
-    return np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-
-
-def jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(frame).save(out, format="JPEG", quality=quality)
-    return out.getvalue()
 
 
 def request(kind: str, frame: np.ndarray) -> bytes:
@@ -67,7 +53,7 @@ def request(kind: str, frame: np.ndarray) -> bytes:
         r.inputs.append(pb.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8", shape=list(frame.shape)))
         r.raw_input_contents.append(frame.tobytes())
     else:
-        data = jpeg(frame)
+        data = encode_frame(frame, "jpeg").data
         r.inputs.append(pb.ModelInferRequest.InferInputTensor(name="FRAME", datatype="BYTES", shape=[1]))
         r.raw_input_contents.append(len(data).to_bytes(4, "little") + data)
     return r.SerializeToString()
@@ -108,7 +94,7 @@ def client(port: int, kind: str, h: int, w: int, frames: int, in_flight: int) ->
     import grpc
     from tritonclient.grpc import service_pb2_grpc
 
-    data = request(kind, image(h, w))
+    data = request(kind, synthetic_frame(h, w))
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20),
                                                               ("grpc.max_receive_message_length", 64 << 20)]) as ch:
         call = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer", request_serializer=None,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from harpagon.runtime.wire import frames
 from harpagon.runtime.wire.errors import InvalidArgument
-from harpagon.runtime.wire.frames import MAX_FRAME_BYTES, EncodedFrame
+from harpagon.runtime.wire.frames import MAX_FRAME_BYTES, EncodedFrame, frames_request
 from harpagon.runtime.worker.decode import decode_frames
 from harpagon.v1 import worker_pb2 as pb
 
@@ -167,3 +167,18 @@ def test_decode_on_cuda_matches_cpu():
     assert sorted(gpu.errors) == sorted(cpu.errors) == [2]
     assert gpu.images.device.type == "cuda" and gpu.full[0].device.type == "cuda"
     assert (gpu.images.cpu() - cpu.images).abs().mean() * 255 < 2
+
+
+@pytest.mark.parametrize("frames", [
+    [],
+    [EncodedFrame(b"\xff\xd8\xff" + bytes(200), "jpeg")],
+    [EncodedFrame(bytes(range(256)) * 1200, "raw", 320, 320), EncodedFrame(b"\x89PNG\r\n\x1a\n", "png"),
+     EncodedFrame(bytes(3 * 7 * 300), "raw", 7, 300)],
+])
+def test_a_batch_of_frames_serialised_by_hand_is_the_message_protobuf_writes(frames):
+    """frames_request copies each frame once; a worker parses it as the InferRequest it stands for."""
+    module = "cam/détect@32"  # a non-ASCII name: lengths are of the UTF-8 bytes
+    ours = frames_request(module, frames)
+    assert ours == pb.InferRequest(module=module, frames=[f.to_proto() for f in frames]).SerializeToString()
+    parsed = pb.InferRequest.FromString(ours)
+    assert parsed.module == module and [EncodedFrame.from_proto(f) for f in parsed.frames] == frames

@@ -138,8 +138,9 @@ def test_a_frame_cut_out_reads_like_the_parsed_one():
     request = infer_request((480, 640, 3))
     call = decode_infer(request.SerializeToString())
     frame = asyncio.run(TritonServicer(None)._frame(call.request, call.raw))
-    # a raw frame of the request's bytes, at full size (the workers resize it), as `bytes` for the worker call
-    assert (frame.encoding, frame.height, frame.width) == ("raw", 480, 640) and isinstance(frame.data, bytes)
+    # a raw frame of the request's bytes, at full size (the workers resize it): a view of the message read off
+    # the wire, not a copy (its one copy is into the worker's request)
+    assert (frame.encoding, frame.height, frame.width) == ("raw", 480, 640) and isinstance(frame.data, memoryview)
     assert frame.data == request.raw_input_contents[0]
     assert servicer.TYPED_OFF_LOOP < 300 * 300 * 3  # the typed test above does go off the loop
 

@@ -180,8 +180,8 @@ def _typed_frame(values: Iterable[int], size: int) -> bytes:
 def _encoded_frame(spec: pb.ModelInferRequest.InferInputTensor, raw: Sequence[bytes | memoryview]
                    ) -> frames.EncodedFrame:
     """A BYTES input of one element (Triton's raw form: a 4-byte little-endian length, then the bytes)
-    as a checked JPEG or PNG frame. The element is read as a view of the message; its one copy is the
-    frame's `bytes`, which the worker call serialises."""
+    as a checked JPEG or PNG frame. The element is read as a view of the message, and stays one: its
+    one copy is into the worker's request (wire/frames.frames_request)."""
     if not 1 <= len(spec.shape) <= 8 or any(d != 1 for d in spec.shape):
         raise InvalidArgument(f"input {INPUT!r} of BYTES must be one element (shape [1]) holding a JPEG or PNG "
                               f"image, got shape {list(spec.shape)[:8]}")
@@ -208,7 +208,7 @@ def _encoded_frame(spec: pb.ModelInferRequest.InferInputTensor, raw: Sequence[by
                               f"bytes starting {bytes(element[:8]).hex()}")
     if len(element) > frames.MAX_FRAME_BYTES:  # before copying it
         raise InvalidArgument(f"input {INPUT!r}: image of {len(element)} bytes, more than {frames.MAX_FRAME_BYTES}")
-    frame = frames.EncodedFrame(bytes(element), encoding)
+    frame = frames.EncodedFrame(element, encoding)  # uncopied, as a raw frame
     try:
         frames.check(frame)
     except InvalidArgument as exc:
@@ -362,7 +362,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             n = memoryview(raw[0]).nbytes
             if n != size:  # before copying them
                 raise InvalidArgument(f"{n} values do not fill a UINT8 frame of shape {list(shape)}")
-            data = bytes(raw[0])  # the frame's one copy (none for bytes), which the worker call serialises
+            data = raw[0]  # uncopied: the worker call writes it into its request (wire/frames.frames_request)
         else:  # typed contents: UINT8 travels as uint32 values
             values = spec.contents.uint_contents
             if len(values) != size:  # before converting them

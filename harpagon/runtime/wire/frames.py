@@ -9,6 +9,7 @@ it: a few kilobytes of PNG can claim 100000 x 100000 pixels (a decompression bom
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harpagon.runtime.wire.errors import InvalidArgument
@@ -33,15 +34,16 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 @dataclass(frozen=True, slots=True)
 class EncodedFrame:
     """One frame as sent: `data` in `encoding`; `height` and `width` only for "raw" (H x W x 3 uint8,
-    C order)."""
+    C order). `data` may be a read-only view of the client's request (the frontend copies a frame's
+    bytes only into its worker's request)."""
 
-    data: bytes
+    data: bytes | memoryview
     encoding: str
     height: int = 0
     width: int = 0
 
     def to_proto(self) -> pb.Frame:
-        return pb.Frame(data=self.data, encoding=self.encoding, height=self.height, width=self.width)
+        return pb.Frame(data=bytes(self.data), encoding=self.encoding, height=self.height, width=self.width)
 
     @staticmethod
     def from_proto(f: pb.Frame) -> EncodedFrame:
@@ -130,3 +132,40 @@ def check(frame: EncodedFrame) -> tuple[int, int]:
         raise InvalidArgument(f"raw frame data is {len(frame.data)} bytes, but {height} x {width} x 3 is "
                               f"{height * width * 3}")
     return height, width
+
+
+# --- a batch of frames on the wire to a worker -----------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes | memoryview) -> list[bytes | memoryview]:
+    """A length-delimited field (wire type 2): its key, its length and the payload, uncopied."""
+    return [bytes((tag << 3 | 2,)), _varint(len(payload)), payload]
+
+
+def _frame_fields(f: EncodedFrame) -> list[bytes | memoryview]:
+    parts = [*_field(1, f.data), *_field(2, f.encoding.encode())]
+    if f.height:
+        parts += [bytes((3 << 3,)), _varint(f.height)]
+    if f.width:
+        parts += [bytes((4 << 3,)), _varint(f.width)]
+    return parts
+
+
+def frames_request(module: str, frames: Sequence[EncodedFrame]) -> bytes:
+    """`InferRequest(module=module, frames=frames)` serialised by hand: the frames' bytes are copied once,
+    into the message, where building the message and serialising it copies each twice (a 1280x720 raw frame:
+    0.3 ms against 3-8 ms of the frontend's CPU). The same bytes a protobuf encoder writes (the test checks it)."""
+    parts = _field(1, module.encode())
+    for f in frames:
+        inner = _frame_fields(f)
+        parts += [bytes((4 << 3 | 2,)), _varint(sum(len(p) for p in inner)), *inner]
+    return b"".join(parts)
