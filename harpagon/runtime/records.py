@@ -21,7 +21,8 @@ class BatchRun:
     items: int
     dummies: int
     queue_ms: float  # waiting for the device
-    exec_ms: float
+    exec_ms: float  # the model's run: the batch's time on the device less its frames' decode
+    decode_ms: float = 0.0  # decoding and resizing its frames (planned apart: docs/model.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -364,6 +364,9 @@ def test_an_emulated_device_charges_decode_ms_per_frame_and_reports_the_same_err
         r = plane.infer("m", frames)
         assert r.exec_ms >= 2.0 + 3 * 30.0 and r.outputs[0].shape == (3, 1000)
         assert sorted(r.errors) == [1, 2] and "JPEG frame" in r.errors[1] and "2 x 2 x 3 is 12" in r.errors[2]
+        # calibration reads the model's run alone: decode is planned apart from the model's profile
+        (model_ms,) = plane.take_recent()["m"]
+        assert 2.0 <= model_ms < 2.0 + 30.0
         assert plane.infer("m", np.zeros((3, *SHAPE), np.uint8)).exec_ms < 2.0 + 3 * 30.0  # tensors: no decode
     finally:
         plane.close()

@@ -70,6 +70,9 @@ class BatchResult:
     outputs: list[np.ndarray]
     crops: dict[str, Crops] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
+    decode_ms: float = 0.0
+    """Of the batch's time, what decoding and resizing its frames took (planned apart from the model's
+    profile: docs/model.md, "Inputs: frame decode"), so that calibration measures the model alone."""
 
 
 #: A batch as a runner takes it: a tensor [n, *input_shape], or n encoded frames.
@@ -200,13 +203,17 @@ class _TorchRunner(Runner):
         n = len(frames)
         on_stream = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
         with torch.inference_mode(), on_stream:
+            t0 = time.perf_counter()
             got = decode.decode_frames(frames, self.spec.input_shape, self.device, self._pool())
+            if self.stream is not None:  # the decode's own time, not the model's after it
+                self.stream.synchronize()
+            decode_ms = (time.perf_counter() - t0) * 1000.0
             images = torch.zeros((self.spec.batch, *self.spec.input_shape), dtype=self.dtype, device=self.device)
             images[:n] = got.images
             result = self._results(self.model(images), n, images, got.full)
         if self.stream is not None:
             self.stream.synchronize()
-        return BatchResult(result.outputs, result.crops, got.errors)
+        return BatchResult(result.outputs, result.crops, got.errors, decode_ms)
 
     def _results(self, out: Any, n: int, images: Any, full: Sequence[Any] | None = None) -> BatchResult:
         import torch
@@ -317,14 +324,15 @@ class _SleepRunner(Runner):
 
     def __call__(self, x: Batch) -> BatchResult:
         errors: dict[int, str] = {}
-        seconds = self.seconds
+        decode = 0.0
         if not isinstance(x, np.ndarray):  # frames: not decoded, but read as a decoder would refuse them
             for i, frame in enumerate(x):
                 try:
                     wire_frames.check(frame)
                 except InvalidArgument as exc:
                     errors[i] = str(exc)
-            seconds += self.decode_seconds * len(x)
+            decode = self.decode_seconds * len(x)
+        seconds = self.seconds + decode
         # One sleep, no spinning: a GPU does not burn host CPU while it runs a batch, and dozens of
         # emulated workers share a few cores (sleep overshoots by ~0.1 ms; calibration measures it).
         time.sleep(seconds)
@@ -333,9 +341,9 @@ class _SleepRunner(Runner):
                            f"the device failed the batch")
         n = len(x)
         if not self.spec.crops:
-            return BatchResult([np.zeros((n, *self.output), np.float32)], errors=errors)
+            return BatchResult([np.zeros((n, *self.output), np.float32)], errors=errors, decode_ms=decode * 1000.0)
         result = self._detections(n)
-        return BatchResult(result.outputs, result.crops, errors)
+        return BatchResult(result.outputs, result.crops, errors, decode * 1000.0)
 
     def _counts(self, edge: CropEdge, n: int) -> np.ndarray:
         """Detections of the edge's next n items: [n]."""
