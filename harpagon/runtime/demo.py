@@ -101,7 +101,29 @@ def video_frames(path: str, frame_shape: tuple[int, ...], limit: int = 300) -> l
     return out
 
 
-async def _stream(client, load: AppLoad, frames: list[np.ndarray], times: np.ndarray) -> None:
+def _client_frames(apps: dict[str, App], names: list[str], frame_shape: tuple[int, ...],
+                   video: str | None) -> dict[str, list[np.ndarray] | list[bytes]]:
+    """Each app's frames as its clients send them: at its declared `frame` size (else `serve.frame_shape`),
+    JPEG-encoded by the client when the app declares JPEG frames (the workers decode them), else raw
+    pixels; from the video file, or a few random frames."""
+    from harpagon.profiler import encode_frame
+
+    pixels: dict[tuple[int, ...], list[np.ndarray]] = {}
+    out: dict[str, list[np.ndarray] | list[bytes]] = {}
+    for name in names:
+        f = apps[name].frame
+        shape = (f.height, f.width, 3) if f is not None else frame_shape
+        if shape not in pixels:
+            rng = np.random.default_rng(0)
+            pixels[shape] = (video_frames(video, shape) if video
+                             else [rng.integers(0, 255, shape, dtype=np.uint8) for _ in range(8)])
+        encoding = f.encoding if f is not None else "raw"
+        out[name] = (pixels[shape] if encoding == "raw"
+                     else [bytes(encode_frame(p, encoding).data) for p in pixels[shape]])
+    return out
+
+
+async def _stream(client, load: AppLoad, frames: list[np.ndarray] | list[bytes], times: np.ndarray) -> None:
     from tritonclient.grpc import InferInput
     from tritonclient.utils import InferenceServerException
 
@@ -111,8 +133,12 @@ async def _stream(client, load: AppLoad, frames: list[np.ndarray], times: np.nda
 
     async def one(i: int) -> None:
         frame = frames[i % len(frames)]
-        x = InferInput("FRAME", list(frame.shape), "UINT8")
-        x.set_data_from_numpy(frame)
+        if isinstance(frame, bytes):  # an encoded image: one BYTES element, as Triton clients send images
+            x = InferInput("FRAME", [1], "BYTES")
+            x.set_data_from_numpy(np.array([frame], dtype=np.object_))
+        else:
+            x = InferInput("FRAME", list(frame.shape), "UINT8")
+            x.set_data_from_numpy(frame)
         t0 = time.perf_counter()
         try:
             result = await client.infer(load.name, [x], request_id=str(i))
@@ -280,15 +306,12 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
             console.print(f"[red]refused[/red] {r.app}: {r.reason}")
         client = triton_aio.InferenceServerClient(f"{cluster.host}:{cluster.port}")
         loads = [AppLoad(a.name, a.rate, a.slo_ms) for a in plan.apps]
-        frame_shape = tuple(cluster.serve.frame_shape)
-        if video:
-            frames = video_frames(video, frame_shape)
-            source = f"frames of {video}"
-            console.print(f"streaming {len(frames)} frames of {video} in a loop")
-        else:  # synthetic: a few random frames
-            rng = np.random.default_rng(0)
-            frames = [rng.integers(0, 255, frame_shape, dtype=np.uint8) for _ in range(8)]
-            source = "synthetic frames"
+        sent = _client_frames({a.name: a for a in workload.apps}, [ld.name for ld in loads],
+                              tuple(cluster.serve.frame_shape), video)
+        source = f"frames of {video}" if video else "synthetic frames"
+        for name, frames in sent.items():
+            kind = "JPEG" if isinstance(frames[0], bytes) else "raw"
+            console.print(f"{name}: streaming {len(frames)} {source} in a loop, {kind}")
         how = "evenly spaced" if arrivals == "constant" else f"Poisson arrivals, seed {seed}"
         console.print(f"sending each app's frames at its rate, {how}")
         schedules = [send_times(ld.rate, seconds, arrivals, np.random.default_rng([seed, i]))
@@ -296,7 +319,8 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
         plans_before = controller.plans
         loop = asyncio.get_running_loop()
         start = loop.time()
-        streams = asyncio.gather(*(_stream(client, ld, frames, times) for ld, times in zip(loads, schedules, strict=True)))
+        streams = asyncio.gather(*(_stream(client, ld, sent[ld.name], times)
+                                   for ld, times in zip(loads, schedules, strict=True)))
         with Live(_table(loads, 0, "live", plan, arrivals), console=console, refresh_per_second=2) as live:
             while not streams.done():
                 await asyncio.sleep(0.5)

@@ -14,12 +14,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import pytest
 
 from harpagon.bench.faults.figures import fill_figures
-from harpagon.bench.faults.frames import CLIENT_HOP_MS, OK, VANISHED, Frame, RecordTail, frame_of, summarize
+from harpagon.bench.faults.frames import (
+    CLIENT_HOP_MS,
+    OK,
+    VANISHED,
+    Frame,
+    RecordTail,
+    frame_of,
+    is_late,
+    summarize,
+)
 from harpagon.bench.faults.goals import (
     ABUSE_CHECKS,
     CHECK_TIMEOUT_S,
@@ -32,7 +42,7 @@ from harpagon.bench.faults.goals import (
     ScenarioResult,
     goals_of,
 )
-from harpagon.bench.faults.load import stream_frames
+from harpagon.bench.faults.load import _LoadClient, stream_frames
 from harpagon.bench.faults.logs import config_pushes, membership
 from harpagon.bench.faults.markdown import build_markdown
 from harpagon.bench.faults.network import stale_namespaces
@@ -59,6 +69,28 @@ def test_frames_are_counted_by_outcome_and_the_disruption_ends_at_the_last_bad_o
     assert o.disruption_s == pytest.approx(1.8)  # the vanished frame sent at 12.0
     assert summarize(frames[1:2], slo, 10.0, 20.0, fault_at=10.2).disruption_s == 0.0
     assert summarize(frames, slo, 10.0, 20.0, fault_at=None).disruption_s is None
+
+
+def test_the_clients_own_delay_is_taken_out_of_a_frames_latency_and_no_more():
+    slo = {"cam": 400.0}
+    over = 400.0 + CLIENT_HOP_MS + 12.0
+    frames = [Frame("cam", 10.0, OK, over, client_lag_ms=14.0),  # its client read the answer late: on time
+              Frame("cam", 10.1, OK, over, client_lag_ms=11.0),  # the client's delay does not cover it: late
+              Frame("cam", 10.2, OK, over)]  # no delay of its own: late
+    o = summarize(frames, slo, 10.0, 20.0, fault_at=None)
+    assert (o.ok, o.late) == (1, 2)
+    assert [is_late(f, slo) for f in frames] == [False, True, True]
+    record = {"app": "cam", "t": 10.0, "code": OK, "ms": over, "client_lag_ms": 14.0}
+    assert frame_of(record, 10.4) == frames[0]
+    assert frame_of({k: v for k, v in record.items() if k != "client_lag_ms"}, 10.4).client_lag_ms == 0.0
+
+
+def test_the_load_client_charges_a_frame_only_its_loops_delays_while_it_was_out():
+    client = _LoadClient.__new__(_LoadClient)
+    client.ticks = deque([(1.000, 30.0), (1.050, 5.0), (1.100, 12.0)])  # (when a check ran, how late)
+    assert client.lag_since(1.020) == pytest.approx(12.0)  # the checks after the frame left; not the 30 ms before
+    assert client.lag_since(1.095) == pytest.approx(5.0)  # only the part of a delay after the frame left
+    assert client.lag_since(1.200) == 0.0
 
 
 def test_a_deadline_at_the_clients_own_timeout_is_a_vanished_frame():

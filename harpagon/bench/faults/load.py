@@ -9,6 +9,7 @@ import json
 import math
 import signal
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,6 +19,9 @@ from tritonclient.grpc import service_pb2 as tpb
 from tritonclient.grpc import service_pb2_grpc as trpc
 
 from harpagon.bench.faults.frames import OK, VANISHED
+
+#: Checks of the client's loop kept (one per 10 ms or more): 10 s, longer than any answer within its SLO.
+TICKS_KEPT = 1000
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20),
                    # a frontend restarted at the same address is reached within half a second
@@ -68,6 +72,8 @@ class _LoadClient:
         self.inflight: dict[int, tuple[str, float, float]] = {}  # frame id -> app, send time, perf_counter at send
         self.lags: list[float] = []
         self.stalls: list[tuple[float, float]] = []  # (wall time, ms) when this client's own loop ran late
+        # (perf_counter, ms) of every recent check of this loop: how late it ran while a frame was out
+        self.ticks: deque[tuple[float, float]] = deque(maxlen=TICKS_KEPT)
         self.start = loop.time() + max(0.0, spec["start_at"] - time.time())
         self.seconds = spec.get("seconds")
         self.grace_s = spec.get("grace_s", 5.0)
@@ -86,8 +92,14 @@ class _LoadClient:
             t0 = self.loop.time()
             await asyncio.sleep(0.01)
             lag = (self.loop.time() - t0 - 0.01) * 1000.0
+            self.ticks.append((time.perf_counter(), lag))
             if lag > 20.0:
                 self.stalls.append((time.time(), lag))
+
+    def lag_since(self, t0: float) -> float:
+        """The most this client's loop ran late since `t0` (perf_counter), in ms: at most that much of a
+        frame's latency may be the client's own, reading the answer late (the frontend cannot see it)."""
+        return max((min(lag, (t - t0) * 1000.0) for t, lag in self.ticks if t > t0), default=0.0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send each frame when it is due until `seconds` are over (or `stop`), then wait for the answers."""
@@ -148,7 +160,8 @@ class _LoadClient:
         if sent is not None:
             app, t, t0 = sent
             self.records.write(json.dumps({"id": fid, "app": app, "t": t, "code": code,
-                                           "ms": (time.perf_counter() - t0) * 1000.0}) + "\n")
+                                           "ms": (time.perf_counter() - t0) * 1000.0,
+                                           "client_lag_ms": self.lag_since(t0)}) + "\n")
 
     def give_up(self) -> None:
         """Every frame still unanswered written VANISHED, then its call cancelled."""

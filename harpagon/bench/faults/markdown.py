@@ -76,15 +76,16 @@ def _columns() -> list[str]:
             ("- **sent**: frames the client sent during the scenario (from its start to the next one's), each app at "
              "its planned rate (overload: 10x)."),
             (f"- **OK**: answered OK within the app's SLO + {CLIENT_HOP_MS:g} ms (the client's own hop), measured by "
-             "the client from send to answer."),
+             "the client from send to answer, less how late the client's own event loop ran meanwhile (it checks "
+             "itself every 10 ms: a flooding client reads its answers late, which no server can help)."),
             ("- **failed (status)**: answered with an error status, per gRPC code: UNAVAILABLE (no frontend, or no "
              "route yet), DEADLINE_EXCEEDED (the frontend dropped the frame at its deadline), RESOURCE_EXHAUSTED "
              "(refused by admission control). A frame the client could not deliver to a dead frontend counts here "
              "as UNAVAILABLE: the client got a status."),
             (f"- **vanished**: no answer at all within the client's timeout (SLO + {VANISH_AFTER_S:g} s), or a frame "
              "recorded as sent with no outcome ever recorded (the client gave up on it or died). Goal: 0."),
-            (f"- **late**: answered OK, but later than the SLO + {CLIENT_HOP_MS:g} ms (a success the app cannot use). "
-             "Goal: 0."),
+            (f"- **late**: answered OK, but later than the SLO + {CLIENT_HOP_MS:g} ms, the client's own delay taken "
+             "out as above (a success the app cannot use). Goal: 0."),
             ("- **disruption s**: from the fault to the send time of the last frame of the scenario that was not "
              "answered OK within its SLO (0: every frame sent after the fault was); every frame sent later was "
              f"served in time. Goal for a worker kill or stall: <= {DISRUPTION_GOAL_S:g} s."),
