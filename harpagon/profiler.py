@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import io
 import os
 import resource
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from harpagon.runtime.wire.frames import EncodedFrame
+from harpagon.runtime.wire.frames import encode_frame, synthetic_frame
 from harpagon.runtime.wire.modules import ModuleSpec
 from harpagon.runtime.worker.executor import TorchExecutor
 from harpagon.runtime.worker.registry import entry
@@ -180,31 +179,6 @@ def _memory_labels(path: Path) -> set[str]:
 
 
 # --- frame decode ------------------------------------------------------------------------------
-
-ENCODINGS = ("jpeg", "png", "raw")
-
-
-def synthetic_frame(height: int, width: int) -> np.ndarray:
-    """An [H, W, 3] uint8 frame with some structure (gradients and noise), so that JPEG sizes and decode
-    times are those of camera frames rather than of flat colour (a 1280x720 one is ~230 kB at quality 85)."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([(x * 255 // max(1, width - 1)), (y * 255 // max(1, height - 1)), ((x + y) % 256)], axis=-1)
-    return np.clip(base + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
-def encode_frame(frame: np.ndarray, encoding: str, quality: int = 85) -> EncodedFrame:
-    """`frame` ([H, W, 3] uint8) as a client sends it: JPEG (at `quality`) or PNG bytes, or raw pixels."""
-    if encoding == "raw":
-        return EncodedFrame(np.ascontiguousarray(frame).tobytes(), "raw", frame.shape[0], frame.shape[1])
-    if encoding not in ENCODINGS:
-        raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(frame).save(out, format=encoding.upper(), **({"quality": quality} if encoding == "jpeg" else {}))
-    return EncodedFrame(out.getvalue(), encoding)
-
 
 def profile_decode(device: str, height: int, width: int, encoding: str, batches: Sequence[int],
                    input_shape: Sequence[int] = (3, 224, 224), repeats: int = 20, warmup: int = 3,

@@ -14,8 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from harpagon.profiler import encode_frame, synthetic_frame
-from harpagon.runtime.wire.frames import EncodedFrame
+from harpagon.runtime.wire.frames import EncodedFrame, encode_frame, synthetic_frame
 from harpagon.runtime.worker.decode import decode_frames
 
 

@@ -22,12 +22,11 @@ from tritonclient.grpc import service_pb2 as pb
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
-from harpagon.profiler import encode_frame, synthetic_frame
 from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.servicer import start
 from harpagon.runtime.wire.clients import WorkerReply
-from harpagon.runtime.wire.frames import frames_request
+from harpagon.runtime.wire.frames import encode_frame, frames_request, synthetic_frame
 from harpagon.runtime.wire.routes import ModuleRoute, RoutingTable
 from harpagon.runtime.wire.tensors import from_numpy
 from harpagon.v1 import worker_pb2 as wpb

@@ -5,8 +5,8 @@ DAG agree.
 - `frame`: each request is the frame resized to the module's input; the module gets
   `floor((f+1)s) - floor(fs)` of them for frame f (its scale s), once its parents are done.
 - `crops`: one request per kept detection of its one parent, a detector that itself takes the frame
-  once per frame (scale 1); the detector's worker cuts the crops out of its input
-  (`torchvision.ops.roi_align`) at the child's input shape. Its requests belong to *objects*: the
+  once per frame (scale 1); the detector's worker cuts the crops out of the full-resolution frame
+  (`torchvision.ops.roi_align`) at the child's own input shape (`input_shape`). Its requests belong to *objects*: the
   detections of that detector.
 - `features`: the parents' outputs, flattened and concatenated, one request per key. Keys are the
   request's index for frame-level requests and the detection for object-level ones; parents joined at
@@ -39,13 +39,22 @@ def output_size(m: Module) -> int | None:
     return math.prod(e.output) if e and e.output and task_of(m) == "classify" else None
 
 
-def input_shape(app: App, module: str, image: tuple[int, ...]) -> tuple[int, ...]:
-    """A module's input item: the image shape for frames and crops, its parents' joined outputs for
-    features (the loader ensures their sizes are known)."""
+#: A frame or crop module's input when neither `serve.input_shape` nor the registry gives one.
+DEFAULT_IMAGE = (3, 224, 224)
+
+
+def input_shape(app: App, module: str, image: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """A module's input item: for frames and crops, `image` ([C, H, W], `serve.input_shape`: one size for
+    every module) or else its model's own input (models/registry.yaml; DEFAULT_IMAGE for a model it does
+    not give one), so that a 320x320 detector feeds 224x224 classifiers; for features, its parents' joined
+    outputs (the loader ensures their sizes are known)."""
     m = app.module(module)
-    if m.input != "features":
+    if m.input == "features":
+        return (sum(output_size(app.module(p)) or 0 for p in m.after),)
+    if image is not None:
         return tuple(image)
-    return (sum(output_size(app.module(p)) or 0 for p in m.after),)
+    e = models.entry(m.model)
+    return e.input if e is not None and len(e.input) == 3 else DEFAULT_IMAGE
 
 
 def crop_labels(app: App, module: str) -> tuple[int, ...]:

@@ -285,8 +285,10 @@ class ServeConfig(_Strict):
 
     workers: tuple[WorkerGroup, ...] = Field(default=(), strict=False,
                                              description="Local workers to start; default one per visible GPU.")
-    input_shape: tuple[Side, Side, Side] = Field(default=(3, 224, 224), strict=False, description=(
-        f"[C, H, W] every module's input is resized to (each from 1 to {MAX_SIDE})."))
+    input_shape: tuple[Side, Side, Side] | None = Field(default=None, strict=False, description=(
+        f"[C, H, W] every frame and crop module's input is resized to (each from 1 to {MAX_SIDE}), whatever its "
+        "model; absent: each model's own input from models/registry.yaml (3x224x224 for a model it does not "
+        "list), so that a 320x320 detector feeds 224x224 classifiers."))
     frame_shape: tuple[Side, Side, Side] = Field(default=(480, 640, 3), strict=False, description=(
         f"[H, W, 3] frames clients send (and the demo makes); each from 1 to {MAX_SIDE}."))
     grpc_port: int = Field(default=8001, ge=0, le=65535, description="Triton-protocol gRPC port.")

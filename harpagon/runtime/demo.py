@@ -106,7 +106,7 @@ def _client_frames(apps: dict[str, App], names: list[str], frame_shape: tuple[in
     """Each app's frames as its clients send them: at its declared `frame` size (else `serve.frame_shape`),
     JPEG-encoded by the client when the app declares JPEG frames (the workers decode them), else raw
     pixels; from the video file, or a few random frames."""
-    from harpagon.profiler import encode_frame
+    from harpagon.runtime.wire.frames import encode_frame
 
     pixels: dict[tuple[int, ...], list[np.ndarray]] = {}
     out: dict[str, list[np.ndarray] | list[bytes]] = {}

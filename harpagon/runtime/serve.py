@@ -193,7 +193,7 @@ class LocalCluster:
 
         # the first plan waits (bounded) for the local workers, so a normal start plans once
         config = ControllerConfig(follow_rates=self.follow_rates, expect_workers=sum(g.count for g in groups))
-        self.controller = Controller(self.workload, self.settings, tuple(s.input_shape), push_routes, config,
+        self.controller = Controller(self.workload, self.settings, s.input_shape, push_routes, config,
                                      metrics=ControllerMetrics(registry), client=GrpcWorkerClient(controller_tls))
         self.control = LoopThread("controller")
 

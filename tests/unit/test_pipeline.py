@@ -207,3 +207,34 @@ def test_an_encoded_frames_detections_are_in_its_own_pixels_and_its_crops_childr
     t = {spec.name: arr for spec, arr in reply.sink_tensors(CARS, "cars", got["cars"])}
     # boxes [j, j, j + 1, j + 2] of a [3, 4, 4] input: x by 40 / 4 = 10, y by 80 / 4 = 20
     np.testing.assert_allclose(t["cars_box"], [[0, 0, 10, 40], [20, 40, 30, 80]])
+
+
+def test_each_module_takes_its_models_own_input_unless_serve_sets_one_for_all():
+    """A 320x320 detector feeds 224x224 classifiers: its workers cut each crop at the child's input."""
+    from harpagon.config.schema import Workload
+    from harpagon.planner.harpagon import plan
+    from harpagon.runtime.controller.assignment import WorkerInfo, assign
+
+    app = {"name": "street", "rate": 2, "slo_ms": 3000, "modules": [
+        {"name": "detect", "model": "ssdlite320_mobilenet_v3_large"},
+        {"name": "objects", "model": "resnet18", "after": ["detect"], "input": "crops", "scale": 2.0},
+        {"name": "other", "model": "stand_in", "task": "classify"},  # no registry entry: the default image
+        {"name": "head", "model": "mlp_head", "after": ["objects"], "input": "features"}]}
+    w = Workload.model_validate({
+        "hardware": [{"name": "cpu", "price_per_hour": 0.1}],
+        "profiles": [{"model": m, "hardware": "cpu", "batches": [[1, 10.0]]}
+                     for m in ("ssdlite320_mobilenet_v3_large", "resnet18", "stand_in", "mlp_head")],
+        "apps": [{**app, "modules": [*app["modules"][:2], app["modules"][3]]}]})
+    a = App.model_validate(app)
+    assert [pipeline.input_shape(a, m) for m in ("detect", "objects", "other", "head")] == \
+        [(3, 320, 320), (3, 224, 224), pipeline.DEFAULT_IMAGE, (1000,)]
+    assert [pipeline.input_shape(a, m, (3, 16, 16)) for m in ("detect", "objects", "head")] == \
+        [(3, 16, 16), (3, 16, 16), (1000,)]  # serve.input_shape: one size for every frame and crop module
+    workers = [WorkerInfo(f"w{i}", f"127.0.0.1:{9000 + i}", "cpu", "emulated:cpu", True) for i in range(4)]
+    for image, detector, crops in ((None, (3, 320, 320), (3, 224, 224)), ((3, 16, 16), (3, 16, 16), (3, 16, 16))):
+        table = assign(plan(w), w, workers, image, version=1)
+        specs = {s.name.split("@")[0]: s for ms in table.modules.values() for s in ms}
+        assert specs["street/detect"].input_shape == detector and specs["street/objects"].input_shape == crops
+        (edge,) = specs["street/detect"].crops
+        assert edge.child == "objects" and edge.shape == crops
+        assert table.table.routes[("street", "detect")].input_shape == detector

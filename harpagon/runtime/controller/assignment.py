@@ -44,7 +44,7 @@ class Assignment:
     table: RoutingTable
 
 
-def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_shape: tuple[int, ...],
+def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_shape: tuple[int, ...] | None,
            version: int, previous: Mapping[str, tuple[ModuleSpec, ...]] | None = None,
            configured: Workload | None = None, fanout: Fanout = "deterministic") -> Assignment:
     """Give each tuple distinct live workers of its hardware, moving as little as possible: first every
@@ -52,10 +52,10 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
     idle workers before workers whose module the new plan no longer keeps on them (so losing one
     worker moves one tuple, not a cascade of them).
 
-    `input_shape` is the image every frame and crop is resized to; a `features` module takes its
-    parents' joined outputs instead. Emulated detectors find as many objects per frame as the
-    `configured` apps' scales say (the world they emulate; default `workload`'s), drawn by `fanout`,
-    whatever scale the plan was made for."""
+    `input_shape` is the image every frame and crop is resized to (None: each module's model's own,
+    config/pipeline.input_shape); a `features` module takes its parents' joined outputs instead.
+    Emulated detectors find as many objects per frame as the `configured` apps' scales say (the world
+    they emulate; default `workload`'s), drawn by `fanout`, whatever scale the plan was made for."""
     previous = previous or {}
     ran = {w.id: {s.name for s in previous.get(w.id, ())} for w in workers}
     tuples = [(ap, mp, t, worker_module_name(f"{ap.name}/{mp.name}", t.batch))
@@ -99,14 +99,14 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
         ws = workers_of[i]
         app = apps[ap.name]
         weights = app.module(mp.name).weights  # relative to the worker's weights folder
-        spec = ModuleSpec(name, mp.model, t.batch, pipeline.input_shape(app, mp.name, tuple(input_shape)), weights,
+        spec = ModuleSpec(name, mp.model, t.batch, pipeline.input_shape(app, mp.name, input_shape), weights,
                           budget_ms=mp.budget_ms,
-                          crops=crop_edges(world.get(ap.name, app), mp.name, tuple(input_shape), fanout),
+                          crops=crop_edges(world.get(ap.name, app), mp.name, input_shape, fanout),
                           decode_ms=workload.decode_ms(app, app.module(mp.name), t.hardware))
         for w in ws:  # a shared GPU's worker hosts its tuples' modules side by side
             modules[w.id] = (*modules[w.id], spec) if t.gpu is not None else (spec,)
         parts[(ap.name, mp.name)].append((t, tuple(sorted(ws, key=lambda w: w.id)), name))
-    routes = {key: ModuleRoute(key[1], pipeline.input_shape(apps[key[0]], key[1], tuple(input_shape)),
+    routes = {key: ModuleRoute(key[1], pipeline.input_shape(apps[key[0]], key[1], input_shape),
                                tuple(TupleSpec.of(t) for t, _, _ in ts),
                                tuple(tuple(w.address for w in ws) for _, ws, _ in ts), tuple(n for _, _, n in ts),
                                tuple(_latency(t) for t, _, _ in ts))
@@ -154,7 +154,7 @@ def _sink_outputs(app: App, sink: str) -> tuple[OutputSpec, ...]:
     return tuple(out)
 
 
-def crop_edges(app: App, module: str, image: tuple[int, ...], fanout: Fanout) -> tuple[CropEdge, ...]:
+def crop_edges(app: App, module: str, image: tuple[int, ...] | None, fanout: Fanout) -> tuple[CropEdge, ...]:
     """A detector's crops edges: one per child that takes its crops, cut to the child's input."""
     out = []
     for child in app.children[module]:
@@ -162,8 +162,8 @@ def crop_edges(app: App, module: str, image: tuple[int, ...], fanout: Fanout) ->
         if c.input != "crops":
             continue
         f = c.crops or CropFilter()
-        out.append(CropEdge(child, tuple(image), pipeline.crop_labels(app, child), f.min_score, f.max or 0, c.scale,
-                            fanout == "poisson"))
+        out.append(CropEdge(child, pipeline.input_shape(app, child, image), pipeline.crop_labels(app, child),
+                            f.min_score, f.max or 0, c.scale, fanout == "poisson"))
     return tuple(out)
 
 

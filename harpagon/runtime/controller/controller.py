@@ -122,7 +122,8 @@ class Controller:
 
     workload: Workload
     settings: Settings
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...] | None
+    """`serve.input_shape`: one image size for every frame and crop module (None: each model's own)."""
     push_routes: RoutesSink
     """Puts a routing table in force at the frontends (and, in process, returns once the batches
     opened under the old one are done)."""

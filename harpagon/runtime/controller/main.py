@@ -28,7 +28,7 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
     s = workload.serve or ServeConfig(workers=(WorkerGroup(device="cpu"),))  # settings and shapes only
     registry = CollectorRegistry()
     hub = RoutesHub()
-    controller = Controller(workload, settings_of(s), tuple(s.input_shape), hub.push,
+    controller = Controller(workload, settings_of(s), s.input_shape, hub.push,
                             ControllerConfig(drain_s=DRAIN_S), metrics=ControllerMetrics(registry),
                             client=GrpcWorkerClient(tls))
     server, bound = aio_server(host, port, tls)

@@ -9,8 +9,11 @@ it: a few kilobytes of PNG can claim 100000 x 100000 pixels (a decompression bom
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from harpagon.runtime.wire.errors import InvalidArgument
 from harpagon.v1 import worker_pb2 as pb
@@ -169,3 +172,28 @@ def frames_request(module: str, frames: Sequence[EncodedFrame]) -> bytes:
         inner = _frame_fields(f)
         parts += [bytes((4 << 3 | 2,)), _varint(sum(len(p) for p in inner)), *inner]
     return b"".join(parts)
+
+
+# --- frames as clients send them (benchmarks, the demo, `harpagon profile --decode`) --------------
+
+
+def synthetic_frame(height: int, width: int) -> np.ndarray:
+    """An [H, W, 3] uint8 frame with some structure (gradients and noise), so that JPEG sizes and decode
+    times are those of camera frames rather than of flat colour (a 1280x720 one is ~230 kB at quality 85)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * 255 // max(1, width - 1)), (y * 255 // max(1, height - 1)), ((x + y) % 256)], axis=-1)
+    return np.clip(base + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def encode_frame(frame: np.ndarray, encoding: str, quality: int = 85) -> EncodedFrame:
+    """`frame` ([H, W, 3] uint8) as a client sends it: JPEG (at `quality`) or PNG bytes, or raw pixels."""
+    if encoding == "raw":
+        return EncodedFrame(np.ascontiguousarray(frame).tobytes(), "raw", frame.shape[0], frame.shape[1])
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(frame).save(out, format=encoding.upper(), **({"quality": quality} if encoding == "jpeg" else {}))
+    return EncodedFrame(out.getvalue(), encoding)
