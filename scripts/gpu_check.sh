@@ -18,9 +18,9 @@ for m in resnet18 resnet50 mobilenet_v3_small mobilenet_v3_large efficientnet_b0
 done
 "$py" scripts/bench_worker.py --model resnet50 --device cuda:0 --batches 1,4,16,64 --seconds 5 --clients 4 \
   | tee "$OUT/worker.md"
-# Frames decoded on the worker's device: the CUDA decode path's test (batched nvJPEG against the CPU
-# decoders), then decode + resize time per frame on cuda:0 and, for comparison, on the CPU.
-{ "$py" -m pytest -q -p no:cacheprovider -rs tests/unit/test_decode.py tests/unit/test_worker_plane.py 2>&1 \
+# Frames decoded on the worker's device: the CUDA decode and crop tests (batched nvJPEG and roi_align against the CPU
+# paths), then decode + resize time per frame on cuda:0 and, for comparison, on the CPU.
+{ "$py" -m pytest -q -p no:cacheprovider -rs tests/unit/test_decode.py tests/unit/test_crops.py tests/unit/test_worker_plane.py 2>&1 \
   || echo "decode tests FAILED"; } | tee "$OUT/decode_tests.txt"
 "$py" scripts/bench_decode.py --device cuda:0 --batches 1,8,32 | tee "$OUT/decode_cuda.md"
 "$py" scripts/bench_decode.py --device cpu --batches 1,8 | tee "$OUT/decode_cpu.md"

@@ -35,6 +35,17 @@ def test_cut_gives_the_pixels_inside_each_box():
         crops.cut(images, [np.array([[0, 0, 4, 4]])], (1, 4, 4))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cut_on_cuda_gives_the_cpus_crops_and_returns_them_to_the_host():
+    """A GPU detector cuts on its device (scripts/gpu_check.sh runs this on cuda:0)."""
+    images = torch.rand((2, 3, 48, 64), generator=torch.Generator().manual_seed(0))
+    boxes = [np.array([[4, 6, 40, 30], [0, 0, 64, 48]]), np.array([[10, 10, 20, 44]])]
+    cpu = crops.cut(images, boxes, (3, 24, 24))
+    gpu = crops.cut(images.to("cuda:0"), boxes, (3, 24, 24))
+    assert gpu.device.type == "cpu" and gpu.shape == cpu.shape == (3, 3, 24, 24)
+    assert (gpu.int() - cpu.int()).abs().max() <= 1
+
+
 def test_one_roi_align_call_per_edge_and_batch(monkeypatch):
     import torchvision.ops
 
