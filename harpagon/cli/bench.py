@@ -50,9 +50,15 @@ def add_parser(sub) -> None:
                     help="report (default docs/benchmarks/live.md; CSV and plots beside it)")
     bl.add_argument("--skip-perf-analyzer", action="store_true",
                     help="no perf_analyzer: the Python sender drives the capacity search, section 7 is skipped")
-    bl.add_argument("--skip-capacity", action="store_true", help="skip the capacity search of one frontend process")
+    bl.add_argument("--skip-capacity", action="store_true",
+                    help="skip the capacity search of one frontend process (not the frame kinds': see --frames)")
     bl.add_argument("--capacity-limit", type=float, default=8000.0,
                     help="highest rate the capacity search tries, frames/s (default 8000)")
+    bl.add_argument("--frames", default=None, metavar="KINDS",
+                    help="frame kinds whose capacity is searched too, each against the 8x8 raw kind's: "
+                         "comma-separated WIDTHxHEIGHT with an optional :jpeg or :raw (default raw), e.g. "
+                         "8x8,640x480:jpeg (default 8x8,640x480,640x480:jpeg,1280x720,1280x720:jpeg; --quick: "
+                         "none; 'none': skip)")
     bl.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run: the demo, short runs, a short search")
     bl.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default 0)")
     bl.add_argument("--warmup", type=float, default=None,
@@ -131,7 +137,7 @@ def cmd_bench_live(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from harpagon.bench.live.configs import DEFAULT_CONFIGS
+    from harpagon.bench.live.configs import DEFAULT_CONFIGS, DEFAULT_FRAME_KINDS, parse_frame_kinds
     from harpagon.bench.live.run import run_bench
     from harpagon.bench.report import ROOT
 
@@ -150,6 +156,12 @@ def cmd_bench_live(args: argparse.Namespace) -> int:
     if not args.capacity_limit >= 250:
         print(f"harpagon bench live: --capacity-limit must be >= 250, got {args.capacity_limit:g}", file=sys.stderr)
         return EXIT_INVALID
+    try:
+        frame_kinds = (parse_frame_kinds(args.frames) if args.frames is not None
+                       else () if args.quick else DEFAULT_FRAME_KINDS)
+    except ValueError as exc:
+        print(f"harpagon bench live: --frames: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     paths = [Path(c) if Path(c).exists() else ROOT / c for c in configs]
     for c, p in zip(configs, paths, strict=True):
         if not p.is_file():
@@ -163,11 +175,12 @@ def cmd_bench_live(args: argparse.Namespace) -> int:
                + (f" --capacity-limit {args.capacity_limit:g}" if args.capacity_limit != 8000.0 else "")
                + (" --quick" if args.quick else "") + (f" --seed {args.seed}" if args.seed else "")
                + (f" --rate-scale {args.rate_scale:g}" if args.rate_scale != 1.0 else "")
-               + (f" --warmup {warmup:g}" if args.warmup is not None else ""))
+               + (f" --warmup {warmup:g}" if args.warmup is not None else "")
+               + ((" --frames " + (",".join(k.spec for k in frame_kinds) or "none")) if args.frames is not None else ""))
     setup_logs(args.log_format, logging.WARNING)
     path = asyncio.run(run_bench([str(p) for p in paths], seconds, args.out, command, seed=args.seed,
                                  perf_analyzer=not args.skip_perf_analyzer, quick=args.quick,
                                  capacity=not args.skip_capacity, capacity_limit=args.capacity_limit,
-                                 rate_scale=args.rate_scale, warmup_s=warmup))
+                                 rate_scale=args.rate_scale, warmup_s=warmup, frame_kinds=frame_kinds))
     print(f"report: {path}")
     return 0

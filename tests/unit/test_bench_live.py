@@ -4,14 +4,21 @@
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from harpagon.bench.live.capacity import search_capacity
-from harpagon.bench.live.configs import with_emulated_serve
-from harpagon.bench.live.load import DROPPED, FAILED, NO_REPLY, OK
+from harpagon.bench.live.configs import (
+    DEFAULT_FRAME_KINDS,
+    FrameKind,
+    capacity_workload,
+    parse_frame_kinds,
+    with_emulated_serve,
+)
+from harpagon.bench.live.load import DROPPED, FAILED, NO_REPLY, OK, _requests, request_bytes
 from harpagon.bench.live.markdown import build_markdown
 from harpagon.bench.live.measure import app_load, hop_rows, kept, lateness
 from harpagon.bench.live.perf_analyzer import intervals_file, pa_records, parse_pa_csv
@@ -242,3 +249,118 @@ def test_report_compares_worker_transports_side_by_side():
     md = build_markdown(rep)
     assert "### Workers on loopback TCP against Unix sockets" in md
     assert "| unix | 100 | 1.50 | 3.00 | 0.75 / 0.75 |" in md and "| tcp | 100 | 2.00 | 4.00 | - |" in md
+
+
+# --- frame kinds ----------------------------------------------------------------------------------
+
+
+def test_frame_kinds_parse_width_first_with_an_optional_encoding():
+    kinds = parse_frame_kinds("8x8, 640x480:jpeg,1280x720:raw,1280x720,640X480:JPEG")
+    assert kinds == (FrameKind(8, 8, "raw"), FrameKind(480, 640, "jpeg"), FrameKind(720, 1280, "raw"))
+    assert [k.name for k in kinds] == ["8x8 raw", "640x480 JPEG", "1280x720 raw"]
+    assert [k.spec for k in kinds] == ["8x8", "640x480:jpeg", "1280x720"]
+    assert kinds[1].shape == (480, 640, 3)
+    assert parse_frame_kinds("none") == () == parse_frame_kinds("")
+    assert [k.name for k in DEFAULT_FRAME_KINDS] == ["8x8 raw", "640x480 raw", "640x480 JPEG", "1280x720 raw",
+                                                     "1280x720 JPEG"]
+
+
+@pytest.mark.parametrize("text, named", [("8x8,640x", "'640x'"), ("640x480:png", "'640x480:png'"),
+                                         ("0x8", "'0x8'"), ("8x8,,640x480", "''"), ("9000x8", "'9000x8'"),
+                                         ("640*480", "'640*480'")])
+def test_a_bad_frame_kind_is_named(text, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        parse_frame_kinds(text)
+
+
+def test_the_capacity_app_declares_the_frame_kind_it_is_sent():
+    w = capacity_workload(500.0, FrameKind(720, 1280, "jpeg"))
+    assert w.serve.frame_shape == (720, 1280, 3)
+    assert (w.apps[0].frame.height, w.apps[0].frame.width, w.apps[0].frame.encoding) == (720, 1280, "jpeg")
+    w0 = capacity_workload(500.0)
+    assert w0.apps[0].frame is None and w0.serve.frame_shape == (8, 8, 3)
+
+
+def test_the_sender_builds_a_jpeg_as_one_length_prefixed_bytes_element():
+    (req,), = _requests({"frame_shape": [48, 64, 3], "encoding": "jpeg", "apps": [{"name": "one"}]})
+    assert req.model_name == "one"
+    (tensor,) = req.inputs
+    assert (tensor.name, tensor.datatype, list(tensor.shape)) == ("FRAME", "BYTES", [1])
+    (raw,) = req.raw_input_contents
+    n = int.from_bytes(raw[:4], "little")
+    assert n == len(raw) - 4 and raw[4:7] == b"\xff\xd8\xff"  # JPEG's start-of-image marker
+    assert request_bytes((48, 64, 3), "jpeg") == req.ByteSize()
+
+
+def test_the_sender_builds_raw_uint8_frames():
+    reqs, = _requests({"frame_shape": [4, 6, 3], "apps": [{"name": "one"}]})
+    assert len(reqs) == 8
+    assert [(t.datatype, list(t.shape)) for t in reqs[0].inputs] == [("UINT8", [4, 6, 3])]
+    assert len(reqs[0].raw_input_contents[0]) == 4 * 6 * 3
+    assert request_bytes((4, 6, 3)) > 72
+    with pytest.raises(ValueError, match="png"):
+        _requests({"frame_shape": [4, 6, 3], "encoding": "png", "apps": [{"name": "one"}]})
+
+
+def _kind_cap(best: float | None, fail: float | None, cpu: float, workers: int = 1,
+              first_cpu: float | None = None) -> Capacity:
+    """Steps at 250 (the first: `first_cpu`, default `cpu`), 500, the failure and the best, CPU `cpu`."""
+    steps = [Step(r, r == best or (best is not None and r < best), 1.0, 0.99, r, r, 5, 9,
+                  first_cpu if r == 250.0 and first_cpu is not None else cpu, 0.5, 0.2, workers)
+             for r in (250.0, 500.0) if best is None or r <= best]
+    steps += [Step(fail, False, 0.5, 0.99, fail, fail, 50, 300, cpu, 1.0, 0.3, workers, why="missed")] if fail else []
+    if best is not None and best not in (250.0, 500.0):
+        steps.append(Step(best, True, 1.0, 0.99, best, best, 5, 9, cpu, 0.5, 0.2, workers))
+    return Capacity(best, fail, steps)
+
+
+def test_report_compares_frame_kinds_with_8x8_and_judges_the_goals():
+    rep = _report(None)
+    rep.frame_kinds = [("8x8 raw", 221, _kind_cap(1000.0, 2000.0, 0.5)),
+                       ("640x480 raw", 921_632, _kind_cap(500.0, 1000.0, 2.0)),
+                       ("1280x720 JPEG", 249_077, _kind_cap(875.0, 1000.0, 0.6, workers=2))]
+    md = build_markdown(rep)
+    assert "### Frame sizes and encodings" in md
+    assert md.index("## 6. Capacity") < md.index("### Frame sizes and encodings") < md.index("## 7. perf_analyzer")
+    assert "Emulated workers charge the planned decode per frame" in md
+    assert "| 8x8 raw | 221 | 1000 | 2000 | 1 | 1.00x | 0.500 | 0.500 (250/s) | 1.00x |" in md
+    assert "| 640x480 raw | 921,632 | 500 | 1000 | 1 | 0.50x | 2.000 | 2.000 (250/s) | 4.00x |" in md
+    assert "| 1280x720 JPEG | 249,077 | 875 | 1000 | 2 | 0.88x | 0.600 | 0.600 (250/s) | 1.20x |" in md
+    # 0.875 >= 0.8 at 1.2 <= 1.3: met; 0.5 < 0.6: missed
+    assert "- 1280x720 JPEG: capacity ≥ 0.8x the 8x8 raw capacity at ≤ 1.3x its server CPU per frame: " \
+           "met (0.88x, CPU 1.20x)" in md
+    assert "- 640x480 raw: capacity ≥ 0.6x the 8x8 raw capacity: **missed** (0.50x)" in md
+
+
+def test_frame_goals_miss_on_cpu_and_say_what_was_not_measured():
+    rep = _report(None)
+    rep.frame_kinds = [("8x8 raw", 221, _kind_cap(1000.0, 2000.0, 0.5)),
+                       ("1280x720 JPEG", 249_077, _kind_cap(1000.0, 2000.0, 0.7))]
+    md = build_markdown(rep)
+    assert "1.3x its server CPU per frame: **missed** (1.00x, CPU 1.40x)" in md
+    assert "- 640x480 raw: capacity ≥ 0.6x the 8x8 raw capacity: not measured (this kind was not searched)" in md
+    rep.frame_kinds = [("1280x720 JPEG", 249_077, _kind_cap(None, 250.0, 0.7))]
+    md = build_markdown(rep)
+    assert "| 1280x720 JPEG | 249,077 | none | 250 | - | - | - | 0.700 (250/s) | - |" in md
+    assert md.count("not measured (no 8x8 raw capacity in this run)") == 2
+    rep.frame_kinds = []
+    assert "Frame sizes and encodings" not in build_markdown(rep)
+
+
+def test_kinds_cpu_per_frame_is_compared_at_the_searches_common_first_rate():
+    """CPU per frame falls as the rate rises: a kind kept only at a lower rate is not charged for it."""
+    rep = _report(None)
+    rep.frame_kinds = [("8x8 raw", 221, _kind_cap(2000.0, 4000.0, 0.3, first_cpu=0.6)),
+                       ("1280x720 JPEG", 249_077, _kind_cap(1750.0, 2000.0, 0.4, first_cpu=0.72))]
+    md = build_markdown(rep)
+    assert "| 1280x720 JPEG | 249,077 | 1750 | 2000 | 1 | 0.88x | 0.400 | 0.720 (250/s) | 1.20x |" in md
+    assert "met (0.88x, CPU 1.20x)" in md  # 0.72 / 0.6 at 250/s, not 0.4 / 0.3 at different rates
+
+
+def test_a_frame_kind_at_the_search_limit_is_a_lower_bound():
+    rep = _report(None)
+    rep.frame_kinds = [("8x8 raw", 221, _kind_cap(1000.0, 2000.0, 0.5)),
+                       ("640x480 raw", 921_632, _kind_cap(2000.0, None, 0.5))]
+    md = build_markdown(rep)
+    assert "| 640x480 raw | 921,632 | ≥ 2000 | - | 1 | ≥ 2.00x |" in md
+    assert "- 640x480 raw: capacity ≥ 0.6x the 8x8 raw capacity: met (≥ 2.00x)" in md

@@ -17,7 +17,10 @@ What is measured (see docs/benchmarks/live.md):
 3. Per module, the time of each hop split into frontend queue, batch collection, serialisation +
    transport, worker queue and execution (`FrontendDataPlane.stats()`, where the runtime has it).
 4. The capacity of one frontend process: the highest frame rate through a one-module app at which the
-   promise is still kept, found by doubling then bisection over short bounded runs.
+   promise is still kept, found by doubling then bisection over short bounded runs; then the same search
+   once per frame kind (`--frames`: 640x480 and 1280x720, raw UINT8 and JPEG, against 8x8 raw, all
+   sent by the Python sender, the app declaring its frames so that the plan and the emulated workers
+   charge their decode): each kind's capacity and server CPU per frame as ratios to the 8x8 figures.
 5. perf_analyzer figures on the demo's traffic app: sync, streaming, a concurrency range.
 
 The pure parts (attainment from per-frame records, the capacity search, the tables, the report) take

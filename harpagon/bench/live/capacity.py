@@ -1,6 +1,6 @@
 """The capacity of one frontend process: the highest frame rate through a one-module app at which the
 promise is still kept, found by doubling then bisection over short bounded runs, each on a fresh
-cluster planned for its rate."""
+cluster planned for its rate; of tiny frames, or of one frame kind (size and encoding) per search."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harpagon.bench.live.cluster import start_cluster
-from harpagon.bench.live.configs import CAPACITY_FRAME, CAPACITY_SLO_MS, capacity_workload
+from harpagon.bench.live.configs import CAPACITY_FRAME, CAPACITY_SLO_MS, FrameKind, capacity_workload
 from harpagon.bench.live.load import python_sender
 from harpagon.bench.live.measure import LATE_SEND_MS, app_load, cpu_children, cpu_self, kept
 from harpagon.bench.live.perf_analyzer import intervals_file, pa_records, run_pa
@@ -93,11 +93,13 @@ async def search_async(measure: Callable[[float], Awaitable[Step]], start: float
 
 
 async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, console,
-                        profile_to: Path | None = None, streaming: bool = False) -> Step:
+                        profile_to: Path | None = None, streaming: bool = False, kind: FrameKind | None = None) -> Step:
     """One bounded run of the one-module app at `rate`: fresh cluster sized by the planner, Poisson
     arrivals (perf_analyzer with the seeded intervals, or the Python sender), attainment against the
-    plan's Poisson promise."""
-    w = capacity_workload(rate)
+    plan's Poisson promise. With a frame `kind` the app declares that kind's frames and the Python
+    sender sends them, whatever `use_pa` says (so that every kind is measured under one generator)."""
+    w = capacity_workload(rate, kind)
+    use_pa = use_pa and kind is None
     n = w.serve.workers[0].count
     try:
         cluster = await start_cluster(w, console)
@@ -116,7 +118,9 @@ async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, co
             if isinstance(rec, str):
                 return Step(rate, False, goal=goal, workers=n, why=rec)
         else:
-            rec, offered, wall = await _python_rate_run(cluster, rate, seconds, seed)
+            rec, offered, wall = await _python_rate_run(cluster, rate, seconds, seed,
+                                                        kind.shape if kind else CAPACITY_FRAME,
+                                                        kind.encoding if kind else "raw")
         if prof:
             prof.disable()
         cpu, child = cpu_self() - cpu0, cpu_children() - child0
@@ -142,12 +146,13 @@ async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, co
         await cluster.stop()
 
 
-async def _python_rate_run(cluster, rate: float, seconds: float, seed: int) -> tuple[dict, float, float]:
-    """The Python sender at `rate` with seeded Poisson arrivals: records, offered rate (frames sent on
-    time, per second), wall seconds of sending."""
+async def _python_rate_run(cluster, rate: float, seconds: float, seed: int, frame_shape=CAPACITY_FRAME,
+                           encoding: str = "raw") -> tuple[dict, float, float]:
+    """The Python sender at `rate` with seeded Poisson arrivals of `frame_shape` frames in `encoding`:
+    records, offered rate (frames sent on time, per second), wall seconds of sending."""
     t0 = time.perf_counter()
     times = send_times(rate, seconds, "poisson", np.random.default_rng([seed, 0]))
-    data = await python_sender(f"{cluster.host}:{cluster.port}", CAPACITY_FRAME, {"one": times}, 10.0)
+    data = await python_sender(f"{cluster.host}:{cluster.port}", frame_shape, {"one": times}, 10.0, encoding)
     a = data["apps"][0]
     sent = np.asarray(a["sent"], float)
     on_time = np.isfinite(sent) & ((sent - times) * 1000 <= LATE_SEND_MS)

@@ -1,7 +1,11 @@
 """The configs the live bench serves: a config as written with emulated workers (the demo's serve
-settings where it has none), and the one-module app the capacity search plans for each rate."""
+settings where it has none), and the one-module app the capacity search plans for each rate (of tiny
+frames, or of one of the frame kinds the bench compares)."""
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 from harpagon.bench.report import ROOT
 from harpagon.runtime.controller.controller import settings_of
@@ -14,9 +18,76 @@ CAPACITY_SLO_MS = 200.0
 CAPACITY_FRAME = (8, 8, 3)
 CAPACITY_INPUT = (3, 8, 8)
 
+FRAME_ENCODINGS = ("raw", "jpeg")
 
-def capacity_workload(rate: float):
-    """A one-module app at `rate` on as many emulated V100s as the planner wants for it."""
+
+@dataclass(frozen=True)
+class FrameKind:
+    """Frames of one size and encoding as clients send them: raw UINT8 [H, W, 3] pixels, or a JPEG."""
+
+    height: int
+    width: int
+    encoding: str = "raw"
+
+    def __post_init__(self) -> None:
+        from harpagon.config.schema import MAX_SIDE
+
+        if not (1 <= self.height <= MAX_SIDE and 1 <= self.width <= MAX_SIDE):
+            raise ValueError(f"frame sides must be 1 to {MAX_SIDE}, got {self.width}x{self.height}")
+        if self.encoding not in FRAME_ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(FRAME_ENCODINGS)}, got {self.encoding!r}")
+
+    @property
+    def name(self) -> str:
+        """As people say it, width first: "1280x720 JPEG", "8x8 raw"."""
+        return f"{self.width}x{self.height} {'JPEG' if self.encoding == 'jpeg' else self.encoding}"
+
+    @property
+    def spec(self) -> str:
+        """As `parse_frame_kinds` reads it: "1280x720:jpeg", "8x8" (raw)."""
+        return f"{self.width}x{self.height}" + (":jpeg" if self.encoding == "jpeg" else "")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, 3)
+
+
+#: The baseline the other frame kinds are compared with (the capacity search's own frames).
+BASE_FRAME_KIND = FrameKind(CAPACITY_FRAME[0], CAPACITY_FRAME[1], "raw")
+
+_KIND = re.compile(r"(\d+)x(\d+)(?::(\w+))?")
+
+
+def parse_frame_kinds(text: str) -> tuple[FrameKind, ...]:
+    """`WxH[:jpeg|:raw]`, comma-separated (raw where no encoding is named), e.g.
+    `8x8,640x480:jpeg,1280x720:jpeg`; `none` (or nothing): no kinds. Repeats are kept once. A bad item
+    raises ValueError naming it."""
+    text = text.strip()
+    if text.lower() in ("", "none"):
+        return ()
+    kinds: list[FrameKind] = []
+    for item in text.split(","):
+        m = _KIND.fullmatch(item.strip().lower())
+        if not m:
+            raise ValueError(f"frame kind {item.strip()!r}: expected WIDTHxHEIGHT with an optional :jpeg or :raw "
+                             "(e.g. 1280x720:jpeg)")
+        try:
+            kind = FrameKind(int(m[2]), int(m[1]), m[3] or "raw")
+        except ValueError as exc:
+            raise ValueError(f"frame kind {item.strip()!r}: {exc}") from None
+        if kind not in kinds:
+            kinds.append(kind)
+    return tuple(kinds)
+
+
+#: The frame kinds of a full run: the tiny baseline, VGA and 720p, raw and JPEG.
+DEFAULT_FRAME_KINDS = parse_frame_kinds("8x8,640x480,640x480:jpeg,1280x720,1280x720:jpeg")
+
+
+def capacity_workload(rate: float, kind: FrameKind | None = None):
+    """A one-module app at `rate` on as many emulated V100s as the planner wants for it; with `kind`,
+    clients send that kind's frames and the app declares them (`frame`), so that the plan and the
+    emulated workers charge each request its frame's decode (the workers sleep it, never decode)."""
     import yaml
 
     from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
@@ -24,13 +95,16 @@ def capacity_workload(rate: float):
 
     raw = {k: (yaml.safe_load((ROOT / "models" / "profiles" / f"{k}.yaml").read_text()) or {})
            for k in ("hardware", "catalog")}
+    app = {"name": "one", "rate": rate, "slo_ms": CAPACITY_SLO_MS, "modules": [{"name": "classify", "model": "resnet50"}]}
+    if kind is not None:
+        app["frame"] = {"height": kind.height, "width": kind.width, "encoding": kind.encoding}
     w = Workload.model_validate({
         "hardware": [h for h in raw["hardware"]["hardware"] if h["name"] == "v100"],
         "profiles": [p for p in raw["catalog"]["profiles"] if p["hardware"] == "v100" and p["model"] == "resnet50"],
-        "apps": [{"name": "one", "rate": rate, "slo_ms": CAPACITY_SLO_MS,
-                  "modules": [{"name": "classify", "model": "resnet50"}]}],
+        "apps": [app],
     })
-    serve = ServeConfig(input_shape=CAPACITY_INPUT, frame_shape=CAPACITY_FRAME, overhead_ms=5, max_utilization=0.8)
+    serve = ServeConfig(input_shape=CAPACITY_INPUT, frame_shape=CAPACITY_FRAME if kind is None else kind.shape,
+                        overhead_ms=5, max_utilization=0.8)
     n = harpagon_plan(w, settings_of(serve)).workers_by_hardware().get("v100", 1)
     return w.model_copy(update={"serve": serve.model_copy(update={"workers": (WorkerGroup(device="emulated:v100",
                                                                                           count=max(1, n)),)})})

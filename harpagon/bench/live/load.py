@@ -33,16 +33,37 @@ def sender_main(spec_path: str, out_path: str) -> None:
 
 
 def _requests(spec: dict) -> list[list[Any]]:
-    """Per app, its requests over 8 random frames, built once."""
+    """Per app, its requests, built once: for raw frames (`encoding` "raw", the default) UINT8 requests
+    over 8 random frames; for "jpeg" one BYTES request holding a JPEG of a structured frame (camera-like
+    sizes, `harpagon.runtime.wire.frames.synthetic_frame`) in Triton's raw BYTES form (a 4-byte little-endian
+    length, then the bytes)."""
     from tritonclient.grpc import service_pb2 as tpb
 
+    shape = list(spec["frame_shape"])
+    encoding = spec.get("encoding", "raw")
+    if encoding == "jpeg":
+        from harpagon.runtime.wire.frames import encode_frame, synthetic_frame
+
+        data = bytes(encode_frame(synthetic_frame(shape[0], shape[1]), "jpeg").data)
+        tensor = tpb.ModelInferRequest.InferInputTensor(name="FRAME", datatype="BYTES", shape=[1])
+        return [[tpb.ModelInferRequest(model_name=a["name"], inputs=[tensor],
+                                       raw_input_contents=[len(data).to_bytes(4, "little") + data])]
+                for a in spec["apps"]]
+    if encoding != "raw":
+        raise ValueError(f"the Python sender sends raw or jpeg frames, not {encoding!r}")
     rng = np.random.default_rng(0)
-    shape = spec["frame_shape"]
     frames = [rng.integers(0, 255, shape, dtype=np.uint8).tobytes() for _ in range(8)]
     return [[tpb.ModelInferRequest(
         model_name=a["name"], inputs=[tpb.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8",
-                                                                              shape=list(shape))],
+                                                                              shape=shape)],
         raw_input_contents=[f]) for f in frames] for a in spec["apps"]]
+
+
+def request_bytes(frame_shape: Sequence[int], encoding: str = "raw", app: str = "one") -> int:
+    """The size on the wire of one request the Python sender sends for `app` (its serialised
+    ModelInferRequest; the mean where its requests differ)."""
+    reqs = _requests({"frame_shape": list(frame_shape), "encoding": encoding, "apps": [{"name": app}]})[0]
+    return round(sum(r.ByteSize() for r in reqs) / len(reqs))
 
 
 async def _send(spec: dict) -> dict:
@@ -95,7 +116,8 @@ async def _send(spec: dict) -> dict:
         await asyncio.wait(list(pending), timeout=timeout + 5)
     await channel.close()
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"apps": [{"name": a["name"], "times": sched[k].tolist(), "sent": sent[k].tolist(),
+    return {"request_bytes": [round(sum(r.ByteSize() for r in rs) / len(rs)) for rs in requests],
+            "apps": [{"name": a["name"], "times": sched[k].tolist(), "sent": sent[k].tolist(),
                       "latency_ms": lat[k].tolist(), "status": status[k].tolist(), "errors": errors[k]}
                      for k, a in enumerate(apps)],
             "cpu_s": ru.ru_utime + ru.ru_stime}
@@ -106,17 +128,18 @@ def _nan_list(xs: list) -> list[float]:
 
 
 async def python_sender(address: str, frame_shape: Sequence[int], schedules: dict[str, np.ndarray],
-                        timeout_s: float) -> dict:
+                        timeout_s: float, encoding: str = "raw") -> dict:
     """Run the Python sender over `schedules` (app -> send offsets, s) in processes of their own, one
-    per SENDER_RATE frames/s (at most 4), each taking every k-th frame of every app; the per-frame
-    records come back merged in schedule order."""
+    per SENDER_RATE frames/s (at most 4), each taking every k-th frame of every app, its frames
+    `frame_shape` in `encoding` (raw or jpeg); the per-frame records come back merged in schedule
+    order, with the size of a request (`request_bytes`, of the first app)."""
     total = sum(len(v) / max(float(v[-1]), 1e-9) for v in schedules.values() if len(v))
     k = max(1, min(4, math.ceil(total / SENDER_RATE)))
     delay = 1.5 + 0.2 * k  # the processes start together once all are up
     start_at = time.time() + delay
     longest = max((float(v[-1]) for v in schedules.values() if len(v)), default=0.0)
     parts = await asyncio.gather(*(_sender_process(address, frame_shape, {a: v[j::k] for a, v in schedules.items()},
-                                                   timeout_s, start_at, longest) for j in range(k)))
+                                                   timeout_s, start_at, longest, encoding) for j in range(k)))
     apps = []
     for name, v in schedules.items():
         merged: dict[str, Any] = {"name": name, "times": v.tolist(), "errors": {}}
@@ -130,16 +153,17 @@ async def python_sender(address: str, frame_shape: Sequence[int], schedules: dic
             for msg, n in next(x for x in part["apps"] if x["name"] == name)["errors"].items():
                 merged["errors"][msg] = merged["errors"].get(msg, 0) + n
         apps.append(merged)
-    return {"apps": apps, "cpu_s": sum(p["cpu_s"] for p in parts), "processes": k, "start_delay_s": delay}
+    return {"apps": apps, "cpu_s": sum(p["cpu_s"] for p in parts), "processes": k, "start_delay_s": delay,
+            "request_bytes": parts[0]["request_bytes"][0] if parts and parts[0].get("request_bytes") else None}
 
 
 async def _sender_process(address: str, frame_shape: Sequence[int], schedules: dict[str, np.ndarray],
-                          timeout_s: float, start_at: float, longest: float) -> dict:
+                          timeout_s: float, start_at: float, longest: float, encoding: str = "raw") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
         out = Path(tmp) / "out.json"
         spec.write_text(json.dumps({"address": address, "frame_shape": list(frame_shape), "timeout_s": timeout_s,
-                                    "start_at": start_at,
+                                    "start_at": start_at, "encoding": encoding,
                                     "apps": [{"name": k, "times": v.tolist()} for k, v in schedules.items()]}))
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "harpagon.bench.live", "send", str(spec),
                                                     str(out), stdout=asyncio.subprocess.DEVNULL,

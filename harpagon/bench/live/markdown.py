@@ -1,5 +1,6 @@
 """The live bench's report: how it was measured, then one section per figure (attainment, modules, the
-hop split, frontend CPU, the dispatch policies, capacity, perf_analyzer), each a table of rows."""
+hop split, frontend CPU, the dispatch policies, capacity and its frame sizes and encodings,
+perf_analyzer), each a table of rows."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 from harpagon.bench.live.capacity import CAPACITY_GOAL, OFFERED_SHARE
 from harpagon.bench.live.cluster import ARRIVALS, DISPATCHES
-from harpagon.bench.live.configs import CAPACITY_FRAME, CAPACITY_SLO_MS
+from harpagon.bench.live.configs import BASE_FRAME_KIND, CAPACITY_FRAME, CAPACITY_SLO_MS
 from harpagon.bench.live.measure import HOP_OVERHEAD_GOAL_MS, HOPS, LATE_SEND_MS
-from harpagon.bench.live.results import AppResult, Capacity, ClusterResult, Report
+from harpagon.bench.live.results import AppResult, Capacity, ClusterResult, Report, Step
 from harpagon.bench.report import fmt, md_table
 from harpagon.runtime.promise import floor_pct, goal_text
 
@@ -26,6 +27,7 @@ def build_markdown(rep: Report, plots: Sequence[str] = ()) -> str:
     L += _dispatch_section(rep)
     L += _capacity_section(rep, plots)
     L += _profile_section(rep)
+    L += _frame_kinds_section(rep)
     L += _perf_analyzer_section(rep)
     return "\n".join(L) + "\n"
 
@@ -204,7 +206,7 @@ def _dispatch_section(rep: Report) -> list[str]:
 def _capacity_section(rep: Report, plots: Sequence[str]) -> list[str]:
     L = ["## 6. Capacity of one frontend process", ""]
     if rep.capacity is None:
-        return L + ["Not measured in this run.", ""]
+        return L + ["Not measured in this run" + (" (the frame kinds below were)." if rep.frame_kinds else "."), ""]
     L += [(f"One-module app (ResNet-50 on emulated V100s, SLO {CAPACITY_SLO_MS:g} ms, "
            f"{'x'.join(map(str, CAPACITY_FRAME))} frames so that the per-frame dispatch cost is measured, not "
            "the bytes), planned for each rate by the planner (workers started = what the plan uses), Poisson "
@@ -241,6 +243,109 @@ def _profile_section(rep: Report) -> list[str]:
             ("cProfile of the event loop thread (the frontend and controller; gRPC's C threads are not in it) "
              "over one capacity-sized run; top functions by own time. cProfile slows Python, so the shares "
              "matter, not the absolute times."), "", "```", rep.profile_text.strip(), "```", ""]
+
+
+#: The frame-size goals against the 8x8 raw capacity of the same run: (kind, least capacity ratio, most
+#: server CPU per frame ratio or None).
+FRAME_GOALS = (("1280x720 JPEG", 0.8, 1.3), ("640x480 raw", 0.6, None))
+
+
+def _best_step(cap: Capacity) -> Step | None:
+    return next((s for s in cap.steps if cap.best is not None and s.rate == cap.best), None)
+
+
+def _ratio(x: float, base: float) -> float:
+    return x / base if base and not math.isnan(base) and not math.isnan(x) else math.nan
+
+
+def _frame_kinds_section(rep: Report) -> list[str]:
+    """Per frame kind, its capacity and server CPU per frame as ratios to the 8x8 raw kind's, and the
+    frame-size goals met or missed."""
+    if not rep.frame_kinds:
+        return []
+    base_name = BASE_FRAME_KIND.name
+    by = {name: (size, cap) for name, size, cap in rep.frame_kinds}
+    base = by.get(base_name, (0, None))[1]
+    base_cpu = _first_cpu(base)
+    rows = []
+    for name, size, cap in rep.frame_kinds:
+        step = _best_step(cap)
+        cpu = step.server_cpu_per_frame_ms if step else math.nan
+        cap_ratio, cpu_ratio = _cap_ratio(cap, base), _ratio(_first_cpu(cap), base_cpu)
+        rows.append([name, f"{size:,}", _kept_cell(cap), "-" if cap.first_failure is None else f"{cap.first_failure:.0f}",
+                     str(step.workers) if step else "-", "-" if cap_ratio is None else cap_ratio[1],
+                     fmt(cpu, ".3f"), _first_cell(cap), "-" if math.isnan(cpu_ratio) else f"{cpu_ratio:.2f}x"])
+    L = ["### Frame sizes and encodings", "",
+         ("The capacity search once per frame kind: the one-module app (ResNet-50 on emulated V100s, SLO "
+          f"{CAPACITY_SLO_MS:g} ms, planned for each rate) declaring that kind as its `frame` (height, width, "
+          "encoding), so that the plan charges each request its decode at the V100's `decode_ms_per_mpixel` "
+          "(models/profiles/hardware.yaml) and sizes the workers with it. **Emulated workers charge the planned "
+          "decode per frame** (they sleep it; they never decode). The frontend forwards frames as sent, never "
+          "decoding or resizing them: it copies each frame's bytes once, into the worker's request. Every kind, "
+          "the 8x8 baseline too, is sent by the Python sender in its own processes (requests built once: raw "
+          "kinds UINT8 [H, W, 3] random pixels; JPEG kinds one BYTES element in Triton's raw form, a quality-85 "
+          "JPEG of a structured synthetic frame, `harpagon.runtime.wire.frames.synthetic_frame`), Poisson arrivals; a step "
+          f"keeps the promise when its attainment ≥ the plan's Poisson promise and the client got out ≥ "
+          f"{OFFERED_SHARE:.0%} of the rate; doubling, then bisection. The sender, the serving process and the "
+          "workers share this machine, so a big frame's bytes cost CPU on every side of the hop. *Request "
+          "bytes*: one serialised `ModelInferRequest`. *Server CPU ms/frame*: the serving process's CPU "
+          "(frontend + controller) per frame sent, at the kind's highest kept rate and at the search's first "
+          "rate, the same for every kind; it falls as the rate rises (fixed costs spread over more frames), so "
+          "kinds are compared (*CPU /*, and the goal) at the first rate. Ratios are to the "
+          f"{base_name} row of this run; a search that reached its limit without a failure gives a lower bound (≥)."), "",
+         *md_table(["frames", "request bytes", "highest kept/s", "lowest failed/s", "workers", f"capacity / {base_name}",
+                    "server CPU ms/frame at the highest kept", "at the first rate", f"CPU / {base_name}"], rows,
+                   right=range(1, 9)),
+         "", "Goals against the 8x8 raw figures of this run:", ""]
+    for name, least, most_cpu in FRAME_GOALS:
+        text = f"{name}: capacity ≥ {least:g}x the {base_name} capacity" + (
+            f" at ≤ {most_cpu:g}x its server CPU per frame" if most_cpu is not None else "")
+        L.append(f"- {text}: {_goal_verdict(by.get(name, (0, None))[1], base, base_cpu, least, most_cpu)}")
+    return L + [""]
+
+
+def _first_cpu(cap: Capacity | None) -> float:
+    """Server CPU ms per frame at the search's first rate (every kind's search starts at the same one)."""
+    return cap.steps[0].server_cpu_per_frame_ms if cap is not None and cap.steps else math.nan
+
+
+def _first_cell(cap: Capacity) -> str:
+    return f"{fmt(_first_cpu(cap), '.3f')} ({cap.steps[0].rate:g}/s)" if cap.steps else "-"
+
+
+def _kept_cell(cap: Capacity) -> str:
+    if cap.best is None:
+        return "none"
+    return f"{'≥ ' if cap.first_failure is None else ''}{cap.best:.0f}"
+
+
+def _cap_ratio(cap: Capacity, base: Capacity | None) -> tuple[float, str] | None:
+    """The capacity ratio to the baseline's and its text (≥ or ≤ where a search found only a bound), or
+    None where the baseline has no capacity."""
+    if base is None or base.best is None:
+        return None
+    r = (cap.best or 0.0) / base.best
+    if cap.best is not None and cap.first_failure is None and base.first_failure is not None:
+        return r, f"≥ {r:.2f}x"
+    if base.first_failure is None and cap.first_failure is not None:
+        return r, f"≤ {r:.2f}x"
+    return r, f"{r:.2f}x"
+
+
+def _goal_verdict(cap: Capacity | None, base: Capacity | None, base_cpu: float, least: float,
+                  most_cpu: float | None) -> str:
+    if base is None or base.best is None:
+        return f"not measured (no {BASE_FRAME_KIND.name} capacity in this run)"
+    if cap is None:
+        return "not measured (this kind was not searched)"
+    r, r_text = _cap_ratio(cap, base)  # type: ignore[misc]
+    cpu_r = _ratio(_first_cpu(cap), base_cpu)
+    figures = f"{r_text}" + (f", CPU {fmt(cpu_r, '.2f')}x" if most_cpu is not None else "")
+    if r < least or (most_cpu is not None and not cpu_r <= most_cpu):
+        return f"**missed** ({figures})"
+    if base.first_failure is None and cap.first_failure is not None:
+        return f"not determined ({figures}: the {BASE_FRAME_KIND.name} search reached its limit)"
+    return f"met ({figures})"
 
 
 def _perf_analyzer_section(rep: Report) -> list[str]:

@@ -128,6 +128,9 @@ class Report:
     """The same search with perf_analyzer's `--streaming` (ModelStreamInfer: one stream, many frames)."""
     transports: list[dict[str, Any]] = field(default_factory=list)
     """The demo's hops over loopback TCP and over Unix sockets, side by side."""
+    frame_kinds: list[tuple[str, int, Capacity]] = field(default_factory=list)
+    """Per frame kind asked (`FrameKind.name`, e.g. "1280x720 JPEG"): the size of one request on the wire,
+    bytes, and the capacity search of the one-module app with those frames (the Python sender)."""
     elapsed_s: float = math.nan
     machine: str = ""
     notes: list[str] = field(default_factory=list)

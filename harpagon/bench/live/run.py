@@ -1,5 +1,6 @@
 """The whole live bench: every config under both dispatch policies, the transports compared, the
-capacity search, then the files it writes (the report, its CSV and its plots)."""
+capacity search, the capacity per frame kind (size and encoding), then the files it writes (the
+report, its CSV and its plots)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 
 from harpagon.bench.live.capacity import capacity_step, search_async
 from harpagon.bench.live.cluster import DISPATCHES, run_cluster, transport_comparison
+from harpagon.bench.live.configs import FrameKind
+from harpagon.bench.live.load import request_bytes
 from harpagon.bench.live.markdown import build_markdown
 from harpagon.bench.live.perf_analyzer import PERF_ANALYZER
 from harpagon.bench.live.plots import plots
@@ -26,7 +29,7 @@ from harpagon.runtime.promise import floor_pct, goal_text
 async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: str, *, seed: int = 0,
                     perf_analyzer: bool = True, quick: bool = False, capacity: bool = True,
                     capacity_limit: float = 8000.0, console=None, rate_scale: float = 1.0,
-                    warmup_s: float = 0.0) -> Path:
+                    warmup_s: float = 0.0, frame_kinds: Sequence[FrameKind] = ()) -> Path:
     from rich.console import Console
 
     from harpagon.config import load_workload
@@ -54,9 +57,10 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
         "the Python sender"
     if capacity:
         cap, cap_streaming, profile_text = await _capacity_search(seed, console, pa, quick, capacity_limit)
+    kinds = await _frame_kind_search(frame_kinds, seed, console, quick, capacity_limit, notes) if frame_kinds else []
     rep = Report(command, time.strftime("%Y-%m-%d %H:%M %Z"), seconds, clusters, cap, generator, profile_text,
                  elapsed_s=time.perf_counter() - started, machine=machine(), notes=notes,
-                 capacity_streaming=cap_streaming, transports=transports)
+                 capacity_streaming=cap_streaming, transports=transports, frame_kinds=kinds)
     return write_report(rep, out)
 
 
@@ -117,6 +121,36 @@ async def _capacity_search(seed: int, console, pa: bool, quick: bool,
                             + (p.read_text() if p.exists() else ""))
             profile_text = _trim_profile(profile_text)
     return cap, cap_streaming, profile_text
+
+
+async def _frame_kind_search(kinds: Sequence[FrameKind], seed: int, console, quick: bool, capacity_limit: float,
+                             notes: list[str]) -> list[tuple[str, int, Capacity]]:
+    """The capacity search once per frame kind, every kind under the Python sender (its 8x8 baseline
+    too), with the start, limit and bisections of the capacity search; a kind whose search fails is a
+    note in the report, not the end."""
+    step_s = 6.0 if quick else 9.0
+    out = []
+    for kind in kinds:
+        console.print(f"capacity with {kind.name} frames (the Python sender)")
+
+        def progress(s: Step, name: str = kind.name) -> None:
+            console.print(f"  {name} {s.rate:g}/s on {s.workers} workers: {floor_pct(s.attainment)} "
+                          f"(promise {goal_text(s.goal)}), offered {fmt(s.offered, '.0f')}/s, server "
+                          f"{fmt(s.server_cpu_per_frame_ms, '.3f')} ms/frame, {fmt(s.server_cores, '.2f')} cores, "
+                          f"client {fmt(s.client_cores, '.2f')} cores: " + ("kept" if s.ok else s.why))
+
+        try:
+            size = request_bytes(kind.shape, kind.encoding)
+            cap = await search_async(lambda r, k=kind: capacity_step(r, step_s, False, seed, console, kind=k),
+                                     start=250.0 if not quick else 500.0,
+                                     limit=capacity_limit if not quick else 2000.0,
+                                     bisect_steps=0 if quick else 3, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - one kind's failure is a note, not the end
+            console.print(f"[red]{kind.name}: {exc}[/red]")
+            notes.append(f"The capacity search with {kind.name} frames did not run: {type(exc).__name__}: {exc}")
+            continue
+        out.append((kind.name, size, cap))
+    return out
 
 
 def _trim_profile(text: str) -> str:
