@@ -342,6 +342,10 @@ def test_frame_goals_miss_on_cpu_and_say_what_was_not_measured():
     rep.frame_kinds = [("1280x720 JPEG", 249_077, _kind_cap(None, 250.0, 0.7))]
     md = build_markdown(rep)
     assert "| 1280x720 JPEG | 249,077 | none | 250 | - | - | - | 0.700 (250/s) | - |" in md
+    assert "sender, not the server" not in md
+    rep.frame_kinds[0][2].steps[0].why = "client-bound: got out 4 of 250 frames/s"
+    assert "- 1280x720 JPEG at 250/s: client-bound: got out 4 of 250 frames/s (server 0.700 ms/frame" \
+        in build_markdown(rep)
     assert md.count("not measured (no 8x8 raw capacity in this run)") == 2
     rep.frame_kinds = []
     assert "Frame sizes and encodings" not in build_markdown(rep)

@@ -296,7 +296,14 @@ def _frame_kinds_section(rep: Report) -> list[str]:
          *md_table(["frames", "request bytes", "highest kept/s", "lowest failed/s", "workers", f"capacity / {base_name}",
                     "server CPU ms/frame at the highest kept", "at the first rate", f"CPU / {base_name}"], rows,
                    right=range(1, 9)),
-         "", "Goals against the 8x8 raw figures of this run:", ""]
+         ""]
+    bound = [(name, s) for name, _, cap in rep.frame_kinds for s in cap.steps
+             if s.rate == cap.first_failure and s.why.startswith("client-bound")]
+    if bound:
+        L += ["Where the sender, not the server, set the limit (its failing step did not offer the rate):", ""]
+        L += [f"- {name} at {s.rate:g}/s: {s.why} (server {fmt(s.server_cpu_per_frame_ms, '.3f')} ms/frame, "
+              f"client {fmt(s.client_cores, '.2f')} cores)" for name, s in bound] + [""]
+    L += ["Goals against the 8x8 raw figures of this run:", ""]
     for name, least, most_cpu in FRAME_GOALS:
         text = f"{name}: capacity ≥ {least:g}x the {base_name} capacity" + (
             f" at ≤ {most_cpu:g}x its server CPU per frame" if most_cpu is not None else "")
