@@ -109,6 +109,22 @@ def test_decode_to_the_input_shape_on_cpu():
     assert torch.equal((same.images[0] * 255).round().to(torch.uint8), image)
 
 
+def test_a_batch_is_resized_a_chunk_at_a_time_with_the_same_result(monkeypatch):
+    """The float copies of full frames are bounded (RESIZE_PIXELS), not a whole batch's; the images are
+    the same as resized at once, every frame in its own place."""
+    from harpagon.runtime.worker import decode
+
+    frames = [raw(smooth(64, 96) // (k + 1)) for k in range(5)] + [raw(smooth(40, 40))]
+    whole = decode_frames(frames, (3, 32, 48), "cpu")
+    calls: list[int] = []
+    real = F.interpolate
+    monkeypatch.setattr(decode, "RESIZE_PIXELS", 2 * 64 * 96)  # two 64x96 frames a chunk
+    monkeypatch.setattr(decode.F, "interpolate", lambda x, **kw: calls.append(len(x)) or real(x, **kw))
+    chunked = decode_frames(frames, (3, 32, 48), "cpu")
+    assert sorted(calls) == [1, 1, 2, 2]  # 64x96: 2 + 2 + 1; 40x40: 1
+    assert torch.equal(chunked.images, whole.images)
+
+
 def test_grayscale_jpeg_decodes_to_three_channels():
     gray = smooth(24, 24)[:1]
     got = decode_frames([jpeg(gray)], (3, 24, 24), "cpu")
