@@ -165,7 +165,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModuleStats(_message.Message):
-    __slots__ = ("module", "batches", "requests", "dummies", "exec_ms_total", "queue_ms_total", "errors", "recent_exec_ms", "expired")
+    __slots__ = ("module", "batches", "requests", "dummies", "exec_ms_total", "queue_ms_total", "errors", "recent_exec_ms", "expired", "recent_decode_ms")
     MODULE_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +175,7 @@ class ModuleStats(_message.Message):
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     RECENT_EXEC_MS_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    RECENT_DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     module: str
     batches: int
     requests: int
@@ -184,7 +185,8 @@ class ModuleStats(_message.Message):
     errors: int
     recent_exec_ms: _containers.RepeatedScalarFieldContainer[float]
     expired: int
-    def __init__(self, module: _Optional[str] = ..., batches: _Optional[int] = ..., requests: _Optional[int] = ..., dummies: _Optional[int] = ..., exec_ms_total: _Optional[float] = ..., queue_ms_total: _Optional[float] = ..., errors: _Optional[int] = ..., recent_exec_ms: _Optional[_Iterable[float]] = ..., expired: _Optional[int] = ...) -> None: ...
+    recent_decode_ms: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, module: _Optional[str] = ..., batches: _Optional[int] = ..., requests: _Optional[int] = ..., dummies: _Optional[int] = ..., exec_ms_total: _Optional[float] = ..., queue_ms_total: _Optional[float] = ..., errors: _Optional[int] = ..., recent_exec_ms: _Optional[_Iterable[float]] = ..., expired: _Optional[int] = ..., recent_decode_ms: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("modules", "emulated", "gpu_utilization", "gpu_memory_used_bytes", "gpu_memory_total_bytes")

@@ -356,3 +356,29 @@ def test_a_re_plan_that_keeps_a_figure_does_not_restart_its_drift():
     assert c.factor("resnet50", "v100") == pytest.approx(1.5, abs=0.02)
     cal.adopt(c, 12.0)
     assert cal._drifting == {}
+
+
+def test_a_decode_figure_that_drifts_is_scaled_for_its_hardware_and_encoding_alone():
+    doc = W.model_dump(exclude_none=True)
+    doc["hardware"][0]["decode_ms_per_mpixel"] = {"jpeg": 2.0, "raw": 0.5}  # v100
+    doc["apps"][0]["frame"] = {"height": 1000, "width": 1000, "encoding": "jpeg"}  # one megapixel
+    w = Workload.model_validate(doc)
+    cal = Calibrator(w, S, TIGHT)
+    assert cal.observe_decode(1.0, "v100", "jpeg", around(3.0, 0.1, 60)) == 60  # P84 3.0: 1.5x the 2.0
+    assert cal.observe_decode(1.0, "v100", "raw", around(0.5, 0.05, 60)) == 60  # as configured
+    assert cal.observe_decode(1.0, "t4", "jpeg", [1.0]) == 0 and cal.unprofiled == 1  # t4 states no figure
+    m = cal.measured(2.0)
+    assert m.decode[("v100", "jpeg")].factor == pytest.approx(1.5) and m.decode[("v100", "raw")].factor == \
+        pytest.approx(1.0)
+    c = cal.calibrated(2.0)
+    assert c.decode == {("v100", "jpeg"): pytest.approx(1.5)} and c.factors == {}
+    (reason,) = c.reasons
+    assert reason.startswith("jpeg decode on v100: measured 1.50x the configured 2 ms per megapixel")
+    planned, _ = c.apply(w, S)
+    assert planned.hardware_by_name["v100"].decode_ms_per_mpixel == {"jpeg": pytest.approx(3.0), "raw": 0.5}
+    assert planned.hardware_by_name["t4"] is w.hardware_by_name["t4"]
+    app, detect = planned.apps[0], planned.apps[0].modules[0]
+    assert planned.decode_ms(app, detect, "v100") == pytest.approx(3.0)  # what the next plan charges per frame
+    cal.adopt(c, 2.0)
+    cal.observe_decode(3.0, "v100", "jpeg", around(3.0, 0.1, 60))
+    assert cal.drift(4.0) == []  # measured as planned now

@@ -605,3 +605,38 @@ def test_an_overload_measured_as_offered_frames_does_not_take_the_app_down():
         assert h.c.rates.ceiling == {}
 
     run_virtual(scenario())
+
+
+def test_frame_decode_1_5x_its_figure_replans_with_the_hardware_figure_scaled():
+    """Workers report each batch's decode per frame; the controller turns it into ms per megapixel of the
+    app's declared frames and the calibration scales the hardware's figure, which the next plan charges."""
+    doc = W.model_dump(exclude_none=True)
+    for hw in doc["hardware"]:
+        hw["decode_ms_per_mpixel"] = {"jpeg": 2.0}
+    doc["apps"][0]["frame"] = {"height": 720, "width": 1280, "encoding": "jpeg"}
+    frames = Workload.model_validate(doc)
+    per_frame = 2.0 * 0.9216  # ms: a 1280x720 frame at 2 ms per megapixel
+    h = Harness(workload=frames, calibration=JUDGE_AT_ONCE)
+
+    async def scenario():
+        await h.planned()
+        specs = {s.name: s for a in h.fake.applies for s in a.specs}
+        assert {round(s.decode_ms, 6) for s in specs.values()} == {round(per_frame, 6)}  # both modules take frames
+        running = {w.id: h.fake.config(w.address)[1] for w in t4(3)}
+
+        def beat(now: float) -> None:
+            h.now = now
+            for wid, mods in running.items():
+                assert h.c.heartbeat(wid, None, {m: [per_frame * 1.5] * 60 for m in mods} | {"not/ours@b1": [9.0]})
+
+        beat(1.0)
+        assert not h.c.dirty  # within min_epoch_s of the plan
+        beat(S.min_epoch_s + 1.0)
+        assert h.c.dirty and h.c.calibrator.planned.decode_factor("t4", "jpeg") == pytest.approx(1.5)
+        assert h.c.calibrator.planned.factor("resnet50", "t4") == 1.0  # the model's figure untouched
+        await h.c.replan()
+
+    run_virtual(asyncio.wait_for(scenario(), 20))
+    latest = {s.name: s for s in h.fake.applies[-1].specs}
+    assert latest and {round(s.decode_ms, 6) for s in latest.values()} == {round(per_frame * 1.5, 6)}
+

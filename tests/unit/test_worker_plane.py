@@ -364,9 +364,12 @@ def test_an_emulated_device_charges_decode_ms_per_frame_and_reports_the_same_err
         r = plane.infer("m", frames)
         assert r.exec_ms >= 2.0 + 3 * 30.0 and r.outputs[0].shape == (3, 1000)
         assert sorted(r.errors) == [1, 2] and "JPEG frame" in r.errors[1] and "2 x 2 x 3 is 12" in r.errors[2]
-        # calibration reads the model's run alone: decode is planned apart from the model's profile
+        # calibration reads the model's run alone: decode is planned apart from the model's profile, and
+        # its time per frame is reported apart (3 frames, 30 ms each)
         (model_ms,) = plane.take_recent()["m"]
         assert 2.0 <= model_ms < 2.0 + 30.0
+        (per_frame,) = plane.take_recent_decode()["m"]
+        assert 30.0 <= per_frame < 30.0 + 5.0 and plane.take_recent_decode() == {}
         assert plane.infer("m", np.zeros((3, *SHAPE), np.uint8)).exec_ms < 2.0 + 3 * 30.0  # tensors: no decode
     finally:
         plane.close()

@@ -11,6 +11,7 @@ logging. It returns reasons as text; the controller logs them, sets its metrics 
 
     cal = Calibrator(workload, settings)                 # the CONFIGURED inputs
     cal.observe_batches(now, "resnet50", "v100", 8, [9.1, 9.3])
+    cal.observe_decode(now, "v100", "jpeg", [0.15, 0.16])     # ms per megapixel of frames decoded
     cal.observe_hops(now, [1.2, 0.9])
     calibration = cal.calibrated(now)                    # one check, against the figures in force
     if calibration.reasons:                              # a drift that lasted `sustain_s`
@@ -25,7 +26,10 @@ they drag a mean + std to several times the device's (9.5x on a busy 2-core host
 once a sixth of the samples are slow. Not the median against the profile's mean either: an emulated
 device's median is its `mean + std`. The sizes of one `(model, hardware)` combine into one factor,
 weighted by their batch counts, and a drifted pair's whole profile (every row, mean and std) is scaled
-by it. The overhead is a high quantile of the hops (`overhead_quantile`) against `overhead_ms`.
+by it. Frame decode (docs/model.md, "Inputs: frame decode") is measured apart from the model's run: the
+P84 of the batches' decode time per megapixel against the hardware's `decode_ms_per_mpixel` for that
+encoding, whose figure is scaled the same way. The overhead is a high quantile of the hops
+(`overhead_quantile`) against `overhead_ms`.
 
 When it counts. A figure drifts when, at every check (each `calibrated` call) for `sustain_s`,
 enough samples (`min_batches`, `min_hops`) put the quantile's 95% interval (order statistics around
@@ -42,12 +46,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from harpagon.config.schema import Profile, ProfileRow, Workload
+from harpagon.config.schema import Hardware, Profile, ProfileRow, Workload
 from harpagon.model.latency import Settings
 from harpagon.runtime.controller.validation import (
     COUNT,
@@ -62,6 +66,10 @@ from harpagon.runtime.controller.validation import (
 
 Pair = tuple[str, str]
 """`(model, hardware)`."""
+Decode = tuple[str, str]
+"""`(hardware, encoding)`: a hardware kind's `decode_ms_per_mpixel` figure for one encoding."""
+Figure = Pair | tuple[str, str, str] | str
+"""A figure that drifts: a `Pair`'s profile, `("decode", hardware, encoding)`, or the hop overhead."""
 
 EXEC_QUANTILE = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
 """P84.1, where a normal distribution's `mean + std` lies: the execution time figure per batch size."""
@@ -128,6 +136,8 @@ class Calibration:
 
     factors: Mapping[Pair, float] = field(default_factory=dict)
     """`(model, hardware) -> factor` on the configured profile's mean and std; absent means 1."""
+    decode: Mapping[Decode, float] = field(default_factory=dict)
+    """`(hardware, encoding) -> factor` on the configured `decode_ms_per_mpixel`; absent means 1."""
     overhead_ms: float | None = None
     """The overhead per hop to plan with; None means the configured `settings.overhead_ms`."""
     reasons: tuple[str, ...] = ()
@@ -136,18 +146,33 @@ class Calibration:
     def factor(self, model: str, hardware: str) -> float:
         return self.factors.get((model, hardware), 1.0)
 
+    def decode_factor(self, hardware: str, encoding: str) -> float:
+        return self.decode.get((hardware, encoding), 1.0)
+
     def apply(self, workload: Workload, settings: Settings) -> tuple[Workload, Settings]:
         """The inputs to plan with. `workload` must carry the configured profiles (its apps may differ,
         e.g. re-measured rates); profiles at factor 1 are kept as they are."""
         profiles = tuple(_scaled(p, f) if (f := self.factor(p.model, p.hardware)) != 1.0 else p
                          for p in workload.profiles)
-        if any(new is not old for new, old in zip(profiles, workload.profiles, strict=True)):
+        hardware = tuple(_decode_scaled(h, {enc: f for (hw, enc), f in self.decode.items() if hw == h.name})
+                         for h in workload.hardware)
+        if any(new is not old for new, old in zip((*profiles, *hardware), (*workload.profiles, *workload.hardware),
+                                                  strict=True)):
             # a new model, not model_copy: model_copy would carry the cached `profile_rows` of the old one
             workload = Workload(**{**{name: getattr(workload, name) for name in Workload.model_fields},
-                                   "profiles": profiles})
+                                   "profiles": profiles, "hardware": hardware})
         if self.overhead_ms is not None:
             settings = replace(settings, overhead_ms=self.overhead_ms)
         return workload, settings
+
+
+def _decode_scaled(hardware: Hardware, factors: Mapping[str, float]) -> Hardware:
+    """`hardware` with its decode figures scaled (itself where no factor moves one)."""
+    figures = hardware.decode_ms_per_mpixel
+    if all(factors.get(enc, 1.0) == 1.0 for enc in figures):
+        return hardware
+    return hardware.model_copy(update={"decode_ms_per_mpixel": {enc: ms * factors.get(enc, 1.0)
+                                                                for enc, ms in figures.items()}})
 
 
 def _scaled(profile: Profile, factor: float) -> Profile:
@@ -176,6 +201,9 @@ class Measured:
     """The figures judged now: observations in the window and since the figures in force were adopted."""
 
     exec: Mapping[Pair, ExecMeasure]
+    decode: Mapping[Decode, ExecMeasure]
+    """Per `(hardware, encoding)`: the P84 of the batches' decode time per megapixel over the configured
+    figure (`factor`), `batches` counting the batches measured (`by_batch` empty)."""
     overhead_ms: float | None
     """The `overhead_quantile` of the hop overheads; None without any."""
     overhead_interval_ms: tuple[float, float] | None
@@ -245,8 +273,12 @@ class Calibrator:
         """The figures the plan in force was made with (set by `adopt`)."""
         self._since = -math.inf  # observations before this were judged by the last adopt
         self._exec: dict[tuple[str, str, int], _Samples] = {}
+        self._decode_figure: dict[Decode, float] = {
+            (h.name, enc): ms for h in workload.hardware for enc, ms in h.decode_ms_per_mpixel.items() if ms > 0}
+        self._decode: dict[Decode, _Samples] = {}
         self._hops = _Samples(self.config.max_samples)
-        self._drifting: dict[Pair | str, tuple[float, int]] = {}  # figure -> (since when, +1 above / -1 below)
+        # figure -> (since when, +1 above / -1 below)
+        self._drifting: dict[Figure, tuple[float, int]] = {}
         self.rejected = 0
         self.unprofiled = 0
 
@@ -263,6 +295,20 @@ class Calibrator:
             return 0
         if len(values):
             self._exec.setdefault(key, _Samples(self.config.max_samples)).add(now, values)
+        return len(values)
+
+    def observe_decode(self, now: float, hardware: str, encoding: str, ms_per_mpixel: Sequence[float]) -> int:
+        """Frame decode times of batches on `hardware`, per megapixel of `encoding` frames (each a batch's
+        decode time over its frames' megapixels); returns how many were kept. Samples that are not finite
+        and positive, or for a figure the configuration does not state, are counted and ignored."""
+        values = self._clean(ms_per_mpixel, positive=True)
+        self._expire(now)
+        key = (hardware, encoding)
+        if key not in self._decode_figure:
+            self.unprofiled += len(values)
+            return 0
+        if len(values):
+            self._decode.setdefault(key, _Samples(self.config.max_samples)).add(now, values)
         return len(values)
 
     def observe_hops(self, now: float, overhead_ms: Sequence[float]) -> int:
@@ -285,10 +331,11 @@ class Calibrator:
         if not math.isfinite(now):
             raise ValueError(f"now must be a finite time, got {now!r}")
         cutoff = now - self.config.window_s
-        for key in list(self._exec):
-            self._exec[key].expire(cutoff)
-            if not self._exec[key].size:
-                del self._exec[key]
+        for held in (self._exec, self._decode):
+            for key in list(held):
+                held[key].expire(cutoff)
+                if not held[key].size:
+                    del held[key]
         self._hops.expire(cutoff)
 
     # --- judgement ---------------------------------------------------------------------------------
@@ -315,9 +362,16 @@ class Calibrator:
             factor, low, high = (sum(row[0] * row[i] / profile[b] for b, row in rows.items()) / n for i in (1, 2, 3))
             exec_[pair] = ExecMeasure(factor, (low, high), n, now - oldest[pair],
                                       {b: (row[0], row[1]) for b, row in sorted(rows.items())})
+        decode: dict[Decode, ExecMeasure] = {}
+        for key, samples in sorted(self._decode.items()):
+            values, first = samples.between(start, self._since)
+            if len(values):
+                figure = self._decode_figure[key]
+                point, low, high = _quantile(values, EXEC_QUANTILE)
+                decode[key] = ExecMeasure(point / figure, (low / figure, high / figure), len(values), now - first, {})
         hops, first = self._hops.between(start, self._since)
         overhead, low, high = _quantile(hops, self.config.overhead_quantile) if len(hops) else (None, 0.0, 0.0)
-        return Measured(exec_, overhead, None if overhead is None else (low, high), len(hops),
+        return Measured(exec_, decode, overhead, None if overhead is None else (low, high), len(hops),
                         now - first if len(hops) else 0.0, self.rejected, self.unprofiled)
 
     @property
@@ -333,6 +387,7 @@ class Calibrator:
         c = self.config
         m = measured if measured is not None else self.measured(now)
         factors = dict(self.planned.factors)
+        decode = dict(self.planned.decode)
         overhead = self.planned.overhead_ms
         reasons: list[str] = []
         newer: list[Measured] = [m] if c.sustain_s == 0 else []  # the newer half of the span, once needed
@@ -344,16 +399,21 @@ class Calibrator:
 
         for pair, e in m.exec.items():
             planned = self.planned.factor(*pair)
-            margin = c.band * planned
-            if e.batches < c.min_batches or not (way := self._drifted(pair, e.interval, planned, margin, now)):
-                continue
-            got = newer_half().exec.get(pair)
-            if got is None or got.batches < c.min_batches or _way(got.interval, planned, margin) != way:
+            if (got := self._sustained(pair, e, lambda p=pair: newer_half().exec.get(p), planned, now)) is None:
                 continue
             factors[pair] = min(max(got.factor, planned / c.max_step), planned * c.max_step)
             reasons.append(f"{pair[0]} on {pair[1]}: measured d(b) {got.factor:.2f}x the profile's against "
                            f"{planned:.2f}x planned ({got.batches} batches over {got.span_s:.0f} s"
                            f"{self._lasted(pair, now)})" + self._bounded(got.factor, factors[pair], "x"))
+        for key, e in m.decode.items():
+            planned, figure = self.planned.decode_factor(*key), ("decode", *key)
+            if (got := self._sustained(figure, e, lambda k=key: newer_half().decode.get(k), planned, now)) is None:
+                continue
+            decode[key] = min(max(got.factor, planned / c.max_step), planned * c.max_step)
+            reasons.append(f"{key[1]} decode on {key[0]}: measured {got.factor:.2f}x the configured "
+                           f"{self._decode_figure[key]:g} ms per megapixel against {planned:.2f}x planned "
+                           f"({got.batches} batches over {got.span_s:.0f} s{self._lasted(figure, now)})"
+                           + self._bounded(got.factor, decode[key], "x"))
         was = self.planned_overhead_ms
         margin = max(c.band * was, c.overhead_floor_ms)
         if (m.overhead_interval_ms is not None and m.hops >= c.min_hops
@@ -367,11 +427,22 @@ class Calibrator:
                 reasons.append(f"hop overhead P{c.overhead_quantile * 100:g} {got_hops.overhead_ms:.1f} ms against "
                                f"{was:.1f} ms planned ({got_hops.hops} hops over {got_hops.hops_span_s:.0f} s"
                                f"{self._lasted(_OVERHEAD, now)})" + self._bounded(got_hops.overhead_ms, overhead, " ms"))
-        if not reasons:
-            return Calibration(factors, overhead)
-        return Calibration(factors, overhead, tuple(reasons))
+        return Calibration(factors, decode, overhead, tuple(reasons))
 
-    def _drifted(self, key: Pair | str, interval: tuple[float, float], planned: float, margin: float,
+    def _sustained(self, key: Figure, e: ExecMeasure, newer: Callable[[], ExecMeasure | None], planned: float,
+                   now: float) -> ExecMeasure | None:
+        """A factor figure's measure over the newer half of its span (`newer()`), when it drifted beyond
+        the band the same way at every check for `sustain_s` and that half agrees; else None."""
+        c = self.config
+        margin = c.band * planned
+        if e.batches < c.min_batches or not (way := self._drifted(key, e.interval, planned, margin, now)):
+            return None
+        got = newer()
+        if got is None or got.batches < c.min_batches or _way(got.interval, planned, margin) != way:
+            return None
+        return got
+
+    def _drifted(self, key: Figure, interval: tuple[float, float], planned: float, margin: float,
                  now: float) -> int:
         """Record this check's verdict on `key`; the way it has drifted (+1 above the band, -1 below) if
         that way at every check for `sustain_s` or longer, else 0. Checks with too few samples to tell
@@ -383,7 +454,7 @@ class Calibrator:
         self._drifting[key] = (since if before == way else now, way)  # turned the other way: a new drift
         return way if now - self._drifting[key][0] >= self.config.sustain_s else 0
 
-    def _lasted(self, key: Pair | str, now: float) -> str:
+    def _lasted(self, key: Figure, now: float) -> str:
         return f", drifting for {now - self._drifting[key][0]:.0f} s" if self.config.sustain_s > 0 else ""
 
     def _bounded(self, measured: float, planned: float, unit: str) -> str:
@@ -401,9 +472,14 @@ class Calibrator:
         observations after `now` only. A figure it changes drifts afresh; one it keeps goes on drifting
         (any re-plan adopts: a re-plan for rates must not restart the calibration's wait)."""
         old, self.planned, self._since = self.planned, calibration, now
-        kept = {key for key in self._drifting
-                if (calibration.overhead_ms == old.overhead_ms if key == _OVERHEAD
-                    else calibration.factor(*key) == old.factor(*key))}
+        def same(key: Figure) -> bool:
+            if key == _OVERHEAD:
+                return calibration.overhead_ms == old.overhead_ms
+            if len(key) == 3:  # ("decode", hardware, encoding)
+                return calibration.decode_factor(*key[1:]) == old.decode_factor(*key[1:])
+            return calibration.factor(*key) == old.factor(*key)
+
+        kept = {key for key in self._drifting if same(key)}
         self._drifting = {key: self._drifting[key] for key in kept}
 
 

@@ -32,7 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from harpagon.config.schema import ServeConfig, Workload
+from harpagon.config.schema import FrameFormat, ServeConfig, Workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan
 from harpagon.planner.harpagon import PlannerOptions
@@ -156,6 +156,9 @@ class Controller:
     _reconciling: bool = field(init=False, default=False)
     _registered_at: float = field(init=False, default=float("-inf"))
     _quarantined: dict[str, float] = field(init=False, default_factory=dict)  # worker id -> until (its clock)
+    _frames_of: dict[str, FrameFormat] = field(init=False, default_factory=dict)
+    """Worker module name -> the frames it decodes (its app's declared `frame`), for the modules of the
+    routes in force that take them: their decode times are calibrated per megapixel."""
 
     def __post_init__(self) -> None:
         apps = self.workload.apps
@@ -241,20 +244,26 @@ class Controller:
         self.evicted += 1
         self._dirty.set()
 
-    def heartbeat(self, worker_id: str, recent_exec_ms: dict[str, list[float]] | None = None) -> bool:
+    def heartbeat(self, worker_id: str, recent_exec_ms: dict[str, list[float]] | None = None,
+                  recent_decode_ms: dict[str, list[float]] | None = None) -> bool:
         """A worker is alive; `recent_exec_ms` holds, per module it runs, its batches' execution times
-        since its last heartbeat (the calibration compares them with the profile)."""
+        since its last heartbeat (the calibration compares them with the profile), `recent_decode_ms`
+        its batches' frame decode times per frame (compared with the hardware's decode figure)."""
         w = self._workers.get(worker_id)
         if w is None:
             return False
         now = self.clock()
         w.last_seen = now
-        if self.calibrator is not None and recent_exec_ms:
+        if self.calibrator is not None and (recent_exec_ms or recent_decode_ms):
             specs = {s.name: s for s in w.modules}
-            for name, samples in recent_exec_ms.items():
+            for name, samples in (recent_exec_ms or {}).items():
                 spec = specs.get(name)
                 if spec is not None and samples:
                     self.calibrator.observe_batches(now, spec.model, w.info.hardware, spec.batch, samples)
+            for name, samples in (recent_decode_ms or {}).items():
+                if (frame := self._frames_of.get(name)) is not None and name in specs and samples:
+                    self.calibrator.observe_decode(now, w.info.hardware, frame.encoding,
+                                                   [ms / frame.megapixels for ms in samples])
             self._check_calibration(now)
         return True
 
@@ -548,6 +557,10 @@ class Controller:
                           for wid, mods in assignment.modules.items()})
         # 2. the frontend routes by the new plan and drains the old routes
         await self.push_routes(assignment.table, refused)
+        apps = {a.name: a for a in self.workload.apps}
+        self._frames_of = {name: a.frame for (app, module), route in assignment.table.routes.items()
+                           if (a := apps.get(app)) is not None and a.frame is not None
+                           and a.module(module).input == "frame" for name in route.names}
         removed = any({s.name for s in previous.get(wid, ())} - {s.name for s in mods}
                       for wid, mods in assignment.modules.items())
         if removed and self.config.drain_s > 0:  # batches opened under the old routes finish before their modules go

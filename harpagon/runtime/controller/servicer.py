@@ -87,4 +87,5 @@ class ControllerServicer(crpc.ControllerServicer):
 
     async def Heartbeat(self, request, context):
         recent = {m.module: list(m.recent_exec_ms) for m in request.modules if m.recent_exec_ms}
-        return cpb.HeartbeatResponse(known=self.controller.heartbeat(request.worker_id, recent))
+        decode = {m.module: list(m.recent_decode_ms) for m in request.modules if m.recent_decode_ms}
+        return cpb.HeartbeatResponse(known=self.controller.heartbeat(request.worker_id, recent, decode))

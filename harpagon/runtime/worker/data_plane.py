@@ -136,6 +136,7 @@ class WorkerTally:
         self._lock = threading.Lock()
         self._counters: dict[str, ModuleCounters] = {}
         self._recent: dict[str, deque[float]] = {}
+        self._recent_decode: dict[str, deque[float]] = {}  # per batch of frames: its decode time per frame
 
     def serve(self, modules: list[str]) -> None:
         """Modules now in force start counting (from zero the first time, where they left off after)."""
@@ -146,7 +147,7 @@ class WorkerTally:
     def record(self, r: object) -> None:
         with self._lock:
             match r:
-                case BatchRun(module, items, dummies, queue_ms, exec_ms):
+                case BatchRun(module, items, dummies, queue_ms, exec_ms, decode_ms):
                     c = self._counters[module]
                     c.batches += 1
                     c.requests += items
@@ -154,6 +155,8 @@ class WorkerTally:
                     c.exec_ms_total += exec_ms
                     c.queue_ms_total += queue_ms
                     self._recent.setdefault(module, deque(maxlen=RECENT)).append(exec_ms)
+                    if decode_ms > 0 and items:
+                        self._recent_decode.setdefault(module, deque(maxlen=RECENT)).append(decode_ms / items)
                 case BatchExpired(module):
                     self._counters[module].expired += 1
                 case BatchFailed(module):
@@ -166,6 +169,11 @@ class WorkerTally:
     def take_recent(self) -> dict[str, list[float]]:
         with self._lock:
             recent, self._recent = self._recent, {}
+        return {k: list(v) for k, v in recent.items()}
+
+    def take_recent_decode(self) -> dict[str, list[float]]:
+        with self._lock:
+            recent, self._recent_decode = self._recent_decode, {}
         return {k: list(v) for k, v in recent.items()}
 
 
@@ -295,6 +303,11 @@ class WorkerDataPlane:
     def take_recent(self) -> dict[str, list[float]]:
         """Execution times (ms) per module since the last call (the latest RECENT of each)."""
         return self._tally.take_recent()
+
+    def take_recent_decode(self) -> dict[str, list[float]]:
+        """Per module, each batch of frames' decode time per frame (ms) since the last call (the latest
+        RECENT of each)."""
+        return self._tally.take_recent_decode()
 
     def counters(self) -> dict[str, ModuleCounters]:
         return self._tally.counters()

@@ -111,10 +111,13 @@ class WorkerServicer(rpc.WorkerServicer):
                                 **self.metrics.read())
 
 
-def module_stats(plane: WorkerDataPlane, recent: dict[str, list[float]] | None = None) -> list[pb.ModuleStats]:
-    """Cumulative counters per module, with `recent` execution times (heartbeats carry them)."""
-    recent = recent or {}
-    return [pb.ModuleStats(module=name, recent_exec_ms=recent.get(name, ()), **vars(c))
+def module_stats(plane: WorkerDataPlane, recent: dict[str, list[float]] | None = None,
+                 recent_decode: dict[str, list[float]] | None = None) -> list[pb.ModuleStats]:
+    """Cumulative counters per module, with `recent` execution times and `recent_decode` decode times
+    per frame (heartbeats carry them)."""
+    recent, recent_decode = recent or {}, recent_decode or {}
+    return [pb.ModuleStats(module=name, recent_exec_ms=recent.get(name, ()), recent_decode_ms=recent_decode.get(name, ()),
+                           **vars(c))
             for name, c in sorted(plane.counters().items())]
 
 
@@ -172,8 +175,9 @@ class ControllerLink:
                     period = self._register()
                 elif not self.stub.Heartbeat(cpb.HeartbeatRequest(worker_id=self.worker_id,
                                                                  config_version=self.plane.version,
-                                                                 modules=module_stats(self.plane,
-                                                                                      self.plane.take_recent())),
+                                                                 modules=module_stats(
+                                                                     self.plane, self.plane.take_recent(),
+                                                                     self.plane.take_recent_decode())),
                                              timeout=HEARTBEAT_TIMEOUT_S).known:
                     period = None
                     continue
