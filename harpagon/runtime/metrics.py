@@ -186,6 +186,11 @@ class ControllerMetrics:
             "Batch latency d(b) as a multiple of the profile's, per model and hardware: `planned` is what the "
             "plan in force assumes, `measured` what workers reported over the calibration window",
             ["model", "hardware", "source"], registry=registry)
+        self.decode_factor = Gauge(
+            "harpagon_decode_factor",
+            "Frame decode time per megapixel as a multiple of the hardware's decode_ms_per_mpixel, per hardware "
+            "and encoding: `planned` is what the plan in force assumes, `measured` what workers reported",
+            ["hardware", "encoding", "source"], registry=registry)
         self.hop_overhead = Gauge(
             "harpagon_hop_overhead_ms",
             "Per-hop overhead, ms: `planned` is the plan's overhead_ms, `measured` the quantile of what "

@@ -286,6 +286,8 @@ class Controller:
         if self.metrics:
             for (model, hardware), e in measured.exec.items():
                 self.metrics.exec_factor.labels(model, hardware, "measured").set(e.factor)
+            for (hardware, encoding), e in measured.decode.items():
+                self.metrics.decode_factor.labels(hardware, encoding, "measured").set(e.factor)
             if measured.overhead_ms is not None:
                 self.metrics.hop_overhead.labels("measured").set(measured.overhead_ms)
         if self.plan is None or not self.settled or now - self.planned_at < self.config.watches.min_epoch_s:
@@ -601,6 +603,9 @@ class Controller:
             planned = self.calibrator.planned
             for p in workload.profiles:
                 m.exec_factor.labels(p.model, p.hardware, "planned").set(planned.factor(p.model, p.hardware))
+            for h in workload.hardware:
+                for enc in h.decode_ms_per_mpixel:
+                    m.decode_factor.labels(h.name, enc, "planned").set(planned.decode_factor(h.name, enc))
             m.hop_overhead.labels("planned").set(settings.overhead_ms)
 
     def in_force(self, at: float) -> None:
