@@ -368,3 +368,23 @@ def test_a_frame_kind_at_the_search_limit_is_a_lower_bound():
     md = build_markdown(rep)
     assert "| 640x480 raw | 921,632 | ≥ 2000 | - | 1 | ≥ 2.00x |" in md
     assert "- 640x480 raw: capacity ≥ 0.6x the 8x8 raw capacity: met (≥ 2.00x)" in md
+
+
+def test_the_frame_kinds_steps_are_written_as_a_csv_beside_the_report(tmp_path):
+    import csv
+
+    from harpagon.bench.live.run import write_frames_csv
+
+    rep = _report(None)
+    rep.frame_kinds = [("8x8 raw", 221, _kind_cap(1000.0, 2000.0, 0.5)),
+                       ("1280x720 JPEG", 249_077, _kind_cap(None, 250.0, 0.7))]
+    rep.frame_kinds[1][2].steps[0].why = "client-bound: got out 4 of 250 frames/s"
+    path = tmp_path / "live_frames.csv"
+    write_frames_csv(rep, path)
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["frames"], r["rate"], r["kept"]) for r in rows if r["frames"] == "8x8 raw"] == [
+        ("8x8 raw", "250", "True"), ("8x8 raw", "500", "True"), ("8x8 raw", "2000", "False"),
+        ("8x8 raw", "1000", "True")]
+    jpeg = [r for r in rows if r["frames"] == "1280x720 JPEG"]
+    assert len(jpeg) == len(rep.frame_kinds[1][2].steps) and jpeg[0]["request_bytes"] == "249077"
+    assert jpeg[0]["why"].startswith("client-bound") and jpeg[0]["server_cpu_ms_per_frame"] == "0.7000"

@@ -173,12 +173,27 @@ def write_report(rep: Report, out: Path) -> Path:
     stem = out.stem
     names = plots(rep, out.parent, stem)
     write_csv(rep, out.with_suffix(".csv"))
+    if rep.frame_kinds:
+        write_frames_csv(rep, out.with_name(f"{stem}_frames.csv"))
     text = build_markdown(rep, names)
     reading = out.with_name(f"{stem}.reading.md")
     if reading.exists():
         text += "\n" + reading.read_text()
     out.write_text(text)
     return out
+
+
+def write_frames_csv(rep: Report, path: Path) -> None:
+    """One row per step of each frame kind's capacity search (the report's "Frame sizes and encodings")."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["frames", "request_bytes", "rate", "kept", "attainment", "offered_per_s", "workers",
+                    "server_cpu_ms_per_frame", "server_cores", "client_cores", "why"])
+        for name, size, cap in rep.frame_kinds:
+            for s in cap.steps:
+                w.writerow([name, size, f"{s.rate:g}", s.ok, f"{s.attainment:.5f}", f"{s.offered:.1f}", s.workers,
+                            f"{s.server_cpu_per_frame_ms:.4f}", f"{s.server_cores:.3f}", f"{s.client_cores:.3f}",
+                            s.why])
 
 
 def write_csv(rep: Report, path: Path) -> None:
