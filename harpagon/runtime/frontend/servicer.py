@@ -24,8 +24,8 @@ request bigger than the configured frame allows (:func:`message_limit`) is refus
 RESOURCE_EXHAUSTED before Python reads any of it.
 
 Big requests cost the event loop what gRPC's own copy of them costs, little more: the frame's bytes
-are cut out of the message before it is parsed (:class:`InferCall`) and copied once, into the frame's
-`bytes` that the worker call serialises (protobuf takes no view), typed contents of a big frame are
+are cut out of the message before it is parsed (:class:`InferCall`) and kept as views of it, copied
+once, into the worker's request (wire/frames.frames_request), typed contents of a big frame are
 converted off the loop, and a request holding more than MAX_FIELDS_BYTES outside its raw tensors is
 refused RESOURCE_EXHAUSTED unparsed.
 """
@@ -206,9 +206,9 @@ def _encoded_frame(spec: pb.ModelInferRequest.InferInputTensor, raw: Sequence[by
     if encoding is None:
         raise InvalidArgument(f"input {INPUT!r}: a BYTES element must be a JPEG or PNG image, got {len(element)} "
                               f"bytes starting {bytes(element[:8]).hex()}")
-    if len(element) > frames.MAX_FRAME_BYTES:  # before copying it
+    if len(element) > frames.MAX_FRAME_BYTES:  # before a decoder or a worker call reads it
         raise InvalidArgument(f"input {INPUT!r}: image of {len(element)} bytes, more than {frames.MAX_FRAME_BYTES}")
-    frame = frames.EncodedFrame(element, encoding)  # uncopied, as a raw frame
+    frame = frames.EncodedFrame(element, encoding)  # a view of the request, not a copy
     try:
         frames.check(frame)
     except InvalidArgument as exc:
@@ -333,7 +333,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
 
     async def _frame(self, request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview]) -> frames.EncodedFrame:
         """The request's frame as the workers are sent it: an encoded one as it came, UINT8 pixels as
-        a raw frame of their bytes (one copy of the request's, none when they are `bytes` already)."""
+        a raw frame of their bytes (a view of the request's, not a copy)."""
         if len(request.inputs) != 1:
             raise InvalidArgument(f"expected one input named {INPUT!r}, got {len(request.inputs)} inputs"
                                   + (f": {[i.name[:MAX_NAME] for i in request.inputs]}"
@@ -360,7 +360,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             raise InvalidArgument(f"raw_input_contents holds {len(raw)} tensors for one input")
         if raw:
             n = memoryview(raw[0]).nbytes
-            if n != size:  # before copying them
+            if n != size:
                 raise InvalidArgument(f"{n} values do not fill a UINT8 frame of shape {list(shape)}")
             data = raw[0]  # uncopied: the worker call writes it into its request (wire/frames.frames_request)
         else:  # typed contents: UINT8 travels as uint32 values
