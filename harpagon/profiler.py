@@ -186,11 +186,13 @@ def profile_decode(device: str, height: int, width: int, encoding: str, batches:
     """Median ms per frame to decode and resize batches of `height` x `width` frames in `encoding` to
     `input_shape` on `device`, as a worker does inside a batch (worker/decode.py: a CPU worker on a
     thread pool of `threads`, by default every core; CUDA synchronised at the end), per batch size:
-    the decode term of `d(b)` is `b` times it (docs/model.md, "Frame decode")."""
+    the decode term of `d(b)` is `b` times it (docs/model.md, "Inputs: frame decode")."""
     import torch
 
     from harpagon.runtime.worker.decode import decode_frames
 
+    if threads and not device.startswith("cuda"):
+        torch.set_num_threads(threads)  # as a CPU worker of `threads` runs its resize
     one = encode_frame(synthetic_frame(height, width), encoding)
     shape = tuple(input_shape)
     out = []

@@ -70,7 +70,7 @@ class Hardware(_Strict):
         default_factory=dict, strict=False, description=(
             "Per encoding, the time (ms) one worker of this kind adds to a batch for each megapixel of a frame "
             "it decodes and resizes (`harpagon profile --decode`); needed for each encoding an app's `frame` "
-            "declares (docs/model.md, \"Frame decode\")."))
+            "declares (docs/model.md, \"Inputs: frame decode\")."))
 
 
 class ProfileRow(_Strict):
@@ -153,7 +153,7 @@ class Module(_Strict):
 
 class FrameFormat(_Strict):
     """The frames an app's clients send: what a worker decodes for each request of a module that takes
-    the frame, and so part of that module's `d(b)` (docs/model.md, "Frame decode")."""
+    the frame, and so part of that module's `d(b)` (docs/model.md, "Inputs: frame decode")."""
 
     height: Side = Field(description=f"Frame height, pixels (1 to {MAX_SIDE}).")
     width: Side = Field(description=f"Frame width, pixels (1 to {MAX_SIDE}).")
@@ -336,7 +336,7 @@ class Workload(_Strict):
 
     def decode_ms(self, app: App, module: Module, hardware: str) -> float:
         """What one request of `module` adds to its batch on `hardware` to decode and resize its app's frame
-        (ms): 0 unless the module takes the frame and the app declares `frame` (docs/model.md, "Frame decode")."""
+        (ms): 0 unless the module takes the frame and the app declares `frame` (docs/model.md, "Inputs: frame decode")."""
         if app.frame is None or module.input != "frame":
             return 0.0
         per_mp = self.hardware_by_name[hardware].decode_ms_per_mpixel.get(app.frame.encoding)

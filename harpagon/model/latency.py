@@ -197,7 +197,7 @@ class Option:
 
 def options_for(workload: Workload, app: App, module: Module, settings: Settings) -> list[Option]:
     """Every profiled `(hardware, batch)` of a module's model, with `d(b)` under the settings' safety;
-    a module that takes its app's declared frames pays their decode per request (docs/model.md, "Frame decode")."""
+    a module that takes its app's declared frames pays their decode per request (docs/model.md, "Inputs: frame decode")."""
     out = []
     for hw in workload.hardware_for(module.model):
         price = workload.hardware_by_name[hw].price_per_hour
