@@ -164,6 +164,13 @@ class ControllerMetrics:
                           registry=registry)
         self.workers = Gauge("harpagon_workers", "Registered workers, per hardware kind", ["hardware"],
                              registry=registry)
+        self.frontends = Gauge("harpagon_frontends", "Frontends reporting rates, as of the latest report (a "
+                               "frontend quiet for the watches' report_expiry_s is no longer counted)",
+                               registry=registry)
+        self.frontend_rate = Gauge(
+            "harpagon_frontend_offered_rate",
+            "Frames per second each app was offered at each frontend, in its latest rate report",
+            ["frontend", "app"], registry=registry)
         self.replans = Counter("harpagon_replans", "Plans made", registry=registry)
         self.refused = Gauge("harpagon_apps_refused", "Apps the live inventory cannot serve", registry=registry)
         # The promise of the plan in force (docs/model.md v2) and what the planner's replay measured.

@@ -378,3 +378,24 @@ def test_an_app_planned_above_its_rate_that_gets_no_frames_is_planned_at_its_con
 def test_bad_controller_config_is_refused_by_name_and_value(field, value):
     with pytest.raises(ValueError, match=rf"controller {field} .*got {re.escape(repr(value))}"):
         ControllerConfig(**{field: value})
+
+
+def test_the_frontends_reporting_and_their_rates_are_exported_until_one_goes_quiet():
+    now = [0.0]
+    metrics = ControllerMetrics()
+
+    async def push(table, refused):
+        pass
+
+    c = Controller(W, Settings(), (3, 16, 16), push, metrics=metrics, clock=lambda: now[0])
+    c.observe_rates("fe-a", {"cam": 120.0})
+    c.observe_rates("fe-b", {"cam": 180.0})
+    text = generate_latest(metrics.registry).decode()
+    assert "harpagon_frontends 2.0" in text
+    assert 'harpagon_frontend_offered_rate{app="cam",frontend="fe-a"} 120.0' in text
+    assert 'harpagon_frontend_offered_rate{app="cam",frontend="fe-b"} 180.0' in text
+    now[0] = c.config.watches.report_expiry_s + 1.0  # fe-b has not reported since
+    c.observe_rates("fe-a", {"cam": 150.0})
+    text = generate_latest(metrics.registry).decode()
+    assert "harpagon_frontends 1.0" in text and 'frontend="fe-b"' not in text
+    assert 'harpagon_frontend_offered_rate{app="cam",frontend="fe-a"} 150.0' in text

@@ -309,6 +309,8 @@ class Controller:
         if kept is None:
             return
         self.rates.observe(now, frontend, kept, window_s)
+        if self.metrics:
+            self._frontend_metrics()
         if not self.config.follow_rates or self.plan is None:
             return
         move = self.rates.decide(now)
@@ -322,6 +324,20 @@ class Controller:
                      self.config.watches.idle_reset_s)
         self.rates.adopt(move)
         self._dirty.set()
+
+    def _frontend_metrics(self) -> None:
+        """The frontends reporting (their reports not expired) and each one's latest rates; the series
+        of a frontend gone quiet go with it."""
+        assert self.metrics is not None
+        latest = {name: kept[-1][1] for name, kept in self.rates.reports.items()}
+        self.metrics.frontends.set(len(latest))
+        shown = {(s.labels["frontend"], s.labels["app"]) for metric in self.metrics.frontend_rate.collect()
+                 for s in metric.samples}
+        for frontend, app in shown - {(f, a) for f, rates in latest.items() for a in rates}:
+            self.metrics.frontend_rate.remove(frontend, app)
+        for frontend, rates in latest.items():
+            for app, rate in rates.items():
+                self.metrics.frontend_rate.labels(frontend, app).set(rate)
 
     def _valid_rates(self, frontend: str, rates: dict[str, float], window_s: float) -> dict[str, float] | None:
         """The report's rates of configured apps that are finite, >= 0 and at most `max_rate_factor` times
