@@ -278,3 +278,19 @@ def test_a_bad_image_is_invalid_argument_for_its_request_alone_and_never_reaches
     assert isinstance(fake, FakeWorkers) and len(fake.calls) == 1  # only the good one
     c = p.counters["a"]
     assert (c.success, c.failed, c.dropped, c.refused) == (1, 0, 0, 0)  # refused before admission counted it
+
+
+def test_an_image_over_the_frame_byte_bound_is_refused_by_the_check_the_workers_make(monkeypatch):
+    from harpagon.runtime.wire import frames
+
+    image = jpeg()
+    monkeypatch.setattr(frames, "MAX_FRAME_BYTES", len(image) - 1)
+
+    async def scenario():
+        p = plane()
+        return p, await call(handlers(TritonServicer(p))["ModelInfer"].unary_unary, bytes_request("big", image))
+
+    p, (reply, ctx) = run_virtual(asyncio.wait_for(scenario(), 10))
+    assert reply is None and ctx.status[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"'FRAME': frame data is {len(image)} bytes, more than {len(image) - 1}" in ctx.status[1]
+    assert not p.client.calls

@@ -206,9 +206,12 @@ def _encoded_frame(spec: pb.ModelInferRequest.InferInputTensor, raw: Sequence[by
     if encoding is None:
         raise InvalidArgument(f"input {INPUT!r}: a BYTES element must be a JPEG or PNG image, got {len(element)} "
                               f"bytes starting {bytes(element[:8]).hex()}")
-    if len(element) > frames.MAX_FRAME_BYTES:  # before a decoder or a worker call reads it
-        raise InvalidArgument(f"input {INPUT!r}: image of {len(element)} bytes, more than {frames.MAX_FRAME_BYTES}")
-    frame = frames.EncodedFrame(element, encoding)  # a view of the request, not a copy
+    return _checked(frames.EncodedFrame(element, encoding))  # a view of the request, not a copy
+
+
+def _checked(frame: frames.EncodedFrame) -> frames.EncodedFrame:
+    """`frame` once `frames.check` passes it (its bytes' bound, then its header), as the worker will
+    check it; its failure named as the input's."""
     try:
         frames.check(frame)
     except InvalidArgument as exc:
@@ -369,12 +372,7 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
                 raise InvalidArgument(f"{len(values)} values do not fill a UINT8 frame of shape {list(shape)}")
             data = (await asyncio.to_thread(_typed_frame, values, size) if size > TYPED_OFF_LOOP
                     else _typed_frame(values, size))
-        frame = frames.EncodedFrame(data, "raw", shape[0], shape[1])
-        try:
-            frames.check(frame)  # its bytes' bound (MAX_FRAME_BYTES), as the worker will check it
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"input {INPUT!r}: {exc}") from None
-        return frame
+        return _checked(frames.EncodedFrame(data, "raw", shape[0], shape[1]))
 
     async def ModelInfer(self, request, context):
         try:
