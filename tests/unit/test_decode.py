@@ -198,3 +198,15 @@ def test_a_batch_of_frames_serialised_by_hand_is_the_message_protobuf_writes(fra
     assert ours == pb.InferRequest(module=module, frames=[f.to_proto() for f in frames]).SerializeToString()
     parsed = pb.InferRequest.FromString(ours)
     assert parsed.module == module and [EncodedFrame.from_proto(f) for f in parsed.frames] == frames
+
+
+def test_frames_decode_into_a_given_padded_batch_in_place():
+    """A runner's padded batch (its dtype) is filled in place: the same images, rows past the frames kept."""
+    image = smooth(64, 96)
+    frames = [raw(image), EncodedFrame(b"not a frame", "jpeg"), png(image)]
+    alone = decode_frames(frames, (3, 32, 48), "cpu")
+    out = torch.full((5, 3, 32, 48), 7.0, dtype=torch.float64)
+    got = decode_frames(frames, (3, 32, 48), "cpu", out=out)
+    assert got.images.data_ptr() == out.data_ptr() and got.errors.keys() == alone.errors.keys() == {1}
+    assert torch.allclose(out[:3], alone.images.double()) and (out[1] == 0).all()  # an item in error: zeros
+    assert (out[3:] == 7.0).all()

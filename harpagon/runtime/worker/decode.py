@@ -44,8 +44,8 @@ def _quiet() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A batch of frames decoded: `images` [n, 3, h, w] float32 in [0, 1] on the device (zeros for an
-    item in error), each good item's full-resolution frame `full[i]` ([3, H, W] uint8 on the device;
+    """A batch of frames decoded: `images` [n, 3, h, w] in [0, 1] on the device (float32, or the `out`
+    it was given; zeros for an item in error), each good item's full-resolution frame `full[i]` ([3, H, W] uint8 on the device;
     None in error), and `errors` per item."""
 
     images: torch.Tensor
@@ -103,9 +103,10 @@ def _decode_cuda_jpegs(frames: Sequence[EncodedFrame], device: torch.device) -> 
 
 
 def decode_frames(frames: Sequence[EncodedFrame], shape: tuple[int, ...], device: str | torch.device,
-                  pool: ThreadPoolExecutor | None = None) -> Decoded:
+                  pool: ThreadPoolExecutor | None = None, out: torch.Tensor | None = None) -> Decoded:
     """Frames decoded and resized to `shape` ([3, h, w]) on `device`; CPU decodes run on `pool`
-    (None: in the calling thread)."""
+    (None: in the calling thread). `out`, a [>= n, *shape] tensor on `device` (a runner's padded batch,
+    of its dtype), is filled in place (its first n rows) instead of a new float32 batch."""
     if len(shape) != 3 or shape[0] != 3:
         raise InvalidArgument(f"frames decode to [3, h, w] inputs, not input_shape {list(shape)}")
     _quiet()
@@ -143,7 +144,11 @@ def decode_frames(frames: Sequence[EncodedFrame], shape: tuple[int, ...], device
             errors[i] = got
         else:
             full[i] = got.to(device, non_blocking=True) if device.type != "cpu" else got
-    images = torch.zeros((n, *shape), dtype=torch.float32, device=device)
+    if out is None:
+        images = torch.zeros((n, *shape), dtype=torch.float32, device=device)
+    else:
+        images = out[:n]
+        images.zero_()
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(full):
         if image is not None:
@@ -156,5 +161,5 @@ def decode_frames(frames: Sequence[EncodedFrame], shape: tuple[int, ...], device
             if (h, w) != tuple(shape[1:]):
                 batch = F.interpolate(batch, size=tuple(shape[1:]), mode="bilinear", antialias=True,
                                       align_corners=False).clamp_(0.0, 1.0)
-            images[items] = batch
+            images[items] = batch.to(images.dtype)
     return Decoded(images, full, errors)
