@@ -207,3 +207,22 @@ def test_emulated_non_detectors_give_zeros_of_the_classifiers_output():
     assert known.outputs[0].shape == (1, 1000) and not known.outputs[0].any() and known.crops == {}
     unknown = ex.load(ModuleSpec("d", "yolo9000", 2, (3, 8, 8)))(np.zeros((2, 3, 8, 8), np.uint8))
     assert unknown.outputs[0].shape == (2, 1)
+
+
+def test_crops_from_full_frames_are_cut_a_chunk_at_a_time_with_the_same_pixels(monkeypatch):
+    """The float copies of full frames are bounded (decode.RESIZE_PIXELS), as the frames' resize is;
+    every item's crops come back in order whatever the chunks."""
+    from harpagon.runtime.worker import decode
+
+    gen = torch.Generator().manual_seed(3)
+    frames = [torch.randint(0, 256, (3, 40, 60), dtype=torch.uint8, generator=gen) for _ in range(4)]
+    frames.insert(2, None)  # an item in error: no crops
+    boxes = [np.array([[0, 0, 30, 20], [10, 10, 60, 40]]), np.array([[5, 5, 25, 25]]), np.zeros((0, 4)),
+             np.array([[20, 0, 60, 40]]), np.array([[0, 0, 60, 40], [30, 20, 40, 30]])]
+    whole = crops.cut_frames(frames, boxes, (3, 8, 8))
+    calls: list[int] = []
+    real = crops.cut
+    monkeypatch.setattr(decode, "RESIZE_PIXELS", 2 * 40 * 60)  # two frames a chunk
+    monkeypatch.setattr(crops, "cut", lambda images, b, shape: calls.append(len(images)) or real(images, b, shape))
+    chunked = crops.cut_frames(frames, boxes, (3, 8, 8))
+    assert calls == [2, 2] and whole.shape == (6, 3, 8, 8) and torch.equal(chunked, whole)

@@ -66,8 +66,11 @@ def cut(images: torch.Tensor, boxes: Sequence[np.ndarray], shape: tuple[int, ...
 def cut_frames(frames: Sequence[torch.Tensor | None], boxes: Sequence[np.ndarray],
                shape: tuple[int, ...]) -> torch.Tensor:
     """As `cut`, each item from its own image `frames[i]` ([C, H, W] uint8, sizes may differ; None: an
-    item with no boxes), `boxes[i]` in that image's pixels: one roi_align call per distinct size."""
+    item with no boxes), `boxes[i]` in that image's pixels: one roi_align call per distinct size (per
+    chunk of it: `decode.chunks`, the float copies bounded as the frames' resize is)."""
     import torch
+
+    from harpagon.runtime.worker.decode import chunks
 
     c, h, w = shape
     counts = [len(b) for b in boxes]
@@ -79,11 +82,12 @@ def cut_frames(frames: Sequence[torch.Tensor | None], boxes: Sequence[np.ndarray
                 raise ValueError(f"item {i} has {k} boxes but no image")
             groups.setdefault(tuple(image.shape), []).append(i)
     per_item: list[torch.Tensor | None] = [None] * len(boxes)
-    for items in groups.values():
-        stacked = torch.stack([frames[i] for i in items]).float().div_(255.0)  # type: ignore[misc]
-        out = cut(stacked, [boxes[i] for i in items], shape)
-        for i, part in zip(items, torch.split(out, [counts[i] for i in items]), strict=True):
-            per_item[i] = part
+    for size, same in groups.items():
+        for items in chunks(same, size[1], size[2]):
+            stacked = torch.stack([frames[i] for i in items]).float().div_(255.0)  # type: ignore[misc]
+            out = cut(stacked, [boxes[i] for i in items], shape)
+            for i, part in zip(items, torch.split(out, [counts[i] for i in items]), strict=True):
+                per_item[i] = part
     parts = [p for p in per_item if p is not None]
     return torch.cat(parts) if parts else torch.zeros((0, c, h, w), dtype=torch.uint8)
 

@@ -55,9 +55,17 @@ class Decoded:
 
 #: Characters of a decoder's message kept in an item's error (they travel back to the client).
 MAX_ERROR_CHARS = 300
-#: Pixels of full frames resized at once: their float copy is 12 bytes a pixel (384 MiB here), where a
-#: whole batch at once would be 64 1080p frames' 1.6 GB beside the model on the device.
+#: Pixels of full frames made float at once (to resize them, or to cut crops from them): their float copy
+#: is 12 bytes a pixel (384 MiB here), where a whole batch at once would be 64 1080p frames' 1.6 GB
+#: beside the model on the device.
 RESIZE_PIXELS = 32 << 20
+
+
+def chunks(items: list[int], height: int, width: int) -> list[list[int]]:
+    """`items`, frames of `height` x `width`, in runs of at most RESIZE_PIXELS pixels (at least one frame
+    each): the full frames made float at once."""
+    step = max(1, RESIZE_PIXELS // (height * width))
+    return [items[k:k + step] for k in range(0, len(items), step)]
 
 
 def _short(exc: Exception) -> str:
@@ -154,9 +162,7 @@ def decode_frames(frames: Sequence[EncodedFrame], shape: tuple[int, ...], device
         if image is not None:
             by_size.setdefault((image.shape[1], image.shape[2]), []).append(i)
     for (h, w), same in by_size.items():
-        step = max(1, RESIZE_PIXELS // (h * w))  # a chunk at a time: bounded float memory, whatever the batch
-        for k in range(0, len(same), step):
-            items = same[k:k + step]
+        for items in chunks(same, h, w):  # a chunk at a time: bounded float memory, whatever the batch
             batch = torch.stack([full[i] for i in items]).float().div_(255.0)  # type: ignore[misc]
             if (h, w) != tuple(shape[1:]):
                 batch = F.interpolate(batch, size=tuple(shape[1:]), mode="bilinear", antialias=True,
