@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harpagon.config.schema import Workload
-from harpagon.model.latency import PLAN_TOL, collection_ms, module_latencies, real_requests
+from harpagon.model.latency import PLAN_TOL, collection_ms, real_requests, row_latency
 from harpagon.model.plan import Plan
 
 #: Share of an app's allowed late fraction the allowance plans for (the rest is margin for noise).
@@ -206,7 +206,8 @@ def expected_loads(plan: Plan, workload: Workload, poisson: bool) -> dict[str, t
         for mp in ap.modules:
             module = app.module(mp.name)
             for i, t in enumerate(mp.tuples):
-                d = module_latencies(workload, app, module, t.hardware, safety)[t.batch]
+                row = workload.profile_rows[(module.model, t.hardware)][t.batch]
+                d = row_latency(row, workload.decode_ms(app, module, t.hardware), safety)
                 per = t.workers if plan.dispatch == "request-level" and t.gpu is None else 1
                 rate = t.rate / per  # each collector's real rate
                 tau = t.cycle_ms if t.gpu is not None and t.cycle_ms is not None else \
