@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harpagon.cli.common import EXIT_INVALID, load_serve_config
+from harpagon.cli.common import EXIT_INVALID, load_serve_config, positive_int
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
                     help="how frames are sent at each app's rate: a seeded Poisson process (default) or evenly "
                          "spaced; the summary judges attainment against the plan's promise for these arrivals")
     de.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default 0)")
+    de.add_argument("--frontends", type=positive_int, default=None, metavar="N",
+                    help="serve through N frontends (default: the config's serve.frontends, 1), each app's frames "
+                         "spread over them")
     de.set_defaults(func=cmd_demo)
 
 
@@ -43,5 +46,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.video and not Path(args.video).is_file():
         print(f"harpagon demo: --video {args.video!r}: no such file", file=sys.stderr)
         return EXIT_INVALID
-    loads = asyncio.run(run_demo(workload, args.seconds, video=args.video, arrivals=args.arrivals, seed=args.seed))
+    loads = asyncio.run(run_demo(workload, args.seconds, video=args.video, arrivals=args.arrivals, seed=args.seed,
+                               frontends=args.frontends))
     return 0 if all(ld.answered for ld in loads) else 1

@@ -20,6 +20,11 @@ def add_parser(sub) -> None:
     fe.add_argument("--frame-shape", type=int_list, default=[480, 640, 3], help="H,W,3 (default 480,640,3)")
     fe.add_argument("--client-tls-dir", default=None, metavar="DIR",
                     help="serve clients over TLS with DIR/tls.crt and DIR/tls.key (default: plaintext)")
+    fe.add_argument("--advertise", default=None, metavar="HOST:PORT",
+                    help="where the other frontends reach this one's Triton port to forward frames of the apps it "
+                         "owns (default: --host:--port; with a wildcard --host, this machine's name); in "
+                         "Kubernetes, the pod's IP")
+    fe.add_argument("--id", default=None, help="this frontend's id at the controller (default: a random one)")
     add_security_arguments(fe)
     fe.set_defaults(func=cmd_frontend)
 
@@ -44,5 +49,5 @@ def cmd_frontend(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     setup_logs(args.log_format)
     asyncio.run(run_frontend(args.controller, args.host, args.port, args.metrics_port, tuple(args.frame_shape),
-                             tls, client_tls, args.health_port))
+                             tls, client_tls, args.health_port, args.advertise, args.id))
     return 0

@@ -11,6 +11,7 @@ from harpagon.cli.common import EXIT_INVALID, EXIT_REFUSED, load_config, positiv
 from harpagon.config import Workload
 from harpagon.model.latency import ARRIVALS, Settings
 from harpagon.model.plan import Plan, workers_by_hardware, workers_cost
+from harpagon.planner.streams import SPLIT_RATE
 from harpagon.sim.replay import PROMISE_FRAMES
 
 
@@ -42,6 +43,13 @@ def add_parser(sub) -> None:
                    help="requests per frame of the modules below the source in the Poisson replay that judges "
                         "(and repairs) the attainment: deterministic (default; the planned counts) or poisson "
                         "(a Poisson(scale) draw per module and frame); needs --arrivals poisson")
+    p.add_argument("--frontends", type=positive_int, default=1, metavar="N",
+                   help="plan for N frontends sharing the apps (default 1): apps of at least --split-rate frames/s "
+                        "per frontend become one stream per frontend, the others are owned by one frontend "
+                        "(docs/model.md, \"Several frontends\")")
+    p.add_argument("--split-rate", type=float, default=SPLIT_RATE, metavar="FPS",
+                   help=f"with --frontends, the least rate per frontend at which an app is split (default "
+                        f"{SPLIT_RATE:g} frames/s)")
     p.set_defaults(func=cmd_plan)
 
 
@@ -81,6 +89,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     workload = load_config(args.files)
     if workload is None:
         return EXIT_INVALID
+    if args.frontends > 1:
+        from harpagon.planner.streams import split_streams
+
+        try:  # frontends named by their index; the forward costs one hop
+            streams = split_streams(workload, [f"frontend-{i}" for i in range(args.frontends)], args.split_rate,
+                                    settings.overhead_ms)
+        except ValueError as exc:
+            print(f"harpagon plan: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        workload = streams.workload
+        for f in streams.frontends:
+            print(f"{f}: {streams.load(f):g} frames/s, streams "
+                  f"{[s.name for s in streams.streams if s.frontend == f]}", file=sys.stderr)
     replaying = not args.no_replay and not settings.fluid
     with _working(f"planning {len(workload.apps)} app(s)" + (", replaying each for 60 s or 10,000 frames"
                                                               if replaying else "")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harpagon.cli.common import EXIT_INVALID, load_serve_config
+from harpagon.cli.common import EXIT_INVALID, load_serve_config, positive_int
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -17,6 +17,9 @@ def add_parser(sub) -> None:
     sv.add_argument("files", nargs="+", metavar="FILE", help="YAML config files (with a `serve` section)")
     sv.add_argument("--port", type=int, default=None, help="frontend gRPC port (default: the config's, 8001)")
     sv.add_argument("--metrics-port", type=int, default=None, help="metrics port (default: the config's, 8002)")
+    sv.add_argument("--frontends", type=positive_int, default=None, metavar="N",
+                    help="frontends to run, on ports PORT, PORT+1, ... (default: the config's serve.frontends, 1); "
+                         "the plan shares the apps among them")
     sv.set_defaults(func=cmd_serve)
 
 
@@ -30,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     setup_logs(args.log_format)
     try:
-        asyncio.run(serve_forever(workload, args.port, args.metrics_port))
+        asyncio.run(serve_forever(workload, args.port, args.metrics_port, args.frontends))
     except ValueError as exc:
         print(f"harpagon serve: {exc}", file=sys.stderr)
         return EXIT_INVALID

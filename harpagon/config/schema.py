@@ -24,6 +24,8 @@ MAX_LOCAL_WORKERS = 1024
 MAX_BATCH = 1024
 """The largest batch size, the most a worker runs (harpagon/runtime/worker/data_plane.py)."""
 MAX_RATE = 1_000_000.0
+#: Default least rate per frontend (frames/s) at which an app is split into per-frontend streams.
+SPLIT_RATE = 500.0
 """The highest source frame rate, frames per second."""
 MAX_SCALE = 1000.0
 """The most requests a module receives per source frame."""
@@ -167,7 +169,8 @@ class FrameFormat(_Strict):
 class App(_Strict):
     """A DAG of modules with one source, a frame rate and an end-to-end latency objective."""
 
-    name: str = Field(min_length=1, description="Unique application name.")
+    name: str = Field(min_length=1, pattern=r"^[^#]+$",
+                      description="Unique application name (no '#': it names the streams of a split app).")
     rate: PositiveFloat = Field(le=MAX_RATE, description=f"Source frame rate, frames per second (at most {MAX_RATE:g}).")
     slo_ms: PositiveFloat = Field(le=MAX_MS, description="End-to-end latency objective, milliseconds (at most an hour).")
     modules: tuple[Module, ...] = Field(strict=False, description="The modules; edges via `after`.")
@@ -314,6 +317,12 @@ class ServeConfig(_Strict):
     dispatch: Literal["batch-aware", "request-level"] = Field(
         default="batch-aware", description="batch-aware (Harpagon), or request-level round-robin for comparison "
                                            "(planned with the request-level latency formula).")
+    frontends: int = Field(default=1, ge=1, le=64, description=(
+        "Frontend processes `harpagon serve` starts, on consecutive ports from grpc_port; the plan shares the "
+        "apps among the frontends that watch the controller (docs/model.md, \"Several frontends\")."))
+    split_rate: float = Field(default=SPLIT_RATE, gt=0.0, le=MAX_RATE, allow_inf_nan=False, description=(
+        "Planner setting, with several frontends: an app of at least this many frames/s per frontend is split "
+        "into one stream per frontend; the others are each owned by one frontend, which the others forward to."))
 
 
 class Workload(_Strict):

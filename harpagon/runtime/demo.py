@@ -23,6 +23,7 @@ from rich.table import Table
 
 from harpagon.config.schema import App, Workload
 from harpagon.model.plan import Plan
+from harpagon.planner.streams import app_of
 from harpagon.runtime.frontend.stats import DispatchCounters
 from harpagon.runtime.promise import ARRIVALS_NAME, describe, floor_pct, goal_text, pct, predicted, target
 from harpagon.runtime.serve import LocalCluster
@@ -123,7 +124,9 @@ def _client_frames(apps: dict[str, App], names: list[str], frame_shape: tuple[in
     return out
 
 
-async def _stream(client, load: AppLoad, frames: list[np.ndarray] | list[bytes], times: np.ndarray) -> None:
+async def _stream(clients: list, load: AppLoad, frames: list[np.ndarray] | list[bytes], times: np.ndarray) -> None:
+    """The app's frames at `times`, frame i through client i mod len(clients) (clients spread over the
+    frontends, as a balancer spreads them)."""
     from tritonclient.grpc import InferInput
     from tritonclient.utils import InferenceServerException
 
@@ -141,7 +144,7 @@ async def _stream(client, load: AppLoad, frames: list[np.ndarray] | list[bytes],
             x.set_data_from_numpy(frame)
         t0 = time.perf_counter()
         try:
-            result = await client.infer(load.name, [x], request_id=str(i))
+            result = await clients[i % len(clients)].infer(load.name, [x], request_id=str(i))
         except InferenceServerException as exc:
             status = str(exc.status())
             if "DEADLINE_EXCEEDED" in status:
@@ -285,11 +288,14 @@ def _modules_table(cluster: LocalCluster, plan) -> Table:
 
 
 async def run_demo(workload: Workload, seconds: float, console: Console | None = None,
-                   video: str | None = None, arrivals: DemoArrivals = "poisson", seed: int = 0) -> list[AppLoad]:
+                   video: str | None = None, arrivals: DemoArrivals = "poisson", seed: int = 0,
+                   frontends: int | None = None) -> list[AppLoad]:
+    """`frontends`: how many frontends serve (default the config's); each app's frames are spread
+    over them."""
     import tritonclient.grpc.aio as triton_aio
 
     console = console or Console(width=None if Console().is_terminal else 150)
-    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0)
+    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, frontends=frontends)
     await cluster.start()
     try:
         with console.status("starting workers and planning..."):
@@ -297,15 +303,18 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
         controller = cluster.controller
         plan = controller.plan
         assert plan is not None
-        console.print(f"serving on {cluster.host}:{cluster.port}: plan ${plan.cost_per_hour:.3f}/h on "
+        console.print(f"serving on {', '.join(cluster.addresses)}: plan ${plan.cost_per_hour:.3f}/h on "
                       f"{sum(plan.workers_by_hardware().values())} workers "
                       f"({', '.join(f'{h}x{n}' for h, n in sorted(plan.workers_by_hardware().items()))})"
                       + (" [EMULATED workers]" if any(w.emulated for w in controller.workers) else ""))
         console.print(f"plan {describe(plan.promise)}")
         for r in plan.refused:
             console.print(f"[red]refused[/red] {r.app}: {r.reason}")
-        client = triton_aio.InferenceServerClient(f"{cluster.host}:{cluster.port}")
-        loads = [AppLoad(a.name, a.rate, a.slo_ms) for a in plan.apps]
+        clients = [triton_aio.InferenceServerClient(address) for address in cluster.addresses]
+        rates: dict[str, float] = {}
+        for a in plan.apps:  # an app shared among frontends is planned as several streams
+            rates[app_of(a.name)] = rates.get(app_of(a.name), 0.0) + a.rate
+        loads = [AppLoad(a.name, rates[a.name], a.slo_ms) for a in workload.apps if a.name in rates]
         sent = _client_frames({a.name: a for a in workload.apps}, [ld.name for ld in loads],
                               tuple(cluster.serve.frame_shape), video)
         source = f"frames of {video}" if video else "synthetic frames"
@@ -319,7 +328,7 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
         plans_before = controller.plans
         loop = asyncio.get_running_loop()
         start = loop.time()
-        streams = asyncio.gather(*(_stream(client, ld, sent[ld.name], times)
+        streams = asyncio.gather(*(_stream(clients, ld, sent[ld.name], times)
                                    for ld, times in zip(loads, schedules, strict=True)))
         with Live(_table(loads, 0, "live", plan, arrivals), console=console, refresh_per_second=2) as live:
             while not streams.done():
@@ -328,7 +337,8 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
                                    controller.plan, arrivals))
         await streams
         console.print()
-        await client.close()
+        for client in clients:
+            await client.close()
         plan = controller.plan or plan  # the plan in force at the end
         if controller.plans > plans_before:
             console.print(f"the controller re-planned {controller.plans - plans_before} time(s) while streaming; "

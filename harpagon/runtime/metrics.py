@@ -29,6 +29,7 @@ from harpagon.runtime.records import (
     FrameAnswered,
     FrameDropped,
     FrameFailed,
+    FrameForwarded,
     FrameRefused,
     RequestDone,
     SuspectSkipped,
@@ -63,6 +64,10 @@ class FrontendMetrics:
         self.refused = Counter("harpagon_frames_refused",
                                "Frames refused at once (RESOURCE_EXHAUSTED): the app's frames in flight were at "
                                "their bound", ["app"], registry=registry)
+        self.forwarded = Counter("harpagon_frames_forwarded",
+                                 "Frames sent on to the frontend owning their app's stream (result=forwarded), or "
+                                 "served here because it could not be reached (result=served_here)",
+                                 ["app", "result"], registry=registry)
         self.retries = Counter("harpagon_frontend_retries",
                                "Batches sent again to another worker of their tuple after a worker failed, "
                                "stalled or answered INTERNAL", ["app", "module"], registry=registry)
@@ -82,6 +87,7 @@ class FrontendMetrics:
             RequestDone: self._request_done, BatchShipped: self._shipped, BatchRetried: self._retried,
             SuspectSkipped: self._skipped, WorkerInternal: self._internal, FrameRefused: self._refused,
             FrameAnswered: self._answered, FrameDropped: self._dropped, FrameFailed: self._failed,
+            FrameForwarded: self._forwarded,
         }
 
     def record(self, r: object) -> None:
@@ -110,6 +116,9 @@ class FrontendMetrics:
         if r.overloaded:  # an app not routed yet is UNAVAILABLE: counted by the client, not here
             self.refused.labels(r.app).inc()
             self.failure.labels(r.app, "overloaded").inc()
+
+    def _forwarded(self, r: FrameForwarded) -> None:
+        self.forwarded.labels(r.app, "served_here" if r.served_here else "forwarded").inc()
 
     def _answered(self, r: FrameAnswered) -> None:
         self.success.labels(r.app).inc()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from harpagon.model.plan import Promise
+from harpagon.planner.streams import app_of
 
 #: How the demo and the docs name each arrival process.
 ARRIVALS_NAME = {"poisson": "Poisson", "constant": "constant", "fluid": "fluid"}
@@ -35,7 +36,8 @@ def predicted(promise: Promise | None, arrivals: str, app: str) -> float | None:
         return 1.0 if r.constant_all_within else None
     if promise.arrivals != "poisson":
         return None
-    return dict(r.apps).get(app)
+    streams = [v for name, v in r.apps if app_of(name) == app]  # an app shared among frontends: its worst stream
+    return min(streams) if streams else None
 
 
 def pct(x: float) -> str:

@@ -141,6 +141,14 @@ class FrameTaken:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameForwarded:
+    """A frame was sent on to the frontend owning its app's stream, which counts and serves it
+    (`served_here`: that frontend could not be reached, and the frame was served here instead)."""
+    app: str
+    served_here: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FrameRefused:
     """A frame was refused at once: `overloaded` (its app's frames in flight at their bound,
     RESOURCE_EXHAUSTED) or not (the app is configured but not routed, UNAVAILABLE)."""

@@ -15,6 +15,11 @@ signed, the controller's and frontend's once loaded, so that a `serve` killed wi
 no key that could sign a certificate its successors trust. The run's folder (certificates, sockets,
 profiles) is removed at stop, or, after a `kill -9`, at the next start (:class:`RunFolder`); the
 workers and the planner process die with `serve` (:func:`die_with_parent`).
+
+With `serve.frontends` N > 1 (or `--frontends N`), frontends 1..N-1 are `harpagon frontend` processes on
+the next ports (PORT+1, ...), watching the controller like remote ones, and the plan shares the apps
+among all N (docs/model.md, "Several frontends"); the frontend certificate then stays on disk with the
+workers', for them to read.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
 from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.controller.config import ControllerConfig
 from harpagon.runtime.controller.controller import Controller, settings_of
-from harpagon.runtime.controller.servicer import ControllerServicer
+from harpagon.runtime.controller.servicer import ControllerServicer, RoutesHub
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.frontend.servicer import start as start_frontend
@@ -91,6 +96,7 @@ class LocalCluster:
     follow_rates: bool = True  # re-plan when measured rates leave the band (see ControllerConfig.follow_rates)
     unix_sockets: bool = True  # local workers listen on Unix sockets (False: loopback TCP, for comparison)
     tls: bool = True  # mutual TLS on the control plane with throwaway certificates (False: plaintext, to compare)
+    frontends: int | None = None  # None: the config's `serve.frontends` (default 1)
     processes: list[subprocess.Popen] = field(default_factory=list)
     # What `start` has started so far (None: not yet), so that `stop` undoes a start that failed midway.
     _run: RunFolder | None = field(default=None, init=False, repr=False)  # _certs, sockets, _profiles
@@ -102,6 +108,18 @@ class LocalCluster:
     _beacon: asyncio.Future | None = field(default=None, init=False, repr=False)
     _profiles: Path | None = field(default=None, init=False, repr=False)
     _metrics: WSGIServer | None = field(default=None, init=False, repr=False)
+    frontend_processes: list[subprocess.Popen] = field(default_factory=list, init=False, repr=False)
+    addresses: list[str] = field(default_factory=list, init=False)
+    """Every frontend's Triton address, this process's first (known once :meth:`ready`)."""
+
+    @property
+    def frontend_count(self) -> int:
+        return self.serve.frontends if self.frontends is None else self.frontends
+
+    @property
+    def frontend_id(self) -> str:
+        """This process's frontend at the controller ("local" when it is the only one)."""
+        return "frontend-0" if self.frontend_count > 1 else "local"
 
     @property
     def serve(self) -> ServeConfig:
@@ -174,12 +192,14 @@ class LocalCluster:
             make_certs(certs, days=30)
             (certs / "ca.key").unlink()  # nothing signs after this
             controller_tls, frontend_tls = (TlsFiles.load(certs / role) for role in ("controller", "frontend"))
-            for role in ("controller", "frontend"):  # both run in this process: no child reads them
+            # both run in this process: no child reads them (but frontend processes do, when there are some)
+            for role in ("controller",) if self.frontend_count > 1 else ("controller", "frontend"):
                 shutil.rmtree(certs / role)
         registry = CollectorRegistry()
         self.plane = FrontendDataPlane(None, tuple(s.frame_shape), FrontendMetrics(registry),
                                        client=GrpcWorkerClient(frontend_tls),
-                                       configured={a.name: app_route(a) for a in self.workload.apps})
+                                       configured={a.name: app_route(a) for a in self.workload.apps},
+                                       frontend_id=self.frontend_id)
         self._metrics = serve_metrics(registry, s.metrics_port if self.metrics_port is None else self.metrics_port,
                                       self.host)
         self.metrics_at = self._metrics.server_port
@@ -187,7 +207,11 @@ class LocalCluster:
         self.frontend, self.port = await start_frontend(self.plane, port, self.host)
         frontend_loop = asyncio.get_running_loop()
 
+        hub = RoutesHub() if self.frontend_count > 1 else None  # the other frontends watch the routes
+
         async def push_routes(table, refused) -> None:  # from the controller's loop to the frontend's
+            if hub is not None:
+                await hub.push(table, refused)
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.plane.update(table, refused),
                                                                        frontend_loop))
 
@@ -199,18 +223,21 @@ class LocalCluster:
 
         async def start_control() -> int:
             self.control_server, bound = aio_server(self.host, 0, controller_tls)
-            crpc.add_ControllerServicer_to_server(ControllerServicer(self.controller), self.control_server)
+            crpc.add_ControllerServicer_to_server(ControllerServicer(self.controller, hub), self.control_server)
             health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), self.control_server)
             await self.control_server.start()
             self.controller.start()
             return bound
 
         self.control_port = await self.control.run(start_control())
+        if self.frontend_count > 1:
+            self.control.call(self.controller.frontend_joined, self.frontend_id, f"{self.host}:{self.port}")
+        self.addresses = [f"{self.host}:{self.port}"]
 
         def observe(rates: dict[str, float], window: float, hops: list[float], fanout: FanoutCounts) -> None:
-            self.controller.observe_rates("local", rates, window)
+            self.controller.observe_rates(self.frontend_id, rates, window)
             self.controller.observe_hops(hops)
-            self.controller.observe_fanout("local", fanout)
+            self.controller.observe_fanout(self.frontend_id, fanout)
 
         async def report(rates: dict[str, float], window: float, hops: list[float], fanout: FanoutCounts) -> None:
             self.control.call(observe, rates, window, hops, fanout)
@@ -221,8 +248,21 @@ class LocalCluster:
         for group in groups:
             for _ in range(group.count):
                 self.start_worker(group.device, group.hardware, group.threads, group.slowdown)
+        for i in range(1, self.frontend_count):
+            self.start_frontend(i, 0 if port == 0 else port + i)
         log.info("frontend on %s:%d (Triton gRPC), metrics on http://%s:%d/metrics, controller on %s:%d",
                  self.host, self.port, self.host, self.metrics_at, self.host, self.control_port)
+
+    def start_frontend(self, index: int, port: int) -> subprocess.Popen:
+        """Frontend `index` as a process of its own, watching this controller (it dies with this process)."""
+        args = [sys.executable, "-m", "harpagon.cli", "frontend", "--controller", f"{self.host}:{self.control_port}",
+                "--host", self.host, "--port", str(port), "--metrics-port", "0", "--id", f"frontend-{index}",
+                "--frame-shape", ",".join(map(str, self.serve.frame_shape))]
+        if self.tls:
+            args += ["--tls-dir", str(Path(self._certs.name) / "frontend")]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
+        self.frontend_processes.append(proc)
+        return proc
 
     def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None,
                      slowdown: float = 1.0) -> subprocess.Popen:
@@ -253,18 +293,27 @@ class LocalCluster:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while loop.time() < end:
-            if self.controller.planned_workers >= want and not self.controller.dirty:
+            joined = dict(self.controller.frontends)
+            if (self.controller.planned_workers >= want and not self.controller.dirty
+                    and (self.frontend_count == 1 or len(joined) >= self.frontend_count)):
+                if self.frontend_count > 1:
+                    self.addresses = [joined[f"frontend-{i}"] for i in range(self.frontend_count)]
                 return
             if any(p.poll() is not None for p in self.processes):
                 raise RuntimeError("a worker process exited at start")
+            if any(p.poll() is not None for p in self.frontend_processes):
+                raise RuntimeError("a frontend process exited at start")
             await asyncio.sleep(0.2)
-        raise TimeoutError(f"{want} workers did not register and get a plan within {timeout_s:g} s")
+        raise TimeoutError(f"{want} workers and {self.frontend_count} frontends did not register and get a plan "
+                           f"within {timeout_s:g} s")
 
     async def stop(self) -> None:
         """Drain: stop re-planning, stop taking frames, let open batches finish, stop workers (only
         what `start` got to, when it failed midway)."""
         if self._beacon is not None:
             self._beacon.cancel()
+        for p in self.frontend_processes:  # they leave first: the controller's stop ends their routes
+            p.terminate()
 
         async def stop_control() -> None:  # first: a re-plan in flight must not route a closed plane
             await self.controller.stop()
@@ -284,7 +333,7 @@ class LocalCluster:
             self._metrics.server_close()
         for p in self.processes:
             p.terminate()
-        for p in self.processes:
+        for p in [*self.frontend_processes, *self.processes]:
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -294,10 +343,13 @@ class LocalCluster:
                 folder.cleanup()
 
 
-async def serve_forever(workload: Workload, grpc_port: int | None = None, metrics_port: int | None = None) -> None:
-    cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port)
+async def serve_forever(workload: Workload, grpc_port: int | None = None, metrics_port: int | None = None,
+                        frontends: int | None = None) -> None:
+    cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port, frontends=frontends)
     await cluster.start()
-    print(f"serving on {cluster.host}:{cluster.port} (Triton gRPC), metrics on "
+    if cluster.frontend_count > 1:
+        await cluster.ready()
+    print(f"serving on {', '.join(cluster.addresses)} (Triton gRPC), metrics on "
           f"http://{cluster.host}:{cluster.metrics_at}/metrics; Ctrl-C drains and stops", flush=True)
     await until_stopped()
     print("draining...", flush=True)

@@ -105,17 +105,31 @@ class AppModule(_message.Message):
     outputs: _containers.RepeatedCompositeFieldContainer[OutputSpec]
     def __init__(self, name: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., input: _Optional[str] = ..., scale: _Optional[float] = ..., task: _Optional[str] = ..., objects: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[OutputSpec, _Mapping]]] = ...) -> None: ...
 
+class StreamRoute(_message.Message):
+    __slots__ = ("name", "frontend_id", "address", "rate")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FRONTEND_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    frontend_id: str
+    address: str
+    rate: float
+    def __init__(self, name: _Optional[str] = ..., frontend_id: _Optional[str] = ..., address: _Optional[str] = ..., rate: _Optional[float] = ...) -> None: ...
+
 class AppRoute(_message.Message):
-    __slots__ = ("name", "rate", "slo_ms", "modules")
+    __slots__ = ("name", "rate", "slo_ms", "modules", "streams")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
     SLO_MS_FIELD_NUMBER: _ClassVar[int]
     MODULES_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
     name: str
     rate: float
     slo_ms: float
     modules: _containers.RepeatedCompositeFieldContainer[AppModule]
-    def __init__(self, name: _Optional[str] = ..., rate: _Optional[float] = ..., slo_ms: _Optional[float] = ..., modules: _Optional[_Iterable[_Union[AppModule, _Mapping]]] = ...) -> None: ...
+    streams: _containers.RepeatedCompositeFieldContainer[StreamRoute]
+    def __init__(self, name: _Optional[str] = ..., rate: _Optional[float] = ..., slo_ms: _Optional[float] = ..., modules: _Optional[_Iterable[_Union[AppModule, _Mapping]]] = ..., streams: _Optional[_Iterable[_Union[StreamRoute, _Mapping]]] = ...) -> None: ...
 
 class Routes(_message.Message):
     __slots__ = ("version", "dispatch", "modules", "refused", "apps")
@@ -139,10 +153,12 @@ class Routes(_message.Message):
     def __init__(self, version: _Optional[int] = ..., dispatch: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[ModuleRoute, _Mapping]]] = ..., refused: _Optional[_Mapping[str, str]] = ..., apps: _Optional[_Iterable[_Union[AppRoute, _Mapping]]] = ...) -> None: ...
 
 class WatchRoutesRequest(_message.Message):
-    __slots__ = ("frontend_id",)
+    __slots__ = ("frontend_id", "address")
     FRONTEND_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
     frontend_id: str
-    def __init__(self, frontend_id: _Optional[str] = ...) -> None: ...
+    address: str
+    def __init__(self, frontend_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class RatesReport(_message.Message):
     __slots__ = ("frontend_id", "app_rates", "window_s", "hop_overhead_ms", "fanout")

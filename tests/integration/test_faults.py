@@ -37,6 +37,7 @@ from harpagon.bench.faults.goals import (
     DISRUPTION_GOAL_S,
     EXPECTED_REFUSAL,
     FLOOD_GOAL,
+    FRONTEND_LEFT_GOAL_S,
     LULL_GOAL,
     ORPHAN_GOAL_S,
     ScenarioResult,
@@ -158,6 +159,24 @@ def test_the_new_scenarios_goals_are_judged_on_their_figures():
     kill.extra["ca_keys_left"] = ["x/ca.key"]
     goals = _goals(kill)
     assert goals[f"its processes gone within {ORPHAN_GOAL_S:g} s"][0] and not goals["no CA key left"][0]
+
+
+def test_one_of_two_frontends_killed_is_judged_on_both_clients_and_the_replan():
+    ok = [Frame("cam", float(t), OK, 50.0) for t in range(100)]
+    r = ScenarioResult(6, "frontend-of-two-kill", "two", extra={
+        "second_client": {"sent": 40, "ok": 30, "late": 0, "vanished": 0, "failed": "UNAVAILABLE 10"},
+        "alone_plan_s": 1.2})
+    r.outcome = summarize(ok, {"cam": 400.0}, 0.0, 200.0, 0.0)
+    goals = _goals(r)
+    assert all(met for met, _ in goals.values()) and len(goals) == 5, goals
+    r.extra["second_client"]["vanished"] = 1  # a frame of the killed frontend's clients got no status
+    assert not _goals(r)["the killed frontend's clients: every frame answered or failed"][0]
+    r.extra["second_client"]["vanished"] = 0
+    r.extra["alone_plan_s"] = FRONTEND_LEFT_GOAL_S + 0.1
+    assert not _goals(r)[f"re-planned for one frontend within {FRONTEND_LEFT_GOAL_S:g} s"][0]
+    r.extra["alone_plan_s"] = 1.2
+    r.outcome = summarize([*ok, Frame("cam", 5.5, "UNAVAILABLE", 3.0)], {"cam": 400.0}, 0.0, 200.0, 0.0)
+    assert not _goals(r)["no frame failed"][0]  # the survivor's clients lost one
 
 
 def test_a_stopped_frontends_answer_held_in_the_process_is_reported_apart():
@@ -391,6 +410,15 @@ def test_a_restarted_controller_converges_without_unloading_routed_modules(suite
     assert r.extra["routes_same"], _figures(r)
     assert r.extra["pushes"] > 0, _figures(r)  # else nothing was checked
     assert r.extra["unloaded_routed"] == [], _figures(r)
+
+
+@integration
+def test_one_of_two_frontends_killed_costs_only_its_own_clients_frames(suite):
+    r = _ran(suite[0], "frontend-of-two-kill")
+    assert r.outcome.sent > 0 and r.outcome.failed_total == 0, _figures(r)  # the survivor's clients: nothing
+    second = r.extra["second_client"]
+    assert second["sent"] > 0 and second["vanished"] == 0 and second["late"] == 0, _figures(r)
+    assert r.extra["alone_plan_s"] is not None and r.extra["alone_plan_s"] <= FRONTEND_LEFT_GOAL_S, _figures(r)
 
 
 @integration

@@ -44,7 +44,7 @@ CONTRACT = {
     "controller": {"--config", "--host", "--port", "--metrics-port", "--tls-dir", "--insecure",
                    "--health-port"},
     "frontend": {"--controller", "--host", "--port", "--metrics-port", "--frame-shape", "--tls-dir",
-                 "--insecure", "--health-port", "--client-tls-dir"},
+                 "--insecure", "--health-port", "--client-tls-dir", "--advertise", "--id"},
     "worker": {"--device", "--controller", "--host", "--port", "--hardware", "--profiles", "--metrics-port",
                "--advertise", "--weights-dir", "--tls-dir", "--insecure", "--health-port"},
     "certs": {"--out", "--hosts", "--days"},
@@ -287,7 +287,7 @@ def test_rendered_stack_validates_against_the_kubernetes_schemas(variant):
     kv = pytest.importorskip("kubernetes_validate", reason=NO_SCHEMAS)
     docs = _rendered(variant)
     kinds = Counter(d["kind"] for d in docs)
-    assert kinds["Namespace"] == 1 and kinds["ConfigMap"] == 1 and kinds["Service"] == 2
+    assert kinds["Namespace"] == 1 and kinds["ConfigMap"] == 1 and kinds["Service"] == 3
     for doc in docs:
         try:
             kv.validate(doc, K8S_VERSION, strict=True)
@@ -297,6 +297,19 @@ def test_rendered_stack_validates_against_the_kubernetes_schemas(variant):
             assert doc["metadata"]["namespace"] == "harpagon"
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "harpagon"
     assert {_role(c) for _, _, c in _containers(docs)} == {"controller", "frontend", "worker"}
+    # several frontends (docs/model.md, "Several frontends"): each tells the controller its id and where its
+    # peers forward frames, a headless Service lets clients balance over them, a drain takes one at a time
+    frontend = next(d for d in _workloads(docs) if d["metadata"]["name"] == "harpagon-frontend")
+    assert frontend["spec"]["replicas"] > 1
+    (c,) = frontend["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_IP": "status.podIP"}
+    assert (_opt(c, "--id"), _opt(c, "--advertise")) == ("$(POD_NAME)", "$(POD_IP):8001")
+    assert any(d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"
+               and d["spec"]["selector"] == frontend["spec"]["selector"]["matchLabels"] for d in docs)
+    (pdb,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"
+              and d["spec"]["selector"] == frontend["spec"]["selector"]]
+    assert pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_the_cli_has_every_flag_of_the_deployment_contract():
@@ -436,7 +449,7 @@ def test_probes_metrics_and_services_point_at_the_ports_the_args_open(variant):
         d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items())]
         for svc in services}
     assert selected == {"harpagon-controller": ["harpagon-controller"],
-                        "harpagon-frontend": ["harpagon-frontend"]}
+                        "harpagon-frontend": ["harpagon-frontend"], "harpagon-frontend-peers": ["harpagon-frontend"]}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -18,6 +18,7 @@ import pytest
 from harpagon.config.schema import Workload
 from harpagon.model.latency import Settings, effective_latency
 from harpagon.planner.harpagon import PlannerOptions, plan
+from harpagon.planner.streams import split_streams
 from harpagon.runtime.controller.assignment import WorkerInfo, assign
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.wire.clients import WorkerReply
@@ -122,3 +123,70 @@ def test_simulator_and_live_frontend_ship_the_same_batches(dispatch, arrivals):
     stats = plane.stats()
     for m in ("detect", "left", "right"):
         assert stats[("cam", m)].dummies == modules[m].dummies and stats[("cam", m)].batches == modules[m].batches
+
+
+def test_two_frontends_sharing_the_apps_ship_the_batches_the_simulator_ships_for_their_streams():
+    """N = 2 (docs/model.md, "Several frontends"): a high-rate app split into one stream per frontend,
+    a low-rate one owned by one frontend; clients spread every app's frames over both frontends. Each
+    frame goes where `Owners` says (the owner's stream, the forward made instantly here: the plan
+    charges the hop to the forwarded app's SLO), and the two frontends together ship exactly the
+    batches the simulator ships for the plan of the streams."""
+    two = WORKLOAD.model_copy(update={"apps": (
+        WORKLOAD.apps[0], WORKLOAD.apps[0].model_copy(update={"name": "door", "rate": 120.0}))})
+    streams = split_streams(two, ["f0", "f1"], split_rate=300.0)
+    assert [(s.name, s.frontend) for s in streams.streams] == [("cam#0", "f0"), ("cam#1", "f1"), ("door", "f0")]
+    settings = Settings(overhead_ms=1.5, arrivals="fluid")
+    p = plan(streams.workload, settings, PlannerOptions())
+    assert not p.refused
+    frames = 600
+    sim = Simulator(p, streams.workload, "poisson", {s.name: frames for s in streams.streams}, seed=7)
+    sim.trace = []
+    sim.run()
+
+    workers = [WorkerInfo(f"w{i}", f"w{i}", "t4", "emulated:t4", True) for i in range(16)]
+    assignment = assign(p, streams.workload, workers, SHAPE, version=1, streams=streams,
+                        addresses={"f0": "f0:1", "f1": "f1:1"})
+    table = replace(assignment.table, apps={name: replace(a, slo_ms=1e6)
+                                            for name, a in assignment.table.apps.items()})
+    rows = WORKLOAD.profile_rows[("m", "t4")]
+    d_ms = {name: effective_latency(rows[t.batch].mean_ms, rows[t.batch].std_ms, settings.safety)
+            for route in assignment.table.routes.values() for t, name in zip(route.tuples, route.names, strict=True)}
+    fake = FifoWorkers(d_ms, settings.overhead_ms)
+    # each stream's frames: a split stream's arrive at its own frontend; the owned app's alternate
+    # between the frontends (frames at f1 are forwarded to f0)
+    events = sorted((t, s.name, s.app, f) for s in streams.streams for f, t in enumerate(sim.arrival[s.name]))
+    forwarded = 0
+
+    async def live():
+        nonlocal forwarded
+        planes = {f: FrontendDataPlane(table, FRAME, client=fake, frontend_id=f) for f in ("f0", "f1")}
+        loop = asyncio.get_running_loop()
+        tasks = []
+        for n, (t_ms, stream, app, f) in enumerate(events):
+            await asyncio.sleep(max(0.0, t_ms / 1000.0 - loop.time()))
+            frame = np.zeros(FRAME, np.uint8)
+            frame[..., 0], frame[..., 1] = f // 256, f % 256
+            at = planes[{"cam#0": "f0", "cam#1": "f1"}.get(stream, ("f0", "f1")[n % 2])]
+            owner = at.owner(app)
+            if owner is not None:  # forwarded to the owner, served there in its stream
+                forwarded += 1
+                at = planes[owner.frontend]
+            tasks.append(asyncio.ensure_future(at.infer(app, frame)))
+        await asyncio.gather(*tasks)
+        for plane in planes.values():
+            await plane.close()
+
+    run_virtual(live())
+    assert 0 < forwarded < frames
+    where = {}
+    for (app, module), route in assignment.table.routes.items():
+        for k, (addrs, name) in enumerate(zip(route.workers, route.names, strict=True)):
+            for j, address in enumerate(addrs):
+                where[(address, name)] = (app, module, k, j, route.tuples[k].batch)
+    live_batches = sorted((*where[(a, n)][:2], t, *where[(a, n)][2:4], fr, where[(a, n)][4]) for t, a, n, fr in fake.log)
+    sim_batches = sorted((app, module, t, k, j, tuple(fr), size) for t, app, module, k, j, fr, size in sim.trace)
+    assert len(live_batches) == len(sim_batches) > frames
+    assert {b[0] for b in live_batches} == {"cam#0", "cam#1", "door"}
+    for got, want in zip(live_batches, sim_batches, strict=True):
+        assert got[:2] == want[:2] and got[3:] == want[3:], (got, want)
+        assert got[2] == pytest.approx(want[2], abs=1e-5)

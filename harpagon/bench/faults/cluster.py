@@ -54,7 +54,7 @@ class Cluster:
         self.pki = make_certs(tmp / "pki", days=1)
         self.foreign = make_certs(tmp / "foreign", days=1)  # a CA the cluster does not trust
         self.worker_roles = [f"w{i}" for i in range(workers)]
-        self.roles = ["ctl", "fe", "cli", *self.worker_roles]
+        self.roles = ["ctl", "fe", "fe2", "cli", *self.worker_roles]  # fe2: a second frontend, for one scenario
         self.net, self.loopback_why = make_network(self.roles, loopback)
         self.controllers: list[Proc] = []
         self.frontends: list[Proc] = []
@@ -80,7 +80,10 @@ class Cluster:
 
     @property
     def frontend_address(self) -> str:
-        return f"{self.net.host('fe')}:{self.net.port('fe', 8001)}"
+        return self.address_of("fe")
+
+    def address_of(self, frontend_role: str) -> str:
+        return f"{self.net.host(frontend_role)}:{self.net.port(frontend_role, 8001)}"
 
     @property
     def health_addresses(self) -> dict[str, str]:
@@ -104,16 +107,25 @@ class Cluster:
         return p
 
     def start_frontend(self) -> Proc:
-        host, port = self.net.host("fe"), self.net.port("fe", 8001)
-        p = Proc("frontend", self._python("fe", "-m", "harpagon.cli", "frontend", "--controller",
-                                          self.controller_address, "--host", host, "--port", str(port),
-                                          "--metrics-port", str(self.net.port("fe-metrics", 8002)),
-                                          "--health-port", str(self.net.port("fe-health", 8003)),
-                                          "--frame-shape", ",".join(map(str, self.frame_shape)),
-                                          "--tls-dir", str(self.pki / "frontend")),
-                 "frontend listening on ")
+        p = self._frontend("fe", "frontend", ["--health-port", str(self.net.port("fe-health", 8003))])
         self.frontends.append(p)
         return p
+
+    def start_second_frontend(self, frontend_id: str) -> Proc:
+        """Another frontend (role fe2, id `frontend_id`), watching the same controller; not one of
+        `frontends` (the frontend scenarios aim at the first), but killed at close."""
+        p = self._frontend("fe2", "frontend 2", ["--id", frontend_id])
+        self.others.append(p)
+        return p
+
+    def _frontend(self, role: str, name: str, extra: list[str]) -> Proc:
+        host, port = self.net.host(role), self.net.port(role, 8001)
+        return Proc(name, self._python(role, "-m", "harpagon.cli", "frontend", "--controller",
+                                       self.controller_address, "--host", host, "--port", str(port),
+                                       "--metrics-port", str(self.net.port(f"{role}-metrics", 8002)),
+                                       "--frame-shape", ",".join(map(str, self.frame_shape)),
+                                       "--tls-dir", str(self.pki / "frontend"), *extra),
+                    "frontend listening on ")
 
     def start_worker(self, role: str, wait: bool = True) -> Proc:
         host, port = self.net.host(role), self.net.port(role, 9000)
@@ -158,8 +170,9 @@ class Cluster:
         return self.helper(["_routes", "--controller", self.controller_address, "--tls-dir",
                             str(self.pki / "frontend")])
 
-    def start_client(self, out: Path, rate_factor: float, seconds: float | None, start_at: float) -> subprocess.Popen:
-        spec = {"address": self.frontend_address, "frame_shape": list(self.frame_shape), "start_at": start_at,
+    def start_client(self, out: Path, rate_factor: float, seconds: float | None, start_at: float,
+                     address: str | None = None) -> subprocess.Popen:
+        spec = {"address": address or self.frontend_address, "frame_shape": list(self.frame_shape), "start_at": start_at,
                 "seconds": seconds, "vanish_after_s": VANISH_AFTER_S, "control": str(self.control),
                 "apps": [{"name": a.name, "rate": a.rate * rate_factor, "slo_ms": a.slo_ms} for a in self.apps]}
         path = out.with_suffix(".spec.json")

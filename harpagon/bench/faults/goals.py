@@ -22,6 +22,8 @@ FLOOD_GOAL = 0.01
 #: Health-port abuse: Watch streams and idle connections held open while CHECKS Checks must each answer
 #: SERVING within CHECK_TIMEOUT_S.
 ABUSE_WATCHES, ABUSE_IDLE, ABUSE_CHECKS, CHECK_TIMEOUT_S = 64, 64, 20, 1.0
+#: One of two frontends killed: the controller re-plans for the other within this (s).
+FRONTEND_LEFT_GOAL_S = 5.0
 #: No process of ours outlives its parent by more than this (s).
 ORPHAN_GOAL_S = 5.0
 #: Hostile calls: the status each kind of credentials must get. Without a certificate of our CA the TLS
@@ -34,6 +36,8 @@ GOALS = (
     (f"a restarted controller has a plan in force within {CONVERGE_GOAL_S:g} s of its start and unloads no "
     "routed module"),
     "overload evicts no healthy worker",
+    (f"one of two frontends killed: its clients get a status for every frame (none vanished, none late), the "
+     f"other's clients lose no frame, and the controller re-plans for one frontend within {FRONTEND_LEFT_GOAL_S:g} s"),
     (f"after a lull, at least {LULL_GOAL:.0%} of frames OK within their SLO from {LULL_RECOVER_S:g} s after the rate "
      "returns"),
     f"a flood of big messages costs the other clients at most {FLOOD_GOAL:.0%} of their frames",
@@ -157,6 +161,19 @@ def _no_frame_failed(r: ScenarioResult) -> list[Goal]:
     return [Goal("no frame failed", o.sent > 0 and o.failed_total == 0, f"{o.failed_total} failed")]
 
 
+def _frontend_of_two_goals(r: ScenarioResult) -> list[Goal]:
+    second = r.extra.get("second_client", {})
+    alone = r.extra.get("alone_plan_s")
+    return [*_no_frame_failed(r),
+            Goal("the killed frontend's clients: every frame answered or failed",
+                 second.get("sent", 0) > 0 and second.get("vanished", 1) == 0 and second.get("late", 1) == 0,
+                 f"{second.get('sent', 0)} sent: {second.get('ok', 0)} OK, failed {second.get('failed', '?')}, "
+                 f"{second.get('vanished', '?')} vanished, {second.get('late', '?')} late"),
+            Goal(f"re-planned for one frontend within {FRONTEND_LEFT_GOAL_S:g} s",
+                 alone is not None and alone <= FRONTEND_LEFT_GOAL_S,
+                 f"in {alone:.2f} s" if alone is not None else "no plan after it left")]
+
+
 def _serve_kill_goals(r: ScenarioResult) -> list[Goal]:
     ca = r.extra.get("ca_keys_left", [])
     return [_orphan_goal(r.extra.get("orphans", {})),
@@ -196,4 +213,5 @@ _FAULT_GOALS: dict[str, Callable[[ScenarioResult], list[Goal]]] = {
     "worker-kill": _routed_around, "worker-stop": _routed_around, "controller-kill": _restart_goals,
     "overload": _no_eviction, "lull": _lull_goal, "big-messages": _flood_goals, "health-abuse": _health_goal,
     "worker-internal": _no_frame_failed, "serve-kill": _serve_kill_goals, "hostile": _hostile_goals,
+    "frontend-of-two-kill": _frontend_of_two_goals,
 }

@@ -1,7 +1,8 @@
 """The scenarios, in the order they run, and the faults each injects into the running cluster: a kill
 -9 or SIGSTOP of a worker, the frontend or the controller, a partition (blackhole routes between two
 namespaces), hostile control-plane calls, health-port abuse, a big-message flood, a worker whose device
-answers INTERNAL, a kill -9 of `harpagon serve`, a lull and an overload."""
+answers INTERNAL, a kill -9 of `harpagon serve`, a lull and an overload; and a second frontend that joins
+(the apps are then shared between the two) and is killed."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from harpagon.bench.faults.processes import ExitWatch, Proc, free_port, log, pro
 
 #: The overload is this many times the planned rate (the steady stream plus 9x more).
 OVERLOAD_FACTOR = 10.0
+#: The second frontend's id: it sorts first, so it owns the suite's one app and the first frontend forwards
+#: its frames to it (docs/model.md, "Several frontends") until it is killed.
+SECOND_FRONTEND_ID = "frontend-0"
 #: A lull sends this fraction of every app's rate (1 of 20 frames/s).
 LULL_FACTOR = 0.05
 
@@ -56,6 +60,7 @@ SCENARIOS = (
     ("worker-stop", "worker SIGSTOP"),
     ("frontend-kill", "frontend kill -9"),
     ("frontend-stop", "frontend SIGSTOP"),
+    ("frontend-of-two-kill", "kill -9 of one of two frontends"),
     ("controller-kill", "controller kill -9"),
     ("controller-stop", "controller SIGSTOP"),
     ("partition", "partition controller / worker"),
@@ -214,6 +219,53 @@ class Suite:
     def frontend_stop(self, r: ScenarioResult) -> None:
         self._pause(r, self.c.frontend, f"SIGSTOP the frontend for {self.timing.frontend_stop_s:g} s",
                     self.timing.frontend_stop_s)
+
+    def frontend_of_two_kill(self, r: ScenarioResult) -> None:
+        """A second frontend joins and owns the app; clients are spread over both (each at half the rate);
+        then the second is killed: its clients see their frames fail, the first frontend's clients see
+        nothing (their frames forwarded to the dead owner are served by the first), and the controller
+        re-plans for one frontend."""
+        joined = time.time()
+        second = self.c.start_second_frontend(SECOND_FRONTEND_ID)
+        shared = self._controller_line(f"frontend {SECOND_FRONTEND_ID} joined", joined, plan_after=True)
+        if shared is None:
+            r.skipped = "the controller made no plan for two frontends within 30 s"
+            second.kill()
+            return
+        r.extra["shared_plan_s"] = shared - joined
+        self.c.set_rate(0.5)  # the planned rate in all: half through each frontend
+        out = self.c.tmp / "second.jsonl"
+        tail = RecordTail(out, self.timeouts)
+        start_at = time.time() + 1.5  # the client is up by then
+        client = self.c.start_client(out, 1.0, self.timing.steady_s + self.timing.observe_s, start_at,
+                                     address=self.c.address_of("fe2"))
+        self._until(start_at + self.timing.steady_s)
+        r.fault_at = time.time()
+        second.signal(signal.SIGKILL)
+        r.fault = (f"kill -9 the second frontend ({SECOND_FRONTEND_ID}, the app's owner), each frontend's clients "
+                   "at half the rate")
+        self._until(r.fault_at + self.timing.observe_s)
+        left = self._controller_line(f"frontend {SECOND_FRONTEND_ID} left", r.fault_at, plan_after=True, wait_s=0.0)
+        r.extra["alone_plan_s"] = None if left is None else left - r.fault_at
+        self._wait_client(client, "  the second frontend's client", "finish")
+        self.c.set_rate(1.0)
+        o = summarize(tail.final(), self.slo, 0.0, float("inf"), None)
+        r.extra["second_client"] = {"sent": o.sent, "ok": o.ok, "late": o.late, "vanished": o.vanished,
+                                    "failed": codes(o.failed)}
+        self._back(r, time.time())
+
+    def _controller_line(self, text: str, since: float, plan_after: bool, wait_s: float = 30.0) -> float | None:
+        """When the controller logged `text` (from `since` on), or the first plan in force after it; waits
+        up to `wait_s` for it."""
+        end = time.monotonic() + wait_s
+        while True:
+            lines = self.c.controller.snapshot(since)
+            at = next((t for t, line in lines if text in line), None)
+            if at is not None and plan_after:
+                at = next((t for t, _ in plan_lines(lines) if t >= at), None)
+            if at is not None or time.monotonic() >= end:
+                return at
+            time.sleep(0.1)
 
     def controller_kill(self, r: ScenarioResult) -> None:
         before = self.c.routes()
@@ -420,6 +472,7 @@ class Suite:
     def run(self, only: Sequence[str] | None = None) -> list[ScenarioResult]:
         funcs = {"baseline": self.baseline, "worker-kill": self.worker_kill, "worker-stop": self.worker_stop,
                  "frontend-kill": self.frontend_kill, "frontend-stop": self.frontend_stop,
+                 "frontend-of-two-kill": self.frontend_of_two_kill,
                  "controller-kill": self.controller_kill, "controller-stop": self.controller_stop,
                  "partition": self.partition, "hostile": self.hostile, "health-abuse": self.health_abuse,
                  "big-messages": self.big_messages, "worker-internal": self.worker_internal,

@@ -18,6 +18,7 @@ from harpagon.config.schema import App, CropFilter, Workload
 from harpagon.dispatch.module import TupleSpec
 from harpagon.model.latency import Fanout
 from harpagon.model.plan import Plan, TuplePlan
+from harpagon.planner.streams import Streams, app_of
 from harpagon.runtime.wire.modules import CropEdge, ModuleSpec, worker_module_name
 from harpagon.runtime.wire.routes import (
     TOP_K,
@@ -26,6 +27,7 @@ from harpagon.runtime.wire.routes import (
     ModuleRoute,
     OutputSpec,
     RoutingTable,
+    StreamRoute,
 )
 
 
@@ -46,7 +48,8 @@ class Assignment:
 
 def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_shape: tuple[int, ...] | None,
            version: int, previous: Mapping[str, tuple[ModuleSpec, ...]] | None = None,
-           configured: Workload | None = None, fanout: Fanout = "deterministic") -> Assignment:
+           configured: Workload | None = None, fanout: Fanout = "deterministic", streams: Streams | None = None,
+           addresses: Mapping[str, str] | None = None) -> Assignment:
     """Give each tuple distinct live workers of its hardware, moving as little as possible: first every
     tuple keeps the workers that already run its module, then the remaining places are filled with
     idle workers before workers whose module the new plan no longer keeps on them (so losing one
@@ -55,7 +58,11 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
     `input_shape` is the image every frame and crop is resized to (None: each module's model's own,
     config/pipeline.input_shape); a `features` module takes its parents' joined outputs instead.
     Emulated detectors find as many objects per frame as the `configured` apps' scales say (the world
-    they emulate; default `workload`'s), drawn by `fanout`, whatever scale the plan was made for."""
+    they emulate; default `workload`'s), drawn by `fanout`, whatever scale the plan was made for.
+
+    With `streams` shared among several frontends, `workload` holds the streams (planner/streams.py):
+    the module routes are the streams', and each app's route lists its streams and their owners, at
+    the owners' `addresses` (frontend id -> its Triton port)."""
     previous = previous or {}
     ran = {w.id: {s.name for s in previous.get(w.id, ())} for w in workers}
     tuples = [(ap, mp, t, worker_module_name(f"{ap.name}/{mp.name}", t.batch))
@@ -101,7 +108,7 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
         weights = app.module(mp.name).weights  # relative to the worker's weights folder
         spec = ModuleSpec(name, mp.model, t.batch, pipeline.input_shape(app, mp.name, input_shape), weights,
                           budget_ms=mp.budget_ms,
-                          crops=crop_edges(world.get(ap.name, app), mp.name, input_shape, fanout),
+                          crops=crop_edges(world.get(app_of(ap.name), app), mp.name, input_shape, fanout),
                           decode_ms=workload.decode_ms(app, app.module(mp.name), t.hardware))
         for w in ws:  # a shared GPU's worker hosts its tuples' modules side by side
             modules[w.id] = (*modules[w.id], spec) if t.gpu is not None else (spec,)
@@ -111,14 +118,21 @@ def assign(plan: Plan, workload: Workload, workers: Sequence[WorkerInfo], input_
                                tuple(tuple(w.address for w in ws) for _, ws, _ in ts), tuple(n for _, _, n in ts),
                                tuple(_latency(t) for t, _, _ in ts))
               for key, ts in parts.items()}
-    table = RoutingTable(version, plan.dispatch, {a.name: app_route(apps[a.name]) for a in plan.apps}, routes)
-    return Assignment(modules, table)
+    if streams is None or not streams.split:
+        served = {a.name: app_route(apps[a.name]) for a in plan.apps}
+    else:
+        planned = {a.name for a in plan.apps}
+        served = {a.name: app_route(a, tuple(StreamRoute(s.name, s.frontend, (addresses or {}).get(s.frontend, ""),
+                                                         s.rate) for s in mine))
+                  for a in streams.source.apps if (mine := [s for s in streams.of(a.name) if s.name in planned])}
+    return Assignment(modules, RoutingTable(version, plan.dispatch, served, routes))
 
 
-def app_route(app: App) -> AppRoute:
+def app_route(app: App, streams: tuple[StreamRoute, ...] = ()) -> AppRoute:
     """What the frontend serves `app` by, the registry's facts resolved here, once per routing table:
     the frontend reads no registry, and no frame derives them again."""
-    return AppRoute(app.name, app.rate, app.slo_ms, tuple(_app_module(app, name) for name in app.topological))
+    return AppRoute(app.name, app.rate, app.slo_ms, tuple(_app_module(app, name) for name in app.topological),
+                    streams)
 
 
 def _app_module(app: App, name: str) -> AppModule:

@@ -1,6 +1,7 @@
 """The controller: workers register and heartbeat; it plans against the live inventory and pushes
 per-worker configurations and the frontend's routes, and re-plans when a worker joins, leaves or
-misses its heartbeats.
+misses its heartbeats. With several frontends it shares the apps among them as streams
+(planner/streams.py): a frontend that starts or stops watching the routes triggers a re-plan.
 
 A re-plan moves modules without dropping requests: workers first get the union of what they run
 and what they will run (new modules load and warm up before anything unloads), then the frontend
@@ -37,6 +38,7 @@ from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
+from harpagon.planner.streams import SPLIT_RATE, Streams, app_of, split_streams
 from harpagon.runtime.controller.assignment import Assignment, WorkerInfo, assign, live_workload
 from harpagon.runtime.controller.calibration import Calibrator
 from harpagon.runtime.controller.config import ControllerConfig
@@ -156,6 +158,10 @@ class Controller:
     _reconciling: bool = field(init=False, default=False)
     _registered_at: float = field(init=False, default=float("-inf"))
     _quarantined: dict[str, float] = field(init=False, default_factory=dict)  # worker id -> until (its clock)
+    frontends: dict[str, str] = field(init=False, default_factory=dict)
+    """The frontends the plan shares the apps among: id -> where the others forward frames to."""
+    streams: Streams | None = field(init=False, default=None)
+    """The streams of the plan in force."""
     _frames_of: dict[str, FrameFormat] = field(init=False, default_factory=dict)
     """Worker module name -> the frames it decodes (its app's declared `frame`), for the modules of the
     routes in force that take them: their decode times are calibrated per megapixel."""
@@ -204,6 +210,25 @@ class Controller:
                  " (EMULATED)" if info.emulated else "",
                  f", running {[s.name for s in running]}" if running else "")
         self._dirty.set()
+
+    def frontend_joined(self, frontend: str, address: str) -> None:
+        """A frontend watches the routes and takes forwarded frames at `address`: the next plan shares
+        the apps with it."""
+        if self.frontends.get(frontend) == address:
+            return
+        self.frontends[frontend] = address
+        log.info("frontend %s joined at %s (%d frontends)", frontend, address, len(self.frontends))
+        if len(self.frontends) > 1:  # one frontend serves every app itself: nothing to re-plan
+            self._dirty.set()
+
+    def frontend_left(self, frontend: str) -> None:
+        """A frontend stopped watching the routes: the next plan shares the apps without it (until then
+        the others serve its streams themselves when forwarding to it fails)."""
+        if self.frontends.pop(frontend, None) is None:
+            return
+        log.info("frontend %s left (%d frontends)", frontend, len(self.frontends))
+        if self.streams is not None and self.streams.split:  # the plan in force shares the apps
+            self._dirty.set()
 
     def _admit(self, info: WorkerInfo, now: float) -> None:
         """Refuse a quarantined worker, or one that would take over a live worker's id or address;
@@ -521,37 +546,50 @@ class Controller:
         commit."""
         workers = self.workers
         started = time.perf_counter()  # the planner's real time, logged: not the controller's clock
-        plan, live, workload, settings = await self._plan(workers)
+        plan, streams, live, workload, settings = await self._plan(workers)
         planning_s = time.perf_counter() - started
         self.plans += 1
-        refused = {r.app: r.reason for r in plan.refused}
+        served = {app_of(a.name) for a in plan.apps}  # an app is refused when every stream of it is
+        refused = {app_of(r.app): r.reason for r in plan.refused if app_of(r.app) not in served}
         for app, reason in refused.items():
             log.warning("app %s cannot be served: %s", app, reason)
         previous = {w.info.id: w.modules for w in self._workers.values()}
         # emulated detectors keep finding what the configuration says, whatever scales the plan assumes
         assignment = assign(plan, live, workers, self.input_shape, self.version + 2, previous,
-                            configured=self.workload, fanout=settings.fanout)
+                            configured=self.workload, fanout=settings.fanout, streams=streams,
+                            addresses=self.frontends)
         await self._apply_assignment(assignment, previous, refused)
+        self.streams = streams
         self._commit(plan, workers, workload, settings, refused, planning_s)
 
-    async def _plan(self, workers: list[WorkerInfo]) -> tuple[Plan, Workload, Workload, Settings]:
-        """The plan for `workers`, the live workload it is for, and what it was planned with. An app the
-        inventory cannot serve at a measured rate above its configured one is planned at its configured
-        rate instead: served, with admission refusing the rest, rather than not at all."""
+    async def _plan(self, workers: list[WorkerInfo]) -> tuple[Plan, Streams, Workload, Workload, Settings]:
+        """The plan for `workers`, the streams it serves, the live workload of those streams, and what it
+        was planned with. An app the inventory cannot serve at a measured rate above its configured one
+        is planned at its configured rate instead: served, with admission refusing the rest, rather than
+        not at all."""
         workload, settings = self._inputs()
-        live = live_workload(workload, workers)
+        streams = self._streams(workload, settings)
+        live = live_workload(streams.workload, workers)
         plan = await self._make_plan(live, self._options(), settings)
-        beyond = {r.app: r.reason for r in plan.refused if self.rates.rate(r.app) > self.rates.configured[r.app]}
+        beyond = {app: r.reason for r in plan.refused
+                  if self.rates.rate(app := app_of(r.app)) > self.rates.configured[app]}
         if not beyond:
-            return plan, live, workload, settings
+            return plan, streams, live, workload, settings
         for app, reason in beyond.items():
             log.warning("app %s cannot be served at its measured %.1f frames/s (%s): planned at its configured "
                         "%g frames/s, admission refuses the rest", app, self.rates.rate(app), reason,
                         self.rates.configured[app])
             self.rates.unservable(app, self.rates.rate(app))
         workload, settings = self._inputs()
-        live = live_workload(workload, workers)
-        return await self._make_plan(live, self._options(), settings), live, workload, settings
+        streams = self._streams(workload, settings)
+        live = live_workload(streams.workload, workers)
+        return await self._make_plan(live, self._options(), settings), streams, live, workload, settings
+
+    def _streams(self, workload: Workload, settings: Settings) -> Streams:
+        """The apps shared among the frontends; a forwarded frame costs one more hop."""
+        serve = self.workload.serve
+        return split_streams(workload, list(self.frontends), serve.split_rate if serve else SPLIT_RATE,
+                             settings.overhead_ms)
 
     def _inputs(self) -> tuple[Workload, Settings]:
         """What to plan with: the configuration at the measured rates and scales, and the measured
@@ -577,7 +615,7 @@ class Controller:
         await self.push_routes(assignment.table, refused)
         apps = {a.name: a for a in self.workload.apps}
         self._frames_of = {name: a.frame for (app, module), route in assignment.table.routes.items()
-                           if (a := apps.get(app)) is not None and a.frame is not None
+                           if (a := apps.get(app_of(app))) is not None and a.frame is not None
                            and a.module(module).input == "frame" for name in route.names}
         removed = any({s.name for s in previous.get(wid, ())} - {s.name for s in mods}
                       for wid, mods in assignment.modules.items())

@@ -48,13 +48,30 @@ class ControllerServicer(crpc.ControllerServicer):
     def __init__(self, controller: Controller, hub: RoutesHub | None = None):
         self.controller = controller
         self.hub = hub
+        self._watches: dict[str, int] = {}
+        """Open route streams per frontend id (a frontend re-connecting may briefly hold two)."""
 
     async def WatchRoutes(self, request, context):
         if self.hub is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this controller pushes routes to an embedded frontend")
-        log.info("frontend %s watches routes", request.frontend_id)
-        async for routes in self.hub.watch():
-            yield routes
+        me, address = request.frontend_id, request.address
+        if len(me) > 256 or len(address) > 512:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frontend_id (<= 256 chars) and address "
+                                                                 "(<= 512 chars) too long")
+        log.info("frontend %s watches routes%s", me, f" (forwarded frames to {address})" if address else "")
+        member = bool(me and address)  # one that takes no forwarded frames is not given apps of its own
+        if member:
+            self._watches[me] = self._watches.get(me, 0) + 1
+            self.controller.frontend_joined(me, address)
+        try:
+            async for routes in self.hub.watch():
+                yield routes
+        finally:
+            if member:
+                self._watches[me] -= 1
+                if not self._watches[me]:
+                    del self._watches[me]
+                    self.controller.frontend_left(me)
 
     async def ReportRates(self, request, context):
         self.controller.observe_rates(request.frontend_id, dict(request.app_rates), request.window_s or 1.0)  # unset: 1 s

@@ -49,6 +49,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -56,6 +57,7 @@ from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
 from harpagon.runtime.frontend.failover import SUSPECT_S, Failover, Suspects, stall_limit_s
 from harpagon.runtime.frontend.loopwatch import LoopWatch
+from harpagon.runtime.frontend.peers import Owners, Peers, Unreachable
 from harpagon.runtime.frontend.pipeline import Frame, FrameCounter, Image, Item, ItemResult, SinkResult
 from harpagon.runtime.frontend.reply import sink_tensors
 from harpagon.runtime.frontend.stats import AppCounters, DispatchCounters, FanoutCounts, FrontendTally
@@ -67,6 +69,7 @@ from harpagon.runtime.records import (
     FrameAnswered,
     FrameDropped,
     FrameFailed,
+    FrameForwarded,
     FrameRefused,
     FrameTaken,
     Hop,
@@ -87,10 +90,13 @@ from harpagon.runtime.wire.errors import (
     Unavailable,
 )
 from harpagon.runtime.wire.frames import EncodedFrame
-from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, OutputSpec, RoutingTable
+from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, OutputSpec, RoutingTable, StreamRoute
 
 __all__ = ["AppCounters", "DeadlineExceeded", "FrontendDataPlane", "LiveModule", "ResourceExhausted", "Unavailable",
            "admission_limit", "batch_of"]
+
+if TYPE_CHECKING:
+    from tritonclient.grpc import service_pb2 as pb
 
 log = logging.getLogger("harpagon.frontend")
 
@@ -333,12 +339,16 @@ class FrontendDataPlane:
     (retry), not NOT_FOUND. A remote frontend learns them from its first routing table.
 
     `admit_factor` and `admit_floor` set each app's bound on frames in flight (:func:`admission_limit`);
-    `suspect_s` the longest a worker that failed or stalled is avoided (:class:`Suspects`)."""
+    `suspect_s` the longest a worker that failed or stalled is avoided (:class:`Suspects`).
+
+    Several frontends: `frontend_id` is this one's id in the routes' streams; a frame of an app another
+    frontend owns is forwarded to it through `peers` (frontend/peers.py), unless it was forwarded here."""
 
     def __init__(self, table: RoutingTable | None = None, frame_shape: tuple[int, int, int] = (480, 640, 3),
                  metrics: FrontendMetrics | None = None, client: WorkerClient | None = None,
                  configured: dict[str, AppRoute] | None = None, admit_factor: float = ADMIT_FACTOR,
-                 admit_floor: int = ADMIT_FLOOR, suspect_s: float = SUSPECT_S):
+                 admit_floor: int = ADMIT_FLOOR, suspect_s: float = SUSPECT_S, frontend_id: str = "",
+                 peers: Peers | None = None):
         self.frame_shape = frame_shape
         self.admit_factor = admit_factor
         self.admit_floor = admit_floor
@@ -351,6 +361,9 @@ class FrontendDataPlane:
         """The plane's own counters, from its records (ModelStatistics, rate reports, the demo)."""
         self.record = Recorders((self.tally, metrics)).record
         self.client: WorkerClient = client or GrpcWorkerClient()
+        self.me = frontend_id
+        self.peers = peers or Peers()
+        self.owners = Owners({}, frontend_id)
         self.refused: dict[str, str] = {}
         self.configured: dict[str, AppRoute | None] | None = dict(configured) if configured is not None else None
         self.routed = False  # a routing table from the controller is in force
@@ -368,6 +381,7 @@ class FrontendDataPlane:
     def _install(self, table: RoutingTable) -> dict[tuple[str, str], LiveModule]:
         old = self.modules
         self.table = table
+        self.owners = Owners(table.apps, self.me)
         self.modules = {key: LiveModule(route, table.dispatch, self.client, key[0], self.record, self.suspects)
                         for key, route in table.routes.items()}
         self.tally.serve(table.routes)
@@ -478,21 +492,44 @@ class FrontendDataPlane:
         own deadline (`remaining_s` from now) is."""
         return (await self._admitted(app_name, frame, remaining_s)).sinks()
 
-    async def answer(self, app_name: str, frame: Image,
-                     remaining_s: float | None = None) -> list[tuple[OutputSpec, np.ndarray]]:
-        """Run one frame (as `infer`): its reply's tensors, sink by sink (frontend/reply.py)."""
-        f = await self._admitted(app_name, frame, remaining_s)
+    async def answer(self, app_name: str, frame: Image, remaining_s: float | None = None,
+                     stream: str | None = None) -> list[tuple[OutputSpec, np.ndarray]]:
+        """Run one frame (as `infer`): its reply's tensors, sink by sink (frontend/reply.py). `stream`:
+        the app's stream it joins (default: as :class:`Owners` picks for a frame served here)."""
+        f = await self._admitted(app_name, frame, remaining_s, stream)
         return [t for sink, result in f.sinks().items() for t in sink_tensors(f.app, sink, result)]
 
-    async def _admitted(self, app_name: str, image: Image, remaining_s: float | None) -> Frame:
+    def owner(self, app_name: str) -> StreamRoute | None:
+        """Where a frame of `app_name` that came from a client goes: the stream and owner to forward it
+        to, or None to serve it here."""
+        return self.owners.owner(app_name)
+
+    async def forward(self, app_name: str, to: StreamRoute, request: bytes,
+                      remaining_s: float | None) -> pb.ModelInferResponse | None:
+        """The owner's answer to a forwarded frame (its status raised as a fault); None when the owner
+        could not be reached: serve the frame here, in `to`'s stream."""
+        app = self.check(app_name)
+        timeout = app.slo_ms / 1000.0 if remaining_s is None else min(remaining_s, app.slo_ms / 1000.0)
+        try:
+            reply = await self.peers.infer(to.address, request, timeout)
+        except Unreachable as exc:
+            log.warning("app %s: %s; frame served here", app_name, exc)
+            self.record(FrameForwarded(app_name, served_here=True))
+            return None
+        self.record(FrameForwarded(app_name))
+        return reply
+
+    async def _admitted(self, app_name: str, image: Image, remaining_s: float | None,
+                        stream: str | None = None) -> Frame:
         app = self.admit(app_name)
         self.in_flight[app_name] += 1
         try:
-            return await self._infer(app, image, remaining_s)
+            return await self._infer(app, image, remaining_s, stream)
         finally:
             self.in_flight[app_name] -= 1
 
-    async def _infer(self, app: AppRoute, image: Image, remaining_s: float | None) -> Frame:
+    async def _infer(self, app: AppRoute, image: Image, remaining_s: float | None,
+                     stream: str | None = None) -> Frame:
         """The frame through its app's DAG, counted: a success only when answered before its deadline."""
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -506,7 +543,7 @@ class FrontendDataPlane:
         if remaining_s is not None:
             deadline = min(deadline, now + remaining_s)
         try:
-            await self._walk(f, deadline)
+            await self._walk(f, deadline, stream or self.owners.stream(app.name))
         except DeadlineExceeded:
             self._dropped(app.name)
             raise
@@ -522,12 +559,13 @@ class FrontendDataPlane:
         self.record(FrameAnswered(app.name, time.perf_counter() - start))
         return f
 
-    async def _walk(self, f: Frame, deadline: float) -> None:
-        """The frame's hops in topological order: one after another along a chain; otherwise a task per
-        module, each starting once all its parents are done, so that parallel branches run concurrently."""
+    async def _walk(self, f: Frame, deadline: float, stream: str) -> None:
+        """The frame's hops in topological order, on `stream`'s module routes: one after another along a
+        chain; otherwise a task per module, each starting once all its parents are done, so that
+        parallel branches run concurrently."""
         if f.app.chain:  # no task per module
             for m in f.app.modules:
-                await self._hop(f, m.name, deadline)
+                await self._hop(f, m.name, deadline, stream)
             return
         loop = asyncio.get_running_loop()
         tasks: dict[str, asyncio.Task] = {}
@@ -535,7 +573,7 @@ class FrontendDataPlane:
         async def run(module: str, parents: tuple[str, ...]) -> None:
             if parents:
                 await asyncio.gather(*(tasks[p] for p in parents))
-            await self._hop(f, module, deadline)
+            await self._hop(f, module, deadline, stream)
 
         try:
             for m in f.app.modules:
@@ -549,14 +587,14 @@ class FrontendDataPlane:
     def _dropped(self, app_name: str) -> None:
         self.record(FrameDropped(app_name))
 
-    async def _hop(self, f: Frame, module: str, deadline: float) -> None:
+    async def _hop(self, f: Frame, module: str, deadline: float, stream: str) -> None:
         """One module's requests for a frame whose parents are done: dispatched, then their results."""
         loop = asyncio.get_running_loop()
         runnable = loop.time()
         app = f.app
         if runnable > deadline:
             raise DeadlineExceeded(f"app {app.name!r}: frame past its {app.slo_ms:g} ms deadline before {module!r}")
-        live = self.modules.get((app.name, module))  # the routes in force at this hop
+        live = self.modules.get((stream, module))  # the routes in force at this hop
         if live is None:
             raise Unavailable(f"app {app.name!r} is no longer served")
         shape = live.route.input_shape
@@ -576,3 +614,4 @@ class FrontendDataPlane:
         for m in self.modules.values():
             await m.close()
         await self.client.close()
+        await self.peers.close()

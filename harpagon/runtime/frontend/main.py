@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +17,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
+from harpagon.runtime.frontend.peers import Peers
 from harpagon.runtime.frontend.servicer import readiness_health, start
 from harpagon.runtime.frontend.stats import FanoutCounts
 from harpagon.runtime.lifecycle import until_stopped
@@ -57,11 +59,15 @@ async def rate_beacon(plane: FrontendDataPlane, report: Report, period_s: float 
 
 async def run_frontend(controller: str, host: str, port: int, metrics_port: int | None,
                        frame_shape: tuple[int, int, int], tls: TlsFiles | None = None,
-                       client_tls: TlsFiles | None = None, health_port: int | None = None) -> None:
+                       client_tls: TlsFiles | None = None, health_port: int | None = None,
+                       advertise: str | None = None, frontend_id: str | None = None) -> None:
     """`tls` authenticates this frontend to the controller and to workers (mutual TLS);
-    `client_tls` is plain server TLS on the client-facing Triton port."""
+    `client_tls` is plain server TLS on the client-facing Triton port. `advertise` is where the other
+    frontends forward frames to (default: host and port; a wildcard host: this machine's name)."""
     registry = CollectorRegistry()
-    plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry), client=GrpcWorkerClient(tls))
+    me = frontend_id or f"frontend-{uuid.uuid4().hex[:6]}"
+    plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry), client=GrpcWorkerClient(tls),
+                              frontend_id=me, peers=Peers(client_tls))
     checker = await readiness_health(plane)  # one health service, on the Triton port and the probes' port
     server, bound = await start(plane, port, host, tls=client_tls, checker=checker)
     probes = None
@@ -69,14 +75,14 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
         probes, health_at = health_server(host, health_port, checker)
         await probes.start()
     at = serve_metrics(registry, metrics_port, host).server_port if metrics_port is not None else None
-    me = f"frontend-{uuid.uuid4().hex[:6]}"
+    address = advertise or f"{socket.gethostname() if host in ('0.0.0.0', '::', '') else host}:{bound}"
     channel = aio_channel(controller, tls, "controller")
     stub = crpc.ControllerStub(channel)
 
     async def watch() -> None:
         while True:
             try:
-                async for routes in stub.WatchRoutes(cpb.WatchRoutesRequest(frontend_id=me)):
+                async for routes in stub.WatchRoutes(cpb.WatchRoutesRequest(frontend_id=me, address=address)):
                     table, refused = from_proto(routes)
                     await plane.update(table, refused)
                     log.info("routes %d: apps %s%s", table.version, sorted(table.apps),
@@ -91,7 +97,8 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
                                                       for (app, module), (f, r) in fanout.items()]), timeout=5)
 
     tasks = [asyncio.ensure_future(watch()), asyncio.ensure_future(rate_beacon(plane, report))]
-    print(f"frontend listening on {host}:{bound} (Triton gRPC{', TLS' if client_tls else ''})"
+    print(f"frontend listening on {host}:{bound} (Triton gRPC{', TLS' if client_tls else ''}; id {me}, "
+          f"peers forward to {address})"
           + (f", metrics on http://{host}:{at}/metrics" if at is not None else "")
           + (f", health on {host}:{health_at}" if probes is not None else ""), flush=True)
     await until_stopped()

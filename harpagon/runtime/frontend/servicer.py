@@ -48,7 +48,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
 
 from harpagon import __version__
-from harpagon.runtime.frontend import reply
+from harpagon.runtime.frontend import peers, reply
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.wire import frames
 from harpagon.runtime.wire.errors import InvalidArgument, ResourceExhausted, RuntimeFault
@@ -324,10 +324,18 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         _check_name(request.model_name)
         if len(request.id) > MAX_ID:
             raise InvalidArgument(f"id is {len(request.id)} characters long, more than {MAX_ID}")
+        stream = None
+        if not peers.was_forwarded(request) and (owner := self.plane.owner(request.model_name)) is not None:
+            # another frontend owns the app's stream: its batches fill there (docs/model.md, "Several frontends")
+            forwarded = await self.plane.forward(request.model_name, owner,
+                                                 peers.forward_request(request, list(call.raw)), remaining_s)
+            if forwarded is not None:
+                return forwarded
+            stream = owner.name  # the owner is gone: served here, in its stream
         self.plane.admit(request.model_name)  # refuse (unknown app, overload) before decoding the frame
         frame = await self._frame(request, call.raw)
         response = pb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
-        for spec, arr in await self.plane.answer(request.model_name, frame, remaining_s):
+        for spec, arr in await self.plane.answer(request.model_name, frame, remaining_s, stream):
             response.outputs.append(pb.ModelInferResponse.InferOutputTensor(
                 name=spec.name, datatype=spec.datatype, shape=list(arr.shape)))
             response.raw_output_contents.append(reply.serialize_bytes(arr) if spec.datatype == "BYTES"

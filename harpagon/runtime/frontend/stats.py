@@ -20,6 +20,7 @@ from harpagon.runtime.records import (
     FrameAnswered,
     FrameDropped,
     FrameFailed,
+    FrameForwarded,
     FrameRefused,
     FrameTaken,
     Hop,
@@ -75,6 +76,8 @@ class AppCounters:
     success_ns: int = 0
     refused: int = 0  # refused at once (RESOURCE_EXHAUSTED): not among `frames`
     unserved: int = 0  # refused at once because the app is not routed (UNAVAILABLE): not among `frames`
+    forwarded: int = 0  # sent on to the frontend owning the app's stream, which counts them: not among `frames`
+    owner_unreachable: int = 0  # of those, served here because the owner could not be reached (in `frames`)
 
     @property
     def offered(self) -> int:
@@ -97,7 +100,7 @@ class FrontendTally:
             BatchShipped: self._shipped, BatchAnswered: self._answered, BatchRetried: self._retried,
             SuspectSkipped: self._skipped, WorkerInternal: self._internal, FrameTaken: self._taken,
             FrameRefused: self._refused, FrameAnswered: self._frame_answered, FrameDropped: self._dropped,
-            FrameFailed: self._failed,
+            FrameFailed: self._failed, FrameForwarded: self._forwarded,
         }
 
     def record(self, r: object) -> None:
@@ -169,6 +172,13 @@ class FrontendTally:
 
     def _taken(self, r: FrameTaken) -> None:
         self.apps[r.app].frames += 1
+
+    def _forwarded(self, r: FrameForwarded) -> None:
+        c = self.apps[r.app]
+        if r.served_here:
+            c.owner_unreachable += 1
+        else:
+            c.forwarded += 1
 
     def _refused(self, r: FrameRefused) -> None:
         c = self.apps[r.app]

@@ -71,6 +71,16 @@ class AppModule:
     """A sink's reply tensors (empty: not a sink)."""
 
 
+@dataclass(frozen=True, slots=True)
+class StreamRoute:
+    """One batch collection of an app, owned by one frontend (planner/streams.py)."""
+
+    name: str  # the app's name in the module routes: its own, or `app#i`
+    frontend: str  # the owner's id
+    address: str  # the owner's Triton port, where other frontends forward its frames ("": none)
+    rate: float  # frames per second planned for it
+
+
 @dataclass(frozen=True)
 class AppRoute:
     """An app as the frontend serves it: its admission figures, its DAG and its reply, built once per
@@ -80,6 +90,9 @@ class AppRoute:
     rate: float  # frames per second
     slo_ms: float
     modules: tuple[AppModule, ...]  # every parent before its children
+    streams: tuple[StreamRoute, ...] = ()
+    """Its streams when several frontends share the apps (empty: served under its own name by whichever
+    frontend gets the frame)."""
     sinks: tuple[str, ...] = field(init=False)
     """The modules no other takes from: the reply holds theirs, in this order."""
     chain: bool = field(init=False)
@@ -99,6 +112,10 @@ class AppRoute:
             if m.name in seen or any(p not in seen for p in m.after):
                 raise ValueError(f"{where}: module {m.name!r} repeats, or comes before its parents {list(m.after)}")
             seen.add(m.name)
+        names = [st.name for st in self.streams]
+        if len(set(names)) != len(names) or not all(math.isfinite(st.rate) and st.rate > 0 for st in self.streams):
+            raise ValueError(f"{where}: streams must have distinct names and finite rates > 0, got "
+                             f"{[(st.name, st.rate) for st in self.streams]}")
         if sum(not m.after for m in self.modules) != 1:
             raise ValueError(f"{where}: one source module, got {[m.name for m in self.modules if not m.after]}")
         parents = {p for m in self.modules for p in m.after}
@@ -109,6 +126,11 @@ class AppRoute:
 
     def module(self, name: str) -> AppModule:
         return self._by_name[name]
+
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        """The names its module routes are under: its streams', or its own."""
+        return tuple(st.name for st in self.streams) or (self.name,)
 
     @property
     def outputs(self) -> tuple[OutputSpec, ...]:
@@ -146,7 +168,7 @@ def to_proto(table: RoutingTable, refused: dict[str, str]) -> cpb.Routes:
 def from_proto(routes: cpb.Routes) -> tuple[RoutingTable, dict[str, str]]:
     """The table a controller streamed; ValueError if it is not one (the frontend keeps its table)."""
     apps = {a.name: _app_from_proto(a) for a in routes.apps}
-    if missing := sorted({m.app for m in routes.modules} - set(apps)):
+    if missing := sorted({m.app for m in routes.modules} - {s for a in apps.values() for s in a.stream_names}):
         raise ValueError(f"routes for apps {missing} without their app routes: a controller of another release?")
     table: dict[tuple[str, str], ModuleRoute] = {}
     for m in routes.modules:
@@ -162,7 +184,9 @@ def from_proto(routes: cpb.Routes) -> tuple[RoutingTable, dict[str, str]]:
 
 
 def _app_to_proto(a: AppRoute) -> cpb.AppRoute:
-    return cpb.AppRoute(name=a.name, rate=a.rate, slo_ms=a.slo_ms, modules=[
+    return cpb.AppRoute(name=a.name, rate=a.rate, slo_ms=a.slo_ms, streams=[
+        cpb.StreamRoute(name=s.name, frontend_id=s.frontend, address=s.address, rate=s.rate) for s in a.streams],
+        modules=[
         cpb.AppModule(name=m.name, after=list(m.after), input=m.input, scale=m.scale, task=m.task or "",
                      objects=m.objects or "", labels=list(m.labels),
                      outputs=[cpb.OutputSpec(name=o.name, datatype=o.datatype, dims=list(o.dims)) for o in m.outputs])
@@ -173,4 +197,4 @@ def _app_from_proto(a: cpb.AppRoute) -> AppRoute:
     return AppRoute(a.name, a.rate, a.slo_ms, tuple(
         AppModule(m.name, tuple(m.after), m.input, m.scale, m.task or None, m.objects or None,  # type: ignore[arg-type]
                   tuple(m.labels), tuple(OutputSpec(o.name, o.datatype, tuple(o.dims)) for o in m.outputs))
-        for m in a.modules))
+        for m in a.modules), tuple(StreamRoute(s.name, s.frontend_id, s.address, s.rate) for s in a.streams))
