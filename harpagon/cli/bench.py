@@ -59,6 +59,9 @@ def add_parser(sub) -> None:
                          "comma-separated WIDTHxHEIGHT with an optional :jpeg or :raw (default raw), e.g. "
                          "8x8,640x480:jpeg (default 8x8,640x480,640x480:jpeg,1280x720,1280x720:jpeg; --quick: "
                          "none; 'none': skip)")
+    bl.add_argument("--frontends", default=None, metavar="COUNTS",
+                    help="frontend counts whose capacity is searched too (the scale-out figures), comma-separated "
+                         "(default 1,2,4; --quick: none; 'none': skip)")
     bl.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run: the demo, short runs, a short search")
     bl.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default 0)")
     bl.add_argument("--warmup", type=float, default=None,
@@ -162,6 +165,11 @@ def cmd_bench_live(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"harpagon bench live: --frames: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    try:
+        frontends = (_counts(args.frontends) if args.frontends is not None else () if args.quick else (1, 2, 4))
+    except ValueError as exc:
+        print(f"harpagon bench live: --frontends: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     paths = [Path(c) if Path(c).exists() else ROOT / c for c in configs]
     for c, p in zip(configs, paths, strict=True):
         if not p.is_file():
@@ -176,11 +184,30 @@ def cmd_bench_live(args: argparse.Namespace) -> int:
                + (" --quick" if args.quick else "") + (f" --seed {args.seed}" if args.seed else "")
                + (f" --rate-scale {args.rate_scale:g}" if args.rate_scale != 1.0 else "")
                + (f" --warmup {warmup:g}" if args.warmup is not None else "")
-               + ((" --frames " + (",".join(k.spec for k in frame_kinds) or "none")) if args.frames is not None else ""))
+               + ((" --frames " + (",".join(k.spec for k in frame_kinds) or "none")) if args.frames is not None else "")
+               + ((" --frontends " + (",".join(map(str, frontends)) or "none")) if args.frontends is not None else ""))
     setup_logs(args.log_format, logging.WARNING)
     path = asyncio.run(run_bench([str(p) for p in paths], seconds, args.out, command, seed=args.seed,
                                  perf_analyzer=not args.skip_perf_analyzer, quick=args.quick,
                                  capacity=not args.skip_capacity, capacity_limit=args.capacity_limit,
-                                 rate_scale=args.rate_scale, warmup_s=warmup, frame_kinds=frame_kinds))
+                                 rate_scale=args.rate_scale, warmup_s=warmup, frame_kinds=frame_kinds,
+                                 frontends=frontends))
     print(f"report: {path}")
     return 0
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """`1,2,4` as counts of frontends (each 1 to 16, repeats kept once); `none`: none."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    out: list[int] = []
+    for item in text.split(","):
+        try:
+            n = int(item)
+        except ValueError:
+            raise ValueError(f"{item.strip()!r} is not a whole number") from None
+        if not 1 <= n <= 16:
+            raise ValueError(f"{n} frontends: each count must be from 1 to 16")
+        if n not in out:
+            out.append(n)
+    return tuple(out)

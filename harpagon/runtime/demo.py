@@ -263,12 +263,19 @@ def _modules_table(cluster: LocalCluster, plan) -> Table:
     the measured one, and the plan's predicted latency against what the frontend measured (GPU: the
     shared GPUs the module runs on, `own` when its workers are its own) (dispatch to result, so it includes collection, the hop and the worker's queue as
     well as execution), with the worker's execution and the hop's overhead apart."""
-    t = Table(title="per module, whole run: measured against predicted", title_justify="left")
+    streams = cluster.controller.streams
+    mine = None if streams is None or not streams.split else {
+        st.name for st in streams.streams if st.frontend == cluster.frontend_id}
+    t = Table(title="per module, whole run: measured against predicted" + (
+        " (the streams frontend 0 owns; the other frontends' are in their own metrics)" if mine is not None else ""),
+        title_justify="left")
     for col in ("app", "module", "GPU", "scale", "measured", "requests", "batches", "P50 ms", "P99 ms", "max ms",
                 "predicted ms", "budget ms", "exec ms", "hop P99 ms"):
         t.add_column(col, justify="left" if col in ("app", "module", "GPU") else "right")
     stats = cluster.plane.stats()
     for ap in plan.apps:
+        if mine is not None and ap.name not in mine:
+            continue
         for mp in ap.modules:
             st = stats.get((ap.name, mp.name))
             if st is None:

@@ -9,10 +9,13 @@ import asyncio
 import contextlib
 import time
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as rpc
 
 from harpagon.config.schema import App
 from harpagon.dispatch.module import TupleSpec
@@ -80,9 +83,18 @@ def test_frames_reach_the_owner_of_their_stream_and_survive_its_loss(shape):
             for _ in range(5):
                 await _infer(client, "door", shape)  # owned by f0: forwarded, answered from there
                 await _infer(client, "cam", shape)  # split: f1's own stream
+            # a stream's frame is forwarded too, its answer back in the stream
+            frame = pb.ModelInferRequest.InferInputTensor(name="FRAME", datatype="UINT8", shape=list(shape))
+            request = pb.ModelInferRequest(model_name="door", id="s1", inputs=[frame],
+                                           raw_input_contents=[bytes(int(np.prod(shape)))])
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{servers['f1'][1]}") as channel:
+                stream = rpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(iter([request]))
+                (reply,) = [r async for r in stream]
+            assert reply.error_message == "" and reply.infer_response.id == "s1"
+            assert [o.name for o in reply.infer_response.outputs] == ["x_0"]
             c0, c1 = planes["f0"].counters, planes["f1"].counters
-            assert (c0["door"].frames, c0["door"].success) == (5, 5)  # counted (and reported) once, at the owner
-            assert (c1["door"].forwarded, c1["door"].frames) == (5, 0)
+            assert (c0["door"].frames, c0["door"].success) == (6, 6)  # counted (and reported) once, at the owner
+            assert (c1["door"].forwarded, c1["door"].frames) == (6, 0)
             assert (c1["cam"].frames, c1["cam"].success) == (5, 5) and "cam" not in c0
             calls = {f: planes[f].client.calls for f in planes}
             assert {c.module for c in calls["f0"]} == {"door/x@b1"}

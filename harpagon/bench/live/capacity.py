@@ -20,7 +20,7 @@ import numpy as np
 from harpagon.bench.live.cluster import start_cluster
 from harpagon.bench.live.configs import CAPACITY_FRAME, CAPACITY_SLO_MS, FrameKind, capacity_workload
 from harpagon.bench.live.load import python_sender
-from harpagon.bench.live.measure import LATE_SEND_MS, app_load, cpu_children, cpu_self, kept
+from harpagon.bench.live.measure import LATE_SEND_MS, app_load, cpu_children, cpu_of, cpu_self, kept
 from harpagon.bench.live.perf_analyzer import intervals_file, pa_records, run_pa
 from harpagon.bench.live.results import Capacity, Step
 from harpagon.bench.report import percentiles
@@ -93,16 +93,19 @@ async def search_async(measure: Callable[[float], Awaitable[Step]], start: float
 
 
 async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, console,
-                        profile_to: Path | None = None, streaming: bool = False, kind: FrameKind | None = None) -> Step:
+                        profile_to: Path | None = None, streaming: bool = False, kind: FrameKind | None = None,
+                        frontends: int = 1) -> Step:
     """One bounded run of the one-module app at `rate`: fresh cluster sized by the planner, Poisson
     arrivals (perf_analyzer with the seeded intervals, or the Python sender), attainment against the
     plan's Poisson promise. With a frame `kind` the app declares that kind's frames and the Python
-    sender sends them, whatever `use_pa` says (so that every kind is measured under one generator)."""
-    w = capacity_workload(rate, kind)
-    use_pa = use_pa and kind is None
+    sender sends them, whatever `use_pa` says (so that every kind is measured under one generator).
+    With `frontends` > 1 the Python sender spreads the frames over them, and the serving processes'
+    CPU is this process's and the other frontends'."""
+    w = capacity_workload(rate, kind, frontends)
+    use_pa = use_pa and kind is None and frontends == 1
     n = w.serve.workers[0].count
     try:
-        cluster = await start_cluster(w, console)
+        cluster = await start_cluster(w, console, frontends=frontends)
     except Exception as exc:
         return Step(rate, False, workers=n, why=f"cluster did not start: {exc}")
     prof = cProfile.Profile() if profile_to else None
@@ -110,7 +113,8 @@ async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, co
         plan = cluster.controller.plan
         goal = target(plan.promise, "poisson")
         plans0 = cluster.controller.plans
-        cpu0, child0 = cpu_self(), cpu_children()
+        others = [p.pid for p in cluster.frontend_processes]
+        cpu0, child0, others0 = cpu_self(), cpu_children(), cpu_of(others)
         if prof:
             prof.enable()
         if use_pa:
@@ -123,7 +127,7 @@ async def capacity_step(rate: float, seconds: float, use_pa: bool, seed: int, co
                                                         kind.encoding if kind else "raw")
         if prof:
             prof.disable()
-        cpu, child = cpu_self() - cpu0, cpu_children() - child0
+        cpu, child = cpu_self() - cpu0 + cpu_of(others) - others0, cpu_children() - child0
         ld = app_load("one", rate, CAPACITY_SLO_MS, rec["latency_ms"], rec["status"])
         p50, p99, _, _ = percentiles(ld.latencies)
         ok = bool(kept(ld, goal))
@@ -152,7 +156,7 @@ async def _python_rate_run(cluster, rate: float, seconds: float, seed: int, fram
     records, offered rate (frames sent on time, per second), wall seconds of sending."""
     t0 = time.perf_counter()
     times = send_times(rate, seconds, "poisson", np.random.default_rng([seed, 0]))
-    data = await python_sender(f"{cluster.host}:{cluster.port}", frame_shape, {"one": times}, 10.0, encoding)
+    data = await python_sender(cluster.addresses, frame_shape, {"one": times}, 10.0, encoding)
     a = data["apps"][0]
     sent = np.asarray(a["sent"], float)
     on_time = np.isfinite(sent) & ((sent - times) * 1000 <= LATE_SEND_MS)

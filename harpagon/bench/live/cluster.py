@@ -78,14 +78,16 @@ async def run_arrivals(cluster, config: str, arrivals: str, seconds: float, seed
     return r
 
 
-async def start_cluster(workload, console, unix_sockets: bool = True):
-    """`LocalCluster` of `workload` in this process, once it is ready (stopped if it never is)."""
+async def start_cluster(workload, console, unix_sockets: bool = True, frontends: int = 1):
+    """`LocalCluster` of `workload` in this process (its first frontend; the others processes of their
+    own), once it is ready (stopped if it never is)."""
     from harpagon.runtime.serve import LocalCluster
 
     # The bench sends at the configured rates in runs with idle gaps between them; the controller would
     # read a gap as a rate drop and re-plan for a lower rate, so its rate-driven re-planning is off here
     # (any other re-plan, such as calibration's, still happens and is counted).
-    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, follow_rates=False, unix_sockets=unix_sockets)
+    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, follow_rates=False, unix_sockets=unix_sockets,
+                           frontends=frontends)
     await cluster.start()
     try:
         await cluster.ready(timeout_s=180)

@@ -84,10 +84,12 @@ def parse_frame_kinds(text: str) -> tuple[FrameKind, ...]:
 DEFAULT_FRAME_KINDS = parse_frame_kinds("8x8,640x480,640x480:jpeg,1280x720,1280x720:jpeg")
 
 
-def capacity_workload(rate: float, kind: FrameKind | None = None):
+def capacity_workload(rate: float, kind: FrameKind | None = None, frontends: int = 1):
     """A one-module app at `rate` on as many emulated V100s as the planner wants for it; with `kind`,
     clients send that kind's frames and the app declares them (`frame`), so that the plan and the
-    emulated workers charge each request its frame's decode (the workers sleep it, never decode)."""
+    emulated workers charge each request its frame's decode (the workers sleep it, never decode). With
+    `frontends` > 1, as many as the plan of its streams over that many frontends wants
+    (planner/streams.py)."""
     import yaml
 
     from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
@@ -105,9 +107,17 @@ def capacity_workload(rate: float, kind: FrameKind | None = None):
     })
     serve = ServeConfig(input_shape=CAPACITY_INPUT, frame_shape=CAPACITY_FRAME if kind is None else kind.shape,
                         overhead_ms=5, max_utilization=0.8)
-    n = harpagon_plan(w, settings_of(serve)).workers_by_hardware().get("v100", 1)
+    n = harpagon_plan(planned_for(w, serve, frontends), settings_of(serve)).workers_by_hardware().get("v100", 1)
     return w.model_copy(update={"serve": serve.model_copy(update={"workers": (WorkerGroup(device="emulated:v100",
                                                                                           count=max(1, n)),)})})
+
+
+def planned_for(workload, serve, frontends: int):
+    """What the controller plans `workload` as with `frontends` frontends (their ids as `serve` names them)."""
+    from harpagon.planner.streams import split_streams
+
+    ids = [f"frontend-{i}" for i in range(frontends)] if frontends > 1 else []
+    return split_streams(workload, ids, serve.split_rate, serve.overhead_ms).workload
 
 
 def with_emulated_serve(workload, dispatch: str | None = None):

@@ -127,19 +127,22 @@ def _nan_list(xs: list) -> list[float]:
     return [math.nan if x is None else float(x) for x in xs]
 
 
-async def python_sender(address: str, frame_shape: Sequence[int], schedules: dict[str, np.ndarray],
+async def python_sender(address: str | Sequence[str], frame_shape: Sequence[int], schedules: dict[str, np.ndarray],
                         timeout_s: float, encoding: str = "raw") -> dict:
     """Run the Python sender over `schedules` (app -> send offsets, s) in processes of their own, one
-    per SENDER_RATE frames/s (at most 4), each taking every k-th frame of every app, its frames
-    `frame_shape` in `encoding` (raw or jpeg); the per-frame records come back merged in schedule
-    order, with the size of a request (`request_bytes`, of the first app)."""
+    per SENDER_RATE frames/s (at most 4; at least one per address), each taking every k-th frame of
+    every app, its frames `frame_shape` in `encoding` (raw or jpeg); process j sends to address j mod
+    the addresses (several frontends: the frames spread over them). The per-frame records come back
+    merged in schedule order, with the size of a request (`request_bytes`, of the first app)."""
+    addresses = [address] if isinstance(address, str) else list(address)
     total = sum(len(v) / max(float(v[-1]), 1e-9) for v in schedules.values() if len(v))
-    k = max(1, min(4, math.ceil(total / SENDER_RATE)))
+    k = max(len(addresses), min(4, math.ceil(total / SENDER_RATE)))
     delay = 1.5 + 0.2 * k  # the processes start together once all are up
     start_at = time.time() + delay
     longest = max((float(v[-1]) for v in schedules.values() if len(v)), default=0.0)
-    parts = await asyncio.gather(*(_sender_process(address, frame_shape, {a: v[j::k] for a, v in schedules.items()},
-                                                   timeout_s, start_at, longest, encoding) for j in range(k)))
+    parts = await asyncio.gather(*(_sender_process(addresses[j % len(addresses)], frame_shape,
+                                                   {a: v[j::k] for a, v in schedules.items()}, timeout_s, start_at,
+                                                   longest, encoding) for j in range(k)))
     apps = []
     for name, v in schedules.items():
         merged: dict[str, Any] = {"name": name, "times": v.tolist(), "errors": {}}

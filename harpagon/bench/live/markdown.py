@@ -28,6 +28,7 @@ def build_markdown(rep: Report, plots: Sequence[str] = ()) -> str:
     L += _capacity_section(rep, plots)
     L += _profile_section(rep)
     L += _frame_kinds_section(rep)
+    L += _scale_out_section(rep)
     L += _perf_analyzer_section(rep)
     return "\n".join(L) + "\n"
 
@@ -309,6 +310,44 @@ def _frame_kinds_section(rep: Report) -> list[str]:
             f" at ≤ {most_cpu:g}x its server CPU per frame" if most_cpu is not None else "")
         L.append(f"- {text}: {_goal_verdict(by.get(name, (0, None))[1], base, base_cpu, least, most_cpu)}")
     return L + [""]
+
+
+def _scale_out_section(rep: Report) -> list[str]:
+    """Per number of frontends: the frames/s kept, the serving processes' cores and CPU per frame at that
+    rate, frames/s kept per core against one frontend's, and the plan's cost against one frontend's."""
+    if not rep.scale_out:
+        return []
+    rows = []
+    per_core: dict[int, float] = {}
+    for so in rep.scale_out:
+        step = _best_step(so.capacity)
+        cores = step.server_cores if step else math.nan
+        per_core[so.frontends] = (so.capacity.best or math.nan) / cores if cores else math.nan
+    base = per_core.get(1, math.nan)
+    for so in rep.scale_out:
+        step = _best_step(so.capacity)
+        ratio = _ratio(per_core[so.frontends], base)
+        rows.append([str(so.frontends), _kept_cell(so.capacity),
+                     "-" if so.capacity.first_failure is None else f"{so.capacity.first_failure:.0f}",
+                     str(step.workers) if step else "-", fmt(step.server_cores if step else math.nan, ".2f"),
+                     fmt(step.server_cpu_per_frame_ms if step else math.nan, ".3f"), fmt(per_core[so.frontends], ".0f"),
+                     "-" if math.isnan(ratio) else f"{ratio:.2f}x",
+                     f"${so.cost_per_hour:.3f} / ${so.one_frontend_cost_per_hour:.3f}"
+                     if not math.isnan(so.cost_per_hour) else "-"])
+    return ["### Frontend scale-out", "",
+            ("The capacity search of the one-module app (ResNet-50 on emulated V100s, 8x8 frames, Poisson "
+             "arrivals, the Python sender) through N frontends: `harpagon serve --frontends N` (the first in this "
+             "process with the controller, the others processes of their own), the sender's processes spreading "
+             "the frames over them. The plan shares the app as docs/model.md, \"Several frontends\" says: one "
+             "stream per frontend where the rate per frontend is at least `split_rate` (500 frames/s), else one "
+             "owner that the others forward to. *Cores*: CPU seconds per second of the serving processes (this "
+             "process, frontend and controller, and the other frontends), at the highest kept rate. *Per core*: "
+             "the highest kept rate over those cores. *Plan cost*: the plan at that rate for N frontends against "
+             "one frontend's at the same rate (planner only). Every process, the sender's too, shares this "
+             "machine's cores, so the aggregate cannot grow past them: compare the per-core figures."), "",
+            *md_table(["frontends", "highest kept/s", "lowest failed/s", "workers", "cores", "CPU ms/frame",
+                       "frames/s per core", "per core / 1 frontend", "plan cost (N / 1 frontend)"], rows,
+                      right=range(1, 9)), ""]
 
 
 def _first_cpu(cap: Capacity | None) -> float:

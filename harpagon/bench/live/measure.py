@@ -5,8 +5,10 @@ prediction, the split of a hop, and the CPU the serving process spent."""
 from __future__ import annotations
 
 import math
+import os
 import resource
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +86,19 @@ def hop_rows(stats: dict[tuple[str, str], Any] | None) -> list[dict[str, Any]]:
 def cpu_self() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def cpu_of(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) the live processes `pids` used so far (Linux /proc; 0 for one gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
+    return total
 
 
 def cpu_children() -> float:

@@ -116,6 +116,17 @@ class Capacity:
 
 
 @dataclass
+class ScaleOut:
+    """The capacity search through `frontends` frontends, and the plan's cost at its highest kept rate
+    against one frontend's plan at the same rate (planner only)."""
+
+    frontends: int
+    capacity: Capacity
+    cost_per_hour: float = math.nan
+    one_frontend_cost_per_hour: float = math.nan
+
+
+@dataclass
 class Report:
     command: str
     date: str
@@ -131,6 +142,8 @@ class Report:
     frame_kinds: list[tuple[str, int, Capacity]] = field(default_factory=list)
     """Per frame kind asked (`FrameKind.name`, e.g. "1280x720 JPEG"): the size of one request on the wire,
     bytes, and the capacity search of the one-module app with those frames (the Python sender)."""
+    scale_out: list[ScaleOut] = field(default_factory=list)
+    """The capacity search of the one-module app through 1, 2, 4, ... frontends (`--frontends`)."""
     elapsed_s: float = math.nan
     machine: str = ""
     notes: list[str] = field(default_factory=list)

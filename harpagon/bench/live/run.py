@@ -21,7 +21,7 @@ from harpagon.bench.live.load import request_bytes
 from harpagon.bench.live.markdown import build_markdown
 from harpagon.bench.live.perf_analyzer import PERF_ANALYZER
 from harpagon.bench.live.plots import plots
-from harpagon.bench.live.results import Capacity, ClusterResult, Report, Step
+from harpagon.bench.live.results import Capacity, ClusterResult, Report, ScaleOut, Step
 from harpagon.bench.report import ROOT, fmt, machine
 from harpagon.runtime.promise import floor_pct, goal_text
 
@@ -29,7 +29,8 @@ from harpagon.runtime.promise import floor_pct, goal_text
 async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: str, *, seed: int = 0,
                     perf_analyzer: bool = True, quick: bool = False, capacity: bool = True,
                     capacity_limit: float = 8000.0, console=None, rate_scale: float = 1.0,
-                    warmup_s: float = 0.0, frame_kinds: Sequence[FrameKind] = ()) -> Path:
+                    warmup_s: float = 0.0, frame_kinds: Sequence[FrameKind] = (),
+                    frontends: Sequence[int] = ()) -> Path:
     from rich.console import Console
 
     from harpagon.config import load_workload
@@ -58,9 +59,10 @@ async def run_bench(configs: Sequence[str], seconds: float, out: Path, command: 
     if capacity:
         cap, cap_streaming, profile_text = await _capacity_search(seed, console, pa, quick, capacity_limit)
     kinds = await _frame_kind_search(frame_kinds, seed, console, quick, capacity_limit, notes) if frame_kinds else []
+    scale_out = await _scale_out_search(frontends, seed, console, quick, capacity_limit, notes) if frontends else []
     rep = Report(command, time.strftime("%Y-%m-%d %H:%M %Z"), seconds, clusters, cap, generator, profile_text,
                  elapsed_s=time.perf_counter() - started, machine=machine(), notes=notes,
-                 capacity_streaming=cap_streaming, transports=transports, frame_kinds=kinds)
+                 capacity_streaming=cap_streaming, transports=transports, frame_kinds=kinds, scale_out=scale_out)
     return write_report(rep, out)
 
 
@@ -150,6 +152,44 @@ async def _frame_kind_search(kinds: Sequence[FrameKind], seed: int, console, qui
             notes.append(f"The capacity search with {kind.name} frames did not run: {type(exc).__name__}: {exc}")
             continue
         out.append((kind.name, size, cap))
+    return out
+
+
+async def _scale_out_search(frontends: Sequence[int], seed: int, console, quick: bool, capacity_limit: float,
+                            notes: list[str]) -> list[ScaleOut]:
+    """The capacity search through each number of frontends (the Python sender spreading the frames over
+    them), and each one's plan cost at its highest kept rate against one frontend's at that rate."""
+    from harpagon.bench.live.configs import capacity_workload, planned_for
+    from harpagon.planner.harpagon import plan as harpagon_plan
+    from harpagon.runtime.controller.controller import settings_of
+
+    step_s = 6.0 if quick else 9.0
+    out = []
+    for n in frontends:
+        console.print(f"capacity through {n} frontend(s) (the Python sender)")
+
+        def progress(s: Step, n: int = n) -> None:
+            console.print(f"  {n} frontends, {s.rate:g}/s on {s.workers} workers: {floor_pct(s.attainment)} "
+                          f"(promise {goal_text(s.goal)}), offered {fmt(s.offered, '.0f')}/s, serving processes "
+                          f"{fmt(s.server_cores, '.2f')} cores, client {fmt(s.client_cores, '.2f')} cores: "
+                          + ("kept" if s.ok else s.why))
+
+        try:
+            cap = await search_async(lambda r, n=n: capacity_step(r, step_s, False, seed, console, frontends=n),
+                                     start=250.0 if not quick else 500.0,
+                                     limit=capacity_limit if not quick else 2000.0,
+                                     bisect_steps=0 if quick else 3, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - one count's failure is a note, not the end
+            console.print(f"[red]{n} frontends: {exc}[/red]")
+            notes.append(f"The capacity search through {n} frontends did not run: {type(exc).__name__}: {exc}")
+            continue
+        row = ScaleOut(n, cap)
+        if cap.best is not None:
+            w = capacity_workload(cap.best)
+            settings = settings_of(w.serve)
+            row.cost_per_hour = harpagon_plan(planned_for(w, w.serve, n), settings).cost_per_hour
+            row.one_frontend_cost_per_hour = harpagon_plan(w, settings).cost_per_hour
+        out.append(row)
     return out
 
 

@@ -49,7 +49,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -94,9 +93,6 @@ from harpagon.runtime.wire.routes import AppRoute, ModuleRoute, OutputSpec, Rout
 
 __all__ = ["AppCounters", "DeadlineExceeded", "FrontendDataPlane", "LiveModule", "ResourceExhausted", "Unavailable",
            "admission_limit", "batch_of"]
-
-if TYPE_CHECKING:
-    from tritonclient.grpc import service_pb2 as pb
 
 log = logging.getLogger("harpagon.frontend")
 
@@ -505,9 +501,9 @@ class FrontendDataPlane:
         return self.owners.owner(app_name)
 
     async def forward(self, app_name: str, to: StreamRoute, request: bytes,
-                      remaining_s: float | None) -> pb.ModelInferResponse | None:
-        """The owner's answer to a forwarded frame (its status raised as a fault); None when the owner
-        could not be reached: serve the frame here, in `to`'s stream."""
+                      remaining_s: float | None) -> bytes | None:
+        """The owner's answer to a forwarded frame, serialised (its status raised as a fault); None when
+        the owner could not be reached: serve the frame here, in `to`'s stream."""
         app = self.check(app_name)
         timeout = app.slo_ms / 1000.0 if remaining_s is None else min(remaining_s, app.slo_ms / 1000.0)
         try:

@@ -81,13 +81,21 @@ def was_forwarded(request: pb.ModelInferRequest) -> bool:
     return FORWARDED in request.parameters and request.parameters[FORWARDED].bool_param
 
 
-def forward_request(request: pb.ModelInferRequest, raw: list[bytes | memoryview]) -> bytes:
-    """The client's request, marked forwarded, serialised with its raw tensors (those of a big one are
-    kept apart by the servicer, as views of the client's message, and appended): one copy of the frame."""
+#: The mark, serialised: appended to a request's bytes, it adds the parameter to it (protobuf merges them).
+_MARK = pb.ModelInferRequest(parameters={FORWARDED: pb.InferParameter(bool_param=True)}).SerializeToString()
+
+
+def forward_request(call) -> bytes:
+    """The client's request (a servicer's `InferCall`) as it came, marked forwarded: its bytes with the
+    mark appended, never parsed again (one copy of the frame); a request without its bytes (built in
+    process) serialised, its raw tensors (kept apart for a big one) appended."""
+    if call.data is not None:
+        return call.data + _MARK
+    request = call.request
     request.parameters[FORWARDED].bool_param = True
-    if request.raw_input_contents:  # a small request, parsed whole: its tensors are in it
+    if request.raw_input_contents:  # parsed whole: its tensors are in it
         return request.SerializeToString()
-    return request.SerializeToString() + frames.bytes_fields(_RAW_FIELD, raw)
+    return request.SerializeToString() + frames.bytes_fields(_RAW_FIELD, list(call.raw))
 
 
 class Unreachable(Exception):
@@ -108,14 +116,13 @@ class Peers:
             channel = (grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(self.tls.ca or None),
                                                options=CHANNEL_OPTIONS) if self.tls is not None
                        else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
-            call = channel.unary_unary(_INFER, request_serializer=None,
-                                       response_deserializer=pb.ModelInferResponse.FromString)
+            call = channel.unary_unary(_INFER, request_serializer=None, response_deserializer=None)
             held = self._calls[address] = (channel, call)
         return held[1]
 
-    async def infer(self, address: str, data: bytes, timeout_s: float) -> pb.ModelInferResponse:
-        """The owner's answer; raises Unreachable when the owner is not there (to serve the frame here),
-        else the owner's status as a fault (the client's answer)."""
+    async def infer(self, address: str, data: bytes, timeout_s: float) -> bytes:
+        """The owner's answer, serialised (relayed as it is); raises Unreachable when the owner is not
+        there (to serve the frame here), else the owner's status as a fault (the client's answer)."""
         try:
             return await self._call(address)(data, timeout=timeout_s, wait_for_ready=False)
         except grpc.aio.AioRpcError as exc:

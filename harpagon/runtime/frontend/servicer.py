@@ -131,6 +131,8 @@ class InferCall:
 
     request: pb.ModelInferRequest
     raw: Sequence[bytes | memoryview]
+    data: bytes | None = None
+    """The message as it came (what a frame forwarded to another frontend is sent as, unparsed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +154,15 @@ def decode_infer(data: bytes) -> InferCall | Undecodable | Oversized:
     try:
         if len(data) < CUT_MIN_BYTES:
             request = pb.ModelInferRequest.FromString(data)
-            return InferCall(request, request.raw_input_contents)
+            return InferCall(request, request.raw_input_contents, data)
         cut = cut_bytes_field(data, _RAW_FIELD)
         rest, raw = cut if cut is not None else (data, [])
         if len(rest) > MAX_FIELDS_BYTES:
             return Oversized(len(rest))
         if cut is None:  # not plain at its top level: the parser decides
             request = pb.ModelInferRequest.FromString(data)
-            return InferCall(request, request.raw_input_contents)
-        return InferCall(pb.ModelInferRequest.FromString(rest), raw)
+            return InferCall(request, request.raw_input_contents, data)
+        return InferCall(pb.ModelInferRequest.FromString(rest), raw, data)
     except Exception as exc:  # noqa: BLE001 - DecodeError, or whatever else bad bytes raise
         return Undecodable(f"{type(exc).__name__}: {exc}", len(data))
 
@@ -311,9 +313,10 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
     # --- inference ----------------------------------------------------------------------------
 
     async def _infer(self, call: InferCall | pb.ModelInferRequest | Undecodable | Oversized,
-                     remaining_s: float | None = None) -> pb.ModelInferResponse:
+                     remaining_s: float | None = None) -> pb.ModelInferResponse | bytes:
         """`remaining_s`: the client's own deadline, if it set one (a frame is due at the earlier of it
-        and its SLO)."""
+        and its SLO). A frame forwarded to the frontend owning its app's stream is answered with the
+        owner's response as it came (serialised)."""
         if isinstance(call, Undecodable):
             raise InvalidArgument(call.message)
         if isinstance(call, Oversized):
@@ -327,8 +330,8 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
         stream = None
         if not peers.was_forwarded(request) and (owner := self.plane.owner(request.model_name)) is not None:
             # another frontend owns the app's stream: its batches fill there (docs/model.md, "Several frontends")
-            forwarded = await self.plane.forward(request.model_name, owner,
-                                                 peers.forward_request(request, list(call.raw)), remaining_s)
+            forwarded = await self.plane.forward(request.model_name, owner, peers.forward_request(call),
+                                                 remaining_s)
             if forwarded is not None:
                 return forwarded
             stream = owner.name  # the owner is gone: served here, in its stream
@@ -399,7 +402,10 @@ class TritonServicer(rpc.GRPCInferenceServiceServicer):
             rid = ("" if isinstance(request, Undecodable | Oversized)
                    else (request.request if isinstance(request, InferCall) else request).id[:MAX_ID])
             try:
-                replies.put_nowait(pb.ModelStreamInferResponse(infer_response=await self._infer(request)))
+                response = await self._infer(request)
+                if isinstance(response, bytes):  # forwarded: the owner's answer, serialised
+                    response = pb.ModelInferResponse.FromString(response)
+                replies.put_nowait(pb.ModelStreamInferResponse(infer_response=response))
             except Exception as exc:  # every request of a stream gets a response; the stream goes on
                 if isinstance(exc, RuntimeFault):
                     message = f"{exc.code}: {exc}"
@@ -476,6 +482,11 @@ def _guarded(method: Callable) -> Callable:
     return handler
 
 
+def _infer_response(response: pb.ModelInferResponse | bytes) -> bytes:
+    """A response, or one already serialised (another frontend's answer to a frame forwarded to it)."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
 def handlers(servicer: TritonServicer) -> dict[str, grpc.RpcMethodHandler]:
     """The service's methods that the servicer implements (others answer UNIMPLEMENTED), each with a
     request decoder that never raises (see :class:`Undecodable`)."""
@@ -484,7 +495,8 @@ def handlers(servicer: TritonServicer) -> dict[str, grpc.RpcMethodHandler]:
         if m.name not in vars(TritonServicer):
             continue
         decode = decode_infer if m.input_type.name == "ModelInferRequest" else _decoder(getattr(pb, m.input_type.name))
-        encode = getattr(pb, m.output_type.name).SerializeToString
+        encode = (_infer_response if m.output_type.name == "ModelInferResponse"
+                  else getattr(pb, m.output_type.name).SerializeToString)
         method = getattr(servicer, m.name)
         if m.client_streaming and m.server_streaming:
             out[m.name] = grpc.stream_stream_rpc_method_handler(method, request_deserializer=decode,
