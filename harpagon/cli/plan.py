@@ -89,6 +89,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     workload = load_config(args.files)
     if workload is None:
         return EXIT_INVALID
+    if not 0 < args.split_rate < float("inf"):
+        print(f"harpagon plan: --split-rate must be a number > 0, got {args.split_rate:g}", file=sys.stderr)
+        return EXIT_INVALID
     if args.frontends > 1:
         from harpagon.planner.streams import split_streams
 

@@ -16,6 +16,7 @@ from harpagon.bench.live.configs import (
     FrameKind,
     capacity_workload,
     parse_frame_kinds,
+    planned_for,
     with_emulated_serve,
 )
 from harpagon.bench.live.load import DROPPED, FAILED, NO_REPLY, OK, _requests, request_bytes
@@ -30,6 +31,7 @@ from harpagon.bench.live.results import (
     ModuleResult,
     Report,
     RunResult,
+    ScaleOut,
     Step,
 )
 from harpagon.bench.report import md_table
@@ -388,3 +390,43 @@ def test_the_frame_kinds_steps_are_written_as_a_csv_beside_the_report(tmp_path):
     jpeg = [r for r in rows if r["frames"] == "1280x720 JPEG"]
     assert len(jpeg) == len(rep.frame_kinds[1][2].steps) and jpeg[0]["request_bytes"] == "249077"
     assert jpeg[0]["why"].startswith("client-bound") and jpeg[0]["server_cpu_ms_per_frame"] == "0.7000"
+
+
+def test_report_shows_the_frontend_scale_out_per_core_and_the_plan_cost():
+    rep = _report(None)
+    one = Capacity(1000.0, 2000.0, [Step(1000.0, True, 1.0, 0.99, 1000, 990, 5, 9, 0.5, 0.5, 0.2, 1),
+                                    Step(2000.0, False, 0.5, 0.99, 2000, 1500, 50, 300, 0.6, 1.0, 0.4, 2, why="missed")])
+    two = Capacity(1500.0, None, [Step(1500.0, True, 1.0, 0.99, 1500, 1490, 5, 9, 0.6, 1.0, 0.3, 2)])
+    rep.scale_out = [ScaleOut(1, one, 3.06, 3.06), ScaleOut(2, two, 6.12, 3.06), ScaleOut(4, Capacity(None, 250.0, []))]
+    md = build_markdown(rep)
+    assert "### Frontend scale-out" in md
+    # per core: 1000 / 0.5 = 2000; 1500 / 1.0 = 1500, 0.75x of one frontend's
+    assert "| 1 | 1000 | 2000 | 1 | 0.50 | 0.500 | 2000 | 1.00x | $3.060 / $3.060 |" in md
+    assert "| 2 | ≥ 1500 | - | 2 | 1.00 | 0.600 | 1500 | 0.75x | $6.120 / $3.060 |" in md
+    assert "| 4 | none | 250 | - | - | - | - | - | - |" in md
+
+
+def test_bench_live_takes_frontend_counts():
+    from harpagon.cli.bench import _counts
+
+    assert _counts("1,2,4,2") == (1, 2, 4) and _counts("none") == ()
+    for bad, named in (("0", "from 1 to 16"), ("two", "'two' is not a whole number"), ("17", "from 1 to 16")):
+        with pytest.raises(ValueError, match=named):
+            _counts(bad)
+
+
+def test_the_capacity_app_is_sized_for_its_streams_over_the_frontends():
+    one, two = capacity_workload(1000.0), capacity_workload(1000.0, frontends=2)
+    assert one.serve.workers[0].count >= 1 and two.serve.workers[0].count >= 1
+    assert [a.name for a in planned_for(two, two.serve, 2).apps] == ["one#0", "one#1"]  # 500/s each: split
+    assert [a.name for a in planned_for(one, one.serve, 2).apps] == ["one#0", "one#1"]
+    assert [a.name for a in planned_for(capacity_workload(600.0), one.serve, 2).apps] == ["one"]  # 300/s: owned
+
+
+def test_cpu_of_reads_a_live_process_and_skips_a_gone_one():
+    import os
+
+    from harpagon.bench.live.measure import cpu_of
+
+    sum(i * i for i in range(200_000))  # some CPU of this process's own
+    assert cpu_of([os.getpid()]) > 0 and cpu_of([2**22 + 12345]) == 0.0

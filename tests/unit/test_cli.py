@@ -67,3 +67,17 @@ def test_plan_with_a_baseline_marks_shared_gpus(write_yaml, capsys):
     with pytest.raises(SystemExit) as info:
         main(["plan", str(path), "--planner", "nope"])
     assert info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_plan_for_several_frontends_plans_their_streams(write_yaml, capsys):
+    data = copy.deepcopy(BASE)
+    data["apps"] = [{"name": n, "rate": r, "slo_ms": 100, "modules": [{"name": "m", "model": "resnet50"}]}
+                    for n, r in (("big", 1200), ("small", 20))]
+    path = str(write_yaml(data))
+    assert main(["plan", path, "--json", "--frontends", "2", "--split-rate", "500", "--arrivals", "fluid"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(a["name"] for a in json.loads(captured.out)["apps"]) == ["big#0", "big#1", "small"]
+    assert "frontend-0: 620 frames/s, streams ['big#0', 'small']" in captured.err  # small: the least loaded, first id
+    assert "frontend-1: 600 frames/s, streams ['big#1']" in captured.err
+    assert main(["plan", path, "--frontends", "2", "--split-rate", "0"]) == 2
+    assert "--split-rate must be a number > 0, got 0" in capsys.readouterr().err

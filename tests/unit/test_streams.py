@@ -151,3 +151,38 @@ def test_a_frontend_joining_or_leaving_makes_the_controller_share_the_apps_anew(
     assert not h.tables[2][0].apps["cam"].streams
     h.c.frontend_left("f0")  # no plan shares the apps any more: nothing to re-plan
     assert not h.c.dirty
+
+
+def test_a_frontend_leaves_when_its_last_route_stream_ends():
+    """A frontend re-connecting may hold two streams for a while: it leaves when the last one ends; one
+    that says no address takes no apps (it is not a member)."""
+    from types import SimpleNamespace
+
+    from harpagon.runtime.controller.servicer import ControllerServicer, RoutesHub
+    from harpagon.v1 import controller_pb2 as cpb
+
+    events: list[tuple[str, str]] = []
+    controller = SimpleNamespace(frontend_joined=lambda f, a: events.append(("joined", f)),
+                                 frontend_left=lambda f: events.append(("left", f)))
+    servicer = ControllerServicer(controller, RoutesHub())
+
+    async def scenario():
+        streams = [servicer.WatchRoutes(cpb.WatchRoutesRequest(frontend_id=f, address=a), None)
+                   for f, a in (("f0", "h:1"), ("f0", "h:1"), ("anon", ""))]
+        tasks = [asyncio.ensure_future(s.__anext__()) for s in streams]
+        await asyncio.sleep(0)
+        assert events == [("joined", "f0"), ("joined", "f0")]
+        tasks[0].cancel()
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        await streams[0].aclose()
+        assert events[-1] == ("joined", "f0")  # the other stream still open
+        tasks[1].cancel()
+        await asyncio.gather(tasks[1], return_exceptions=True)
+        await streams[1].aclose()
+        assert events[-1] == ("left", "f0")
+        tasks[2].cancel()
+        await asyncio.gather(tasks[2], return_exceptions=True)
+        await streams[2].aclose()
+        assert ("left", "anon") not in events
+
+    asyncio.run(scenario())

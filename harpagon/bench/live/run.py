@@ -125,33 +125,40 @@ async def _capacity_search(seed: int, console, pa: bool, quick: bool,
     return cap, cap_streaming, profile_text
 
 
+async def _one_search(label: str, step, console, quick: bool, capacity_limit: float,
+                      notes: list[str]) -> Capacity | None:
+    """The capacity search (doubling, then bisection, with the start, limit and bisections of the
+    capacity search) of `step(rate)`, its steps printed under `label`; None, and a note in the report,
+    when it fails."""
+    def progress(s: Step) -> None:
+        console.print(f"  {label} {s.rate:g}/s on {s.workers} workers: {floor_pct(s.attainment)} "
+                      f"(promise {goal_text(s.goal)}), offered {fmt(s.offered, '.0f')}/s, serving processes "
+                      f"{fmt(s.server_cpu_per_frame_ms, '.3f')} ms/frame, {fmt(s.server_cores, '.2f')} cores, "
+                      f"client {fmt(s.client_cores, '.2f')} cores: " + ("kept" if s.ok else s.why))
+
+    try:
+        return await search_async(step, start=250.0 if not quick else 500.0,
+                                  limit=capacity_limit if not quick else 2000.0,
+                                  bisect_steps=0 if quick else 3, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - one search's failure is a note, not the end
+        console.print(f"[red]{label}: {exc}[/red]")
+        notes.append(f"The capacity search with {label} did not run: {type(exc).__name__}: {exc}")
+        return None
+
+
 async def _frame_kind_search(kinds: Sequence[FrameKind], seed: int, console, quick: bool, capacity_limit: float,
                              notes: list[str]) -> list[tuple[str, int, Capacity]]:
     """The capacity search once per frame kind, every kind under the Python sender (its 8x8 baseline
-    too), with the start, limit and bisections of the capacity search; a kind whose search fails is a
-    note in the report, not the end."""
+    too)."""
     step_s = 6.0 if quick else 9.0
     out = []
     for kind in kinds:
         console.print(f"capacity with {kind.name} frames (the Python sender)")
-
-        def progress(s: Step, name: str = kind.name) -> None:
-            console.print(f"  {name} {s.rate:g}/s on {s.workers} workers: {floor_pct(s.attainment)} "
-                          f"(promise {goal_text(s.goal)}), offered {fmt(s.offered, '.0f')}/s, server "
-                          f"{fmt(s.server_cpu_per_frame_ms, '.3f')} ms/frame, {fmt(s.server_cores, '.2f')} cores, "
-                          f"client {fmt(s.client_cores, '.2f')} cores: " + ("kept" if s.ok else s.why))
-
-        try:
-            size = request_bytes(kind.shape, kind.encoding)
-            cap = await search_async(lambda r, k=kind: capacity_step(r, step_s, False, seed, console, kind=k),
-                                     start=250.0 if not quick else 500.0,
-                                     limit=capacity_limit if not quick else 2000.0,
-                                     bisect_steps=0 if quick else 3, progress=progress)
-        except Exception as exc:  # noqa: BLE001 - one kind's failure is a note, not the end
-            console.print(f"[red]{kind.name}: {exc}[/red]")
-            notes.append(f"The capacity search with {kind.name} frames did not run: {type(exc).__name__}: {exc}")
-            continue
-        out.append((kind.name, size, cap))
+        cap = await _one_search(f"{kind.name} frames",
+                                lambda r, k=kind: capacity_step(r, step_s, False, seed, console, kind=k),
+                                console, quick, capacity_limit, notes)
+        if cap is not None:
+            out.append((kind.name, request_bytes(kind.shape, kind.encoding), cap))
     return out
 
 
@@ -167,21 +174,10 @@ async def _scale_out_search(frontends: Sequence[int], seed: int, console, quick:
     out = []
     for n in frontends:
         console.print(f"capacity through {n} frontend(s) (the Python sender)")
-
-        def progress(s: Step, n: int = n) -> None:
-            console.print(f"  {n} frontends, {s.rate:g}/s on {s.workers} workers: {floor_pct(s.attainment)} "
-                          f"(promise {goal_text(s.goal)}), offered {fmt(s.offered, '.0f')}/s, serving processes "
-                          f"{fmt(s.server_cores, '.2f')} cores, client {fmt(s.client_cores, '.2f')} cores: "
-                          + ("kept" if s.ok else s.why))
-
-        try:
-            cap = await search_async(lambda r, n=n: capacity_step(r, step_s, False, seed, console, frontends=n),
-                                     start=250.0 if not quick else 500.0,
-                                     limit=capacity_limit if not quick else 2000.0,
-                                     bisect_steps=0 if quick else 3, progress=progress)
-        except Exception as exc:  # noqa: BLE001 - one count's failure is a note, not the end
-            console.print(f"[red]{n} frontends: {exc}[/red]")
-            notes.append(f"The capacity search through {n} frontends did not run: {type(exc).__name__}: {exc}")
+        cap = await _one_search(f"{n} frontends", lambda r, n=n: capacity_step(r, step_s, False, seed, console,
+                                                                                frontends=n),
+                                console, quick, capacity_limit, notes)
+        if cap is None:
             continue
         row = ScaleOut(n, cap)
         if cap.best is not None:

@@ -635,6 +635,9 @@ class Controller:
         log.info("plan %d in force: $%.3f/h, %d workers, apps %s%s, %s; planned in %.1f s", self.version,
                  plan.cost_per_hour, sum(plan.workers_by_hardware().values()), [a.name for a in plan.apps],
                  f", refused {sorted(refused)}" if refused else "", describe(plan.promise), planning_s)
+        if self.streams is not None and self.streams.split:
+            log.info("plan %d shares the apps among %d frontends: %s", self.version, len(self.streams.frontends),
+                     ", ".join(f"{s.name} at {s.frontend}" for s in self.streams.streams))
         if plan.promise is not None and plan.promise.kept is False:
             log.warning("plan %d does not keep its promise: its replay falls short (%s)", self.version,
                         describe(plan.promise))

@@ -58,7 +58,7 @@ class ControllerServicer(crpc.ControllerServicer):
         if len(me) > 256 or len(address) > 512:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "frontend_id (<= 256 chars) and address "
                                                                  "(<= 512 chars) too long")
-        log.info("frontend %s watches routes%s", me, f" (forwarded frames to {address})" if address else "")
+        log.info("frontend %s watches routes%s", me, f" (it takes forwarded frames at {address})" if address else "")
         member = bool(me and address)  # one that takes no forwarded frames is not given apps of its own
         if member:
             self._watches[me] = self._watches.get(me, 0) + 1
