@@ -177,6 +177,13 @@ def test_one_of_two_frontends_killed_is_judged_on_both_clients_and_the_replan():
     r.extra["alone_plan_s"] = 1.2
     r.outcome = summarize([*ok, Frame("cam", 5.5, "UNAVAILABLE", 3.0)], {"cam": 400.0}, 0.0, 200.0, 0.0)
     assert not _goals(r)["no frame failed"][0]  # the survivor's clients lost one
+    r.fault, r.extra["shared_plan_s"] = "kill -9 the second frontend", 0.9
+    r.goals = goals_of(r)
+    text = build_markdown([r], {"command": "x", "machine": "m", "run_s": 1.0, "load": "0", "mode": "loopback",
+                                "mode_note": "", "workers": 2, "config": "c", "apps": "a", "plan": "p", "timing": "t"})
+    assert ("the plan sharing the app with the second frontend was in force 0.90 s after it started; kill -9 the "
+            "second frontend; its clients sent 40 frames: 30 OK, failed UNAVAILABLE 10, 0 vanished, 0 late") in text
+    assert "the plan for one frontend was in force 1.20 s after the kill" in text
 
 
 def test_a_stopped_frontends_answer_held_in_the_process_is_reported_apart():

@@ -206,7 +206,19 @@ def _orphans(o: dict) -> str:
 
 
 #: The details of each scenario that has more to say than its row.
+def _two_frontends_details(r: ScenarioResult) -> list[str]:
+    x = r.extra
+    second = x.get("second_client", {})
+    return [f"- **{r.title}**: the plan sharing the app with the second frontend was in force "
+            f"{fmt(x.get('shared_plan_s'), '.2f')} s after it started; {r.fault}; its clients sent "
+            f"{second.get('sent', 0)} frames: {second.get('ok', 0)} OK, failed {second.get('failed', '-')}, "
+            f"{second.get('vanished', '-')} vanished, {second.get('late', '-')} late (the first frontend's clients: "
+            f"the row above); the plan for one frontend was in force {fmt(x.get('alone_plan_s'), '.2f')} s after "
+            "the kill."]
+
+
 _DETAILS: dict[str, Callable[[ScenarioResult], list[str]]] = {
+    "frontend-of-two-kill": _two_frontends_details,
     "controller-kill": _restart_details, "hostile": _hostile_details, "health-abuse": _health_details,
     "big-messages": _flood_details, "worker-internal": _internal_details, "serve-kill": _serve_kill_details, "lull": _lull_details,
     "overload": _overload_details,
