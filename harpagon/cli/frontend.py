@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
 def cmd_frontend(args: argparse.Namespace) -> int:
     import asyncio
 
+    from harpagon.runtime.lifecycle import die_with_parent
+
+    die_with_parent()  # first: a frontend `harpagon serve --frontends N` started dies with it
     from harpagon.runtime.frontend.main import run_frontend
 
     if len(args.frame_shape) != 3 or args.frame_shape[2] != 3:

@@ -24,6 +24,9 @@ from harpagon.config.schema import SPLIT_RATE, Workload
 
 __all__ = ["SPLIT_RATE", "STREAM_MARK", "Stream", "Streams", "app_of", "split_streams"]
 
+#: The SLO of an owned app that the forward alone uses up (ms): too small to plan, so it is refused.
+MIN_SLO_MS = 1e-3
+
 #: Joins a split app's name and its stream's index (``traffic#1``); app names may not hold it.
 STREAM_MARK = "#"
 
@@ -98,10 +101,8 @@ def split_streams(workload: Workload, frontends: Sequence[str], split_rate: floa
         owner = min(ids, key=lambda f: (load[f], f))
         load[owner] += a.rate
         streams.append(Stream(a.name, a.name, owner, a.rate))
-        slo = a.slo_ms - forward_ms
-        if slo <= 0:
-            raise ValueError(f"app {a.name!r}: slo_ms {a.slo_ms:g} leaves nothing after the forward's "
-                             f"{forward_ms:g} ms")
+        # an SLO the forward alone uses up: the planner refuses the app, with its reason
+        slo = max(a.slo_ms - forward_ms, MIN_SLO_MS)
         apps.append(a.model_copy(update={"slo_ms": slo}) if forward_ms else a)
     order = {a.name: i for i, a in enumerate(workload.apps)}  # the configured order, as one frontend plans it
     apps.sort(key=lambda a: (order[app_of(a.name)], a.name))

@@ -61,10 +61,14 @@ def test_the_split_is_refused_with_what_is_wrong():
         split_streams(w, ["f0", "f0"])
     with pytest.raises(ValueError, match="split_rate"):
         split_streams(w, ["f0", "f1"], split_rate=0)
-    with pytest.raises(ValueError, match="leaves nothing"):
-        split_streams(workload(door=40), ["f0", "f1"], forward_ms=250)
     with pytest.raises(ValidationError, match="name"):  # '#' names a split app's streams
         workload(**{"cam#1": 10})
+
+
+def test_an_owned_app_whose_slo_the_forward_uses_up_is_refused_with_its_reason():
+    s = split_streams(workload(door=40), ["f0", "f1"], forward_ms=250)
+    (refused,) = plan(s.workload, FLUID).refused
+    assert refused.app == "door" and "SLO" in refused.reason
 
 
 def test_a_split_workload_plans_every_stream():
