@@ -3,18 +3,23 @@
 Each command's module registers its parser beside its handler (`add_parser(sub)`); this one puts them
 together under the top-level parser.
 
-Exit codes: 0 success; 2 invalid input (one line per problem on stderr); 3 some apps refused (the
+Exit codes: 0 success; 2 invalid input (one line per problem on stderr), or a port or file the command
+cannot use (one line naming it; `--log-level debug` shows the traceback); 3 some apps refused (the
 others are still planned and printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
+from harpagon import __version__
 from harpagon.cli import bench, certs, controller, demo, frontend, plan, profile, serve, worker
 from harpagon.cli.common import EXIT_INVALID, EXIT_REFUSED, Parser
 from harpagon.cli.plan import print_plan
+from harpagon.runtime import logs
+from harpagon.runtime.logs import LEVELS
 
 __all__ = ["EXIT_INVALID", "EXIT_REFUSED", "main", "print_plan"]
 
@@ -24,8 +29,12 @@ COMMANDS = (plan, bench, worker, profile, serve, controller, frontend, certs, de
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="harpagon", description="Plan and serve DNN applications at minimum cost.")
+    parser.add_argument("--version", action="version", version=f"harpagon {__version__}")
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="logs of the long-running commands: text, or one JSON object per line")
+    parser.add_argument("--log-level", choices=LEVELS, default=None,
+                        help="the least level logged (default: info; the demo's and benchmarks' own output "
+                             "is their tables, so they log warnings and errors only)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in COMMANDS:
         command.add_parser(sub)
@@ -35,4 +44,11 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    logs.LEVEL = args.log_level
+    try:
+        return args.func(args)
+    except OSError as exc:  # a port in use, a folder that cannot be written: one line, not a traceback
+        if args.log_level == "debug":
+            raise
+        print(f"harpagon {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INVALID

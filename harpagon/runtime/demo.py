@@ -45,6 +45,8 @@ class AppLoad:
     errors: dict[str, int] = field(default_factory=dict)
     sample: Any = None
     """A reply within the SLO (a tritonclient InferResult), one with objects in it when there was one."""
+    kept: bool | None = None
+    """Whether the app kept the plan's promise for its arrivals (None: no promise for them)."""
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
@@ -240,6 +242,11 @@ def _table(loads: list[AppLoad], elapsed: float, title: str, plan: Plan | None, 
     return t
 
 
+def kept_promise(ld: AppLoad, goal: float | None) -> bool | None:
+    """Whether the app's frames met the promised attainment `goal` (None: no promise)."""
+    return None if goal is None else ld.done > 0 and ld.attainment >= goal
+
+
 def verdict(ld: AppLoad, plan: Plan | None, arrivals: DemoArrivals) -> str:
     """One line per app: the attainment measured against what the plan in force promises for these
     arrivals, and what the planner's replay predicted."""
@@ -252,7 +259,7 @@ def verdict(ld: AppLoad, plan: Plan | None, arrivals: DemoArrivals) -> str:
         return f"{head}; the plan makes no promise for {ARRIVALS_NAME[arrivals]} arrivals (it is made for the " \
                f"{ARRIVALS_NAME.get(made_for, made_for)} promise)"
     pred = predicted(promise, arrivals, ld.name)
-    kept = ld.done > 0 and ld.attainment >= goal
+    kept = kept_promise(ld, goal)
     return (f"{head}; promise {'≥ ' + pct(goal) if goal < 1 else '100%'} ({ARRIVALS_NAME[arrivals]}), "
             f"replay predicted {'-' if pred is None else floor_pct(pred)}: "
             + ("[green]kept[/green]" if kept else "[red]missed[/red]"))
@@ -354,6 +361,7 @@ async def run_demo(workload: Workload, seconds: float, console: Console | None =
                              f"summary: plan ${plan.cost_per_hour:.3f}/h, {seconds:g} s of {source}, {how}",
                              plan, arrivals))
         for ld in loads:
+            ld.kept = kept_promise(ld, target(plan.promise, arrivals))
             console.print(verdict(ld, plan, arrivals))
         console.print(_modules_table(cluster, plan))
         apps = {a.name: a for a in workload.apps}

@@ -7,9 +7,16 @@ import logging
 import sys
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: The levels `--log-level` takes.
+LEVELS = ("debug", "info", "warning", "error")
+#: The level `harpagon --log-level` asked for (None: each command's own default).
+LEVEL: str | None = None
 
 
 def setup(fmt: str = "text", level: int = logging.INFO) -> None:
+    """Log to stderr in `fmt` from `level` on (or from the level `--log-level` set, `LEVEL`)."""
+    if LEVEL is not None:
+        level = logging.getLevelName(LEVEL.upper())
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         from pythonjsonlogger.json import JsonFormatter

@@ -257,7 +257,6 @@ class MetricsServer(WSGIServer):
                  idle_max: int = METRICS_IDLE_MAX, idle_s: float = METRICS_IDLE_S):
         infos = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         self.address_family = infos[0][0]  # an IPv6 host works too
-        super().__init__(address, _Handler)
         self.idle_max = idle_max
         self.idle_s = idle_s
         self._ready: queue.Queue[tuple[socket.socket, object] | None] = queue.Queue(backlog)
@@ -266,6 +265,7 @@ class MetricsServer(WSGIServer):
         self._stopped.set()  # until serve_forever runs
         self._workers = [threading.Thread(target=self._work, name=f"metrics-{i}", daemon=True)
                          for i in range(threads)]
+        super().__init__(address, _Handler)  # a port in use raises here (after server_close, which needs the above)
         for t in self._workers:
             t.start()
 
@@ -355,7 +355,10 @@ def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1
     """Expose a registry at http://host:port/metrics (port 0 picks a free one: `server_port` says which)
     from daemon threads, as many whatever the connections (:class:`MetricsServer`);
     `shutdown()` then `server_close()` stop it."""
-    server = MetricsServer((host, port), threads, backlog, idle_max, idle_s)
+    try:
+        server = MetricsServer((host, port), threads, backlog, idle_max, idle_s)
+    except OSError as exc:  # name the port: the bare error does not
+        raise OSError(f"cannot listen on {host}:{port} (metrics): {exc.strerror or exc}") from None
     server.set_app(make_wsgi_app(registry))
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -306,3 +306,21 @@ def test_an_overloaded_app_is_resource_exhausted(fake_frontend):
 async def _hold(plane: FrontendDataPlane, app: str, frames: int) -> None:
     """Count `frames` more frames of `app` in flight (on the plane's loop)."""
     plane.in_flight[app] += frames
+
+
+@pytest.mark.parametrize("taken", ["--port", "--metrics-port"])
+def test_a_port_in_use_is_one_line_naming_it(taken, capsys):
+    """A frontend whose Triton or metrics port another process holds stops at once with one line that
+    names the port (exit 2), not a traceback."""
+    import socket
+
+    from harpagon.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        ports = {"--port": "0", "--metrics-port": "0", taken: str(port)}
+        assert main(["frontend", "--controller", "127.0.0.1:1", *[x for kv in ports.items() for x in kv]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("harpagon frontend: cannot listen on") and f":{port}" in err[0], err

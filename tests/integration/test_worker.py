@@ -256,3 +256,27 @@ def test_cpu_worker_answers_a_batch_of_jpeg_frames_and_an_error_for_a_bad_one(st
     status, details = code(lambda: w.stub.Infer(both))
     assert status == grpc.StatusCode.INVALID_ARGUMENT and "got both" in details
     assert w.stub.Infer(pb.InferRequest(module="cls", input=frames(2)), timeout=60).batch == 4  # tensors as before
+
+
+def test_a_worker_says_once_that_its_controller_is_unreachable(caplog):
+    """Registration is retried every RETRY_S while the controller is down; the log says so once (and
+    again only after it was back), not at every retry."""
+    import logging
+    import socket
+    import time
+
+    from harpagon.runtime.worker.data_plane import WorkerDataPlane
+    from harpagon.runtime.worker.executor import EmulatedExecutor
+    from harpagon.runtime.worker.server import RETRY_S, ControllerLink
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    caplog.set_level(logging.DEBUG, "harpagon.worker")
+    link = ControllerLink(dead, "127.0.0.1:1", WorkerDataPlane(EmulatedExecutor("t4", {})))
+    link.start()
+    time.sleep(6 * RETRY_S)
+    link.stop()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
+    retries = [r for r in caplog.records if r.levelno == logging.DEBUG and "still unreachable" in r.getMessage()]
+    assert len(warnings) == 1 and len(retries) >= 2, [r.getMessage() for r in caplog.records]

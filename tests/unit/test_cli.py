@@ -81,3 +81,32 @@ def test_plan_for_several_frontends_plans_their_streams(write_yaml, capsys):
     assert "frontend-1: 600 frames/s, streams ['big#1']" in captured.err
     assert main(["plan", path, "--frontends", "2", "--split-rate", "0"]) == 2
     assert "--split-rate must be a number > 0, got 0" in capsys.readouterr().err
+
+
+def test_version_and_log_level(capsys):
+    import logging
+
+    from harpagon import __version__
+    from harpagon.runtime import logs
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"harpagon {__version__}"
+    try:
+        logs.LEVEL = "warning"  # as `harpagon --log-level warning` sets it
+        logs.setup("text", logging.INFO)
+        assert logging.getLogger().level == logging.WARNING
+        logs.LEVEL = None
+        logs.setup("text", logging.INFO)
+        assert logging.getLogger().level == logging.INFO
+    finally:
+        logs.LEVEL = None
+        logging.getLogger().setLevel(logging.WARNING)
+
+
+def test_the_demo_fails_when_a_promise_is_missed():
+    from harpagon.runtime.demo import AppLoad, kept_promise
+
+    ld = AppLoad("cam", 10, 100, sent=100, answered=100, within_slo=98)
+    assert kept_promise(ld, 0.99) is False and kept_promise(ld, 0.95) is True and kept_promise(ld, None) is None
+    assert kept_promise(AppLoad("idle", 10, 100), 0.99) is False  # nothing came back: not kept

@@ -68,13 +68,14 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
     me = frontend_id or f"frontend-{uuid.uuid4().hex[:6]}"
     plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry), client=GrpcWorkerClient(tls),
                               frontend_id=me, peers=Peers(client_tls))
+    # the metrics port first: a port in use stops the start before any server runs
+    at = serve_metrics(registry, metrics_port, host).server_port if metrics_port is not None else None
     checker = await readiness_health(plane)  # one health service, on the Triton port and the probes' port
     server, bound = await start(plane, port, host, tls=client_tls, checker=checker)
     probes = None
     if health_port is not None:
         probes, health_at = health_server(host, health_port, checker)
         await probes.start()
-    at = serve_metrics(registry, metrics_port, host).server_port if metrics_port is not None else None
     address = advertise or f"{socket.gethostname() if host in ('0.0.0.0', '::', '') else host}:{bound}"
     channel = aio_channel(controller, tls, "controller")
     stub = crpc.ControllerStub(channel)

@@ -169,6 +169,7 @@ class ControllerLink:
 
     def _loop(self) -> None:
         period = None
+        down_since: float | None = None  # the controller unreachable since (monotonic): said once, then when back
         while not self._stop.is_set():
             try:
                 if period is None:
@@ -181,8 +182,17 @@ class ControllerLink:
                                              timeout=HEARTBEAT_TIMEOUT_S).known:
                     period = None
                     continue
+                if down_since is not None:
+                    log.info("controller %s reachable again after %.1f s", self.controller,
+                             time.monotonic() - down_since)
+                    down_since = None
             except grpc.RpcError as exc:
-                log.warning("controller %s unreachable: %s", self.controller, exc.code())
+                if down_since is None:  # once per outage: a retry every RETRY_S would flood the log
+                    log.warning("controller %s unreachable: %s; retrying every %g s", self.controller, exc.code(),
+                                RETRY_S)
+                    down_since = time.monotonic()
+                else:
+                    log.debug("controller %s still unreachable: %s", self.controller, exc.code())
                 period = None
             # after a failure, try again soon: a restarted controller plans once every live worker is back
             self._stop.wait(period or RETRY_S)
