@@ -69,9 +69,16 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
     plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry), client=GrpcWorkerClient(tls),
                               frontend_id=me, peers=Peers(client_tls))
     # the metrics port first: a port in use stops the start before any server runs
-    at = serve_metrics(registry, metrics_port, host).server_port if metrics_port is not None else None
+    metrics = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
+    at = metrics.server_port if metrics is not None else None
     checker = await readiness_health(plane)  # one health service, on the Triton port and the probes' port
-    server, bound = await start(plane, port, host, tls=client_tls, checker=checker)
+    try:
+        server, bound = await start(plane, port, host, tls=client_tls, checker=checker)
+    except BaseException:  # the Triton port in use: nothing of this frontend keeps running
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
+        raise
     probes = None
     if health_port is not None:
         probes, health_at = health_server(host, health_port, checker)
