@@ -1,28 +1,46 @@
 """Logging for the long-running commands: readable text, or one JSON object per line for log
-collectors (`--log-format json`: fields `time`, `level`, `logger`, `message`, plus any extras)."""
+collectors (`--log-format json`: fields `time`, `level`, `logger`, `message`, plus any extras).
+Times are RFC 3339, in UTC, to the millisecond (`2026-12-06T11:02:34.086+00:00`)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: The levels `--log-level` takes.
 LEVELS = ("debug", "info", "warning", "error")
 #: The level `harpagon --log-level` asked for (None: each command's own default).
 LEVEL: str | None = None
+#: The format `setup` last set ("text" or "json"): `harpagon serve` starts its children with it.
+FORMAT = "text"
+
+
+def rfc3339(record: logging.LogRecord, datefmt: str | None = None) -> str:
+    """A record's time as RFC 3339 (UTC, milliseconds): what log collectors parse without a hint."""
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+
+class _Text(logging.Formatter):
+    formatTime = staticmethod(rfc3339)  # type: ignore[assignment]
 
 
 def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     """Log to stderr in `fmt` from `level` on (or from the level `--log-level` set, `LEVEL`)."""
+    global FORMAT
+    FORMAT = fmt
     if LEVEL is not None:
         level = logging.getLevelName(LEVEL.upper())
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         from pythonjsonlogger.json import JsonFormatter
 
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+        class _Json(JsonFormatter):
+            formatTime = staticmethod(rfc3339)  # type: ignore[assignment]
+
+        handler.setFormatter(_Json("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                   rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
     else:
-        handler.setFormatter(logging.Formatter(TEXT))
+        handler.setFormatter(_Text(TEXT))
     logging.basicConfig(level=level, handlers=[handler], force=True)

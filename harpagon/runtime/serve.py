@@ -44,6 +44,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
+from harpagon.runtime import logs
 from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.controller.config import ControllerConfig
 from harpagon.runtime.controller.controller import Controller, settings_of
@@ -255,7 +256,8 @@ class LocalCluster:
 
     def start_frontend(self, index: int, port: int) -> subprocess.Popen:
         """Frontend `index` as a process of its own, watching this controller (it dies with this process)."""
-        args = [sys.executable, "-m", "harpagon.cli", "frontend", "--controller", f"{self.host}:{self.control_port}",
+        args = [sys.executable, "-m", "harpagon.cli", *_child_logs(), "frontend", "--controller",
+                f"{self.host}:{self.control_port}",
                 "--host", self.host, "--port", str(port), "--metrics-port", "0", "--id", f"frontend-{index}",
                 "--frame-shape", ",".join(map(str, self.serve.frame_shape))]
         if self.tls:
@@ -269,7 +271,7 @@ class LocalCluster:
         # local workers listen on Unix sockets: a hop is faster than over loopback TCP (docs/benchmarks/live.md)
         socket = Path(self._run.name) / f"worker-{len(self.processes)}.sock"
         listen = ["--unix-socket", str(socket)] if self.unix_sockets else ["--port", "0"]
-        args = [sys.executable, "-m", "harpagon.cli", "worker", "--device", device, *listen,
+        args = [sys.executable, "-m", "harpagon.cli", *_child_logs(), "worker", "--device", device, *listen,
                 "--controller", f"{self.host}:{self.control_port}", "--profiles", str(self._profiles)]
         if self.tls:
             args += ["--tls-dir", str(Path(self._certs.name) / "worker")]
@@ -281,9 +283,10 @@ class LocalCluster:
             args += ["--threads", str(threads)]
         if slowdown != 1.0:
             args += ["--slowdown", repr(slowdown)]
-        # it dies with this process (see die_with_parent: start workers from a thread that lives as long)
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
+        # it dies with this process (see die_with_parent: start workers from a thread that lives as long);
+        # its log goes to this process's stderr, at this process's level (a worker that cannot open its
+        # device says why there, at once)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
         self.processes.append(proc)
         return proc
 
@@ -341,6 +344,12 @@ class LocalCluster:
         for folder in (self._certs, self._run):
             if folder is not None:
                 folder.cleanup()
+
+
+def _child_logs() -> list[str]:
+    """The global flags that make a child log as this process does: its format and level."""
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    return ["--log-format", logs.FORMAT, "--log-level", level if level in logs.LEVELS else "error"]
 
 
 async def serve_forever(workload: Workload, grpc_port: int | None = None, metrics_port: int | None = None,

@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import InferInput
 from tritonclient.utils import InferenceServerException
 
+from harpagon.config.schema import WorkerGroup
 from harpagon.runtime.serve import LocalCluster
 from tests.conftest import cam_workload
 
@@ -210,3 +211,22 @@ def test_a_start_that_fails_midway_leaves_nothing_running():
     assert cluster._certs is not None and not Path(cluster._certs.name).exists()
     left = {t.name for t in set(threading.enumerate()) - before}
     assert {name for name in left if "_poll_wrapper" not in name} == set()  # gRPC's poller lives on
+
+
+def test_a_worker_that_cannot_start_says_why_on_serves_stderr(capfd):
+    """A worker asking for a device this machine lacks exits at once; its reason reaches `serve`'s
+    stderr (it went to /dev/null once, and the failure showed 60 s later as hardware run out)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: the worker would start")
+    w = FLUID.model_copy(update={"serve": FLUID.serve.model_copy(
+        update={"workers": (WorkerGroup(device="cuda:0"),)})})
+
+    async def scenario():
+        async with LocalCluster(w, grpc_port=0, metrics_port=0).running(timeout_s=60):
+            pass
+
+    with pytest.raises(RuntimeError, match="a worker process exited at start"):
+        asyncio.run(scenario())
+    assert "device 'cuda:0' asked for, but this machine has no CUDA device" in capfd.readouterr().err

@@ -110,3 +110,27 @@ def test_the_demo_fails_when_a_promise_is_missed():
     ld = AppLoad("cam", 10, 100, sent=100, answered=100, within_slo=98)
     assert kept_promise(ld, 0.99) is False and kept_promise(ld, 0.95) is True and kept_promise(ld, None) is None
     assert kept_promise(AppLoad("idle", 10, 100), 0.99) is False  # nothing came back: not kept
+
+
+def test_log_times_are_rfc3339_in_text_and_json():
+    import io
+    import json
+    import logging
+    import re
+
+    from harpagon.runtime import logs
+
+    stream = io.StringIO()
+    try:
+        for fmt in ("text", "json"):
+            logs.setup(fmt)
+            logging.getLogger().handlers[0].setStream(stream)
+            logging.getLogger("harpagon.test").info("hello %s", fmt)
+        text, js = stream.getvalue().splitlines()
+        rfc3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"
+        assert re.fullmatch(rfc3339 + r" INFO harpagon\.test: hello text", text), text
+        record = json.loads(js)
+        assert re.fullmatch(rfc3339, record["time"]) and record["message"] == "hello json", record
+    finally:
+        logging.getLogger().handlers.clear()
+        logging.getLogger().setLevel(logging.WARNING)
