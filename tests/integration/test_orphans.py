@@ -66,7 +66,7 @@ def test_kill_9_of_serve_takes_its_workers_and_planner_along_and_leaves_no_ca_ke
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))  # where `serve` makes its run folder
     serve = start_service(["serve", str(config), "--port", "0", "--metrics-port", "0"], "serving on ")
-    left = kill_9_and_wait(serve, {"harpagon.cli worker": 2, "multiprocessing.spawn": 1, "resource_tracker": 1})
+    left = kill_9_and_wait(serve, {" worker --device ": 2, "multiprocessing.spawn": 1, "resource_tracker": 1})
     kill_leftovers(left)
     assert left == []
     run = [p for p in temp.iterdir() if p.name.startswith("harpagon-serve-")]
