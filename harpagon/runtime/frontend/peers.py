@@ -16,7 +16,6 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from harpagon.dispatch.wrr import SmoothWRR
-from harpagon.runtime.wire import frames
 from harpagon.runtime.wire.routes import AppRoute, StreamRoute
 from harpagon.runtime.wire.rpc import CHANNEL_OPTIONS, fault_of
 from harpagon.runtime.wire.tls import TlsFiles
@@ -25,7 +24,6 @@ log = logging.getLogger("harpagon.frontend")
 
 #: The request parameter that marks a frame another frontend forwarded.
 FORWARDED = "harpagon_forwarded"
-_RAW_FIELD = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
 _INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
@@ -87,15 +85,9 @@ _MARK = pb.ModelInferRequest(parameters={FORWARDED: pb.InferParameter(bool_param
 
 def forward_request(call) -> bytes:
     """The client's request (a servicer's `InferCall`) as it came, marked forwarded: its bytes with the
-    mark appended, never parsed again (one copy of the frame); a request without its bytes (built in
-    process) serialised, its raw tensors (kept apart for a big one) appended."""
-    if call.data is not None:
-        return call.data + _MARK
-    request = call.request
-    request.parameters[FORWARDED].bool_param = True
-    if request.raw_input_contents:  # parsed whole: its tensors are in it
-        return request.SerializeToString()
-    return request.SerializeToString() + frames.bytes_fields(_RAW_FIELD, list(call.raw))
+    mark appended, never parsed again (one copy of the frame). Only a request built in process comes
+    without its bytes, and its tensors are in it: it is serialised."""
+    return (call.data if call.data is not None else call.request.SerializeToString()) + _MARK
 
 
 class Unreachable(Exception):

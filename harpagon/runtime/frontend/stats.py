@@ -77,7 +77,7 @@ class AppCounters:
     refused: int = 0  # refused at once (RESOURCE_EXHAUSTED): not among `frames`
     unserved: int = 0  # refused at once because the app is not routed (UNAVAILABLE): not among `frames`
     forwarded: int = 0  # sent on to the frontend owning the app's stream, which counts them: not among `frames`
-    owner_unreachable: int = 0  # of those, served here because the owner could not be reached (in `frames`)
+    owner_unreachable: int = 0  # not sent on (the owner could not be reached): served here, among `frames`
 
     @property
     def offered(self) -> int:

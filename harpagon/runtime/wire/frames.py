@@ -154,11 +154,6 @@ def _field(tag: int, payload: bytes | memoryview) -> list[bytes | memoryview]:
     return [bytes((tag << 3 | 2,)), _varint(len(payload)), payload]
 
 
-def bytes_fields(tag: int, payloads: Sequence[bytes | memoryview]) -> bytes:
-    """A repeated bytes field's entries serialised (appended to a message's bytes, they add to it)."""
-    return b"".join(p for payload in payloads for p in _field(tag, payload))
-
-
 def _frame_fields(f: EncodedFrame) -> list[bytes | memoryview]:
     parts = [*_field(1, f.data), *_field(2, f.encoding.encode())]
     if f.height:
