@@ -93,11 +93,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"harpagon plan: --split-rate must be a number > 0, got {args.split_rate:g}", file=sys.stderr)
         return EXIT_INVALID
     if args.frontends > 1:
-        from harpagon.planner.streams import split_streams
+        from harpagon.planner.streams import frontend_ids, split_streams
 
-        try:  # frontends named by their index; the forward costs one hop
-            streams = split_streams(workload, [f"frontend-{i}" for i in range(args.frontends)], args.split_rate,
-                                    settings.overhead_ms)
+        try:  # the forward costs one hop
+            streams = split_streams(workload, frontend_ids(args.frontends), args.split_rate, settings.overhead_ms)
         except ValueError as exc:
             print(f"harpagon plan: {exc}", file=sys.stderr)
             return EXIT_INVALID

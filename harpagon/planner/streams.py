@@ -22,13 +22,18 @@ from dataclasses import dataclass
 
 from harpagon.config.schema import SPLIT_RATE, Workload
 
-__all__ = ["SPLIT_RATE", "STREAM_MARK", "Stream", "Streams", "app_of", "split_streams"]
+__all__ = ["SPLIT_RATE", "STREAM_MARK", "Stream", "Streams", "app_of", "frontend_ids", "split_streams"]
 
 #: The SLO of an owned app that the forward alone uses up (ms): too small to plan, so it is refused.
 MIN_SLO_MS = 1e-3
 
 #: Joins a split app's name and its stream's index (``traffic#1``); app names may not hold it.
 STREAM_MARK = "#"
+
+
+def frontend_ids(n: int) -> list[str]:
+    """The ids `harpagon serve --frontends n` gives its frontends (and plans made for n frontends use)."""
+    return [f"frontend-{i}" for i in range(n)]
 
 
 def app_of(stream: str) -> str:

@@ -44,6 +44,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
+from harpagon.planner.streams import frontend_ids
 from harpagon.runtime import logs
 from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.controller.config import ControllerConfig
@@ -120,7 +121,7 @@ class LocalCluster:
     @property
     def frontend_id(self) -> str:
         """This process's frontend at the controller ("local" when it is the only one)."""
-        return "frontend-0" if self.frontend_count > 1 else "local"
+        return frontend_ids(1)[0] if self.frontend_count > 1 else "local"
 
     @property
     def serve(self) -> ServeConfig:
@@ -256,25 +257,27 @@ class LocalCluster:
 
     def start_frontend(self, index: int, port: int) -> subprocess.Popen:
         """Frontend `index` as a process of its own, watching this controller (it dies with this process)."""
-        args = [sys.executable, "-m", "harpagon.cli", *_child_logs(), "frontend", "--controller",
-                f"{self.host}:{self.control_port}",
-                "--host", self.host, "--port", str(port), "--metrics-port", "0", "--id", f"frontend-{index}",
-                "--frame-shape", ",".join(map(str, self.serve.frame_shape))]
-        if self.tls:
-            args += ["--tls-dir", str(Path(self._certs.name) / "frontend")]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
+        proc = self._child("frontend", "--host", self.host, "--port", str(port), "--metrics-port", "0",
+                           "--id", frontend_ids(self.frontend_count)[index],
+                           "--frame-shape", ",".join(map(str, self.serve.frame_shape)))
         self.frontend_processes.append(proc)
         return proc
+
+    def _child(self, role: str, *args: str) -> subprocess.Popen:
+        """`harpagon ROLE ARGS` watching this controller, under the role's certificate, logging as this
+        process does to its stderr (a worker that cannot open its device says why there, at once). It
+        dies with this process (see die_with_parent: start children from a thread that lives as long)."""
+        tls = ["--tls-dir", str(Path(self._certs.name) / role)] if self.tls else []
+        return subprocess.Popen([sys.executable, "-m", "harpagon.cli", *_child_logs(), role, *args, "--controller",
+                                 f"{self.host}:{self.control_port}", *tls], stdout=subprocess.DEVNULL,
+                                env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
 
     def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None,
                      slowdown: float = 1.0) -> subprocess.Popen:
         # local workers listen on Unix sockets: a hop is faster than over loopback TCP (docs/benchmarks/live.md)
         socket = Path(self._run.name) / f"worker-{len(self.processes)}.sock"
         listen = ["--unix-socket", str(socket)] if self.unix_sockets else ["--port", "0"]
-        args = [sys.executable, "-m", "harpagon.cli", *_child_logs(), "worker", "--device", device, *listen,
-                "--controller", f"{self.host}:{self.control_port}", "--profiles", str(self._profiles)]
-        if self.tls:
-            args += ["--tls-dir", str(Path(self._certs.name) / "worker")]
+        args = ["--device", device, *listen, "--profiles", str(self._profiles)]
         if any(m.weights for a in self.workload.apps for m in a.modules):
             args += ["--weights-dir", str(self.weights_dir())]
         if hardware:
@@ -283,10 +286,7 @@ class LocalCluster:
             args += ["--threads", str(threads)]
         if slowdown != 1.0:
             args += ["--slowdown", repr(slowdown)]
-        # it dies with this process (see die_with_parent: start workers from a thread that lives as long);
-        # its log goes to this process's stderr, at this process's level (a worker that cannot open its
-        # device says why there, at once)
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
+        proc = self._child("worker", *args)
         self.processes.append(proc)
         return proc
 
@@ -300,7 +300,7 @@ class LocalCluster:
             if (self.controller.planned_workers >= want and not self.controller.dirty
                     and (self.frontend_count == 1 or len(joined) >= self.frontend_count)):
                 if self.frontend_count > 1:
-                    self.addresses = [joined[f"frontend-{i}"] for i in range(self.frontend_count)]
+                    self.addresses = [joined[f] for f in frontend_ids(self.frontend_count)]
                 return
             if any(p.poll() is not None for p in self.processes):
                 raise RuntimeError("a worker process exited at start")

@@ -114,10 +114,9 @@ def capacity_workload(rate: float, kind: FrameKind | None = None, frontends: int
 
 def planned_for(workload, serve, frontends: int):
     """What the controller plans `workload` as with `frontends` frontends (their ids as `serve` names them)."""
-    from harpagon.planner.streams import split_streams
+    from harpagon.planner.streams import frontend_ids, split_streams
 
-    ids = [f"frontend-{i}" for i in range(frontends)] if frontends > 1 else []
-    return split_streams(workload, ids, serve.split_rate, serve.overhead_ms).workload
+    return split_streams(workload, frontend_ids(frontends), serve.split_rate, serve.overhead_ms).workload
 
 
 def with_emulated_serve(workload, dispatch: str | None = None):
