@@ -167,14 +167,17 @@ class WorkerTally:
             return {k: ModuleCounters(**vars(v)) for k, v in self._counters.items()}
 
     def take_recent(self) -> dict[str, list[float]]:
-        with self._lock:
-            recent, self._recent = self._recent, {}
-        return {k: list(v) for k, v in recent.items()}
+        return self._take(self._recent)
 
     def take_recent_decode(self) -> dict[str, list[float]]:
+        return self._take(self._recent_decode)
+
+    def _take(self, held: dict[str, deque[float]]) -> dict[str, list[float]]:
+        """`held`'s samples per module, and `held` emptied (one step under the lock: none lost or twice)."""
         with self._lock:
-            recent, self._recent_decode = self._recent_decode, {}
-        return {k: list(v) for k, v in recent.items()}
+            out = {k: list(v) for k, v in held.items()}
+            held.clear()
+        return out
 
 
 @dataclass(frozen=True)
