@@ -227,7 +227,7 @@ class Suite:
         re-plans for one frontend."""
         joined = time.time()
         second = self.c.start_second_frontend(SECOND_FRONTEND_ID)
-        shared = self._controller_line(f"frontend {SECOND_FRONTEND_ID} joined", joined, plan_after=True)
+        shared = self._plan_after(f"frontend {SECOND_FRONTEND_ID} joined", joined)
         if shared is None:
             r.skipped = "the controller made no plan for two frontends within 30 s"
             second.kill()
@@ -245,7 +245,7 @@ class Suite:
         r.fault = (f"kill -9 the second frontend ({SECOND_FRONTEND_ID}, the app's owner), each frontend's clients "
                    "at half the rate")
         self._until(r.fault_at + self.timing.observe_s)
-        left = self._controller_line(f"frontend {SECOND_FRONTEND_ID} left", r.fault_at, plan_after=True, wait_s=0.0)
+        left = self._plan_after(f"frontend {SECOND_FRONTEND_ID} left", r.fault_at, wait_s=0.0)
         r.extra["alone_plan_s"] = None if left is None else left - r.fault_at
         self._wait_client(client, "  the second frontend's client", "finish")
         self.c.set_rate(1.0)
@@ -254,18 +254,16 @@ class Suite:
                                     "failed": codes(o.failed)}
         self._back(r, time.time())
 
-    def _controller_line(self, text: str, since: float, plan_after: bool, wait_s: float = 30.0) -> float | None:
-        """When the controller logged `text` (from `since` on), or the first plan in force after it; waits
-        up to `wait_s` for it."""
-        end = time.monotonic() + wait_s
-        while True:
-            lines = self.c.controller.snapshot(since)
-            at = next((t for t, line in lines if text in line), None)
-            if at is not None and plan_after:
-                at = next((t for t, _ in plan_lines(lines) if t >= at), None)
-            if at is not None or time.monotonic() >= end:
-                return at
-            time.sleep(0.1)
+    def _plan_after(self, text: str, since: float, wait_s: float = 30.0) -> float | None:
+        """When the first plan was in force after the controller logged `text` (from `since` on); waits up
+        to `wait_s` for both (0: only what it has logged already)."""
+        controller, end = self.c.controller, time.monotonic() + wait_s
+        said = controller.wait_line(lambda s: text in s, wait_s, since)
+        if said is None:
+            return None
+        plan = controller.wait_line(lambda s: PLAN_RE.search(s) is not None, max(0.0, end - time.monotonic()),
+                                    said[0])
+        return None if plan is None else plan[0]
 
     def controller_kill(self, r: ScenarioResult) -> None:
         before = self.c.routes()
