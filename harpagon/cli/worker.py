@@ -38,6 +38,12 @@ def add_parser(sub) -> None:
     w.add_argument("--weights-dir", default=None, metavar="DIR",
                    help="the only directory weight files are read from (default: none; a configuration that "
                         "names weights is refused)")
+    w.add_argument("--id", default=None, metavar="ID",
+                   help="the id to register under (default: worker-PID-RANDOM); unique among live workers")
+    w.add_argument("--drain-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="on SIGTERM, wait up to this long for the controller to move this worker's "
+                        "modules elsewhere before stopping anyway; batches in flight then get up to 10 s more "
+                        "(default 60; a pod's terminationGracePeriodSeconds must exceed both)")
     add_security_arguments(w)
     w.set_defaults(func=cmd_worker)
 
@@ -56,6 +62,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
         print(f"harpagon worker: --weights-dir {args.weights_dir!r}: no such directory", file=sys.stderr)
         return EXIT_INVALID
+    if not 0 <= args.drain_timeout <= 3600:
+        print(f"harpagon worker: --drain-timeout {args.drain_timeout:g}: must be in [0, 3600] seconds", file=sys.stderr)
+        return EXIT_INVALID
     setup_logs(args.log_format)
     try:
         executor = _executor(args)
@@ -66,7 +75,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     metrics = WorkerMetrics() if args.metrics_port is not None else None
     serve(WorkerDataPlane(executor, metrics), args.port, args.host, args.controller, metrics_port=args.metrics_port,
-          unix_socket=args.unix_socket, tls=tls, advertise=args.advertise, health_port=args.health_port)
+          unix_socket=args.unix_socket, tls=tls, advertise=args.advertise, health_port=args.health_port,
+          worker_id=args.id, drain_timeout_s=args.drain_timeout)
     return 0
 
 

@@ -24,9 +24,9 @@ MAX_LOCAL_WORKERS = 1024
 MAX_BATCH = 1024
 """The largest batch size, the most a worker runs (harpagon/runtime/worker/data_plane.py)."""
 MAX_RATE = 1_000_000.0
+"""The highest source frame rate, frames per second."""
 #: Default least rate per frontend (frames/s) at which an app is split into per-frontend streams.
 SPLIT_RATE = 500.0
-"""The highest source frame rate, frames per second."""
 MAX_SCALE = 1000.0
 """The most requests a module receives per source frame."""
 MAX_MS = 3_600_000.0
@@ -283,6 +283,40 @@ class WorkerGroup(_Strict):
         return value
 
 
+PerKind = int | dict[str, int]
+"""A count for every hardware kind, or per kind by name (kinds not named: 0)."""
+
+
+class FleetConfig(_Strict):
+    """How many workers the live system asks for (docs/model.md, "The fleet"): the plan's own, plus
+    spares, within [minimum, the kind's `count`]. The hardware counts are then a quota the planner
+    plans within, not the fleet: `harpagon serve` starts and stops its workers to match, and a
+    cluster scales on `harpagon_fleet_desired_workers`."""
+
+    spare: PerKind = Field(default=0, description=(
+        "Workers kept beyond the plan's, per hardware kind (an integer for every kind, or {kind: n}): rising "
+        "rates are served at once while new workers start."))
+    minimum: PerKind = Field(default=0, description=(
+        "The fewest workers of a kind, whatever the plan needs (an integer for every kind, or {kind: n})."))
+    scale_down_delay_s: float = Field(default=60.0, ge=0.0, le=86_400.0, allow_inf_nan=False, description=(
+        "A kind's desired count falls only once it has stayed lower this long (seconds, at most a day): a "
+        "lull between two peaks does not stop workers that the next peak needs again."))
+
+    @field_validator("spare", "minimum")
+    @classmethod
+    def _counts(cls, value: PerKind, info: Any) -> PerKind:
+        counts = value.values() if isinstance(value, dict) else (value,)
+        for n in counts:
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_WORKERS:
+                raise ValueError(f"{info.field_name}: {n!r} is not a worker count in [0, {MAX_WORKERS}]")
+        return value
+
+    def of(self, field: Literal["spare", "minimum"], kind: str) -> int:
+        """`spare` or `minimum` for one hardware kind."""
+        value = getattr(self, field)
+        return value.get(kind, 0) if isinstance(value, dict) else value
+
+
 class ServeConfig(_Strict):
     """How `harpagon serve` and `harpagon demo` run a config (ignored by `harpagon plan`)."""
 
@@ -323,6 +357,9 @@ class ServeConfig(_Strict):
     split_rate: float = Field(default=SPLIT_RATE, gt=0.0, le=MAX_RATE, allow_inf_nan=False, description=(
         "Planner setting, with several frontends: an app of at least this many frames/s per frontend is split "
         "into one stream per frontend; the others are each owned by one frontend, which the others forward to."))
+    fleet: FleetConfig | None = Field(default=None, description=(
+        "Size the workers to the plan (spares, minimum, scale-down delay); absent: every configured worker runs "
+        "all the time."))
 
 
 class Workload(_Strict):

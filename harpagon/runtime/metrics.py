@@ -181,6 +181,18 @@ class ControllerMetrics:
             "Frames per second each app was offered at each frontend, in its latest rate report",
             ["frontend", "app"], registry=registry)
         self.replans = Counter("harpagon_replans", "Plans made", registry=registry)
+        # The fleet (serve.fleet): what the plan asks for, what is there, and what each costs.
+        self.fleet_desired = Gauge(
+            "harpagon_fleet_desired_workers",
+            "Workers the plan needs plus spares, per hardware kind, within [minimum, the kind's count]; it falls "
+            "only after the scale-down delay (what a scaler such as KEDA scales each kind's workers to)",
+            ["hardware"], registry=registry)
+        self.fleet_workers = Gauge("harpagon_fleet_workers", "Workers registered and not leaving, per hardware kind",
+                                   ["hardware"], registry=registry)
+        self.fleet_cost = Gauge(
+            "harpagon_fleet_cost_per_hour",
+            "Dollars per hour: `planned` is the plan in force's cost, `allocated` that of the registered workers",
+            ["kind"], registry=registry)
         self.refused = Gauge("harpagon_apps_refused", "Apps the live inventory cannot serve", registry=registry)
         # The promise of the plan in force (docs/model.md v2) and what the planner's replay measured.
         self.promise_target = Gauge(

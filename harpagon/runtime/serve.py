@@ -20,6 +20,10 @@ With `serve.frontends` N > 1 (or `--frontends N`), frontends 1..N-1 are `harpago
 the next ports (PORT+1, ...), watching the controller like remote ones, and the plan shares the apps
 among all N (docs/model.md, "Several frontends"); the frontend certificate then stays on disk with the
 workers', for them to read.
+
+With a `serve.fleet`, the workers of `serve.workers` are the most it may start: it starts those the
+first plan needs (plus spares), and a :class:`LocalScaler` starts and stops workers as the plan's needs
+change (docs/model.md, "The fleet").
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +49,9 @@ from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
+from harpagon.planner.fleet import targets
+from harpagon.planner.harpagon import PlannerOptions
+from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.planner.streams import frontend_ids
 from harpagon.runtime import logs
 from harpagon.runtime.controller.assignment import app_route
@@ -56,6 +64,7 @@ from harpagon.runtime.frontend.servicer import start as start_frontend
 from harpagon.runtime.frontend.stats import FanoutCounts
 from harpagon.runtime.lifecycle import RunFolder, child_env, until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
+from harpagon.runtime.scaler import LocalScaler, group_kind
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server
 from harpagon.runtime.wire.tls import TlsFiles, make_certs
@@ -113,6 +122,10 @@ class LocalCluster:
     frontend_processes: list[subprocess.Popen] = field(default_factory=list, init=False, repr=False)
     addresses: list[str] = field(default_factory=list, init=False)
     """Every frontend's Triton address, this process's first (known once :meth:`ready`)."""
+    scaler: LocalScaler | None = field(default=None, init=False, repr=False)
+    """Starts and stops workers to match the desired fleet (with a `serve.fleet`)."""
+    initial: list[int] = field(default_factory=list, init=False)
+    """Workers started at start, per worker group (each group's `count` without a fleet)."""
 
     @property
     def frontend_count(self) -> int:
@@ -179,11 +192,30 @@ class LocalCluster:
         groups = self.worker_groups  # fail before starting anything
         self.check_weights()
         self.settings = settings_of(s)
+        self.initial = await self._initial_fleet(s, groups)
         try:
             await self._start(s, groups)
         except BaseException:
             await self.stop()
             raise
+
+    async def _initial_fleet(self, s: ServeConfig, groups: tuple[WorkerGroup, ...]) -> list[int]:
+        """Workers to start per group: every configured one, or with a fleet those the plan within the
+        quota needs plus spares (planned once here, so that a normal start plans once more, not once per
+        scale step)."""
+        if s.fleet is None:
+            return [g.count for g in groups]
+        options = PlannerOptions(dispatch=s.dispatch, replay=True, sharing=s.sharing)
+        plan = await asyncio.to_thread(harpagon_plan, self.workload, self.settings, options)
+        want = targets(plan.workers_by_hardware(), {h.name: h.count for h in self.workload.hardware}, s.fleet)
+        out = []
+        for g in groups:
+            kind = group_kind(g)
+            out.append(min(g.count, want.get(kind, 0)))
+            want[kind] = want.get(kind, 0) - out[-1]
+        log.info("fleet: starting %d workers (the first plan's, with spares) of at most %d", sum(out),
+                 sum(g.count for g in groups))
+        return out
 
     async def _start(self, s: ServeConfig, groups: tuple[WorkerGroup, ...]) -> None:
         self._run = RunFolder(prefix="harpagon-serve-")
@@ -218,9 +250,16 @@ class LocalCluster:
                                                                        frontend_loop))
 
         # the first plan waits (bounded) for the local workers, so a normal start plans once
-        config = ControllerConfig(follow_rates=self.follow_rates, expect_workers=sum(g.count for g in groups))
+        config = ControllerConfig(follow_rates=self.follow_rates, expect_workers=sum(self.initial))
+        if s.fleet is not None:
+            kinds: dict[str, WorkerGroup] = {}
+            for g in groups:
+                kinds.setdefault(group_kind(g), g)
+            self.scaler = LocalScaler(kinds, lambda g, worker: self.start_worker(g.device, g.hardware, g.threads,
+                                                                                 g.slowdown, worker))
         self.controller = Controller(self.workload, self.settings, s.input_shape, push_routes, config,
-                                     metrics=ControllerMetrics(registry), client=GrpcWorkerClient(controller_tls))
+                                     metrics=ControllerMetrics(registry), client=GrpcWorkerClient(controller_tls),
+                                     scaler=self.scaler)
         self.control = LoopThread("controller")
 
         async def start_control() -> int:
@@ -247,9 +286,14 @@ class LocalCluster:
         self._beacon = asyncio.ensure_future(rate_beacon(self.plane, report))
         self._profiles = Path(self._run.name) / "profiles.yaml"
         self._profiles.write_text(yaml.safe_dump({"profiles": [p.model_dump() for p in self.workload.profiles]}))
-        for group in groups:
-            for _ in range(group.count):
-                self.start_worker(group.device, group.hardware, group.threads, group.slowdown)
+        for group, n in zip(groups, self.initial, strict=True):
+            for _ in range(n):
+                if self.scaler is None:
+                    self.start_worker(group.device, group.hardware, group.threads, group.slowdown)
+                else:
+                    worker = self.scaler.next_id()
+                    proc = self.start_worker(group.device, group.hardware, group.threads, group.slowdown, worker)
+                    self.scaler.adopt(group_kind(group), worker, proc)
         for i in range(1, self.frontend_count):
             self.start_frontend(i, 0 if port == 0 else port + i)
         log.info("frontend on %s:%d (Triton gRPC), metrics on http://%s:%d/metrics, controller on %s:%d",
@@ -273,7 +317,7 @@ class LocalCluster:
                                 env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
 
     def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None,
-                     slowdown: float = 1.0) -> subprocess.Popen:
+                     slowdown: float = 1.0, worker_id: str | None = None) -> subprocess.Popen:
         # local workers listen on Unix sockets: a hop is faster than over loopback TCP (docs/benchmarks/live.md)
         socket = Path(self._run.name) / f"worker-{len(self.processes)}.sock"
         listen = ["--unix-socket", str(socket)] if self.unix_sockets else ["--port", "0"]
@@ -286,13 +330,15 @@ class LocalCluster:
             args += ["--threads", str(threads)]
         if slowdown != 1.0:
             args += ["--slowdown", repr(slowdown)]
+        if worker_id:
+            args += ["--id", worker_id]
         proc = self._child("worker", *args)
         self.processes.append(proc)
         return proc
 
     async def ready(self, timeout_s: float = 120.0) -> None:
-        """Wait until every configured worker has registered and a plan using them is in force."""
-        want = sum(g.count for g in self.worker_groups)
+        """Wait until every worker started at start has registered and a plan using them is in force."""
+        want = sum(self.initial)
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while loop.time() < end:
@@ -334,8 +380,8 @@ class LocalCluster:
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics.server_close()
-        for p in self.processes:
-            p.terminate()
+        for p in self.processes:  # SIGINT: stop without leaving (the frontend has drained; SIGTERM would re-plan)
+            p.send_signal(signal.SIGINT)
         for p in [*self.frontend_processes, *self.processes]:
             try:
                 p.wait(timeout=30)

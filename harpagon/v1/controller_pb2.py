@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from harpagon.v1 import worker_pb2 as harpagon_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1charpagon/v1/controller.proto\x12\x0bharpagon.v1\x1a\x18harpagon/v1/worker.proto\"\x95\x01\n\x0fRegisterRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08hardware\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x10\n\x08\x65mulated\x18\x05 \x01(\x08\x12*\n\x07running\x18\x06 \x01(\x0b\x32\x19.harpagon.v1.WorkerConfig\"(\n\x10RegisterResponse\x12\x14\n\x0cheartbeat_ms\x18\x01 \x01(\r\"h\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x04\x12)\n\x07modules\x18\x03 \x03(\x0b\x32\x18.harpagon.v1.ModuleStats\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"\x9d\x01\n\nTupleRoute\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\r\x12\x0c\n\x04rate\x18\x02 \x01(\x01\x12\x12\n\ndummy_rate\x18\x03 \x01(\x01\x12\x14\n\x07wait_ms\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\taddresses\x18\x05 \x03(\t\x12\x15\n\rworker_module\x18\x06 \x01(\t\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x42\n\n\x08_wait_ms\"n\n\x0bModuleRoute\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\'\n\x06tuples\x18\x05 \x03(\x0b\x32\x17.harpagon.v1.TupleRouteJ\x04\x08\x03\x10\x04\":\n\nOutputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\x0c\n\x04\x64ims\x18\x03 \x03(\x03\"\x9f\x01\n\tAppModule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x03(\t\x12\r\n\x05input\x18\x03 \x01(\t\x12\r\n\x05scale\x18\x04 \x01(\x01\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x0f\n\x07objects\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x08 \x03(\t\x12(\n\x07outputs\x18\t \x03(\x0b\x32\x17.harpagon.v1.OutputSpec\"O\n\x0bStreamRoute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x66rontend_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04rate\x18\x04 \x01(\x01\"\x8a\x01\n\x08\x41ppRoute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rate\x18\x02 \x01(\x01\x12\x0e\n\x06slo_ms\x18\x03 \x01(\x01\x12\'\n\x07modules\x18\x04 \x03(\x0b\x32\x16.harpagon.v1.AppModule\x12)\n\x07streams\x18\x05 \x03(\x0b\x32\x18.harpagon.v1.StreamRoute\"\xef\x01\n\x06Routes\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08\x64ispatch\x18\x02 \x01(\t\x12)\n\x07modules\x18\x04 \x03(\x0b\x32\x18.harpagon.v1.ModuleRoute\x12\x31\n\x07refused\x18\x05 \x03(\x0b\x32 .harpagon.v1.Routes.RefusedEntry\x12#\n\x04\x61pps\x18\x06 \x03(\x0b\x32\x15.harpagon.v1.AppRoute\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x03\x10\x04R\tapps_json\":\n\x12WatchRoutesRequest\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\xe4\x01\n\x0bRatesReport\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\x12\x39\n\tapp_rates\x18\x02 \x03(\x0b\x32&.harpagon.v1.RatesReport.AppRatesEntry\x12\x10\n\x08window_s\x18\x03 \x01(\x01\x12\x17\n\x0fhop_overhead_ms\x18\x04 \x03(\x01\x12)\n\x06\x66\x61nout\x18\x05 \x03(\x0b\x32\x19.harpagon.v1.ModuleFanout\x1a/\n\rAppRatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"M\n\x0cModuleFanout\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x04\x12\x10\n\x08requests\x18\x04 \x01(\x04\"\x0c\n\nRatesReply2\xaa\x02\n\nController\x12G\n\x08Register\x12\x1c.harpagon.v1.RegisterRequest\x1a\x1d.harpagon.v1.RegisterResponse\x12J\n\tHeartbeat\x12\x1d.harpagon.v1.HeartbeatRequest\x1a\x1e.harpagon.v1.HeartbeatResponse\x12\x45\n\x0bWatchRoutes\x12\x1f.harpagon.v1.WatchRoutesRequest\x1a\x13.harpagon.v1.Routes0\x01\x12@\n\x0bReportRates\x12\x18.harpagon.v1.RatesReport\x1a\x17.harpagon.v1.RatesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1charpagon/v1/controller.proto\x12\x0bharpagon.v1\x1a\x18harpagon/v1/worker.proto\"\x95\x01\n\x0fRegisterRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08hardware\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x10\n\x08\x65mulated\x18\x05 \x01(\x08\x12*\n\x07running\x18\x06 \x01(\x0b\x32\x19.harpagon.v1.WorkerConfig\"(\n\x10RegisterResponse\x12\x14\n\x0cheartbeat_ms\x18\x01 \x01(\r\"h\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x04\x12)\n\x07modules\x18\x03 \x03(\x0b\x32\x18.harpagon.v1.ModuleStats\"!\n\x0cLeaveRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x1d\n\rLeaveResponse\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"\x9d\x01\n\nTupleRoute\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\r\x12\x0c\n\x04rate\x18\x02 \x01(\x01\x12\x12\n\ndummy_rate\x18\x03 \x01(\x01\x12\x14\n\x07wait_ms\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\taddresses\x18\x05 \x03(\t\x12\x15\n\rworker_module\x18\x06 \x01(\t\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x42\n\n\x08_wait_ms\"n\n\x0bModuleRoute\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\'\n\x06tuples\x18\x05 \x03(\x0b\x32\x17.harpagon.v1.TupleRouteJ\x04\x08\x03\x10\x04\":\n\nOutputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\x0c\n\x04\x64ims\x18\x03 \x03(\x03\"\x9f\x01\n\tAppModule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x03(\t\x12\r\n\x05input\x18\x03 \x01(\t\x12\r\n\x05scale\x18\x04 \x01(\x01\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x0f\n\x07objects\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x08 \x03(\t\x12(\n\x07outputs\x18\t \x03(\x0b\x32\x17.harpagon.v1.OutputSpec\"O\n\x0bStreamRoute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x66rontend_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04rate\x18\x04 \x01(\x01\"\x8a\x01\n\x08\x41ppRoute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rate\x18\x02 \x01(\x01\x12\x0e\n\x06slo_ms\x18\x03 \x01(\x01\x12\'\n\x07modules\x18\x04 \x03(\x0b\x32\x16.harpagon.v1.AppModule\x12)\n\x07streams\x18\x05 \x03(\x0b\x32\x18.harpagon.v1.StreamRoute\"\xef\x01\n\x06Routes\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08\x64ispatch\x18\x02 \x01(\t\x12)\n\x07modules\x18\x04 \x03(\x0b\x32\x18.harpagon.v1.ModuleRoute\x12\x31\n\x07refused\x18\x05 \x03(\x0b\x32 .harpagon.v1.Routes.RefusedEntry\x12#\n\x04\x61pps\x18\x06 \x03(\x0b\x32\x15.harpagon.v1.AppRoute\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x03\x10\x04R\tapps_json\":\n\x12WatchRoutesRequest\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\xe4\x01\n\x0bRatesReport\x12\x13\n\x0b\x66rontend_id\x18\x01 \x01(\t\x12\x39\n\tapp_rates\x18\x02 \x03(\x0b\x32&.harpagon.v1.RatesReport.AppRatesEntry\x12\x10\n\x08window_s\x18\x03 \x01(\x01\x12\x17\n\x0fhop_overhead_ms\x18\x04 \x03(\x01\x12)\n\x06\x66\x61nout\x18\x05 \x03(\x0b\x32\x19.harpagon.v1.ModuleFanout\x1a/\n\rAppRatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"M\n\x0cModuleFanout\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x0e\n\x06\x66rames\x18\x03 \x01(\x04\x12\x10\n\x08requests\x18\x04 \x01(\x04\"\x0c\n\nRatesReply2\xea\x02\n\nController\x12G\n\x08Register\x12\x1c.harpagon.v1.RegisterRequest\x1a\x1d.harpagon.v1.RegisterResponse\x12J\n\tHeartbeat\x12\x1d.harpagon.v1.HeartbeatRequest\x1a\x1e.harpagon.v1.HeartbeatResponse\x12>\n\x05Leave\x12\x19.harpagon.v1.LeaveRequest\x1a\x1a.harpagon.v1.LeaveResponse\x12\x45\n\x0bWatchRoutes\x12\x1f.harpagon.v1.WatchRoutesRequest\x1a\x13.harpagon.v1.Routes0\x01\x12@\n\x0bReportRates\x12\x18.harpagon.v1.RatesReport\x1a\x17.harpagon.v1.RatesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,34 +42,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERRESPONSE']._serialized_end=263
   _globals['_HEARTBEATREQUEST']._serialized_start=265
   _globals['_HEARTBEATREQUEST']._serialized_end=369
-  _globals['_HEARTBEATRESPONSE']._serialized_start=371
-  _globals['_HEARTBEATRESPONSE']._serialized_end=405
-  _globals['_TUPLEROUTE']._serialized_start=408
-  _globals['_TUPLEROUTE']._serialized_end=565
-  _globals['_MODULEROUTE']._serialized_start=567
-  _globals['_MODULEROUTE']._serialized_end=677
-  _globals['_OUTPUTSPEC']._serialized_start=679
-  _globals['_OUTPUTSPEC']._serialized_end=737
-  _globals['_APPMODULE']._serialized_start=740
-  _globals['_APPMODULE']._serialized_end=899
-  _globals['_STREAMROUTE']._serialized_start=901
-  _globals['_STREAMROUTE']._serialized_end=980
-  _globals['_APPROUTE']._serialized_start=983
-  _globals['_APPROUTE']._serialized_end=1121
-  _globals['_ROUTES']._serialized_start=1124
-  _globals['_ROUTES']._serialized_end=1363
-  _globals['_ROUTES_REFUSEDENTRY']._serialized_start=1300
-  _globals['_ROUTES_REFUSEDENTRY']._serialized_end=1346
-  _globals['_WATCHROUTESREQUEST']._serialized_start=1365
-  _globals['_WATCHROUTESREQUEST']._serialized_end=1423
-  _globals['_RATESREPORT']._serialized_start=1426
-  _globals['_RATESREPORT']._serialized_end=1654
-  _globals['_RATESREPORT_APPRATESENTRY']._serialized_start=1607
-  _globals['_RATESREPORT_APPRATESENTRY']._serialized_end=1654
-  _globals['_MODULEFANOUT']._serialized_start=1656
-  _globals['_MODULEFANOUT']._serialized_end=1733
-  _globals['_RATESREPLY']._serialized_start=1735
-  _globals['_RATESREPLY']._serialized_end=1747
-  _globals['_CONTROLLER']._serialized_start=1750
-  _globals['_CONTROLLER']._serialized_end=2048
+  _globals['_LEAVEREQUEST']._serialized_start=371
+  _globals['_LEAVEREQUEST']._serialized_end=404
+  _globals['_LEAVERESPONSE']._serialized_start=406
+  _globals['_LEAVERESPONSE']._serialized_end=435
+  _globals['_HEARTBEATRESPONSE']._serialized_start=437
+  _globals['_HEARTBEATRESPONSE']._serialized_end=471
+  _globals['_TUPLEROUTE']._serialized_start=474
+  _globals['_TUPLEROUTE']._serialized_end=631
+  _globals['_MODULEROUTE']._serialized_start=633
+  _globals['_MODULEROUTE']._serialized_end=743
+  _globals['_OUTPUTSPEC']._serialized_start=745
+  _globals['_OUTPUTSPEC']._serialized_end=803
+  _globals['_APPMODULE']._serialized_start=806
+  _globals['_APPMODULE']._serialized_end=965
+  _globals['_STREAMROUTE']._serialized_start=967
+  _globals['_STREAMROUTE']._serialized_end=1046
+  _globals['_APPROUTE']._serialized_start=1049
+  _globals['_APPROUTE']._serialized_end=1187
+  _globals['_ROUTES']._serialized_start=1190
+  _globals['_ROUTES']._serialized_end=1429
+  _globals['_ROUTES_REFUSEDENTRY']._serialized_start=1366
+  _globals['_ROUTES_REFUSEDENTRY']._serialized_end=1412
+  _globals['_WATCHROUTESREQUEST']._serialized_start=1431
+  _globals['_WATCHROUTESREQUEST']._serialized_end=1489
+  _globals['_RATESREPORT']._serialized_start=1492
+  _globals['_RATESREPORT']._serialized_end=1720
+  _globals['_RATESREPORT_APPRATESENTRY']._serialized_start=1673
+  _globals['_RATESREPORT_APPRATESENTRY']._serialized_end=1720
+  _globals['_MODULEFANOUT']._serialized_start=1722
+  _globals['_MODULEFANOUT']._serialized_end=1799
+  _globals['_RATESREPLY']._serialized_start=1801
+  _globals['_RATESREPLY']._serialized_end=1813
+  _globals['_CONTROLLER']._serialized_start=1816
+  _globals['_CONTROLLER']._serialized_end=2178
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,18 @@ class HeartbeatRequest(_message.Message):
     modules: _containers.RepeatedCompositeFieldContainer[_worker_pb2.ModuleStats]
     def __init__(self, worker_id: _Optional[str] = ..., config_version: _Optional[int] = ..., modules: _Optional[_Iterable[_Union[_worker_pb2.ModuleStats, _Mapping]]] = ...) -> None: ...
 
+class LeaveRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class LeaveResponse(_message.Message):
+    __slots__ = ("done",)
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    done: bool
+    def __init__(self, done: _Optional[bool] = ...) -> None: ...
+
 class HeartbeatResponse(_message.Message):
     __slots__ = ("known",)
     KNOWN_FIELD_NUMBER: _ClassVar[int]

@@ -45,6 +45,11 @@ class ControllerStub:
                 request_serializer=harpagon_dot_v1_dot_controller__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=harpagon_dot_v1_dot_controller__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.Leave = channel.unary_unary(
+                '/harpagon.v1.Controller/Leave',
+                request_serializer=harpagon_dot_v1_dot_controller__pb2.LeaveRequest.SerializeToString,
+                response_deserializer=harpagon_dot_v1_dot_controller__pb2.LeaveResponse.FromString,
+                _registered_method=True)
         self.WatchRoutes = channel.unary_stream(
                 '/harpagon.v1.Controller/WatchRoutes',
                 request_serializer=harpagon_dot_v1_dot_controller__pb2.WatchRoutesRequest.SerializeToString,
@@ -68,6 +73,12 @@ class ControllerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Leave(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +109,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=harpagon_dot_v1_dot_controller__pb2.HeartbeatRequest.FromString,
                     response_serializer=harpagon_dot_v1_dot_controller__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'Leave': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leave,
+                    request_deserializer=harpagon_dot_v1_dot_controller__pb2.LeaveRequest.FromString,
+                    response_serializer=harpagon_dot_v1_dot_controller__pb2.LeaveResponse.SerializeToString,
             ),
             'WatchRoutes': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRoutes,
@@ -165,6 +181,33 @@ class Controller:
             '/harpagon.v1.Controller/Heartbeat',
             harpagon_dot_v1_dot_controller__pb2.HeartbeatRequest.SerializeToString,
             harpagon_dot_v1_dot_controller__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leave(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/harpagon.v1.Controller/Leave',
+            harpagon_dot_v1_dot_controller__pb2.LeaveRequest.SerializeToString,
+            harpagon_dot_v1_dot_controller__pb2.LeaveResponse.FromString,
             options,
             channel_credentials,
             insecure,

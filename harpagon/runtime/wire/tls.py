@@ -31,6 +31,7 @@ ROLES: tuple[Role, ...] = ("controller", "frontend", "worker")
 POLICY: dict[str, frozenset[Role]] = {
     "/harpagon.v1.Controller/Register": frozenset({"worker"}),
     "/harpagon.v1.Controller/Heartbeat": frozenset({"worker"}),
+    "/harpagon.v1.Controller/Leave": frozenset({"worker"}),
     "/harpagon.v1.Controller/WatchRoutes": frozenset({"frontend"}),
     "/harpagon.v1.Controller/ReportRates": frozenset({"frontend"}),
     "/harpagon.v1.Worker/ApplyConfig": frozenset({"controller"}),

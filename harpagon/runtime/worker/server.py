@@ -141,7 +141,8 @@ RETRY_S = 0.25
 
 
 class ControllerLink:
-    """Registers with the controller and heartbeats until stopped; registers again when forgotten."""
+    """Registers with the controller and heartbeats until stopped; registers again when forgotten,
+    unless it is leaving (:meth:`leave`)."""
 
     def __init__(self, controller: str, address: str, plane: WorkerDataPlane, worker_id: str | None = None,
                  tls: TlsFiles | None = None):
@@ -152,6 +153,9 @@ class ControllerLink:
         self.channel = sync_channel(controller, tls, "controller")
         self.stub = crpc.ControllerStub(self.channel)
         self._stop = threading.Event()
+        self._leaving = threading.Event()
+        self._left = threading.Event()
+        """The controller let this worker go (it forgot it while it was leaving)."""
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -174,12 +178,17 @@ class ControllerLink:
             try:
                 if period is None:
                     period = self._register()
+                    if self._leaving.is_set():  # a restarted controller must not plan with it again
+                        self._say_leaving()
                 elif not self.stub.Heartbeat(cpb.HeartbeatRequest(worker_id=self.worker_id,
                                                                  config_version=self.plane.version,
                                                                  modules=module_stats(
                                                                      self.plane, self.plane.take_recent(),
                                                                      self.plane.take_recent_decode())),
                                              timeout=HEARTBEAT_TIMEOUT_S).known:
+                    if self._leaving.is_set():  # let go: nothing routes here any more
+                        self._left.set()
+                        return
                     period = None
                     continue
                 if down_since is not None:
@@ -197,6 +206,48 @@ class ControllerLink:
             # after a failure, try again soon: a restarted controller plans once every live worker is back
             self._stop.wait(period or RETRY_S)
 
+    def _say_leaving(self) -> bool:
+        """Tell the controller this worker is going away; True when it may stop at once."""
+        done = self.stub.Leave(cpb.LeaveRequest(worker_id=self.worker_id), timeout=HEARTBEAT_TIMEOUT_S).done
+        if done:
+            self._left.set()
+        return done
+
+    def leave(self, timeout_s: float) -> bool:
+        """Going away: tell the controller, then wait (up to `timeout_s`) until it has re-planned without
+        this worker and pushed it an empty configuration, or let it go. Heartbeats go on meanwhile, so
+        that it is not evicted while it still serves. True when it was let go in time."""
+        self._leaving.set()
+        end = time.monotonic() + timeout_s
+        told = warned = False
+        since = self.plane.version  # drained: a newer configuration than this, with nothing in it
+        while time.monotonic() < end and not self._left.is_set():
+            if not told:
+                try:
+                    told = True
+                    since = self.plane.version
+                    if self._say_leaving():
+                        break
+                    log.info("leaving: waiting up to %.0f s for the controller to move %d modules elsewhere",
+                             end - time.monotonic(), len(self.plane.specs))
+                except grpc.RpcError as exc:  # unreachable: the heartbeat loop says it again once registered
+                    told = False
+                    if not warned:  # once: a retry every RETRY_S would flood the log
+                        warned = True
+                        log.warning("leaving: controller %s unreachable (%s); serving on meanwhile, retrying every "
+                                    "%g s", self.controller, exc.code(), RETRY_S)
+            if self._drained(told, since):  # the empty configuration came: nothing routes here
+                break
+            self._left.wait(0.05 if told else RETRY_S)
+        gone = self._left.is_set() or self._drained(told, since)
+        if not gone:
+            log.warning("leaving: the controller did not move this worker's modules within %.0f s; stopping anyway",
+                        timeout_s)
+        return gone
+
+    def _drained(self, told: bool, since: int) -> bool:
+        return told and self.plane.version > since and not self.plane.specs
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
@@ -205,9 +256,13 @@ class ControllerLink:
 
 def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, grace_s: float = 10.0,
           metrics_port: int | None = None, unix_socket: str | None = None, tls: TlsFiles | None = None,
-          advertise: str | None = None, health_port: int | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then let batches in flight finish (up to `grace_s`). The worker
-    registers as `advertise` (where peers reach it; default: where it listens)."""
+          advertise: str | None = None, health_port: int | None = None, worker_id: str | None = None,
+          drain_timeout_s: float = 60.0) -> None:
+    """Serve until SIGTERM or SIGINT. SIGTERM (a scale-down, a rolling update, a node drain) leaves
+    first: the controller re-plans without this worker (up to `drain_timeout_s`), so that no frame is
+    lost; SIGINT (Ctrl-C, which reaches a whole `harpagon serve` at once, or `serve` stopping its
+    workers once its frontend has drained) does not. Then batches in flight finish (up to `grace_s`).
+    The worker registers as `advertise` (where peers reach it; default: where it listens)."""
     server, address = start(plane, port, host, unix_socket=unix_socket, tls=tls)
     probes = None
     if health_port is not None:
@@ -226,13 +281,16 @@ def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, 
              " [EMULATED: batches sleep their profiled latency]" if ex.emulated else "")
     print(f"worker listening on {address} device={ex.device} hardware={ex.hardware}"
           f"{' EMULATED' if ex.emulated else ''}", flush=True)
-    link = ControllerLink(controller, advertise or address, plane, tls=tls) if controller else None
+    link = ControllerLink(controller, advertise or address, plane, worker_id, tls=tls) if controller else None
     if link:
         link.start()
     stop = threading.Event()
+    got: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda signum, _: (got.append(signum), stop.set()))
     stop.wait()
+    if link and got[0] == signal.SIGTERM:
+        link.leave(drain_timeout_s)
     log.info("draining")
     if link:
         link.stop()
