@@ -76,6 +76,24 @@ def add_parser(sub) -> None:
 
     _add_bench_faults(bench)
 
+    be = bench.add_parser("elastic", help="cost follows load: a compressed diurnal day through `harpagon serve` with "
+                                          "a fleet and its local scaler, on EMULATED workers",
+                          description="Serve a config with a serve.fleet section while each app's rate runs from "
+                                      "--low x its configured rate to 1x and back over a compressed day (Poisson); "
+                                      "report allocated GPU-hours against the plans' and a fleet fixed at the peak, "
+                                      "attainment per minute, every frame's fate and the scale events, with a plot.")
+    be.add_argument("--config", type=Path, default=None,
+                    help="app config with a serve.fleet section (default configs/elastic.yaml)")
+    be.add_argument("--minutes", type=float, default=10.0, help="length of the compressed day (default 10)")
+    be.add_argument("--low", type=float, default=0.25, help="the night's rate as a fraction of the configured one "
+                                                            "(default 0.25)")
+    be.add_argument("--warmup", type=float, default=60.0,
+                    help="seconds at the night's rate before the day, not counted (default 60)")
+    be.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default 0)")
+    be.add_argument("--out", type=Path, default=Path("docs/benchmarks/elastic.md"),
+                    help="report (default docs/benchmarks/elastic.md; its plot beside it)")
+    be.set_defaults(func=cmd_bench_elastic)
+
 
 def cmd_bench_planner(args: argparse.Namespace) -> int:
     from harpagon.bench.planner import (
@@ -211,3 +229,35 @@ def _counts(text: str) -> tuple[int, ...]:
         if n not in out:
             out.append(n)
     return tuple(out)
+
+
+def cmd_bench_elastic(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rich.console import Console
+
+    from harpagon.bench.elastic import DEFAULT_CONFIG, run_elastic, summary, write_report
+
+    config = args.config or DEFAULT_CONFIG
+    for flag, ok, rule in (("config", config.is_file(), "no such file"),
+                           ("minutes", 0 < args.minutes <= 24 * 60, "must be in (0, 1440]"),
+                           ("low", 0 < args.low <= 1, "must be in (0, 1]"),
+                           ("warmup", 0 <= args.warmup <= 3600, "must be in [0, 3600] seconds")):
+        if not ok:
+            print(f"harpagon bench elastic: --{flag} {getattr(args, flag, config)!s}: {rule}", file=sys.stderr)
+            return EXIT_INVALID
+    command = "harpagon bench elastic" + "".join(
+        f" --{k} {v}" for k, v, default in (("config", args.config, None), ("minutes", args.minutes, 10.0),
+                                            ("low", args.low, 0.25), ("warmup", args.warmup, 60.0),
+                                            ("seed", args.seed, 0), ("out", args.out, Path("docs/benchmarks/elastic.md")))
+        if v != default)
+    try:
+        result = asyncio.run(run_elastic(config, args.minutes, args.low, args.warmup, args.seed, command, Console()))
+    except (ConfigError, ValueError) as exc:
+        print(f"harpagon bench elastic: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    path = write_report(result, args.out)
+    s = summary(result)
+    print(f"allocated {s['vs_plan']:.3f} x the plans', {s['vs_peak']:.3f} x a fleet fixed at the peak; "
+          f"{s['lost']} frames lost; report: {path}")
+    return 0

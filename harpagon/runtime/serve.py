@@ -48,8 +48,7 @@ import yaml
 from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
-from harpagon.planner.fleet import targets
+from harpagon.config.schema import MAX_WORKERS, ServeConfig, WorkerGroup, Workload
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.planner.streams import frontend_ids
@@ -57,6 +56,8 @@ from harpagon.runtime import logs
 from harpagon.runtime.controller.assignment import app_route
 from harpagon.runtime.controller.config import ControllerConfig
 from harpagon.runtime.controller.controller import Controller, settings_of
+from harpagon.runtime.controller.fleet import targets
+from harpagon.runtime.controller.scaler import LocalScaler
 from harpagon.runtime.controller.servicer import ControllerServicer, RoutesHub
 from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.main import rate_beacon
@@ -64,10 +65,10 @@ from harpagon.runtime.frontend.servicer import start as start_frontend
 from harpagon.runtime.frontend.stats import FanoutCounts
 from harpagon.runtime.lifecycle import RunFolder, child_env, until_stopped
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
-from harpagon.runtime.scaler import LocalScaler, group_kind
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server
 from harpagon.runtime.wire.tls import TlsFiles, make_certs
+from harpagon.runtime.worker.executor import default_hardware_name
 from harpagon.runtime.worker.registry import weights_file
 from harpagon.v1 import controller_pb2_grpc as crpc
 
@@ -201,10 +202,17 @@ class LocalCluster:
 
     async def _initial_fleet(self, s: ServeConfig, groups: tuple[WorkerGroup, ...]) -> list[int]:
         """Workers to start per group: every configured one, or with a fleet those the plan within the
-        quota needs plus spares (planned once here, so that a normal start plans once more, not once per
+        quota (each kind's `count`, at most the workers of that kind `serve.workers` lists) needs plus spares (planned once here, so that a normal start plans once more, not once per
         scale step)."""
         if s.fleet is None:
             return [g.count for g in groups]
+        # the quota is what this host can start: a kind without workers here cannot be scaled up
+        local: dict[str, int] = {}
+        for g in groups:
+            local[group_kind(g)] = local.get(group_kind(g), 0) + g.count
+        self.workload = self.workload.model_copy(update={"hardware": tuple(
+            h.model_copy(update={"count": min(local.get(h.name, 0), h.count if h.count is not None else MAX_WORKERS)})
+            for h in self.workload.hardware)})
         options = PlannerOptions(dispatch=s.dispatch, replay=True, sharing=s.sharing)
         plan = await asyncio.to_thread(harpagon_plan, self.workload, self.settings, options)
         want = targets(plan.workers_by_hardware(), {h.name: h.count for h in self.workload.hardware}, s.fleet)
@@ -390,6 +398,15 @@ class LocalCluster:
         for folder in (self._certs, self._run):
             if folder is not None:
                 folder.cleanup()
+
+
+def group_kind(group: WorkerGroup) -> str:
+    """The hardware kind a group's workers register as (what their executor reports)."""
+    if group.hardware:
+        return group.hardware
+    if group.device.startswith("emulated:"):
+        return group.device.split(":", 1)[1]
+    return default_hardware_name(group.device)
 
 
 def _child_logs() -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harpagon.bench.faults.cli import _only
 from harpagon.bench.faults.figures import fill_figures
 from harpagon.bench.faults.frames import (
     CLIENT_HOP_MS,
@@ -38,6 +39,8 @@ from harpagon.bench.faults.goals import (
     EXPECTED_REFUSAL,
     FLOOD_GOAL,
     FRONTEND_LEFT_GOAL_S,
+    LEAVE_EXIT_GOAL_S,
+    LEAVE_REPLAN_GOAL_S,
     LULL_GOAL,
     ORPHAN_GOAL_S,
     ScenarioResult,
@@ -49,7 +52,7 @@ from harpagon.bench.faults.markdown import build_markdown
 from harpagon.bench.faults.network import stale_namespaces
 from harpagon.bench.faults.processes import ExitWatch, process_tree, running
 from harpagon.bench.faults.run import run_suite
-from harpagon.bench.faults.scenarios import SCENARIOS
+from harpagon.bench.faults.scenarios import SCENARIOS, pick_scale_down
 
 integration = pytest.mark.integration
 
@@ -106,6 +109,99 @@ def test_membership_follows_joins_leaves_and_restarts_at_one_address():
              (3.0, "worker a at 10.0.0.5:9000 removed: missed 3 heartbeats"),
              (4.0, "worker c joined: t4 emulated:t4 at 10.0.0.6:9000 (EMULATED)")]  # b restarted as c
     assert membership(lines) == ({"10.0.0.6:9000": "c"}, 4.0)
+
+
+def test_a_worker_that_left_is_no_longer_a_member():
+    lines = [(1.0, "worker a joined: t4 emulated:t4 at 10.0.0.5:9000 (EMULATED)"),
+             (2.0, "worker b joined: t4 emulated:t4 at 10.0.0.6:9000 (EMULATED)"),
+             (3.0, "worker a at 10.0.0.5:9000 is leaving: re-planning without it (1 modules)"),
+             (3.5, "measured rates left the band around the planned ones: {}"),  # not a worker leaving
+             (4.0, "worker a left")]
+    assert membership(lines) == ({"10.0.0.6:9000": "b"}, 4.0)
+    assert membership(lines[:3]) == ({"10.0.0.5:9000": "a", "10.0.0.6:9000": "b"}, 2.0)  # leaving: not yet gone
+
+
+def _routes(*modules: tuple[str, list[list[str]]]) -> dict:
+    return {"modules": [{"app": "cam", "module": name, "tuples": [{"batch": 1, "name": f"cam/{name}@b1",
+                                                                    "addresses": t} for t in tuples]}
+                        for name, tuples in modules], "refused": {}}
+
+
+def test_a_scale_down_stops_a_busy_worker_of_each_module_and_an_idle_one():
+    routes = _routes(("detect", [["A", "B"]]), ("classify", [["C"]]))
+    ours = ["A", "B", "C", "D", "E", "F"]
+    assert pick_scale_down(routes, ours, 3) == [("A", "cam/detect"), ("C", "cam/classify"), ("D", None)]
+    assert pick_scale_down(routes, ours, 1) == [("A", "cam/detect")]
+    assert pick_scale_down(routes, ours, 5) == [("A", "cam/detect"), ("C", "cam/classify"), ("D", None),
+                                                ("E", None), ("F", None)]
+    # no idle worker: busy ones only, one of each module first
+    assert pick_scale_down(routes, ["A", "B", "C"], 3) == [("A", "cam/detect"), ("C", "cam/classify"),
+                                                           ("B", "cam/detect")]
+    assert pick_scale_down(routes, ["X"], 1) == [("X", None)]  # nothing of ours routed: the caller skips
+
+
+def test_only_names_scenarios_of_the_suite():
+    assert _only(None) == []
+    assert _only("worker-sigterm, scale-down") == ["worker-sigterm", "scale-down"]
+    assert _only("worker-sigterm,nope") is None and _only(",") is None
+
+
+def _left(address: str, module: str | None, **kw) -> dict:
+    return {"role": "w0", "address": address, "id": "worker-1", "module": module, "code": 0, "exit_s": 2.7,
+            "left_s": 2.5, "gave_up": False, **kw}
+
+
+def test_workers_sent_sigterm_are_judged_on_the_frames_their_exits_their_leave_and_the_plan_after():
+    ok = [Frame("cam", float(t), OK, 50.0) for t in range(100)]
+    r = ScenarioResult(5, "scale-down", "scale down under load", fault="SIGTERM 3 of 6 workers", extra={
+        "stopped": [_left("A", "cam/detect"), _left("C", "cam/classify"), _left("D", None, left_s=0.0, exit_s=0.2)],
+        "left_plan_s": 2.5, "restart_ready_s": 1.1, "since_fault": {"sent": 50, "ok": 50, "failed": {}},
+        "plan_after": {"unrouted": [], "stopped_routed": [], "refused": {}, "modules": 2, "workers": 3,
+                       "plan": "cam/classify: batch 1 x 1 workers; cam/detect: batch 1 x 2 workers"}})
+    r.outcome = summarize(ok, {"cam": 400.0}, 0.0, 200.0, 50.0)
+    goals = _goals(r)
+    assert all(met for met, _ in goals.values()) and len(goals) == 7, goals
+    exited = f"each exited 0 within {LEAVE_EXIT_GOAL_S:g} s"
+    assert goals[exited] == (True, "3 exited 0 after 2.70 s, 2.70 s, 0.20 s")
+    frames = "every frame from the SIGTERM on OK within its SLO"
+    assert goals[frames] == (True, "50/50 OK")
+    replan = f"a plan without them in force within {LEAVE_REPLAN_GOAL_S:g} s"
+
+    def missed(**changes) -> dict[str, tuple[bool, str]]:
+        evicted = changes.pop("_evicted", 0)
+        changed = ScenarioResult(5, "scale-down", "scale down under load", extra={**r.extra, **changes},
+                                 evicted=evicted)
+        changed.outcome = r.outcome
+        return {name: g for name, g in _goals(changed).items() if not g[0]}
+
+    assert missed(stopped=[_left("A", "cam/detect", code=1)]) == {exited: (False, "A: code 1 after 2.70 s")}
+    assert missed(stopped=[_left("A", "cam/detect", code=None, exit_s=None)]) == {
+        exited: (False, "A: still running")}
+    assert missed(stopped=[_left("A", "cam/detect", exit_s=LEAVE_EXIT_GOAL_S + 1)]).keys() == {exited}
+    assert list(missed(stopped=[_left("A", "cam/detect", left_s=None)])) == ["each let go, not evicted"]
+    assert "gave up" in missed(stopped=[_left("A", "cam/detect", gave_up=True)])["each let go, not evicted"][1]
+    assert list(missed(_evicted=1)) == ["each let go, not evicted"]
+    assert list(missed(stopped=[])) == [exited, "each let go, not evicted"]
+    assert missed(left_plan_s=None) == {replan: (False, "no plan after they left")}
+    assert list(missed(left_plan_s=LEAVE_REPLAN_GOAL_S + 0.1)) == [replan]
+    served = "that plan serves every app with the remaining workers"
+    assert missed(plan_after={**r.extra["plan_after"], "unrouted": ["cam/classify"], "stopped_routed": ["C"]}) == {
+        served: (False, "not routed: ['cam/classify']; still routed to: ['C']")}
+    assert list(missed(plan_after={})) == [served]
+    assert missed(since_fault={"sent": 51, "ok": 49, "failed": {"DEADLINE_EXCEEDED": 1}, "vanished": 1}) == {
+        frames: (False, "49/51 OK, failed DEADLINE_EXCEEDED 1, 1 vanished")}
+    assert list(missed(since_fault={})) == [frames]  # no frame sent after the fault: nothing shown
+    r.goals = goals_of(r)
+    r.back_s = 4.2
+    text = build_markdown([r], {"command": "x", "machine": "m", "run_s": 1.0, "load": "0", "mode": "loopback",
+                                "mode_note": "", "workers": 6, "config": "c", "apps": "a", "plan": "p", "timing": "t"})
+    assert ("A (cam/detect): let go 2.50 s after the SIGTERM, exited with code 0 after 2.70 s; C (cam/classify): "
+            "let go 2.50 s after the SIGTERM") in text
+    assert ("D (idle): let go 0.00 s after the SIGTERM, exited with code 0 after 0.20 s; frames sent from the "
+            "SIGTERM on: 50 of 50 OK within the SLO;") in text
+    assert ("the plan without them in force 2.50 s after the SIGTERM: cam/classify: batch 1 x 1 workers; "
+            "cam/detect: batch 1 x 2 workers; started again, they were listening after 1.10 s; back 4.20 s after "
+            "they started again.") in text
 
 
 def test_configuration_pushes_are_told_apart_no_op_reload_load_unload():
@@ -339,6 +435,20 @@ def test_each_scenarios_figures_come_from_its_window_of_frames_and_controller_li
     assert [g.name for g in stop.goals if not g.met] == ["0 late successes"]  # one late after the stop
 
 
+def test_a_leave_is_judged_on_the_frames_from_the_sigterm_on():
+    """A frame the steady phase lost before the SIGTERM counts in the table, not against the leave."""
+    slo = {"cam": 400.0}
+    r = ScenarioResult(4, "worker-sigterm", "SIGTERM a busy worker", start=0.0, fault_at=5.0)
+    frames = [Frame("cam", 1.0, "DEADLINE_EXCEEDED", 400.0), *(Frame("cam", t, OK, 50.0) for t in (2.0, 6.0, 9.0))]
+    fill_figures([r], frames, [], {}, [(7.5, "plan 9 in force")], slo, stopped=10.0, lull_after_s=20.0)
+    assert (r.outcome.sent, r.outcome.ok, r.replan_s) == (4, 3, 2.5)
+    assert r.extra["since_fault"] == {"sent": 2, "ok": 2, "failed": {}, "vanished": 0, "late": 0}
+    assert _goals(r)["every frame from the SIGTERM on OK within its SLO"] == (True, "2/2 OK")
+    fill_figures([r], [*frames, Frame("cam", 8.0, "UNAVAILABLE", 1.0)], [], {}, [], slo, stopped=10.0,
+                 lull_after_s=20.0)
+    assert _goals(r)["every frame from the SIGTERM on OK within its SLO"] == (False, "2/3 OK, failed UNAVAILABLE 1")
+
+
 def test_only_dead_runs_namespaces_of_this_suites_naming_are_reaped():
     names = ["hp-4026531836-100-a1b2c3-br", "hp-4026531836-100-a1b2c3-w3",  # dead run: reaped
              "hp-4026531836-200-d4e5f6-ctl",  # its run is alive
@@ -426,6 +536,21 @@ def test_one_of_two_frontends_killed_costs_only_its_own_clients_frames(suite):
     second = r.extra["second_client"]
     assert second["sent"] > 0 and second["vanished"] == 0 and second["late"] == 0, _figures(r)
     assert r.extra["alone_plan_s"] is not None and r.extra["alone_plan_s"] <= FRONTEND_LEFT_GOAL_S, _figures(r)
+
+
+@integration
+@pytest.mark.parametrize("key", ["worker-sigterm", "scale-down"])
+def test_workers_sent_sigterm_leave_without_costing_a_frame(suite, key):
+    r = _ran(suite[0], key)
+    since = r.extra["since_fault"]
+    assert since["sent"] > 0 and since["ok"] == since["sent"], _figures(r)
+    stopped = r.extra["stopped"]
+    assert len(stopped) == (1 if key == "worker-sigterm" else 3) and any(w["module"] for w in stopped), _figures(r)
+    assert all(w["code"] == 0 and w["exit_s"] <= LEAVE_EXIT_GOAL_S for w in stopped), _figures(r)
+    assert all(w["left_s"] is not None and not w["gave_up"] for w in stopped) and r.evicted == 0, _figures(r)
+    assert r.extra["left_plan_s"] is not None and r.extra["left_plan_s"] <= LEAVE_REPLAN_GOAL_S, _figures(r)
+    after = r.extra["plan_after"]
+    assert not after["unrouted"] and not after["stopped_routed"] and not after["refused"], _figures(r)
 
 
 @integration

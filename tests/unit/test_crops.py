@@ -200,13 +200,19 @@ def test_emulated_counts_are_capped_by_max_crops_and_max_detections():
     assert detection.tolist() == list(range(80, 100))
 
 
-def test_emulated_non_detectors_give_zeros_of_the_classifiers_output():
-    profiles = {("resnet18", "fake"): {2: (0.0, 0.0)}, ("yolo9000", "fake"): {2: (0.0, 0.0)}}
+def test_emulated_classifiers_give_zeros_of_their_output_and_childless_detectors_no_detections():
+    profiles = {("resnet18", "fake"): {2: (0.0, 0.0)}, ("yolo9000", "fake"): {2: (0.0, 0.0)},
+                ("mystery", "fake"): {2: (0.0, 0.0)}}
     ex = EmulatedExecutor("fake", profiles)
     known = ex.load(ModuleSpec("c", "resnet18", 2, (3, 8, 8)))(np.zeros((1, 3, 8, 8), np.uint8))
     assert known.outputs[0].shape == (1, 1000) and not known.outputs[0].any() and known.crops == {}
-    unknown = ex.load(ModuleSpec("d", "yolo9000", 2, (3, 8, 8)))(np.zeros((2, 3, 8, 8), np.uint8))
-    assert unknown.outputs[0].shape == (2, 1)
+    # a detector that is an app's sink answers as one (its reply has boxes, scores and labels)
+    sink = ex.load(ModuleSpec("d", "yolo9000", 2, (3, 8, 8)))(np.zeros((2, 3, 8, 8), np.uint8))
+    boxes, scores, labels = sink.outputs
+    assert boxes.shape == (2, MAX_DETECTIONS, 4) and scores.shape == labels.shape == (2, MAX_DETECTIONS)
+    assert (labels == -1).all() and not scores.any() and sink.crops == {}
+    unknown = ex.load(ModuleSpec("m", "mystery", 2, (3, 8, 8)))(np.zeros((2, 3, 8, 8), np.uint8))
+    assert [o.shape for o in unknown.outputs] == [(2, 1)]
 
 
 def test_crops_from_full_frames_are_cut_a_chunk_at_a_time_with_the_same_pixels(monkeypatch):

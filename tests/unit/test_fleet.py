@@ -1,4 +1,4 @@
-"""The fleet (planner/fleet.py, docs/model.md "The fleet"): targets and the scale-down delay as pure
+"""The fleet (runtime/controller/fleet.py, docs/model.md "The fleet"): targets and the scale-down delay as pure
 functions, and the controller's part on fake workers: plans within the quota set the desired fleet, a
 short fleet is planned with the workers it has, and a worker that leaves is re-planned around before it
 is pushed an empty configuration."""
@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from harpagon.config.schema import FleetConfig, Workload
-from harpagon.planner.fleet import FleetPolicy, fits, targets
+from harpagon.runtime.controller.fleet import FleetPolicy, fits, targets
 from tests.conftest import BASE
 from tests.fakes import run_virtual
 from tests.unit.test_controller_replan import FLUID, Harness, t4

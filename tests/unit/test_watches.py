@@ -54,6 +54,23 @@ def test_a_watch_follows_its_own_settings():
     assert move is not None and move.moved["cam"] == pytest.approx(quick.min_rate_fraction * 40.0)
 
 
+def test_a_ramp_is_planned_at_its_latest_rate_and_a_fall_at_the_mean_since_the_plan():
+    """On a ramp the mean since the plan lags the rate by half the plan's age: a rise is planned at the
+    last `rate_recent_s`; a fall keeps the (higher, safer) mean."""
+    for slope, check in ((+2.0, lambda got, mean, last: got == pytest.approx(last) and got > mean),
+                         (-2.0, lambda got, mean, last: got == pytest.approx(mean) and got > last)):
+        w = RateWatch({"cam": 200.0})
+        w.in_force(0.0)
+        move, rates = None, []
+        for t in range(1, 40):
+            rates.append(200.0 + slope * t)
+            w.observe(float(t), "f1", {"cam": rates[-1]}, 1.0)
+            if move is None and (move := w.decide(float(t))) is not None:
+                recent, kept = int(S.rate_recent_s), rates[max(0, t - 1 - int(S.rate_window_s)):]  # the window's
+                assert check(move.moved["cam"], sum(kept) / len(kept), sum(rates[-recent:]) / recent)
+        assert move is not None
+
+
 @pytest.mark.parametrize(("field", "value"), [
     ("rate_band", (1.1, 0.8)), ("rate_band", (0.0, 1.1)), ("scale_band", (0.8,)), ("min_epoch_s", -1.0),
     ("rate_window_s", 0.0), ("rate_noise_z", math.nan), ("rate_hold_s", True), ("report_expiry_s", 0),

@@ -17,8 +17,10 @@ The client's stderr goes to a file in the suite's temporary folder (in error mes
 
 Scenarios, in order (each: steady load, the fault, observation, heal or restart, then a bounded wait until
 the cluster is back: every worker registered, a plan in force since the last join or leave, and the
-latest frames answered OK): baseline; worker kill -9 (then a replacement); worker SIGSTOP; frontend
-kill -9 (then a restart); frontend SIGSTOP; controller kill -9 (then a restart; its planner process
+latest frames answered OK): baseline; worker kill -9 (then a replacement); worker SIGSTOP; SIGTERM
+to a busy worker, and to half the workers at once as a scale-down picks them (each must leave
+gracefully: the controller re-plans without it and empties it, it exits 0, no frame is lost; then they
+start again); frontend kill -9 (then a restart); frontend SIGSTOP; controller kill -9 (then a restart; its planner process
 must die with it); controller SIGSTOP; partition between the controller and one worker; hostile
 control-plane calls (and an allowed control call to each server they go to, which must succeed);
 health-port abuse (Watch streams and idle connections held open while probes Check); a flood of big

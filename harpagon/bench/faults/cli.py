@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harpagon.bench.faults.run import DEFAULT_CONFIG, DEFAULT_OUT, DEFAULT_WORKERS, run_suite
+from harpagon.bench.faults.scenarios import SCENARIOS
 
 
 def add_parser(bench) -> argparse.ArgumentParser:
@@ -31,6 +32,9 @@ def add_parser(bench) -> argparse.ArgumentParser:
                    help=f"emulated t4 workers (default {DEFAULT_WORKERS}: the plan's 3 and spares)")
     p.add_argument("--logs", type=Path, default=None, metavar="DIR",
                    help="also write every process's output (controller, frontend, workers) to DIR")
+    p.add_argument("--only", default=None, metavar="NAME[,NAME]",
+                   help="run only these scenarios (in the suite's order; the report has just them): "
+                        + ", ".join(key for key, _ in SCENARIOS))
     p.set_defaults(func=cmd_bench_faults)
     return p
 
@@ -42,12 +46,16 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
     if not args.config.is_file():
         print(f"harpagon bench faults: --config {str(args.config)!r}: no such file", file=sys.stderr)
         return 2
+    only = _only(args.only)
+    if only is None:
+        return 2
     command = ("harpagon bench faults" + (f" --out {args.out}" if args.out != DEFAULT_OUT else "")
                + (" --quick" if args.quick else "") + (" --loopback" if args.loopback else "")
                + (f" --config {args.config}" if args.config != DEFAULT_CONFIG else "")
-               + (f" --workers {args.workers}" if args.workers != DEFAULT_WORKERS else ""))
+               + (f" --workers {args.workers}" if args.workers != DEFAULT_WORKERS else "")
+               + (f" --only {','.join(only)}" if only else ""))
     results, _ = run_suite(args.out, args.quick, args.loopback, args.config, args.workers, command,
-                           logs=args.logs)
+                           only=only or None, logs=args.logs)
     missed = [r for r in results if not r.skipped and not r.met]
     for r in results:
         state = f"skipped ({r.skipped})" if r.skipped else "met" if r.met else "MISSED: " + "; ".join(
@@ -55,6 +63,20 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
         print(f"{r.number:2d} {r.title}: {state}")
     print(f"report: {args.out}")
     return 1 if missed else 0
+
+
+def _only(names: str | None) -> list[str] | None:
+    """The scenarios `--only` names ([]: all of them), or None (said on stderr) if one is not a scenario."""
+    if names is None:
+        return []
+    only = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in only if n not in dict(SCENARIOS)]
+    if unknown or not only:
+        print(f"harpagon bench faults: --only {names!r}: "
+              + (f"no scenario {', '.join(unknown)}" if unknown else "names no scenario")
+              + f" (the scenarios: {', '.join(key for key, _ in SCENARIOS)})", file=sys.stderr)
+        return None
+    return only
 
 
 def main(argv: Sequence[str] | None = None) -> int:

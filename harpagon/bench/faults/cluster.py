@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harpagon.bench.faults.frames import OK, VANISH_AFTER_S, RecordTail
+from harpagon.bench.faults.goals import WORKER_DRAIN_TIMEOUT_S
 from harpagon.bench.faults.logs import membership, plan_lines
 from harpagon.bench.faults.network import make_network
 from harpagon.bench.faults.processes import Proc, kill_group, log
@@ -134,7 +135,8 @@ class Cluster:
             self.old.append(old)
         p = Proc(f"worker {role}", self._python(role, "-m", "harpagon.cli", "worker", "--device", "emulated:t4",
                                                 "--host", host, "--port", str(port), "--controller",
-                                                self.controller_address, "--tls-dir", str(self.pki / "worker")),
+                                                self.controller_address, "--tls-dir", str(self.pki / "worker"),
+                                                "--drain-timeout", f"{WORKER_DRAIN_TIMEOUT_S:g}"),
                  "worker listening on ", 60.0 if wait else 0.0, env={FAULT_FILE_ENV: str(self.fault_file(role))})
         self.workers[role] = p
         return p

@@ -1,13 +1,13 @@
 """Each scenario's figures once the run is over, from every frame the clients recorded and the
 controller's log: counts and disruption in the scenario's window, the re-plan, the evictions, the
-lull's recovery and what was late; then its goals."""
+lull's recovery, the frames from a SIGTERM on and what was late; then its goals."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from harpagon.bench.faults.frames import Frame, is_late, summarize
-from harpagon.bench.faults.goals import LULL_RECOVER_S, ScenarioResult, goals_of
+from harpagon.bench.faults.goals import LEAVE_SCENARIOS, LULL_RECOVER_S, ScenarioResult, goals_of
 from harpagon.bench.faults.logs import REMOVED_RE, plan_lines
 
 
@@ -33,6 +33,10 @@ def fill_figures(results: Sequence[ScenarioResult], steady: list[Frame], burst: 
             back = r.extra["back_at"] + LULL_RECOVER_S
             o = summarize(frames, slo, back, r.extra["back_at"] + lull_after_s, None)
             r.extra["recovered_ok"], r.extra["recovered_sent"] = o.ok, o.sent
+        if r.key in LEAVE_SCENARIOS and r.fault_at is not None:
+            o = summarize(frames, slo, r.fault_at, end, r.fault_at)
+            r.extra["since_fault"] = {"sent": o.sent, "ok": o.ok, "failed": o.failed, "vanished": o.vanished,
+                                      "late": o.late}
         if r.outcome.late:
             _late_figures(r, end, steady, burst, stalls, slo)
         r.goals = goals_of(r)

@@ -26,6 +26,15 @@ ABUSE_WATCHES, ABUSE_IDLE, ABUSE_CHECKS, CHECK_TIMEOUT_S = 64, 64, 20, 1.0
 FRONTEND_LEFT_GOAL_S = 5.0
 #: No process of ours outlives its parent by more than this (s).
 ORPHAN_GOAL_S = 5.0
+#: The suite's workers' `--drain-timeout` (the default): a worker sent SIGTERM waits up to this long (s)
+#: for the controller to move its modules elsewhere, then its batches in flight get up to 10 s more...
+WORKER_DRAIN_TIMEOUT_S = 60.0
+#: ...so it must have exited (code 0) within this (s) of the SIGTERM...
+LEAVE_EXIT_GOAL_S = WORKER_DRAIN_TIMEOUT_S + 10.0
+#: ...and the controller have a plan without it in force within this (s).
+LEAVE_REPLAN_GOAL_S = 5.0
+#: The scenarios that send workers SIGTERM (judged on the frames from the SIGTERM on).
+LEAVE_SCENARIOS = ("worker-sigterm", "scale-down")
 #: Hostile calls: the status each kind of credentials must get. Without a certificate of our CA the TLS
 #: handshake fails (UNAVAILABLE); with one of the wrong role the server refuses the method.
 EXPECTED_REFUSAL = {"none": "UNAVAILABLE", "foreign": "UNAVAILABLE", "ours": "PERMISSION_DENIED"}
@@ -44,6 +53,11 @@ GOALS = (
     (f"health checks answer SERVING within {CHECK_TIMEOUT_S:g} s while {ABUSE_WATCHES} Watch streams and "
      f"{ABUSE_IDLE} idle connections are held open on the health port"),
     "a worker that answers INTERNAL costs no frame: its batches are retried on its tuple's other worker",
+    (f"workers sent SIGTERM (one busy worker; half the workers at once, as a scale-down picks them) leave "
+     f"gracefully: every frame sent from the SIGTERM on is answered OK within its SLO, each exits with code 0 "
+     f"within its drain timeout + 10 s ({LEAVE_EXIT_GOAL_S:g} s), the controller lets each go (`left`, not "
+     f"evicted) with a plan without them in force within {LEAVE_REPLAN_GOAL_S:g} s that routes every module of "
+     "every app to the remaining workers"),
     (f"no process of ours outlives its parent by more than {ORPHAN_GOAL_S:g} s (kill -9 of `harpagon serve`, and of "
      "the controller: its planner process), and a killed `serve` leaves no CA key"),
     ("every hostile control-plane call is refused, each with the status that says why (PERMISSION_DENIED for a "
@@ -161,6 +175,46 @@ def _no_frame_failed(r: ScenarioResult) -> list[Goal]:
     return [Goal("no frame failed", o.sent > 0 and o.failed_total == 0, f"{o.failed_total} failed")]
 
 
+def _leave_goals(r: ScenarioResult) -> list[Goal]:
+    """Workers sent SIGTERM (`stopped`: each one's exit code and time, when the controller let it go, and
+    whether it gave up waiting) left gracefully, and the plan without them serves everything. What the
+    leave cost is judged on the frames sent from the SIGTERM on (`since_fault`: to the end of the
+    scenario, the workers started again and the cluster back included), each of which must be OK
+    within its SLO as in the baseline; the frames of the steady phase before it (in the table's
+    columns) only to the goals of every scenario."""
+    stopped = r.extra.get("stopped", [])
+    late = [f"{w['address']}: " + ("still running" if w.get("exit_s") is None else
+                                   f"code {w['code']} after {w['exit_s']:.2f} s")
+            for w in stopped if w.get("code") != 0 or w.get("exit_s") is None or w["exit_s"] > LEAVE_EXIT_GOAL_S]
+    exits = ", ".join(f"{w['exit_s']:.2f} s" for w in stopped if w.get("exit_s") is not None)
+    not_left = [w["address"] for w in stopped if w.get("left_s") is None]
+    gave_up = [w["address"] for w in stopped if w.get("gave_up")]
+    left_detail = (f"{len(stopped) - len(not_left)}/{len(stopped)} left, {r.evicted} evicted"
+                   + (f"; no `left` line for {not_left}" if not_left else "")
+                   + (f"; gave up waiting for the controller: {gave_up}" if gave_up else ""))
+    plan = r.extra.get("left_plan_s")
+    after = r.extra.get("plan_after") or {}
+    wrong = ([f"not routed: {after['unrouted']}"] if after.get("unrouted") else []) + \
+            ([f"still routed to: {after['stopped_routed']}"] if after.get("stopped_routed") else []) + \
+            ([f"refused: {after['refused']}"] if after.get("refused") else [])
+    since = r.extra.get("since_fault", {})
+    sent, ok, failed = since.get("sent", 0), since.get("ok", 0), since.get("failed", {})
+    bad = [f"failed {codes(failed)}"] if failed else []
+    bad += [f"{since[k]} {k}" for k in ("vanished", "late") if since.get(k)]
+    return [Goal("every frame from the SIGTERM on OK within its SLO", sent > 0 and ok == sent,
+                 f"{ok}/{sent} OK" + "".join(f", {b}" for b in bad)),
+            Goal(f"each exited 0 within {LEAVE_EXIT_GOAL_S:g} s", bool(stopped) and not late,
+                 "; ".join(late) if late else f"{len(stopped)} exited 0 after {exits}" if stopped else "none stopped"),
+            Goal("each let go, not evicted", bool(stopped) and not not_left and not gave_up and r.evicted == 0,
+                 left_detail),
+            Goal(f"a plan without them in force within {LEAVE_REPLAN_GOAL_S:g} s",
+                 plan is not None and plan <= LEAVE_REPLAN_GOAL_S,
+                 f"in {plan:.2f} s" if plan is not None else "no plan after they left"),
+            Goal("that plan serves every app with the remaining workers", bool(after) and not wrong,
+                 "; ".join(wrong) if wrong else (f"{after.get('modules', 0)} modules routed to "
+                                                 f"{after.get('workers', 0)} workers" if after else "no routes read"))]
+
+
 def _frontend_of_two_goals(r: ScenarioResult) -> list[Goal]:
     second = r.extra.get("second_client", {})
     alone = r.extra.get("alone_plan_s")
@@ -213,5 +267,5 @@ _FAULT_GOALS: dict[str, Callable[[ScenarioResult], list[Goal]]] = {
     "worker-kill": _routed_around, "worker-stop": _routed_around, "controller-kill": _restart_goals,
     "overload": _no_eviction, "lull": _lull_goal, "big-messages": _flood_goals, "health-abuse": _health_goal,
     "worker-internal": _no_frame_failed, "serve-kill": _serve_kill_goals, "hostile": _hostile_goals,
-    "frontend-of-two-kill": _frontend_of_two_goals,
+    "frontend-of-two-kill": _frontend_of_two_goals, **dict.fromkeys(LEAVE_SCENARIOS, _leave_goals),
 }

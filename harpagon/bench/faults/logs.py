@@ -1,5 +1,5 @@
-"""The log lines the suite reads: the controller's (plans, joins, removals) and, best effort, the
-workers' (the configurations they put in force)."""
+"""The log lines the suite reads: the controller's (plans, joins, removals, leaves) and, best effort,
+the workers' (the configurations they put in force, a leave given up on)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ from dataclasses import dataclass
 PLAN_RE = re.compile(r"plan (\d+) in force")
 JOINED_RE = re.compile(r"worker (\S+) joined: .*? at ([^\s,]+)")
 REMOVED_RE = re.compile(r"worker (\S+) at ([^\s,]+) removed:")
+#: A worker sent SIGTERM says it is leaving; the controller lets it go once nothing routes to it (not an
+#: eviction: `removed` is).
+LEAVING_RE = re.compile(r"worker (\S+) at ([^\s,:]+:\d+) is leaving")
+LEFT_RE = re.compile(r"worker (\S+) left$")
+#: Worker lines: the id it registered under...
+REGISTERED_RE = re.compile(r"registered with the controller at \S+ as (\S+)")
+#: ...and its own line when the controller did not move its modules within its drain timeout.
+GAVE_UP_RE = re.compile(r"leaving: the controller did not move")
 #: Worker lines (best effort: without them the controller restart's push counts are 0 of 0).
 CONFIG_RE = re.compile(r"configuration (\d+) in force: (\[[^\]]*\])")
 LOADING_RE = re.compile(r"loading module (\S+) ")
 
 
 def membership(lines: Iterable[tuple[float, str]]) -> tuple[dict[str, str], float]:
-    """Registered workers (address -> id) after these controller lines, and when it last changed."""
+    """Registered workers (address -> id) after these controller lines (joined, less those removed or
+    left), and when it last changed."""
     members: dict[str, str] = {}
     changed = 0.0
     for t, s in lines:
@@ -34,6 +43,12 @@ def membership(lines: Iterable[tuple[float, str]]) -> tuple[dict[str, str], floa
             wid, addr = m.groups()
             if members.get(addr) == wid:
                 del members[addr]
+            changed = t
+            continue
+        m = LEFT_RE.search(s)
+        if m:
+            for a in [a for a, i in members.items() if i == m.group(1)]:
+                del members[a]
             changed = t
     return members, changed
 

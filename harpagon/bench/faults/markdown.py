@@ -8,7 +8,13 @@ from typing import Any
 
 from harpagon.bench.faults.cluster import BACK_FRAMES, SETTLE_S
 from harpagon.bench.faults.frames import CLIENT_HOP_MS, OK, VANISH_AFTER_S, codes
-from harpagon.bench.faults.goals import DISRUPTION_GOAL_S, GOALS, LULL_RECOVER_S, ScenarioResult
+from harpagon.bench.faults.goals import (
+    DISRUPTION_GOAL_S,
+    GOALS,
+    LEAVE_SCENARIOS,
+    LULL_RECOVER_S,
+    ScenarioResult,
+)
 from harpagon.bench.faults.scenarios import OVERLOAD_FACTOR
 from harpagon.bench.report import fmt, md_table
 
@@ -17,7 +23,7 @@ HEADERS = ["#", "scenario", "fault", "sent", "OK", "failed (status)", "vanished"
 
 
 def build_markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> str:
-    L = ["# Fault suite: crashes, stalls, a partition, overload and hostile calls", ""]
+    L = ["# Fault suite: crashes, stalls, graceful leaves, a partition, overload and hostile calls", ""]
     L += _how_it_ran(meta)
     L += ["## Results", ""]
     L += md_table(HEADERS, table_rows(results), right=range(3, 11))
@@ -92,7 +98,8 @@ def _columns() -> list[str]:
             ("- **re-plan s**: from the fault to the controller's next `plan N in force` log line (- : none during "
              "the scenario)."),
             ("- **evicted**: the controller's `worker ... removed` log lines during the scenario (missed heartbeats, "
-             "or no answer to a push). Goal under overload: 0."),
+             "or no answer to a push; a worker that leaves after SIGTERM is `left`, not removed). Goal under "
+             "overload and for a worker sent SIGTERM: 0."),
             "- **verdict**: the scenario's goals, or the ones missed with their figures.", ""]
 
 
@@ -109,6 +116,27 @@ def _detail_lines(results: Sequence[ScenarioResult]) -> list[str]:
             back = f"back {fmt(r.back_s, '.2f')} s after the heal" if r.back_s is not None else "NOT back in time"
             L += [f"- **{r.title}**: {r.fault}; {back}."]
     return L
+
+
+def _leave_details(r: ScenarioResult) -> list[str]:
+    """Each worker sent SIGTERM: busy or idle, when the controller let it go, its exit; the plan after."""
+    x = r.extra
+    after = x.get("plan_after") or {}
+    workers = "; ".join(
+        f"{w['address']} ({w['module'] or 'idle'}): let go {fmt(w.get('left_s'), '.2f')} s after the SIGTERM, "
+        + (f"exited with code {w['code']} after {w['exit_s']:.2f} s" if w.get("exit_s") is not None
+           else "still running")
+        + (" (it gave up waiting for the controller)" if w.get("gave_up") else "")
+        for w in x.get("stopped", []))
+    one = len(x.get("stopped", [])) == 1
+    back = (f"back {fmt(r.back_s, '.2f')} s after {'it' if one else 'they'} started again" if r.back_s is not None
+            else "NOT back in time")
+    since = x.get("since_fault", {})
+    frames = (f"frames sent from the SIGTERM on: {since.get('ok', 0)} of {since.get('sent', 0)} OK within the SLO"
+              + (f", failed {codes(since['failed'])}" if since.get("failed") else ""))
+    return [(f"- **{r.title}**: {workers}; {frames}; the plan without {'it' if one else 'them'} in force "
+             f"{fmt(x.get('left_plan_s'), '.2f')} s after the SIGTERM: {after.get('plan', '-')}; started again, "
+             f"{'it was' if one else 'they were'} listening after {fmt(x.get('restart_ready_s'), '.2f')} s; {back}.")]
 
 
 def _restart_details(r: ScenarioResult) -> list[str]:
@@ -218,7 +246,7 @@ def _two_frontends_details(r: ScenarioResult) -> list[str]:
 
 
 _DETAILS: dict[str, Callable[[ScenarioResult], list[str]]] = {
-    "frontend-of-two-kill": _two_frontends_details,
+    "frontend-of-two-kill": _two_frontends_details, **dict.fromkeys(LEAVE_SCENARIOS, _leave_details),
     "controller-kill": _restart_details, "hostile": _hostile_details, "health-abuse": _health_details,
     "big-messages": _flood_details, "worker-internal": _internal_details, "serve-kill": _serve_kill_details, "lull": _lull_details,
     "overload": _overload_details,

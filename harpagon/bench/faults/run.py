@@ -112,5 +112,6 @@ def _facts(cluster: Cluster, timing: Timing, command: str, config: Path, began: 
             "timing": (f"{timing.steady_s:g} s steady before each fault, {timing.observe_s:g} s from the fault to "
                        f"the heal or restart of a kill (stops and the partition last "
                        f"{timing.worker_stop_s:g} s for a worker, {timing.frontend_stop_s:g} s for the frontend, "
-                       f"{timing.controller_stop_s:g} s for the controller, the partition {timing.partition_s:g} s), "
+                       f"{timing.controller_stop_s:g} s for the controller, the partition {timing.partition_s:g} s; "
+                       f"workers sent SIGTERM start again {timing.left_observe_s:g} s after the plan without them), "
                        f"then at most {timing.back_timeout_s:g} s of waiting for the cluster to be back")}

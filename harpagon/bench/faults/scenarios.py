@@ -1,5 +1,6 @@
 """The scenarios, in the order they run, and the faults each injects into the running cluster: a kill
--9 or SIGSTOP of a worker, the frontend or the controller, a partition (blackhole routes between two
+-9 or SIGSTOP of a worker, the frontend or the controller, a SIGTERM of a busy worker and of half the
+workers at once (a scale-down: each must leave gracefully), a partition (blackhole routes between two
 namespaces), hostile control-plane calls, health-port abuse, a big-message flood, a worker whose device
 answers INTERNAL, a kill -9 of `harpagon serve`, a lull and an overload; and a second frontend that joins
 (the apps are then shared between the two) and is killed."""
@@ -20,9 +21,26 @@ from harpagon.bench.faults.callers import FLOOD_BYTES, FLOOD_CONCURRENCY, HOSTIL
 from harpagon.bench.faults.cluster import Cluster
 from harpagon.bench.faults.figures import fill_figures
 from harpagon.bench.faults.frames import VANISH_AFTER_S, RecordTail, codes, summarize
-from harpagon.bench.faults.goals import ABUSE_CHECKS, ABUSE_IDLE, ABUSE_WATCHES, ORPHAN_GOAL_S, ScenarioResult
-from harpagon.bench.faults.logs import CONFIG_RE, JOINED_RE, PLAN_RE, config_pushes, plan_lines
+from harpagon.bench.faults.goals import (
+    ABUSE_CHECKS,
+    ABUSE_IDLE,
+    ABUSE_WATCHES,
+    LEAVE_EXIT_GOAL_S,
+    ORPHAN_GOAL_S,
+    ScenarioResult,
+)
+from harpagon.bench.faults.logs import (
+    CONFIG_RE,
+    GAVE_UP_RE,
+    JOINED_RE,
+    LEFT_RE,
+    PLAN_RE,
+    REGISTERED_RE,
+    config_pushes,
+    plan_lines,
+)
 from harpagon.bench.faults.processes import ExitWatch, Proc, free_port, log, process_tree
+from harpagon.planner.streams import app_of
 
 #: The overload is this many times the planned rate (the steady stream plus 9x more).
 OVERLOAD_FACTOR = 10.0
@@ -49,6 +67,7 @@ class Timing:
     lull_s: float = 45.0  # at LULL_FACTOR of the rate: long enough for the plan to follow it to the floor
     lull_after_s: float = 20.0  # observed after the rate is back (judged from LULL_RECOVER_S on)
     flood_s: float = 6.0  # big messages back to back
+    left_observe_s: float = 2.0  # workers sent SIGTERM: the plan without them observed, then they start again
 
 
 FULL = Timing(steady_s=3.0, observe_s=8.0)
@@ -58,6 +77,8 @@ SCENARIOS = (
     ("baseline", "baseline"),
     ("worker-kill", "worker kill -9"),
     ("worker-stop", "worker SIGSTOP"),
+    ("worker-sigterm", "SIGTERM a busy worker"),
+    ("scale-down", "scale down under load"),
     ("frontend-kill", "frontend kill -9"),
     ("frontend-stop", "frontend SIGSTOP"),
     ("frontend-of-two-kill", "kill -9 of one of two frontends"),
@@ -90,6 +111,27 @@ def pick_worker(routes: dict, exclude: Iterable[str] = ()) -> tuple[str, str, in
     return best
 
 
+def pick_scale_down(routes: dict, ours: Iterable[str], n: int) -> list[tuple[str, str | None]]:
+    """`n` of our workers (addresses) to stop at once, as a scale-down picks pods, busy or not: a routed
+    worker of each module first (each a different one), all but one of the `n` (at least one) where an
+    idle worker remains for the last; then idle ones, then other routed ones. Each with the first module
+    routed to it (None: idle)."""
+    ours = list(ours)
+    routed: dict[str, str] = {}
+    per_module: list[str] = []
+    for m in routes.get("modules", []):
+        addrs = [a for t in m["tuples"] for a in t["addresses"] if a in ours]
+        for a in addrs:
+            routed.setdefault(a, f"{m['app']}/{m['module']}")
+        pick = next((a for a in addrs if a not in per_module), None)
+        if pick is not None:
+            per_module.append(pick)
+    idle = [a for a in ours if a not in routed]
+    busy = max(1, n - 1) if idle else n
+    order = [*per_module[:busy], *idle, *per_module[busy:], *(a for a in routed if a not in per_module)]
+    return [(a, routed.get(a)) for a in order[:n]]
+
+
 def route_shape(routes: dict) -> dict[str, list[list[str]]]:
     """Per app/module, the sorted addresses of each tuple (what must not move across a controller restart)."""
     return {f"{m['app']}/{m['module']}": sorted(sorted(t["addresses"]) for t in m["tuples"])
@@ -102,6 +144,23 @@ def describe_plan(routes: dict) -> str:
         tuples = ", ".join(f"batch {t['batch']} x {len(t['addresses'])} workers" for t in m["tuples"])
         parts.append(f"{m['app']}/{m['module']}: {tuples}")
     return "; ".join(parts) or "nothing routed"
+
+
+def _registered_id(p: Proc) -> str | None:
+    """The id a worker process last registered under (its log)."""
+    ids = [m.group(1) for _, s in p.snapshot() if (m := REGISTERED_RE.search(s))]
+    return ids[-1] if ids else None
+
+
+def _wait_exits(procs: dict[str, Proc], deadline: float) -> dict[str, float]:
+    """When (wall clock) each of `procs` exited, waiting for them until `deadline`."""
+    gone: dict[str, float] = {}
+    while len(gone) < len(procs) and time.time() < deadline:
+        for role, p in procs.items():
+            if role not in gone and not p.alive():
+                gone[role] = time.time()
+        time.sleep(0.05)
+    return gone
 
 
 class Suite:
@@ -152,7 +211,7 @@ class Suite:
             r.skipped = f"routed worker {addr} is not one of ours"
             return None
         r.fault = f"worker {addr} ({module}, tuple of {n})"
-        r.extra["target"] = addr
+        r.extra["target"], r.extra["target_module"] = addr, module
         return role, self.c.workers[role]
 
     # --- scenarios ---------------------------------------------------------------------------
@@ -186,6 +245,98 @@ class Suite:
             return
         _, proc = target
         self._pause(r, proc, f"SIGSTOP {self.timing.worker_stop_s:g} s " + r.fault, self.timing.worker_stop_s)
+
+    def worker_sigterm(self, r: ScenarioResult) -> None:
+        """SIGTERM to a routed worker: it must leave (the controller re-plans without it, routes around
+        it, then empties it) and exit 0 without costing a frame; then a replacement starts."""
+        target = self._aim(r)
+        if target is None:
+            return
+        role, _ = target
+        r.fault = "SIGTERM " + r.fault
+        self._leave(r, {role: r.extra["target_module"]})
+
+    def scale_down(self, r: ScenarioResult) -> None:
+        """SIGTERM to half the workers at once, busy or not, as a Deployment's scale-down picks its pods:
+        each must leave as one alone does, and the plan after must serve every app with the workers left;
+        then they start again (a scale-up)."""
+        routes = self.c.routes()
+        n = len(self.c.workers) // 2
+        picked = pick_scale_down(routes, [p.address for p in self.c.workers.values()], n)
+        if not any(module for _, module in picked):
+            r.skipped = "nothing routed to our workers"
+            return
+        roles = {role: module for addr, module in picked if (role := self.c.role_of(addr)) is not None}
+        busy = [f"{addr} ({module})" for addr, module in picked if module]
+        idle = [addr for addr, module in picked if not module]
+        r.fault = (f"SIGTERM {len(roles)} of {len(self.c.workers)} workers at once: busy {', '.join(busy)}"
+                   + (f"; idle {', '.join(idle)}" if idle else ""))
+        time.sleep(self.timing.steady_s)
+        r.fault_at = time.time()
+        self._leave(r, roles)
+
+    def _leave(self, r: ScenarioResult, roles: dict[str, str | None]) -> None:
+        """SIGTERM the workers of `roles` (each with the module routed to it, None: idle) now (`r.fault_at`);
+        wait for each to exit and for the controller to let it go and have a plan without them in force;
+        read the routes of that plan; observe it for a while, then start each again and wait until the
+        cluster is back."""
+        procs = {role: self.c.workers[role] for role in roles}
+        ids = {role: _registered_id(p) for role, p in procs.items()}
+        try:
+            for p in procs.values():
+                p.signal(signal.SIGTERM)
+            self._left(r, procs, ids, roles)
+        finally:  # whatever happened, the suite goes on with every worker
+            for p in procs.values():
+                if p.alive():  # it did not go in time: no port for its successor else
+                    p.kill()
+            restarted = time.time()
+            for p in [self.c.start_worker(role, wait=False) for role in roles]:
+                p.wait_ready()
+        r.extra["restart_ready_s"] = time.time() - restarted
+        self._back(r, restarted)
+
+    def _left(self, r: ScenarioResult, procs: dict[str, Proc], ids: dict[str, str | None],
+              roles: dict[str, str | None]) -> None:
+        """The figures of the workers sent SIGTERM (`procs`, registered as `ids`): when each exited and
+        with what code, when the controller let it go, when its plan without them was in force, and
+        what the routes serve once that plan has served a while."""
+        exits = _wait_exits(procs, r.fault_at + LEAVE_EXIT_GOAL_S)
+        controller = self.c.controller
+        left: dict[str, float] = {}
+        for role, wid in ids.items():  # the controller's line may come just after the worker is gone
+            found = None if wid is None else controller.wait_line(
+                lambda s, wid=wid: (m := LEFT_RE.search(s)) is not None and m.group(1) == wid, 5.0, r.fault_at)
+            if found is not None:
+                left[role] = found[0]
+        plan = None
+        if len(left) == len(roles):
+            plan = controller.wait_line(lambda s: PLAN_RE.search(s) is not None, 10.0, max(left.values()))
+        r.extra["left_plan_s"] = None if plan is None else plan[0] - r.fault_at
+        r.extra["stopped"] = [{"role": role, "address": p.address, "id": ids[role], "module": roles[role],
+                               "code": p.popen.returncode if role in exits else None,
+                               "exit_s": exits[role] - r.fault_at if role in exits else None,
+                               "left_s": left[role] - r.fault_at if role in left else None,
+                               "gave_up": any(GAVE_UP_RE.search(s) for _, s in p.snapshot(r.fault_at))}
+                              for role, p in procs.items()]
+        # the routes probe (a process of its own) once the new routes have served a while: its start
+        # costs CPU that the workers taking over need more (the cluster shares the machine's cores)
+        self._until((plan[0] if plan is not None else time.time()) + self.timing.left_observe_s)
+        r.extra["plan_after"] = self._served(self.c.routes(), {p.address for p in procs.values()})
+        log(f"  {len(exits)}/{len(roles)} exited, {len(left)} let go; plan without them after "
+            + (f"{r.extra['left_plan_s']:.2f} s" if plan is not None else "- (none)")
+            + f": {r.extra['plan_after']['plan']}")
+
+    def _served(self, routes: dict, stopped: set[str]) -> dict[str, Any]:
+        """What the routes serve: the modules of our apps no tuple serves, the stopped workers still
+        routed to, the apps refused, how many modules and workers are routed, and the plan in words."""
+        want = {f"{a.name}/{m.name}" for a in self.c.workload.apps for m in a.modules}
+        have = {f"{app_of(m['app'])}/{m['module']}" for m in routes.get("modules", [])
+                if any(t["addresses"] for t in m["tuples"])}
+        addrs = {a for m in routes.get("modules", []) for t in m["tuples"] for a in t["addresses"]}
+        return {"unrouted": sorted(want - have), "stopped_routed": sorted(addrs & stopped),
+                "refused": dict(routes.get("refused", {})), "modules": len(have), "workers": len(addrs),
+                "plan": describe_plan(routes)}
 
     def _kill_and_restart(self, r: ScenarioResult, proc: Any, what: str, start: Callable[[], Any]) -> tuple[float, Any]:
         """kill -9 `proc` after the steady phase, then `start()` its successor after the restart delay;
@@ -469,6 +620,7 @@ class Suite:
 
     def run(self, only: Sequence[str] | None = None) -> list[ScenarioResult]:
         funcs = {"baseline": self.baseline, "worker-kill": self.worker_kill, "worker-stop": self.worker_stop,
+                 "worker-sigterm": self.worker_sigterm, "scale-down": self.scale_down,
                  "frontend-kill": self.frontend_kill, "frontend-stop": self.frontend_stop,
                  "frontend-of-two-kill": self.frontend_of_two_kill,
                  "controller-kill": self.controller_kill, "controller-stop": self.controller_stop,

@@ -9,7 +9,7 @@ switches routes and drains batches opened under the old ones, and only then do w
 they no longer run.
 
 With a `serve.fleet`, hardware counts are a quota: each plan is made within the quota first, and the
-workers it needs (plus spares, held up by the scale-down delay: planner/fleet.py) are the desired
+workers it needs (plus spares, held up by the scale-down delay: fleet.py) are the desired
 fleet, which the injected `scaler` (`harpagon serve`'s local one) or an external one (KEDA on
 `harpagon_fleet_desired_workers`) starts and stops. While workers are short, the plan is made with
 those registered. A worker going away (SIGTERM) says so (`leave`): the controller re-plans without it
@@ -44,13 +44,13 @@ from typing import Any, Protocol
 from harpagon.config.schema import FrameFormat, ServeConfig, Workload
 from harpagon.model.latency import Settings
 from harpagon.model.plan import Plan
-from harpagon.planner.fleet import FleetPolicy, fits
 from harpagon.planner.harpagon import PlannerOptions
 from harpagon.planner.harpagon import plan as harpagon_plan
 from harpagon.planner.streams import SPLIT_RATE, Streams, app_of, split_streams
 from harpagon.runtime.controller.assignment import Assignment, WorkerInfo, assign, live_workload
 from harpagon.runtime.controller.calibration import Calibrator
 from harpagon.runtime.controller.config import ControllerConfig
+from harpagon.runtime.controller.fleet import FleetPolicy, fits
 from harpagon.runtime.controller.watches import FanoutWatch, RateWatch
 from harpagon.runtime.lifecycle import die_with_parent
 from harpagon.runtime.metrics import ControllerMetrics

@@ -196,8 +196,8 @@ class RateWatch:
     def decide(self, now: float) -> RateMove | None:
         """Whether the rates moved the plan. An app's total over the reports since the plan in force (at
         most `rate_window_s` of them, from the app's first frame on) out of `rate_band` around its
-        planned rate by more than Poisson noise, held `rate_hold_s`, at most once per `min_epoch_s`; at
-        once (held `surge_hold_s`) when the last `rate_recent_s` surge past `surge_factor` times it;
+        planned rate by more than Poisson noise, held `rate_hold_s`, at most once per `min_epoch_s` (a rise
+        planned at the last `rate_recent_s` when they were busier); at once (held `surge_hold_s`) when the last `rate_recent_s` surge past `surge_factor` times it;
         back at the configured rate when an app planned above it got no frame for `idle_reset_s`. Every
         app is planned for at least `min_rate_fraction` of its configured rate. None when nothing moved."""
         s = self.settings
@@ -233,7 +233,9 @@ class RateWatch:
             out = (not low * planned <= got <= high * planned and abs(got - planned) > noise
                    and got < self.ceiling.get(app, math.inf))
             if held(self._out_of_band, app, out, now, s.rate_hold_s):
-                moved[app] = got
+                # a rise is planned at its latest rate when that is higher: on a ramp, the mean since the
+                # plan lags the rate by half the plan's age, and the plan would be short until the next one
+                moved[app] = max(got, recent.get(app, 0.0)) if got > planned else got
         return RateMove(moved, tuple(idle)) if moved or idle else None
 
     def adopt(self, move: RateMove) -> None:

@@ -317,6 +317,8 @@ class _SleepRunner(Runner):
         self.fault_file = fault_file
         e = models.entry(spec.model)
         self.output = e.output if e is not None and e.task == "classify" and e.output else (1,)
+        self.detector = bool(spec.crops) or (e is not None and e.task == "detect")
+        """It answers as a detector (boxes, scores, labels), with or without children to crop for."""
         self.served = {edge.child: 0 for edge in spec.crops}
         """Items each edge has counted so far (the deterministic rule's f)."""
         self.draws = {edge.child: np.random.default_rng(_seed(spec.name, edge.child)) for edge in spec.crops}
@@ -340,7 +342,7 @@ class _SleepRunner(Runner):
             raise Internal(f"module {self.spec.name!r}: emulated device fault (test-only injection): "
                            f"the device failed the batch")
         n = len(x)
-        if not self.spec.crops:
+        if not self.detector:
             return BatchResult([np.zeros((n, *self.output), np.float32)], errors=errors, decode_ms=decode * 1000.0)
         result = self._detections(n)
         return BatchResult(result.outputs, result.crops, errors, decode * 1000.0)

@@ -1,5 +1,5 @@
 """`harpagon serve`'s scaler: it starts and stops local worker processes to match the desired fleet
-(planner/fleet.py), as KEDA scales a Deployment per GPU kind in a cluster (docs/deploy.md).
+(runtime/controller/fleet.py), as KEDA scales a Deployment per GPU kind in a cluster (docs/deploy.md).
 
 Mechanism only: the controller decides how many workers of each kind it wants and which of them are
 idle; this starts the missing ones and sends SIGTERM to idle ones beyond the count. A worker that gets
@@ -18,17 +18,6 @@ from dataclasses import dataclass, field
 from harpagon.config.schema import WorkerGroup
 
 log = logging.getLogger("harpagon.scaler")
-
-
-def group_kind(group: WorkerGroup) -> str:
-    """The hardware kind a group's workers register as (what their executor reports)."""
-    if group.hardware:
-        return group.hardware
-    if group.device.startswith("emulated:"):
-        return group.device.split(":", 1)[1]
-    from harpagon.runtime.worker.executor import default_hardware_name
-
-    return default_hardware_name(group.device)
 
 
 @dataclass(frozen=True)
