@@ -134,3 +134,18 @@ def test_log_times_are_rfc3339_in_text_and_json():
     finally:
         logging.getLogger().handlers.clear()
         logging.getLogger().setLevel(logging.WARNING)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--minutes", "0"], "--minutes 0.0: must be in (0, 1440]"),
+    (["--low", "1.5"], "--low 1.5: must be in (0, 1]"),
+    (["--config", "nowhere.yaml"], "--config nowhere.yaml: no such file"),
+])
+def test_bench_elastic_refuses_bad_arguments_by_name(args, says, capsys):
+    assert main(["bench", "elastic", *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_bench_elastic_needs_a_fleet(write_yaml, capsys):
+    assert main(["bench", "elastic", "--config", str(write_yaml(BASE))]) == 2
+    assert "needs a `serve.fleet` section" in capsys.readouterr().err

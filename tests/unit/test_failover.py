@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from harpagon.runtime.frontend.failover import SUSPECT_FIRST_S, Failover, Suspects
+import pytest
+
+from harpagon.runtime.frontend.failover import SUSPECT_FIRST_S, Failover, Outstanding, Suspects
 from harpagon.runtime.wire.errors import DeadlineExceeded, Internal, InvalidArgument, Unavailable
 
 
@@ -52,3 +54,19 @@ def test_the_requests_own_faults_are_not_tried_again():
     f.timeout("a", 1.0, 0.0)
     failure = f.failed("a", InvalidArgument("bad"), 0.0, 0.01)
     assert not failure.retry and failure.hold is None
+
+
+def test_a_call_behind_others_at_its_worker_gets_their_time_too():
+    """A worker answers first in, first out: busy is not stuck."""
+    out = Outstanding()
+    assert [out.start("w1"), out.start("w1"), out.start("w2")] == [0, 1, 0]
+    f = Failover(["w1", "w2"], Suspects(), stall_s=0.2)
+    assert f.timeout("w1", remaining_s=5.0, now=0.0, ahead=2) == pytest.approx(0.6)  # two batches ahead
+    stuck = f.failed("w1", TimeoutError(), sent=0.0, now=0.6)
+    assert isinstance(stuck.error, Unavailable) and "600 ms" in str(stuck.error) and stuck.retry
+    assert f.timeout("w2", remaining_s=4.4, now=0.6) == 4.4  # the last worker: the frames' deadline
+    out.done("w1")
+    assert out.calls == {"w1": 1, "w2": 1}
+    out.done("w1")
+    out.done("w2")
+    assert out.calls == {} and out.start("w2") == 0

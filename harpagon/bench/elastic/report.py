@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from harpagon.bench.elastic.results import ElasticResult, goals, minute_rows, summary, windows
+from harpagon.bench.live.load import OK
 from harpagon.bench.report import fmt, machine, md_table
 
 
@@ -52,7 +53,8 @@ def markdown(result: ElasticResult, plot: str | None) -> str:
     if plot:
         lines += [f"![rate, workers and cost over the day]({plot})", ""]
     lines += ["## Frames", "", *md_table(
-        ["app", "sent", "within SLO", "late", "refused or failed (a status)", "client deadline", "lost (nothing)"],
+        ["app", "sent", "within SLO", "late (answered)", "refused or failed (a status)",
+         "DEADLINE_EXCEEDED (past the SLO, or the client's 10 s)", "lost (nothing)"],
         [(app, c["sent"], c["within"], c["late"], c["failed"], c["deadline"], c["lost"])
          for app, c in s["fates"].items()]), ""]
     lines += ["## Attainment per minute", "", f"Share of the minute's frames answered within the SLO; the promise is "
@@ -71,7 +73,7 @@ def markdown(result: ElasticResult, plot: str | None) -> str:
 
 
 def figure(result: ElasticResult, path: Path) -> bool:
-    """Rate, workers and cost over the day; False when matplotlib is missing."""
+    """Rate, workers, cost and attainment over the day; False when matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -80,7 +82,7 @@ def figure(result: ElasticResult, path: Path) -> bool:
         return False
     day = [x for x in result.samples if x.t >= 0]
     t = np.array([x.t for x in day]) / 60.0
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(9, 10), sharex=True)
     offered = result.peak_rate * result.day.factor(t * 60.0)
     axes[0].plot(t, offered, label="offered (mean)", color="grey")
     axes[0].step(t, [x.planned_rate for x in day], where="post", label="planned")
@@ -93,7 +95,16 @@ def figure(result: ElasticResult, path: Path) -> bool:
     axes[2].step(t, [x.plan_cost for x in day], where="post", label="the plan's")
     axes[2].axhline(result.peak_cost, color="red", linestyle="--", label="fixed at the peak")
     axes[2].set_ylabel("$/h")
-    axes[2].set_xlabel("minute of the day")
+    for app, f in result.frames.items():  # within the SLO per 10 s of sending
+        good = (f["status"] == OK) & (f["latency_ms"] <= result.slo_ms[app])
+        edges = np.arange(0.0, result.day.seconds + 10.0, 10.0)
+        sent, _ = np.histogram(f["times"], edges)
+        kept, _ = np.histogram(f["times"][good], edges)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            axes[3].step(edges[:-1] / 60.0, 100.0 * kept / sent, where="post", label=app)
+    axes[3].axhline(100.0 * result.target, color="red", linestyle="--", label="promise")
+    axes[3].set_ylabel("% within SLO (10 s)")
+    axes[3].set_xlabel("minute of the day")
     for a, b in windows(result):
         for ax in axes:
             ax.axvspan(a / 60.0, b / 60.0, color="orange", alpha=0.15, linewidth=0)

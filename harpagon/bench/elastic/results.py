@@ -106,8 +106,8 @@ def minute_rows(result: ElasticResult) -> list[dict[str, Any]]:
 
 
 def fates(result: ElasticResult) -> dict[str, dict[str, int]]:
-    """Per app, what the day's frames got: within the SLO, late, refused or failed (a status), no
-    answer within the client's deadline, or none at all."""
+    """Per app, what the day's frames got: within the SLO, late, refused or failed (a status),
+    DEADLINE_EXCEEDED (the frontend's, past the SLO, or the client's own), or no answer at all."""
     out = {}
     for app, f in result.frames.items():
         day = f["times"] >= 0

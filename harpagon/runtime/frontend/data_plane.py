@@ -54,7 +54,7 @@ import numpy as np
 
 from harpagon.dispatch.batcher import TIMER_SLACK_MS
 from harpagon.dispatch.module import ModuleDispatcher, Shipped
-from harpagon.runtime.frontend.failover import SUSPECT_S, Failover, Suspects, stall_limit_s
+from harpagon.runtime.frontend.failover import SUSPECT_S, Failover, Outstanding, Suspects, stall_limit_s
 from harpagon.runtime.frontend.loopwatch import LoopWatch
 from harpagon.runtime.frontend.peers import Owners, Peers, Unreachable
 from harpagon.runtime.frontend.pipeline import Frame, FrameCounter, Image, Item, ItemResult, SinkResult
@@ -149,9 +149,11 @@ class LiveModule:
     """One module's dispatcher on the event loop, shipping batches to its workers."""
 
     def __init__(self, route: ModuleRoute, dispatch: str, client: WorkerClient, app: str = "",
-                 record: Callable[[object], None] = lambda r: None, suspects: Suspects | None = None):
+                 record: Callable[[object], None] = lambda r: None, suspects: Suspects | None = None,
+                 outstanding: Outstanding | None = None):
         self.route = route
         self.suspects = suspects if suspects is not None else Suspects()
+        self.outstanding = outstanding if outstanding is not None else Outstanding()
         self.stall_s = tuple(stall_limit_s(ms) for ms in route.latency_ms)
         self.app = app
         self.record = record
@@ -239,9 +241,13 @@ class LiveModule:
                 self._answer(requests, DeadlineExceeded(f"module {self.route.module!r}: frames past their deadline "
                                                         f"before their batch reached a worker"))
                 return
+            ahead = self.outstanding.start(address)
             try:
-                reply = await self._call(address, name, batch_of([r.item for r in requests]),
-                                         failover.timeout(address, remaining, sent))
+                try:
+                    reply = await self._call(address, name, batch_of([r.item for r in requests]),
+                                             failover.timeout(address, remaining, sent, ahead))
+                finally:
+                    self.outstanding.done(address)
                 _check_reply(address, reply, len(requests))
             except Exception as exc:  # noqa: BLE001 - each request gets an answer, whatever went wrong
                 retry = self._failed(failover, address, exc, sent, requests)
@@ -349,6 +355,8 @@ class FrontendDataPlane:
         self.admit_factor = admit_factor
         self.admit_floor = admit_floor
         self.suspects = Suspects(suspect_s)
+        self.outstanding = Outstanding()
+        """Worker calls in flight per worker, over every module: a call behind others may take longer."""
         self.watch = LoopWatch()
         """The event loop's own stalls: frames taken after one are charged the time they waited unseen."""
         self.in_flight: dict[str, int] = defaultdict(int)
@@ -378,7 +386,8 @@ class FrontendDataPlane:
         old = self.modules
         self.table = table
         self.owners = Owners(table.apps, self.me)
-        self.modules = {key: LiveModule(route, table.dispatch, self.client, key[0], self.record, self.suspects)
+        self.modules = {key: LiveModule(route, table.dispatch, self.client, key[0], self.record, self.suspects,
+                                          self.outstanding)
                         for key, route in table.routes.items()}
         self.tally.serve(table.routes)
         return old

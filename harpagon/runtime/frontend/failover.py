@@ -3,7 +3,8 @@ means, and which worker is tried next.
 
 Pure: times are passed in (the event loop's), no asyncio, gRPC or logging; `LiveModule` in
 data_plane.py makes the calls and logs what this says. A worker call that fails with UNAVAILABLE, or
-takes longer than its tuple's stall limit (:func:`stall_limit_s`), is tried on another worker of the
+takes longer than its tuple's stall limit (:func:`stall_limit_s`, stretched for the calls ahead of it at
+that worker: :class:`Outstanding`), is tried on another worker of the
 tuple, each worker at most once, and the worker is *suspect* for a while (:class:`Suspects`, shared by
 every module of a frontend): batches meanwhile go to the tuple's next worker that is not. INTERNAL
 (a model that raised, or a broken device) is tried once elsewhere; the worker it came from is blamed
@@ -47,6 +48,30 @@ def stall_limit_s(latency_ms: float) -> float | None:
     if not latency_ms > 0 or math.isinf(latency_ms):
         return None
     return max(STALL_FACTOR * latency_ms, latency_ms + STALL_MARGIN_MS) / 1000.0
+
+
+class Outstanding:
+    """Worker calls in flight per worker address, over every module (a shared GPU's worker hosts
+    several): a worker runs its batches first in, first out, so a call sent behind `k` others cannot
+    answer before they do, and its stall limit stretches to `(k + 1)` times the tuple's. A busy worker
+    is slow, not stuck; counted stuck, it was set aside, its tuple ran short, the others queued longer
+    and were set aside in turn (the elastic benchmark's minutes at 44% on a loaded host)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def start(self, address: str) -> int:
+        """A call to `address` starts; the calls already in flight to it."""
+        ahead = self.calls.get(address, 0)
+        self.calls[address] = ahead + 1
+        return ahead
+
+    def done(self, address: str) -> None:
+        left = self.calls.get(address, 0) - 1
+        if left > 0:
+            self.calls[address] = left
+        else:
+            self.calls.pop(address, None)
 
 
 class Suspects:
@@ -122,6 +147,8 @@ class Failover:
         self.internal_at: str | None = None
         """The worker that answered INTERNAL, the batch then tried elsewhere."""
         self._capped = False
+        self._stall: float | None = stall_s
+        """The stall limit of the call in flight (stretched by the calls ahead of it)."""
 
     def pick(self, now: float) -> str | None:
         """The first worker not tried yet that is not suspect; else the first not tried; None when
@@ -129,14 +156,16 @@ class Failover:
         untried = [a for a in self.ring if a not in self.tried]
         return next((a for a in untried if not self.suspects.suspect(a, now)), untried[0] if untried else None)
 
-    def timeout(self, address: str, remaining_s: float, now: float) -> float:
-        """How long the call to `address` may take: the frames' remaining time, or the stall limit where
-        a healthy worker not tried yet could take over (cutting the one healthy worker short to retry on
-        a suspect one turned a slow answer into a failure)."""
+    def timeout(self, address: str, remaining_s: float, now: float, ahead: int = 0) -> float:
+        """How long the call to `address` may take: the frames' remaining time, or the stall limit
+        (times the `ahead` calls already in flight to that worker, plus one) where a healthy worker not
+        tried yet could take over (cutting the one healthy worker short to retry on a suspect one turned
+        a slow answer into a failure)."""
         self.tried.add(address)
-        self._capped = (self.stall_s is not None and self.stall_s < remaining_s
+        self._stall = None if self.stall_s is None else self.stall_s * (1 + ahead)
+        self._capped = (self._stall is not None and self._stall < remaining_s
                         and any(a not in self.tried and not self.suspects.suspect(a, now) for a in self.ring))
-        return self.stall_s if self._capped else remaining_s  # type: ignore[return-value]
+        return self._stall if self._capped else remaining_s  # type: ignore[return-value]
 
     def failed(self, address: str, exc: BaseException, sent: float, now: float) -> Failure:
         """The call to `address`, made at `sent`, failed at `now` with `exc` (TimeoutError: no answer
@@ -146,11 +175,11 @@ class Failover:
         error = exc if isinstance(exc, RuntimeFault) else Unavailable(f"{type(exc).__name__}: {exc}")
         # stalled: no answer within the stall limit (the call may have run to the frames' deadline when it
         # was the last worker to try); a timer may fire a hair early
-        stalled = (isinstance(error, DeadlineExceeded) and self.stall_s is not None
-                   and now - sent >= self.stall_s - 1e-3)
+        stalled = (isinstance(error, DeadlineExceeded) and self._stall is not None
+                   and now - sent >= self._stall - 1e-3)
         if stalled and self._capped:  # the frames still have time: the worker failed them, not the clock
             error = Unavailable(f"worker {address} stalled: no answer within its stall limit of "
-                                f"{self.stall_s * 1000:.0f} ms")  # type: ignore[operator]
+                                f"{self._stall * 1000:.0f} ms")  # type: ignore[operator]
         failed = stalled or isinstance(error, Unavailable)
         hold = self.suspects.mark(address, now) if failed else None
         retry = failed
