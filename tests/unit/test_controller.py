@@ -126,9 +126,9 @@ def test_a_stream_that_starts_late_is_judged_from_its_first_frame():
         for t in range(30, 45):  # then a real move, judged from the first frame: (15*300 + k*400) / (15 + k)
             now[0] = t
             c.observe_rates("f1", {"cam": 400.0})
-            # judged on the mean since the first frame: past 1.1x (and the noise) once (15*300 + 7*400) / 22
-            # is, then held there for rate_hold_s
-            assert c.dirty == (t >= 39), f"t={t}"
+            # a rise is judged over the last rise_window_s too: (6*300 + 4*400) / 10 is past 1.1x (and the
+            # noise) at t=33, then held there for rate_hold_s
+            assert c.dirty == (t >= 36), f"t={t}"
         assert c.rates.rate("cam") == pytest.approx(400)  # a rise is planned at its latest rate, not the mean
 
     run_virtual(scenario())

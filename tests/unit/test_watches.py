@@ -74,9 +74,29 @@ def test_a_ramp_is_planned_at_its_latest_rate_and_a_fall_at_the_mean_since_the_p
 @pytest.mark.parametrize(("field", "value"), [
     ("rate_band", (1.1, 0.8)), ("rate_band", (0.0, 1.1)), ("scale_band", (0.8,)), ("min_epoch_s", -1.0),
     ("rate_window_s", 0.0), ("rate_noise_z", math.nan), ("rate_hold_s", True), ("report_expiry_s", 0),
-    ("surge_factor", 1.0), ("rate_recent_s", 31.0), ("surge_hold_s", -0.5), ("min_rate_fraction", 1.5),
+    ("surge_factor", 1.0), ("rate_recent_s", 31.0), ("rise_window_s", 0.0), ("rise_window_s", 31.0), ("surge_hold_s", -0.5), ("min_rate_fraction", 1.5),
     ("idle_reset_s", 45.0), ("min_fanout_frames", 0), ("min_fanout_frames", 2.5), ("min_scale", 0.0),
 ])
 def test_bad_watch_settings_are_refused_by_name_and_value(field, value):
     with pytest.raises(ValueError, match=rf"watch {field} .*got {re.escape(repr(value))}"):
         WatchSettings(**{field: value})
+
+
+def test_a_rise_is_seen_over_the_last_rise_window_before_the_mean_since_the_plan_shows_it():
+    """A plan half a minute old on a ramp: its mean lags, the last rise_window_s do not."""
+
+    def decided(settings: WatchSettings) -> tuple[int, float]:
+        w = RateWatch({"cam": 200.0}, settings)
+        w.in_force(0.0)
+        for t in range(1, 90):
+            rate = 200.0 if t <= 25 else 200.0 + 4.0 * (t - 25)  # flat, then +4 frames/s every second
+            w.observe(float(t), "f1", {"cam": rate}, 1.0)
+            if (move := w.decide(float(t))) is not None:
+                return t, move.moved["cam"]
+        raise AssertionError("no re-plan")
+
+    t, planned = decided(S)
+    # past 1.1x (and 4 sigma) over the last 10 s at t = 35, held 3 s; planned at the last 2 s
+    assert t == 38 and planned == pytest.approx(200.0 + 4.0 * (12.5))
+    late, _ = decided(WatchSettings(rise_window_s=S.rate_window_s))  # the mean since the plan alone
+    assert late >= t + 5

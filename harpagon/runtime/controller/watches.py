@@ -63,6 +63,11 @@ class WatchSettings:
     45 s lull at 1 of 40 frames/s climbed 5 -> 10 -> 37 frames/s over three re-plans 10 s apart, 96% of
     frames failing."""
     rate_recent_s: float = 2.0
+    rise_window_s: float = 10.0
+    """A rise out of the band is also judged over the last this many seconds (> 0, <= `rate_window_s`):
+    on a ramp the mean since the plan lags the rate by half the plan's age, and a 30 s old plan was
+    re-planned only once the rate was 1.2x what it was made for, past its headroom (the elastic
+    benchmark's day: 40-65% within the SLO for the seconds before each late re-plan)."""
     """The span a surge is judged over (> 0, <= `rate_window_s`)."""
     surge_hold_s: float = 2.0
     """How long a surge must last (>= 0): as long as `rate_recent_s`, one second's burst (one report)
@@ -102,6 +107,8 @@ class WatchSettings:
             ("rate_recent_s", self.rate_recent_s, above(self.rate_recent_s, 0) and real(window)
              and self.rate_recent_s <= window,
              up_to_window),
+            ("rise_window_s", self.rise_window_s, above(self.rise_window_s, 0) and real(window)
+             and self.rise_window_s <= window, up_to_window),
             ("surge_hold_s", self.surge_hold_s, at_least(self.surge_hold_s, 0), NON_NEGATIVE),
             ("min_rate_fraction", self.min_rate_fraction,
              at_least(self.min_rate_fraction, 0) and self.min_rate_fraction <= 1, "must be in [0, 1]"),
@@ -196,14 +203,16 @@ class RateWatch:
     def decide(self, now: float) -> RateMove | None:
         """Whether the rates moved the plan. An app's total over the reports since the plan in force (at
         most `rate_window_s` of them, from the app's first frame on) out of `rate_band` around its
-        planned rate by more than Poisson noise, held `rate_hold_s`, at most once per `min_epoch_s` (a rise
-        planned at the last `rate_recent_s` when they were busier); at once (held `surge_hold_s`) when the last `rate_recent_s` surge past `surge_factor` times it;
+        planned rate by more than Poisson noise (a rise: or over the last `rise_window_s`), held
+        `rate_hold_s`, at most once per `min_epoch_s` (a rise planned at the last `rate_recent_s` when they
+        were busier); at once (held `surge_hold_s`) when the last `rate_recent_s` surge past `surge_factor` times it;
         back at the configured rate when an app planned above it got no frame for `idle_reset_s`. Every
         app is planned for at least `min_rate_fraction` of its configured rate. None when nothing moved."""
         s = self.settings
         settled = now - self.since >= s.min_epoch_s
         total, span = self._rates_since(self.since)
         recent, recent_span = self._rates_since(max(self.since, now - s.rate_recent_s))
+        climb, climb_span = self._rates_since(max(self.since, now - s.rise_window_s))
         # reports that cover idle_reset_s since the plan: enough to call an app without frames idle
         covered = any(t <= now - s.idle_reset_s for reports in self.reports.values()
                       for t, _, _ in reports if t > self.since)
@@ -232,6 +241,11 @@ class RateWatch:
             low, high = s.rate_band
             out = (not low * planned <= got <= high * planned and abs(got - planned) > noise
                    and got < self.ceiling.get(app, math.inf))
+            if not out and app in climb:  # a rise, judged over the last rise_window_s too
+                rose = climb[app]
+                out = (rose > high * planned and rose - planned > s.rate_noise_z * math.sqrt(planned / climb_span[app])
+                       and rose < self.ceiling.get(app, math.inf))
+                got = max(got, rose) if out else got
             if held(self._out_of_band, app, out, now, s.rate_hold_s):
                 # a rise is planned at its latest rate when that is higher: on a ramp, the mean since the
                 # plan lags the rate by half the plan's age, and the plan would be short until the next one
