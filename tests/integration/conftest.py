@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -95,8 +96,8 @@ class ServiceProcess:
             time.sleep(0.05)
         raise TimeoutError(f"no line with {text!r} within {timeout_s:g} s:\n" + "".join(self.lines[-20:]))
 
-    def stop(self) -> int:
-        self.proc.terminate()
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=30)
         finally:
@@ -112,8 +113,10 @@ class WorkerProcess(ServiceProcess):
         self.stub.Health(pb.HealthRequest(), timeout=30)
 
     def stop(self) -> int:
+        """SIGINT: stop without leaving. These tests' controllers are fakes, or stopped first; SIGTERM would
+        wait for one to re-plan around the worker (tests/integration/test_fleet.py tests that)."""
         self.channel.close()
-        return super().stop()
+        return super().stop(signal.SIGINT)
 
 
 @pytest.fixture

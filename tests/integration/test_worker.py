@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -15,6 +17,7 @@ from harpagon.v1 import controller_pb2 as cpb
 from harpagon.v1 import controller_pb2_grpc as crpc
 from harpagon.v1 import worker_pb2 as pb
 from harpagon.v1 import worker_pb2_grpc as rpc
+from tests.integration.conftest import ServiceProcess
 
 pytestmark = pytest.mark.integration
 SMALL = [3, 32, 32]
@@ -167,6 +170,25 @@ def test_worker_registers_with_the_controller_and_heartbeats(start_worker):
         assert controller.beats.wait(30)
         (reg,) = controller.registered
         assert reg.address == w.address and reg.hardware == "t4" and reg.emulated and reg.worker_id
+    finally:
+        server.stop(0)
+
+
+def test_a_worker_sent_sigterm_by_a_controller_without_leave_stops_at_once(start_worker):
+    """An older controller answers Leave UNIMPLEMENTED: nothing will re-plan around the worker, so it
+    does not wait out its drain timeout."""
+    controller = FakeController()
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    crpc.add_ControllerServicer_to_server(controller, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        w = start_worker("--device", "emulated:t4", "--controller", f"127.0.0.1:{port}")
+        assert controller.beats.wait(30)
+        started = time.monotonic()
+        assert ServiceProcess.stop(w, signal.SIGTERM) == 0
+        assert time.monotonic() - started < 15
+        assert any("does not know Leave" in line for line in w.lines), w.lines[-5:]
     finally:
         server.stop(0)
 

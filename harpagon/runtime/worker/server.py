@@ -231,6 +231,9 @@ class ControllerLink:
                     log.info("leaving: waiting up to %.0f s for the controller to move %d modules elsewhere",
                              end - time.monotonic(), len(self.plane.specs))
                 except grpc.RpcError as exc:  # unreachable: the heartbeat loop says it again once registered
+                    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # a controller that cannot re-plan around it
+                        log.warning("leaving: controller %s does not know Leave; stopping without it", self.controller)
+                        return False
                     told = False
                     if not warned:  # once: a retry every RETRY_S would flood the log
                         warned = True
