@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
@@ -159,38 +160,36 @@ class FakeController(crpc.ControllerServicer):
         return cpb.HeartbeatResponse(known=True)
 
 
-def test_worker_registers_with_the_controller_and_heartbeats(start_worker):
+@pytest.fixture
+def fake_controller() -> Iterator[tuple[FakeController, str]]:
+    """A FakeController serving on 127.0.0.1, and its address."""
     controller = FakeController()
     server = grpc.server(futures.ThreadPoolExecutor(4))
     crpc.add_ControllerServicer_to_server(controller, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    try:
-        w = start_worker("--device", "emulated:t4", "--controller", f"127.0.0.1:{port}")
-        assert controller.beats.wait(30)
-        (reg,) = controller.registered
-        assert reg.address == w.address and reg.hardware == "t4" and reg.emulated and reg.worker_id
-    finally:
-        server.stop(0)
+    yield controller, f"127.0.0.1:{port}"
+    server.stop(0)
 
 
-def test_a_worker_sent_sigterm_by_a_controller_without_leave_stops_at_once(start_worker):
+def test_worker_registers_with_the_controller_and_heartbeats(start_worker, fake_controller):
+    controller, address = fake_controller
+    w = start_worker("--device", "emulated:t4", "--controller", address)
+    assert controller.beats.wait(30)
+    (reg,) = controller.registered
+    assert reg.address == w.address and reg.hardware == "t4" and reg.emulated and reg.worker_id
+
+
+def test_a_worker_sent_sigterm_by_a_controller_without_leave_stops_at_once(start_worker, fake_controller):
     """An older controller answers Leave UNIMPLEMENTED: nothing will re-plan around the worker, so it
     does not wait out its drain timeout."""
-    controller = FakeController()
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    crpc.add_ControllerServicer_to_server(controller, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        w = start_worker("--device", "emulated:t4", "--controller", f"127.0.0.1:{port}")
-        assert controller.beats.wait(30)
-        started = time.monotonic()
-        assert ServiceProcess.stop(w, signal.SIGTERM) == 0
-        assert time.monotonic() - started < 15
-        assert any("does not know Leave" in line for line in w.lines), w.lines[-5:]
-    finally:
-        server.stop(0)
+    controller, address = fake_controller
+    w = start_worker("--device", "emulated:t4", "--controller", address)
+    assert controller.beats.wait(30)
+    started = time.monotonic()
+    assert ServiceProcess.stop(w, signal.SIGTERM) == 0
+    assert time.monotonic() - started < 15
+    assert any("does not know Leave" in line for line in w.lines), w.lines[-5:]
 
 
 def test_profiler_output_is_read_back_by_the_planner(tmp_path):
