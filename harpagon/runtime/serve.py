@@ -202,8 +202,8 @@ class LocalCluster:
 
     async def _initial_fleet(self, s: ServeConfig, groups: tuple[WorkerGroup, ...]) -> list[int]:
         """Workers to start per group: every configured one, or with a fleet those the plan within the
-        quota (each kind's `count`, at most the workers of that kind `serve.workers` lists) needs plus spares (planned once here, so that a normal start plans once more, not once per
-        scale step)."""
+        quota (each kind's `count`, at most the workers of that kind `serve.workers` lists) needs plus
+        spares (planned once here, so that a normal start plans once more, not once per scale step)."""
         if s.fleet is None:
             return [g.count for g in groups]
         # the quota is what this host can start: a kind without workers here cannot be scaled up
@@ -377,10 +377,8 @@ class LocalCluster:
             if self.control_server is not None:
                 await self.control_server.stop(1)
 
-        if self.control is not None:
-            if hasattr(self, "controller"):
-                await self.control.run(stop_control())
-            self.control.close()
+        if self.control is not None and hasattr(self, "controller"):
+            await self.control.run(stop_control())
         if self.frontend is not None:
             await self.frontend.stop(5)
         if self.plane is not None:
@@ -395,6 +393,8 @@ class LocalCluster:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if self.control is not None:  # after the workers: those its scaler started die with its thread
+            self.control.close()
         for folder in (self._certs, self._run):
             if folder is not None:
                 folder.cleanup()
