@@ -209,7 +209,8 @@ class LocalCluster:
         # the quota is what this host can start: a kind without workers here cannot be scaled up
         local: dict[str, int] = {}
         for g in groups:
-            local[group_kind(g)] = local.get(group_kind(g), 0) + g.count
+            kind = group_kind(g)
+            local[kind] = local.get(kind, 0) + g.count
         self.workload = self.workload.model_copy(update={"hardware": tuple(
             h.model_copy(update={"count": min(local.get(h.name, 0), h.count if h.count is not None else MAX_WORKERS)})
             for h in self.workload.hardware)})

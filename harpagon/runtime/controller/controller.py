@@ -684,12 +684,8 @@ class Controller:
                  dict(sorted(needed.items())), dict(sorted(have.items())))
         plan = await self._make_plan(live, self._options(), settings)
         lost = {app_of(r.app) for r in plan.refused} - {app_of(r.app) for r in quota.refused}
-        served: Counter[str] = Counter()
-        for a in self.plan.apps if self.plan is not None else ():
-            served[app_of(a.name)] += a.rate
-        rates: Counter[str] = Counter()
-        for a in live.apps:
-            rates[app_of(a.name)] += a.rate
+        served = _app_rates(self.plan.apps if self.plan is not None else ())
+        rates = _app_rates(live.apps)
         kept = {app: served[app] / rates[app] for app in lost if 0 < served[app] < rates[app]}
         if not kept:
             return plan, live
@@ -836,6 +832,14 @@ class Controller:
                     raise Unavailable(f"worker {w.info.id} was dropped while configuring it")
         finally:
             call.cancel()
+
+
+def _app_rates(apps) -> Counter[str]:
+    """Frames per second per app, its streams (`app#i`) added up."""
+    rates: Counter[str] = Counter()
+    for a in apps:
+        rates[app_of(a.name)] += a.rate
+    return rates
 
 
 def promise_metrics(m: ControllerMetrics, plan: Plan) -> None:
