@@ -34,9 +34,10 @@ from harpagon.bench.attainment import (
     replay_key,
 )
 from harpagon.bench.progress import Phases, phases
-from harpagon.bench.report import ROOT, fmt, md_table, nearest_rank
+from harpagon.bench.report import fmt, md_table, nearest_rank
 from harpagon.bench.workloads import Case, grid, many_apps, multi_app_grid
 from harpagon.config import load_workload
+from harpagon.data import configs_dir
 from harpagon.model.latency import Settings
 from harpagon.model.plan import check_plan
 from harpagon.planner.bound import lower_bound
@@ -55,7 +56,7 @@ FLOORED = (REFERENCE,)
 #: are no bounds for it; the lower bound of :mod:`harpagon.planner.bound` is (GPU sharing included).
 FLOORS = (lower_bound,)
 #: The example configs `--configs` with no file runs: every config of the repository.
-CONFIGS_DIR = ROOT / "configs"
+CONFIGS_DIR = configs_dir()
 #: Default size of a run: with `--jobs 2` on a 2-core machine about 35 minutes (measured: some 40 s of
 #: CPU per one-app workload and 100 s per multi-app one, every planner and its wrapper included).
 DEFAULT_ONE_APP = 30

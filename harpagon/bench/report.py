@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from harpagon.data import configs_dir
+
 #: The repository: configs, model profiles and tools are found from here, and paths are shown against it.
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,8 +65,11 @@ def machine() -> str:
 
 
 def shown(path: Path) -> str:
-    """`path` as a report names it: relative to the repository when it is in it."""
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    """`path` as a report names it: a packaged file as `configs/...` or `models/...` (the repository's
+    links to them), else relative to the repository when it is in it."""
+    for base in (configs_dir().parent, ROOT):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)

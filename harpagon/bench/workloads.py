@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from harpagon.bench.report import ROOT
 from harpagon.config import load_workload
 from harpagon.config.schema import App, Hardware, Workload
+from harpagon.data import configs_dir
 from harpagon.model.latency import Settings, options_for
 
 RATES = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
@@ -46,7 +46,7 @@ def fastest_path_ms(app: App, workload: Workload, settings: Settings) -> float:
 
 def grid(settings: Settings, limit: int | None = None, seed: int = 0) -> list[Case]:
     """Every (app, rate, SLO, catalog) combination; `limit` takes a seeded sample of them."""
-    base = load_workload([ROOT / "configs" / "multi.yaml"])
+    base = load_workload([configs_dir() / "multi.yaml"])
     cases = []
     for catalog, prices in CATALOGS.items():
         hardware = tuple(Hardware(name=n, price_per_hour=p) for n, p in prices.items())
@@ -67,7 +67,7 @@ def grid(settings: Settings, limit: int | None = None, seed: int = 0) -> list[Ca
 def many_apps(count: int, seed: int = 0) -> Workload:
     """`count` apps (the example apps at seeded rates and SLOs) on the AWS catalog, for scale tests."""
     rng = random.Random(seed)
-    base = load_workload([ROOT / "configs" / "multi.yaml"])
+    base = load_workload([configs_dir() / "multi.yaml"])
     hardware = tuple(Hardware(name=n, price_per_hour=p) for n, p in CATALOGS["aws"].items())
     apps = []
     for i in range(count):
@@ -86,7 +86,7 @@ def multi_app_grid(count: int, settings: Settings, seed: int = 0) -> list[Case]:
     A multi-app case's `app` joins the app names with "+", its `rate` is the sum of the apps' rates and
     its `slo_factor` is nan (each app has its own)."""
     rng = random.Random(f"multi-app/{seed}")
-    base = load_workload([ROOT / "configs" / "multi.yaml"])
+    base = load_workload([configs_dir() / "multi.yaml"])
     cases = []
     for i in range(count):
         catalog = rng.choice(sorted(CATALOGS))

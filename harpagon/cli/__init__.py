@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from harpagon import __version__
-from harpagon.cli import bench, certs, controller, demo, frontend, plan, profile, serve, worker
+from harpagon.cli import bench, certs, controller, demo, examples, frontend, plan, profile, serve, worker
 from harpagon.cli.common import EXIT_INVALID, EXIT_REFUSED, Parser
 from harpagon.cli.plan import print_plan
 from harpagon.runtime import logs
@@ -23,8 +23,11 @@ from harpagon.runtime.logs import LEVELS
 
 __all__ = ["EXIT_INVALID", "EXIT_REFUSED", "main", "print_plan"]
 
+#: The optional dependencies, by the extra that installs them (pyproject.toml).
+EXTRAS = {"torch": "worker", "torchvision": "worker", "av": "video", "scipy": "bench", "matplotlib": "bench"}
+
 #: The commands, in the order `harpagon --help` lists them.
-COMMANDS = (plan, bench, worker, profile, serve, controller, frontend, certs, demo)
+COMMANDS = (plan, bench, worker, profile, serve, controller, frontend, certs, demo, examples)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -47,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.LEVEL = args.log_level
     try:
         return args.func(args)
+    except ModuleNotFoundError as exc:  # a part of an optional extra (pyproject.toml) that is not installed
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None or args.log_level == "debug":
+            raise
+        print(f"harpagon {args.command}: needs {exc.name}, which is not installed: "
+              f"pip install 'harpagon[{extra}]'", file=sys.stderr)
+        return EXIT_INVALID
     except OSError as exc:  # a port in use, a folder that cannot be written: one line, not a traceback
         if args.log_level == "debug":
             raise

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from harpagon.config import ConfigError, Workload, load_workload
+from harpagon.data import resolve_config
 
 EXIT_INVALID = 2
 EXIT_REFUSED = 3
@@ -35,6 +36,11 @@ def int_list(text: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, got {text!r}")
     return values
+
+
+def config_file(text: str) -> str:
+    """A config argument: a file, or the name of a packaged example (`harpagon examples`)."""
+    return str(resolve_config(text))
 
 
 def load_config(files: list) -> Workload | None:

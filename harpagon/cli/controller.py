@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harpagon.cli.common import EXIT_INVALID, add_security_arguments, load_config, security
+from harpagon.cli.common import EXIT_INVALID, add_security_arguments, config_file, load_config, security
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
                         description="Plan the config's apps against the workers that register, push their "
                                     "configurations and the frontends' routes, and re-plan when workers come and "
                                     "go or when measured rates leave the planned band.")
-    co.add_argument("--config", nargs="+", required=True, metavar="FILE", help="YAML config files")
+    co.add_argument("--config", nargs="+", required=True, type=config_file, metavar="FILE",
+                    help="YAML config files, or an example's name (`harpagon examples`)")
     co.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     co.add_argument("--port", type=int, default=50051, help="port for workers and frontends (default 50051)")
     co.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")

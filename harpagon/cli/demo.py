@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harpagon.cli.common import EXIT_INVALID, load_serve_config, positive_int
+from harpagon.cli.common import EXIT_INVALID, config_file, load_serve_config, positive_int
+from harpagon.data import example
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -16,7 +17,8 @@ def add_parser(sub) -> None:
                         description="Serve a config locally (default configs/demo.yaml) and stream synthetic "
                                     "frames at each app's rate for a bounded time, with live statistics and a "
                                     "summary.")
-    de.add_argument("files", nargs="*", metavar="FILE", help="config files (default configs/demo.yaml)")
+    de.add_argument("files", nargs="*", type=config_file, metavar="FILE",
+                    help="config files, or an example's name (`harpagon examples`; default: the example demo)")
     de.add_argument("--seconds", type=float, default=20.0, help="how long to stream (default 20)")
     de.add_argument("--video", default=None, help="stream this video file's frames (PyAV) instead of synthetic ones")
     de.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson",
@@ -35,7 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from harpagon.runtime.demo import run_demo
 
-    files = args.files or [Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"]
+    files = args.files or [example("demo")]
     workload = load_serve_config(files)
     if workload is None:
         return EXIT_INVALID

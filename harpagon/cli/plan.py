@@ -7,7 +7,7 @@ import contextlib
 import sys
 from typing import TextIO
 
-from harpagon.cli.common import EXIT_INVALID, EXIT_REFUSED, load_config, positive_int
+from harpagon.cli.common import EXIT_INVALID, EXIT_REFUSED, config_file, load_config, positive_int
 from harpagon.config import Workload
 from harpagon.model.latency import ARRIVALS, Settings
 from harpagon.model.plan import Plan, workers_by_hardware, workers_cost
@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("plan", help="plan the apps of YAML files and print the plan",
                        description="Read hardware, profiles and apps from YAML files (merged) and print "
                                    "the cheapest plan that meets every app's SLO.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="YAML input files (sections are merged)")
+    p.add_argument("files", nargs="+", type=config_file, metavar="FILE",
+                   help="YAML input files (sections are merged), or an example's name (`harpagon examples`)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (docs/model.md format)")
     p.add_argument("--safety", type=float, default=1.0, help="multiplier on mean+std latency (>= 1)")
     p.add_argument("--overhead-ms", type=float, default=0.0, help="dispatch overhead per module hop, ms")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harpagon.cli.common import EXIT_INVALID, load_serve_config, positive_int
+from harpagon.cli.common import EXIT_INVALID, config_file, load_serve_config, positive_int
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     sv = sub.add_parser("serve", help="serve a config: controller, frontend and local workers in one command",
                         description="Start the controller, the Triton-protocol frontend and the local workers the "
                                     "config's `serve` section names; serve until Ctrl-C, then drain.")
-    sv.add_argument("files", nargs="+", metavar="FILE", help="YAML config files (with a `serve` section)")
+    sv.add_argument("files", nargs="+", type=config_file, metavar="FILE",
+                    help="YAML config files (with a `serve` section), or an example's name (`harpagon examples`)")
     sv.add_argument("--port", type=int, default=None, help="frontend gRPC port (default: the config's, 8001)")
     sv.add_argument("--metrics-port", type=int, default=None, help="metrics port (default: the config's, 8002)")
     sv.add_argument("--frontends", type=positive_int, default=None, metavar="N",

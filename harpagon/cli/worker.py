@@ -9,6 +9,7 @@ from pathlib import Path
 from harpagon.cli.common import EXIT_INVALID, add_security_arguments, positive_int, security
 from harpagon.config import ConfigError
 from harpagon.config.loader import load_profile_rows
+from harpagon.data import catalog_path
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -85,7 +86,7 @@ def _executor(args: argparse.Namespace):
         from harpagon.runtime.worker.executor import EmulatedExecutor
 
         hardware = args.hardware or args.device.split(":", 1)[1]
-        files = args.profiles or [Path(__file__).resolve().parents[2] / "models" / "profiles" / "catalog.yaml"]
+        files = args.profiles or [catalog_path()]
         profiles = load_profile_rows(files)
         if not any(hw == hardware for _, hw in profiles):
             from harpagon.runtime.wire.errors import FailedPrecondition

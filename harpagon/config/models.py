@@ -16,7 +16,9 @@ from typing import Literal
 
 import yaml
 
-REGISTRY = Path(__file__).resolve().parents[2] / "models" / "registry.yaml"
+from harpagon.data import registry_path
+
+REGISTRY = registry_path()
 
 Task = Literal["classify", "detect"]
 TASKS: tuple[str, ...] = ("classify", "detect")

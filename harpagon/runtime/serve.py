@@ -373,13 +373,8 @@ class LocalCluster:
         for p in self.frontend_processes:  # they leave first: the controller's stop ends their routes
             p.terminate()
 
-        async def stop_control() -> None:  # first: a re-plan in flight must not route a closed plane
-            await self.controller.stop()
-            if self.control_server is not None:
-                await self.control_server.stop(1)
-
-        if self.control is not None and hasattr(self, "controller"):
-            await self.control.run(stop_control())
+        if self.control is not None and hasattr(self, "controller"):  # first: a re-plan in flight must not
+            await self.control.run(self.controller.stop())              # route a closed plane
         if self.frontend is not None:
             await self.frontend.stop(5)
         if self.plane is not None:
@@ -394,8 +389,10 @@ class LocalCluster:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        if self.control is not None:  # after the workers: those its scaler started die with its thread
-            self.control.close()
+        if self.control is not None:
+            if self.control_server is not None:  # after the workers, which heartbeat until they stop
+                await self.control.run(self.control_server.stop(1))
+            self.control.close()  # after the workers: those its scaler started die with its thread
         for folder in (self._certs, self._run):
             if folder is not None:
                 folder.cleanup()

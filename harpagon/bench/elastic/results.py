@@ -10,8 +10,9 @@ from typing import Any
 from harpagon.bench.elastic.day import Day
 from harpagon.bench.live.load import DROPPED, FAILED, NO_REPLY, OK
 from harpagon.bench.report import ROOT, fmt
+from harpagon.data import configs_dir
 
-DEFAULT_CONFIG = ROOT / "configs" / "elastic.yaml"
+DEFAULT_CONFIG = configs_dir() / "elastic.yaml"
 DEFAULT_OUT = ROOT / "docs" / "benchmarks" / "elastic.md"
 #: The fleet's goals: allocated GPU-hours against the plans' and against a fleet fixed at the peak, and
 #: the time from a rise of the desired count to the new workers serving.

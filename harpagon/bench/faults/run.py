@@ -18,9 +18,10 @@ from harpagon.bench.faults.goals import ScenarioResult
 from harpagon.bench.faults.markdown import build_markdown
 from harpagon.bench.faults.processes import log
 from harpagon.bench.faults.scenarios import FULL, QUICK, Suite, Timing, describe_plan
-from harpagon.bench.report import ROOT, machine, shown
+from harpagon.bench.report import machine, shown
+from harpagon.data import configs_dir
 
-DEFAULT_CONFIG = ROOT / "configs" / "faults.yaml"
+DEFAULT_CONFIG = configs_dir() / "faults.yaml"
 DEFAULT_OUT = Path("docs/benchmarks/faults.md")
 #: Emulated T4 workers started (the plan of configs/faults.yaml uses 3: the rest are spares).
 DEFAULT_WORKERS = 6

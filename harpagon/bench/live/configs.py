@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harpagon.bench.report import ROOT
+from harpagon.data import configs_dir, models_dir
 from harpagon.runtime.controller.controller import settings_of
 
-DEFAULT_CONFIGS = ("configs/demo.yaml", "configs/multi.yaml")
+DEFAULT_CONFIGS = (str(configs_dir() / "demo.yaml"), str(configs_dir() / "multi.yaml"))
 
 #: The capacity app: ResNet-50 on emulated V100s, a generous SLO, tiny frames (the dispatch cost per
 #: frame is what is measured, not the bytes; and perf_analyzer's per-request export stays small).
@@ -95,7 +95,7 @@ def capacity_workload(rate: float, kind: FrameKind | None = None, frontends: int
     from harpagon.config.schema import ServeConfig, WorkerGroup, Workload
     from harpagon.planner.harpagon import plan as harpagon_plan
 
-    raw = {k: (yaml.safe_load((ROOT / "models" / "profiles" / f"{k}.yaml").read_text()) or {})
+    raw = {k: (yaml.safe_load((models_dir() / "profiles" / f"{k}.yaml").read_text()) or {})
            for k in ("hardware", "catalog")}
     app = {"name": "one", "rate": rate, "slo_ms": CAPACITY_SLO_MS, "modules": [{"name": "classify", "model": "resnet50"}]}
     if kind is not None:
@@ -128,7 +128,7 @@ def with_emulated_serve(workload, dispatch: str | None = None):
 
     serve = workload.serve
     if serve is None:
-        demo = load_workload([ROOT / "configs" / "demo.yaml"]).serve
+        demo = load_workload([configs_dir() / "demo.yaml"]).serve
         counts = {h.name: h.count for h in workload.hardware}
         if any(c is None for c in counts.values()):
             from harpagon.planner.harpagon import plan as harpagon_plan

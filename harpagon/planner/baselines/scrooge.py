@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from harpagon.config.schema import App, Workload
 from harpagon.model.latency import PLAN_TOL, Option, Settings, options_for, request_level_latency
@@ -45,6 +44,8 @@ def _choices(app: App, workload: Workload, s: Settings) -> dict[str, list[tuple[
 
 def solve(app: App, workload: Workload, s: Settings) -> dict[str, tuple[Option, float]] | None:
     """The program's choice per module (option, latency allowance), or None if infeasible."""
+    from scipy.optimize import Bounds, LinearConstraint, milp  # the [bench] extra
+
     choices = _choices(app, workload, s)
     names = [m.name for m in app.modules]
     # variables: x[m, c] binaries, then D[m] completion times
