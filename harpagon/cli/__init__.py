@@ -15,7 +15,19 @@ import sys
 from collections.abc import Sequence
 
 from harpagon import __version__
-from harpagon.cli import bench, certs, controller, demo, examples, frontend, plan, profile, serve, worker
+from harpagon.cli import (
+    bench,
+    certs,
+    controller,
+    demo,
+    examples,
+    frontend,
+    health,
+    plan,
+    profile,
+    serve,
+    worker,
+)
 from harpagon.cli.common import EXIT_INVALID, EXIT_REFUSED, Parser
 from harpagon.cli.plan import print_plan
 from harpagon.runtime import logs
@@ -24,10 +36,11 @@ from harpagon.runtime.logs import LEVELS
 __all__ = ["EXIT_INVALID", "EXIT_REFUSED", "main", "print_plan"]
 
 #: The optional dependencies, by the extra that installs them (pyproject.toml).
-EXTRAS = {"torch": "worker", "torchvision": "worker", "av": "video", "scipy": "bench", "matplotlib": "bench"}
+EXTRAS = {"torch": "worker", "torchvision": "worker", "av": "video", "scipy": "bench", "matplotlib": "bench",
+          "opentelemetry": "traces"}
 
 #: The commands, in the order `harpagon --help` lists them.
-COMMANDS = (plan, bench, worker, profile, serve, controller, frontend, certs, demo, examples)
+COMMANDS = (plan, bench, worker, profile, serve, controller, frontend, certs, health, demo, examples)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -41,7 +54,21 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in COMMANDS:
         command.add_parser(sub)
+    _log_flags_after(parser)
     return parser
+
+
+def _log_flags_after(parser: argparse.ArgumentParser) -> None:
+    """`--log-format` and `--log-level` after the subcommand too (`harpagon worker ... --log-level debug`,
+    as container args are written); given there, they override the ones before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                child.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                                   help="as `harpagon --log-format` (default text)")
+                child.add_argument("--log-level", choices=LEVELS, default=argparse.SUPPRESS,
+                                   help="as `harpagon --log-level`")
+                _log_flags_after(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -87,3 +87,22 @@ def security(args: argparse.Namespace, command: str):
         print(f"harpagon {command}: {exc}", file=sys.stderr)
         return False
     return tls
+
+
+def add_tracing_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--otlp-endpoint", default=None, metavar="URL",
+                   help="export a trace per frame (a span per hop, with its planned latency) over OTLP/gRPC to URL, "
+                        "e.g. http://otel-collector:4317 (default: no traces, at no cost; needs the [traces] extra)")
+
+
+def tracing_from(args: argparse.Namespace, service: str):
+    """The frontend's tracing (None: off), or False after one line on a bad endpoint."""
+    if args.otlp_endpoint is None:
+        return None
+    from harpagon.runtime.traces import otlp_tracing
+
+    try:
+        return otlp_tracing(args.otlp_endpoint, service)
+    except ValueError as exc:
+        print(f"harpagon {args.command}: {exc}", file=sys.stderr)
+        return False

@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     de.add_argument("--frontends", type=positive_int, default=None, metavar="N",
                     help="serve through N frontends (default: the config's serve.frontends, 1), each app's frames "
                          "spread over them")
+    de.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                    help="keep each worker's and frontend's log in DIR/NAME.log (default: a temporary folder, "
+                         "removed at a clean stop and named when a child fails)")
     de.set_defaults(func=cmd_demo)
 
 
@@ -36,6 +39,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import logging
 
     from harpagon.runtime.demo import run_demo
+    from harpagon.runtime.serve import StartError
 
     files = args.files or [example("demo")]
     workload = load_serve_config(files)
@@ -48,7 +52,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.video and not Path(args.video).is_file():
         print(f"harpagon demo: --video {args.video!r}: no such file", file=sys.stderr)
         return EXIT_INVALID
-    loads = asyncio.run(run_demo(workload, args.seconds, video=args.video, arrivals=args.arrivals, seed=args.seed,
-                               frontends=args.frontends))
+    try:
+        loads = asyncio.run(run_demo(workload, args.seconds, video=args.video, arrivals=args.arrivals,
+                                     seed=args.seed, frontends=args.frontends, log_dir=args.log_dir))
+    except StartError as exc:
+        print(f"harpagon demo: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     # a promise missed is a failure of the demo (its exit status says so, as its summary does)
     return 0 if all(ld.answered and ld.kept is not False for ld in loads) else 1

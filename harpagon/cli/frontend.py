@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harpagon.cli.common import EXIT_INVALID, add_security_arguments, int_list, security
+from harpagon.cli.common import (
+    EXIT_INVALID,
+    add_security_arguments,
+    add_tracing_argument,
+    int_list,
+    security,
+    tracing_from,
+)
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -25,6 +32,7 @@ def add_parser(sub) -> None:
                          "owns (default: --host:--port; with a wildcard --host, this machine's name); in "
                          "Kubernetes, the pod's IP")
     fe.add_argument("--id", default=None, help="this frontend's id at the controller (default: a random one)")
+    add_tracing_argument(fe)
     add_security_arguments(fe)
     fe.set_defaults(func=cmd_frontend)
 
@@ -51,6 +59,9 @@ def cmd_frontend(args: argparse.Namespace) -> int:
         print(f"harpagon frontend: {str(exc).replace('--tls-dir', '--client-tls-dir')}", file=sys.stderr)
         return EXIT_INVALID
     setup_logs(args.log_format)
+    tracing = tracing_from(args, "harpagon-frontend")
+    if tracing is False:
+        return EXIT_INVALID
     asyncio.run(run_frontend(args.controller, args.host, args.port, args.metrics_port, tuple(args.frame_shape),
-                             tls, client_tls, args.health_port, args.advertise, args.id))
+                             tls, client_tls, args.health_port, args.advertise, args.id, tracing))
     return 0

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from harpagon.cli.common import EXIT_INVALID, config_file, load_serve_config, positive_int
+from harpagon.cli.common import (
+    EXIT_INVALID,
+    add_tracing_argument,
+    config_file,
+    load_serve_config,
+    positive_int,
+)
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -21,21 +28,34 @@ def add_parser(sub) -> None:
     sv.add_argument("--frontends", type=positive_int, default=None, metavar="N",
                     help="frontends to run, on ports PORT, PORT+1, ... (default: the config's serve.frontends, 1); "
                          "the plan shares the apps among them")
+    sv.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                    help="keep each worker's and frontend's log in DIR/NAME.log (default: a temporary folder, "
+                         "removed at a clean stop and named when a child fails)")
+    add_tracing_argument(sv)
     sv.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from harpagon.runtime.serve import serve_forever
+    from harpagon.runtime.serve import StartError, serve_forever
 
     workload = load_serve_config(args.files)
     if workload is None:
         return EXIT_INVALID
     setup_logs(args.log_format)
+    if args.otlp_endpoint is not None:  # checked here; the frontends make their own exporters
+        from harpagon.runtime.traces import check_endpoint
+
+        try:
+            check_endpoint(args.otlp_endpoint)
+        except ValueError as exc:
+            print(f"harpagon serve: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     try:
-        asyncio.run(serve_forever(workload, args.port, args.metrics_port, args.frontends))
-    except ValueError as exc:
+        asyncio.run(serve_forever(workload, args.port, args.metrics_port, args.frontends, args.log_dir,
+                                  args.otlp_endpoint))
+    except (ValueError, StartError) as exc:
         print(f"harpagon serve: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return 0

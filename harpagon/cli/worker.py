@@ -75,6 +75,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from harpagon.runtime.metrics import WorkerMetrics
 
     metrics = WorkerMetrics() if args.metrics_port is not None else None
+    if metrics is not None:
+        from harpagon.runtime.wire.certmetrics import watch_certificates
+
+        watch_certificates(metrics.registry, "worker", tls)
     serve(WorkerDataPlane(executor, metrics), args.port, args.host, args.controller, metrics_port=args.metrics_port,
           unix_socket=args.unix_socket, tls=tls, advertise=args.advertise, health_port=args.health_port,
           worker_id=args.id, drain_timeout_s=args.drain_timeout)

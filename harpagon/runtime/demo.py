@@ -14,6 +14,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -303,13 +304,13 @@ def _modules_table(cluster: LocalCluster, plan) -> Table:
 
 async def run_demo(workload: Workload, seconds: float, console: Console | None = None,
                    video: str | None = None, arrivals: DemoArrivals = "poisson", seed: int = 0,
-                   frontends: int | None = None) -> list[AppLoad]:
+                   frontends: int | None = None, log_dir: Path | None = None) -> list[AppLoad]:
     """`frontends`: how many frontends serve (default the config's); each app's frames are spread
-    over them."""
+    over them. `log_dir`: where the children's logs are kept (LocalCluster.log_dir)."""
     import tritonclient.grpc.aio as triton_aio
 
     console = console or Console(width=None if Console().is_terminal else 150)
-    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, frontends=frontends)
+    cluster = LocalCluster(workload, grpc_port=0, metrics_port=0, frontends=frontends, log_dir=log_dir)
     await cluster.start()
     try:
         with console.status("starting workers and planning..."):

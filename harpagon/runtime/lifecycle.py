@@ -10,10 +10,13 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 try:
@@ -29,6 +32,14 @@ PARENT_ENV = "HARPAGON_PARENT_PID"
 PARENT_DEATH_SIGNAL = getattr(signal, "SIGKILL", signal.SIGTERM)
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _OWNER = ".owner"  # the file a live run holds locked in its folder
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now, for a child told its port in its arguments (one that binds port 0
+    cannot say which it got before it is up)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 async def until_stopped() -> None:
@@ -139,3 +150,36 @@ def sweep(prefix: str, parent: str | os.PathLike | None = None) -> list[Path]:
         finally:
             os.close(fd)
     return removed
+
+
+class ChildLog:
+    """A child's stderr, passed through to this process's and kept in a file; a child that ends on its
+    own with an error is reported at once, with its last line (a worker that cannot open its device
+    says why there), not when its heartbeats are missed a minute later."""
+
+    def __init__(self, proc, name: str, path: Path, on_error: Callable[[ChildLog], None]):
+        self.proc, self.name, self.path, self.on_error = proc, name, path, on_error
+        self.last: deque[str] = deque(maxlen=1)
+        self.stopping = False
+        """Set before this process stops the child: its exit is then no error, whatever its status."""
+        self.thread = threading.Thread(target=self._run, name=f"log-{name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with open(self.path, "ab") as kept:
+            for line in self.proc.stderr:
+                kept.write(line)
+                kept.flush()
+                text = line.decode(errors="replace")
+                sys.stderr.write(text)
+                if text.strip():
+                    self.last.append(text.strip())
+        code = self.proc.wait()
+        if code != 0 and not self.stopping:
+            self.on_error(self)
+
+    @property
+    def reason(self) -> str:
+        code = self.proc.returncode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return f"{how}: {self.last[-1] if self.last else 'it logged nothing'}"

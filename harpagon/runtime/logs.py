@@ -4,8 +4,10 @@ Times are RFC 3339, in UTC, to the millisecond (`2026-12-06T11:02:34.086+00:00`)
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,3 +46,14 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     else:
         handler.setFormatter(_Text(TEXT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def banner(message: str, logger: str = "harpagon", **fields: object) -> None:
+    """A start-up or shutdown line on stdout (what scripts and supervisors wait for): the text itself, or
+    in JSON mode one object with the log lines' fields plus `fields`, so that every line is JSON."""
+    if FORMAT == "json":
+        record = logging.makeLogRecord({"created": time.time()})
+        line = json.dumps({"time": rfc3339(record), "level": "INFO", "logger": logger, "message": message, **fields})
+    else:
+        line = message
+    print(line, flush=True)

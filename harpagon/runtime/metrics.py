@@ -1,6 +1,9 @@
 """Prometheus metrics of every component. Names follow Triton's `nv_inference_*` where the meaning
-matches (per app on the frontend, per module on workers); the rest are `harpagon_*`. Latencies are
-histograms, not summaries, so they aggregate across processes.
+matches (per app on the frontend, per module on workers), exactly as Triton writes them: its counters
+carry no `_total` (:func:`exposition` writes them so; prometheus_client alone would add it). The rest
+are `harpagon_*` in base units (seconds, bytes), counters ending `_total`, as `promtool check metrics`
+wants. Latencies are histograms, not summaries, so they aggregate across processes. Series of modules,
+apps and workers that a re-plan removes are removed with them.
 
 The metrics port is served by :class:`MetricsServer`: a fixed few threads whatever the number of
 connections (prometheus_client's own server starts a thread per connection, so a flood of idle
@@ -16,10 +19,25 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from harpagon.runtime.records import (
     BatchExpired,
@@ -35,6 +53,15 @@ from harpagon.runtime.records import (
     SuspectSkipped,
     WorkerInternal,
 )
+
+#: Triton's counters, which Triton's dashboards and autoscaling rules find by these exact names.
+TRITON_COUNTERS = frozenset({
+    "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_request_duration_us",
+    "nv_inference_count", "nv_inference_exec_count", "nv_inference_compute_infer_duration_us",
+    "nv_inference_queue_duration_us"})
+
+# `x_created` series double every counter's series and are read by nothing here (nor by Triton's tools).
+disable_created_metrics()
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
@@ -150,9 +177,19 @@ class WorkerMetrics:
         self.emulated = Gauge("harpagon_worker_emulated", "1 on an emulated device (batches sleep their profile)",
                               registry=registry)
         self.gpu_utilization = Gauge("nv_gpu_utilization", "GPU utilisation (0-1); absent without a GPU",
-                                     registry=registry)
+                                     ["gpu_uuid"], registry=registry)
         self.gpu_memory_used = Gauge("nv_gpu_memory_used_bytes", "GPU memory used; absent without a GPU",
-                                     registry=registry)
+                                     ["gpu_uuid"], registry=registry)
+        self._per_module = (self.count, self.exec_count, self.compute_us, self.queue_us, self.dummies, self.expired)
+
+    def serving(self, modules: Iterable[str]) -> None:
+        """The modules in force: the series of those a new configuration unloaded go (a re-plan names
+        each tuple anew, `app/module@bN`, so they would stay at their last value forever)."""
+        keep = set(modules)
+        for metric in self._per_module:
+            for (module,) in _children(metric):
+                if module not in keep:
+                    metric.remove(module)
 
     def record(self, r: object) -> None:
         match r:
@@ -220,8 +257,8 @@ class ControllerMetrics:
             "and encoding: `planned` is what the plan in force assumes, `measured` what workers reported",
             ["hardware", "encoding", "source"], registry=registry)
         self.hop_overhead = Gauge(
-            "harpagon_hop_overhead_ms",
-            "Per-hop overhead, ms: `planned` is the plan's overhead_ms, `measured` the quantile of what "
+            "harpagon_hop_overhead_seconds",
+            "Per-hop overhead, seconds: `planned` is the plan's overhead_ms, `measured` the quantile of what "
             "frontends measured (round trip less worker queue and execution, plus late flush timers)",
             ["source"], registry=registry)
         self.module_scale = Gauge(
@@ -232,6 +269,28 @@ class ControllerMetrics:
         self.recalibrations = Counter("harpagon_recalibrations",
                                       "Re-plans because measured figures drifted from the planned ones",
                                       registry=registry)
+        self.evicted = Counter("harpagon_workers_evicted",
+                               "Workers removed because they missed heartbeats or did not answer a push",
+                               registry=registry)
+        self.left = Counter("harpagon_workers_left", "Workers let go after they said they were leaving (SIGTERM)",
+                            registry=registry)
+        self.fleet_short = Gauge(
+            "harpagon_fleet_short",
+            "1 while the registered workers cannot hold the plan the quota allows (serve.fleet): the plan in "
+            "force is made with the workers there are, until the scaler brings more", registry=registry)
+
+    def keep_modules(self, modules: set[tuple[str, str]]) -> None:
+        """The (app, module) pairs of the plan in force: the others' series go."""
+        for app, module, kind in _children(self.module_scale):
+            if (app, module) not in modules:
+                self.module_scale.remove(app, module, kind)
+
+
+def _children(metric) -> list[tuple[str, ...]]:
+    """The label values of a labelled metric's series (prometheus_client keeps them, without a public
+    accessor; a scrape-time walk would cost a collect per call)."""
+    with metric._lock:
+        return list(metric._metrics)
 
 
 log = logging.getLogger("harpagon.metrics")
@@ -361,9 +420,96 @@ class MetricsServer(WSGIServer):
                 self._ready.put_nowait(None)
 
 
+class _Families:
+    """Metric families already collected, as a collector (what generate_latest reads)."""
+
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def _escape(value: str, quotes: bool = True) -> str:
+    value = value.replace("\\", r"\\").replace("\n", r"\n")
+    return value.replace('"', r'\"') if quotes else value
+
+
+def _triton(metric: Metric) -> str:
+    """A Triton counter in the text format, named as Triton names it (no `_total`)."""
+    lines = [f"# HELP {metric.name} {_escape(metric.documentation, quotes=False)}", f"# TYPE {metric.name} counter"]
+    for sample in metric.samples:
+        if sample.name.endswith("_created"):
+            continue
+        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(sample.labels.items()))
+        lines.append(f"{metric.name}{{{labels}}} {floatToGoString(sample.value)}" if labels
+                     else f"{metric.name} {floatToGoString(sample.value)}")
+    return "\n".join(lines) + "\n"
+
+
+def merge(families: Iterable[Metric]) -> list[Metric]:
+    """Families of one name from several sources (this process and its workers) as one: a family's help
+    and type once, then every source's samples."""
+    out: dict[str, Metric] = {}
+    for f in families:
+        have = out.get(f.name)
+        if have is None:
+            out[f.name] = have = Metric(f.name, f.documentation, f.type, f.unit)
+        have.samples.extend(f.samples)
+    return list(out.values())
+
+
+def exposition(families: Iterable[Metric]) -> bytes:
+    """The Prometheus text format (0.0.4) of `families`, Triton's counters under Triton's names."""
+    families = merge(families)
+    triton = [f for f in families if f.type == "counter" and f.name in TRITON_COUNTERS]
+    rest = [f for f in families if not (f.type == "counter" and f.name in TRITON_COUNTERS)]
+    return "".join(map(_triton, triton)).encode() + generate_latest(_Families(rest))
+
+
+def scrape(url: str, labels: dict[str, str], timeout_s: float = 1.0) -> list[Metric]:
+    """Another process's metrics (a worker of this serve), each series with `labels` added; none if it
+    does not answer in time (a worker starting or stopping is not an error of this scrape)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+            text = reply.read().decode()
+    except (OSError, ValueError) as exc:
+        log.debug("metrics of %s not read: %s", url, exc)
+        return []
+    families = list(text_string_to_metric_families(text))
+    for f in families:
+        f.samples = [s._replace(labels={**s.labels, **labels}) for s in f.samples]
+    return families
+
+
+def standard_collectors(registry: CollectorRegistry) -> None:
+    """The process, platform and garbage-collector metrics every Prometheus client exports, once per registry."""
+    if getattr(registry, "_harpagon_standard", False):
+        return
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    registry._harpagon_standard = True  # type: ignore[attr-defined]
+
+
+def metrics_app(registry: CollectorRegistry, more: Callable[[], Iterable[Metric]] | None = None):
+    """The WSGI app of a metrics port: the registry's families and `more`'s (a serve's workers', read at
+    each scrape), in the text format whatever the scraper accepts (OpenMetrics would force `_total` on
+    Triton's counters)."""
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO", "/") not in ("/", "/metrics"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: try /metrics\n"]
+        body = exposition([*registry.collect(), *(more() if more is not None else ())])
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
 def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1", *,
                   threads: int = METRICS_THREADS, backlog: int = METRICS_QUEUE, idle_max: int = METRICS_IDLE_MAX,
-                  idle_s: float = METRICS_IDLE_S) -> MetricsServer:
+                  idle_s: float = METRICS_IDLE_S, more: Callable[[], Iterable[Metric]] | None = None) -> MetricsServer:
     """Expose a registry at http://host:port/metrics (port 0 picks a free one: `server_port` says which)
     from daemon threads, as many whatever the connections (:class:`MetricsServer`);
     `shutdown()` then `server_close()` stop it."""
@@ -371,6 +517,7 @@ def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1
         server = MetricsServer((host, port), threads, backlog, idle_max, idle_s)
     except OSError as exc:  # name the port: the bare error does not
         raise OSError(f"cannot listen on {host}:{port} (metrics): {exc.strerror or exc}") from None
-    server.set_app(make_wsgi_app(registry))
+    standard_collectors(registry)
+    server.set_app(metrics_app(registry, more))
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,8 +64,9 @@ from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.frontend.servicer import start as start_frontend
 from harpagon.runtime.frontend.stats import FanoutCounts
-from harpagon.runtime.lifecycle import RunFolder, child_env, until_stopped
-from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, serve_metrics
+from harpagon.runtime.lifecycle import ChildLog, RunFolder, child_env, free_port, until_stopped
+from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, scrape, serve_metrics
+from harpagon.runtime.traces import otlp_tracing
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server
 from harpagon.runtime.wire.tls import TlsFiles, make_certs
@@ -99,6 +101,10 @@ class LoopThread:
             self.loop.close()
 
 
+class StartError(RuntimeError):
+    """A child process (worker or frontend) ended while the cluster was starting; says why."""
+
+
 @dataclass
 class LocalCluster:
     workload: Workload
@@ -109,6 +115,11 @@ class LocalCluster:
     unix_sockets: bool = True  # local workers listen on Unix sockets (False: loopback TCP, for comparison)
     tls: bool = True  # mutual TLS on the control plane with throwaway certificates (False: plaintext, to compare)
     frontends: int | None = None  # None: the config's `serve.frontends` (default 1)
+    log_dir: Path | None = None
+    otlp_endpoint: str | None = None
+    """Export a trace per frame there (runtime/traces.py), from every frontend; None: no traces."""
+    """Where each child's log is kept, `NAME.log` (None: in the run's folder, kept only when a child
+    exits on its own, then moved to a folder the error names)."""
     processes: list[subprocess.Popen] = field(default_factory=list)
     # What `start` has started so far (None: not yet), so that `stop` undoes a start that failed midway.
     _run: RunFolder | None = field(default=None, init=False, repr=False)  # _certs, sockets, _profiles
@@ -119,6 +130,7 @@ class LocalCluster:
     control_server: Any = field(default=None, init=False, repr=False)
     _beacon: asyncio.Future | None = field(default=None, init=False, repr=False)
     _profiles: Path | None = field(default=None, init=False, repr=False)
+    _logs: Path | None = field(default=None, init=False, repr=False)
     _metrics: WSGIServer | None = field(default=None, init=False, repr=False)
     frontend_processes: list[subprocess.Popen] = field(default_factory=list, init=False, repr=False)
     addresses: list[str] = field(default_factory=list, init=False)
@@ -126,6 +138,12 @@ class LocalCluster:
     scaler: LocalScaler | None = field(default=None, init=False, repr=False)
     """Starts and stops workers to match the desired fleet (with a `serve.fleet`)."""
     initial: list[int] = field(default_factory=list, init=False)
+    child_logs: dict[subprocess.Popen, ChildLog] = field(default_factory=dict, init=False, repr=False)
+    failed: list[ChildLog] = field(default_factory=list, init=False, repr=False)
+    """Children that ended on their own with an error."""
+    children_metrics: dict[subprocess.Popen, tuple[dict[str, str], int]] = field(default_factory=dict, init=False,
+                                                                               repr=False)
+    """Each child process's labels and metrics port: this process's metrics port shows theirs too."""
     """Workers started at start, per worker group (each group's `count` without a fleet)."""
 
     @property
@@ -228,6 +246,8 @@ class LocalCluster:
 
     async def _start(self, s: ServeConfig, groups: tuple[WorkerGroup, ...]) -> None:
         self._run = RunFolder(prefix="harpagon-serve-")
+        self._logs = Path(self.log_dir if self.log_dir is not None else tempfile.mkdtemp(prefix="harpagon-logs-"))
+        self._logs.mkdir(parents=True, exist_ok=True)
         self._certs = tempfile.TemporaryDirectory(prefix="certs-", dir=self._run.name)
         certs = Path(self._certs.name)
         controller_tls = frontend_tls = None
@@ -242,9 +262,11 @@ class LocalCluster:
         self.plane = FrontendDataPlane(None, tuple(s.frame_shape), FrontendMetrics(registry),
                                        client=GrpcWorkerClient(frontend_tls),
                                        configured={a.name: app_route(a) for a in self.workload.apps},
-                                       frontend_id=self.frontend_id)
+                                       frontend_id=self.frontend_id,
+                                       tracing=otlp_tracing(self.otlp_endpoint, "harpagon-frontend")
+                                       if self.otlp_endpoint else None)
         self._metrics = serve_metrics(registry, s.metrics_port if self.metrics_port is None else self.metrics_port,
-                                      self.host)
+                                      self.host, more=self._children_metrics)
         self.metrics_at = self._metrics.server_port
         port = s.grpc_port if self.grpc_port is None else self.grpc_port
         self.frontend, self.port = await start_frontend(self.plane, port, self.host)
@@ -310,20 +332,40 @@ class LocalCluster:
 
     def start_frontend(self, index: int, port: int) -> subprocess.Popen:
         """Frontend `index` as a process of its own, watching this controller (it dies with this process)."""
-        proc = self._child("frontend", "--host", self.host, "--port", str(port), "--metrics-port", "0",
-                           "--id", frontend_ids(self.frontend_count)[index],
-                           "--frame-shape", ",".join(map(str, self.serve.frame_shape)))
+        frontend_id, metrics_port = frontend_ids(self.frontend_count)[index], free_port(self.host)
+        tracing = ["--otlp-endpoint", self.otlp_endpoint] if self.otlp_endpoint else []
+        proc = self._child("frontend", frontend_id, "--host", self.host, "--port", str(port), "--metrics-port",
+                           str(metrics_port), "--id", frontend_id, "--frame-shape",
+                           ",".join(map(str, self.serve.frame_shape)), *tracing)
         self.frontend_processes.append(proc)
+        self.children_metrics[proc] = ({"frontend": frontend_id}, metrics_port)
         return proc
 
-    def _child(self, role: str, *args: str) -> subprocess.Popen:
+    def _children_metrics(self) -> list:
+        """The live children's metrics, read at each scrape of this process's port, each series labelled
+        with its worker or frontend."""
+        live = [(labels, port) for proc, (labels, port) in list(self.children_metrics.items()) if proc.poll() is None]
+        if not live:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(live)), thread_name_prefix="scrape") as pool:
+            found = pool.map(lambda lp: scrape(f"http://{self.host}:{lp[1]}/metrics", lp[0]), live)
+            return [f for families in found for f in families]
+
+    def _child(self, role: str, name: str, *args: str) -> subprocess.Popen:
         """`harpagon ROLE ARGS` watching this controller, under the role's certificate, logging as this
         process does to its stderr (a worker that cannot open its device says why there, at once). It
         dies with this process (see die_with_parent: start children from a thread that lives as long)."""
         tls = ["--tls-dir", str(Path(self._certs.name) / role)] if self.tls else []
-        return subprocess.Popen([sys.executable, "-m", "harpagon.cli", *_child_logs(), role, *args, "--controller",
+        proc = subprocess.Popen([sys.executable, "-m", "harpagon.cli", *_child_logs(), role, *args, "--controller",
                                  f"{self.host}:{self.control_port}", *tls], stdout=subprocess.DEVNULL,
-                                env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
+                                stderr=subprocess.PIPE, env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
+        self.child_logs[proc] = ChildLog(proc, f"{role} {name}", self._logs / f"{name}.log", self._child_failed)
+        return proc
+
+    def _child_failed(self, child: ChildLog) -> None:
+        """From the child's log thread: say at once why it ended, and where its whole log is."""
+        self.failed.append(child)
+        log.error("%s exited: %s (its log: %s)", child.name, child.reason, child.path)
 
     def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None,
                      slowdown: float = 1.0, worker_id: str | None = None) -> subprocess.Popen:
@@ -341,7 +383,10 @@ class LocalCluster:
             args += ["--slowdown", repr(slowdown)]
         if worker_id:
             args += ["--id", worker_id]
-        proc = self._child("worker", *args)
+        metrics_port = free_port(self.host)
+        name = worker_id or socket.stem
+        proc = self._child("worker", name, *args, "--metrics-port", str(metrics_port))
+        self.children_metrics[proc] = ({"worker": name}, metrics_port)
         self.processes.append(proc)
         return proc
 
@@ -357,10 +402,10 @@ class LocalCluster:
                 if self.frontend_count > 1:
                     self.addresses = [joined[f] for f in frontend_ids(self.frontend_count)]
                 return
-            if any(p.poll() is not None for p in self.processes):
-                raise RuntimeError("a worker process exited at start")
-            if any(p.poll() is not None for p in self.frontend_processes):
-                raise RuntimeError("a frontend process exited at start")
+            ended = [self.child_logs[p] for p in [*self.processes, *self.frontend_processes] if p.poll() is not None]
+            if ended:
+                ended[0].thread.join(5)  # its last line
+                raise StartError(f"{ended[0].name} exited at start: {ended[0].reason} (its log: {ended[0].path})")
             await asyncio.sleep(0.2)
         raise TimeoutError(f"{want} workers and {self.frontend_count} frontends did not register and get a plan "
                            f"within {timeout_s:g} s")
@@ -368,6 +413,8 @@ class LocalCluster:
     async def stop(self) -> None:
         """Drain: stop re-planning, stop taking frames, let open batches finish, stop workers (only
         what `start` got to, when it failed midway)."""
+        for child in self.child_logs.values():  # what ends from here on is stopped, not failed
+            child.stopping = True
         if self._beacon is not None:
             self._beacon.cancel()
         for p in self.frontend_processes:  # they leave first: the controller's stop ends their routes
@@ -396,6 +443,13 @@ class LocalCluster:
         for folder in (self._certs, self._run):
             if folder is not None:
                 folder.cleanup()
+        for child in self.child_logs.values():
+            child.thread.join(5)
+        if self._logs is not None and self.log_dir is None:
+            if self.failed:
+                log.warning("the children's logs are kept in %s", self._logs)
+            else:
+                shutil.rmtree(self._logs, ignore_errors=True)
 
 
 def group_kind(group: WorkerGroup) -> str:
@@ -414,13 +468,16 @@ def _child_logs() -> list[str]:
 
 
 async def serve_forever(workload: Workload, grpc_port: int | None = None, metrics_port: int | None = None,
-                        frontends: int | None = None) -> None:
-    cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port, frontends=frontends)
+                        frontends: int | None = None, log_dir: Path | None = None,
+                        otlp_endpoint: str | None = None) -> None:
+    cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port, frontends=frontends,
+                           log_dir=log_dir, otlp_endpoint=otlp_endpoint)
     await cluster.start()
     if cluster.frontend_count > 1:
         await cluster.ready()
-    print(f"serving on {', '.join(cluster.addresses)} (Triton gRPC), metrics on "
-          f"http://{cluster.host}:{cluster.metrics_at}/metrics; Ctrl-C drains and stops", flush=True)
+    logs.banner(f"serving on {', '.join(cluster.addresses)} (Triton gRPC), metrics on "
+                f"http://{cluster.host}:{cluster.metrics_at}/metrics; Ctrl-C drains and stops", "harpagon.serve",
+                addresses=cluster.addresses, metrics=f"http://{cluster.host}:{cluster.metrics_at}/metrics")
     await until_stopped()
-    print("draining...", flush=True)
+    logs.banner("draining...", "harpagon.serve")
     await cluster.stop()

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -35,6 +36,22 @@ WORKLOAD = cam_workload(3)
 UNSHARED = WORKLOAD.model_copy(update={"serve": WORKLOAD.serve.model_copy(update={"sharing": False})})
 #: For tests that do not look at the promise: planned by the fluid model, without the replay.
 FLUID = WORKLOAD.model_copy(update={"serve": WORKLOAD.serve.model_copy(update={"arrivals": "fluid"})})
+#: scripts/get_promtool.sh puts it here.
+PROMTOOL = Path(__file__).resolve().parents[2] / ".tools" / "promtool"
+#: The only names `promtool check metrics` may object to: Triton's counters, named as Triton names them
+#: (no `_total`), so that Triton's dashboards and autoscaling rules find them.
+TRITON_COUNTERS = {"nv_inference_request_success", "nv_inference_request_failure",
+                   "nv_inference_request_duration_us", "nv_inference_count", "nv_inference_exec_count",
+                   "nv_inference_compute_infer_duration_us", "nv_inference_queue_duration_us"}
+
+
+def promtool_objections(text: str) -> list[str]:
+    """What `promtool check metrics` says of an exposition, a line per problem (the metric's name first)."""
+    if not PROMTOOL.exists():
+        pytest.skip("promtool not found (scripts/get_promtool.sh)")
+    out = subprocess.run([str(PROMTOOL), "check", "metrics"], input=text, capture_output=True, text=True,
+                         timeout=60, check=False)
+    return [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
 
 
 async def frame(client) -> np.ndarray:
@@ -68,7 +85,15 @@ def test_serve_replans_when_workers_die_and_refuses_what_no_longer_fits(caplog):
             client = triton_aio.InferenceServerClient(f"127.0.0.1:{cluster.port}")
             assert (await frame(client)).shape == (1, 1000)
             text = urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_at}/metrics", timeout=10).read().decode()
-            assert 'nv_inference_request_success_total{model="cam"} 1.0' in text
+            assert 'nv_inference_request_success{model="cam"} 1.0' in text
+            assert "# TYPE nv_inference_request_success counter" in text  # as Triton writes it: no _total
+            # its workers' metrics, each series labelled with its worker, and the standard process metrics
+            assert re.search(r'nv_inference_exec_count\{model="[^"]+",worker="worker-\d+"\} 1.0', text), text
+            assert re.search(r'process_cpu_seconds_total\{worker="worker-\d+"\}', text)
+            assert "\nprocess_cpu_seconds_total " in text
+            assert "_created" not in text
+            objections = promtool_objections(text)
+            assert objections and all(ln.split()[0] in TRITON_COUNTERS for ln in objections), objections
             assert 'harpagon_module_batches_total{app="cam",module="classify"} 1.0' in text
             assert "harpagon_plan_cost_per_hour 1.052" in text
             # the plan's promise, and what the planner's replay measured before the plan was pushed

@@ -136,6 +136,46 @@ def test_log_times_are_rfc3339_in_text_and_json():
         logging.getLogger().setLevel(logging.WARNING)
 
 
+def test_banners_are_json_lines_in_json_mode(capsys):
+    import json
+    import re
+
+    from harpagon.runtime import logs
+
+    try:
+        logs.FORMAT = "json"
+        logs.banner("worker listening on 127.0.0.1:5", "harpagon.worker", address="127.0.0.1:5", emulated=True)
+        record = json.loads(capsys.readouterr().out)
+        assert record["message"] == "worker listening on 127.0.0.1:5" and record["logger"] == "harpagon.worker"
+        assert record["level"] == "INFO" and record["address"] == "127.0.0.1:5" and record["emulated"] is True
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", record["time"])
+        logs.FORMAT = "text"
+        logs.banner("worker listening on 127.0.0.1:5", address="127.0.0.1:5")
+        assert capsys.readouterr().out == "worker listening on 127.0.0.1:5\n"
+    finally:
+        logs.FORMAT = "text"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--log-level", "debug", "--log-format", "json", "plan", "face"],
+    ["plan", "face", "--log-level", "debug", "--log-format", "json"],
+    ["--log-level", "error", "--log-format", "text", "plan", "face", "--log-level", "debug", "--log-format", "json"],
+    ["bench", "live", "--log-level", "debug", "--log-format", "json"],
+])
+def test_log_flags_go_before_or_after_the_subcommand(argv):
+    from harpagon.cli import _build_parser
+
+    args = _build_parser().parse_args(argv)
+    assert (args.log_level, args.log_format) == ("debug", "json")
+
+
+def test_log_flags_default_when_given_nowhere():
+    from harpagon.cli import _build_parser
+
+    args = _build_parser().parse_args(["worker", "--device", "cpu"])
+    assert (args.log_level, args.log_format) == (None, "text")
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["--minutes", "0"], "--minutes 0.0: must be in (0, 1440]"),
     (["--low", "1.5"], "--low 1.5: must be in (0, 1]"),

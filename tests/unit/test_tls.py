@@ -1,4 +1,4 @@
-"""Certificates, the authorisation policy and the weights directory (no network)."""
+"""Certificates, their expiry metric, the authorisation policy and the weights directory (no network)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ from cryptography.x509.oid import NameOID
 from harpagon.cli import main
 from harpagon.runtime.wire.errors import FailedPrecondition
 from harpagon.runtime.wire.modules import ModuleSpec
-from harpagon.runtime.wire.tls import ROLES, TlsFiles, denial, identity, is_loopback, require_tls_off_loopback
+from harpagon.runtime.wire.tls import (
+    ROLES,
+    TlsFiles,
+    certificate_expiry,
+    denial,
+    expiry_of,
+    identity,
+    is_loopback,
+    make_certs,
+    require_tls_off_loopback,
+)
 from harpagon.runtime.worker.executor import TorchExecutor
 
 
@@ -97,3 +107,84 @@ def test_a_worker_reads_weights_only_under_its_weights_dir(tmp_path):
             ex.weights_path(_spec(escape))
     with pytest.raises(FailedPrecondition, match="reads no weights"):
         TorchExecutor("cpu").weights_path(_spec("m.pt"))
+
+
+# --- certificate expiry, exported to Prometheus ---------------------------------------------------
+
+
+def _expiry(registry, name: str, role: str, cert: str) -> float | None:
+    return registry.get_sample_value(name, {"role": role, "cert": cert})
+
+
+def test_expiry_gives_the_not_after_of_the_leaf_and_of_its_ca(tmp_path):
+    make_certs(tmp_path, days=3, ca_days=40)
+    got = certificate_expiry(tmp_path / "worker")
+    for cert, path in (("leaf", "worker/tls.crt"), ("ca", "ca.crt")):
+        when = x509.load_pem_x509_certificate((tmp_path / path).read_bytes()).not_valid_after_utc
+        assert got[cert] == when.timestamp()
+    assert got["ca"] - got["leaf"] == 37 * 86400
+    assert TlsFiles.load(tmp_path / "worker").expiry() == got
+    # a CA bundle (old and new CA during a CA rotation) counts as its soonest CA
+    other = tmp_path / "other"
+    make_certs(other, days=1)
+    bundle = (tmp_path / "ca.crt").read_bytes() + (other / "ca.crt").read_bytes()
+    assert expiry_of((tmp_path / "worker" / "tls.crt").read_bytes(), bundle)["ca"] == certificate_expiry(other / "worker")["ca"]
+
+
+def test_the_collector_exports_the_files_expiry_and_follows_a_rotated_leaf(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from harpagon.runtime.wire.certmetrics import EXPIRY, LOADED, watch_certificates
+
+    make_certs(tmp_path, days=3, ca_days=40)
+    tls = TlsFiles.load(tmp_path / "frontend")
+    registry = CollectorRegistry()
+    watch_certificates(registry, "frontend", tls)
+    first = certificate_expiry(tmp_path / "frontend")
+    for cert in ("leaf", "ca"):
+        assert _expiry(registry, EXPIRY, "frontend", cert) == first[cert]
+        assert _expiry(registry, LOADED, "frontend", cert) == first[cert]
+    text = generate_latest(registry).decode()
+    assert f'{EXPIRY}{{cert="leaf",role="frontend"}}' in text and f"# TYPE {EXPIRY} gauge" in text
+
+    make_certs(tmp_path, days=10, renew=True)  # a rotation: the same CA, new leaves
+    leaf = _expiry(registry, EXPIRY, "frontend", "leaf")
+    assert leaf == certificate_expiry(tmp_path / "frontend")["leaf"] and leaf - first["leaf"] >= 7 * 86400
+    assert _expiry(registry, EXPIRY, "frontend", "ca") == first["ca"]
+    # what the process serves with until it restarts
+    assert _expiry(registry, LOADED, "frontend", "leaf") == first["leaf"]
+
+
+def test_the_collector_parses_a_file_again_only_when_it_changes(tmp_path, monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    from harpagon.runtime.wire import certmetrics
+
+    make_certs(tmp_path, days=3)
+    registry = CollectorRegistry()
+    certmetrics.watch_certificates(registry, "worker", TlsFiles.load(tmp_path / "worker"))
+    parsed = []
+    real = certmetrics.not_after
+    monkeypatch.setattr(certmetrics, "not_after", lambda pem, earliest=False: parsed.append(earliest) or real(pem, earliest))
+    for _ in range(3):
+        registry.get_sample_value(certmetrics.EXPIRY, {"role": "worker", "cert": "leaf"})
+    assert len(parsed) == 2  # the leaf and the CA, once
+    make_certs(tmp_path, days=3, renew=True)
+    registry.get_sample_value(certmetrics.EXPIRY, {"role": "worker", "cert": "leaf"})
+    assert len(parsed) == 4  # both again: --renew writes every file of the folder anew (new inodes)
+
+
+def test_a_missing_or_broken_file_leaves_its_sample_out(tmp_path):
+    from prometheus_client import CollectorRegistry
+
+    from harpagon.runtime.wire.certmetrics import EXPIRY, LOADED, watch_certificates
+
+    make_certs(tmp_path, days=3)
+    registry = CollectorRegistry()
+    watch_certificates(registry, "controller", TlsFiles.load(tmp_path / "controller"))
+    (tmp_path / "controller" / "tls.crt").write_text("not a certificate")
+    (tmp_path / "controller" / "ca.crt").unlink()
+    assert _expiry(registry, EXPIRY, "controller", "leaf") is None
+    assert _expiry(registry, EXPIRY, "controller", "ca") is None
+    assert _expiry(registry, LOADED, "controller", "leaf") is not None
+    assert watch_certificates(registry, "controller", None) is None

@@ -13,7 +13,8 @@ import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from harpagon.bench.faults.processes import free_port, log, pid_alive, pid_namespace
+from harpagon.bench.faults.processes import log, pid_alive, pid_namespace
+from harpagon.runtime.lifecycle import free_port
 
 
 class Loopback:

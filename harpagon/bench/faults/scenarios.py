@@ -39,8 +39,9 @@ from harpagon.bench.faults.logs import (
     config_pushes,
     plan_lines,
 )
-from harpagon.bench.faults.processes import ExitWatch, Proc, free_port, log, process_tree
+from harpagon.bench.faults.processes import ExitWatch, Proc, log, process_tree
 from harpagon.planner.streams import app_of
+from harpagon.runtime.lifecycle import free_port
 
 #: The overload is this many times the planned rate (the steady stream plus 9x more).
 OVERLOAD_FACTOR = 10.0

@@ -296,6 +296,8 @@ class Controller:
         log.warning("worker %s at %s removed: %s", w.info.id, w.info.address, why)
         self.client.forget(w.info.address)
         self.evicted += 1
+        if self.metrics is not None:
+            self.metrics.evicted.inc()
         self._dirty.set()
 
     def leave(self, worker_id: str) -> bool:
@@ -321,6 +323,8 @@ class Controller:
             del self._workers[w.info.id]
             self.client.forget(w.info.address)
             self.left += 1
+            if self.metrics is not None:
+                self.metrics.left.inc()
             log.info("worker %s left", w.info.id)
 
     def heartbeat(self, worker_id: str, recent_exec_ms: dict[str, list[float]] | None = None,
@@ -368,7 +372,7 @@ class Controller:
             for (hardware, encoding), e in measured.decode.items():
                 self.metrics.decode_factor.labels(hardware, encoding, "measured").set(e.factor)
             if measured.overhead_ms is not None:
-                self.metrics.hop_overhead.labels("measured").set(measured.overhead_ms)
+                self.metrics.hop_overhead.labels("measured").set(measured.overhead_ms / 1000)
         if self.plan is None or not self.settled or now - self.planned_at < self.config.watches.min_epoch_s:
             return  # judged against the plan in force only, once it has served a while
         calibration = cal.calibrated(now, measured)
@@ -678,7 +682,10 @@ class Controller:
         needed = quota.workers_by_hardware()
         self.fleet.observe(self.clock(), needed)
         have = Counter(w.hardware for w in workers)
-        if fits(needed, have):
+        short = not fits(needed, have)
+        if self.metrics is not None:
+            self.metrics.fleet_short.set(1 if short else 0)
+        if not short:
             return quota, live
         log.info("fleet short: the plan needs %s workers, %s are registered; planning with them until more join",
                  dict(sorted(needed.items())), dict(sorted(have.items())))
@@ -767,6 +774,7 @@ class Controller:
         for hw in {w.hardware for w in workers}:
             m.workers.labels(hw).set(sum(w.hardware == hw for w in workers))
         promise_metrics(m, plan)
+        m.keep_modules({(a.name, mod.name) for a in workload.apps for mod in a.modules})
         for a in workload.apps:
             for mod in a.modules:
                 m.module_scale.labels(a.name, mod.name, "planned").set(mod.scale)
@@ -777,7 +785,7 @@ class Controller:
             for h in workload.hardware:
                 for enc in h.decode_ms_per_mpixel:
                     m.decode_factor.labels(h.name, enc, "planned").set(planned.decode_factor(h.name, enc))
-            m.hop_overhead.labels("planned").set(settings.overhead_ms)
+            m.hop_overhead.labels("planned").set(settings.overhead_ms / 1000)
 
     def in_force(self, at: float) -> None:
         """The plan is in force since `at`: rates, fan-out and the calibration's figures are judged

@@ -10,7 +10,9 @@ from harpagon.runtime.controller.config import ControllerConfig
 from harpagon.runtime.controller.controller import Controller, settings_of
 from harpagon.runtime.controller.servicer import ControllerServicer, RoutesHub
 from harpagon.runtime.lifecycle import until_stopped
+from harpagon.runtime.logs import banner
 from harpagon.runtime.metrics import ControllerMetrics, serve_metrics
+from harpagon.runtime.wire.certmetrics import watch_certificates
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.rpc import aio_server, health_server
 from harpagon.runtime.wire.tls import TlsFiles
@@ -27,6 +29,7 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
     report rates; the controller configures workers under its own certificate."""
     s = workload.serve or ServeConfig(workers=(WorkerGroup(device="cpu"),))  # settings and shapes only
     registry = CollectorRegistry()
+    watch_certificates(registry, "controller", tls)
     hub = RoutesHub()
     controller = Controller(workload, settings_of(s), s.input_shape, hub.push,
                             ControllerConfig(drain_s=DRAIN_S), metrics=ControllerMetrics(registry),
@@ -42,9 +45,10 @@ async def run_controller(workload: Workload, host: str, port: int, metrics_port:
         await probes.start()
     at = serve_metrics(registry, metrics_port, host).server_port if metrics_port is not None else None
     controller.start()
-    print(f"controller listening on {host}:{bound}{' (mutual TLS)' if tls else ''}"
-          + (f", metrics on http://{host}:{at}/metrics" if at is not None else "")
-          + (f", health on {host}:{health_at}" if probes is not None else ""), flush=True)
+    banner(f"controller listening on {host}:{bound}{' (mutual TLS)' if tls else ''}"
+           + (f", metrics on http://{host}:{at}/metrics" if at is not None else "")
+           + (f", health on {host}:{health_at}" if probes is not None else ""), "harpagon.controller",
+           address=f"{host}:{bound}", tls=bool(tls), metrics_port=at, health_port=health_at if probes is not None else None)
     await until_stopped()
     await controller.stop()
     await server.stop(2)

@@ -78,6 +78,7 @@ from harpagon.runtime.records import (
     SuspectSkipped,
     WorkerInternal,
 )
+from harpagon.runtime.traces import FrameTrace, Tracing, loop_clock
 from harpagon.runtime.wire.clients import GrpcWorkerClient, WorkerClient, WorkerReply
 from harpagon.runtime.wire.errors import (
     DeadlineExceeded,
@@ -350,8 +351,10 @@ class FrontendDataPlane:
                  metrics: FrontendMetrics | None = None, client: WorkerClient | None = None,
                  configured: dict[str, AppRoute] | None = None, admit_factor: float = ADMIT_FACTOR,
                  admit_floor: int = ADMIT_FLOOR, suspect_s: float = SUSPECT_S, frontend_id: str = "",
-                 peers: Peers | None = None):
+                 peers: Peers | None = None, tracing: Tracing | None = None):
         self.frame_shape = frame_shape
+        self.tracing = tracing
+        """Per-frame traces (runtime/traces.py); None, the default: none, at no cost."""
         self.admit_factor = admit_factor
         self.admit_floor = admit_floor
         self.suspects = Suspects(suspect_s)
@@ -540,6 +543,9 @@ class FrontendDataPlane:
         loop = asyncio.get_running_loop()
         f = self._frames.frame(app, image)
         self.record(FrameTaken(app.name))
+        stream = stream or self.owners.stream(app.name)
+        trace = (self.tracing.frame(app.name, app.slo_ms, self.table.version, stream, loop_clock(loop.time))
+                 if self.tracing is not None else None)
         now = loop.time()
         self.watch.start(loop)
         # due at its SLO from when it may have arrived (earlier than now after a stall of this loop), or
@@ -548,29 +554,38 @@ class FrontendDataPlane:
         if remaining_s is not None:
             deadline = min(deadline, now + remaining_s)
         try:
-            await self._walk(f, deadline, stream or self.owners.stream(app.name))
-        except DeadlineExceeded:
+            await self._walk(f, deadline, stream, trace)
+        except DeadlineExceeded as exc:
             self._dropped(app.name)
+            if trace is not None:
+                trace.end("late", exc)
             raise
         except Exception as exc:
             self.record(FrameFailed(app.name, type(exc).__name__))
+            if trace is not None:
+                trace.end("failed", exc)
             raise
         # a late result is not a success: the client gets the status. The answer still has to get out,
         # through this loop (as late as it runs now) and onto the wire
         now = loop.time()
         if now + self.watch.lag(now) + ANSWER_MARGIN_S > deadline:
             self._dropped(app.name)
-            raise DeadlineExceeded(f"app {app.name!r}: frame answered past its {app.slo_ms:g} ms deadline")
+            late = DeadlineExceeded(f"app {app.name!r}: frame answered past its {app.slo_ms:g} ms deadline")
+            if trace is not None:
+                trace.end("late", late)
+            raise late
         self.record(FrameAnswered(app.name, time.perf_counter() - start))
+        if trace is not None:
+            trace.end("answered")
         return f
 
-    async def _walk(self, f: Frame, deadline: float, stream: str) -> None:
+    async def _walk(self, f: Frame, deadline: float, stream: str, trace: FrameTrace | None = None) -> None:
         """The frame's hops in topological order, on `stream`'s module routes: one after another along a
         chain; otherwise a task per module, each starting once all its parents are done, so that
         parallel branches run concurrently."""
         if f.app.chain:  # no task per module
             for m in f.app.modules:
-                await self._hop(f, m.name, deadline, stream)
+                await self._hop(f, m.name, deadline, stream, trace)
             return
         loop = asyncio.get_running_loop()
         tasks: dict[str, asyncio.Task] = {}
@@ -578,7 +593,7 @@ class FrontendDataPlane:
         async def run(module: str, parents: tuple[str, ...]) -> None:
             if parents:
                 await asyncio.gather(*(tasks[p] for p in parents))
-            await self._hop(f, module, deadline, stream)
+            await self._hop(f, module, deadline, stream, trace)
 
         try:
             for m in f.app.modules:
@@ -592,7 +607,7 @@ class FrontendDataPlane:
     def _dropped(self, app_name: str) -> None:
         self.record(FrameDropped(app_name))
 
-    async def _hop(self, f: Frame, module: str, deadline: float, stream: str) -> None:
+    async def _hop(self, f: Frame, module: str, deadline: float, stream: str, trace: FrameTrace | None = None) -> None:
         """One module's requests for a frame whose parents are done: dispatched, then their results."""
         loop = asyncio.get_running_loop()
         runnable = loop.time()
@@ -608,10 +623,18 @@ class FrontendDataPlane:
         if not items:
             f.done(module, [], [], shape)
             return
-        if len(items) == 1:
-            results = [await live.submit(items[0], deadline)]
-        else:
-            results = list(await asyncio.gather(*(live.submit(x, deadline) for x in items)))
+        hop = trace.hop(module, max(live.route.latency_ms, default=0.0), len(items)) if trace is not None else None
+        try:
+            if len(items) == 1:
+                results = [await live.submit(items[0], deadline)]
+            else:
+                results = list(await asyncio.gather(*(live.submit(x, deadline) for x in items)))
+        except BaseException as exc:
+            if hop is not None:
+                hop.done(exc)
+            raise
+        if hop is not None:
+            hop.done()
         f.done(module, keys, results, shape)
 
     async def close(self) -> None:

@@ -21,7 +21,10 @@ from harpagon.runtime.frontend.peers import Peers
 from harpagon.runtime.frontend.servicer import readiness_health, start
 from harpagon.runtime.frontend.stats import FanoutCounts
 from harpagon.runtime.lifecycle import until_stopped
+from harpagon.runtime.logs import banner
 from harpagon.runtime.metrics import FrontendMetrics, serve_metrics
+from harpagon.runtime.traces import Tracing
+from harpagon.runtime.wire.certmetrics import watch_certificates
 from harpagon.runtime.wire.clients import GrpcWorkerClient
 from harpagon.runtime.wire.routes import from_proto
 from harpagon.runtime.wire.rpc import aio_channel, health_server
@@ -60,14 +63,16 @@ async def rate_beacon(plane: FrontendDataPlane, report: Report, period_s: float 
 async def run_frontend(controller: str, host: str, port: int, metrics_port: int | None,
                        frame_shape: tuple[int, int, int], tls: TlsFiles | None = None,
                        client_tls: TlsFiles | None = None, health_port: int | None = None,
-                       advertise: str | None = None, frontend_id: str | None = None) -> None:
+                       advertise: str | None = None, frontend_id: str | None = None,
+                       tracing: Tracing | None = None) -> None:
     """`tls` authenticates this frontend to the controller and to workers (mutual TLS);
     `client_tls` is plain server TLS on the client-facing Triton port. `advertise` is where the other
     frontends forward frames to (default: host and port; a wildcard host: this machine's name)."""
     registry = CollectorRegistry()
+    watch_certificates(registry, "frontend", tls)
     me = frontend_id or f"frontend-{uuid.uuid4().hex[:6]}"
     plane = FrontendDataPlane(None, frame_shape, FrontendMetrics(registry), client=GrpcWorkerClient(tls),
-                              frontend_id=me, peers=Peers(client_tls))
+                              frontend_id=me, peers=Peers(client_tls), tracing=tracing)
     # the metrics port first: a port in use stops the start before any server runs
     metrics = serve_metrics(registry, metrics_port, host) if metrics_port is not None else None
     at = metrics.server_port if metrics is not None else None
@@ -105,10 +110,11 @@ async def run_frontend(controller: str, host: str, port: int, metrics_port: int 
                                                       for (app, module), (f, r) in fanout.items()]), timeout=5)
 
     tasks = [asyncio.ensure_future(watch()), asyncio.ensure_future(rate_beacon(plane, report))]
-    print(f"frontend listening on {host}:{bound} (Triton gRPC{', TLS' if client_tls else ''}; id {me}, "
-          f"peers forward to {address})"
-          + (f", metrics on http://{host}:{at}/metrics" if at is not None else "")
-          + (f", health on {host}:{health_at}" if probes is not None else ""), flush=True)
+    banner(f"frontend listening on {host}:{bound} (Triton gRPC{', TLS' if client_tls else ''}; id {me}, "
+           f"peers forward to {address})"
+           + (f", metrics on http://{host}:{at}/metrics" if at is not None else "")
+           + (f", health on {host}:{health_at}" if probes is not None else ""), "harpagon.frontend",
+           address=f"{host}:{bound}", id=me, metrics_port=at, health_port=health_at if probes is not None else None)
     await until_stopped()
     for t in tasks:
         t.cancel()

@@ -248,6 +248,8 @@ class WorkerDataPlane:
                              self.executor.device)
                     runners[spec.name] = self._device.submit(self.executor.load, spec).result()
             self._tally.serve(list(runners))
+            if self.metrics is not None:
+                self.metrics.serving(runners)
             self._runners, self._specs, self._version = runners, tuple(specs), version
             dropped = sorted(set(old) - set(runners))
             log.info("configuration %d in force: %s%s", version, sorted(runners),

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
+from harpagon.runtime.logs import banner
 from harpagon.runtime.metrics import WorkerMetrics, serve_metrics
 from harpagon.runtime.wire.errors import InvalidArgument
 from harpagon.runtime.wire.frames import EncodedFrame
@@ -36,10 +37,12 @@ def _registry_shape(model: str) -> tuple[int, ...]:
 
 
 class GpuMetrics:
-    """GPU utilisation and memory through NVML; every figure is None on a machine without a GPU."""
+    """GPU utilisation and memory through NVML, labelled by the GPU's UUID as Triton labels them; no
+    figures (so no series at all, not zeros) on a machine without a GPU."""
 
     def __init__(self, device: str):
         self.handle: Any = None
+        self.uuid = ""
         if not device.startswith("cuda"):
             return
         try:
@@ -48,6 +51,8 @@ class GpuMetrics:
             pynvml.nvmlInit()
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            uuid = pynvml.nvmlDeviceGetUUID(self.handle)
+            self.uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
         except Exception as exc:  # NVMLError_LibraryNotFound and friends: no figures, not an error
             log.info("no GPU metrics: %s", exc)
 
@@ -69,8 +74,8 @@ def _gpu_gauges(gpu: GpuMetrics, metrics: WorkerMetrics) -> None:
     while True:
         figures = gpu.read()
         if figures:
-            metrics.gpu_utilization.set(figures["gpu_utilization"])
-            metrics.gpu_memory_used.set(figures["gpu_memory_used_bytes"])
+            metrics.gpu_utilization.labels(gpu.uuid).set(figures["gpu_utilization"])
+            metrics.gpu_memory_used.labels(gpu.uuid).set(figures["gpu_memory_used_bytes"])
         time.sleep(2.0)
 
 
@@ -282,8 +287,9 @@ def serve(plane: WorkerDataPlane, port: int, host: str, controller: str | None, 
     ex = plane.executor
     log.info("worker on %s, device %s (hardware %s)%s", address, ex.device, ex.hardware,
              " [EMULATED: batches sleep their profiled latency]" if ex.emulated else "")
-    print(f"worker listening on {address} device={ex.device} hardware={ex.hardware}"
-          f"{' EMULATED' if ex.emulated else ''}", flush=True)
+    banner(f"worker listening on {address} device={ex.device} hardware={ex.hardware}"
+           f"{' EMULATED' if ex.emulated else ''}", "harpagon.worker", address=address, device=ex.device,
+           hardware=ex.hardware, emulated=ex.emulated)
     link = ControllerLink(controller, advertise or address, plane, worker_id, tls=tls) if controller else None
     if link:
         link.start()
