@@ -9,7 +9,9 @@ from harpagon.cli.common import (
     EXIT_INVALID,
     add_security_arguments,
     add_tracing_argument,
+    config_file,
     int_list,
+    load_config,
     security,
     tracing_from,
 )
@@ -24,7 +26,11 @@ def add_parser(sub) -> None:
     fe.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     fe.add_argument("--port", type=int, default=8001, help="Triton gRPC port (default 8001)")
     fe.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
-    fe.add_argument("--frame-shape", type=int_list, default=[480, 640, 3], help="H,W,3 (default 480,640,3)")
+    fe.add_argument("--frame-shape", type=int_list, default=None,
+                    help="H,W,3 of the frames clients send (default: --config's serve.frame_shape, else 480,640,3)")
+    fe.add_argument("--config", nargs="+", type=config_file, default=None, metavar="FILE",
+                    help="the controller's config files, read for serve.frame_shape only, so that the frame shape "
+                         "is set in one place (in Kubernetes, the same ConfigMap)")
     fe.add_argument("--client-tls-dir", default=None, metavar="DIR",
                     help="serve clients over TLS with DIR/tls.crt and DIR/tls.key (default: plaintext)")
     fe.add_argument("--advertise", default=None, metavar="HOST:PORT",
@@ -45,6 +51,17 @@ def cmd_frontend(args: argparse.Namespace) -> int:
     die_with_parent()  # first: a frontend `harpagon serve --frontends N` started dies with it
     from harpagon.runtime.frontend.main import run_frontend
 
+    if args.config is not None:
+        workload = load_config(args.config)
+        if workload is None:
+            return EXIT_INVALID
+        configured = list(workload.serve.frame_shape) if workload.serve is not None else None
+        if args.frame_shape is not None and configured is not None and args.frame_shape != configured:
+            print(f"harpagon frontend: --frame-shape {','.join(map(str, args.frame_shape))} differs from "
+                  f"serve.frame_shape {configured} of --config; give one of them", file=sys.stderr)
+            return EXIT_INVALID
+        args.frame_shape = args.frame_shape or configured
+    args.frame_shape = args.frame_shape or [480, 640, 3]
     if len(args.frame_shape) != 3 or args.frame_shape[2] != 3:
         print(f"harpagon frontend: --frame-shape must be H,W,3, got {args.frame_shape}", file=sys.stderr)
         return EXIT_INVALID

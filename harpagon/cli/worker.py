@@ -9,7 +9,7 @@ from pathlib import Path
 from harpagon.cli.common import EXIT_INVALID, add_security_arguments, positive_int, security
 from harpagon.config import ConfigError
 from harpagon.config.loader import load_profile_rows
-from harpagon.data import catalog_path
+from harpagon.data import catalog_path, packaged
 from harpagon.runtime.logs import setup as setup_logs
 
 
@@ -24,8 +24,9 @@ def add_parser(sub) -> None:
     w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     w.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     w.add_argument("--hardware", default=None, help="hardware name to report (default: from the device)")
-    w.add_argument("--profiles", nargs="*", default=[], metavar="FILE",
-                   help="profile files for an emulated device (default models/profiles/catalog.yaml)")
+    w.add_argument("--profiles", nargs="*", default=[], type=packaged, metavar="FILE",
+                   help="profile files for an emulated device (default: the packaged catalog, "
+                        "harpagon:models/profiles/catalog.yaml)")
     w.add_argument("--threads", type=positive_int, default=None, help="torch threads on cpu (default: all cores)")
     w.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (0: any)")
     w.add_argument("--unix-socket", default=None, metavar="PATH",

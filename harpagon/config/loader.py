@@ -2,7 +2,8 @@
 
 Every problem becomes one :class:`ConfigIssue` naming the file, line, field path and value; all
 problems of all files are collected before :class:`ConfigError` is raised, so an operator fixes them
-in one pass. Besides the three sections, a file may hold `include: [paths]` (relative to that file)
+in one pass. Besides the three sections, a file may hold `include: [paths]` (relative to that file,
+or `harpagon:PATH` for a file shipped in the package, e.g. `harpagon:models/profiles/catalog.yaml`)
 so that an application file can name the profile catalog it is meant for.
 
 Loading is bounded, since a config may come from someone else: only regular files are read (a FIFO
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 
 from harpagon.config import pipeline
 from harpagon.config.schema import App, Hardware, Profile, ServeConfig, Workload
+from harpagon.data import PACKAGED, packaged
 
 SECTIONS = ("hardware", "profiles", "apps")
 
@@ -301,7 +303,7 @@ def _read_documents(paths: list[Path], issues: list[ConfigIssue]) -> list[tuple[
             issues.append(ConfigIssue(shown, _line_of(doc, ("include",)), "include", "must be a list of paths"))
             includes = []
         for inc in includes:
-            target = path.parent / inc
+            target = packaged(inc) if inc.startswith(PACKAGED) else path.parent / inc
             if not target.exists():
                 issues.append(
                     ConfigIssue(shown, _line_of(doc, ("include",)), "include", f"no such file {inc!r}")

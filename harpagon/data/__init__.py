@@ -12,8 +12,13 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["catalog_path", "configs_dir", "copy_examples", "example", "examples", "models_dir", "registry_path",
+__all__ = ["PACKAGED", "catalog_path", "configs_dir", "copy_examples", "data_root", "packaged", "example", "examples", "models_dir", "registry_path",
            "resolve_config", "summary"]
+
+
+def data_root() -> Path:
+    """The folder of the packaged files (`harpagon:` includes are relative to it)."""
+    return _root()
 
 
 def _root() -> Path:
@@ -21,6 +26,16 @@ def _root() -> Path:
     if not isinstance(root, Path):  # a zipped install: the loader's relative includes need real files
         raise RuntimeError(f"harpagon's data files are not on a file system ({root!r}); install the wheel unzipped")
     return root
+
+
+#: A path naming a file shipped in the package, wherever the config or command is (`harpagon:models/...`).
+PACKAGED = "harpagon:"
+
+
+def packaged(text: str | Path) -> Path:
+    """`harpagon:REL` as the packaged file REL; any other path as given."""
+    text = str(text)
+    return data_root() / text.removeprefix(PACKAGED) if text.startswith(PACKAGED) else Path(text)
 
 
 def models_dir() -> Path:

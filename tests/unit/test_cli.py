@@ -189,3 +189,23 @@ def test_bench_elastic_refuses_bad_arguments_by_name(args, says, capsys):
 def test_bench_elastic_needs_a_fleet(write_yaml, capsys):
     assert main(["bench", "elastic", "--config", str(write_yaml(BASE))]) == 2
     assert "needs a `serve.fleet` section" in capsys.readouterr().err
+
+
+def test_the_frontend_reads_the_frame_shape_from_the_config_and_refuses_a_second_differing_one(write_yaml, capsys):
+    from harpagon.data import example
+
+    text = example("demo").read_text()
+    assert "include: [../models/" in text and "frame_shape: [120, 160, 3]" in text
+    config = write_yaml(text.replace("include: [../models/", "include: [harpagon:models/")
+                        .replace("../models/", "harpagon:models/").replace("[120, 160, 3]", "[720, 1280, 3]"))
+    argv = ["frontend", "--controller", "127.0.0.1:1", "--insecure", "--config", str(config)]
+    assert main([*argv, "--frame-shape", "480,640,3"]) == 2
+    assert "--frame-shape 480,640,3 differs from serve.frame_shape [720, 1280, 3]" in capsys.readouterr().err
+
+
+def test_a_config_may_include_the_packaged_catalog_from_anywhere(write_yaml):
+    config = write_yaml({"include": ["harpagon:models/profiles/catalog.yaml", "harpagon:models/profiles/hardware.yaml"],
+                         "apps": [{"name": "a", "rate": 10, "slo_ms": 200, "modules": [{"name": "m",
+                                                                                        "model": "resnet50"}]}]})
+    workload = load_workload([config])
+    assert any(p.model == "resnet50" for p in workload.profiles) and workload.hardware

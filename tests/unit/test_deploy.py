@@ -1,5 +1,6 @@
-"""The deployment files, checked offline: the Dockerfile (hadolint, stages, user) and the Kubernetes
-manifests under deploy/ (rendered with kustomize, validated against the Kubernetes OpenAPI schemas and,
+"""The deployment files, checked offline: the Dockerfile (hadolint, its stages and targets, the pinned
+and mirror-ready pip steps, the user), constraints.txt, .dockerignore, and the Kubernetes manifests under
+deploy/ (rendered with kustomize, validated against the Kubernetes OpenAPI schemas and,
 for KEDA's ScaledObjects, against KEDA's CRD schema in tests/data/keda/, and cross-checked against the
 real `harpagon` argument parser, the config loader, the planner and the metrics the controller exports).
 
@@ -14,16 +15,21 @@ import argparse
 import copy
 import inspect
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections import Counter
 from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from harpagon.cli import _build_parser
 from harpagon.config import load_workload
@@ -31,6 +37,8 @@ from harpagon.config import load_workload
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = ROOT / "Dockerfile"
+CONSTRAINTS = ROOT / "constraints.txt"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DOCS = ROOT / "docs" / "deploy.md"
 
 #: The stacks an operator applies: `kubectl apply -k <dir>`.
@@ -48,8 +56,18 @@ GPU_PRODUCTS = {"t4": {"Tesla-T4"},
                          "Tesla-V100-PCIE-32GB"}}
 #: Validated against the schemas of the oldest Kubernetes we support (gRPC probes: GA in 1.27).
 K8S_VERSION = "1.30.0"
-#: Where the Dockerfile puts the source tree (configs/, models/) in the image.
+#: Where the image links the installed package's data folder (harpagon/data: configs/, models/), for
+#: configs that include the catalog by path; there is no source tree in the image.
 IMAGE_TREE = "/opt/harpagon"
+PACKAGE_DATA = ROOT / "harpagon" / "data"
+#: The images (Dockerfile targets) by what they hold: `slim` the base install (controller, frontends,
+#: emulated workers), `worker` PyTorch too, built per VARIANT.
+SLIM_IMAGE = "harpagon"
+WORKER_IMAGES = {"cpu": "harpagon-worker", "cuda": "harpagon-worker-cuda"}
+#: The Dockerfile's targets and the stages that only build (pip runs in these and nowhere else).
+TARGETS = {"slim": "slim-venv", "worker": "worker-venv"}
+#: The build args every pip step honours (a mirror, more indexes, local wheels, a CA bundle).
+PIP_ARGS = {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT"}
 #: Secrets the operator creates (docs/deploy.md), mounted as each component's --tls-dir.
 OPERATOR_SECRETS = {"controller": "harpagon-controller-tls", "frontend": "harpagon-frontend-tls",
                     "worker": "harpagon-worker-tls"}
@@ -57,7 +75,7 @@ OPERATOR_SECRETS = {"controller": "harpagon-controller-tls", "frontend": "harpag
 CONTRACT = {
     "controller": {"--config", "--host", "--port", "--metrics-port", "--tls-dir", "--insecure",
                    "--health-port"},
-    "frontend": {"--controller", "--host", "--port", "--metrics-port", "--frame-shape", "--tls-dir",
+    "frontend": {"--controller", "--host", "--port", "--metrics-port", "--config", "--tls-dir",
                  "--insecure", "--health-port", "--client-tls-dir", "--advertise", "--id"},
     "worker": {"--device", "--controller", "--host", "--port", "--hardware", "--profiles", "--metrics-port",
                "--advertise", "--weights-dir", "--tls-dir", "--insecure", "--health-port", "--drain-timeout"},
@@ -182,14 +200,20 @@ def _config_maps(docs) -> dict[str, dict]:
 
 
 def _in_image(path: str) -> Path:
-    """The repository file an image path under /opt/harpagon comes from."""
-    assert path.startswith(IMAGE_TREE + "/"), f"{path}: not under {IMAGE_TREE} (the image's tree)"
-    return ROOT / path.removeprefix(IMAGE_TREE + "/")
+    """The packaged file an image path is, `harpagon:REL` or /opt/harpagon/REL (the image's link to
+    harpagon/data), checked to be one the wheel ships ([tool.setuptools.package-data])."""
+    assert path.startswith((IMAGE_TREE + "/", "harpagon:")), \
+        f"{path}: neither harpagon:PATH nor under {IMAGE_TREE} (the image's package data)"
+    relative = path.removeprefix("harpagon:").removeprefix(IMAGE_TREE + "/")
+    shipped = PYPROJECT["tool"]["setuptools"]["package-data"]["harpagon.data"]
+    assert any(Path(relative).match(glob) and relative.count("/") == glob.count("/") for glob in shipped), \
+        f"{path}: harpagon/data/{relative} is not package data, so the wheel (and the image) lacks it"
+    return PACKAGE_DATA / relative
 
 
 def _app_config(docs, tmp_path: Path) -> tuple[Path, dict]:
     """The controller's --config file, as the ConfigMap holds it, written where the loader can read it
-    with the image's /opt/harpagon paths pointing at this checkout."""
+    with the image's /opt/harpagon paths pointing at this checkout's package data."""
     (_, spec, c), = [x for x in _containers(docs) if _role(x[2]) == "controller"]
     config = _opt(c, "--config")
     folder, _, key = config.rpartition("/")
@@ -197,7 +221,7 @@ def _app_config(docs, tmp_path: Path) -> tuple[Path, dict]:
     data = _config_maps(docs)[volume["configMap"]["name"]]["data"]
     out = tmp_path / key
     for name, text in data.items():  # every file of the ConfigMap, so includes between them work
-        (tmp_path / name).write_text(text.replace(IMAGE_TREE + "/", f"{ROOT}/"))
+        (tmp_path / name).write_text(text.replace(IMAGE_TREE + "/", f"{PACKAGE_DATA}/"))
     return out, yaml.safe_load(data[key])
 
 
@@ -221,6 +245,47 @@ def _stages() -> dict[str, list[tuple[str, str]]]:
     return stages
 
 
+def _parents() -> dict[str, str]:
+    """Each stage's FROM (a stage name, or an image)."""
+    return {name: rest[0][1].split()[0] for name, rest in _stages().items()}
+
+
+def _ancestry(stage: str) -> list[str]:
+    """The stage, its parent stage, ..., down to the image the first one starts from."""
+    stages, parents = _stages(), _parents()
+    chain = [stage]
+    while chain[-1] in stages:
+        chain.append(parents[chain[-1]])
+    return chain
+
+
+def _text(stage: str) -> str:
+    return "\n".join(rest for _, rest in _stages()[stage])
+
+
+def _args(stage: str | None = None) -> dict[str, str]:
+    """ARG name -> default, of a stage (or of the whole file: the global ARGs too)."""
+    instructions = _stages()[stage] if stage else _dockerfile()
+    return {k: v for ins, rest in instructions if ins == "ARG" for k, _, v in [rest.partition("=")]}
+
+
+def _env(stage: str) -> dict[str, str]:
+    """ENV name -> value set in a stage (KEY=VALUE pairs, as this Dockerfile writes them)."""
+    return {k: v for ins, rest in _stages()[stage] if ins == "ENV" for k, _, v in
+            (pair.partition("=") for pair in rest.split())}
+
+
+def _pip_commands(run: str) -> list[str]:
+    """The pip commands of a RUN, each from `pip` to the next `&&`, `;` or `|`."""
+    return [m.group(0).strip() for m in re.finditer(r"(?<![\w/-])pip3? (?:install|wheel|download)\b[^&;|]*", run)]
+
+
+def _image(c: dict) -> tuple[str, str]:
+    """A container's image as (name without the registry, tag)."""
+    name, _, tag = c["image"].rpartition("/")[2].partition(":")
+    return name, tag
+
+
 # --- Dockerfile -----------------------------------------------------------------------------
 
 
@@ -236,45 +301,209 @@ def test_hadolint_finds_nothing_in_the_dockerfile():
     assert out.returncode == 0, out.stderr
 
 
-def test_dockerfile_builds_a_venv_and_runs_as_a_non_root_user():
-    stages = _stages()
-    assert list(stages) == ["builder", "runtime"]
-    args = {k: v for ins, rest in _dockerfile() if ins == "ARG" for k, _, v in [rest.partition("=")]}
+def test_dockerfile_builds_a_wheel_and_installs_it_into_two_targets():
+    stages, parents = _stages(), _parents()
+    args = _args()
     # Pinned base (hadolint DL3006/DL3007 cannot see through the ARG): a tag with a version, not latest.
-    base = args["PYTHON_IMAGE"].strip('"')
-    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base), base
-    assert all(rest.split()[0] == "${PYTHON_IMAGE}" for ins, rest in _dockerfile() if ins == "FROM")
-    assert args["VARIANT"] == "cpu"
-    builder = "\n".join(rest for _, rest in stages["builder"])
-    assert "cpu)" in builder and "cuda)" in builder, "VARIANT must select cpu and cuda wheels"
-    for tree in ("harpagon", "configs", "models"):
-        assert ("COPY", f"{tree} ./{tree}") in stages["builder"], f"{tree}/ not copied into the image"
-    assert ("WORKDIR", IMAGE_TREE) in stages["builder"] and ("WORKDIR", IMAGE_TREE) in stages["runtime"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", args["PYTHON_IMAGE"].strip('"')), args["PYTHON_IMAGE"]
+    assert parents["wheels"] == "scratch", "`--build-context wheels=DIR` replaces an empty stage"
+    for stage in ("pip", "runtime"):
+        assert parents[stage] == "${PYTHON_IMAGE}", stage
+    # The wheel, built once from the package alone (no configs/ or models/ links: its data is inside it).
+    build = _text("build")
+    assert re.search(r"\bpip wheel\b[^&]*--no-deps", build) and "--wheel-dir /dist ." in build
+    copied = {src for ins, rest in stages["build"] if ins == "COPY" for src in rest.split()[:-1]}
+    assert copied == {"pyproject.toml", "README.md", "LICENSE", "harpagon"}, copied
+    # ... installed, never editable, into a venv per target; each target is the runtime stage plus its venv
+    for target, venv in TARGETS.items():
+        assert _ancestry(venv)[1:] == ["pip", "${PYTHON_IMAGE}"], venv
+        assert re.search(r"pip install [^&]*/dist/harpagon-\*\.whl|set -- /dist/harpagon-\*\.whl", _text(venv)), venv
+        assert "--mount=type=bind,from=build,source=/dist,target=/dist" in _text(venv), venv
+        assert _ancestry(target) == [target, "runtime", "${PYTHON_IMAGE}"], target
+        copies = [rest for ins, rest in stages[target] if ins == "COPY"]
+        assert copies == [f"--from={venv} /opt/venv /opt/venv"], f"{target}: {copies}"
+    for ins, rest in _dockerfile():
+        if ins == "RUN":
+            assert not re.search(r"(\s|^)(-e|--editable)\b", rest), f"an editable install: {rest}"
+        assert not (ins == "WORKDIR" and rest.startswith(IMAGE_TREE)), "no source tree in the image any more"
+    assert list(stages)[-1] == "worker", "a plain `docker build` (no --target) builds the last stage"
+    # /opt/harpagon is a link to the installed package's data, made where the venv is
+    for target in TARGETS:
+        assert re.search(rf'os\.symlink\(os\.path\.dirname\(d\.__file__\), "{IMAGE_TREE}"\)', _text(target)), target
 
+
+def test_the_slim_target_has_no_torch_and_the_worker_target_picks_it_by_variant():
+    slim, worker = _text("slim-venv"), _text("worker-venv")
+    installs = [c for c in _pip_commands(slim) if re.match(r"pip3? install", c)]
+    # the base install and the traces extra only
+    assert installs and not any("torch" in c or ("[" in c and "[traces]" not in c) for c in installs), installs
+    assert 'if python3 -c "import torch"' in slim, "the slim build must fail if torch came in"
+    assert "[worker,traces]" in worker
+    args = _args("worker-venv")
+    assert args["VARIANT"] == "cpu" and _args("worker")["VARIANT"] == "cpu"
+    assert "cpu) index=\"${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}\"" in worker
+    assert "cuda) index=" in worker and "VARIANT must be cpu or cuda" in worker
+    assert "torch.version.cuda" in worker, "the worker build must check that torch is the VARIANT's build"
+
+
+def test_every_pip_step_is_pinned_and_honours_the_index_and_ca_settings():
+    stages = _stages()
+    pip_stage = dict(_args("pip"))
+    assert PIP_ARGS <= set(pip_stage), f"build args missing: {PIP_ARGS - set(pip_stage)}"
+    env = _env("pip")
+    for name in PIP_ARGS:
+        assert env.get(name) == "${" + name + "}", f"ARG {name} does not reach pip (ENV {name}=${{{name}}})"
+    (constraints,) = [rest.split() for ins, rest in stages["pip"] if ins == "COPY"]
+    assert constraints == ["constraints.txt", env["PIP_CONSTRAINT"]]
+    runs = 0
+    for stage in stages:
+        for ins, rest in stages[stage]:
+            commands = _pip_commands(rest) if ins == "RUN" else []
+            if not commands:
+                continue
+            runs += 1
+            where = f"{stage}: RUN {rest[:60]}..."
+            assert "pip" in _ancestry(stage), f"{where}: not below the `pip` stage (its settings)"
+            for mount in ("--mount=type=secret,id=pip_cert", "--mount=type=secret,id=netrc,target=/root/.netrc",
+                          "--mount=type=bind,from=wheels,target=/wheels"):
+                assert mount in rest, f"{where}: no {mount}"
+            assert "if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi" in rest, where
+            for command in commands:
+                if re.match(r"pip3? (install|wheel)", command):
+                    assert '--constraint "${PIP_CONSTRAINT}"' in command, f"{where}: {command}"
+                    assert "--no-cache-dir" in command, f"{where}: {command}"
+    assert runs >= 4
+    for stage in ("runtime", *TARGETS):
+        assert not any(_pip_commands(rest) for ins, rest in stages[stage] if ins == "RUN"), stage
+        leaked = {k for k in {**_args(stage), **_env(stage)} if k.startswith("PIP_")}
+        assert not leaked, f"{stage}: {leaked} would reach the image"
+
+
+def test_constraints_pin_every_dependency_the_images_install():
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            m = re.fullmatch(r"([A-Za-z0-9._-]+)==([0-9][0-9A-Za-z.]*)", line)
+            assert m, f"constraints.txt: {line!r} is not NAME==VERSION"
+            assert canonicalize_name(m.group(1)) not in pins, f"constraints.txt: {m.group(1)} twice"
+            pins[canonicalize_name(m.group(1))] = Version(m.group(2))
+    project = PYPROJECT["project"]
+    wanted = [*PYPROJECT["build-system"]["requires"], *project["dependencies"],
+              *project["optional-dependencies"]["worker"]]
+    for text in wanted:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} (pyproject.toml) is not pinned in constraints.txt: " \
+                             ".venv/bin/python scripts/update_constraints.py"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req}"
+    assert {"torch", "torchvision", "setuptools", "grpcio-health-checking"} <= set(pins)
+
+
+def test_the_healthcheck_and_the_runtime_user_match_the_manifests():
+    stages = _stages()
     runtime = stages["runtime"]
-    copies = [rest for ins, rest in runtime if ins == "COPY"]
-    assert "--from=builder /opt/venv /opt/venv" in copies
-    assert f"--from=builder {IMAGE_TREE} {IMAGE_TREE}" in copies
-    users = [rest for ins, rest in runtime if ins == "USER"]
-    assert users, "the runtime stage never leaves root"
-    uid = users[-1].partition(":")[0]
-    assert uid.isdigit() and int(uid) != 0, "USER must be a numeric non-root uid (runAsNonRoot can check it)"
-    assert f"--uid {uid}" in "\n".join(rest for ins, rest in runtime if ins == "RUN")
+    env = _env("runtime")
+    for key in ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCH_HOME"):
+        assert env[key].startswith("/tmp/"), f"{key}: caches must go to /tmp (read-only root filesystem)"
     assert [rest for ins, rest in runtime if ins == "ENTRYPOINT"] == ['["harpagon"]']
+    (check,) = [rest for ins, rest in runtime if ins == "HEALTHCHECK"]
+    argv = json.loads(check.partition("CMD")[2])
+    assert argv[:2] == ["harpagon", "health"] and argv[-1] == f"127.0.0.1:{HEALTH_PORT}", argv
+    _parser()[0].parse_args(argv[1:])  # the real CLI takes it
     exposed = {int(p) for ins, rest in runtime if ins == "EXPOSE" for p in rest.split()}
+    uids = set()
+    for target in TARGETS:
+        users = [rest for ins, rest in stages[target] if ins == "USER"]
+        assert users, f"{target}: never leaves root"
+        uid = users[-1].partition(":")[0]
+        assert uid.isdigit() and int(uid) != 0, "USER must be a numeric non-root uid (runAsNonRoot can check it)"
+        assert stages[target][-1][0] == "USER", f"{target}: USER must come last (after the root-owned setup)"
+        uids.add(int(uid))
+    (uid,) = uids
+    assert f"--uid {uid}" in "\n".join(rest for ins, rest in runtime if ins == "RUN")
     for variant in VARIANTS:
         for _, spec, c in _containers(_rendered(variant)):
-            assert spec["securityContext"]["runAsUser"] == int(uid)
+            assert spec["securityContext"]["runAsUser"] == uid
             for port in c.get("ports", []):
                 assert port["containerPort"] in exposed, f"{c['name']}: {port['containerPort']} not EXPOSEd"
+            assert c["startupProbe"]["grpc"]["port"] == HEALTH_PORT
 
 
-def test_dockerignore_keeps_the_context_small_but_complete():
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
-    assert {".venv", ".git", "tests", "docs", ".pytest_cache", ".hypothesis"} <= ignored
-    needed = {"harpagon", "configs", "models", "pyproject.toml", "README.md"}
-    assert not needed & ignored
+def _dockerignored(rules: list[tuple[bool, re.Pattern]], path: str) -> bool:
+    """Docker's rule: the last pattern matching the path or a folder above it decides."""
+    parts = path.split("/")
+    ignored = False
+    for negated, pattern in rules:
+        if any(pattern.fullmatch("/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignore_keeps_the_context_to_what_the_dockerfile_copies():
+    rules = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            negated, glob = line.startswith("!"), line.lstrip("!").strip("/")
+            regex = re.sub(r"\\\*\\\*/|\\\*\\\*|\\\*|\\\?", lambda m: {"\\*\\*/": "(?:.*/)?", "\\*\\*": ".*",
+                                                                    "\\*": "[^/]*", "\\?": "[^/]"}[m.group()],
+                           re.escape(glob))
+            rules.append((negated, re.compile(regex)))
+    sent: list[str] = []
+    for folder, dirs, files in os.walk(ROOT):
+        here = Path(folder).relative_to(ROOT).as_posix()
+        prefix = "" if here == "." else here + "/"
+        # a folder left out is left out whole unless a later `!` names something inside it
+        dirs[:] = [d for d in dirs if not _dockerignored(rules, prefix + d)
+                   or any(n and p.pattern.startswith(re.escape(prefix + d + "/")) for n, p in rules)]
+        sent += [prefix + f for f in files if not _dockerignored(rules, prefix + f)]
+    copied = {src for ins, rest in _dockerfile() if ins == "COPY" and not rest.startswith("--from")
+              for src in rest.split()[:-1]}
+    for src in copied:
+        assert any(f == src or f.startswith(src + "/") for f in sent), f"COPY {src}: left out by .dockerignore"
+    strays = sorted(f for f in sent if not any(f == src or f.startswith(src + "/") for src in copied))
+    assert not strays, f"sent to the builder but never copied: {strays[:10]}"
+    assert not [f for f in sent if "__pycache__" in f or f.endswith(".pyc")]
+    assert "harpagon/data/models/profiles/catalog.yaml" in sent
+    size = sum((ROOT / f).stat().st_size for f in sent)
+    assert size < 20 * 2**20, f"a {size / 2**20:.1f} MiB build context"
+
+
+def test_docs_say_how_to_build_the_images():
+    text = DOCS.read_text()
+    for needed in ("--target slim", "--target worker", "VARIANT=cuda", "constraints.txt",
+                   "scripts/update_constraints.py", "--build-context wheels=", "id=pip_cert", "id=netrc",
+                   "harpagon health", *PIP_ARGS, *WORKER_IMAGES.values()):
+        assert needed in text, f"docs/deploy.md does not mention {needed!r}"
+    header = DOCKERFILE.read_text().split("\nARG ")[0]  # the Dockerfile's opening comment
+    for needed in ("--target slim", "--target worker", "id=pip_cert", "id=netrc", "--build-context wheels=",
+                   "TORCH_INDEX_URL", *PIP_ARGS):
+        assert needed in header, f"the Dockerfile's header does not mention {needed!r}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_manifests_use_the_slim_image_unless_a_worker_needs_torch(variant):
+    """The controller, the frontends and emulated workers run the slim image; a worker on a GPU the
+    worker image built with VARIANT=cuda. Every image is one the stack's kustomization names (so that
+    `images:` points all of them at a registry), tagged with the package's version."""
+    kustomization = yaml.safe_load((VARIANTS[variant] / "kustomization.yaml").read_text())
+    listed = {i["name"]: i for i in kustomization.get("images", [])}
+    used = set()
+    for d, _, c in _containers(_rendered(variant)):
+        name, tag = _image(c)
+        where = f"{variant}: {d['metadata']['name']}"
+        device = _opt(c, "--device") or ""
+        if _role(c) == "worker" and not device.startswith("emulated:"):
+            want = WORKER_IMAGES["cuda" if device.startswith("cuda") else "cpu"]
+        else:
+            want = SLIM_IMAGE
+        assert name == want, f"{where}: image {name}, not {want}"
+        assert tag == PYPROJECT["project"]["version"], f"{where}: tag {tag}"
+        used.add(name)
+    assert set(listed) == used, f"{variant}: kustomization images {sorted(listed)} for images {sorted(used)}"
+    for name, entry in listed.items():
+        assert entry.get("newTag") == PYPROJECT["project"]["version"], f"{variant}: {name}: {entry}"
 
 
 # --- the manifests --------------------------------------------------------------------------
@@ -367,7 +596,7 @@ def test_container_args_are_accepted_by_the_real_cli_parser(variant):
     for d, _, c in _containers(_rendered(variant)):
         where = f"{variant}: {d['metadata']['name']}/{c['name']}"
         assert "command" not in c, f"{where}: keep the image's ENTRYPOINT (harpagon)"
-        assert c["image"].split("/")[-1].split(":")[0] in ("harpagon", "harpagon-cuda"), where
+        assert _image(c)[0] in {SLIM_IMAGE, *WORKER_IMAGES.values()}, where
         glob, cmd, rest = _split_args(c["args"])
         unknown = [a.partition("=")[0] for a in glob if a.startswith("-")] + \
                   [a.partition("=")[0] for a in rest if a.startswith("-")]
@@ -433,10 +662,15 @@ def test_the_config_map_app_config_loads_and_fits_the_workers(variant, tmp_path)
     workload = load_workload([path])  # the controller's loader: raises ConfigError listing every problem
     assert workload.serve is not None and workload.apps
 
-    # The frontends cut frames of the config's shape.
-    for _, _, c in _containers(docs):
+    # The frontends take the frame shape from the same config (set in one place): no --frame-shape of their
+    # own, and the ConfigMap mounted where their --config points.
+    for _, spec, c in _containers(docs):
         if _role(c) == "frontend":
-            assert [int(v) for v in _opt(c, "--frame-shape").split(",")] == list(workload.serve.frame_shape)
+            assert "--frame-shape" not in c["args"]
+            mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+            volumes = {v["name"]: v for v in spec["volumes"]}
+            assert _opt(c, "--config") == f"{mounts['config']}/apps.yaml"
+            assert volumes["config"]["configMap"]["name"].startswith("harpagon-config")
 
     # Every worker is planned as a hardware kind of the config, with profiles (in its --profiles too,
     # for an emulated one), and the default replicas are enough for the apps (the planner's model part);
@@ -567,7 +801,7 @@ def test_gpu_workers_take_one_gpu_each_on_gpu_nodes():
     assert _opt(c, "--device") == "cuda:0", "the device plugin shows a pod its one GPU as cuda:0"
     assert str(c["resources"]["limits"]["nvidia.com/gpu"]) == "1"
     assert str(c["resources"]["requests"].get("nvidia.com/gpu", 1)) == "1"
-    assert c["image"].split("/")[-1].startswith("harpagon-cuda:"), "GPU workers need the VARIANT=cuda image"
+    assert _image(c)[0] == WORKER_IMAGES["cuda"], "GPU workers need the worker image built with VARIANT=cuda"
     assert spec["nodeSelector"] and any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
     weights = _opt(c, "--weights-dir")
     assert weights in _mounts(spec, c), "--weights-dir must be a mounted volume"
@@ -582,7 +816,8 @@ def test_emulated_workers_need_no_gpu():
     for d, c in workers:
         assert "nvidia.com/gpu" not in str(c["resources"])
         assert "nodeSelector" not in d["spec"]["template"]["spec"]
-        assert c["image"].split("/")[-1].startswith("harpagon:")
+        # an emulated device sleeps its profiles: the base install runs it, no torch needed
+        assert _image(c)[0] == SLIM_IMAGE, d["metadata"]["name"]
 
 
 def _closed(schema):
@@ -660,7 +895,7 @@ def test_elastic_workers_scale_to_the_controllers_desired_fleet(tmp_path):
         assert label == "nvidia.com/gpu.product" and product in GPU_PRODUCTS[kind], f"{name}: no {kind} GPU"
         assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
         assert _opt(c, "--device") == "cuda:0" and str(c["resources"]["limits"]["nvidia.com/gpu"]) == "1"
-        assert c["image"].split("/")[-1].startswith("harpagon-cuda:"), name
+        assert _image(c)[0] == WORKER_IMAGES["cuda"], name
         # the scaler owns the replicas: a manifest that set them would reset them at every apply
         assert "replicas" not in d["spec"], f"{name}: replicas fight the ScaledObject"
 
