@@ -209,3 +209,34 @@ def test_a_config_may_include_the_packaged_catalog_from_anywhere(write_yaml):
                                                                                         "model": "resnet50"}]}]})
     workload = load_workload([config])
     assert any(p.model == "resnet50" for p in workload.profiles) and workload.hardware
+
+
+def test_repeated_warnings_are_logged_once_a_window_with_a_count_of_those_held_back():
+    import logging
+
+    from harpagon.runtime.logs import Repeats
+
+    now = [0.0]
+    kept: list[str] = []
+    logger = logging.getLogger("harpagon.test.repeats")
+    handler = logging.Handler()
+    handler.emit = lambda record: kept.append(record.getMessage())
+    handler.addFilter(Repeats(window_s=60.0, clock=lambda: now[0]))
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        for t in range(0, 125, 5):  # every 5 s for two minutes: a controller down, say
+            now[0] = float(t)
+            logger.warning("controller %s unreachable", "10.0.0.1:50051")
+            logger.info("retrying")  # info is never held back
+        logger.warning("another kind of warning")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    warnings = [m for m in kept if "unreachable" in m]
+    assert warnings == ["controller 10.0.0.1:50051 unreachable",
+                        "controller 10.0.0.1:50051 unreachable (and 11 more like it in the last 60 s, not shown)",
+                        "controller 10.0.0.1:50051 unreachable (and 11 more like it in the last 60 s, not shown)"]
+    assert kept.count("retrying") == 25 and kept[-1] == "another kind of warning"

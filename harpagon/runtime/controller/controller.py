@@ -176,6 +176,8 @@ class Controller:
     _pool: ProcessPoolExecutor | None = field(init=False, default=None)
     _checked_at: float = field(init=False, default=float("-inf"))
     _reconciling: bool = field(init=False, default=False)
+    _stopped: bool = field(init=False, default=False)
+    """No more plans: a worker leaving now is let go at once (nothing would re-plan around it)."""
     _registered_at: float = field(init=False, default=float("-inf"))
     _quarantined: dict[str, float] = field(init=False, default_factory=dict)  # worker id -> until (its clock)
     frontends: dict[str, str] = field(init=False, default_factory=dict)
@@ -311,7 +313,7 @@ class Controller:
             log.info("worker %s at %s is leaving%s", worker_id, w.info.address,
                      "" if not w.modules else f": re-planning without it ({len(w.modules)} modules)")
         w.leaving = True
-        if not w.modules and not self._reconciling:
+        if self._stopped or (not w.modules and not self._reconciling):
             self._let_go(w)
             return True
         self._dirty.set()
@@ -508,9 +510,14 @@ class Controller:
             self._planner().submit(_warm_up)
 
     async def stop(self) -> None:
+        """Stop planning. Workers leaving now (a whole local cluster stopped by one SIGTERM to its process
+        group) are let go at once rather than waiting out their drain timeout for a plan that never comes."""
+        self._stopped = True
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for w in [w for w in self._workers.values() if w.leaving]:
+            self._let_go(w)
         await self.client.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
