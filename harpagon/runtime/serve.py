@@ -473,8 +473,16 @@ async def serve_forever(workload: Workload, grpc_port: int | None = None, metric
     cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port, frontends=frontends,
                            log_dir=log_dir, otlp_endpoint=otlp_endpoint)
     await cluster.start()
-    if cluster.frontend_count > 1:
-        await cluster.ready()
+    try:  # a child that cannot start fails the command at once, with its own reason (StartError)
+        try:
+            await cluster.ready()
+        except TimeoutError as exc:
+            if cluster.frontend_count > 1:  # their addresses come with their registration
+                raise StartError(str(exc)) from None
+            log.warning("%s; serving with what there is", exc)
+    except BaseException:
+        await cluster.stop()
+        raise
     logs.banner(f"serving on {', '.join(cluster.addresses)} (Triton gRPC), metrics on "
                 f"http://{cluster.host}:{cluster.metrics_at}/metrics; Ctrl-C drains and stops", "harpagon.serve",
                 addresses=cluster.addresses, metrics=f"http://{cluster.host}:{cluster.metrics_at}/metrics")

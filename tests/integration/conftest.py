@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -61,30 +63,36 @@ def threaded_frontend(frame_shape: tuple[int, int, int], slo_ms: float = 2000.0
 
 
 class ServiceProcess:
-    """`harpagon ARGS` in its own process; ready once it prints `<ready> HOST:PORT`."""
+    """`harpagon ARGS` in its own process; ready once it prints `<ready> HOST:PORT` (in JSON mode, a JSON
+    line whose message is that). Every wait is bounded: a process that goes quiet before it is ready
+    fails the test after 120 s instead of blocking it on a read."""
 
     def __init__(self, args: list[str], ready: str):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "harpagon.cli", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
         self.lines: list[str] = []
+        arrived: queue.Queue[str | None] = queue.Queue()
+        # drain its output (into `lines`) from the start, so that it never blocks on a full pipe
+        threading.Thread(target=self._drain, args=(arrived,), daemon=True).start()
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
+        while True:
+            try:
+                line = arrived.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"{args[0]} did not start:\n" + "".join(self.lines)) from None
+            if line is None:
                 raise RuntimeError(f"{args[0]} exited:\n" + "".join(self.lines))
-            self.lines.append(line)
-            if line.startswith(ready):
-                self.address = line[len(ready):].split()[0].rstrip(",")
+            text = json.loads(line).get("message", "") if line.startswith("{") else line
+            if text.startswith(ready):
+                self.address = text[len(ready):].split()[0].rstrip(",")
                 break
-        else:
-            raise RuntimeError(f"{args[0]} did not start:\n" + "".join(self.lines))
-        # keep draining its output (into `lines`) so that it never blocks on a full pipe
-        threading.Thread(target=self._drain, daemon=True).start()
 
-    def _drain(self) -> None:
+    def _drain(self, arrived: queue.Queue) -> None:
         for line in self.proc.stdout:
             self.lines.append(line)
+            arrived.put(line)
+        arrived.put(None)
 
     def wait_for_line(self, text: str, timeout_s: float = 30.0) -> str:
         """The first line of its output that contains `text`, waiting for it (bounded)."""

@@ -46,7 +46,8 @@ def test_a_child_that_ends_well_or_is_stopped_is_no_error(tmp_path, code):
     assert not log.thread.is_alive() and errors == []
 
 
-def test_the_demo_names_a_worker_that_cannot_open_its_device_at_once(tmp_path):
+@pytest.mark.parametrize("command", [["demo", "--seconds", "3"], ["serve", "--port", "0", "--metrics-port", "0"]])
+def test_serve_and_the_demo_name_a_worker_that_cannot_open_its_device_at_once(tmp_path, command):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device: the worker would start")
@@ -57,10 +58,10 @@ def test_the_demo_names_a_worker_that_cannot_open_its_device_at_once(tmp_path):
                                                           "/models/profiles/cpu-amd-epyc.yaml]")
                       .replace("{device: cpu, hardware: cpu-amd-epyc, count: 2, threads: 1}",
                                '{device: "cuda:0", hardware: cpu-amd-epyc, count: 1}'))
-    out = subprocess.run([sys.executable, "-m", "harpagon.cli", "demo", str(config), "--seconds", "3",
+    out = subprocess.run([sys.executable, "-m", "harpagon.cli", command[0], str(config), *command[1:],
                           "--log-dir", str(tmp_path / "logs")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("harpagon demo: worker worker-0 exited at start: exit code 2: "), last
+    assert last.startswith(f"harpagon {command[0]}: worker worker-0 exited at start: exit code 2: "), last
     assert "no CUDA device" in last and str(tmp_path / "logs" / "worker-0.log") in last
     assert "no CUDA device" in (tmp_path / "logs" / "worker-0.log").read_text()

@@ -216,8 +216,11 @@ def test_json_logs(start_service):
     w = start_service(["--log-format", "json", "worker", "--port", "0", "--device", "emulated:t4"],
                       "worker listening on ")
     records = [json.loads(line) for line in w.lines if line.startswith("{")]
+    assert all(line.startswith("{") for line in w.lines), w.lines  # every line, the banner's too
     assert any(r["logger"] == "harpagon.worker" and r["level"] == "INFO" and "EMULATED" in r["message"]
                for r in records), w.lines
+    (banner,) = [r for r in records if r["message"].startswith("worker listening on ")]
+    assert banner["address"] == w.address and banner["emulated"] is True
 
 
 def test_an_emulated_detectors_crops_reach_the_client(start_worker):
