@@ -11,6 +11,7 @@ others are still planned and printed).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -30,7 +31,7 @@ from harpagon.cli import (
 )
 from harpagon.cli.common import EXIT_INVALID, EXIT_REFUSED, Parser
 from harpagon.cli.plan import print_plan
-from harpagon.runtime import logs
+from harpagon.runtime import logs, wire
 from harpagon.runtime.logs import LEVELS
 
 __all__ = ["EXIT_INVALID", "EXIT_REFUSED", "main", "print_plan"]
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logs.LEVEL = args.log_level
+    if args.log_level == "debug" and wire.QUIETED:  # gRPC core's errors too (quiet_grpc_core hid them)
+        os.environ["GRPC_VERBOSITY"] = "ERROR"
     try:
         return args.func(args)
     except ModuleNotFoundError as exc:  # a part of an optional extra (pyproject.toml) that is not installed

@@ -473,7 +473,16 @@ async def serve_forever(workload: Workload, grpc_port: int | None = None, metric
     cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port, frontends=frontends,
                            log_dir=log_dir, otlp_endpoint=otlp_endpoint)
     await cluster.start()
+
+    def serving() -> None:
+        logs.banner(f"serving on {', '.join(cluster.addresses)} (Triton gRPC), metrics on "
+                    f"http://{cluster.host}:{cluster.metrics_at}/metrics; Ctrl-C drains and stops",
+                    "harpagon.serve", addresses=cluster.addresses,
+                    metrics=f"http://{cluster.host}:{cluster.metrics_at}/metrics")
+
     try:  # a child that cannot start fails the command at once, with its own reason (StartError)
+        if cluster.frontend_count == 1:  # listening already: apps answer UNAVAILABLE until routed
+            serving()
         try:
             await cluster.ready()
         except TimeoutError as exc:
@@ -483,9 +492,8 @@ async def serve_forever(workload: Workload, grpc_port: int | None = None, metric
     except BaseException:
         await cluster.stop()
         raise
-    logs.banner(f"serving on {', '.join(cluster.addresses)} (Triton gRPC), metrics on "
-                f"http://{cluster.host}:{cluster.metrics_at}/metrics; Ctrl-C drains and stops", "harpagon.serve",
-                addresses=cluster.addresses, metrics=f"http://{cluster.host}:{cluster.metrics_at}/metrics")
+    if cluster.frontend_count > 1:
+        serving()
     await until_stopped()
     logs.banner("draining...", "harpagon.serve")
     await cluster.stop()

@@ -25,7 +25,7 @@ from tritonclient.grpc import InferInput
 from tritonclient.utils import InferenceServerException
 
 from harpagon.config.schema import WorkerGroup
-from harpagon.runtime.serve import LocalCluster
+from harpagon.runtime.serve import LocalCluster, StartError
 from tests.conftest import cam_workload
 
 pytestmark = pytest.mark.integration
@@ -252,6 +252,6 @@ def test_a_worker_that_cannot_start_says_why_on_serves_stderr(capfd):
         async with LocalCluster(w, grpc_port=0, metrics_port=0).running(timeout_s=60):
             pass
 
-    with pytest.raises(RuntimeError, match="a worker process exited at start"):
+    with pytest.raises(StartError, match=r"worker worker-0 exited at start: exit code 2: .*no CUDA device"):
         asyncio.run(scenario())
     assert "device 'cuda:0' asked for, but this machine has no CUDA device" in capfd.readouterr().err

@@ -13,12 +13,22 @@ import os
 
 
 def quiet_grpc_core() -> None:
-    """Keep gRPC core's INFO and WARNING lines off stderr, unless the operator sets GRPC_VERBOSITY.
+    """Keep gRPC core's own log lines off stderr, unless the operator sets GRPC_VERBOSITY.
 
     gRPC core logs each failed TLS handshake at INFO, one stderr line per connection attempt, so a
-    peer without a certificate that retries in a loop wrote ~0.9 MB/s of them; core reads
-    GRPC_VERBOSITY once, when `grpc` is imported, and has no other switch. Hidden by this default
-    (`ERROR`): core's per-connection notices (failed handshakes, HTTP/2 and connectivity events)
-    and its warnings. Still shown: core's errors, and every line of Harpagon's own loggers (calls
-    refused, workers lost...). `GRPC_VERBOSITY=INFO` (or `DEBUG`, and `GRPC_TRACE`) shows them again."""
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    peer without a certificate that retries in a loop wrote ~0.9 MB/s of them; and it prints its own
+    copy of errors Harpagon reports in one line of its own (a port in use: `harpagon worker: cannot
+    listen on 127.0.0.1:8001: ...`, after a multi-line core error). Core reads GRPC_VERBOSITY once,
+    when `grpc` is imported, and has no other switch. Hidden by this default (`NONE`): core's
+    per-connection notices, warnings and errors. Still shown: every line of Harpagon's own loggers
+    (calls refused, workers lost, ports in use...). `GRPC_VERBOSITY=ERROR` (or `INFO`, `DEBUG`, and
+    `GRPC_TRACE`) shows them again; so does `--log-level debug`."""
+    global QUIETED
+    if "GRPC_VERBOSITY" not in os.environ:
+        os.environ["GRPC_VERBOSITY"] = "NONE"
+        QUIETED = True
+
+
+#: Whether :func:`quiet_grpc_core` set GRPC_VERBOSITY (the operator did not): `--log-level debug` may then
+#: show core's errors again, if it runs before gRPC is imported.
+QUIETED = False

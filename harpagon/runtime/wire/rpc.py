@@ -44,8 +44,9 @@ def _bind(server: grpc.Server | grpc.aio.Server, address: str, credentials: grpc
     try:
         bound = (server.add_secure_port(address, credentials) if credentials is not None
                  else server.add_insecure_port(address))
-    except RuntimeError as exc:  # grpc raises RuntimeError when the port is taken
-        raise OSError(f"cannot listen on {address}: {exc}") from None
+    except RuntimeError as exc:  # grpc raises RuntimeError when the port is taken, without saying why
+        raise OSError(f"cannot listen on {address}: the address is in use or cannot be bound here "
+                      f"(gRPC: {str(exc).split(';')[0]})") from None
     if not bound:
         raise OSError(f"cannot listen on {address} (in use?)")
     return bound
