@@ -187,7 +187,7 @@ class WorkerMetrics:
         each tuple anew, `app/module@bN`, so they would stay at their last value forever)."""
         keep = set(modules)
         for metric in self._per_module:
-            for (module,) in _children(metric):
+            for (module,) in _children(metric, ("model",)):
                 if module not in keep:
                     metric.remove(module)
 
@@ -281,16 +281,15 @@ class ControllerMetrics:
 
     def keep_modules(self, modules: set[tuple[str, str]]) -> None:
         """The (app, module) pairs of the plan in force: the others' series go."""
-        for app, module, kind in _children(self.module_scale):
+        for app, module, kind in _children(self.module_scale, ("app", "module", "kind")):
             if (app, module) not in modules:
                 self.module_scale.remove(app, module, kind)
 
 
-def _children(metric) -> list[tuple[str, ...]]:
-    """The label values of a labelled metric's series (prometheus_client keeps them, without a public
-    accessor; a scrape-time walk would cost a collect per call)."""
-    with metric._lock:
-        return list(metric._metrics)
+def _children(metric, labels: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The label values of a labelled metric's series, from its samples (called per re-plan, not per
+    scrape)."""
+    return {tuple(sample.labels[name] for name in labels) for family in metric.collect() for sample in family.samples}
 
 
 log = logging.getLogger("harpagon.metrics")

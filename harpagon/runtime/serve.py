@@ -116,10 +116,10 @@ class LocalCluster:
     tls: bool = True  # mutual TLS on the control plane with throwaway certificates (False: plaintext, to compare)
     frontends: int | None = None  # None: the config's `serve.frontends` (default 1)
     log_dir: Path | None = None
+    """Where each child's log is kept, `NAME.log` (None: a temporary folder, removed at a clean stop and
+    kept when a child failed)."""
     otlp_endpoint: str | None = None
     """Export a trace per frame there (runtime/traces.py), from every frontend; None: no traces."""
-    """Where each child's log is kept, `NAME.log` (None: in the run's folder, kept only when a child
-    exits on its own, then moved to a folder the error names)."""
     processes: list[subprocess.Popen] = field(default_factory=list)
     # What `start` has started so far (None: not yet), so that `stop` undoes a start that failed midway.
     _run: RunFolder | None = field(default=None, init=False, repr=False)  # _certs, sockets, _profiles
@@ -138,13 +138,13 @@ class LocalCluster:
     scaler: LocalScaler | None = field(default=None, init=False, repr=False)
     """Starts and stops workers to match the desired fleet (with a `serve.fleet`)."""
     initial: list[int] = field(default_factory=list, init=False)
+    """Workers started at start, per worker group (each group's `count` without a fleet)."""
     child_logs: dict[subprocess.Popen, ChildLog] = field(default_factory=dict, init=False, repr=False)
     failed: list[ChildLog] = field(default_factory=list, init=False, repr=False)
     """Children that ended on their own with an error."""
     children_metrics: dict[subprocess.Popen, tuple[dict[str, str], int]] = field(default_factory=dict, init=False,
                                                                                repr=False)
     """Each child process's labels and metrics port: this process's metrics port shows theirs too."""
-    """Workers started at start, per worker group (each group's `count` without a fleet)."""
 
     @property
     def frontend_count(self) -> int:
