@@ -5,6 +5,7 @@ leave behind for good."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import glob
 import os
@@ -44,11 +45,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 async def until_stopped() -> None:
     """Return on SIGINT or SIGTERM (then the caller drains and stops)."""
+    await stop_signals().wait()
+
+
+def stop_signals() -> asyncio.Event:
+    """An event set on SIGINT or SIGTERM, from now on (a start that takes a while is drained too)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -155,10 +161,11 @@ def sweep(prefix: str, parent: str | os.PathLike | None = None) -> list[Path]:
 class ChildLog:
     """A child's stderr, passed through to this process's and kept in a file; a child that ends on its
     own with an error is reported at once, with its last line (a worker that cannot open its device
-    says why there), not when its heartbeats are missed a minute later."""
+    says why there), not when its heartbeats are missed a minute later. Its pipe is read to the end
+    whatever happens to the two copies (a full disk, a closed stderr), so the child never blocks on it."""
 
-    def __init__(self, proc, name: str, path: Path, on_error: Callable[[ChildLog], None]):
-        self.proc, self.name, self.path, self.on_error = proc, name, path, on_error
+    def __init__(self, proc, name: str, path: Path, on_end: Callable[[ChildLog, bool], None]):
+        self.proc, self.name, self.path, self.on_end = proc, name, path, on_end
         self.last: deque[str] = deque(maxlen=1)
         self.stopping = False
         """Set before this process stops the child: its exit is then no error, whatever its status."""
@@ -166,17 +173,36 @@ class ChildLog:
         self.thread.start()
 
     def _run(self) -> None:
-        with open(self.path, "ab") as kept:
+        try:
+            kept = open(self.path, "ab")  # closed below, after the pipe's end
+        except OSError as exc:
+            kept = None
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"{self.name}: its log cannot be kept in {self.path}: {exc}\n")
+        try:
             for line in self.proc.stderr:
-                kept.write(line)
-                kept.flush()
                 text = line.decode(errors="replace")
-                sys.stderr.write(text)
                 if text.strip():
                     self.last.append(text.strip())
+                if kept is not None:
+                    try:
+                        kept.write(line)
+                        kept.flush()  # readable while the child runs
+                    except OSError as exc:  # a full disk: the pass-through goes on
+                        with contextlib.suppress(OSError):
+                            kept.close()
+                        kept = None
+                        with contextlib.suppress(OSError, ValueError):
+                            sys.stderr.write(f"{self.name}: its log in {self.path} stops here: {exc}\n")
+                with contextlib.suppress(OSError, ValueError):  # our stderr closed: the file goes on
+                    sys.stderr.write(text)
+        finally:
+            if kept is not None:
+                with contextlib.suppress(OSError):
+                    kept.close()
+            self.proc.stderr.close()
         code = self.proc.wait()
-        if code != 0 and not self.stopping:
-            self.on_error(self)
+        self.on_end(self, code != 0 and not self.stopping)
 
     @property
     def reason(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -24,35 +25,41 @@ def rfc3339(record: logging.LogRecord, datefmt: str | None = None) -> str:
     return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
 
-#: Seconds during which a warning like one already logged (same logger, same message before its
-#: arguments are filled in) is counted instead of logged again.
+#: Seconds during which a warning or error already logged, word for word, is counted instead of logged again.
 REPEAT_WINDOW_S = 60.0
 
 
 class Repeats(logging.Filter):
-    """Rate-limits repeated warnings and errors: the first of a kind is logged, later ones within
-    REPEAT_WINDOW_S are counted, and the next one logged after the window says how many were not
-    (a worker whose controller is down, a flapping peer: one line a minute, not one per retry)."""
+    """Rate-limits repeated warnings and errors: the first of a kind (same logger, same level, same text)
+    is logged, the same line again within REPEAT_WINDOW_S is counted, and the next one logged after the
+    window says how many were not (a worker whose controller is down, a flapping peer: one line a
+    minute, not one per retry). Different events (two workers evicted) are different lines, each logged."""
 
     def __init__(self, window_s: float = REPEAT_WINDOW_S, clock=time.monotonic):
         super().__init__()
         self.window_s, self.clock = window_s, clock
-        self.seen: dict[tuple[str, int, object], list] = {}  # kind -> [logged at, held back since]
+        self.seen: dict[tuple[str, int, str], list] = {}  # kind -> [logged at, held back since]
+        self._lock = threading.Lock()  # records come from every thread
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.levelno, record.msg)
-        now = self.clock()
-        entry = self.seen.get(key)
-        if entry is not None and now - entry[0] < self.window_s:
-            entry[1] += 1
-            return False
-        if entry is not None and entry[1]:
-            record.msg = f"{record.msg} (and {entry[1]} more like it in the last {self.window_s:g} s, not shown)"
-        if len(self.seen) > 1024:  # bounded: old kinds go
-            self.seen = {k: v for k, v in self.seen.items() if now - v[0] < self.window_s}
-        self.seen[key] = [now, 0]
+        try:
+            key = (record.name, record.levelno, record.getMessage())
+        except Exception:  # a record whose arguments do not format: the handler reports it, not this
+            return True
+        with self._lock:
+            now = self.clock()
+            entry = self.seen.get(key)
+            if entry is not None and now - entry[0] < self.window_s:
+                entry[1] += 1
+                return False
+            if entry is not None and entry[1]:
+                record.msg, record.args = (f"{key[2]} (and {entry[1]} more like it in the last "
+                                           f"{self.window_s:g} s, not shown)"), None
+            if len(self.seen) > 1024:  # bounded: old kinds go
+                self.seen = {k: v for k, v in self.seen.items() if now - v[0] < self.window_s}
+            self.seen[key] = [now, 0]
         return True
 
 

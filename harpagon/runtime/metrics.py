@@ -466,16 +466,20 @@ def exposition(families: Iterable[Metric]) -> bytes:
     return "".join(map(_triton, triton)).encode() + generate_latest(_Families(rest))
 
 
+#: Opens a child's metrics URL directly: a loopback scrape must not go to the environment's http_proxy.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def scrape(url: str, labels: dict[str, str], timeout_s: float = 1.0) -> list[Metric]:
     """Another process's metrics (a worker of this serve), each series with `labels` added; none if it
-    does not answer in time (a worker starting or stopping is not an error of this scrape)."""
+    does not answer in time or answers something else (a worker starting or stopping is not an error of
+    this scrape)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
-            text = reply.read().decode()
+        with _DIRECT.open(url, timeout=timeout_s) as reply:
+            families = list(text_string_to_metric_families(reply.read().decode()))
     except (OSError, ValueError) as exc:
         log.debug("metrics of %s not read: %s", url, exc)
         return []
-    families = list(text_string_to_metric_families(text))
     for f in families:
         f.samples = [s._replace(labels={**s.labels, **labels}) for s in f.samples]
     return families

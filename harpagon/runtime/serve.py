@@ -64,7 +64,7 @@ from harpagon.runtime.frontend.data_plane import FrontendDataPlane
 from harpagon.runtime.frontend.main import rate_beacon
 from harpagon.runtime.frontend.servicer import start as start_frontend
 from harpagon.runtime.frontend.stats import FanoutCounts
-from harpagon.runtime.lifecycle import ChildLog, RunFolder, child_env, free_port, until_stopped
+from harpagon.runtime.lifecycle import ChildLog, RunFolder, child_env, free_port, stop_signals
 from harpagon.runtime.metrics import ControllerMetrics, FrontendMetrics, scrape, serve_metrics
 from harpagon.runtime.traces import otlp_tracing
 from harpagon.runtime.wire.clients import GrpcWorkerClient
@@ -356,16 +356,19 @@ class LocalCluster:
         process does to its stderr (a worker that cannot open its device says why there, at once). It
         dies with this process (see die_with_parent: start children from a thread that lives as long)."""
         tls = ["--tls-dir", str(Path(self._certs.name) / role)] if self.tls else []
-        proc = subprocess.Popen([sys.executable, "-m", "harpagon.cli", *_child_logs(), role, *args, "--controller",
+        proc = subprocess.Popen([sys.executable, "-m", "harpagon", *_child_logs(), role, *args, "--controller",
                                  f"{self.host}:{self.control_port}", *tls], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
-        self.child_logs[proc] = ChildLog(proc, f"{role} {name}", self._logs / f"{name}.log", self._child_failed)
+        self.child_logs[proc] = ChildLog(proc, f"{role} {name}", self._logs / f"{name}.log", self._child_ended)
         return proc
 
-    def _child_failed(self, child: ChildLog) -> None:
-        """From the child's log thread: say at once why it ended, and where its whole log is."""
-        self.failed.append(child)
-        log.error("%s exited: %s (its log: %s)", child.name, child.reason, child.path)
+    def _child_ended(self, child: ChildLog, failed: bool) -> None:
+        """From the child's log thread, its output read to the end: a failure is said at once, with why
+        and where its whole log is; its metrics are no longer scraped."""
+        self.children_metrics.pop(child.proc, None)
+        if failed:
+            self.failed.append(child)
+            log.error("%s exited: %s (its log: %s)", child.name, child.reason, child.path)
 
     def start_worker(self, device: str, hardware: str | None = None, threads: int | None = None,
                      slowdown: float = 1.0, worker_id: str | None = None) -> subprocess.Popen:
@@ -404,7 +407,7 @@ class LocalCluster:
                 return
             ended = [self.child_logs[p] for p in [*self.processes, *self.frontend_processes] if p.poll() is not None]
             if ended:
-                ended[0].thread.join(5)  # its last line
+                await asyncio.to_thread(ended[0].thread.join, 5)  # its last line
                 raise StartError(f"{ended[0].name} exited at start: {ended[0].reason} (its log: {ended[0].path})")
             await asyncio.sleep(0.2)
         raise TimeoutError(f"{want} workers and {self.frontend_count} frontends did not register and get a plan "
@@ -413,7 +416,7 @@ class LocalCluster:
     async def stop(self) -> None:
         """Drain: stop re-planning, stop taking frames, let open batches finish, stop workers (only
         what `start` got to, when it failed midway)."""
-        for child in self.child_logs.values():  # what ends from here on is stopped, not failed
+        for child in list(self.child_logs.values()):  # what ends from here on is stopped, not failed
             child.stopping = True
         if self._beacon is not None:
             self._beacon.cancel()
@@ -443,8 +446,8 @@ class LocalCluster:
         for folder in (self._certs, self._run):
             if folder is not None:
                 folder.cleanup()
-        for child in self.child_logs.values():
-            child.thread.join(5)
+        for child in list(self.child_logs.values()):  # off the loop: it may host the frontend
+            await asyncio.to_thread(child.thread.join, 5)
         if self._logs is not None and self.log_dir is None:
             if self.failed:
                 log.warning("the children's logs are kept in %s", self._logs)
@@ -472,6 +475,7 @@ async def serve_forever(workload: Workload, grpc_port: int | None = None, metric
                         otlp_endpoint: str | None = None) -> None:
     cluster = LocalCluster(workload, grpc_port=grpc_port, metrics_port=metrics_port, frontends=frontends,
                            log_dir=log_dir, otlp_endpoint=otlp_endpoint)
+    stop = stop_signals()  # from the start: a SIGTERM while the first plan is made drains too
     await cluster.start()
 
     def serving() -> None:
@@ -483,17 +487,23 @@ async def serve_forever(workload: Workload, grpc_port: int | None = None, metric
     try:  # a child that cannot start fails the command at once, with its own reason (StartError)
         if cluster.frontend_count == 1:  # listening already: apps answer UNAVAILABLE until routed
             serving()
-        try:
-            await cluster.ready()
-        except TimeoutError as exc:
-            if cluster.frontend_count > 1:  # their addresses come with their registration
-                raise StartError(str(exc)) from None
-            log.warning("%s; serving with what there is", exc)
+        ready, stopped = asyncio.ensure_future(cluster.ready()), asyncio.ensure_future(stop.wait())
+        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not ready.done():
+            ready.cancel()
+        else:
+            try:
+                ready.result()
+            except TimeoutError as exc:
+                if cluster.frontend_count > 1:  # their addresses come with their registration
+                    raise StartError(str(exc)) from None
+                log.warning("%s; serving with what there is", exc)
     except BaseException:
         await cluster.stop()
         raise
-    if cluster.frontend_count > 1:
+    if cluster.frontend_count > 1 and not stop.is_set():
         serving()
-    await until_stopped()
+    await stop.wait()
     logs.banner("draining...", "harpagon.serve")
     await cluster.stop()

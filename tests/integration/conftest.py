@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -83,7 +84,10 @@ class ServiceProcess:
                 raise RuntimeError(f"{args[0]} did not start:\n" + "".join(self.lines)) from None
             if line is None:
                 raise RuntimeError(f"{args[0]} exited:\n" + "".join(self.lines))
-            text = json.loads(line).get("message", "") if line.startswith("{") else line
+            text = line
+            if line.startswith("{"):  # a JSON log line (or text that only starts like one)
+                with contextlib.suppress(ValueError, AttributeError):
+                    text = json.loads(line).get("message", "")
             if text.startswith(ready):
                 self.address = text[len(ready):].split()[0].rstrip(",")
                 break

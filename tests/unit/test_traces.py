@@ -76,16 +76,23 @@ def test_a_late_frame_names_the_hop_that_overran():
     assert next(s for s in spans if s.name == "hop b").status.status_code == StatusCode.ERROR
 
 
-def test_without_tracing_the_plane_makes_no_spans():
+def test_without_tracing_the_plane_keeps_no_trace_at_all(monkeypatch):
+    """Off by default at no cost: no frame or hop trace is even made."""
+    import harpagon.runtime.traces as traces
+
+    def made(*args, **kwargs):
+        raise AssertionError("a trace was made with tracing off")
+
+    monkeypatch.setattr(traces.FrameTrace, "__init__", made)
+    monkeypatch.setattr(traces.HopTrace, "__init__", made)
     fake = FakeWorkers(latency={"wa": 0.01, "wb": 0.01})
 
     async def scenario():
         plane = FrontendDataPlane(table(CHAIN, {"a": route("a", "wa"), "b": route("b", "wb")}), frame_shape=FRAME,
                                   client=fake)
-        assert plane.tracing is None
-        return await plane.infer("chain", frame())
+        return [await plane.infer("chain", frame()) for _ in range(3)]
 
-    assert isinstance(run(scenario()), dict)
+    assert all(isinstance(r, dict) for r in run(scenario()))
 
 
 @pytest.mark.parametrize("command", [["serve", "demo"], ["frontend", "--controller", "127.0.0.1:1", "--insecure"]])
