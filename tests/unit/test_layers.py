@@ -10,9 +10,10 @@ import harpagon
 
 ROOT = Path(harpagon.__file__).parent
 #: Layer of each top-level part of the package (docs/architecture.md); generated code and the
-#: commands on top are outside the order; data/ holds files, no code of the layers.
+#: commands on top are outside the order; data/ holds files, no code of the layers; `python -m harpagon`
+#: (__main__) runs the commands.
 LAYERS = {"config": 1, "model": 2, "dispatch": 3, "sim": 4, "planner": 5, "runtime": 6, "profiler": 7,
-          "bench": 7, "cli": 8, "v1": 0, "data": 0}
+          "bench": 7, "cli": 8, "__main__": 9, "v1": 0, "data": 0}
 #: The live components meet only in runtime/wire (the one contract); runtime's top-level modules
 #: (serve, demo) put them together.
 COMPONENTS = ("controller", "frontend", "worker")
