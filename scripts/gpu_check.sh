@@ -24,3 +24,23 @@ done
   || echo "decode tests FAILED"; } | tee "$OUT/decode_tests.txt"
 "$py" scripts/bench_decode.py --device cuda:0 --batches 1,8,32 | tee "$OUT/decode_cuda.md"
 "$py" scripts/bench_decode.py --device cpu --batches 1,8 | tee "$OUT/decode_cpu.md"
+# A worker on cuda:0 as an operator runs it: its health service answers SERVING, and its metrics carry the
+# GPU's gauges under Triton's names, labelled by the GPU's UUID (absent on a machine without a GPU).
+"$py" -m harpagon worker --device cuda:0 --host 127.0.0.1 --port 0 --metrics-port 19102 --health-port 19090 \
+  > "$OUT/worker_live.log" 2>&1 &
+worker=$!
+trap 'kill $worker 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do "$py" -m harpagon health 127.0.0.1:19090 --timeout 1 > /dev/null 2>&1 && break; sleep 1; done
+{ echo "health: $("$py" -m harpagon health 127.0.0.1:19090 2>&1)"
+  sleep 3  # the GPU gauges are read every 2 s
+  "$py" - <<'PY'
+import urllib.request
+text = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+    "http://127.0.0.1:19102/metrics", timeout=5).read().decode()
+gpu = [ln for ln in text.splitlines() if ln.startswith(("nv_gpu_utilization{", "nv_gpu_memory_used_bytes{"))]
+print("\n".join(gpu) or "no GPU gauges")
+assert gpu and all('gpu_uuid="GPU-' in ln or 'gpu_uuid="MIG-' in ln for ln in gpu), "GPU gauges missing or unlabelled"
+print("GPU gauges: ok")
+PY
+} 2>&1 | tee "$OUT/worker_live.txt"
+kill "$worker" 2>/dev/null || true

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -124,3 +125,25 @@ def test_the_metrics_app_answers_the_text_format_with_process_metrics():
     assert not math.isnan(families["python_info"].samples[0].value)
     list(metrics_app(registry)({"PATH_INFO": "/nope"}, lambda status, headers: got.update(status=status)))
     assert got["status"] == "404 Not Found"
+
+
+def test_a_cuda_devices_gpu_is_found_by_its_uuid_and_by_index_only_when_torch_cannot_say(monkeypatch):
+    """CUDA_VISIBLE_DEVICES=2,3 makes NVML's GPU 2 CUDA's 0: the index alone would report another GPU."""
+    import types
+
+    torch = pytest.importorskip("torch")
+    from harpagon.runtime.worker import server
+
+    calls: list[tuple[str, object]] = []
+    nvml = types.SimpleNamespace(
+        nvmlDeviceGetHandleByUUID=lambda u: calls.append(("uuid", u)) or "by-uuid",
+        nvmlDeviceGetHandleByIndex=lambda i: calls.append(("index", i)) or "by-index")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid=f"5f3c-{i}"))
+    assert server._nvml_handle(nvml, 0) == "by-uuid" and calls == [("uuid", "GPU-5f3c-0")]
+
+    def no_device(i):
+        raise RuntimeError("no CUDA device")
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", no_device)
+    calls.clear()
+    assert server._nvml_handle(nvml, 1) == "by-index" and calls == [("index", 1)]

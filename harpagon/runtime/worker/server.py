@@ -36,6 +36,20 @@ def _registry_shape(model: str) -> tuple[int, ...]:
     return registry.entry(model).input
 
 
+def _nvml_handle(pynvml: Any, index: int) -> Any:
+    """NVML's handle of CUDA device `index`. NVML numbers every GPU of the machine, CUDA only the visible
+    ones (CUDA_VISIBLE_DEVICES=2,3 makes NVML's 2 CUDA's 0), so the device is found by its UUID, which
+    both share; by index only when torch cannot say."""
+    try:
+        import torch
+
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+        return pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
+    except Exception as exc:  # no torch (an emulated image), an old torch, a MIG slice NVML names otherwise
+        log.debug("GPU %d found by index, not UUID: %s", index, exc)
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+
+
 class GpuMetrics:
     """GPU utilisation and memory through NVML, labelled by the GPU's UUID as Triton labels them; no
     figures (so no series at all, not zeros) on a machine without a GPU."""
@@ -50,7 +64,7 @@ class GpuMetrics:
 
             pynvml.nvmlInit()
             index = int(device.split(":", 1)[1]) if ":" in device else 0
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self.handle = _nvml_handle(pynvml, index)
             uuid = pynvml.nvmlDeviceGetUUID(self.handle)
             self.uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
         except Exception as exc:  # NVMLError_LibraryNotFound and friends: no figures, not an error
