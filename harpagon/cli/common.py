@@ -95,14 +95,26 @@ def add_tracing_argument(p: argparse.ArgumentParser) -> None:
                         "e.g. http://otel-collector:4317 (default: no traces, at no cost; needs the [traces] extra)")
 
 
+def tracing_checked(args: argparse.Namespace) -> bool:
+    """Whether `--otlp-endpoint` (if given) is an endpoint; False after one line saying why not."""
+    if args.otlp_endpoint is None:
+        return True
+    from harpagon.runtime.traces import check_endpoint
+
+    try:
+        check_endpoint(args.otlp_endpoint)
+    except ValueError as exc:
+        print(f"harpagon {args.command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def tracing_from(args: argparse.Namespace, service: str):
     """The frontend's tracing (None: off), or False after one line on a bad endpoint."""
     if args.otlp_endpoint is None:
         return None
+    if not tracing_checked(args):
+        return False
     from harpagon.runtime.traces import otlp_tracing
 
-    try:
-        return otlp_tracing(args.otlp_endpoint, service)
-    except ValueError as exc:
-        print(f"harpagon {args.command}: {exc}", file=sys.stderr)
-        return False
+    return otlp_tracing(args.otlp_endpoint, service)

@@ -12,6 +12,7 @@ from harpagon.cli.common import (
     config_file,
     load_serve_config,
     positive_int,
+    tracing_checked,
 )
 from harpagon.runtime.logs import setup as setup_logs
 
@@ -44,14 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workload is None:
         return EXIT_INVALID
     setup_logs(args.log_format)
-    if args.otlp_endpoint is not None:  # checked here; the frontends make their own exporters
-        from harpagon.runtime.traces import check_endpoint
-
-        try:
-            check_endpoint(args.otlp_endpoint)
-        except ValueError as exc:
-            print(f"harpagon serve: {exc}", file=sys.stderr)
-            return EXIT_INVALID
+    if not tracing_checked(args):  # checked here; the frontends make their own exporters
+        return EXIT_INVALID
     try:
         asyncio.run(serve_forever(workload, args.port, args.metrics_port, args.frontends, args.log_dir,
                                   args.otlp_endpoint))

@@ -25,7 +25,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from harpagon.runtime.wire.tls import Role, TlsFiles, expiry_of, not_after
+from harpagon.runtime.wire.tls import Role, TlsFiles, not_after
 
 log = logging.getLogger("harpagon.tls")
 
@@ -44,7 +44,7 @@ class CertificateExpiry(Collector):
         self._loaded: dict[str, float] = {}
         if loaded is not None:
             try:
-                self._loaded = expiry_of(loaded.cert, loaded.ca)
+                self._loaded = loaded.expiry()
             except ValueError as exc:  # the handshake will say so; the metric need not stop the start
                 log.warning("%s: no certificate expiry for %s: %s", self.directory, role, exc)
         self._cache: dict[str, tuple[tuple[int, ...], float | None]] = {}
